@@ -1,0 +1,55 @@
+//! The command line: argument parsing, exit codes, and one file per verb.
+//!
+//! Owns the user-facing contract of ../shared/SPEC.md §1: exit 0 on success, 1 on a
+//! failure explained in one `error:` line on stderr naming what and where, 2 on bad usage.
+//! It must never panic on any input and never print anything but the JSON document on
+//! stdout when `--json` is given.
+
+mod inspect;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "replisnap",
+    version,
+    about = "Back up Redis and Valkey as a permanent replica"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Stream through an RDB file in bounded memory: header, aux fields, per-db counts.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Parse the arguments, run the verb, map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

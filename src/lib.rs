@@ -1,0 +1,9 @@
+//! replisnap: back up Redis and Valkey as a permanent replica.
+//!
+//! The roles, from the wire to the bucket: `rdb` reads (and will write) the RDB format;
+//! `cli` is the command line. Later modules (replication, keyspace, snapshot, storage)
+//! plug in beside them; docs/architecture.md is the map.
+
+pub mod cli;
+pub mod rdb;
+pub mod summary;

@@ -1,0 +1,356 @@
+//! The top-level RDB loop: header, opcodes, keys, trailer, as a pull-based reader.
+//!
+//! Owns the order of records and the state that spans them (current database, the expiry
+//! and LRU/LFU hints that precede a key). It hands out one [`Item`] at a time and keeps
+//! nothing of earlier ones, so memory stays bounded by the largest single value. It must
+//! never guess at an unknown version or code: those are errors naming them.
+
+use std::io::Read;
+
+use super::error::{ErrorKind, RdbError, Result};
+use super::input::{Input, Limits};
+use super::object::{read_object, skip_module_payload};
+use super::opcodes::*;
+use super::value::{ModuleValue, Value};
+use super::Dialect;
+
+/// Newest versions this reader knows, per magic.
+pub const MAX_REDIS_VERSION: u32 = 15;
+pub const MIN_VALKEY_VERSION: u32 = 80;
+pub const MAX_VALKEY_VERSION: u32 = 80;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub dialect: Dialect,
+    pub version: u32,
+}
+
+impl Header {
+    pub fn magic(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Redis => "REDIS",
+            Dialect::Valkey => "VALKEY",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub limits: Limits,
+    /// Read versions newer than this reader knows, as Valkey's `rdb-version-check relaxed`
+    /// does: the layout of every record is still checked and an unknown code is still an
+    /// error, but the version number alone does not stop the read.
+    pub relaxed_version: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits::default(),
+            relaxed_version: false,
+        }
+    }
+}
+
+/// One key with everything that preceded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyEntry {
+    pub db: u64,
+    pub key: Vec<u8>,
+    /// Absolute expiry in Unix milliseconds.
+    pub expire_ms: Option<i64>,
+    /// LRU idle time in seconds (IDLE opcode).
+    pub idle: Option<u64>,
+    /// LFU counter (FREQ opcode).
+    pub freq: Option<u8>,
+    /// Redis 8.6+ key metadata records (KEY_META), opaque: (class spec, raw bytes).
+    pub meta: Vec<(u32, Vec<u8>)>,
+    /// The type byte as found in the file (the encoding the writer chose).
+    pub rdb_type: u8,
+    pub value: Value,
+    /// Offset of the record's first byte.
+    pub offset: u64,
+}
+
+impl KeyEntry {
+    /// Whether a server loading the file now, as a master, keeps this key: its expiry has
+    /// not passed, it is not an empty collection, and a hash keeps at least one field whose
+    /// own TTL has not passed.
+    pub fn loadable(&self, now_ms: i64) -> bool {
+        if matches!(self.expire_ms, Some(t) if t < now_ms) {
+            return false;
+        }
+        match &self.value {
+            Value::Hash(fields) => fields
+                .iter()
+                .any(|f| f.expire_ms.is_none_or(|t| t as i64 >= now_ms)),
+            v => !v.is_empty_collection(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checksum {
+    /// The trailer's value; `None` before RDB 5, when the file has no trailer.
+    pub stored: Option<u64>,
+    pub computed: u64,
+}
+
+impl Checksum {
+    /// A zero trailer means the writer had `rdbchecksum no`: nothing to compare.
+    pub fn ok(&self) -> bool {
+        match self.stored {
+            None | Some(0) => true,
+            Some(s) => s == self.computed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Aux {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    SelectDb(u64),
+    ResizeDb {
+        db_size: u64,
+        expires_size: u64,
+    },
+    SlotInfo {
+        slot: u64,
+        size: u64,
+        expires_size: u64,
+    },
+    /// Valkey 9 SLOT_IMPORT: a slot range being imported (opaque values, in file order).
+    SlotImport(Vec<u64>),
+    ModuleAux {
+        module: ModuleValue,
+        when: u64,
+    },
+    /// A function library's source code (FUNCTION2), or the pre-GA record's fields.
+    Function {
+        code: Vec<u8>,
+        pre_ga: bool,
+    },
+    Key(Box<KeyEntry>),
+    /// The EOF opcode and the trailer; `trailing` counts bytes after it (ignored by servers).
+    End {
+        checksum: Checksum,
+        trailing: u64,
+    },
+}
+
+pub struct RdbReader<R> {
+    inp: Input<R>,
+    header: Header,
+    db: u64,
+    done: bool,
+}
+
+impl<R: Read> RdbReader<R> {
+    /// Read the header. `total_len` (the file size) lets every length be checked early.
+    pub fn new(reader: R, total_len: Option<u64>, opts: Options) -> Result<Self> {
+        let mut inp = Input::new(reader, total_len, opts.limits);
+        let magic: [u8; 9] = inp.read_array("magic")?;
+        let header = parse_magic(&magic, opts.relaxed_version).map_err(|k| RdbError::new(0, k))?;
+        Ok(RdbReader {
+            inp,
+            header,
+            db: 0,
+            done: false,
+        })
+    }
+
+    pub fn header(&self) -> Header {
+        self.header
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.inp.offset()
+    }
+
+    /// The next record, or `None` after [`Item::End`].
+    pub fn next_item(&mut self) -> Result<Option<Item>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut expire_ms = None;
+        let mut idle = None;
+        let mut freq = None;
+        let mut meta = Vec::new();
+        let dialect = self.header.dialect;
+        loop {
+            let start = self.inp.offset();
+            let code = self.inp.read_u8("record type")?;
+            match code {
+                EXPIRETIME => {
+                    let s = i32::from_le_bytes(self.inp.read_array("expire time")?);
+                    expire_ms = Some(i64::from(s) * 1000);
+                }
+                EXPIRETIME_MS => expire_ms = Some(self.inp.read_ms_time("expire time")?),
+                FREQ => freq = Some(self.inp.read_u8("LFU frequency")?),
+                IDLE => idle = Some(self.inp.read_len("LRU idle time")?),
+                EOF => return self.finish().map(Some),
+                SELECTDB => {
+                    self.db = self.inp.read_len("database number")?;
+                    return Ok(Some(Item::SelectDb(self.db)));
+                }
+                RESIZEDB => {
+                    let db_size = self.inp.read_len("RESIZEDB size")?;
+                    let expires_size = self.inp.read_len("RESIZEDB expires size")?;
+                    return Ok(Some(Item::ResizeDb {
+                        db_size,
+                        expires_size,
+                    }));
+                }
+                SLOT_INFO => {
+                    let slot = self.inp.read_len("slot id")?;
+                    let size = self.inp.read_len("slot size")?;
+                    let expires_size = self.inp.read_len("slot expires size")?;
+                    return Ok(Some(Item::SlotInfo {
+                        slot,
+                        size,
+                        expires_size,
+                    }));
+                }
+                AUX => {
+                    let key = self.inp.read_string("aux field name")?;
+                    let value = self.inp.read_string("aux field value")?;
+                    return Ok(Some(Item::Aux { key, value }));
+                }
+                MODULE_AUX => return self.module_aux(start).map(Some),
+                FUNCTION2 => {
+                    let code = self.inp.read_string("function library code")?;
+                    return Ok(Some(Item::Function {
+                        code,
+                        pre_ga: false,
+                    }));
+                }
+                FUNCTION_PRE_GA => {
+                    // name, engine, optional description, code: the 7.0 RC layout.
+                    self.inp.read_string("function name")?;
+                    self.inp.read_string("function engine")?;
+                    if self.inp.read_len("function description flag")? != 0 {
+                        self.inp.read_string("function description")?;
+                    }
+                    let code = self.inp.read_string("function code")?;
+                    return Ok(Some(Item::Function { code, pre_ga: true }));
+                }
+                OP243 => match dialect {
+                    Dialect::Redis => meta.push(super::key_meta::read(&mut self.inp)?),
+                    Dialect::Valkey => {
+                        return super::key_meta::slot_import(&mut self.inp)
+                            .map(|v| Some(Item::SlotImport(v)))
+                    }
+                },
+                ty => {
+                    if !super::is_object_type(ty, dialect) {
+                        return Err(RdbError::new(
+                            start,
+                            ErrorKind::UnknownType(ty, super::code_name(ty, dialect)),
+                        ));
+                    }
+                    let key = self.inp.read_string("key name")?;
+                    let value =
+                        read_object(&mut self.inp, ty, dialect).map_err(|e| e.with_key(&key))?;
+                    return Ok(Some(Item::Key(Box::new(KeyEntry {
+                        db: self.db,
+                        key,
+                        expire_ms,
+                        idle,
+                        freq,
+                        meta,
+                        rdb_type: ty,
+                        value,
+                        offset: start,
+                    }))));
+                }
+            }
+        }
+    }
+
+    fn module_aux(&mut self, start: u64) -> Result<Item> {
+        self.inp.start_recording();
+        let r = (|| {
+            let id = self.inp.read_len("module aux id")?;
+            let when_op = self.inp.read_len("module aux when opcode")?;
+            if when_op != 2 {
+                return Err(RdbError::new(
+                    start,
+                    ErrorKind::invalid(
+                        "module aux",
+                        format!("'when' opcode {when_op}, expected 2 (uint)"),
+                    ),
+                ));
+            }
+            let when = self.inp.read_len("module aux when")?;
+            skip_module_payload(&mut self.inp)?;
+            Ok((id, when))
+        })();
+        let raw = self.inp.take_recording();
+        let (module_id, when) = r?;
+        Ok(Item::ModuleAux {
+            module: ModuleValue { module_id, raw },
+            when,
+        })
+    }
+
+    fn finish(&mut self) -> Result<Item> {
+        self.done = true;
+        let computed = self.inp.crc_so_far();
+        let stored = if self.header.version >= 5 {
+            Some(u64::from_le_bytes(self.inp.read_array("checksum")?))
+        } else {
+            None
+        };
+        let checksum = Checksum { stored, computed };
+        let mut trailing = 0u64;
+        while !self.inp.at_end()? {
+            // Count without keeping: servers ignore what follows the trailer.
+            self.inp.read_u8("trailing bytes")?;
+            trailing += 1;
+        }
+        Ok(Item::End { checksum, trailing })
+    }
+}
+
+fn parse_magic(m: &[u8; 9], relaxed: bool) -> std::result::Result<Header, ErrorKind> {
+    let digits = |s: &[u8]| -> Option<u32> {
+        if s.iter().all(u8::is_ascii_digit) {
+            std::str::from_utf8(s).ok()?.parse().ok()
+        } else {
+            None
+        }
+    };
+    let bad = || ErrorKind::BadMagic(String::from_utf8_lossy(m).into_owned());
+    if &m[..5] == b"REDIS" {
+        let version = digits(&m[5..]).ok_or_else(bad)?;
+        if version == 0 || (version > MAX_REDIS_VERSION && !relaxed) {
+            return Err(ErrorKind::UnsupportedVersion {
+                magic: "REDIS",
+                version,
+                supported: "REDIS 1-15 and VALKEY 80",
+            });
+        }
+        Ok(Header {
+            dialect: Dialect::Redis,
+            version,
+        })
+    } else if &m[..6] == b"VALKEY" {
+        let version = digits(&m[6..]).ok_or_else(bad)?;
+        if version < MIN_VALKEY_VERSION || (version > MAX_VALKEY_VERSION && !relaxed) {
+            return Err(ErrorKind::UnsupportedVersion {
+                magic: "VALKEY",
+                version,
+                supported: "REDIS 1-15 and VALKEY 80",
+            });
+        }
+        Ok(Header {
+            dialect: Dialect::Valkey,
+            version,
+        })
+    } else {
+        Err(bad())
+    }
+}
