@@ -186,7 +186,7 @@ mod tests {
         );
         // LZF: clen 4, ulen 6: literal "ab", back ref len 4 dist 2
         assert_eq!(
-            inp(&[0xc3, 4, 6, 1, b'a', b'b', 0x40, 1])
+            inp(&[0xc3, 5, 6, 1, b'a', b'b', 0x40, 1])
                 .read_string("s")
                 .unwrap(),
             b"ababab"
