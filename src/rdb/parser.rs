@@ -141,10 +141,20 @@ pub enum Item {
     },
 }
 
+/// The hints that precede a key (expiry, LRU, LFU, key metadata).
+#[derive(Default)]
+struct Pending {
+    expire_ms: Option<i64>,
+    idle: Option<u64>,
+    freq: Option<u8>,
+    meta: Vec<(u32, Vec<u8>)>,
+}
+
 pub struct RdbReader<R> {
     inp: Input<R>,
     header: Header,
     db: u64,
+    pending: Pending,
     done: bool,
 }
 
@@ -158,6 +168,7 @@ impl<R: Read> RdbReader<R> {
             inp,
             header,
             db: 0,
+            pending: Pending::default(),
             done: false,
         })
     }
@@ -175,10 +186,6 @@ impl<R: Read> RdbReader<R> {
         if self.done {
             return Ok(None);
         }
-        let mut expire_ms = None;
-        let mut idle = None;
-        let mut freq = None;
-        let mut meta = Vec::new();
         let dialect = self.header.dialect;
         loop {
             let start = self.inp.offset();
@@ -186,11 +193,13 @@ impl<R: Read> RdbReader<R> {
             match code {
                 EXPIRETIME => {
                     let s = i32::from_le_bytes(self.inp.read_array("expire time")?);
-                    expire_ms = Some(i64::from(s) * 1000);
+                    self.pending.expire_ms = Some(i64::from(s) * 1000);
                 }
-                EXPIRETIME_MS => expire_ms = Some(self.inp.read_ms_time("expire time")?),
-                FREQ => freq = Some(self.inp.read_u8("LFU frequency")?),
-                IDLE => idle = Some(self.inp.read_len("LRU idle time")?),
+                EXPIRETIME_MS => {
+                    self.pending.expire_ms = Some(self.inp.read_ms_time("expire time")?)
+                }
+                FREQ => self.pending.freq = Some(self.inp.read_u8("LFU frequency")?),
+                IDLE => self.pending.idle = Some(self.inp.read_len("LRU idle time")?),
                 EOF => return self.finish().map(Some),
                 SELECTDB => {
                     self.db = self.inp.read_len("database number")?;
@@ -238,7 +247,10 @@ impl<R: Read> RdbReader<R> {
                     return Ok(Some(Item::Function { code, pre_ga: true }));
                 }
                 OP243 => match dialect {
-                    Dialect::Redis => meta.push(super::key_meta::read(&mut self.inp)?),
+                    Dialect::Redis => self
+                        .pending
+                        .meta
+                        .push(super::key_meta::read(&mut self.inp)?),
                     Dialect::Valkey => {
                         return super::key_meta::slot_import(&mut self.inp)
                             .map(|v| Some(Item::SlotImport(v)))
@@ -254,13 +266,16 @@ impl<R: Read> RdbReader<R> {
                     let key = self.inp.read_string("key name")?;
                     let value =
                         read_object(&mut self.inp, ty, dialect).map_err(|e| e.with_key(&key))?;
+                    // Hints apply to the next key only, across any records in between
+                    // (servers keep them through AUX, SELECTDB, … until a key is read).
+                    let p = std::mem::take(&mut self.pending);
                     return Ok(Some(Item::Key(Box::new(KeyEntry {
                         db: self.db,
                         key,
-                        expire_ms,
-                        idle,
-                        freq,
-                        meta,
+                        expire_ms: p.expire_ms,
+                        idle: p.idle,
+                        freq: p.freq,
+                        meta: p.meta,
                         rdb_type: ty,
                         value,
                         offset: start,
