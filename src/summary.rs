@@ -114,10 +114,11 @@ pub fn summarize<R: Read>(
                     trailing_bytes: trailing,
                 });
             }
-            Item::SelectDb(_)
+            Item::HashTemplate { .. }
+            | Item::SelectDb(_)
             | Item::ResizeDb { .. }
             | Item::SlotInfo { .. }
-            | Item::SlotImport(_) => {}
+            | Item::SlotImport { .. } => {}
         }
     }
     // next_item() yields End before None, so the loop always returns above.

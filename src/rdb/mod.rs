@@ -18,6 +18,7 @@ mod object;
 pub mod packed;
 mod parser;
 mod prim;
+mod redis88;
 mod stream;
 mod stream_idmp;
 pub mod value;
@@ -64,10 +65,19 @@ pub mod types {
     pub const HASH_METADATA: u8 = 24;
     pub const HASH_LISTPACK_EX: u8 = 25;
     pub const STREAM_LISTPACKS_4: u8 = 26;
+    pub const STREAM_LISTPACKS_5: u8 = 27;
+    pub const ARRAY: u8 = 28;
+    pub const HASH_TMPL_LP: u8 = 29;
+    pub const HASH_TMPL_LP_REF: u8 = 30;
+    pub const HASH_TMPL_ARRAY: u8 = 31;
+    pub const HASH_TMPL_ARRAY_REF: u8 = 32;
+    pub const GCRA: u8 = 33;
 }
 
 /// Opcodes (the byte values above the object types).
 pub mod opcodes {
+    /// Redis: HASH_TEMPLATE (8.10+). Valkey: UPDATE (unreleased).
+    pub const OP242: u8 = 242;
     /// Redis: KEY_META (8.6+). Valkey: SLOT_IMPORT (9.0+).
     pub const OP243: u8 = 243;
     pub const SLOT_INFO: u8 = 244;
@@ -116,8 +126,15 @@ pub fn code_name(code: u8, dialect: Dialect) -> &'static str {
         (HASH_METADATA, _) => "hash metadata",
         (HASH_LISTPACK_EX, _) => "hash listpack ex",
         (STREAM_LISTPACKS_4, _) => "stream listpacks 4",
-        (27, _) => "stream listpacks 5",
-        (28..=33, _) => "Redis 8.8+ type",
+        (STREAM_LISTPACKS_5, _) => "stream listpacks 5",
+        (ARRAY, _) => "array",
+        (HASH_TMPL_LP, _) => "hash template listpack",
+        (HASH_TMPL_LP_REF, _) => "hash template listpack ref",
+        (HASH_TMPL_ARRAY, _) => "hash template array",
+        (HASH_TMPL_ARRAY_REF, _) => "hash template array ref",
+        (GCRA, _) => "gcra",
+        (opcodes::OP242, Dialect::Redis) => "HASH_TEMPLATE opcode",
+        (opcodes::OP242, Dialect::Valkey) => "UPDATE opcode (unreleased Valkey)",
         (opcodes::OP243, Dialect::Redis) => "KEY_META opcode",
         (opcodes::OP243, Dialect::Valkey) => "SLOT_IMPORT opcode",
         (opcodes::SLOT_INFO, _) => "SLOT_INFO opcode",
@@ -139,7 +156,7 @@ pub fn code_name(code: u8, dialect: Dialect) -> &'static str {
 /// Whether `code` is an object type this reader decodes, in this dialect.
 pub fn is_object_type(code: u8, dialect: Dialect) -> bool {
     match dialect {
-        Dialect::Redis => code <= 26 && code != 8,
+        Dialect::Redis => code <= 33 && code != 8,
         Dialect::Valkey => code <= 22 && code != 8,
     }
 }

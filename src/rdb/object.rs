@@ -22,7 +22,12 @@ pub(super) fn reserve(n: u64) -> usize {
     n.min(4096) as usize
 }
 
-pub(super) fn read_object<R: Read>(inp: &mut Input<R>, ty: u8, dialect: Dialect) -> Result<Value> {
+pub(super) fn read_object<R: Read>(
+    inp: &mut Input<R>,
+    ty: u8,
+    dialect: Dialect,
+    templates: &super::redis88::Templates,
+) -> Result<Value> {
     match ty {
         STRING => Ok(Value::String(inp.read_string("string value")?)),
         LIST => {
@@ -121,19 +126,26 @@ pub(super) fn read_object<R: Read>(inp: &mut Input<R>, ty: u8, dialect: Dialect)
             Ok(Value::Set(items.into_iter().map(Elem::to_bytes).collect()))
         }
         LIST_QUICKLIST | LIST_QUICKLIST_2 => read_quicklist(inp, ty == LIST_QUICKLIST_2),
-        STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 | STREAM_LISTPACKS_4 => {
+        STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 | STREAM_LISTPACKS_4
+        | STREAM_LISTPACKS_5 => {
             let format = match ty {
                 STREAM_LISTPACKS => 1,
                 STREAM_LISTPACKS_2 => 2,
                 STREAM_LISTPACKS_3 => 3,
-                _ => 4,
+                STREAM_LISTPACKS_4 => 4,
+                _ => 5,
             };
-            if format == 4 && dialect != Dialect::Redis {
+            if format >= 4 && dialect != Dialect::Redis {
                 return Err(unknown(inp, ty, dialect));
             }
             super::stream::read_stream(inp, format).map(|s| Value::Stream(Box::new(s)))
         }
         T22 | T23 | HASH_METADATA | HASH_LISTPACK_EX => super::hash_ttl::read(inp, ty, dialect),
+        ARRAY | HASH_TMPL_LP | HASH_TMPL_LP_REF | HASH_TMPL_ARRAY | HASH_TMPL_ARRAY_REF | GCRA
+            if dialect == Dialect::Redis =>
+        {
+            super::redis88::read(inp, ty, templates)
+        }
         _ => Err(unknown(inp, ty, dialect)),
     }
 }
@@ -245,6 +257,12 @@ fn read_quicklist<R: Read>(inp: &mut Input<R>, v2: bool) -> Result<Value> {
         };
         let (at, b) = blob(inp, what)?;
         if container == QUICKLIST_NODE_PLAIN {
+            if b.is_empty() {
+                return Err(RdbError::new(
+                    at,
+                    ErrorKind::invalid("quicklist node", "empty plain node"),
+                ));
+            }
             out.push(b);
             continue;
         }

@@ -386,6 +386,11 @@ pub fn intset(b: &[u8]) -> Result<Vec<i64>, PackedError> {
             ),
         );
     }
+    if len == 0 {
+        // The servers' integrity check refuses an empty intset (unlike other empty values,
+        // which they skip), so a loader would stop here too.
+        return perr(4, "empty intset");
+    }
     let mut out = Vec::with_capacity(len);
     for i in 0..len {
         let p = 8 + i * enc;
@@ -465,6 +470,9 @@ pub fn zipmap(b: &[u8]) -> Result<Vec<&[u8]>, PackedError> {
                 b.len()
             ),
         );
+    }
+    if out.is_empty() {
+        return perr(0, "empty zipmap (servers refuse it)");
     }
     if declared < 254 && usize::from(declared) != out.len() / 2 {
         return perr(

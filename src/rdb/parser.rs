@@ -122,8 +122,11 @@ pub enum Item {
         size: u64,
         expires_size: u64,
     },
-    /// Valkey 9 SLOT_IMPORT: a slot range being imported (opaque values, in file order).
-    SlotImport(Vec<u64>),
+    /// Valkey 9 SLOT_IMPORT: a slot-import job and its slot ranges.
+    SlotImport {
+        job: Vec<u8>,
+        ranges: Vec<(u64, u64)>,
+    },
     ModuleAux {
         module: ModuleValue,
         when: u64,
@@ -132,6 +135,11 @@ pub enum Item {
     Function {
         code: Vec<u8>,
         pre_ga: bool,
+    },
+    /// Redis 8.10 HASH_TEMPLATE: field names shared by the hashes that refer to `id`.
+    HashTemplate {
+        id: u64,
+        fields: Vec<Vec<u8>>,
     },
     Key(Box<KeyEntry>),
     /// The EOF opcode and the trailer; `trailing` counts bytes after it (ignored by servers).
@@ -155,6 +163,7 @@ pub struct RdbReader<R> {
     header: Header,
     db: u64,
     pending: Pending,
+    templates: super::redis88::Templates,
     done: bool,
 }
 
@@ -169,6 +178,7 @@ impl<R: Read> RdbReader<R> {
             header,
             db: 0,
             pending: Pending::default(),
+            templates: Default::default(),
             done: false,
         })
     }
@@ -247,42 +257,51 @@ impl<R: Read> RdbReader<R> {
                     return Ok(Some(Item::Function { code, pre_ga: true }));
                 }
                 OP243 => match dialect {
-                    Dialect::Redis => self
-                        .pending
-                        .meta
-                        .push(super::key_meta::read(&mut self.inp)?),
+                    Dialect::Redis => {
+                        // KEY_META must sit right before the type byte.
+                        self.pending.meta = super::key_meta::read(&mut self.inp)?;
+                        let ty = self.inp.read_u8("record type")?;
+                        return self.key(start, ty).map(Some);
+                    }
                     Dialect::Valkey => {
-                        return super::key_meta::slot_import(&mut self.inp)
-                            .map(|v| Some(Item::SlotImport(v)))
+                        let (job, ranges) = super::key_meta::slot_import(&mut self.inp)?;
+                        return Ok(Some(Item::SlotImport { job, ranges }));
                     }
                 },
-                ty => {
-                    if !super::is_object_type(ty, dialect) {
-                        return Err(RdbError::new(
-                            start,
-                            ErrorKind::UnknownType(ty, super::code_name(ty, dialect)),
-                        ));
-                    }
-                    let key = self.inp.read_string("key name")?;
-                    let value =
-                        read_object(&mut self.inp, ty, dialect).map_err(|e| e.with_key(&key))?;
-                    // Hints apply to the next key only, across any records in between
-                    // (servers keep them through AUX, SELECTDB, … until a key is read).
-                    let p = std::mem::take(&mut self.pending);
-                    return Ok(Some(Item::Key(Box::new(KeyEntry {
-                        db: self.db,
-                        key,
-                        expire_ms: p.expire_ms,
-                        idle: p.idle,
-                        freq: p.freq,
-                        meta: p.meta,
-                        rdb_type: ty,
-                        value,
-                        offset: start,
-                    }))));
+                OP242 if dialect == Dialect::Redis => {
+                    let (id, fields) = self.templates.read_definition(&mut self.inp)?;
+                    return Ok(Some(Item::HashTemplate { id, fields }));
                 }
+                ty => return self.key(start, ty).map(Some),
             }
         }
+    }
+
+    fn key(&mut self, start: u64, ty: u8) -> Result<Item> {
+        let dialect = self.header.dialect;
+        if !super::is_object_type(ty, dialect) {
+            return Err(RdbError::new(
+                self.inp.offset() - 1,
+                ErrorKind::UnknownType(ty, super::code_name(ty, dialect)),
+            ));
+        }
+        let key = self.inp.read_string("key name")?;
+        let value = read_object(&mut self.inp, ty, dialect, &self.templates)
+            .map_err(|e| e.with_key(&key))?;
+        // Hints apply to the next key only, across any records in between
+        // (servers keep them through AUX, SELECTDB, … until a key is read).
+        let p = std::mem::take(&mut self.pending);
+        Ok(Item::Key(Box::new(KeyEntry {
+            db: self.db,
+            key,
+            expire_ms: p.expire_ms,
+            idle: p.idle,
+            freq: p.freq,
+            meta: p.meta,
+            rdb_type: ty,
+            value,
+            offset: start,
+        })))
     }
 
     fn module_aux(&mut self, start: u64) -> Result<Item> {

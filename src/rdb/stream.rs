@@ -98,20 +98,11 @@ fn decode_node(
         ));
     }
     let nfields = nfields as usize;
-    let master_fields: Vec<&[u8]> = items
+    let master_fields: Vec<Vec<u8>> = items
         .get(3..3 + nfields)
         .ok_or("master fields run past the node")?
         .iter()
-        .map(|e| match e {
-            Elem::Str(s) => *s,
-            Elem::Int(_) => &b""[..],
-        })
-        .collect();
-    // Integer-looking master field names are stored as integers: keep their text.
-    let master_fields: Vec<Vec<u8>> = items[3..3 + nfields]
-        .iter()
-        .zip(master_fields)
-        .map(|(e, _)| e.to_bytes())
+        .map(|e| e.to_bytes())
         .collect();
     let mut p = 3 + nfields;
     match items.get(p).and_then(|e| e.as_int()) {
@@ -189,8 +180,7 @@ fn decode_node(
 
 fn read_group<R: Read>(inp: &mut Input<R>, format: u8) -> Result<ConsumerGroup> {
     let name = inp.read_string("consumer group name")?;
-    let wrap = |e: RdbError| e;
-    let last_id = read_id(inp, "consumer group last id").map_err(wrap)?;
+    let last_id = read_id(inp, "consumer group last id")?;
     let entries_read = if format >= 2 {
         Some(inp.read_len("consumer group entries read")? as i64)
     } else {
@@ -250,11 +240,33 @@ fn read_group<R: Read>(inp: &mut Input<R>, format: u8) -> Result<ConsumerGroup> 
             pending: ids,
         });
     }
+    let unowned = if format >= 5 {
+        let n = inp.read_count(16, "unowned PEL size")?;
+        let mut ids = Vec::with_capacity(reserve(n));
+        for _ in 0..n {
+            let at = inp.offset();
+            let id = read_raw_id(inp, "unowned PEL id")?;
+            if !pel_ids.contains(&id) || !owned.insert(id) {
+                return Err(RdbError::new(
+                    at,
+                    ErrorKind::invalid(
+                        "unowned PEL",
+                        format!("id {id} is not pending, or has a consumer"),
+                    ),
+                ));
+            }
+            ids.push(id);
+        }
+        Some(ids)
+    } else {
+        None
+    };
     Ok(ConsumerGroup {
         name,
         last_id,
         entries_read,
         pending,
         consumers,
+        unowned,
     })
 }

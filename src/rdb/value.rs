@@ -71,19 +71,24 @@ pub struct ConsumerGroup {
     pub entries_read: Option<i64>,
     pub pending: Vec<PendingEntry>,
     pub consumers: Vec<Consumer>,
+    /// Format 5 (Redis 8.8+): pending IDs no consumer owns (the "NACK zone").
+    pub unowned: Option<Vec<StreamId>>,
 }
 
-/// Redis 8.6 idempotent-producer state (stream format 4).
+/// Redis 8.6+ idempotent-producer state (stream format 4 and later).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StreamIdmp {
-    /// Everything the format holds for it, decoded per docs/rdb-format.md.
-    pub config: Vec<(Vec<u8>, i64)>,
+    pub duration_s: u64,
+    pub max_entries: u64,
     pub producers: Vec<IdmpProducer>,
+    pub iids_added: u64,
+    pub iids_duplicates: u64,
 }
 
+/// One producer's recent idempotency ids, oldest first, with the entry each produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdmpProducer {
-    pub name: Vec<u8>,
+    pub id: Vec<u8>,
     pub entries: Vec<(Vec<u8>, StreamId)>,
 }
 
@@ -140,6 +145,24 @@ pub enum Value {
     Hash(Vec<HashField>),
     Stream(Box<Stream>),
     Module(ModuleValue),
+    /// Redis 8.8+ sparse array (type 28).
+    Array(Box<SparseArray>),
+    /// Redis 8.10 rate-limiter state built with GCRA (type 33): the theoretical arrival time.
+    Gcra(u64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArrayElem {
+    Str(Vec<u8>),
+    Int(i64),
+    Float(f64),
+}
+
+/// A sparse array: present indexes in ascending order, and the insert position if set.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SparseArray {
+    pub insert_idx: Option<u64>,
+    pub elems: Vec<(u64, ArrayElem)>,
 }
 
 impl Value {
@@ -153,13 +176,16 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Stream(_) => "stream",
             Value::Module(_) => "module",
+            Value::Array(_) => "array",
+            Value::Gcra(_) => "gcra",
         }
     }
 
     /// Elements in a collection (0 for strings and modules).
     pub fn len(&self) -> usize {
         match self {
-            Value::String(_) | Value::Module(_) => 0,
+            Value::String(_) | Value::Module(_) | Value::Gcra(_) => 0,
+            Value::Array(a) => a.elems.len(),
             Value::List(v) | Value::Set(v) => v.len(),
             Value::SortedSet(v) => v.len(),
             Value::Hash(v) => v.len(),
