@@ -58,10 +58,7 @@ pub fn summarize<R: Read>(
     let mut dbs: BTreeMap<u64, DbSummary> = BTreeMap::new();
     let (mut keys_total, mut keys_loadable, mut functions, mut module_aux) = (0, 0, 0, 0);
     let mut n = 0u64;
-    loop {
-        let Some(item) = reader.next_item()? else {
-            break;
-        };
+    while let Some(item) = reader.next_item()? {
         n += 1;
         if n % 1024 == 0 {
             progress(reader.offset());

@@ -254,7 +254,7 @@ mod tests {
 
     #[test]
     fn lengths_are_checked_before_allocation() {
-        let data = vec![7u8; 100];
+        let data = [7u8; 100];
         let mut inp = Input::new(&data[..], Some(100), Limits::default());
         let e = inp.read_bytes(1_000_000_000, "string").unwrap_err();
         assert!(

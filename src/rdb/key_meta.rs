@@ -40,7 +40,10 @@ pub(super) fn read<R: Read>(inp: &mut Input<R>) -> Result<Vec<(u32, Vec<u8>)>> {
 }
 
 /// A Valkey slot-import job: its name and the slot ranges it covers.
-pub(super) fn slot_import<R: Read>(inp: &mut Input<R>) -> Result<(Vec<u8>, Vec<(u64, u64)>)> {
+/// A slot-import job's name and its inclusive slot ranges.
+pub(super) type SlotImport = (Vec<u8>, Vec<(u64, u64)>);
+
+pub(super) fn slot_import<R: Read>(inp: &mut Input<R>) -> Result<SlotImport> {
     let job = inp.read_string("slot import job name")?;
     let n = inp.read_count(2, "slot import range count")?;
     let mut ranges = Vec::with_capacity(reserve(n));

@@ -444,10 +444,7 @@ pub fn zipmap(b: &[u8]) -> Result<Vec<&[u8]>, PackedError> {
     let declared = b[0];
     let mut p = 1;
     let mut out = Vec::new();
-    loop {
-        let Some(klen) = zm_len(b, &mut p)? else {
-            break;
-        };
+    while let Some(klen) = zm_len(b, &mut p)? {
         let ks = p;
         p = get(b, p, klen, "zipmap key")?;
         out.push(&b[ks..p]);

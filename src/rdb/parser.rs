@@ -34,22 +34,13 @@ impl Header {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
     pub limits: Limits,
     /// Read versions newer than this reader knows, as Valkey's `rdb-version-check relaxed`
     /// does: the layout of every record is still checked and an unknown code is still an
     /// error, but the version number alone does not stop the read.
     pub relaxed_version: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            limits: Limits::default(),
-            relaxed_version: false,
-        }
-    }
 }
 
 /// One key with everything that preceded it.

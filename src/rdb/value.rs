@@ -193,6 +193,10 @@ impl Value {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// True for a collection a server drops on load because it holds nothing.
     /// Streams are kept even when empty; strings and modules never are "empty".
     pub fn is_empty_collection(&self) -> bool {
