@@ -6,55 +6,57 @@
 
 /// Decompress `input` into exactly `out_len` bytes.
 pub fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, &'static str> {
-    let mut out = Vec::with_capacity(out_len);
+    let mut out = vec![0u8; out_len];
+    let mut op = 0usize;
     let mut ip = 0usize;
     while ip < input.len() {
         let ctrl = input[ip] as usize;
         ip += 1;
         if ctrl < 32 {
             let run = ctrl + 1;
-            if ip + run > input.len() {
-                return Err("literal run past the end of the input");
-            }
-            if out.len() + run > out_len {
-                return Err("output longer than the declared length");
-            }
-            out.extend_from_slice(&input[ip..ip + run]);
+            let src = input
+                .get(ip..ip + run)
+                .ok_or("literal run past the end of the input")?;
+            let dst = out
+                .get_mut(op..op + run)
+                .ok_or("output longer than the declared length")?;
+            dst.copy_from_slice(src);
             ip += run;
+            op += run;
         } else {
             let mut len = ctrl >> 5;
             if len == 7 {
-                let Some(&b) = input.get(ip) else {
-                    return Err("back reference cut short");
-                };
+                len += *input.get(ip).ok_or("back reference cut short")? as usize;
                 ip += 1;
-                len += b as usize;
             }
-            let Some(&lo) = input.get(ip) else {
-                return Err("back reference cut short");
-            };
+            let lo = *input.get(ip).ok_or("back reference cut short")? as usize;
             ip += 1;
-            let dist = ((ctrl & 0x1f) << 8) + lo as usize + 1;
+            let dist = ((ctrl & 0x1f) << 8) + lo + 1;
             len += 2;
-            if dist > out.len() {
+            if dist > op {
                 return Err("back reference before the start of the output");
             }
-            if out.len() + len > out_len {
+            if op + len > out_len {
                 return Err("output longer than the declared length");
             }
-            let start = out.len() - dist;
-            // Runs may overlap their own output (dist < len): copy byte by byte then.
+            let start = op - dist;
             if dist >= len {
-                out.extend_from_within(start..start + len);
+                out.copy_within(start..start + len, op);
             } else {
-                for i in 0..len {
-                    let b = out[start + i];
-                    out.push(b);
+                // The reference overlaps its own output, a pattern of period `dist`: copy
+                // what is already written, doubling each step (`done` stays a multiple of
+                // `dist`, so the source always starts in phase).
+                let mut done = 0;
+                while done < len {
+                    let n = (dist + done).min(len - done);
+                    out.copy_within(start..start + n, op + done);
+                    done += n;
                 }
             }
+            op += len;
         }
     }
-    if out.len() != out_len {
+    if op != out_len {
         return Err("output shorter than the declared length");
     }
     Ok(out)
