@@ -85,7 +85,7 @@ pub fn summarize<R: Read>(
                 }
                 *d.types.entry(k.value.type_name().to_string()).or_insert(0) += 1;
                 keys_total += 1;
-                if k.loadable(now_ms) {
+                if k.loadable(now_ms, header.dialect) {
                     keys_loadable += 1;
                 }
             }
