@@ -57,7 +57,7 @@ fn cmd(s: &TestServer, args: &[&str]) -> Reply {
     r
 }
 
-fn generate(bin: &support::ServerBin, out: &PathBuf, gb: f64) {
+fn generate(bin: &support::ServerBin, out: &std::path::Path, gb: f64) {
     let s = TestServer::start(bin, &[]).expect("start redis 7.0");
     // (kind, keys per GB, elements, value bytes): roughly a third strings, the rest collections
     // in both compact (listpack/intset) and large (hashtable/quicklist/skiplist) encodings.
@@ -117,7 +117,7 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn parse(path: &PathBuf) -> (f64, u64) {
+fn parse(path: &std::path::Path) -> (f64, u64) {
     let f = File::open(path).expect("open");
     let len = f.metadata().expect("stat").len();
     let t = Instant::now();
@@ -134,7 +134,7 @@ fn parse(path: &PathBuf) -> (f64, u64) {
 }
 
 /// The server's own account of its load time, from its log line "DB loaded from disk: X seconds".
-fn server_load_seconds(bin: &support::ServerBin, path: &PathBuf) -> (f64, f64) {
+fn server_load_seconds(bin: &support::ServerBin, path: &std::path::Path) -> (f64, f64) {
     let t = Instant::now();
     let s = TestServer::start_with_rdb(bin, path, &[]).expect("server loads the file");
     let wall = t.elapsed().as_secs_f64();
