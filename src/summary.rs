@@ -70,7 +70,7 @@ pub fn summarize<R: Read>(
                     String::from_utf8_lossy(&value).into_owned(),
                 );
             }
-            Item::Function { .. } => functions += 1,
+            Item::Function { .. } | Item::FunctionPreGa { .. } => functions += 1,
             Item::ModuleAux { .. } => module_aux += 1,
             Item::Key(k) => {
                 let d = dbs.entry(k.db).or_insert_with(|| DbSummary {

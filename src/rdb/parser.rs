@@ -124,10 +124,16 @@ pub enum Item {
         module: ModuleValue,
         when: u64,
     },
-    /// A function library's source code (FUNCTION2), or the pre-GA record's fields.
+    /// A function library's source code (FUNCTION2).
     Function {
         code: Vec<u8>,
-        pre_ga: bool,
+    },
+    /// A function in the Redis 7.0 release-candidate layout (FUNCTION_PRE_GA).
+    FunctionPreGa {
+        name: Vec<u8>,
+        engine: Vec<u8>,
+        description: Option<Vec<u8>>,
+        code: Vec<u8>,
     },
     /// Redis 8.10 HASH_TEMPLATE: field names shared by the hashes that refer to `id`.
     HashTemplate {
@@ -234,20 +240,34 @@ impl<R: Read> RdbReader<R> {
                 MODULE_AUX => return self.module_aux(start).map(Some),
                 FUNCTION2 => {
                     let code = self.inp.read_string("function library code")?;
-                    return Ok(Some(Item::Function {
-                        code,
-                        pre_ga: false,
-                    }));
+                    return Ok(Some(Item::Function { code }));
                 }
                 FUNCTION_PRE_GA => {
-                    // name, engine, optional description, code: the 7.0 RC layout.
-                    self.inp.read_string("function name")?;
-                    self.inp.read_string("function engine")?;
-                    if self.inp.read_len("function description flag")? != 0 {
-                        self.inp.read_string("function description")?;
-                    }
+                    // Redis 7.0 release candidates' layout, which 7.0 GA still loads
+                    // (corpus rdbcli__filter1.rdb): name, engine, optional description, code.
+                    let name = self.inp.read_string("function name")?;
+                    let engine = self.inp.read_string("function engine")?;
+                    let at = self.inp.offset();
+                    let description = match self.inp.read_len("function description flag")? {
+                        0 => None,
+                        1 => Some(self.inp.read_string("function description")?),
+                        f => {
+                            return Err(RdbError::new(
+                                at,
+                                ErrorKind::invalid(
+                                    "function record",
+                                    format!("description flag {f}"),
+                                ),
+                            ))
+                        }
+                    };
                     let code = self.inp.read_string("function code")?;
-                    return Ok(Some(Item::Function { code, pre_ga: true }));
+                    return Ok(Some(Item::FunctionPreGa {
+                        name,
+                        engine,
+                        description,
+                        code,
+                    }));
                 }
                 OP243 => match dialect {
                     Dialect::Redis => {
