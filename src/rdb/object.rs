@@ -112,14 +112,8 @@ pub(super) fn read_object<R: Read>(
                     .collect(),
             ))
         }
-        ZSET_ZIPLIST | ZSET_LISTPACK => {
-            let (what, at, items) = packed_blob(inp, ty == ZSET_LISTPACK, "zset")?;
-            Ok(Value::SortedSet(zset_pairs(&items, at, what)?))
-        }
-        HASH_ZIPLIST | HASH_LISTPACK => {
-            let (what, at, items) = packed_blob(inp, ty == HASH_LISTPACK, "hash")?;
-            Ok(Value::Hash(hash_pairs(&items, at, what)?))
-        }
+        ZSET_ZIPLIST | ZSET_LISTPACK => read_packed_zset(inp, ty == ZSET_LISTPACK),
+        HASH_ZIPLIST | HASH_LISTPACK => read_packed_hash(inp, ty == HASH_LISTPACK),
         SET_LISTPACK => {
             let (at, blob) = blob(inp, "set listpack")?;
             let items = packed::listpack(&blob).map_err(|e| packed_err(at, "set listpack", e))?;
@@ -163,71 +157,70 @@ pub(super) fn blob<R: Read>(inp: &mut Input<R>, what: &'static str) -> Result<(u
     Ok((at, inp.read_string(what)?))
 }
 
-/// Read a ziplist or listpack blob and keep it with its decoded elements.
-fn packed_blob<R: Read>(
-    inp: &mut Input<R>,
-    listpack: bool,
-    family: &'static str,
-) -> Result<(&'static str, u64, Vec<Vec<u8>>)> {
-    let what = match (family, listpack) {
-        ("zset", true) => "zset listpack",
-        ("zset", false) => "zset ziplist",
-        (_, true) => "hash listpack",
-        (_, false) => "hash ziplist",
-    };
-    let (at, b) = blob(inp, what)?;
-    let items = if listpack {
-        packed::listpack(&b)
+fn decode_packed(b: &[u8], listpack: bool) -> std::result::Result<Vec<Elem<'_>>, PackedError> {
+    if listpack {
+        packed::listpack(b)
     } else {
-        packed::ziplist(&b)
+        packed::ziplist(b)
     }
-    .map_err(|e| packed_err(at, what, e))?;
-    // Scores need the element's own form (an integer entry is an exact score), so keep
-    // the text the server would show and parse it back: identical for integers.
-    Ok((what, at, items.into_iter().map(Elem::to_bytes).collect()))
 }
 
-fn zset_pairs(items: &[Vec<u8>], at: u64, what: &'static str) -> Result<Vec<(Vec<u8>, f64)>> {
+fn odd(at: u64, what: &'static str, n: usize) -> RdbError {
+    RdbError::new(
+        at,
+        ErrorKind::invalid(what, format!("odd number of elements ({n})")),
+    )
+}
+
+/// A zset in a ziplist or listpack: member, score, member, score, …
+fn read_packed_zset<R: Read>(inp: &mut Input<R>, listpack: bool) -> Result<Value> {
+    let what = if listpack {
+        "zset listpack"
+    } else {
+        "zset ziplist"
+    };
+    let (at, b) = blob(inp, what)?;
+    let items = decode_packed(&b, listpack).map_err(|e| packed_err(at, what, e))?;
     if items.len() % 2 != 0 {
-        return Err(RdbError::new(
-            at,
-            ErrorKind::invalid(what, format!("odd number of elements ({})", items.len())),
-        ));
+        return Err(odd(at, what, items.len()));
     }
     let mut out = Vec::with_capacity(items.len() / 2);
     for p in items.chunks_exact(2) {
-        let score = Elem::Str(&p[1])
-            .as_f64()
-            .filter(|s| !s.is_nan())
-            .ok_or_else(|| {
-                RdbError::new(
-                    at,
-                    ErrorKind::invalid(
-                        what,
-                        format!("score {:?} is not a number", String::from_utf8_lossy(&p[1])),
-                    ),
-                )
-            })?;
-        out.push((p[0].clone(), score));
+        // An integer entry is an exact score; text is read as the server's strtod does.
+        let score = p[1].as_f64().filter(|s| !s.is_nan()).ok_or_else(|| {
+            let text = String::from_utf8_lossy(&p[1].to_bytes()).into_owned();
+            RdbError::new(
+                at,
+                ErrorKind::invalid(what, format!("score {text:?} is not a number")),
+            )
+        })?;
+        out.push((p[0].to_bytes(), score));
     }
-    Ok(out)
+    Ok(Value::SortedSet(out))
 }
 
-fn hash_pairs(items: &[Vec<u8>], at: u64, what: &'static str) -> Result<Vec<HashField>> {
+/// A hash in a ziplist or listpack: field, value, field, value, …
+fn read_packed_hash<R: Read>(inp: &mut Input<R>, listpack: bool) -> Result<Value> {
+    let what = if listpack {
+        "hash listpack"
+    } else {
+        "hash ziplist"
+    };
+    let (at, b) = blob(inp, what)?;
+    let items = decode_packed(&b, listpack).map_err(|e| packed_err(at, what, e))?;
     if items.len() % 2 != 0 {
-        return Err(RdbError::new(
-            at,
-            ErrorKind::invalid(what, format!("odd number of elements ({})", items.len())),
-        ));
+        return Err(odd(at, what, items.len()));
     }
-    Ok(items
-        .chunks_exact(2)
-        .map(|p| HashField {
-            field: p[0].clone(),
-            value: p[1].clone(),
-            expire_ms: None,
-        })
-        .collect())
+    Ok(Value::Hash(
+        items
+            .chunks_exact(2)
+            .map(|p| HashField {
+                field: p[0].to_bytes(),
+                value: p[1].to_bytes(),
+                expire_ms: None,
+            })
+            .collect(),
+    ))
 }
 
 const QUICKLIST_NODE_PLAIN: u64 = 1;
