@@ -58,15 +58,18 @@ impl<R: Read> Input<R> {
 
     /// An element count, checked against the input: each element takes `min_bytes` or more.
     pub fn read_count(&mut self, min_bytes: u64, what: &'static str) -> Result<u64> {
+        let at = self.offset();
         let n = self.read_len(what)?;
-        self.check_count(n, min_bytes, what)?;
+        self.check_count(n, min_bytes, what)
+            .map_err(|e| at_length_field(e, at))?;
         Ok(n)
     }
 
     /// A string in any of its encodings, returned as its bytes (integers as decimal text).
     pub fn read_string(&mut self, what: &'static str) -> Result<Vec<u8>> {
+        let at = self.offset();
         match self.read_len_or_enc(what)? {
-            Len::Len(n) => self.read_bytes(n, what),
+            Len::Len(n) => self.read_bytes(n, what).map_err(|e| at_length_field(e, at)),
             Len::Encoded(ENC_INT8) => {
                 let v = self.read_u8(what)? as i8;
                 Ok(v.to_string().into_bytes())
@@ -85,9 +88,11 @@ impl<R: Read> Input<R> {
     }
 
     fn read_lzf(&mut self, what: &'static str) -> Result<Vec<u8>> {
+        let clen_at = self.offset();
         let clen = self.read_len(what)?;
         let ulen = self.read_len(what)?;
-        self.check_len(clen, self.limits.max_blob, what)?;
+        self.check_len(clen, self.limits.max_blob, what)
+            .map_err(|e| at_length_field(e, clen_at))?;
         if ulen > self.limits.max_blob {
             return Err(self.err(ErrorKind::LengthExceedsCap {
                 what,
@@ -139,6 +144,18 @@ impl<R: Read> Input<R> {
     pub fn read_ms_time(&mut self, what: &'static str) -> Result<i64> {
         Ok(i64::from_le_bytes(self.read_array(what)?))
     }
+}
+
+/// A length that was refused is reported at the offset of its own field, where an operator
+/// looking at a hex dump finds it.
+fn at_length_field(mut e: super::error::RdbError, at: u64) -> super::error::RdbError {
+    if matches!(
+        e.kind,
+        ErrorKind::LengthExceedsInput { .. } | ErrorKind::LengthExceedsCap { .. }
+    ) {
+        e.offset = at;
+    }
+    e
 }
 
 /// Parse a number as the server's `strtod`-based loaders accept it (decimal, inf, nan).
