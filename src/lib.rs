@@ -6,4 +6,5 @@
 
 pub mod cli;
 pub mod rdb;
+pub mod server_version;
 pub mod summary;
