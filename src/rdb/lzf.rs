@@ -87,3 +87,100 @@ mod tests {
         assert!(decompress(&[0xe0], 10).is_err());
     }
 }
+
+const HASH_BITS: u32 = 14;
+const MAX_OFF: usize = 1 << 13;
+const MAX_REF: usize = (1 << 8) + (1 << 3);
+const MAX_LIT: usize = 1 << 5;
+
+fn flush_literals(out: &mut Vec<u8>, lit: &[u8]) {
+    for chunk in lit.chunks(MAX_LIT) {
+        out.push((chunk.len() - 1) as u8);
+        out.extend_from_slice(chunk);
+    }
+}
+
+/// Compress `input` into LZF if the result fits in `max_out` bytes; `None` otherwise.
+/// The output need not equal the server's byte for byte, only decode to the same input.
+pub fn compress(input: &[u8], max_out: usize) -> Option<Vec<u8>> {
+    let n = input.len();
+    let mut out = Vec::with_capacity(max_out.min(n));
+    let mut table = vec![usize::MAX; 1 << HASH_BITS];
+    let mut ip = 0usize;
+    let mut lit_start = 0usize;
+    while ip + 2 < n {
+        let h =
+            (u32::from(input[ip]) << 16 | u32::from(input[ip + 1]) << 8 | u32::from(input[ip + 2]))
+                .wrapping_mul(2_654_435_761)
+                >> (32 - HASH_BITS);
+        let r = table[h as usize];
+        table[h as usize] = ip;
+        if r != usize::MAX && ip - r <= MAX_OFF && input[r..r + 3] == input[ip..ip + 3] {
+            let max_len = MAX_REF.min(n - ip);
+            let mut len = 3;
+            while len < max_len && input[r + len] == input[ip + len] {
+                len += 1;
+            }
+            flush_literals(&mut out, &input[lit_start..ip]);
+            let off = ip - r - 1;
+            let l = len - 2;
+            if l < 7 {
+                out.push(((l << 5) | (off >> 8)) as u8);
+            } else {
+                out.push(((7 << 5) | (off >> 8)) as u8);
+                out.push((l - 7) as u8);
+            }
+            out.push(off as u8);
+            ip += len;
+            lit_start = ip;
+            if out.len() > max_out {
+                return None;
+            }
+        } else {
+            ip += 1;
+        }
+    }
+    flush_literals(&mut out, &input[lit_start..]);
+    (out.len() <= max_out).then_some(out)
+}
+
+#[cfg(test)]
+mod compress_tests {
+    use super::*;
+
+    #[test]
+    fn compress_then_decompress_is_identity() {
+        let mut inputs: Vec<Vec<u8>> = vec![
+            b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                .to_vec(),
+            b"abcabcabcabcabcabcabcabcabcabc hello hello hello hello world world world".to_vec(),
+            vec![b'v'; 100_000],
+        ];
+        let mut x = 12345u64;
+        let text: Vec<u8> = (0..50_000)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                b"the quick brown fox "[(x >> 60) as usize % 20]
+            })
+            .collect();
+        inputs.push(text);
+        for inp in inputs {
+            let c = compress(&inp, inp.len()).expect("compressible");
+            assert!(c.len() < inp.len());
+            assert_eq!(decompress(&c, inp.len()).unwrap(), inp);
+        }
+        // Random bytes do not shrink: refused rather than grown.
+        let mut y = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..1000)
+            .map(|_| {
+                y ^= y << 13;
+                y ^= y >> 7;
+                y ^= y << 17;
+                (y >> 32) as u8
+            })
+            .collect();
+        assert!(compress(&noise, noise.len() - 4).is_none());
+    }
+}

@@ -22,6 +22,7 @@ mod redis88;
 mod stream;
 mod stream_idmp;
 pub mod value;
+pub mod writer;
 
 pub use error::{ErrorKind, RdbError, Result};
 pub use input::Limits;

@@ -1,0 +1,143 @@
+//! Primitive encodings on the way out: lengths, strings (integer and LZF forms), doubles.
+
+use super::super::lzf;
+use super::super::prim::{ENC_INT16, ENC_INT32, ENC_INT8, ENC_LZF};
+use super::packed::canonical_int;
+
+pub fn len(buf: &mut Vec<u8>, n: u64) {
+    if n < 1 << 6 {
+        buf.push(n as u8);
+    } else if n < 1 << 14 {
+        buf.push(0x40 | (n >> 8) as u8);
+        buf.push(n as u8);
+    } else if n <= u64::from(u32::MAX) {
+        buf.push(0x80);
+        buf.extend_from_slice(&(n as u32).to_be_bytes());
+    } else {
+        buf.push(0x81);
+        buf.extend_from_slice(&n.to_be_bytes());
+    }
+}
+
+/// A string, as the server writes it: a small canonical integer in its integer form, a
+/// compressible string over 20 bytes as LZF (when `compress`), else raw.
+pub fn string(buf: &mut Vec<u8>, s: &[u8], compress: bool) {
+    if s.len() <= 11 {
+        if let Some(v) = canonical_int(s) {
+            if let Ok(b) = i8::try_from(v) {
+                buf.push(0xc0 | ENC_INT8);
+                buf.push(b as u8);
+                return;
+            } else if let Ok(h) = i16::try_from(v) {
+                buf.push(0xc0 | ENC_INT16);
+                buf.extend_from_slice(&h.to_le_bytes());
+                return;
+            } else if let Ok(w) = i32::try_from(v) {
+                buf.push(0xc0 | ENC_INT32);
+                buf.extend_from_slice(&w.to_le_bytes());
+                return;
+            }
+        }
+    }
+    if compress && s.len() > 20 {
+        if let Some(c) = lzf::compress(s, s.len() - 4) {
+            buf.push(0xc0 | ENC_LZF);
+            len(buf, c.len() as u64);
+            len(buf, s.len() as u64);
+            buf.extend_from_slice(&c);
+            return;
+        }
+    }
+    len(buf, s.len() as u64);
+    buf.extend_from_slice(s);
+}
+
+pub fn binary_double(buf: &mut Vec<u8>, d: f64) {
+    buf.extend_from_slice(&d.to_le_bytes());
+}
+
+pub fn ms_time(buf: &mut Vec<u8>, t: i64) {
+    buf.extend_from_slice(&t.to_le_bytes());
+}
+
+/// A score as listpack/ziplist text the loaders' strtod reads back to the same double:
+/// integers as integers (not -0), everything else in shortest round-trip exponent form.
+pub fn score_text(d: f64) -> Vec<u8> {
+    if d.fract() == 0.0 && d.abs() < 9.0e15 && !(d == 0.0 && d.is_sign_negative()) {
+        return (d as i64).to_string().into_bytes();
+    }
+    if d.is_infinite() {
+        return if d > 0.0 {
+            b"inf".to_vec()
+        } else {
+            b"-inf".to_vec()
+        };
+    }
+    format!("{d:e}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::input::{Input, Limits};
+    use super::*;
+
+    #[test]
+    fn strings_and_lengths_round_trip() {
+        let long = vec![b'q'; 5000];
+        let cases: Vec<&[u8]> = vec![
+            b"",
+            b"0",
+            b"-128",
+            b"128",
+            b"-32769",
+            b"2147483647",
+            b"2147483648",
+            b"007",
+            b"hello",
+            &long,
+        ];
+        for c in cases {
+            for compress in [false, true] {
+                let mut b = Vec::new();
+                string(&mut b, c, compress);
+                let mut inp = Input::new(&b[..], Some(b.len() as u64), Limits::default());
+                assert_eq!(inp.read_string("s").unwrap(), c);
+                assert!(inp.at_end().unwrap());
+            }
+        }
+        for n in [0u64, 63, 64, 16383, 16384, u32::MAX as u64, 1 << 40] {
+            let mut b = Vec::new();
+            len(&mut b, n);
+            let mut inp = Input::new(&b[..], None, Limits::default());
+            assert_eq!(inp.read_len("l").unwrap(), n);
+        }
+    }
+
+    #[test]
+    fn score_text_round_trips() {
+        for d in [
+            0.0,
+            -0.0,
+            1.0,
+            -3.0,
+            1.5,
+            0.1,
+            1e300,
+            -1e-300,
+            5e-324,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            9.0e15,
+            123456789012345678.0,
+        ] {
+            let t = score_text(d);
+            let back = super::super::super::prim::parse_double(&t).unwrap();
+            assert_eq!(
+                back.to_bits(),
+                d.to_bits(),
+                "{d} -> {}",
+                String::from_utf8_lossy(&t)
+            );
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The RDB writer: streams records to any `Write` with the CRC computed on the way.
+//!
+//! Owns the byte layout of what we write and the choice of encodings for a target server
+//! (see [`target`]). It must never write what the target cannot load: a value the target
+//! cannot represent (hash field TTLs for Redis 7.0, functions for 6.2, …) is a
+//! [`WriteError::Unrepresentable`] naming the key, never a silent loss.
+
+mod encode;
+mod object;
+pub mod packed;
+mod stream;
+pub mod target;
+
+use std::io::Write;
+
+use super::crc::Crc64;
+use super::value::Value;
+pub use target::Target;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("write failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("key {key}: {what} cannot be written for {target}")]
+    Unrepresentable {
+        key: String,
+        what: String,
+        target: String,
+    },
+    #[error("{what} cannot be written for {target}")]
+    Unsupported { what: String, target: String },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions {
+    /// LZF-compress strings longer than 20 bytes when it saves space (`rdbcompression`).
+    pub compress: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions { compress: true }
+    }
+}
+
+/// One key to write, borrowed from wherever the data lives.
+pub struct KeyRecord<'a> {
+    pub key: &'a [u8],
+    pub value: &'a Value,
+    pub expire_ms: Option<i64>,
+    pub idle: Option<u64>,
+    pub freq: Option<u8>,
+    /// Redis 8.6+ key metadata, opaque (class spec, raw module-format value).
+    pub meta: &'a [(u32, Vec<u8>)],
+}
+
+const FLUSH_AT: usize = 64 * 1024;
+
+pub struct RdbWriter<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+    crc: Crc64,
+    written: u64,
+    target: Target,
+    opts: WriteOptions,
+}
+
+impl<W: Write> RdbWriter<W> {
+    /// Start a file: writes the magic for `target`.
+    pub fn new(out: W, target: Target, opts: WriteOptions) -> Result<Self, WriteError> {
+        let mut w = RdbWriter {
+            out,
+            buf: Vec::with_capacity(FLUSH_AT * 2),
+            crc: Crc64::new(),
+            written: 0,
+            target,
+            opts,
+        };
+        w.buf.extend_from_slice(w.target.magic().as_bytes());
+        Ok(w)
+    }
+
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    /// Bytes produced so far.
+    pub fn written(&self) -> u64 {
+        self.written + self.buf.len() as u64
+    }
+
+    fn maybe_flush(&mut self) -> Result<(), WriteError> {
+        if self.buf.len() >= FLUSH_AT {
+            self.flush_buf()?;
+        }
+        Ok(())
+    }
+
+    fn flush_buf(&mut self) -> Result<(), WriteError> {
+        self.crc.update(&self.buf);
+        self.out.write_all(&self.buf)?;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    pub fn aux(&mut self, key: &[u8], value: &[u8]) -> Result<(), WriteError> {
+        self.buf.push(super::opcodes::AUX);
+        encode::string(&mut self.buf, key, false);
+        encode::string(&mut self.buf, value, false);
+        self.maybe_flush()
+    }
+
+    /// A function library (FUNCTION2), written before the databases.
+    pub fn function(&mut self, code: &[u8]) -> Result<(), WriteError> {
+        if !self.target.functions() {
+            return Err(WriteError::Unsupported {
+                what: "functions".into(),
+                target: self.target.server.to_string(),
+            });
+        }
+        self.buf.push(super::opcodes::FUNCTION2);
+        encode::string(&mut self.buf, code, self.opts.compress);
+        self.maybe_flush()
+    }
+
+    /// Module aux data, passed through byte for byte.
+    pub fn module_aux(&mut self, raw: &[u8]) -> Result<(), WriteError> {
+        self.buf.push(super::opcodes::MODULE_AUX);
+        self.buf.extend_from_slice(raw);
+        self.maybe_flush()
+    }
+
+    /// Switch database, with RESIZEDB hints when the sizes are known.
+    pub fn select_db(&mut self, db: u64, sizes: Option<(u64, u64)>) -> Result<(), WriteError> {
+        self.buf.push(super::opcodes::SELECTDB);
+        encode::len(&mut self.buf, db);
+        if let Some((keys, expires)) = sizes {
+            self.buf.push(super::opcodes::RESIZEDB);
+            encode::len(&mut self.buf, keys);
+            encode::len(&mut self.buf, expires);
+        }
+        self.maybe_flush()
+    }
+
+    /// One key. Returns `Ok(false)` for an empty collection, which servers drop on load
+    /// and which is therefore not written.
+    pub fn key(&mut self, rec: &KeyRecord) -> Result<bool, WriteError> {
+        if rec.value.is_empty_collection() {
+            return Ok(false);
+        }
+        let start = self.buf.len();
+        let r = object::write_key(&mut self.buf, rec, &self.target, self.opts);
+        if let Err(e) = r {
+            self.buf.truncate(start);
+            return Err(e);
+        }
+        self.maybe_flush()?;
+        Ok(true)
+    }
+
+    /// End the file: EOF opcode and CRC-64; returns the writer and the total size.
+    pub fn finish(mut self) -> Result<(W, u64), WriteError> {
+        self.buf.push(super::opcodes::EOF);
+        self.crc.update(&self.buf);
+        let crc = self.crc.value();
+        self.out.write_all(&self.buf)?;
+        self.out.write_all(&crc.to_le_bytes())?;
+        self.written += self.buf.len() as u64 + 8;
+        self.out.flush()?;
+        Ok((self.out, self.written))
+    }
+}

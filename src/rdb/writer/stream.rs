@@ -1,0 +1,216 @@
+//! Streams on the way out: listpack nodes keyed by their master ID, then the metadata and
+//! consumer groups in the layout of the target's stream format (1–5).
+//!
+//! Owns node packing (at most 100 entries / ~4 KiB per node, like the server's defaults)
+//! and the derivation of format-2 metadata from a format-1 source the way the servers do
+//! on load, so the target ends up with what the source server held.
+
+use super::super::value::{Stream, StreamId};
+use super::encode;
+use super::packed::Listpack;
+use super::target::{thresholds as th, Target};
+use super::WriteOptions;
+
+const FLAG_SAMEFIELDS: i64 = 2;
+
+fn id(buf: &mut Vec<u8>, id: StreamId) {
+    encode::len(buf, id.ms);
+    encode::len(buf, id.seq);
+}
+
+fn raw_id(buf: &mut Vec<u8>, id: StreamId) {
+    buf.extend_from_slice(&id.ms.to_be_bytes());
+    buf.extend_from_slice(&id.seq.to_be_bytes());
+}
+
+/// The servers' estimate of a group's read counter when the file has none (format 1):
+/// exact when nothing was deleted ahead of the group, otherwise unknown (-1).
+fn estimate_entries_read(
+    s: &Stream,
+    first: StreamId,
+    max_deleted: StreamId,
+    added: u64,
+    gid: StreamId,
+) -> i64 {
+    if added == 0 {
+        return 0;
+    }
+    match gid.cmp(&s.last_id) {
+        std::cmp::Ordering::Equal => return added as i64,
+        std::cmp::Ordering::Greater => return -1,
+        std::cmp::Ordering::Less => {}
+    }
+    if max_deleted == StreamId::default() || max_deleted < first {
+        match gid.cmp(&first) {
+            std::cmp::Ordering::Less => return added as i64 - s.length as i64,
+            std::cmp::Ordering::Equal => return added as i64 - s.length as i64 + 1,
+            std::cmp::Ordering::Greater => {}
+        }
+    }
+    -1
+}
+
+fn nodes(buf: &mut Vec<u8>, s: &Stream, o: WriteOptions) {
+    let mut packed: Vec<(StreamId, Vec<u8>)> = Vec::new();
+    let mut i = 0;
+    while i < s.entries.len() {
+        let master = &s.entries[i];
+        let fields: Vec<&[u8]> = master.fields.iter().map(|(f, _)| f.as_slice()).collect();
+        let mut body = Listpack::new();
+        let mut n = 0usize;
+        while i < s.entries.len()
+            && n < th::STREAM_NODE_MAX_ENTRIES
+            && (n == 0 || body.bytes() < th::STREAM_NODE_MAX_BYTES)
+        {
+            let e = &s.entries[i];
+            let same = e.fields.len() == fields.len()
+                && e.fields.iter().zip(&fields).all(|((f, _), m)| f == m);
+            body.push_int(if same { FLAG_SAMEFIELDS } else { 0 });
+            body.push_int(e.id.ms.wrapping_sub(master.id.ms) as i64);
+            body.push_int(e.id.seq.wrapping_sub(master.id.seq) as i64);
+            if same {
+                for (_, v) in &e.fields {
+                    body.push(v);
+                }
+                body.push_int(3 + e.fields.len() as i64);
+            } else {
+                body.push_int(e.fields.len() as i64);
+                for (f, v) in &e.fields {
+                    body.push(f);
+                    body.push(v);
+                }
+                body.push_int(4 + 2 * e.fields.len() as i64);
+            }
+            n += 1;
+            i += 1;
+        }
+        // The master entry goes first; build it now that the live count is known.
+        let mut lp = Listpack::new();
+        lp.push_int(n as i64);
+        lp.push_int(0);
+        lp.push_int(fields.len() as i64);
+        for f in &fields {
+            lp.push(f);
+        }
+        lp.push_int(0);
+        let mut blob = lp.finish();
+        let body = body.finish();
+        // Splice: master listpack without its end byte + body entries without its header.
+        blob.pop();
+        blob.extend_from_slice(&body[6..]);
+        let total = blob.len() as u32;
+        blob[0..4].copy_from_slice(&total.to_le_bytes());
+        let count = 4 + fields.len() + 1 + (u16::from_le_bytes([body[4], body[5]]) as usize);
+        let c = if count < 65535 { count as u16 } else { 65535 };
+        blob[4..6].copy_from_slice(&c.to_le_bytes());
+        packed.push((master.id, blob));
+    }
+    encode::len(buf, packed.len() as u64);
+    for (mid, blob) in &packed {
+        let mut key = Vec::with_capacity(16);
+        raw_id(&mut key, *mid);
+        encode::string(buf, &key, false);
+        encode::string(buf, blob, o.compress);
+    }
+}
+
+/// Write the stream; returns the type byte, or what the target cannot hold.
+pub(super) fn write(
+    buf: &mut Vec<u8>,
+    s: &Stream,
+    t: &Target,
+    o: WriteOptions,
+) -> Result<u8, String> {
+    let has_unowned = s
+        .groups
+        .iter()
+        .any(|g| g.unowned.as_ref().is_some_and(|u| !u.is_empty()));
+    let format = if has_unowned {
+        if t.valkey_magic || t.rdb_version < 14 {
+            return Err("a stream group's unowned pending entries (Redis 8.8+)".into());
+        }
+        if s.idmp.is_none() {
+            return Err("unowned pending entries without IDMP state (not supported yet)".into());
+        }
+        5
+    } else if s.idmp.is_some() {
+        if !t.redis_86() {
+            return Err("stream idempotency (IDMP) state (Redis 8.6+)".into());
+        }
+        4
+    } else {
+        t.stream_format()
+    };
+    nodes(buf, s, o);
+    encode::len(buf, s.length);
+    id(buf, s.last_id);
+    let first = s
+        .first_id
+        .unwrap_or_else(|| s.entries.first().map_or_else(StreamId::default, |e| e.id));
+    let max_deleted = s.max_deleted_id.unwrap_or_default();
+    let added = s.entries_added.unwrap_or(s.length);
+    if format >= 2 {
+        id(buf, first);
+        id(buf, max_deleted);
+        encode::len(buf, added);
+    }
+    encode::len(buf, s.groups.len() as u64);
+    for g in &s.groups {
+        encode::string(buf, &g.name, o.compress);
+        id(buf, g.last_id);
+        if format >= 2 {
+            let read = g
+                .entries_read
+                .unwrap_or_else(|| estimate_entries_read(s, first, max_deleted, added, g.last_id));
+            encode::len(buf, read as u64);
+        }
+        encode::len(buf, g.pending.len() as u64);
+        for p in &g.pending {
+            raw_id(buf, p.id);
+            encode::ms_time(buf, p.delivery_time_ms);
+            encode::len(buf, p.delivery_count);
+        }
+        encode::len(buf, g.consumers.len() as u64);
+        for c in &g.consumers {
+            encode::string(buf, &c.name, o.compress);
+            encode::ms_time(buf, c.seen_time_ms);
+            if format >= 3 {
+                encode::ms_time(buf, c.active_time_ms.unwrap_or(c.seen_time_ms));
+            }
+            encode::len(buf, c.pending.len() as u64);
+            for pid in &c.pending {
+                raw_id(buf, *pid);
+            }
+        }
+        if format >= 5 {
+            let u = g.unowned.as_deref().unwrap_or(&[]);
+            encode::len(buf, u.len() as u64);
+            for pid in u {
+                raw_id(buf, *pid);
+            }
+        }
+    }
+    if let (true, Some(idmp)) = (format >= 4, &s.idmp) {
+        encode::len(buf, idmp.duration_s);
+        encode::len(buf, idmp.max_entries);
+        encode::len(buf, idmp.producers.len() as u64);
+        for p in &idmp.producers {
+            encode::string(buf, &p.id, o.compress);
+            encode::len(buf, p.entries.len() as u64);
+            for (iid, eid) in &p.entries {
+                encode::string(buf, iid, o.compress);
+                id(buf, *eid);
+            }
+        }
+        encode::len(buf, idmp.iids_added);
+        encode::len(buf, idmp.iids_duplicates);
+    }
+    use super::super::types::*;
+    Ok(match format {
+        1 => STREAM_LISTPACKS,
+        2 => STREAM_LISTPACKS_2,
+        3 => STREAM_LISTPACKS_3,
+        4 => STREAM_LISTPACKS_4,
+        _ => STREAM_LISTPACKS_5,
+    })
+}
