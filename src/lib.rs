@@ -4,7 +4,9 @@
 //! `cli` is the command line. Later modules (replication, keyspace, snapshot, storage)
 //! plug in beside them; docs/architecture.md is the map.
 
+pub mod atomic_file;
 pub mod cli;
+pub mod convert;
 pub mod rdb;
 pub mod server_version;
 pub mod summary;

@@ -53,13 +53,13 @@ impl ServerVersion {
         redis_ver: Option<&str>,
         valkey_ver: Option<&str>,
     ) -> Self {
-        if let Some(v) = valkey_ver.and_then(|v| parse_numbers(v)) {
+        if let Some(v) = valkey_ver.and_then(parse_numbers) {
             return ServerVersion::new(Family::Valkey, v.0, v.1, v.2);
         }
         if valkey_magic {
             return ServerVersion::new(Family::Valkey, 9, 0, 0);
         }
-        if let Some(v) = redis_ver.and_then(|v| parse_numbers(v)) {
+        if let Some(v) = redis_ver.and_then(parse_numbers) {
             // Development builds say 255.255.255 or 999.999.999: fall back to the era.
             if v.0 < 100 {
                 return ServerVersion::new(Family::Redis, v.0, v.1, v.2);

@@ -5,6 +5,7 @@
 //! It must never panic on any input and never print anything but the JSON document on
 //! stdout when `--json` is given.
 
+mod convert;
 mod inspect;
 mod progress;
 
@@ -27,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Stream through an RDB file in bounded memory: header, aux fields, per-db counts.
     Inspect(inspect::InspectArgs),
+    /// Load and rewrite an RDB file for a target server version (magic, version, encodings).
+    Convert(convert::ConvertArgs),
 }
 
 /// Parse the arguments, run the verb, map the outcome to an exit code.
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
+        Command::Convert(a) => convert::run(a),
     };
     match result {
         Ok(code) => code,

@@ -52,6 +52,11 @@ pub struct KeyRecord<'a> {
     pub freq: Option<u8>,
     /// Redis 8.6+ key metadata, opaque (class spec, raw module-format value).
     pub meta: &'a [(u32, Vec<u8>)],
+    /// The type byte the value had in its source file, when it came from one. A sorted
+    /// set stored plain there is written plain here too, so that the target converts it
+    /// to its compact form with its own rules (servers differ, e.g. on -0 scores), exactly
+    /// as it would when loading the source.
+    pub source_type: Option<u8>,
 }
 
 const FLUSH_AT: usize = 64 * 1024;
@@ -131,15 +136,18 @@ impl<W: Write> RdbWriter<W> {
         self.maybe_flush()
     }
 
-    /// Switch database, with RESIZEDB hints when the sizes are known.
-    pub fn select_db(&mut self, db: u64, sizes: Option<(u64, u64)>) -> Result<(), WriteError> {
+    /// Switch database.
+    pub fn select_db(&mut self, db: u64) -> Result<(), WriteError> {
         self.buf.push(super::opcodes::SELECTDB);
         encode::len(&mut self.buf, db);
-        if let Some((keys, expires)) = sizes {
-            self.buf.push(super::opcodes::RESIZEDB);
-            encode::len(&mut self.buf, keys);
-            encode::len(&mut self.buf, expires);
-        }
+        self.maybe_flush()
+    }
+
+    /// Size hints for the current database (RESIZEDB), written right after `select_db`.
+    pub fn resize_db(&mut self, keys: u64, expires: u64) -> Result<(), WriteError> {
+        self.buf.push(super::opcodes::RESIZEDB);
+        encode::len(&mut self.buf, keys);
+        encode::len(&mut self.buf, expires);
         self.maybe_flush()
     }
 

@@ -60,7 +60,7 @@ pub(super) fn write_key(
         }
         Value::List(items) => list(buf, items, t, o),
         Value::Set(members) => set(buf, members, t, o),
-        Value::SortedSet(pairs) => zset(buf, pairs, t, o),
+        Value::SortedSet(pairs) => zset(buf, pairs, rec.source_type, t, o),
         Value::Hash(fields) => hash(buf, fields, rec, t, o)?,
         Value::Stream(s) => {
             super::stream::write(buf, s, t, o).map_err(|what| refuse(rec, t, what))?
@@ -175,7 +175,14 @@ fn set(buf: &mut Vec<u8>, members: &[Vec<u8>], t: &Target, o: WriteOptions) -> u
     SET
 }
 
-fn zset(buf: &mut Vec<u8>, pairs: &[(Vec<u8>, f64)], t: &Target, o: WriteOptions) -> u8 {
+fn zset(
+    buf: &mut Vec<u8>,
+    pairs: &[(Vec<u8>, f64)],
+    source_type: Option<u8>,
+    t: &Target,
+    o: WriteOptions,
+) -> u8 {
+    let source_plain = matches!(source_type, Some(ZSET | ZSET_2));
     let mut sorted: Vec<&(Vec<u8>, f64)> = pairs.iter().collect();
     // The servers' order: by score, then member bytes (-0 and 0 compare equal).
     sorted.sort_by(|a, b| {
@@ -183,7 +190,8 @@ fn zset(buf: &mut Vec<u8>, pairs: &[(Vec<u8>, f64)], t: &Target, o: WriteOptions
             .unwrap_or(std::cmp::Ordering::Equal)
             .then_with(|| a.0.cmp(&b.0))
     });
-    if pairs.len() <= th::ZSET_MAX_LISTPACK_ENTRIES
+    if !source_plain
+        && pairs.len() <= th::ZSET_MAX_LISTPACK_ENTRIES
         && pairs
             .iter()
             .all(|(m, _)| m.len() <= th::ZSET_MAX_LISTPACK_VALUE)

@@ -100,8 +100,14 @@ fn nodes(buf: &mut Vec<u8>, s: &Stream, o: WriteOptions) {
         blob.extend_from_slice(&body[6..]);
         let total = blob.len() as u32;
         blob[0..4].copy_from_slice(&total.to_le_bytes());
-        let count = 4 + fields.len() + 1 + (u16::from_le_bytes([body[4], body[5]]) as usize);
-        let c = if count < 65535 { count as u16 } else { 65535 };
+        // master entry: count, deleted, field count, the fields, the 0 terminator
+        let body_count = u16::from_le_bytes([body[4], body[5]]);
+        let count = 3 + fields.len() + 1 + usize::from(body_count);
+        let c = if body_count < u16::MAX && count < 65535 {
+            count as u16
+        } else {
+            u16::MAX // "unknown": readers count the entries themselves
+        };
         blob[4..6].copy_from_slice(&c.to_le_bytes());
         packed.push((master.id, blob));
     }

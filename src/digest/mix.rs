@@ -1,0 +1,71 @@
+//! The two SHA-1 combinators every `DEBUG DIGEST` is built from.
+//!
+//! Owns the arithmetic only: "xor in" for unordered parts (set members, hash fields,
+//! keys of a database) and "mix in" for ordered parts (list elements, stream entries,
+//! the parts of one element). Both take the bytes of the part, never its digest: the
+//! server hashes whatever it is given first. See docs/digest.md.
+
+use sha1::{Digest as _, Sha1};
+
+/// A running 20-byte digest, as the server keeps it (`unsigned char[20]`).
+pub type Acc = [u8; 20];
+
+/// SHA-1 of `data`.
+pub fn sha1(data: &[u8]) -> Acc {
+    let mut out = [0u8; 20];
+    out.copy_from_slice(&Sha1::digest(data));
+    out
+}
+
+/// `acc ^= SHA1(data)`: order-independent accumulation.
+pub fn xor_in(acc: &mut Acc, data: &[u8]) {
+    let h = sha1(data);
+    for (a, b) in acc.iter_mut().zip(h) {
+        *a ^= b;
+    }
+}
+
+/// `acc = SHA1(acc ^ SHA1(data))`: order-dependent accumulation.
+pub fn mix_in(acc: &mut Acc, data: &[u8]) {
+    xor_in(acc, data);
+    *acc = sha1(acc);
+}
+
+/// `a ^= b` without hashing (used to merge per-database partial sums).
+pub fn xor_raw(a: &mut Acc, b: &Acc) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x ^= *y;
+    }
+}
+
+pub fn hex(acc: &Acc) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(40);
+    for b in acc {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_is_order_dependent_and_xor_is_not() {
+        let (mut a, mut b) = ([0u8; 20], [0u8; 20]);
+        xor_in(&mut a, b"x");
+        xor_in(&mut a, b"y");
+        xor_in(&mut b, b"y");
+        xor_in(&mut b, b"x");
+        assert_eq!(a, b);
+        let (mut a, mut b) = ([0u8; 20], [0u8; 20]);
+        mix_in(&mut a, b"x");
+        mix_in(&mut a, b"y");
+        mix_in(&mut b, b"y");
+        mix_in(&mut b, b"x");
+        assert_ne!(a, b);
+        // SHA1("abc") is the FIPS 180 test vector.
+        assert_eq!(hex(&sha1(b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
+    }
+}

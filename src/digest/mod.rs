@@ -1,0 +1,247 @@
+//! `DEBUG DIGEST` computed offline: from an RDB file alone, the 40 hex digits a given
+//! server version answers after loading it (docs/digest.md has the algorithm per version
+//! and where each fact comes from).
+//!
+//! Owns the digest arithmetic, the per-version rules and the judgement of what a server
+//! keeps on load. It streams like the reader does: each key is folded into one 20-byte
+//! accumulator per database as it goes by, so memory stays bounded by the largest value.
+//! It must never return a digest it cannot stand behind: a module value (the server asks
+//! the module), a file or value the target cannot load, or a read error is an error.
+
+mod grisu;
+pub mod mix;
+pub mod score;
+pub mod target;
+pub mod value;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use crate::rdb::{Dialect, Item, KeyEntry, RdbError, RdbReader};
+use crate::server_version::ServerVersion;
+
+pub use mix::Acc;
+pub use target::Rules;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DigestError {
+    #[error("{0}")]
+    Read(#[from] RdbError),
+    #[error("the server asks the module for its digest, so we cannot; key {key} (module {module})")]
+    Module { key: String, module: String },
+    #[error("{0}")]
+    CannotLoad(String),
+}
+
+impl DigestError {
+    pub(crate) fn cannot_load(key: &[u8], why: impl std::fmt::Display) -> Self {
+        DigestError::CannotLoad(format!("key {}: {why}", key.escape_ascii()))
+    }
+}
+
+/// How to digest a file.
+#[derive(Debug, Clone, Copy)]
+pub struct DigestOptions {
+    /// The server whose answer to compute; `None`: the one that wrote the file.
+    pub target: Option<ServerVersion>,
+    /// "Now" for expiries, Unix ms: keys (and, on Valkey 9, hash fields) whose time has
+    /// passed are dropped by the loading server and so do not count.
+    pub now_ms: i64,
+    /// The target runs with `rdb-version-check relaxed` (Valkey 9+).
+    pub relaxed: bool,
+    /// The target's `databases` setting.
+    pub databases: u64,
+}
+
+impl DigestOptions {
+    pub fn new(now_ms: i64) -> Self {
+        DigestOptions {
+            target: None,
+            now_ms,
+            relaxed: false,
+            databases: target::DEFAULT_DATABASES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestReport {
+    pub digest: Acc,
+    /// The server version the digest is for (given or inferred).
+    pub target: ServerVersion,
+    /// Keys the target keeps and that entered the digest.
+    pub keys: u64,
+    /// Keys the target drops on load (expired, or empty once loaded).
+    pub dropped: u64,
+}
+
+impl DigestReport {
+    /// 40 lowercase hex digits, as `DEBUG DIGEST` prints them.
+    pub fn hex(&self) -> String {
+        mix::hex(&self.digest)
+    }
+}
+
+/// The dataset digest being built: per database, the xor of its keys' hashed digests.
+#[derive(Debug, Clone)]
+pub struct DatasetDigest {
+    rules: Rules,
+    now_ms: i64,
+    dbs: BTreeMap<u64, (Acc, u64)>,
+    dropped: u64,
+}
+
+impl DatasetDigest {
+    pub fn new(rules: Rules, now_ms: i64) -> Self {
+        DatasetDigest {
+            rules,
+            now_ms,
+            dbs: BTreeMap::new(),
+            dropped: 0,
+        }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Fold in one key (in any order: the per-database sum is an xor).
+    pub fn add(&mut self, entry: &KeyEntry) -> Result<(), DigestError> {
+        if entry.db >= self.rules.databases {
+            return Err(DigestError::CannotLoad(format!(
+                "key {} is in db {}, but the server has {} databases",
+                entry.key.escape_ascii(),
+                entry.db,
+                self.rules.databases
+            )));
+        }
+        match value::key_digest(&self.rules, entry, self.now_ms)? {
+            Some(d) => {
+                let slot = self.dbs.entry(entry.db).or_insert(([0u8; 20], 0));
+                mix::xor_in(&mut slot.0, &d);
+                slot.1 += 1;
+            }
+            None => self.dropped += 1,
+        }
+        Ok(())
+    }
+
+    /// The digest of everything added: for each database that holds keys, in ascending
+    /// order, the db number is mixed into the running result and the database's xor of
+    /// key digests is xored onto it. Nothing at all gives twenty zero bytes.
+    pub fn finish(&self) -> Acc {
+        let mut out = [0u8; 20];
+        for (&db, (sum, n)) in &self.dbs {
+            if *n == 0 {
+                continue;
+            }
+            mix::mix_in(&mut out, &(db as u32).to_be_bytes());
+            mix::xor_raw(&mut out, sum);
+        }
+        out
+    }
+
+    pub fn keys(&self) -> u64 {
+        self.dbs.values().map(|(_, n)| n).sum()
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+/// Read a whole file and compute the digest the target would answer after loading it.
+/// `progress` is called now and then with the byte offset.
+pub fn digest_rdb<R: Read>(
+    mut reader: RdbReader<R>,
+    opts: &DigestOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<DigestReport, DigestError> {
+    let header = reader.header();
+    let (mut redis_ver, mut valkey_ver): (Option<String>, Option<String>) = (None, None);
+    let mut digest: Option<DatasetDigest> = None;
+    let start = |redis_ver: &Option<String>, valkey_ver: &Option<String>| {
+        let target = opts.target.unwrap_or_else(|| {
+            ServerVersion::infer(
+                header.dialect == Dialect::Valkey,
+                header.version,
+                redis_ver.as_deref(),
+                valkey_ver.as_deref(),
+            )
+        });
+        let mut rules = Rules::for_target(target).map_err(DigestError::CannotLoad)?;
+        rules.relaxed_version = opts.relaxed;
+        rules.databases = opts.databases;
+        rules
+            .check_header(header.dialect, header.version)
+            .map_err(DigestError::CannotLoad)?;
+        Ok::<_, DigestError>(DatasetDigest::new(rules, opts.now_ms))
+    };
+    if opts.target.is_some() {
+        digest = Some(start(&None, &None)?);
+    }
+    let mut n = 0u64;
+    while let Some(item) = reader.next_item()? {
+        n += 1;
+        if n % 1024 == 0 {
+            progress(reader.offset());
+        }
+        match item {
+            Item::Aux { key, value } => match key.as_slice() {
+                b"redis-ver" => redis_ver = Some(String::from_utf8_lossy(&value).into_owned()),
+                b"valkey-ver" => valkey_ver = Some(String::from_utf8_lossy(&value).into_owned()),
+                _ => {}
+            },
+            Item::Key(k) => {
+                if digest.is_none() {
+                    digest = Some(start(&redis_ver, &valkey_ver)?);
+                }
+                let d = digest.as_mut().expect("set above");
+                if !d.rules().knows_type(k.rdb_type, header.dialect) {
+                    return Err(DigestError::cannot_load(
+                        &k.key,
+                        format!(
+                            "{} does not know type {} ({})",
+                            d.rules().target,
+                            k.rdb_type,
+                            crate::rdb::code_name(k.rdb_type, header.dialect)
+                        ),
+                    ));
+                }
+                d.add(&k)?;
+            }
+            Item::SlotImport { .. } => {
+                return Err(DigestError::CannotLoad(
+                    "SLOT_IMPORT record: only a cluster-mode server loads it".into(),
+                ))
+            }
+            Item::End { .. } => {
+                progress(reader.offset());
+                let d = match digest {
+                    Some(d) => d,
+                    None => start(&redis_ver, &valkey_ver)?,
+                };
+                return Ok(DigestReport {
+                    digest: d.finish(),
+                    target: d.rules().target,
+                    keys: d.keys(),
+                    dropped: d.dropped(),
+                });
+            }
+            // Functions, module aux data, resize hints and templates are not keys: the
+            // digest covers the keyspace only.
+            Item::Function { .. }
+            | Item::FunctionPreGa { .. }
+            | Item::ModuleAux { .. }
+            | Item::HashTemplate { .. }
+            | Item::SelectDb(_)
+            | Item::ResizeDb { .. }
+            | Item::SlotInfo { .. } => {}
+        }
+    }
+    Err(RdbError::new(
+        reader.offset(),
+        crate::rdb::ErrorKind::invalid("file", "ended without an EOF record"),
+    )
+    .into())
+}

@@ -1,0 +1,107 @@
+//! The text a zset score contributes to a digest, per server version.
+//!
+//! Redis up to 7.0 prints the double with C's `"%.17g"`; Redis 7.2 and later and every
+//! Valkey use `fpconv_dtoa` (see [`super::grisu`]). Both print the double the server holds,
+//! so the text stored in a file (`"1.50"`, `"1e2"`) never reaches the digest, only the
+//! number it parses to. See docs/digest.md.
+
+/// How a server version prints a score inside `DEBUG DIGEST`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreFormat {
+    /// `snprintf(buf, 128, "%.17g", score)` (Redis 6.x and 7.0).
+    Printf17g,
+    /// `fpconv_dtoa(score, buf)` (Redis 7.2+, Valkey 7.2+).
+    Fpconv,
+}
+
+impl ScoreFormat {
+    pub fn format(self, x: f64) -> String {
+        match self {
+            ScoreFormat::Printf17g => printf_17g(x),
+            ScoreFormat::Fpconv => super::grisu::dtoa(x),
+        }
+    }
+}
+
+/// C's `%.17g` as glibc prints it: 17 significant digits correctly rounded (ties to
+/// even), fixed notation for decimal exponents -4..=16, else `d.ddde±XX`; trailing zeros
+/// dropped; `inf`, `-inf`, `nan`, `-0`.
+pub fn printf_17g(x: f64) -> String {
+    if x.is_nan() {
+        return if x.is_sign_negative() { "-nan" } else { "nan" }.to_string();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf" } else { "-inf" }.to_string();
+    }
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    // Rust's exact formatting rounds the exact binary value half to even, as glibc does.
+    let sci = format!("{:.16e}", x.abs());
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: Vec<u8> = mant.bytes().filter(u8::is_ascii_digit).collect();
+    let mut out = String::with_capacity(26);
+    if x < 0.0 {
+        out.push('-');
+    }
+    let text = |d: &[u8]| d.iter().map(|&c| c as char).collect::<String>();
+    let trim = |d: &[u8]| -> usize { d.iter().rposition(|&c| c != b'0').map_or(0, |p| p + 1) };
+    if !(-4..17).contains(&exp) {
+        out.push(digits[0] as char);
+        let frac = &digits[1..1 + trim(&digits[1..])];
+        if !frac.is_empty() {
+            out.push('.');
+            out.push_str(&text(frac));
+        }
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        out.push_str(&format!("{:02}", exp.abs()));
+    } else if exp >= 0 {
+        let int_len = exp as usize + 1;
+        out.push_str(&text(&digits[..int_len]));
+        let frac = &digits[int_len..int_len + trim(&digits[int_len..])];
+        if !frac.is_empty() {
+            out.push('.');
+            out.push_str(&text(frac));
+        }
+    } else {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-exp - 1) as usize));
+        out.push_str(&text(&digits[..trim(&digits)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printf_17g_matches_glibc() {
+        // Expected strings from glibc printf("%.17g").
+        let cases: &[(f64, &str)] = &[
+            (1.0, "1"),
+            (-1.0, "-1"),
+            (0.1, "0.10000000000000001"),
+            (2.2, "2.2000000000000002"),
+            (1e300, "1.0000000000000001e+300"),
+            (5e-324, "4.9406564584124654e-324"),
+            (1e16, "10000000000000000"),
+            (1e17, "1e+17"),
+            (123456789012345680.0, "1.2345678901234568e+17"),
+            (0.0001, "0.0001"),
+            (0.00001, "1.0000000000000001e-05"),
+            (1000000000000000.25, "1000000000000000.2"),
+            (1000000000000000.75, "1000000000000000.8"),
+            (-0.0, "-0"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (1.000033e25, "1.000033e+25"),
+            (9007199254740992.0, "9007199254740992"),
+        ];
+        for &(x, want) in cases {
+            assert_eq!(printf_17g(x), want, "{x:e}");
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! What one server version does with a file it loads, as far as its digest is concerned.
+//!
+//! Owns the per-version table (docs/digest.md has the sources behind each line): which
+//! magic and RDB versions it accepts, which type codes it knows, how it prints scores,
+//! whether hash field TTLs enter the digest, whether it drops expired fields on load, and
+//! the default config limits that decide a sorted set's encoding after load. It decides
+//! nothing about the bytes of the file; the reader has decoded them already.
+
+use crate::rdb::types;
+use crate::rdb::Dialect;
+use crate::server_version::{Family, ServerVersion};
+
+use super::score::ScoreFormat;
+
+/// Default `zset-max-listpack-entries` (`zset-max-ziplist-entries` before 7.0).
+pub const ZSET_MAX_LISTPACK_ENTRIES: usize = 128;
+/// Default `zset-max-listpack-value`: longest member, in bytes, a listpack zset holds.
+pub const ZSET_MAX_LISTPACK_VALUE: usize = 64;
+/// Default `databases`.
+pub const DEFAULT_DATABASES: u64 = 16;
+
+/// The digest-relevant behaviour of one server version with its default config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    pub target: ServerVersion,
+    pub score_format: ScoreFormat,
+    /// The server turns an integral score into a listpack integer when it builds a
+    /// listpack from a skiplist (Redis 7.0+, Valkey), which loses the sign of -0.0.
+    pub listpack_drops_negative_zero: bool,
+    /// A hash field with a TTL xors `"!!hexpire!!"` into its element digest (Redis 7.4+).
+    pub hash_field_ttl_marker: bool,
+    /// Fields whose TTL has passed are dropped while loading (Valkey 9+); Redis keeps them
+    /// until they are reclaimed, and they count in the digest until then.
+    pub drops_expired_fields: bool,
+    /// Number of databases a server started with this config has.
+    pub databases: u64,
+    /// Valkey's `rdb-version-check relaxed`: load RDB versions newer than its own.
+    pub relaxed_version: bool,
+}
+
+impl Rules {
+    /// The rules of `target` with its default config. Targets older than the oldest
+    /// digest this module knows (Redis 6.0) are refused.
+    pub fn for_target(target: ServerVersion) -> Result<Rules, String> {
+        let redis = target.family == Family::Redis;
+        if redis && !target.at_least(6, 0) {
+            return Err(format!(
+                "target {target}: digests are known from redis-6.0 and valkey-7.2 on"
+            ));
+        }
+        if !redis && !target.at_least(7, 2) {
+            return Err(format!(
+                "target {target}: Valkey releases start at valkey-7.2"
+            ));
+        }
+        Ok(Rules {
+            target,
+            score_format: if redis && !target.at_least(7, 2) {
+                ScoreFormat::Printf17g
+            } else {
+                ScoreFormat::Fpconv
+            },
+            listpack_drops_negative_zero: !redis || target.at_least(7, 0),
+            hash_field_ttl_marker: redis && target.at_least(7, 4),
+            drops_expired_fields: !redis && target.at_least(9, 0),
+            databases: DEFAULT_DATABASES,
+            relaxed_version: false,
+        })
+    }
+
+    /// Newest RDB version (REDIS magic) this target writes and loads without relaxing.
+    pub fn max_redis_rdb(&self) -> u32 {
+        let t = &self.target;
+        match t.family {
+            Family::Valkey => 11,
+            Family::Redis => match (t.major, t.minor) {
+                (6, _) => 9,
+                (7, 0) => 10,
+                (7, 2) => 11,
+                (7, _) | (8, 0..=4) => 12,
+                (8, 5..=6) => 13,
+                (8, 7..=8) => 14,
+                _ => 15,
+            },
+        }
+    }
+
+    /// Whether this target would start at all on a file with this header.
+    pub fn check_header(&self, dialect: Dialect, version: u32) -> Result<(), String> {
+        let t = self.target;
+        match (dialect, t.family) {
+            (Dialect::Valkey, Family::Redis) => {
+                Err(format!("{t} does not load VALKEY-magic files"))
+            }
+            (Dialect::Valkey, Family::Valkey) if !t.at_least(9, 0) => Err(format!(
+                "{t} does not load VALKEY-magic files (Valkey 9.0 introduced them)"
+            )),
+            (Dialect::Valkey, Family::Valkey) => {
+                if version > 80 && !self.relaxed_version {
+                    Err(format!(
+                        "{t} refuses RDB version VALKEY{version} without rdb-version-check relaxed"
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            (Dialect::Redis, _) => {
+                let max = self.max_redis_rdb();
+                let can_relax = t.family == Family::Valkey && t.at_least(9, 0);
+                if version <= max || (self.relaxed_version && can_relax) {
+                    Ok(())
+                } else if can_relax {
+                    Err(format!(
+                        "{t} refuses RDB version {version} (newest it knows: {max}) without rdb-version-check relaxed"
+                    ))
+                } else {
+                    Err(format!(
+                        "{t} refuses RDB version {version} (newest it loads: {max})"
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Whether this target knows the object type `code` in a file of `dialect`.
+    pub fn knows_type(&self, code: u8, dialect: Dialect) -> bool {
+        use types::*;
+        let t = &self.target;
+        if code == 8 {
+            return false;
+        }
+        match (t.family, dialect) {
+            (Family::Valkey, Dialect::Valkey) => code <= T22,
+            (Family::Valkey, Dialect::Redis) => code <= STREAM_LISTPACKS_3,
+            (Family::Redis, _) => {
+                let max = match (t.major, t.minor) {
+                    (6, _) => STREAM_LISTPACKS,
+                    (7, 0) => STREAM_LISTPACKS_2,
+                    (7, 2) => STREAM_LISTPACKS_3,
+                    (7, _) | (8, 0..=4) => HASH_LISTPACK_EX,
+                    (8, 5..=6) => STREAM_LISTPACKS_4,
+                    (8, 7..=8) => ARRAY,
+                    // GCRA (33) is compiled out of release builds (ENABLE_GCRA).
+                    _ => HASH_TMPL_ARRAY_REF,
+                };
+                code <= max
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(s: &str) -> Rules {
+        Rules::for_target(s.parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn per_version_choices() {
+        assert_eq!(rules("redis-6.2").score_format, ScoreFormat::Printf17g);
+        assert_eq!(rules("redis-7.0").score_format, ScoreFormat::Printf17g);
+        assert_eq!(rules("redis-7.2").score_format, ScoreFormat::Fpconv);
+        assert_eq!(rules("valkey-8.1").score_format, ScoreFormat::Fpconv);
+        assert!(!rules("redis-6.2").listpack_drops_negative_zero);
+        assert!(rules("redis-7.0").listpack_drops_negative_zero);
+        assert!(!rules("redis-7.2").hash_field_ttl_marker);
+        assert!(rules("redis-7.4").hash_field_ttl_marker);
+        assert!(!rules("valkey-9.1").hash_field_ttl_marker);
+        assert!(rules("valkey-9.0").drops_expired_fields);
+        assert!(Rules::for_target("redis-5.0".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn header_gates() {
+        assert!(rules("redis-6.2").check_header(Dialect::Redis, 9).is_ok());
+        assert!(rules("redis-6.2").check_header(Dialect::Redis, 10).is_err());
+        assert!(rules("redis-7.0").check_header(Dialect::Redis, 11).is_err());
+        assert!(rules("redis-8.2").check_header(Dialect::Valkey, 80).is_err());
+        assert!(rules("valkey-8.1").check_header(Dialect::Valkey, 80).is_err());
+        assert!(rules("valkey-9.1").check_header(Dialect::Valkey, 80).is_ok());
+        assert!(rules("valkey-9.1").check_header(Dialect::Redis, 12).is_err());
+        let mut r = rules("valkey-9.1");
+        r.relaxed_version = true;
+        assert!(r.check_header(Dialect::Redis, 12).is_ok());
+    }
+}

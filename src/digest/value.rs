@@ -1,0 +1,235 @@
+//! One key's contribution to `DEBUG DIGEST`, as a given server version computes it.
+//!
+//! Owns the per-type rules (docs/digest.md): which parts are mixed in order, which are
+//! xored, how numbers become text, and what the server drops on load (expired keys,
+//! expired hash fields on Valkey 9, empty collections) so that they contribute nothing.
+//! It never guesses at a module value: the server asks the module, so that is an error.
+
+use crate::rdb::types::{ZSET, ZSET_2};
+use crate::rdb::value::{ArrayElem, HashField, SparseArray, Stream};
+use crate::rdb::{KeyEntry, Value};
+
+use super::mix::{mix_in, xor_in, Acc};
+use super::target::{Rules, ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
+use super::DigestError;
+
+/// The server's object type numbers (`OBJ_*`), mixed in as a big-endian u32.
+const OBJ_STRING: u32 = 0;
+const OBJ_LIST: u32 = 1;
+const OBJ_SET: u32 = 2;
+const OBJ_ZSET: u32 = 3;
+const OBJ_HASH: u32 = 4;
+const OBJ_STREAM: u32 = 6;
+const OBJ_ARRAY: u32 = 7;
+
+const EXPIRE_MARK: &[u8] = b"!!expire!!";
+const FIELD_TTL_MARK: &[u8] = b"!!hexpire!!";
+const ARRAY_HOLE: &[u8] = b"(null)";
+/// Holes in a sparse array each cost a digest step; past this many we refuse.
+const MAX_ARRAY_HOLES: u64 = 100_000_000;
+
+/// Whether a master loading the file keeps this key: the key's expiry has not passed
+/// and, after the target's own load-time filtering, the collection is not empty.
+pub fn kept(rules: &Rules, entry: &KeyEntry, now_ms: i64) -> bool {
+    if matches!(entry.expire_ms, Some(t) if t < now_ms) {
+        return false;
+    }
+    match &entry.value {
+        Value::Hash(fields) if rules.drops_expired_fields => {
+            fields.iter().any(|f| field_alive(f, now_ms))
+        }
+        v => !v.is_empty_collection(),
+    }
+}
+
+fn field_alive(f: &HashField, now_ms: i64) -> bool {
+    f.expire_ms.is_none_or(|t| t as i64 >= now_ms)
+}
+
+/// The key's full digest (key name, then the value), or `None` when the server drops it.
+pub fn key_digest(rules: &Rules, entry: &KeyEntry, now_ms: i64) -> Result<Option<Acc>, DigestError> {
+    if !kept(rules, entry, now_ms) {
+        return Ok(None);
+    }
+    let mut acc = [0u8; 20];
+    mix_in(&mut acc, &entry.key);
+    object_digest(&mut acc, rules, entry, now_ms)?;
+    Ok(Some(acc))
+}
+
+/// What `DEBUG DIGEST-VALUE key` answers for this key: the value and its expiry mark,
+/// without the key name. `None` when the server would not have the key.
+pub fn value_digest(
+    rules: &Rules,
+    entry: &KeyEntry,
+    now_ms: i64,
+) -> Result<Option<Acc>, DigestError> {
+    if !kept(rules, entry, now_ms) {
+        return Ok(None);
+    }
+    let mut acc = [0u8; 20];
+    object_digest(&mut acc, rules, entry, now_ms)?;
+    Ok(Some(acc))
+}
+
+fn object_digest(
+    acc: &mut Acc,
+    rules: &Rules,
+    entry: &KeyEntry,
+    now_ms: i64,
+) -> Result<(), DigestError> {
+    let obj_type = |acc: &mut Acc, t: u32| mix_in(acc, &t.to_be_bytes());
+    match &entry.value {
+        Value::String(s) => {
+            obj_type(acc, OBJ_STRING);
+            mix_in(acc, s);
+        }
+        Value::List(items) => {
+            obj_type(acc, OBJ_LIST);
+            for it in items {
+                mix_in(acc, it);
+            }
+        }
+        Value::Set(members) => {
+            obj_type(acc, OBJ_SET);
+            for m in members {
+                xor_in(acc, m);
+            }
+        }
+        Value::SortedSet(members) => {
+            obj_type(acc, OBJ_ZSET);
+            zset(acc, rules, entry.rdb_type, members);
+        }
+        Value::Hash(fields) => {
+            obj_type(acc, OBJ_HASH);
+            hash(acc, rules, fields, now_ms);
+        }
+        Value::Stream(s) => {
+            obj_type(acc, OBJ_STREAM);
+            stream(acc, s);
+        }
+        Value::Array(a) => {
+            obj_type(acc, OBJ_ARRAY);
+            array(acc, a).map_err(|m| DigestError::cannot_load(&entry.key, m))?;
+        }
+        Value::Module(m) => {
+            return Err(DigestError::Module {
+                key: entry.key.escape_ascii().to_string(),
+                module: m.name_and_version().0,
+            })
+        }
+        Value::Gcra(_) => {
+            return Err(DigestError::cannot_load(
+                &entry.key,
+                format!(
+                    "{} cannot load a GCRA value (release builds leave GCRA out)",
+                    rules.target
+                ),
+            ))
+        }
+    }
+    if entry.expire_ms.is_some() {
+        xor_in(acc, EXPIRE_MARK);
+    }
+    Ok(())
+}
+
+/// Each member and its score are mixed into a fresh element digest, xored into the key's.
+fn zset(acc: &mut Acc, rules: &Rules, rdb_type: u8, members: &[(Vec<u8>, f64)]) {
+    // A skiplist-layout zset small enough is turned into a listpack after load; from 7.0
+    // on the server stores integral scores there as integers, so -0 becomes 0.
+    let rebuilt_as_listpack = matches!(rdb_type, ZSET | ZSET_2)
+        && members.len() <= ZSET_MAX_LISTPACK_ENTRIES
+        && members
+            .iter()
+            .all(|(m, _)| m.len() <= ZSET_MAX_LISTPACK_VALUE);
+    let drop_sign = rebuilt_as_listpack && rules.listpack_drops_negative_zero;
+    for (member, score) in members {
+        let score = if drop_sign && *score == 0.0 { 0.0 } else { *score };
+        let mut ele = [0u8; 20];
+        mix_in(&mut ele, member);
+        mix_in(&mut ele, rules.score_format.format(score).as_bytes());
+        xor_in(acc, &ele);
+    }
+}
+
+fn hash(acc: &mut Acc, rules: &Rules, fields: &[HashField], now_ms: i64) {
+    for f in fields {
+        if rules.drops_expired_fields && !field_alive(f, now_ms) {
+            continue;
+        }
+        let mut ele = [0u8; 20];
+        mix_in(&mut ele, &f.field);
+        mix_in(&mut ele, &f.value);
+        if rules.hash_field_ttl_marker && f.expire_ms.is_some() {
+            xor_in(&mut ele, FIELD_TTL_MARK);
+        }
+        xor_in(acc, &ele);
+    }
+}
+
+/// Entries in ID order: the ID as `ms.seq`, then each field and value. Consumer groups,
+/// the PEL and the stream's metadata are not part of the digest.
+fn stream(acc: &mut Acc, s: &Stream) {
+    for e in &s.entries {
+        mix_in(acc, format!("{}.{}", e.id.ms, e.id.seq).as_bytes());
+        for (f, v) in &e.fields {
+            mix_in(acc, f);
+            mix_in(acc, v);
+        }
+    }
+}
+
+/// Every index from 0 to the highest present one, a hole as `(null)` (Redis 8.8+).
+fn array(acc: &mut Acc, a: &SparseArray) -> Result<(), String> {
+    let len = a.elems.last().map_or(0, |(i, _)| i + 1);
+    if len - a.elems.len() as u64 > MAX_ARRAY_HOLES {
+        return Err(format!(
+            "sparse array of length {len} with {} elements: too many holes to digest",
+            a.elems.len()
+        ));
+    }
+    let mut next = 0u64;
+    for (idx, el) in &a.elems {
+        while next < *idx {
+            mix_in(acc, ARRAY_HOLE);
+            next += 1;
+        }
+        match el {
+            ArrayElem::Str(s) => mix_in(acc, s),
+            ArrayElem::Int(i) => mix_in(acc, i.to_string().as_bytes()),
+            ArrayElem::Float(d) => mix_in(acc, array_float(*d).as_bytes()),
+        }
+        next = idx + 1;
+    }
+    Ok(())
+}
+
+/// An array float as Redis 8.8+ prints it: `d2string`, then `.0` when that looks integral.
+fn array_float(d: f64) -> String {
+    let mut s = if d.is_nan() {
+        "nan".to_string()
+    } else if d.is_infinite() {
+        if d < 0.0 { "-inf" } else { "inf" }.to_string()
+    } else if d == 0.0 {
+        if d.is_sign_negative() { "-0" } else { "0" }.to_string()
+    } else if let Some(i) = double_to_ll(d) {
+        i.to_string()
+    } else {
+        super::grisu::dtoa(d)
+    };
+    if d.is_finite() && !s.contains(['.', 'e', 'E']) {
+        s.push_str(".0");
+    }
+    s
+}
+
+/// The servers' `double2ll`: integral doubles within ±(2^62) as integers.
+fn double_to_ll(d: f64) -> Option<i64> {
+    const LIM: f64 = (i64::MAX / 2) as f64;
+    if !(-LIM..=LIM).contains(&d) {
+        return None;
+    }
+    let i = d as i64;
+    (i as f64 == d).then_some(i)
+}
