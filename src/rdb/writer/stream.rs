@@ -139,11 +139,17 @@ pub(super) fn write(
             return Err("unowned pending entries without IDMP state (not supported yet)".into());
         }
         5
-    } else if s.idmp.is_some() {
-        if !t.redis_86() {
-            return Err("stream idempotency (IDMP) state (Redis 8.6+)".into());
-        }
+    } else if s.idmp.is_some() && t.redis_86() {
         4
+    } else if s
+        .idmp
+        .as_ref()
+        .is_some_and(|i| !i.producers.is_empty() || i.iids_added > 0 || i.iids_duplicates > 0)
+    {
+        // Redis 8.6 writes the block for every stream; it only carries data once a
+        // producer has used idempotent IDs. Without that, a target without the feature
+        // loses nothing but settings it has no use for.
+        return Err("stream idempotency (IDMP) state (Redis 8.6+)".into());
     } else {
         t.stream_format()
     };
