@@ -103,9 +103,21 @@ fn flush_literals(out: &mut Vec<u8>, lit: &[u8]) {
 /// Compress `input` into LZF if the result fits in `max_out` bytes; `None` otherwise.
 /// The output need not equal the server's byte for byte, only decode to the same input.
 pub fn compress(input: &[u8], max_out: usize) -> Option<Vec<u8>> {
+    HASH_TABLE.with(|t| compress_with(input, max_out, &mut t.borrow_mut()))
+}
+
+thread_local! {
+    /// Reused between calls and never cleared: a stale slot is only a candidate, checked
+    /// against the bytes before use, so clearing 128 KiB per string would be wasted work.
+    static HASH_TABLE: std::cell::RefCell<Vec<u32>> = std::cell::RefCell::new(vec![0; 1 << HASH_BITS]);
+}
+
+fn compress_with(input: &[u8], max_out: usize, table: &mut [u32]) -> Option<Vec<u8>> {
     let n = input.len();
+    if n >= u32::MAX as usize {
+        return None;
+    }
     let mut out = Vec::with_capacity(max_out.min(n));
-    let mut table = vec![usize::MAX; 1 << HASH_BITS];
     let mut ip = 0usize;
     let mut lit_start = 0usize;
     while ip + 2 < n {
@@ -113,9 +125,9 @@ pub fn compress(input: &[u8], max_out: usize) -> Option<Vec<u8>> {
             (u32::from(input[ip]) << 16 | u32::from(input[ip + 1]) << 8 | u32::from(input[ip + 2]))
                 .wrapping_mul(2_654_435_761)
                 >> (32 - HASH_BITS);
-        let r = table[h as usize];
-        table[h as usize] = ip;
-        if r != usize::MAX && ip - r <= MAX_OFF && input[r..r + 3] == input[ip..ip + 3] {
+        let r = table[h as usize] as usize;
+        table[h as usize] = ip as u32;
+        if r < ip && ip - r <= MAX_OFF && input[r..r + 3] == input[ip..ip + 3] {
             let max_len = MAX_REF.min(n - ip);
             let mut len = 3;
             while len < max_len && input[r + len] == input[ip + len] {

@@ -1,0 +1,131 @@
+//! Benchmark (not a test): RDB write throughput against redis-server 7.0's own `SAVE` of
+//! the same data, and the resident memory of the data held as decoded values (the naive
+//! in-memory model) against the server's `used_memory_rss`.
+//!
+//! `cargo bench --bench rdb_write` (BENCH_RDB_GB=0.4 by default: about 6 M mixed keys).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+mod common;
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::time::Instant;
+
+use common::{dataset, rss_kb};
+use replisnap::rdb::writer::{KeyRecord, RdbWriter, Target, WriteOptions};
+use replisnap::rdb::{Item, Options, RdbReader};
+use support::TestServer;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let Some(bin) = support::require("redis-7.0") else {
+        return;
+    };
+    let gb: f64 = std::env::var("BENCH_RDB_GB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.4);
+    let path = dataset(&bin, gb);
+
+    // The server: load the file, then time a foreground SAVE (compression on, fsync).
+    let server = TestServer::start_with_rdb(&bin, &path, &[]).expect("server loads the dataset");
+    let used_rss: u64 = server
+        .info_field("memory", "used_memory_rss")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let keys = server.dbsize_all();
+    let mut save_s = f64::MAX;
+    for _ in 0..2 {
+        let t = Instant::now();
+        server.must(&["SAVE"]);
+        save_s = save_s.min(t.elapsed().as_secs_f64());
+    }
+    let server_bytes = std::fs::metadata(server.rdb_path())
+        .expect("server dump")
+        .len();
+    drop(server);
+
+    // Ours: hold every item decoded, then write them all.
+    let base_rss = rss_kb();
+    let f = File::open(&path).expect("open");
+    let len = f.metadata().unwrap().len();
+    let mut r = RdbReader::new(f, Some(len), Options::default()).expect("header");
+    let mut items = Vec::new();
+    while let Some(item) = r.next_item().expect("parse") {
+        items.push(item);
+    }
+    let model_rss = (rss_kb() - base_rss) * 1024;
+    let target = Target::for_server("redis-7.0".parse().unwrap()).unwrap();
+    let out_path =
+        std::env::temp_dir().join(format!("replisnap-bench-write-{}.rdb", std::process::id()));
+    let mut write_s = f64::MAX;
+    let mut bytes = 0;
+    for _ in 0..2 {
+        let t = Instant::now();
+        let out = BufWriter::with_capacity(1 << 20, File::create(&out_path).expect("create"));
+        let mut w = RdbWriter::new(out, target, WriteOptions::default()).expect("writer");
+        for item in &items {
+            match item {
+                Item::Aux { key, value } => w.aux(key, value).unwrap(),
+                Item::Function { code } => w.function(code).unwrap(),
+                Item::SelectDb(db) => w.select_db(*db).unwrap(),
+                Item::ResizeDb {
+                    db_size,
+                    expires_size,
+                } => w.resize_db(*db_size, *expires_size).unwrap(),
+                Item::Key(k) => {
+                    w.key(&KeyRecord {
+                        key: &k.key,
+                        value: &k.value,
+                        expire_ms: k.expire_ms,
+                        idle: k.idle,
+                        freq: k.freq,
+                        meta: &k.meta,
+                        source_type: None,
+                    })
+                    .unwrap();
+                }
+                _ => {}
+            }
+        }
+        let (out, n) = w.finish().expect("finish");
+        out.into_inner().expect("flush").sync_all().expect("fsync");
+        bytes = n;
+        write_s = write_s.min(t.elapsed().as_secs_f64());
+    }
+    let _ = std::fs::remove_file(&out_path);
+    let mb = |b: u64| b as f64 / 1e6;
+    println!(
+        "dataset: {} ({keys} keys, written by redis-server {})",
+        path.display(),
+        bin.version
+    );
+    println!(
+        "redis-server {} SAVE: {save_s:.2} s, {:.0} MB/s ({:.0} MB)",
+        bin.version,
+        mb(server_bytes) / save_s,
+        mb(server_bytes)
+    );
+    println!(
+        "replisnap write:      {write_s:.2} s, {:.0} MB/s ({:.0} MB)",
+        mb(bytes) / write_s,
+        mb(bytes)
+    );
+    println!(
+        "write throughput ratio (ours / SAVE, by time): {:.2}x",
+        save_s / write_s
+    );
+    println!(
+        "memory: decoded values held as Vec<Item> {:.0} MB vs redis used_memory_rss {:.0} MB: {:.2}x",
+        mb(model_rss),
+        mb(used_rss),
+        model_rss as f64 / used_rss as f64
+    );
+}
