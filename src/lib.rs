@@ -7,6 +7,7 @@
 pub mod atomic_file;
 pub mod cli;
 pub mod convert;
+pub mod digest;
 pub mod rdb;
 pub mod server_version;
 pub mod summary;

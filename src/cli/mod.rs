@@ -6,6 +6,7 @@
 //! stdout when `--json` is given.
 
 mod convert;
+mod digest;
 mod inspect;
 mod progress;
 
@@ -28,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Stream through an RDB file in bounded memory: header, aux fields, per-db counts.
     Inspect(inspect::InspectArgs),
+    /// Print the 40-hex DEBUG DIGEST a server of the target version answers after loading FILE.
+    Digest(digest::DigestArgs),
     /// Load and rewrite an RDB file for a target server version (magic, version, encodings).
     Convert(convert::ConvertArgs),
 }
@@ -47,6 +50,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
+        Command::Digest(a) => digest::run(a),
         Command::Convert(a) => convert::run(a),
     };
     match result {

@@ -66,6 +66,9 @@ mod tests {
         mix_in(&mut b, b"x");
         assert_ne!(a, b);
         // SHA1("abc") is the FIPS 180 test vector.
-        assert_eq!(hex(&sha1(b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            hex(&sha1(b"abc")),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
     }
 }

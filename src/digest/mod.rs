@@ -27,7 +27,9 @@ pub use target::Rules;
 pub enum DigestError {
     #[error("{0}")]
     Read(#[from] RdbError),
-    #[error("the server asks the module for its digest, so we cannot; key {key} (module {module})")]
+    #[error(
+        "the server asks the module for its digest, so we cannot; key {key} (module {module})"
+    )]
     Module { key: String, module: String },
     #[error("{0}")]
     CannotLoad(String),
@@ -109,7 +111,7 @@ impl DatasetDigest {
     pub fn add(&mut self, entry: &KeyEntry) -> Result<(), DigestError> {
         if entry.db >= self.rules.databases {
             return Err(DigestError::CannotLoad(format!(
-                "key {} is in db {}, but the server has {} databases",
+                "key {} is in db {}, but the server has {} databases (its `databases` setting)",
                 entry.key.escape_ascii(),
                 entry.db,
                 self.rules.databases
@@ -160,21 +162,32 @@ pub fn digest_rdb<R: Read>(
     let header = reader.header();
     let (mut redis_ver, mut valkey_ver): (Option<String>, Option<String>) = (None, None);
     let mut digest: Option<DatasetDigest> = None;
+    // The writer loads its own file: the load gates apply to a target named by the user.
+    let explicit = opts.target.is_some();
     let start = |redis_ver: &Option<String>, valkey_ver: &Option<String>| {
         let target = opts.target.unwrap_or_else(|| {
-            ServerVersion::infer(
-                header.dialect == Dialect::Valkey,
+            let valkey = header.dialect == Dialect::Valkey;
+            let v = ServerVersion::infer(
+                valkey,
                 header.version,
                 redis_ver.as_deref(),
                 valkey_ver.as_deref(),
-            )
+            );
+            // Forks and tools write placeholders such as "0.0.0": judge by the format.
+            if v.major < 2 {
+                ServerVersion::infer(valkey, header.version, None, None)
+            } else {
+                v
+            }
         });
         let mut rules = Rules::for_target(target).map_err(DigestError::CannotLoad)?;
         rules.relaxed_version = opts.relaxed;
         rules.databases = opts.databases;
-        rules
-            .check_header(header.dialect, header.version)
-            .map_err(DigestError::CannotLoad)?;
+        if explicit {
+            rules
+                .check_header(header.dialect, header.version)
+                .map_err(DigestError::CannotLoad)?;
+        }
         Ok::<_, DigestError>(DatasetDigest::new(rules, opts.now_ms))
     };
     if opts.target.is_some() {
@@ -197,7 +210,7 @@ pub fn digest_rdb<R: Read>(
                     digest = Some(start(&redis_ver, &valkey_ver)?);
                 }
                 let d = digest.as_mut().expect("set above");
-                if !d.rules().knows_type(k.rdb_type, header.dialect) {
+                if explicit && !d.rules().knows_type(k.rdb_type, header.dialect) {
                     return Err(DigestError::cannot_load(
                         &k.key,
                         format!(
@@ -215,8 +228,15 @@ pub fn digest_rdb<R: Read>(
                     "SLOT_IMPORT record: only a cluster-mode server loads it".into(),
                 ))
             }
-            Item::End { .. } => {
+            Item::End { checksum, .. } => {
                 progress(reader.offset());
+                if !checksum.ok() {
+                    return Err(DigestError::CannotLoad(format!(
+                        "checksum mismatch: stored {:016x}, computed {:016x} (servers refuse the file)",
+                        checksum.stored.unwrap_or(0),
+                        checksum.computed
+                    )));
+                }
                 let d = match digest {
                     Some(d) => d,
                     None => start(&redis_ver, &valkey_ver)?,

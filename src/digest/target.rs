@@ -29,8 +29,10 @@ pub struct Rules {
     pub listpack_drops_negative_zero: bool,
     /// A hash field with a TTL xors `"!!hexpire!!"` into its element digest (Redis 7.4+).
     pub hash_field_ttl_marker: bool,
-    /// Fields whose TTL has passed are dropped while loading (Valkey 9+); Redis keeps them
-    /// until they are reclaimed, and they count in the digest until then.
+    /// Hash fields whose TTL has passed are gone from the loaded dataset, and a hash left
+    /// with none is gone too. Valkey 9+ drops them while loading; Redis 7.4+ loads them and
+    /// reclaims them in its first expiry cycle (within ~100 ms of the load): the digest is
+    /// the one the server answers from then on (docs/digest.md, "hash field TTLs").
     pub drops_expired_fields: bool,
     /// Number of databases a server started with this config has.
     pub databases: u64,
@@ -39,13 +41,14 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// The rules of `target` with its default config. Targets older than the oldest
-    /// digest this module knows (Redis 6.0) are refused.
+    /// The rules of `target` with its default config. Redis before 2.6 and Valkey before
+    /// 7.2 (its first release) are refused.
     pub fn for_target(target: ServerVersion) -> Result<Rules, String> {
         let redis = target.family == Family::Redis;
-        if redis && !target.at_least(6, 0) {
+        let v = release_of(target);
+        if redis && !v.at_least(2, 6) {
             return Err(format!(
-                "target {target}: digests are known from redis-6.0 and valkey-7.2 on"
+                "target {target}: digests are known from redis-2.6 and valkey-7.2 on"
             ));
         }
         if !redis && !target.at_least(7, 2) {
@@ -55,14 +58,18 @@ impl Rules {
         }
         Ok(Rules {
             target,
-            score_format: if redis && !target.at_least(7, 2) {
+            score_format: if redis && !v.at_least(7, 2) {
                 ScoreFormat::Printf17g
             } else {
                 ScoreFormat::Fpconv
             },
-            listpack_drops_negative_zero: !redis || target.at_least(7, 0),
-            hash_field_ttl_marker: redis && target.at_least(7, 4),
-            drops_expired_fields: !redis && target.at_least(9, 0),
+            listpack_drops_negative_zero: !redis || v.at_least(7, 0),
+            hash_field_ttl_marker: redis && v.at_least(7, 4),
+            drops_expired_fields: if redis {
+                v.at_least(7, 4)
+            } else {
+                v.at_least(9, 0)
+            },
             databases: DEFAULT_DATABASES,
             relaxed_version: false,
         })
@@ -70,11 +77,14 @@ impl Rules {
 
     /// Newest RDB version (REDIS magic) this target writes and loads without relaxing.
     pub fn max_redis_rdb(&self) -> u32 {
-        let t = &self.target;
+        let t = release_of(self.target);
         match t.family {
             Family::Valkey => 11,
             Family::Redis => match (t.major, t.minor) {
-                (6, _) => 9,
+                (0..=2, _) | (3, 0..=1) => 6,
+                (3, 2..=8) => 7,
+                (3, _) | (4, _) => 8,
+                (5, _) | (6, _) => 9,
                 (7, 0) => 10,
                 (7, 2) => 11,
                 (7, _) | (8, 0..=4) => 12,
@@ -88,11 +98,12 @@ impl Rules {
     /// Whether this target would start at all on a file with this header.
     pub fn check_header(&self, dialect: Dialect, version: u32) -> Result<(), String> {
         let t = self.target;
+        let r = release_of(t);
         match (dialect, t.family) {
             (Dialect::Valkey, Family::Redis) => {
                 Err(format!("{t} does not load VALKEY-magic files"))
             }
-            (Dialect::Valkey, Family::Valkey) if !t.at_least(9, 0) => Err(format!(
+            (Dialect::Valkey, Family::Valkey) if !r.at_least(9, 0) => Err(format!(
                 "{t} does not load VALKEY-magic files (Valkey 9.0 introduced them)"
             )),
             (Dialect::Valkey, Family::Valkey) => {
@@ -106,7 +117,7 @@ impl Rules {
             }
             (Dialect::Redis, _) => {
                 let max = self.max_redis_rdb();
-                let can_relax = t.family == Family::Valkey && t.at_least(9, 0);
+                let can_relax = t.family == Family::Valkey && r.at_least(9, 0);
                 if version <= max || (self.relaxed_version && can_relax) {
                     Ok(())
                 } else if can_relax {
@@ -125,7 +136,7 @@ impl Rules {
     /// Whether this target knows the object type `code` in a file of `dialect`.
     pub fn knows_type(&self, code: u8, dialect: Dialect) -> bool {
         use types::*;
-        let t = &self.target;
+        let t = release_of(self.target);
         if code == 8 {
             return false;
         }
@@ -134,7 +145,10 @@ impl Rules {
             (Family::Valkey, Dialect::Redis) => code <= STREAM_LISTPACKS_3,
             (Family::Redis, _) => {
                 let max = match (t.major, t.minor) {
-                    (6, _) => STREAM_LISTPACKS,
+                    (0..=2, _) | (3, 0..=1) => HASH_ZIPLIST,
+                    (3, 2..=8) => LIST_QUICKLIST,
+                    (3, _) | (4, _) => LIST_QUICKLIST,
+                    (5, _) | (6, _) => STREAM_LISTPACKS,
                     (7, 0) => STREAM_LISTPACKS_2,
                     (7, 2) => STREAM_LISTPACKS_3,
                     (7, _) | (8, 0..=4) => HASH_LISTPACK_EX,
@@ -146,6 +160,16 @@ impl Rules {
                 code <= max
             }
         }
+    }
+}
+
+/// The release a version belongs to: Redis numbers its release candidates and unstable
+/// builds X.9.N for release X+1.0 (6.9.241 is a 7.0 candidate).
+fn release_of(v: ServerVersion) -> ServerVersion {
+    if v.family == Family::Redis && v.minor >= 9 {
+        ServerVersion::new(v.family, v.major + 1, 0, 0)
+    } else {
+        v
     }
 }
 
@@ -169,7 +193,9 @@ mod tests {
         assert!(rules("redis-7.4").hash_field_ttl_marker);
         assert!(!rules("valkey-9.1").hash_field_ttl_marker);
         assert!(rules("valkey-9.0").drops_expired_fields);
-        assert!(Rules::for_target("redis-5.0".parse().unwrap()).is_err());
+        assert!(Rules::for_target("redis-2.4".parse().unwrap()).is_err());
+        assert!(rules("redis-6.9.241").listpack_drops_negative_zero);
+        assert!(Rules::for_target("valkey-7.0".parse().unwrap()).is_err());
     }
 
     #[test]
@@ -177,10 +203,18 @@ mod tests {
         assert!(rules("redis-6.2").check_header(Dialect::Redis, 9).is_ok());
         assert!(rules("redis-6.2").check_header(Dialect::Redis, 10).is_err());
         assert!(rules("redis-7.0").check_header(Dialect::Redis, 11).is_err());
-        assert!(rules("redis-8.2").check_header(Dialect::Valkey, 80).is_err());
-        assert!(rules("valkey-8.1").check_header(Dialect::Valkey, 80).is_err());
-        assert!(rules("valkey-9.1").check_header(Dialect::Valkey, 80).is_ok());
-        assert!(rules("valkey-9.1").check_header(Dialect::Redis, 12).is_err());
+        assert!(rules("redis-8.2")
+            .check_header(Dialect::Valkey, 80)
+            .is_err());
+        assert!(rules("valkey-8.1")
+            .check_header(Dialect::Valkey, 80)
+            .is_err());
+        assert!(rules("valkey-9.1")
+            .check_header(Dialect::Valkey, 80)
+            .is_ok());
+        assert!(rules("valkey-9.1")
+            .check_header(Dialect::Redis, 12)
+            .is_err());
         let mut r = rules("valkey-9.1");
         r.relaxed_version = true;
         assert!(r.check_header(Dialect::Redis, 12).is_ok());

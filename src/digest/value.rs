@@ -47,7 +47,11 @@ fn field_alive(f: &HashField, now_ms: i64) -> bool {
 }
 
 /// The key's full digest (key name, then the value), or `None` when the server drops it.
-pub fn key_digest(rules: &Rules, entry: &KeyEntry, now_ms: i64) -> Result<Option<Acc>, DigestError> {
+pub fn key_digest(
+    rules: &Rules,
+    entry: &KeyEntry,
+    now_ms: i64,
+) -> Result<Option<Acc>, DigestError> {
     if !kept(rules, entry, now_ms) {
         return Ok(None);
     }
@@ -145,7 +149,11 @@ fn zset(acc: &mut Acc, rules: &Rules, rdb_type: u8, members: &[(Vec<u8>, f64)]) 
             .all(|(m, _)| m.len() <= ZSET_MAX_LISTPACK_VALUE);
     let drop_sign = rebuilt_as_listpack && rules.listpack_drops_negative_zero;
     for (member, score) in members {
-        let score = if drop_sign && *score == 0.0 { 0.0 } else { *score };
+        let score = if drop_sign && *score == 0.0 {
+            0.0
+        } else {
+            *score
+        };
         let mut ele = [0u8; 20];
         mix_in(&mut ele, member);
         mix_in(&mut ele, rules.score_format.format(score).as_bytes());
