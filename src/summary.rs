@@ -91,7 +91,7 @@ pub fn summarize<R: Read>(
                     }
                 }
                 keys_total += 1;
-                if k.loadable(now_ms, header.dialect) {
+                if k.loadable(now_ms) {
                     keys_loadable += 1;
                 }
             }

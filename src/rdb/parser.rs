@@ -64,20 +64,20 @@ pub struct KeyEntry {
 }
 
 impl KeyEntry {
-    /// Whether a server loading the file now, as a master, keeps this key: its expiry has
-    /// not passed and it is not an empty collection. Hash field TTLs differ by family
-    /// (measured on real servers, see docs/decisions.md): Redis 7.4–8.6 load expired fields
-    /// and expire them later, so they do not matter here; Valkey 9 drops expired fields on
-    /// load, and the key with them when none is left.
-    pub fn loadable(&self, now_ms: i64, dialect: Dialect) -> bool {
+    /// Whether a server loading the file now, as a master, holds this key once settled:
+    /// its expiry has not passed, it is not an empty collection, and a hash keeps at least
+    /// one field whose own TTL has not passed. Valkey 9 drops such hashes while loading;
+    /// Redis 7.4+ loads them and deletes them in its first active-expiry cycle (~100 ms,
+    /// measured, see docs/decisions.md), so both end up where `digest` says.
+    pub fn loadable(&self, now_ms: i64) -> bool {
         if matches!(self.expire_ms, Some(t) if t < now_ms) {
             return false;
         }
-        match (&self.value, dialect) {
-            (Value::Hash(fields), Dialect::Valkey) => fields
+        match &self.value {
+            Value::Hash(fields) => fields
                 .iter()
                 .any(|f| f.expire_ms.is_none_or(|t| t as i64 >= now_ms)),
-            (v, _) => !v.is_empty_collection(),
+            v => !v.is_empty_collection(),
         }
     }
 }
