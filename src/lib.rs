@@ -9,5 +9,6 @@ pub mod cli;
 pub mod convert;
 pub mod digest;
 pub mod rdb;
+pub mod resp;
 pub mod server_version;
 pub mod summary;
