@@ -8,6 +8,7 @@ pub mod atomic_file;
 pub mod cli;
 pub mod convert;
 pub mod digest;
+pub mod keyspace;
 pub mod rdb;
 pub mod resp;
 pub mod server_version;

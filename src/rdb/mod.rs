@@ -161,3 +161,14 @@ pub fn is_object_type(code: u8, dialect: Dialect) -> bool {
         Dialect::Valkey => code <= 22 && code != 8,
     }
 }
+
+/// Decode one value from its encoded bytes (what follows the key in a file, as
+/// [`writer::encode_value`] produces it), in the given dialect.
+pub fn decode_value(ty: u8, bytes: &[u8], dialect: Dialect) -> Result<Value> {
+    let mut inp = input::Input::new(bytes, Some(bytes.len() as u64), Limits::default());
+    let v = object::read_object(&mut inp, ty, dialect, &redis88::Templates::default())?;
+    if !inp.at_end()? {
+        return Err(inp.err(ErrorKind::invalid("value", "bytes left after the value")));
+    }
+    Ok(v)
+}

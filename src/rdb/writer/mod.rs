@@ -61,6 +61,18 @@ pub struct KeyRecord<'a> {
 
 const FLUSH_AT: usize = 64 * 1024;
 
+/// Encode one value for `target` on its own (no key, no hints): its type byte and bytes,
+/// which [`RdbWriter::key_encoded`] can later write as they are.
+pub fn encode_value(
+    rec: &KeyRecord,
+    target: &Target,
+    opts: WriteOptions,
+) -> Result<(u8, Vec<u8>), WriteError> {
+    let mut buf = Vec::new();
+    let ty = object::write_value(&mut buf, rec, target, opts)?;
+    Ok((ty, buf))
+}
+
 pub struct RdbWriter<W: Write> {
     out: W,
     buf: Vec<u8>,
@@ -165,6 +177,25 @@ impl<W: Write> RdbWriter<W> {
         }
         self.maybe_flush()?;
         Ok(true)
+    }
+
+    /// One key whose value is already encoded for this target (`ty` and `payload` as
+    /// [`encode_value`] produced them): the hints of `rec` are written, its value ignored.
+    pub fn key_encoded(
+        &mut self,
+        rec: &KeyRecord,
+        ty: u8,
+        payload: &[u8],
+    ) -> Result<(), WriteError> {
+        let start = self.buf.len();
+        if let Err(e) = object::write_hints(&mut self.buf, rec, &self.target) {
+            self.buf.truncate(start);
+            return Err(e);
+        }
+        self.buf.push(ty);
+        encode::string(&mut self.buf, rec.key, self.opts.compress);
+        self.buf.extend_from_slice(payload);
+        self.maybe_flush()
     }
 
     /// End the file: EOF opcode and CRC-64; returns the writer and the total size.

@@ -27,6 +27,20 @@ pub(super) fn write_key(
     t: &Target,
     o: WriteOptions,
 ) -> Result<(), WriteError> {
+    write_hints(buf, rec, t)?;
+    let type_at = buf.len();
+    buf.push(0); // patched below, once the encoding is chosen
+    encode::string(buf, rec.key, o.compress);
+    buf[type_at] = write_value(buf, rec, t, o)?;
+    Ok(())
+}
+
+/// Expiry, LRU/LFU and key-metadata records that precede a key.
+pub(super) fn write_hints(
+    buf: &mut Vec<u8>,
+    rec: &KeyRecord,
+    t: &Target,
+) -> Result<(), WriteError> {
     if let Some(ms) = rec.expire_ms {
         buf.push(opcodes::EXPIRETIME_MS);
         encode::ms_time(buf, ms);
@@ -50,10 +64,17 @@ pub(super) fn write_key(
             buf.extend_from_slice(raw);
         }
     }
-    let type_at = buf.len();
-    buf.push(0); // patched below, once the encoding is chosen
-    encode::string(buf, rec.key, o.compress);
-    let ty = match rec.value {
+    Ok(())
+}
+
+/// The value alone (what follows the key); returns its type byte.
+pub(super) fn write_value(
+    buf: &mut Vec<u8>,
+    rec: &KeyRecord,
+    t: &Target,
+    o: WriteOptions,
+) -> Result<u8, WriteError> {
+    Ok(match rec.value {
         Value::String(s) => {
             encode::string(buf, s, o.compress);
             STRING
@@ -101,9 +122,7 @@ pub(super) fn write_key(
             ARRAY
         }
         Value::Gcra(_) => return Err(refuse(rec, t, "GCRA state (a build option of Redis 8.10)")),
-    };
-    buf[type_at] = ty;
-    Ok(())
+    })
 }
 
 fn list(buf: &mut Vec<u8>, items: &[Vec<u8>], t: &Target, o: WriteOptions) -> u8 {

@@ -1,0 +1,274 @@
+//! The replica's own dataset: databases of keys, and fork-free snapshots of them.
+//!
+//! Owns where keys live and how a consistent view is taken while writes go on. Design
+//! (measured, docs/decisions.md): every database is split into shards, each a hash table
+//! of packed [`Entry`]s behind its own mutex. A snapshot is an epoch bump, O(1) whatever
+//! the size. Until the snapshot walker has visited a shard, the first change to a key in
+//! it records the key's previous entry ("iterate and record"), so the walker sees each key
+//! as it was when the snapshot began, and the extra memory is proportional to what
+//! changed. Only the apply thread mutates (`&mut self`); walkers only read.
+//!
+//! It must never let a walker see a change made after its snapshot began, and never
+//! store a value in an encoding it cannot hand back exactly.
+
+mod entry;
+mod rdb;
+mod snapshot;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hashbrown::HashTable;
+
+pub use entry::Entry;
+pub use rdb::{digest_snapshot, load_rdb, write_snapshot, LoadReport, RdbIoError};
+pub use snapshot::Snapshot;
+
+use crate::rdb::value::Value;
+use crate::rdb::writer::{encode_value, KeyRecord, Target, WriteError, WriteOptions};
+use crate::server_version::{Family, ServerVersion};
+
+/// Shards per database: enough that a shard lock is held briefly (the walker copies one
+/// shard's handles at a time), few enough that an empty database stays small.
+const SHARDS: usize = 1 << 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyspaceError {
+    #[error("{0}")]
+    Encode(#[from] WriteError),
+    #[error("stored value of key {key} does not decode: {err}")]
+    Corrupt { key: String, err: String },
+}
+
+fn hash_key(key: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x5eed).hash_one(key)
+}
+
+/// Changes recorded for the snapshot being walked, in a shard the walker has not reached.
+struct Record {
+    epoch: u64,
+    /// Key → its entry when the snapshot began (`None`: it did not exist).
+    old: std::collections::HashMap<Box<[u8]>, Option<Entry>>,
+}
+
+struct Shard {
+    table: HashTable<Entry>,
+    /// The last snapshot epoch whose walker has visited this shard.
+    walked: u64,
+    record: Option<Record>,
+}
+
+pub(crate) struct Db {
+    shards: Box<[Mutex<Shard>]>,
+    keys: AtomicU64,
+}
+
+impl Db {
+    fn new() -> Db {
+        Db {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        table: HashTable::new(),
+                        walked: 0,
+                        record: None,
+                    })
+                })
+                .collect(),
+            keys: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
+        // A poisoned lock means a panic while holding it; the table itself is still valid.
+        let m = &self.shards[(hash as usize) & (SHARDS - 1)];
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The epoch of the snapshot being walked (0 when none), shared with walkers.
+pub(crate) struct SnapState {
+    active: AtomicU64,
+}
+
+pub struct Keyspace {
+    dbs: BTreeMap<u64, Arc<Db>>,
+    /// Function libraries (their source code), in load order.
+    pub functions: Vec<Vec<u8>>,
+    canonical: Target,
+    state: Arc<SnapState>,
+    last_epoch: u64,
+}
+
+impl Default for Keyspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Keyspace {
+    pub fn new() -> Keyspace {
+        // Values are stored encoded for the newest Redis format, which can hold everything
+        // the reader knows (field TTLs, stream IDMP, arrays); snapshots re-encode for older
+        // targets where the bytes differ.
+        let canonical = Target::for_server(ServerVersion::new(Family::Redis, 8, 10, 0))
+            .unwrap_or_else(|_| unreachable!("redis-8.10 is a known target"));
+        Keyspace {
+            dbs: BTreeMap::new(),
+            functions: Vec::new(),
+            canonical,
+            state: Arc::new(SnapState {
+                active: AtomicU64::new(0),
+            }),
+            last_epoch: 0,
+        }
+    }
+
+    /// Keys in every database.
+    pub fn len(&self) -> u64 {
+        self.dbs
+            .values()
+            .map(|d| d.keys.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn db_len(&self, db: u64) -> u64 {
+        self.dbs
+            .get(&db)
+            .map_or(0, |d| d.keys.load(Ordering::Relaxed))
+    }
+
+    /// Encode a value as the keyspace stores it.
+    pub fn encode(
+        &self,
+        key: &[u8],
+        expire_ms: Option<i64>,
+        value: &Value,
+        source_type: Option<u8>,
+    ) -> Result<Entry, KeyspaceError> {
+        let rec = KeyRecord {
+            key,
+            value,
+            expire_ms,
+            idle: None,
+            freq: None,
+            meta: &[],
+            source_type,
+        };
+        let (ty, payload) = encode_value(&rec, &self.canonical, WriteOptions { compress: false })?;
+        Ok(Entry::new(key, expire_ms, ty, &payload))
+    }
+
+    /// The value of `key`, decoded.
+    pub fn get(&self, db: u64, key: &[u8]) -> Result<Option<(Option<i64>, Value)>, KeyspaceError> {
+        let Some(d) = self.dbs.get(&db) else {
+            return Ok(None);
+        };
+        let h = hash_key(key);
+        let e = d.shard(h).table.find(h, |e| e.key() == key).cloned();
+        match e {
+            None => Ok(None),
+            Some(e) => {
+                let v =
+                    crate::rdb::decode_value(e.rdb_type(), e.payload(), crate::rdb::Dialect::Redis)
+                        .map_err(|err| KeyspaceError::Corrupt {
+                            key: crate::rdb::error::escape_key(key),
+                            err: err.to_string(),
+                        })?;
+                Ok(Some((e.expire_ms(), v)))
+            }
+        }
+    }
+
+    fn db_mut(&mut self, db: u64) -> &Arc<Db> {
+        self.dbs.entry(db).or_insert_with(|| Arc::new(Db::new()))
+    }
+
+    /// Before changing `key` in a locked shard: if a snapshot is being walked and has not
+    /// reached this shard, remember what the key was when it began (once per key).
+    fn record_old(shard: &mut Shard, active: u64, hash: u64, key: &[u8]) {
+        if active == 0 || shard.walked >= active {
+            return;
+        }
+        if shard.record.as_ref().is_none_or(|r| r.epoch != active) {
+            shard.record = Some(Record {
+                epoch: active,
+                old: std::collections::HashMap::new(),
+            });
+        }
+        let current = shard.table.find(hash, |e| e.key() == key).cloned();
+        if let Some(rec) = shard.record.as_mut() {
+            rec.old.entry(key.into()).or_insert(current);
+        }
+    }
+
+    /// Insert or replace an entry.
+    pub fn put(&mut self, db: u64, entry: Entry) {
+        let active = self.state.active.load(Ordering::Acquire);
+        let d = self.db_mut(db).clone();
+        let h = hash_key(entry.key());
+        let mut s = d.shard(h);
+        Self::record_old(&mut s, active, h, entry.key());
+        match s.table.find_mut(h, |e| e.key() == entry.key()) {
+            Some(slot) => *slot = entry,
+            None => {
+                s.table.insert_unique(h, entry, |e| hash_key(e.key()));
+                d.keys.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Store a decoded value.
+    pub fn set(
+        &mut self,
+        db: u64,
+        key: &[u8],
+        expire_ms: Option<i64>,
+        value: &Value,
+        source_type: Option<u8>,
+    ) -> Result<(), KeyspaceError> {
+        let e = self.encode(key, expire_ms, value, source_type)?;
+        self.put(db, e);
+        Ok(())
+    }
+
+    /// Delete `key`; true if it existed.
+    pub fn remove(&mut self, db: u64, key: &[u8]) -> bool {
+        let active = self.state.active.load(Ordering::Acquire);
+        let Some(d) = self.dbs.get(&db).cloned() else {
+            return false;
+        };
+        let h = hash_key(key);
+        let mut s = d.shard(h);
+        Self::record_old(&mut s, active, h, key);
+        match s.table.find_entry(h, |e| e.key() == key) {
+            Ok(occupied) => {
+                occupied.remove();
+                d.keys.fetch_sub(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Take a consistent view as of now. O(1) in the number of keys: the walk happens in
+    /// [`Snapshot::walk`], on any thread, while this keyspace goes on changing. `None`
+    /// while an earlier snapshot is still being walked: snapshots never overlap.
+    pub fn snapshot(&mut self) -> Option<Snapshot> {
+        if self.state.active.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        self.last_epoch += 1;
+        let epoch = self.last_epoch;
+        // Databases created later are not part of this view: they did not exist yet.
+        let dbs: Vec<(u64, Arc<Db>)> = self.dbs.iter().map(|(n, d)| (*n, d.clone())).collect();
+        self.state.active.store(epoch, Ordering::Release);
+        Some(Snapshot::new(epoch, dbs, self.state.clone()))
+    }
+}

@@ -1,0 +1,181 @@
+//! Between the keyspace and RDB files: loading a file into it, writing a snapshot out,
+//! and the digest of a snapshot.
+//!
+//! Owns the choice between copying a stored value's bytes as they are (when the target
+//! reads the canonical encoding and no compression is asked) and re-encoding it for an
+//! older target. It must never write a key the snapshot did not hold, nor skip one.
+
+use std::io::{Read, Write};
+
+use super::{Entry, Keyspace, KeyspaceError, Snapshot};
+use crate::digest::{DatasetDigest, DigestError, Rules};
+use crate::rdb::types::*;
+use crate::rdb::writer::{KeyRecord, RdbWriter, Target, WriteError, WriteOptions};
+use crate::rdb::{decode_value, Dialect, Item, KeyEntry, RdbError, RdbReader, Value};
+use crate::server_version::ServerVersion;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RdbIoError {
+    #[error("{0}")]
+    Read(#[from] RdbError),
+    #[error("{0}")]
+    Write(#[from] WriteError),
+    #[error("{0}")]
+    Keyspace(#[from] KeyspaceError),
+    #[error("{0}")]
+    Digest(#[from] DigestError),
+    #[error("{0}")]
+    Other(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadReport {
+    pub keys: u64,
+    /// Keys whose expiry had passed (dropped only when asked to, as a master would).
+    pub expired_dropped: u64,
+    /// Empty collections, which no server keeps.
+    pub empty_dropped: u64,
+    pub functions: u64,
+}
+
+/// Load a whole file. With `drop_expired_at = Some(now)`, keys whose expiry is before
+/// `now` are left out, as a master loading the file does; a replica (`None`) keeps them
+/// and waits for the master's DEL.
+pub fn load_rdb<R: Read>(
+    ks: &mut Keyspace,
+    mut reader: RdbReader<R>,
+    drop_expired_at: Option<i64>,
+) -> Result<LoadReport, RdbIoError> {
+    let mut report = LoadReport::default();
+    while let Some(item) = reader.next_item()? {
+        match item {
+            Item::Key(k) => {
+                if matches!((drop_expired_at, k.expire_ms), (Some(now), Some(t)) if t < now) {
+                    report.expired_dropped += 1;
+                    continue;
+                }
+                if k.value.is_empty_collection() {
+                    report.empty_dropped += 1;
+                    continue;
+                }
+                ks.set(k.db, &k.key, k.expire_ms, &k.value, Some(k.rdb_type))?;
+                report.keys += 1;
+            }
+            Item::Function { code } => {
+                ks.functions.push(code);
+                report.functions += 1;
+            }
+            Item::End { checksum, .. } => {
+                if !checksum.ok() {
+                    return Err(RdbIoError::Other(format!(
+                        "checksum mismatch: stored {:016x}, computed {:016x}",
+                        checksum.stored.unwrap_or(0),
+                        checksum.computed
+                    )));
+                }
+                return Ok(report);
+            }
+            _ => {}
+        }
+    }
+    Ok(report)
+}
+
+/// Whether bytes stored in the canonical (newest Redis) encoding are also what `target`
+/// reads for this type, so they can be copied unchanged.
+fn payload_fits(ty: u8, target: &Target) -> bool {
+    match ty {
+        STRING | LIST | SET | ZSET_2 | HASH | SET_INTSET | MODULE_2 => true,
+        HASH_LISTPACK | ZSET_LISTPACK | LIST_QUICKLIST_2 => target.listpacks(),
+        SET_LISTPACK => target.set_listpack(),
+        STREAM_LISTPACKS_3 => target.valkey_magic || target.rdb_version >= 11,
+        _ => false,
+    }
+}
+
+fn decode(e: &Entry) -> Result<Value, KeyspaceError> {
+    decode_value(e.rdb_type(), e.payload(), Dialect::Redis).map_err(|err| KeyspaceError::Corrupt {
+        key: crate::rdb::error::escape_key(e.key()),
+        err: err.to_string(),
+    })
+}
+
+/// Write the snapshot as an RDB file for `target`, with `aux` fields first, then the
+/// function libraries, then every database. Returns the writer and the bytes written.
+pub fn write_snapshot<W: Write>(
+    mut snap: Snapshot,
+    functions: &[Vec<u8>],
+    out: W,
+    target: Target,
+    aux: &[(Vec<u8>, Vec<u8>)],
+    opts: WriteOptions,
+) -> Result<(W, u64), RdbIoError> {
+    let mut w = RdbWriter::new(out, target, opts)?;
+    for (k, v) in aux {
+        w.aux(k, v)?;
+    }
+    for f in functions {
+        w.function(f)?;
+    }
+    let mut current_db = None;
+    while let Some((db, entries)) = snap.next_shard() {
+        if current_db != Some(db) {
+            w.select_db(db)?;
+            current_db = Some(db);
+        }
+        for e in &entries {
+            let ty = e.rdb_type();
+            if !opts.compress && payload_fits(ty, &target) {
+                let rec = KeyRecord {
+                    key: e.key(),
+                    value: &Value::String(Vec::new()),
+                    expire_ms: e.expire_ms(),
+                    idle: None,
+                    freq: None,
+                    meta: &[],
+                    source_type: Some(ty),
+                };
+                w.key_encoded(&rec, ty, e.payload())?;
+            } else {
+                let value = decode(e)?;
+                w.key(&KeyRecord {
+                    key: e.key(),
+                    value: &value,
+                    expire_ms: e.expire_ms(),
+                    idle: None,
+                    freq: None,
+                    meta: &[],
+                    source_type: Some(ty),
+                })?;
+            }
+        }
+    }
+    Ok(w.finish()?)
+}
+
+/// The `DEBUG DIGEST` a server of version `target` would answer holding this snapshot.
+pub fn digest_snapshot(
+    mut snap: Snapshot,
+    target: ServerVersion,
+    now_ms: i64,
+) -> Result<String, RdbIoError> {
+    let rules = Rules::for_target(target).map_err(RdbIoError::Other)?;
+    let mut d = DatasetDigest::new(rules, now_ms);
+    while let Some((db, entries)) = snap.next_shard() {
+        for e in &entries {
+            let value = decode(e)?;
+            d.add(&KeyEntry {
+                db,
+                key: e.key().to_vec(),
+                expire_ms: e.expire_ms(),
+                idle: None,
+                freq: None,
+                meta: Vec::new(),
+                rdb_type: e.rdb_type(),
+                value,
+                offset: 0,
+            })?;
+        }
+    }
+    Ok(crate::digest::mix::hex(&d.finish()))
+}

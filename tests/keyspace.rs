@@ -1,0 +1,252 @@
+//! The keyspace: a snapshot sees exactly the data as of the instant it was taken while
+//! writes go on, and files loaded into it come back out with the servers' own digests.
+
+mod common;
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use replisnap::keyspace::{digest_snapshot, load_rdb, write_snapshot, Keyspace};
+use replisnap::rdb::value::HashField;
+use replisnap::rdb::writer::{Target, WriteOptions};
+use replisnap::rdb::{Options, RdbReader, Value};
+use support::TestServer;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn value_for(i: u64, gen: u64) -> Value {
+    match i % 4 {
+        0 => Value::String(format!("v{i}-{gen}").into_bytes()),
+        1 => Value::List(
+            (0..(i % 7 + 1))
+                .map(|j| format!("{j}:{gen}").into_bytes())
+                .collect(),
+        ),
+        2 => Value::Hash(
+            (0..(i % 5 + 1))
+                .map(|j| HashField {
+                    field: format!("f{j}").into_bytes(),
+                    value: format!("{gen}").into_bytes(),
+                    expire_ms: None,
+                })
+                .collect(),
+        ),
+        _ => Value::SortedSet(
+            (0..(i % 6 + 1))
+                .map(|j| (format!("m{j}").into_bytes(), (j + gen) as f64 / 4.0))
+                .collect(),
+        ),
+    }
+}
+
+type View = BTreeMap<(u64, Vec<u8>), (Option<i64>, Value)>;
+
+fn dump(ks: &Keyspace, keys: &[(u64, Vec<u8>)]) -> View {
+    let mut v = BTreeMap::new();
+    for (db, k) in keys {
+        if let Some(x) = ks.get(*db, k).unwrap() {
+            v.insert((*db, k.clone()), x);
+        }
+    }
+    v
+}
+
+#[test]
+fn snapshot_is_exact_while_writes_go_on() {
+    let mut ks = Keyspace::new();
+    let mut all_keys = Vec::new();
+    for i in 0..30_000u64 {
+        let db = i % 3 * 4;
+        let key = format!("key:{i}").into_bytes();
+        ks.set(
+            db,
+            &key,
+            (i % 10 == 0).then_some(4_000_000_000_000),
+            &value_for(i, 0),
+            None,
+        )
+        .unwrap();
+        all_keys.push((db, key));
+    }
+    // Keys that will be created after the snapshot, including in a db that does not exist yet.
+    for i in 30_000..33_000u64 {
+        all_keys.push((
+            if i % 2 == 0 { 1 } else { 7 },
+            format!("key:{i}").into_bytes(),
+        ));
+    }
+    let expected = dump(&ks, &all_keys);
+    let snap = ks.snapshot().expect("no snapshot running");
+    assert!(ks.snapshot().is_none(), "snapshots never overlap");
+    // The walker takes its first shard, lets the writer start, then walks slowly, so most
+    // shards are visited after the writes to them.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let walker = std::thread::spawn(move || {
+        let mut snap = snap;
+        let mut seen = Vec::new();
+        let mut shards = 0;
+        while let Some((db, entries)) = snap.next_shard() {
+            seen.extend(entries.into_iter().map(|e| (db, e)));
+            shards += 1;
+            if shards == 1 {
+                tx.send(()).expect("signal");
+            }
+            if shards % 64 == 0 {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        }
+        seen
+    });
+    rx.recv().expect("walker started");
+    // Rewrite, delete and create keys while the walker runs.
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    for n in 0..60_000u64 {
+        let (db, key) = &all_keys[(rng.next() % all_keys.len() as u64) as usize];
+        match n % 5 {
+            0 => {
+                ks.remove(*db, key);
+            }
+            _ => ks.set(*db, key, None, &value_for(n, n + 1), None).unwrap(),
+        }
+    }
+    let seen = walker.join().expect("walker");
+    let mut got: View = BTreeMap::new();
+    for (db, e) in seen {
+        let v =
+            replisnap::rdb::decode_value(e.rdb_type(), e.payload(), replisnap::rdb::Dialect::Redis)
+                .unwrap();
+        assert!(
+            got.insert((db, e.key().to_vec()), (e.expire_ms(), v))
+                .is_none(),
+            "a key seen twice"
+        );
+    }
+    assert_eq!(got.len(), expected.len());
+    assert!(
+        got == expected,
+        "the snapshot differs from the data as of its start"
+    );
+    // The keyspace moved on; a new snapshot sees the new state, and records were cleared.
+    let now = dump(&ks, &all_keys);
+    assert_ne!(now, expected);
+    let mut again = BTreeMap::new();
+    ks.snapshot()
+        .expect("the first one finished")
+        .walk(|db, e| {
+            let v = replisnap::rdb::decode_value(
+                e.rdb_type(),
+                e.payload(),
+                replisnap::rdb::Dialect::Redis,
+            )
+            .unwrap();
+            again.insert((db, e.key().to_vec()), (e.expire_ms(), v));
+        });
+    assert!(again == now);
+}
+
+#[test]
+fn abandoned_snapshot_stops_recording() {
+    let mut ks = Keyspace::new();
+    for i in 0..1000u64 {
+        ks.set(0, format!("k{i}").as_bytes(), None, &value_for(i, 0), None)
+            .unwrap();
+    }
+    let mut snap = ks.snapshot().unwrap();
+    let _ = snap.next_shard();
+    drop(snap);
+    ks.set(0, b"k1", None, &value_for(1, 9), None).unwrap();
+    let mut n = 0;
+    ks.snapshot()
+        .expect("abandoned snapshot released")
+        .walk(|_, _| n += 1);
+    assert_eq!(n, 1000);
+}
+
+/// Every corpus file redis 7.0 loaded: into the keyspace (as a master loads it), then the
+/// snapshot's digest and a file written from it match what redis 7.0 recorded.
+#[test]
+fn corpus_through_the_keyspace_keeps_its_digest() {
+    let Some((dir, rows)) = common::corpus::rows() else {
+        return;
+    };
+    let bin = support::require("redis-7.0");
+    let target = Target::for_server("redis-7.0".parse().unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for (file, rs) in &rows {
+        let Some(row) = rs.iter().find(|r| r.server == "redis-7.0.15" && r.loaded) else {
+            continue;
+        };
+        let f = File::open(dir.join(file)).unwrap();
+        let len = f.metadata().unwrap().len();
+        let mut ks = Keyspace::new();
+        let now = now_ms();
+        if let Err(e) = load_rdb(
+            &mut ks,
+            RdbReader::new(f, Some(len), Options::default()).unwrap(),
+            Some(now),
+        ) {
+            failures.push(format!("{file}: load: {e}"));
+            continue;
+        }
+        let d = digest_snapshot(ks.snapshot().unwrap(), "redis-7.0".parse().unwrap(), now).unwrap();
+        if d != row.digest {
+            failures.push(format!(
+                "{file}: snapshot digest {d}, redis-7.0 recorded {}",
+                row.digest
+            ));
+        }
+        let out = tmp.path().join("snap.rdb");
+        for compress in [false, true] {
+            let file_out = File::create(&out).unwrap();
+            let functions = ks.functions.clone();
+            write_snapshot(
+                ks.snapshot().unwrap(),
+                &functions,
+                file_out,
+                target,
+                &[],
+                WriteOptions { compress },
+            )
+            .unwrap();
+            if let Some(bin) = &bin {
+                if checked % 10 == 0 {
+                    let s = TestServer::start_with_rdb(bin, &out, &[])
+                        .expect("redis 7.0 loads the snapshot");
+                    if s.digest() != row.digest {
+                        failures.push(format!(
+                            "{file}: written snapshot loads with digest {}",
+                            s.digest()
+                        ));
+                    }
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 100, "only {checked} files");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
