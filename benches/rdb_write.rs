@@ -1,6 +1,6 @@
-//! Benchmark (not a test): RDB write throughput against redis-server 7.0's own `SAVE` of
-//! the same data, and the resident memory of the data held as decoded values (the naive
-//! in-memory model) against the server's `used_memory_rss`.
+//! Benchmark (not a test): writing a keyspace snapshot as RDB against redis-server 7.0's own
+//! `SAVE` of the same data, and the keyspace's resident memory against the server's
+//! `used_memory_rss`.
 //!
 //! `cargo bench --bench rdb_write` (BENCH_RDB_GB=0.4 by default: about 6 M mixed keys).
 
@@ -14,8 +14,9 @@ use std::io::BufWriter;
 use std::time::Instant;
 
 use common::{dataset, rss_kb};
-use replisnap::rdb::writer::{KeyRecord, RdbWriter, Target, WriteOptions};
-use replisnap::rdb::{Item, Options, RdbReader};
+use replisnap::keyspace::{load_rdb, write_snapshot, Keyspace};
+use replisnap::rdb::writer::{Target, WriteOptions};
+use replisnap::rdb::{Options, RdbReader};
 use support::TestServer;
 
 #[global_allocator]
@@ -52,50 +53,41 @@ fn main() {
         .len();
     drop(server);
 
-    // Ours: hold every item decoded, then write them all.
+    // Ours: the dataset loaded into the keyspace (as a replica holds it), then snapshots of
+    // it written as RDB for the same server, compression on as the server's default.
     let base_rss = rss_kb();
     let f = File::open(&path).expect("open");
     let len = f.metadata().unwrap().len();
-    let mut r = RdbReader::new(f, Some(len), Options::default()).expect("header");
-    let mut items = Vec::new();
-    while let Some(item) = r.next_item().expect("parse") {
-        items.push(item);
-    }
-    let model_rss = (rss_kb() - base_rss) * 1024;
+    let mut ks = Keyspace::new();
+    let t = Instant::now();
+    load_rdb(
+        &mut ks,
+        RdbReader::new(f, Some(len), Options::default()).expect("header"),
+        None,
+    )
+    .expect("load");
+    let load_s = t.elapsed().as_secs_f64();
+    let ks_rss = (rss_kb() - base_rss) * 1024;
     let target = Target::for_server("redis-7.0".parse().unwrap()).unwrap();
     let out_path =
         std::env::temp_dir().join(format!("replisnap-bench-write-{}.rdb", std::process::id()));
     let mut write_s = f64::MAX;
+    let mut pause_max = 0.0f64;
     let mut bytes = 0;
     for _ in 0..2 {
         let t = Instant::now();
+        let snap = ks.snapshot().expect("no snapshot running");
+        pause_max = pause_max.max(t.elapsed().as_secs_f64());
         let out = BufWriter::with_capacity(1 << 20, File::create(&out_path).expect("create"));
-        let mut w = RdbWriter::new(out, target, WriteOptions::default()).expect("writer");
-        for item in &items {
-            match item {
-                Item::Aux { key, value } => w.aux(key, value).unwrap(),
-                Item::Function { code } => w.function(code).unwrap(),
-                Item::SelectDb(db) => w.select_db(*db).unwrap(),
-                Item::ResizeDb {
-                    db_size,
-                    expires_size,
-                } => w.resize_db(*db_size, *expires_size).unwrap(),
-                Item::Key(k) => {
-                    w.key(&KeyRecord {
-                        key: &k.key,
-                        value: &k.value,
-                        expire_ms: k.expire_ms,
-                        idle: k.idle,
-                        freq: k.freq,
-                        meta: &k.meta,
-                        source_type: None,
-                    })
-                    .unwrap();
-                }
-                _ => {}
-            }
-        }
-        let (out, n) = w.finish().expect("finish");
+        let (out, n) = write_snapshot(
+            snap,
+            &ks.functions,
+            out,
+            target,
+            &[],
+            WriteOptions::default(),
+        )
+        .expect("write");
         out.into_inner().expect("flush").sync_all().expect("fsync");
         bytes = n;
         write_s = write_s.min(t.elapsed().as_secs_f64());
@@ -123,9 +115,13 @@ fn main() {
         save_s / write_s
     );
     println!(
-        "memory: decoded values held as Vec<Item> {:.0} MB vs redis used_memory_rss {:.0} MB: {:.2}x",
-        mb(model_rss),
+        "snapshot pause (max of 2): {:.1} µs; keyspace load from the file: {load_s:.2} s",
+        pause_max * 1e6
+    );
+    println!(
+        "memory: keyspace resident {:.0} MB vs redis used_memory_rss {:.0} MB: {:.2}x",
+        mb(ks_rss),
         mb(used_rss),
-        model_rss as f64 / used_rss as f64
+        ks_rss as f64 / used_rss as f64
     );
 }

@@ -55,9 +55,11 @@ impl<R: Read> Input<R> {
     /// `total_len` is the size of the whole input when known (a file): lengths are then
     /// checked against what remains, before any allocation.
     pub fn new(inner: R, total_len: Option<u64>, limits: Limits) -> Self {
+        // A small known input (one value being decoded) gets a buffer its own size, not 256 KiB.
+        let size = total_len.map_or(BUF_SIZE, |t| (t as usize).clamp(16, BUF_SIZE));
         Input {
             inner,
-            buf: vec![0u8; BUF_SIZE].into_boxed_slice(),
+            buf: vec![0u8; size].into_boxed_slice(),
             pos: 0,
             end: 0,
             base: 0,
