@@ -82,8 +82,9 @@ impl Db {
     }
 
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
-        // A poisoned lock means a panic while holding it; the table itself is still valid.
-        let m = &self.shards[(hash as usize) & (SHARDS - 1)];
+        // Bits 32.. pick the shard: the table inside uses the low bits for its bucket and
+        // the top 7 for its tags, and both must still vary among one shard's keys.
+        let m = &self.shards[((hash >> 32) as usize) & (SHARDS - 1)];
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -205,6 +206,17 @@ impl Keyspace {
         let current = shard.table.find(hash, |e| e.key() == key).cloned();
         if let Some(rec) = shard.record.as_mut() {
             rec.old.entry(key.into()).or_insert(current);
+        }
+    }
+
+    /// Make room for about `keys` more keys in `db` (from an RDB's RESIZEDB hint), so
+    /// loading does not rehash every table several times over.
+    pub fn reserve(&mut self, db: u64, keys: u64) {
+        let d = self.db_mut(db).clone();
+        let per_shard = (keys / SHARDS as u64 + 1).min(1 << 20) as usize;
+        for m in d.shards.iter() {
+            let mut s = m.lock().unwrap_or_else(|p| p.into_inner());
+            s.table.reserve(per_shard, |e| hash_key(e.key()));
         }
     }
 

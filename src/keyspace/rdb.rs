@@ -47,6 +47,7 @@ pub fn load_rdb<R: Read>(
     drop_expired_at: Option<i64>,
 ) -> Result<LoadReport, RdbIoError> {
     let mut report = LoadReport::default();
+    let mut current_db = 0;
     while let Some(item) = reader.next_item()? {
         match item {
             Item::Key(k) => {
@@ -61,6 +62,8 @@ pub fn load_rdb<R: Read>(
                 ks.set(k.db, &k.key, k.expire_ms, &k.value, Some(k.rdb_type))?;
                 report.keys += 1;
             }
+            Item::SelectDb(db) => current_db = db,
+            Item::ResizeDb { db_size, .. } => ks.reserve(current_db, db_size),
             Item::Function { code } => {
                 ks.functions.push(code);
                 report.functions += 1;
