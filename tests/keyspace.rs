@@ -250,3 +250,60 @@ fn corpus_through_the_keyspace_keeps_its_digest() {
         failures.join("\n")
     );
 }
+
+/// LFU and LRU hints ride along with their keys into snapshots.
+#[test]
+fn access_hints_survive_the_keyspace() {
+    let Some(dir) = common::corpus::corpus_dir() else {
+        return;
+    };
+    for (file, want_freq) in [
+        ("replicator__dump-lfu.rdb", true),
+        ("replicator__dump-lru.rdb", false),
+    ] {
+        let read_hints = |path: &std::path::Path| {
+            let f = File::open(path).unwrap();
+            let len = f.metadata().unwrap().len();
+            let mut r = RdbReader::new(f, Some(len), Options::default()).unwrap();
+            let mut out = BTreeMap::new();
+            while let Some(item) = r.next_item().unwrap() {
+                if let replisnap::rdb::Item::Key(k) = item {
+                    out.insert(k.key.clone(), (k.idle, k.freq, k.expire_ms));
+                }
+            }
+            out
+        };
+        let src = dir.join(file);
+        let before = read_hints(&src);
+        assert!(
+            before
+                .values()
+                .any(|(i, f, _)| if want_freq { f.is_some() } else { i.is_some() }),
+            "{file} has the hints this test is about"
+        );
+        let f = File::open(&src).unwrap();
+        let len = f.metadata().unwrap().len();
+        let mut ks = Keyspace::new();
+        load_rdb(
+            &mut ks,
+            RdbReader::new(f, Some(len), Options::default()).unwrap(),
+            None,
+        )
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("o.rdb");
+        let target = Target::for_server("redis-7.0".parse().unwrap()).unwrap();
+        for compress in [false, true] {
+            write_snapshot(
+                ks.snapshot().unwrap(),
+                &[],
+                File::create(&out).unwrap(),
+                target,
+                &[],
+                WriteOptions { compress },
+            )
+            .unwrap();
+            assert_eq!(read_hints(&out), before, "{file} (compress {compress})");
+        }
+    }
+}

@@ -1,14 +1,30 @@
-//! One key in one allocation: flags, key, optional expiry, type byte and the encoded value.
+//! One key in one allocation: flags, key, optional expiry and access hints, type byte and
+//! the encoded value.
 //!
 //! Owns the packed layout the keyspace stores (measured as the only layout under
 //! redis-server's memory per key, docs/decisions.md). The value bytes are the RDB encoding
 //! of the value for the keyspace's canonical target, so a snapshot can often copy them to
-//! the file as they are. It must never be read past its own bounds; it is only ever built
-//! by [`Entry::new`], so its header is trusted.
+//! the file as they are. Optional parts cost nothing when absent. It must never be read
+//! past its own bounds; it is only ever built by [`Entry::build`], so its header is trusted.
 
 use std::sync::Arc;
 
 const FLAG_EXPIRE: u8 = 1;
+const FLAG_IDLE: u8 = 2;
+const FLAG_FREQ: u8 = 4;
+const FLAG_META: u8 = 8;
+
+/// What rides along with a key besides its value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hints {
+    pub expire_ms: Option<i64>,
+    /// LRU idle seconds, as the source file had them.
+    pub idle: Option<u64>,
+    /// LFU counter, as the source file had it.
+    pub freq: Option<u8>,
+    /// Redis 8.6+ key metadata: (class spec, raw module-format value).
+    pub meta: Vec<(u32, Vec<u8>)>,
+}
 
 /// A key and its value, immutable and shared: changing a key builds a new `Entry`, so a
 /// snapshot holding the old one keeps seeing the old value.
@@ -38,17 +54,54 @@ fn get_varint(b: &[u8], pos: &mut usize) -> u64 {
 }
 
 impl Entry {
+    /// A key with only an expiry besides its value.
     pub fn new(key: &[u8], expire_ms: Option<i64>, ty: u8, payload: &[u8]) -> Entry {
+        Entry::build(
+            key,
+            &Hints {
+                expire_ms,
+                ..Hints::default()
+            },
+            ty,
+            payload,
+        )
+    }
+
+    pub fn build(key: &[u8], h: &Hints, ty: u8, payload: &[u8]) -> Entry {
+        let mut flags = 0;
         let mut v = Vec::with_capacity(1 + 5 + key.len() + 9 + payload.len());
-        v.push(if expire_ms.is_some() { FLAG_EXPIRE } else { 0 });
+        v.push(0);
         put_varint(&mut v, key.len() as u64);
         v.extend_from_slice(key);
-        if let Some(t) = expire_ms {
+        if let Some(t) = h.expire_ms {
+            flags |= FLAG_EXPIRE;
             v.extend_from_slice(&t.to_le_bytes());
         }
+        if let Some(i) = h.idle {
+            flags |= FLAG_IDLE;
+            put_varint(&mut v, i);
+        }
+        if let Some(f) = h.freq {
+            flags |= FLAG_FREQ;
+            v.push(f);
+        }
+        if !h.meta.is_empty() {
+            flags |= FLAG_META;
+            put_varint(&mut v, h.meta.len() as u64);
+            for (spec, raw) in &h.meta {
+                v.extend_from_slice(&spec.to_le_bytes());
+                put_varint(&mut v, raw.len() as u64);
+                v.extend_from_slice(raw);
+            }
+        }
+        v[0] = flags;
         v.push(ty);
         v.extend_from_slice(payload);
         Entry(Arc::from(v))
+    }
+
+    fn flags(&self) -> u8 {
+        self.0[0]
     }
 
     fn key_range(&self) -> (usize, usize) {
@@ -62,8 +115,45 @@ impl Entry {
         &self.0[a..b]
     }
 
+    /// Walk the optional parts; returns them and where the type byte is.
+    fn parse_hints(&self) -> (Hints, usize) {
+        let (_, mut pos) = self.key_range();
+        let b = &self.0;
+        let mut h = Hints::default();
+        if self.flags() & FLAG_EXPIRE != 0 {
+            let mut t = [0u8; 8];
+            t.copy_from_slice(&b[pos..pos + 8]);
+            h.expire_ms = Some(i64::from_le_bytes(t));
+            pos += 8;
+        }
+        if self.flags() & FLAG_IDLE != 0 {
+            h.idle = Some(get_varint(b, &mut pos));
+        }
+        if self.flags() & FLAG_FREQ != 0 {
+            h.freq = Some(b[pos]);
+            pos += 1;
+        }
+        if self.flags() & FLAG_META != 0 {
+            let n = get_varint(b, &mut pos);
+            for _ in 0..n {
+                let mut s = [0u8; 4];
+                s.copy_from_slice(&b[pos..pos + 4]);
+                pos += 4;
+                let len = get_varint(b, &mut pos) as usize;
+                h.meta
+                    .push((u32::from_le_bytes(s), b[pos..pos + len].to_vec()));
+                pos += len;
+            }
+        }
+        (h, pos)
+    }
+
+    pub fn hints(&self) -> Hints {
+        self.parse_hints().0
+    }
+
     pub fn expire_ms(&self) -> Option<i64> {
-        if self.0[0] & FLAG_EXPIRE == 0 {
+        if self.flags() & FLAG_EXPIRE == 0 {
             return None;
         }
         let (_, end) = self.key_range();
@@ -73,8 +163,16 @@ impl Entry {
     }
 
     fn type_at(&self) -> usize {
-        let (_, end) = self.key_range();
-        end + if self.0[0] & FLAG_EXPIRE != 0 { 8 } else { 0 }
+        if self.flags() & !FLAG_EXPIRE == 0 {
+            let (_, end) = self.key_range();
+            return end
+                + if self.flags() & FLAG_EXPIRE != 0 {
+                    8
+                } else {
+                    0
+                };
+        }
+        self.parse_hints().1
     }
 
     /// The RDB type byte of the stored encoding.
@@ -92,9 +190,11 @@ impl Entry {
         self.0.len() + 16
     }
 
-    /// The same key and value with another expiry.
+    /// The same key, value and access hints with another expiry.
     pub fn with_expire(&self, expire_ms: Option<i64>) -> Entry {
-        Entry::new(self.key(), expire_ms, self.rdb_type(), self.payload())
+        let (mut h, _) = self.parse_hints();
+        h.expire_ms = expire_ms;
+        Entry::build(self.key(), &h, self.rdb_type(), self.payload())
     }
 }
 
@@ -121,5 +221,23 @@ mod tests {
                 (key, None, &b"payload"[..])
             );
         }
+    }
+
+    #[test]
+    fn hints_round_trip() {
+        let h = Hints {
+            expire_ms: Some(123),
+            idle: Some(100_000),
+            freq: Some(7),
+            meta: vec![(0xdead_beef, vec![1, 2, 3]), (5, vec![])],
+        };
+        let e = Entry::build(b"key", &h, 0, b"\x03abc");
+        assert_eq!(e.hints(), h);
+        assert_eq!(e.key(), b"key");
+        assert_eq!(e.expire_ms(), Some(123));
+        assert_eq!((e.rdb_type(), e.payload()), (0, &b"\x03abc"[..]));
+        let g = e.with_expire(None);
+        assert_eq!(g.hints().idle, Some(100_000));
+        assert_eq!(g.expire_ms(), None);
     }
 }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use hashbrown::HashTable;
 
-pub use entry::Entry;
+pub use entry::{Entry, Hints};
 pub use rdb::{digest_snapshot, load_rdb, write_snapshot, LoadReport, RdbIoError};
 pub use snapshot::Snapshot;
 
@@ -149,21 +149,21 @@ impl Keyspace {
     pub fn encode(
         &self,
         key: &[u8],
-        expire_ms: Option<i64>,
+        hints: &Hints,
         value: &Value,
         source_type: Option<u8>,
     ) -> Result<Entry, KeyspaceError> {
         let rec = KeyRecord {
             key,
             value,
-            expire_ms,
+            expire_ms: hints.expire_ms,
             idle: None,
             freq: None,
             meta: &[],
             source_type,
         };
         let (ty, payload) = encode_value(&rec, &self.canonical, WriteOptions { compress: false })?;
-        Ok(Entry::new(key, expire_ms, ty, &payload))
+        Ok(Entry::build(key, hints, ty, &payload))
     }
 
     /// The value of `key`, decoded.
@@ -236,7 +236,7 @@ impl Keyspace {
         }
     }
 
-    /// Store a decoded value.
+    /// Store a decoded value with only an expiry.
     pub fn set(
         &mut self,
         db: u64,
@@ -245,7 +245,23 @@ impl Keyspace {
         value: &Value,
         source_type: Option<u8>,
     ) -> Result<(), KeyspaceError> {
-        let e = self.encode(key, expire_ms, value, source_type)?;
+        let hints = Hints {
+            expire_ms,
+            ..Hints::default()
+        };
+        self.set_with(db, key, &hints, value, source_type)
+    }
+
+    /// Store a decoded value with all its hints (expiry, LRU/LFU, key metadata).
+    pub fn set_with(
+        &mut self,
+        db: u64,
+        key: &[u8],
+        hints: &Hints,
+        value: &Value,
+        source_type: Option<u8>,
+    ) -> Result<(), KeyspaceError> {
+        let e = self.encode(key, hints, value, source_type)?;
         self.put(db, e);
         Ok(())
     }

@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 
-use super::{Entry, Keyspace, KeyspaceError, Snapshot};
+use super::{Entry, Hints, Keyspace, KeyspaceError, Snapshot};
 use crate::digest::{DatasetDigest, DigestError, Rules};
 use crate::rdb::types::*;
 use crate::rdb::writer::{KeyRecord, RdbWriter, Target, WriteError, WriteOptions};
@@ -59,7 +59,13 @@ pub fn load_rdb<R: Read>(
                     report.empty_dropped += 1;
                     continue;
                 }
-                ks.set(k.db, &k.key, k.expire_ms, &k.value, Some(k.rdb_type))?;
+                let hints = Hints {
+                    expire_ms: k.expire_ms,
+                    idle: k.idle,
+                    freq: k.freq,
+                    meta: k.meta.clone(),
+                };
+                ks.set_with(k.db, &k.key, &hints, &k.value, Some(k.rdb_type))?;
                 report.keys += 1;
             }
             Item::SelectDb(db) => current_db = db,
@@ -128,28 +134,23 @@ pub fn write_snapshot<W: Write>(
         }
         for e in &entries {
             let ty = e.rdb_type();
+            let h = e.hints();
+            let placeholder = Value::String(Vec::new());
+            let mut rec = KeyRecord {
+                key: e.key(),
+                value: &placeholder,
+                expire_ms: h.expire_ms,
+                idle: h.idle,
+                freq: h.freq,
+                meta: &h.meta,
+                source_type: Some(ty),
+            };
             if !opts.compress && payload_fits(ty, &target) {
-                let rec = KeyRecord {
-                    key: e.key(),
-                    value: &Value::String(Vec::new()),
-                    expire_ms: e.expire_ms(),
-                    idle: None,
-                    freq: None,
-                    meta: &[],
-                    source_type: Some(ty),
-                };
                 w.key_encoded(&rec, ty, e.payload())?;
             } else {
                 let value = decode(e)?;
-                w.key(&KeyRecord {
-                    key: e.key(),
-                    value: &value,
-                    expire_ms: e.expire_ms(),
-                    idle: None,
-                    freq: None,
-                    meta: &[],
-                    source_type: Some(ty),
-                })?;
+                rec.value = &value;
+                w.key(&rec)?;
             }
         }
     }
