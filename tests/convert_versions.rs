@@ -204,3 +204,11 @@ fn hash_field_ttls_are_refused_where_the_target_cannot_hold_them() {
         .collect();
     assert!(ttls[0] > 0 && ttls[1] == -1, "{ttls:?}");
 }
+
+/// Each matrix server's own dump, converted for that same server, loads with its digest.
+#[test]
+fn every_matrix_server_to_itself() {
+    for name in support::MATRIX {
+        check(name, name);
+    }
+}
