@@ -5,6 +5,7 @@
 //! It must never panic on any input and never print anything but the JSON document on
 //! stdout when `--json` is given.
 
+mod check_config;
 mod convert;
 mod digest;
 mod inspect;
@@ -31,6 +32,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Print the 40-hex DEBUG DIGEST a server of the target version answers after loading FILE.
     Digest(digest::DigestArgs),
+    /// Parse and validate a config file; print the effective config, secrets redacted.
+    CheckConfig(check_config::CheckConfigArgs),
     /// Load and rewrite an RDB file for a target server version (magic, version, encodings).
     Convert(convert::ConvertArgs),
 }
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Digest(a) => digest::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::CheckConfig(a) => check_config::run(a),
     };
     match result {
         Ok(code) => code,

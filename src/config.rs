@@ -1,0 +1,312 @@
+//! The daemon's configuration file (TOML, ../shared/SPEC.md §2): parsing and validation.
+//!
+//! Owns every key users may write and what it means, defaults included. Unknown keys and
+//! bad values are errors naming the key and, from the TOML parser, the line. Secrets are
+//! resolved here (inline, file, or environment) and never printed: [`Config::redacted`]
+//! is what `check-config` shows.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {err}")]
+    Read { path: String, err: std::io::Error },
+    #[error("{path}: {msg}")]
+    Parse { path: String, msg: String },
+    #[error("{path}: {key}: {msg}")]
+    Invalid {
+        path: String,
+        key: &'static str,
+        msg: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub source: Source,
+    #[serde(default)]
+    pub replica: Replica,
+    #[serde(default)]
+    pub snapshot: SnapshotConfig,
+    pub storage: Option<Storage>,
+    pub retention: Option<Retention>,
+    #[serde(default)]
+    pub http: Http,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// host:port of the master (or of a replica, for chained replication).
+    pub address: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// The PSYNC command's name where a provider renamed it (ElastiCache).
+    pub psync_command: Option<String>,
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Replica {
+    pub state_dir: PathBuf,
+    pub announce_port: u16,
+}
+
+impl Default for Replica {
+    fn default() -> Self {
+        Replica {
+            state_dir: PathBuf::from("/var/lib/replisnap"),
+            announce_port: 6379,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotConfig {
+    /// Cron with a seconds field.
+    pub schedule: String,
+    pub timezone: Option<String>,
+    pub rdb_compression: bool,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            schedule: "0 0 * * * *".into(),
+            timezone: None,
+            rdb_compression: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    pub kind: StorageKind,
+    pub path: Option<PathBuf>,
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub prefix: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub force_path_style: bool,
+    pub sse: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub storage_class: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    pub timezone: Option<String>,
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    pub listen: SocketAddr,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9187)),
+        }
+    }
+}
+
+/// Where the source password comes from, resolved.
+pub const PASSWORD_ENV: &str = "REPLISNAP_SOURCE_PASSWORD";
+
+impl Config {
+    /// Read, parse and validate a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+            path: p.clone(),
+            err,
+        })?;
+        Config::parse(&text, &p)
+    }
+
+    /// Parse and validate TOML text; `path` names it in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|sp| {
+                let before = &text[..sp.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+                let col = before.len() - line_start + 1;
+                let src = text[line_start..].lines().next().unwrap_or("").trim();
+                format!("line {line}, column {col} (`{src}`): ")
+            });
+            ConfigError::Parse {
+                path: path.to_string(),
+                msg: format!(
+                    "{}{}",
+                    at.unwrap_or_default(),
+                    e.message().trim_end().replace('\n', " ")
+                ),
+            }
+        })?;
+        c.validate(path)?;
+        Ok(c)
+    }
+
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, msg: String| ConfigError::Invalid {
+            path: path.to_string(),
+            key,
+            msg,
+        };
+        let addr = &self.source.address;
+        match addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
+            _ => return Err(bad("source.address", format!("{addr:?} is not host:port"))),
+        }
+        if self.source.password.is_some() && self.source.password_file.is_some() {
+            return Err(bad(
+                "source.password",
+                "give password or password_file, not both".into(),
+            ));
+        }
+        if self.source.username.is_some()
+            && self.source.password.is_none()
+            && self.source.password_file.is_none()
+            && std::env::var_os(PASSWORD_ENV).is_none()
+        {
+            return Err(bad(
+                "source.username",
+                format!("a username needs a password (password, password_file or ${PASSWORD_ENV})"),
+            ));
+        }
+        if let Some(cmd) = &self.source.psync_command {
+            if cmd.is_empty() || cmd.bytes().any(|b| b.is_ascii_whitespace()) {
+                return Err(bad(
+                    "source.psync_command",
+                    format!("{cmd:?} is not a command name"),
+                ));
+            }
+        }
+        if let Some(tls) = &self.source.tls {
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                return Err(bad(
+                    "source.tls.cert_file",
+                    "cert_file and key_file go together".into(),
+                ));
+            }
+        }
+        if self.snapshot.schedule.split_whitespace().count() != 6 {
+            return Err(bad(
+                "snapshot.schedule",
+                format!(
+                    "{:?}: expected 6 cron fields (sec min hour day month weekday)",
+                    self.snapshot.schedule
+                ),
+            ));
+        }
+        if let Some(s) = &self.storage {
+            match s.kind {
+                StorageKind::Local if s.path.is_none() => {
+                    return Err(bad("storage.path", "required when kind = \"local\"".into()))
+                }
+                StorageKind::S3 if s.bucket.is_none() => {
+                    return Err(bad("storage.bucket", "required when kind = \"s3\"".into()))
+                }
+                _ => {}
+            }
+            if let Some(sse) = &s.sse {
+                if sse != "AES256" && sse != "aws:kms" {
+                    return Err(bad(
+                        "storage.sse",
+                        format!("{sse:?}: expected \"AES256\" or \"aws:kms\""),
+                    ));
+                }
+            }
+            if s.kms_key_id.is_some() && s.sse.as_deref() != Some("aws:kms") {
+                return Err(bad(
+                    "storage.kms_key_id",
+                    "only with sse = \"aws:kms\"".into(),
+                ));
+            }
+        }
+        if let Some(r) = &self.retention {
+            let keeps = [
+                r.keep_last,
+                r.keep_hourly,
+                r.keep_daily,
+                r.keep_weekly,
+                r.keep_monthly,
+                r.keep_yearly,
+            ];
+            if keeps.iter().all(|k| k.is_none_or(|n| n == 0)) {
+                return Err(bad(
+                    "retention",
+                    "no keep_* rule keeps anything; remove the section to keep every snapshot"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The source password from the config, its file, or the environment.
+    pub fn source_password(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(p) = &self.source.password {
+            return Ok(Some(p.clone()));
+        }
+        if let Some(f) = &self.source.password_file {
+            let text = std::fs::read_to_string(f).map_err(|err| ConfigError::Read {
+                path: f.display().to_string(),
+                err,
+            })?;
+            return Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()));
+        }
+        Ok(std::env::var(PASSWORD_ENV).ok())
+    }
+
+    /// The effective configuration with every secret replaced.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        if c.source.password.is_some() {
+            c.source.password = Some("<redacted>".into());
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

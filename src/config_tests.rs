@@ -1,0 +1,100 @@
+use super::*;
+
+const FULL: &str = r#"
+[source]
+address = "10.0.0.5:6379"
+username = "replisnap"
+password_file = "/etc/replisnap/password"
+psync_command = "xhma21xfkssync"
+[source.tls]
+ca_file = "/etc/ssl/certs/ca.pem"
+
+[replica]
+state_dir = "/var/lib/replisnap"
+announce_port = 6380
+
+[snapshot]
+schedule = "0 0 * * * *"
+timezone = "Europe/Paris"
+
+[storage]
+kind = "s3"
+bucket = "my-backups"
+prefix = "prod-cache/"
+region = "eu-west-1"
+sse = "aws:kms"
+kms_key_id = "arn:aws:kms:eu-west-1:1:key/x"
+
+[retention]
+keep_last = 3
+keep_daily = 7
+
+[http]
+listen = "127.0.0.1:9187"
+"#;
+
+#[test]
+fn the_spec_example_parses_with_defaults_filled() {
+    let c = Config::parse(FULL, "t.toml").unwrap();
+    assert_eq!(c.source.address, "10.0.0.5:6379");
+    assert_eq!(c.replica.announce_port, 6380);
+    assert!(c.snapshot.rdb_compression);
+    assert_eq!(c.storage.as_ref().unwrap().kind, StorageKind::S3);
+    assert_eq!(c.retention.as_ref().unwrap().keep_daily, Some(7));
+    let minimal = Config::parse("[source]\naddress = \"127.0.0.1:6379\"\n", "m.toml").unwrap();
+    assert_eq!(minimal.replica, Replica::default());
+    assert_eq!(minimal.http.listen.port(), 9187);
+}
+
+#[test]
+fn unknown_keys_name_the_key_and_line() {
+    let e = Config::parse("[source]\naddress = \"h:1\"\nadress = \"typo\"\n", "c.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("c.toml") && e.contains("adress") && e.contains("line 3"),
+        "{e}"
+    );
+    let e = Config::parse("[source]\naddress = \"h:1\"\n[snapshots]\n", "c.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("snapshots"), "{e}");
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let cases = [
+        ("[source]\naddress = \"nohost\"\n", "source.address"),
+        ("[source]\naddress = \"h:1\"\npassword = \"a\"\npassword_file = \"/x\"\n", "source.password"),
+        ("[source]\naddress = \"h:1\"\n[snapshot]\nschedule = \"* * *\"\n", "snapshot.schedule"),
+        ("[source]\naddress = \"h:1\"\n[storage]\nkind = \"local\"\n", "storage.path"),
+        ("[source]\naddress = \"h:1\"\n[storage]\nkind = \"s3\"\nbucket = \"b\"\nsse = \"AES512\"\n", "storage.sse"),
+        ("[source]\naddress = \"h:1\"\n[retention]\nkeep_last = 0\n", "retention"),
+    ];
+    for (text, key) in cases {
+        let e = Config::parse(text, "c.toml").unwrap_err().to_string();
+        assert!(e.contains(key), "{key}: {e}");
+    }
+    let e = Config::parse(
+        "[source]\naddress = \"h:1\"\n[replica]\nannounce_port = 70000\n",
+        "c.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("announce_port"), "{e}");
+}
+
+#[test]
+fn secrets_are_redacted() {
+    let c = Config::parse(
+        "[source]\naddress = \"h:1\"\npassword = \"hunter2\"\n",
+        "c.toml",
+    )
+    .unwrap();
+    assert_eq!(c.source_password().unwrap().as_deref(), Some("hunter2"));
+    let shown = toml::to_string(&c.redacted()).unwrap();
+    assert!(
+        !shown.contains("hunter2") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+}
