@@ -248,6 +248,12 @@ impl<R: Read> Input<R> {
     pub fn is_recording(&self) -> bool {
         self.record.is_some()
     }
+
+    /// The underlying reader and the bytes read from it but not consumed yet.
+    pub fn into_parts(self) -> (R, Vec<u8>) {
+        let rest = self.buf[self.pos..self.end].to_vec();
+        (self.inner, rest)
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,9 @@ pub struct Options {
     /// does: the layout of every record is still checked and an unknown code is still an
     /// error, but the version number alone does not stop the read.
     pub relaxed_version: bool,
+    /// Stop right after the checksum instead of reading on to count trailing bytes: for
+    /// inputs that go on after the file (a replication link).
+    pub stop_after_trailer: bool,
 }
 
 /// One key with everything that preceded it.
@@ -164,6 +167,7 @@ pub struct RdbReader<R> {
     pending: Pending,
     templates: super::redis88::Templates,
     done: bool,
+    stop_after_trailer: bool,
 }
 
 impl<R: Read> RdbReader<R> {
@@ -179,11 +183,18 @@ impl<R: Read> RdbReader<R> {
             pending: Pending::default(),
             templates: Default::default(),
             done: false,
+            stop_after_trailer: opts.stop_after_trailer,
         })
     }
 
     pub fn header(&self) -> Header {
         self.header
+    }
+
+    /// The underlying reader and the bytes it gave that the reader has not consumed
+    /// (after [`Item::End`] with `stop_after_trailer`: whatever followed the file).
+    pub fn into_parts(self) -> (R, Vec<u8>) {
+        self.inp.into_parts()
     }
 
     pub fn offset(&self) -> u64 {
@@ -353,7 +364,7 @@ impl<R: Read> RdbReader<R> {
         };
         let checksum = Checksum { stored, computed };
         let mut trailing = 0u64;
-        while !self.inp.at_end()? {
+        while !self.stop_after_trailer && !self.inp.at_end()? {
             // Count without keeping: servers ignore what follows the trailer.
             self.inp.read_u8("trailing bytes")?;
             trailing += 1;

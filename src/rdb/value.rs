@@ -161,6 +161,8 @@ pub enum ArrayElem {
 /// A sparse array: present indexes in ascending order, and the insert position if set.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SparseArray {
+    /// The index the last ARINSERT used, as the file stores it (the server's next insert
+    /// position, ARINFO's `next-insert-index`, is this plus one), or `None` if never set.
     pub insert_idx: Option<u64>,
     pub elems: Vec<(u64, ArrayElem)>,
 }
