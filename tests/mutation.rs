@@ -70,6 +70,7 @@ fn read_all(data: &[u8], size_known: bool) -> Result<u64, String> {
     let opts = Options {
         limits: limits(),
         relaxed_version: true,
+        stop_after_trailer: false,
     };
     let len = size_known.then_some(data.len() as u64);
     let mut r = RdbReader::new(data, len, opts).map_err(|e| e.to_string())?;

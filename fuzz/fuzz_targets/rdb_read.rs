@@ -12,6 +12,7 @@ fn read(data: &[u8], size_known: bool) {
             max_elements: 1 << 20,
         },
         relaxed_version: true,
+        stop_after_trailer: false,
     };
     let len = size_known.then_some(data.len() as u64);
     let Ok(mut r) = RdbReader::new(data, len, opts) else { return };
