@@ -6,11 +6,13 @@
 
 pub mod atomic_file;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod convert;
 pub mod digest;
 pub mod keyspace;
 pub mod rdb;
+pub mod replication;
 pub mod resp;
 pub mod server_version;
 pub mod summary;

@@ -187,6 +187,46 @@ impl Keyspace {
         }
     }
 
+    /// The stored entry of `key` (cheap: a handle, not a decoded value).
+    pub fn entry(&self, db: u64, key: &[u8]) -> Option<Entry> {
+        let d = self.dbs.get(&db)?;
+        let h = hash_key(key);
+        d.shard(h).table.find(h, |e| e.key() == key).cloned()
+    }
+
+    /// Remove every key of `db` (FLUSHDB). Keys a running snapshot has not reached yet are
+    /// recorded first, so the snapshot still sees them.
+    pub fn flush_db(&mut self, db: u64) {
+        let active = self.state.active.load(Ordering::Acquire);
+        let Some(d) = self.dbs.get(&db).cloned() else {
+            return;
+        };
+        for m in d.shards.iter() {
+            let mut s = m.lock().unwrap_or_else(|p| p.into_inner());
+            if active != 0 && s.walked < active {
+                let keys: Vec<(u64, Box<[u8]>)> = s
+                    .table
+                    .iter()
+                    .map(|e| (hash_key(e.key()), e.key().into()))
+                    .collect();
+                for (h, k) in keys {
+                    Self::record_old(&mut s, active, h, &k);
+                }
+            }
+            s.table = HashTable::new();
+        }
+        d.keys.store(0, Ordering::Relaxed);
+    }
+
+    /// Remove every key of every database (FLUSHALL).
+    pub fn flush_all(&mut self) {
+        let dbs: Vec<u64> = self.dbs.keys().copied().collect();
+        for db in dbs {
+            self.flush_db(db);
+        }
+        self.functions.clear();
+    }
+
     fn db_mut(&mut self, db: u64) -> &Arc<Db> {
         self.dbs.entry(db).or_insert_with(|| Arc::new(Db::new()))
     }

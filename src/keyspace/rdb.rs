@@ -43,7 +43,7 @@ pub struct LoadReport {
 /// and waits for the master's DEL.
 pub fn load_rdb<R: Read>(
     ks: &mut Keyspace,
-    mut reader: RdbReader<R>,
+    reader: &mut RdbReader<R>,
     drop_expired_at: Option<i64>,
 ) -> Result<LoadReport, RdbIoError> {
     let mut report = LoadReport::default();

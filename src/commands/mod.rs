@@ -1,0 +1,102 @@
+//! Applying the master's replication stream to the keyspace, command by command, with the
+//! master's own semantics.
+//!
+//! Owns the dispatch by command name and the connection-level state the stream carries
+//! (the selected database, MULTI/EXEC). Each family of commands lives in a file of its
+//! own. It must never guess: a command it does not know, or one that fails where the
+//! master succeeded, is an [`ApplyError`], which the replication layer answers with a full
+//! resync rather than drifting.
+
+mod keys;
+mod strings;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::keyspace::{Keyspace, KeyspaceError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("command {0:?} is not supported yet")]
+    Unknown(String),
+    #[error("{cmd}: {msg}")]
+    Invalid { cmd: String, msg: String },
+    #[error("{0}")]
+    Keyspace(#[from] KeyspaceError),
+}
+
+/// State the stream carries across commands.
+#[derive(Debug, Clone, Default)]
+pub struct StreamState {
+    pub db: u64,
+    /// Inside MULTI…EXEC: a snapshot must not start until EXEC.
+    pub in_multi: bool,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub(crate) fn invalid(cmd: &str, msg: impl Into<String>) -> ApplyError {
+    ApplyError::Invalid {
+        cmd: cmd.to_string(),
+        msg: msg.into(),
+    }
+}
+
+pub(crate) fn arg_i64(cmd: &str, a: &[u8]) -> Result<i64, ApplyError> {
+    std::str::from_utf8(a)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            invalid(
+                cmd,
+                format!("not an integer: {:?}", String::from_utf8_lossy(a)),
+            )
+        })
+}
+
+/// Apply one command (`argv[0]` is its name, any case).
+pub fn apply(ks: &mut Keyspace, st: &mut StreamState, argv: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let Some(name) = argv.first() else {
+        return Err(invalid("", "empty command"));
+    };
+    let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+    let args = &argv[1..];
+    match name.as_str() {
+        "PING" | "REPLCONF" | "PUBLISH" | "SPUBLISH" => Ok(()),
+        "SELECT" => {
+            let [db] = args else {
+                return Err(invalid(&name, "wrong number of arguments"));
+            };
+            let n = arg_i64(&name, db)?;
+            if n < 0 {
+                return Err(invalid(&name, format!("database {n}")));
+            }
+            st.db = n as u64;
+            Ok(())
+        }
+        "MULTI" => {
+            st.in_multi = true;
+            Ok(())
+        }
+        "EXEC" => {
+            st.in_multi = false;
+            Ok(())
+        }
+        "SET" => strings::set(ks, st.db, &name, args),
+        "DEL" | "UNLINK" => keys::del(ks, st.db, &name, args),
+        "PEXPIREAT" | "PEXPIRE" | "EXPIREAT" | "EXPIRE" => keys::expire(ks, st.db, &name, args),
+        "PERSIST" => keys::persist(ks, st.db, &name, args),
+        "FLUSHDB" => {
+            ks.flush_db(st.db);
+            Ok(())
+        }
+        "FLUSHALL" => {
+            ks.flush_all();
+            Ok(())
+        }
+        _ => Err(ApplyError::Unknown(name)),
+    }
+}

@@ -1,0 +1,154 @@
+//! The replica handshake: AUTH, PING, REPLCONF, then PSYNC (or SYNC where PSYNC is refused).
+//!
+//! Owns the order of the steps and the reading of each reply. Non-critical refusals
+//! (REPLCONF options an old or proxied master does not know) are logged and passed over as
+//! the server's own replica does; everything else that is unexpected is an error naming
+//! the step and the reply.
+
+use tracing::{info, warn};
+
+use super::link::{Link, LinkError};
+use crate::resp::Frame;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("{0}")]
+    Link(#[from] LinkError),
+    #[error("{step}: master answered {reply}")]
+    Refused { step: &'static str, reply: String },
+    /// The master is not ready (loading, or has no link to its own master): retry later.
+    #[error("{step}: master not ready: {reply}")]
+    NotReady { step: &'static str, reply: String },
+}
+
+pub struct Handshake<'a> {
+    pub username: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub announce_port: u16,
+    pub psync_command: &'a str,
+    /// The replication ID and offset to resume from, if we hold a dataset.
+    pub resume: Option<(&'a str, i64)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PsyncOutcome {
+    /// A full sync follows: the payload is consistent at this (replid, offset).
+    Full { replid: String, offset: i64 },
+    /// Partial resync accepted; the master may announce a new replication ID (failover).
+    Continue { new_replid: Option<String> },
+    /// The master refused PSYNC; the legacy SYNC was sent and its payload follows.
+    LegacySync,
+}
+
+fn text(f: &Frame) -> String {
+    match f {
+        Frame::Simple(s) | Frame::Error(s) => String::from_utf8_lossy(s).into_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn is_not_ready(msg: &str) -> bool {
+    msg.starts_with("LOADING")
+        || msg.starts_with("NOMASTERLINK")
+        || msg.starts_with("MASTERDOWN")
+        || msg.starts_with("BUSY")
+}
+
+fn expect_ok(link: &mut Link, step: &'static str) -> Result<(), HandshakeError> {
+    match link.read_frame()? {
+        Frame::Simple(_) => Ok(()),
+        f => {
+            let reply = text(&f);
+            if is_not_ready(&reply) {
+                Err(HandshakeError::NotReady { step, reply })
+            } else {
+                Err(HandshakeError::Refused { step, reply })
+            }
+        }
+    }
+}
+
+pub fn handshake(link: &mut Link, h: &Handshake) -> Result<PsyncOutcome, HandshakeError> {
+    if let Some(pass) = h.password {
+        match h.username {
+            Some(user) => link.send(&[b"AUTH", user.as_bytes(), pass.as_bytes()])?,
+            None => link.send(&[b"AUTH", pass.as_bytes()])?,
+        }
+        expect_ok(link, "AUTH")?;
+    }
+    link.send(&[b"PING"])?;
+    expect_ok(link, "PING")?;
+    let port = h.announce_port.to_string();
+    link.send(&[b"REPLCONF", b"listening-port", port.as_bytes()])?;
+    if let Err(e) = expect_ok(link, "REPLCONF listening-port") {
+        warn!(error = %e, "master does not take REPLCONF listening-port (not critical)");
+    }
+    link.send(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])?;
+    if let Err(e) = expect_ok(link, "REPLCONF capa") {
+        warn!(error = %e, "master does not take REPLCONF capa (not critical)");
+    }
+    let (replid, off) = match h.resume {
+        Some((id, offset)) => (id.to_string(), (offset + 1).to_string()),
+        None => ("?".to_string(), "-1".to_string()),
+    };
+    link.send(&[
+        h.psync_command.as_bytes(),
+        replid.as_bytes(),
+        off.as_bytes(),
+    ])?;
+    let reply = link.read_frame()?;
+    let t = text(&reply);
+    match &reply {
+        Frame::Simple(_) if t.starts_with("FULLRESYNC") => {
+            let mut parts = t.split_whitespace().skip(1);
+            let (Some(id), Some(off)) = (parts.next(), parts.next()) else {
+                return Err(HandshakeError::Refused {
+                    step: "PSYNC",
+                    reply: t,
+                });
+            };
+            let offset = off.parse::<i64>().map_err(|_| HandshakeError::Refused {
+                step: "PSYNC",
+                reply: t.clone(),
+            })?;
+            if id.len() != 40 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(HandshakeError::Refused {
+                    step: "PSYNC",
+                    reply: t,
+                });
+            }
+            info!(replid = id, offset, "full resync");
+            Ok(PsyncOutcome::Full {
+                replid: id.to_string(),
+                offset,
+            })
+        }
+        Frame::Simple(_) if t.starts_with("CONTINUE") => {
+            let new_replid = t.split_whitespace().nth(1).map(str::to_string);
+            if let Some(id) = &new_replid {
+                if id.len() != 40 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(HandshakeError::Refused {
+                        step: "PSYNC",
+                        reply: t,
+                    });
+                }
+            }
+            info!(new_replid = ?new_replid, "partial resync accepted");
+            Ok(PsyncOutcome::Continue { new_replid })
+        }
+        Frame::Error(_) if is_not_ready(&t) => Err(HandshakeError::NotReady {
+            step: "PSYNC",
+            reply: t,
+        }),
+        Frame::Error(_) => {
+            // Masters (or proxies) that refuse PSYNC may still serve the old SYNC.
+            warn!(reply = %t, "PSYNC refused; falling back to SYNC");
+            link.send(&[b"SYNC"])?;
+            Ok(PsyncOutcome::LegacySync)
+        }
+        _ => Err(HandshakeError::Refused {
+            step: "PSYNC",
+            reply: t,
+        }),
+    }
+}

@@ -1,0 +1,176 @@
+//! The connection to the master: a TCP stream with an input buffer, RESP in and out.
+//!
+//! Owns reading whole frames (replies, commands) and raw bytes (the sync payload) from one
+//! buffer, so nothing read ahead is ever lost between the phases of the protocol. Every
+//! read has a timeout: a master that stalls is an error, never a hang.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::resp::{self, Frame, Limits, Parsed};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("connect to {addr}: {err}")]
+    Connect { addr: String, err: io::Error },
+    #[error("link I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("master closed the connection")]
+    Closed,
+    #[error("{0}")]
+    Protocol(#[from] resp::RespError),
+}
+
+pub struct Link {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// `buf[..start]` has been consumed.
+    start: usize,
+    pub limits: Limits,
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+impl Link {
+    pub fn connect(addr: &str, timeout: Duration) -> Result<Link, LinkError> {
+        let err = |err| LinkError::Connect {
+            addr: addr.to_string(),
+            err,
+        };
+        let sa = addr
+            .to_socket_addrs()
+            .map_err(err)?
+            .next()
+            .ok_or_else(|| err(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
+        let stream = TcpStream::connect_timeout(&sa, timeout).map_err(err)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        Ok(Link {
+            stream,
+            buf: Vec::with_capacity(READ_CHUNK),
+            start: 0,
+            limits: Limits::default(),
+        })
+    }
+
+    pub fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
+        self.stream.set_read_timeout(Some(t))
+    }
+
+    pub fn send(&mut self, args: &[&[u8]]) -> Result<(), LinkError> {
+        let mut out = Vec::new();
+        resp::encode_command(args, &mut out);
+        self.stream.write_all(&out)?;
+        Ok(())
+    }
+
+    /// Unconsumed input.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Put bytes back in front of the input (what a payload reader read past its end).
+    pub fn unread(&mut self, bytes: &[u8]) {
+        let mut v = bytes.to_vec();
+        v.extend_from_slice(&self.buf[self.start..]);
+        self.buf = v;
+        self.start = 0;
+    }
+
+    /// Read more bytes from the socket into the buffer; errors on end of stream.
+    pub fn fill(&mut self) -> Result<usize, LinkError> {
+        if self.start > 0 && self.start * 2 > self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let len = self.buf.len();
+        self.buf.resize(len + READ_CHUNK, 0);
+        let r = self.stream.read(&mut self.buf[len..]);
+        match r {
+            Ok(0) => {
+                self.buf.truncate(len);
+                Err(LinkError::Closed)
+            }
+            Ok(n) => {
+                self.buf.truncate(len + n);
+                Ok(n)
+            }
+            Err(e) => {
+                self.buf.truncate(len);
+                Err(LinkError::Io(e))
+            }
+        }
+    }
+
+    /// Read until the buffer holds at least `n` unconsumed bytes.
+    pub fn fill_to(&mut self, n: usize) -> Result<(), LinkError> {
+        while self.buffered().len() < n {
+            self.fill()?;
+        }
+        Ok(())
+    }
+
+    /// One reply frame.
+    pub fn read_frame(&mut self) -> Result<Frame, LinkError> {
+        loop {
+            match resp::parse_frame(self.buffered(), &self.limits)? {
+                Parsed::Done(f, used) => {
+                    self.consume(used);
+                    return Ok(f);
+                }
+                Parsed::Incomplete(need) => self.fill_to(need)?,
+            }
+        }
+    }
+
+    /// The raw socket, for writing ACKs from the stream loop.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}
+
+/// A `Read` over the link's buffer then its socket, for feeding the RDB reader. With a
+/// length (disk-based sync) it never reads past it; without (diskless) it may read ahead,
+/// and the caller hands back what followed the file with [`Link::unread`].
+pub struct PayloadReader<'a> {
+    pub link: &'a mut Link,
+    pub remaining: Option<u64>,
+    pub read: u64,
+}
+
+impl Read for PayloadReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let cap = match self.remaining {
+            Some(0) => return Ok(0),
+            Some(r) => out.len().min(r.min(usize::MAX as u64) as usize),
+            None => out.len(),
+        };
+        if self.link.buffered().is_empty() {
+            match self.link.fill() {
+                Ok(_) => {}
+                Err(LinkError::Io(e)) => return Err(e),
+                Err(LinkError::Closed) => return Ok(0),
+                Err(e) => return Err(io::Error::other(e.to_string())),
+            }
+        }
+        let avail = self.link.buffered();
+        let n = cap.min(avail.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.link.consume(n);
+        if let Some(r) = self.remaining.as_mut() {
+            *r -= n as u64;
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,113 @@
+//! The command stream after a sync: parse each command, count its bytes into the offset,
+//! apply it, and keep the master informed with `REPLCONF ACK`.
+//!
+//! Owns offset accounting (every byte, PINGs and GETACKs included) and the ACK rules:
+//! once a second, and at once on `REPLCONF GETACK` with the offset before that command,
+//! as the server's replica does. It must never apply a command it could not parse whole.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tracing::warn;
+
+use super::link::{Link, LinkError};
+use super::{Control, ReplError, Replica};
+use crate::commands::{self, StreamState};
+use crate::resp::{self, Parsed};
+
+/// How long the master may stay silent before the link is considered dead (its default
+/// `repl-timeout`; masters PING every 10 s).
+pub const MASTER_TIMEOUT: Duration = Duration::from_secs(60);
+const ACK_EVERY: Duration = Duration::from_secs(1);
+const POLL: Duration = Duration::from_millis(50);
+
+fn send_ack(link: &mut Link, offset: i64) -> Result<(), LinkError> {
+    let off = offset.to_string();
+    let mut out = Vec::new();
+    resp::encode_command(&[b"REPLCONF", b"ACK", off.as_bytes()], &mut out);
+    link.stream().write_all(&out)?;
+    Ok(())
+}
+
+fn is_getack(argv: &[Vec<u8>]) -> bool {
+    argv.len() >= 2
+        && argv[0].eq_ignore_ascii_case(b"REPLCONF")
+        && argv[1].eq_ignore_ascii_case(b"GETACK")
+}
+
+impl Replica {
+    /// Run the stream until the link fails, a command cannot be applied, or stop is asked.
+    pub(super) fn stream(&mut self, link: &mut Link) -> Result<(), ReplError> {
+        link.set_read_timeout(POLL)?;
+        let mut st = StreamState::default();
+        // The first ACK tells a diskless master to start streaming.
+        send_ack(link, self.offset)?;
+        let mut last_ack = Instant::now();
+        let mut last_io = Instant::now();
+        loop {
+            // Apply every complete command already buffered.
+            loop {
+                let parsed = resp::parse_command(link.buffered(), &link.limits)?;
+                let Parsed::Done(argv, used) = parsed else {
+                    break;
+                };
+                if is_getack(&argv) {
+                    send_ack(link, self.offset)?;
+                    last_ack = Instant::now();
+                }
+                link.consume(used);
+                commands::apply(&mut self.ks, &mut st, &argv).map_err(|e| {
+                    warn!(command = %String::from_utf8_lossy(&argv[0]), error = %e, "cannot apply; forcing a full resync");
+                    ReplError::Apply(e.to_string())
+                })?;
+                self.offset += used as i64;
+                self.status.offset.store(self.offset, Ordering::Relaxed);
+            }
+            if !st.in_multi {
+                self.serve_controls()?;
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(ReplError::Stopped);
+            }
+            if last_ack.elapsed() >= ACK_EVERY {
+                send_ack(link, self.offset)?;
+                last_ack = Instant::now();
+            }
+            match link.fill() {
+                Ok(_) => last_io = Instant::now(),
+                Err(LinkError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if last_io.elapsed() > MASTER_TIMEOUT {
+                        return Err(ReplError::Timeout);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Answer requests from other threads between commands (never inside MULTI/EXEC).
+    pub(super) fn serve_controls(&mut self) -> Result<(), ReplError> {
+        while let Ok(c) = self.controls.try_recv() {
+            match c {
+                Control::Snapshot(reply) => {
+                    let snap = self.ks.snapshot();
+                    let _ = reply.send(snap.map(|s| {
+                        (
+                            s,
+                            self.replid.clone(),
+                            self.offset,
+                            self.ks.functions.clone(),
+                        )
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+}
