@@ -95,6 +95,12 @@ fn start_replica(m: &TestServer) -> (ReplicaHandle, std::thread::JoinHandle<()>)
 }
 
 fn check(name: &str, diskless: bool) {
+    check_with_delay(name, diskless, "0");
+}
+
+/// `delay`: the master's repl-diskless-sync-delay; while it waits, it sends bare newlines
+/// even before its PSYNC reply.
+fn check_with_delay(name: &str, diskless: bool, delay: &str) {
     let Some(bin) = support::require(name) else {
         return;
     };
@@ -104,7 +110,7 @@ fn check(name: &str, diskless: bool) {
             "--repl-diskless-sync",
             if diskless { "yes" } else { "no" },
             "--repl-diskless-sync-delay",
-            "0",
+            delay,
         ],
     )
     .expect("start master");
@@ -201,6 +207,10 @@ fn redis_7_0_disk() {
 #[test]
 fn redis_7_0_diskless() {
     check("redis-7.0", true);
+}
+#[test]
+fn redis_7_0_diskless_after_a_delay_with_keepalives() {
+    check_with_delay("redis-7.0", true, "2");
 }
 #[test]
 fn redis_8_2_disk() {

@@ -10,6 +10,7 @@ mod convert;
 mod digest;
 mod inspect;
 mod progress;
+mod run;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The daemon: replicate (snapshots, upload, retention and HTTP are coming).
+    Run(run::RunArgs),
     /// Stream through an RDB file in bounded memory: header, aux fields, per-db counts.
     Inspect(inspect::InspectArgs),
     /// Print the 40-hex DEBUG DIGEST a server of the target version answers after loading FILE.
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Run(a) => run::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Digest(a) => digest::run(a),
         Command::Convert(a) => convert::run(a),

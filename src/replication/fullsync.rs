@@ -35,14 +35,7 @@ const MAX_HEADER: usize = 64;
 
 /// Skip the master's keepalive newlines and read the `$...` header line.
 pub fn read_header(link: &mut Link) -> Result<Payload, SyncError> {
-    loop {
-        link.fill_to(1)?;
-        let skip = link.buffered().iter().take_while(|&&b| b == b'\n').count();
-        link.consume(skip);
-        if !link.buffered().is_empty() {
-            break;
-        }
-    }
+    link.skip_keepalives()?;
     let line_end = loop {
         if let Some(i) = link.buffered().iter().position(|&b| b == b'\n') {
             break i;

@@ -96,6 +96,7 @@ pub fn handshake(link: &mut Link, h: &Handshake) -> Result<PsyncOutcome, Handsha
         replid.as_bytes(),
         off.as_bytes(),
     ])?;
+    link.skip_keepalives()?;
     let reply = link.read_frame()?;
     let t = text(&reply);
     match &reply {

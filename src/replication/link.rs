@@ -120,6 +120,19 @@ impl Link {
         Ok(())
     }
 
+    /// Skip the bare newlines a master sends to keep a waiting replica's link alive (before
+    /// its PSYNC reply while a diskless sync waits to start, and before the payload).
+    pub fn skip_keepalives(&mut self) -> Result<(), LinkError> {
+        loop {
+            let n = self.buffered().iter().take_while(|&&b| b == b'\n').count();
+            self.consume(n);
+            if !self.buffered().is_empty() {
+                return Ok(());
+            }
+            self.fill()?;
+        }
+    }
+
     /// One reply frame.
     pub fn read_frame(&mut self) -> Result<Frame, LinkError> {
         loop {

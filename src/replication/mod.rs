@@ -234,7 +234,12 @@ impl Replica {
         // The master may take a while to produce the payload; it sends newlines meanwhile.
         link.set_read_timeout(stream::MASTER_TIMEOUT)?;
         let payload = fullsync::read_header(link)?;
-        info!(payload = ?payload, "full sync started");
+        match &payload {
+            fullsync::Payload::Sized(n) => {
+                info!(bytes = n, "full sync started (disk-based payload)")
+            }
+            fullsync::Payload::Mark(_) => info!("full sync started (diskless payload)"),
+        }
         let (ks, _report) = fullsync::load_payload(link, &payload)?;
         // Only now, complete and checked, does the new data replace the old.
         self.ks = ks;
