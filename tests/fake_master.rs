@@ -1,0 +1,285 @@
+//! Hostile and broken masters, played by a test TCP server: garbage replies, absurd
+//! lengths, truncated payloads, wrong EOF marks, stalls, garbage in the stream, unknown
+//! commands. The replica must never panic, never keep half a dataset, log the cause and
+//! reconnect, resuming with PSYNC where its data allows and asking for a full sync when not.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use replisnap::rdb::value::Value;
+use replisnap::rdb::writer::{KeyRecord, RdbWriter, Target, WriteOptions};
+use replisnap::replication::{Replica, ReplicaHandle, Settings};
+use replisnap::resp::{parse_command, Limits, Parsed};
+
+const REPLID: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// A small valid RDB holding `n` string keys.
+fn rdb(n: usize) -> Vec<u8> {
+    let t = Target::for_server("redis-7.0".parse().unwrap()).unwrap();
+    let mut w = RdbWriter::new(Vec::new(), t, WriteOptions::default()).unwrap();
+    w.select_db(0).unwrap();
+    for i in 0..n {
+        let v = Value::String(format!("v{i}").into_bytes());
+        w.key(&KeyRecord {
+            key: format!("k{i}").as_bytes(),
+            value: &v,
+            expire_ms: None,
+            idle: None,
+            freq: None,
+            meta: &[],
+            source_type: None,
+        })
+        .unwrap();
+    }
+    w.finish().unwrap().0
+}
+
+/// Read one command from the replica.
+fn read_cmd(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<String>> {
+    loop {
+        if let Ok(Parsed::Done(args, used)) = parse_command(buf, &Limits::default()) {
+            buf.drain(..used);
+            return Some(
+                args.iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect(),
+            );
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Answer the handshake up to PSYNC; returns the PSYNC arguments.
+fn handshake(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<String>> {
+    loop {
+        let c = read_cmd(s, buf)?;
+        match c[0].to_ascii_uppercase().as_str() {
+            "PING" => s.write_all(b"+PONG\r\n").ok()?,
+            "REPLCONF" => s.write_all(b"+OK\r\n").ok()?,
+            "PSYNC" => return Some(c),
+            _ => s.write_all(b"-ERR unexpected\r\n").ok()?,
+        }
+    }
+}
+
+type Script = Box<dyn Fn(usize, &mut TcpStream, &mut Vec<u8>, Vec<String>) + Send + Sync>;
+
+/// A fake master: each connection runs `script(connection number, stream, buffer, psync args)`.
+struct Fake {
+    addr: String,
+    psyncs: Arc<Mutex<Vec<Vec<String>>>>,
+}
+
+fn fake(script: Script) -> Fake {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let psyncs = Arc::new(Mutex::new(Vec::new()));
+    let seen = psyncs.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in l.incoming().enumerate() {
+            let Ok(mut s) = conn else { continue };
+            let mut buf = Vec::new();
+            if let Some(p) = handshake(&mut s, &mut buf) {
+                seen.lock().unwrap().push(p.clone());
+                script(n, &mut s, &mut buf, p);
+            }
+        }
+    });
+    Fake { addr, psyncs }
+}
+
+fn replica(addr: &str) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
+    let (r, h) = Replica::new(Settings {
+        address: addr.to_string(),
+        username: None,
+        password: None,
+        announce_port: 1,
+        psync_command: "PSYNC".into(),
+        connect_timeout: Duration::from_millis(800),
+    });
+    (h, std::thread::spawn(move || r.run()))
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn full_resync(s: &mut TcpStream, payload: &[u8]) {
+    let _ =
+        s.write_all(format!("+FULLRESYNC {REPLID} 100\r\n\n\n${}\r\n", payload.len()).as_bytes());
+    let _ = s.write_all(payload);
+}
+
+/// The replica survives `script` for a few connections: it keeps reconnecting, never
+/// becomes ready on broken data, and its thread stops cleanly.
+fn survives(script: Script, connections: usize) -> (Fake, ReplicaHandle) {
+    let f = fake(script);
+    let (h, t) = replica(&f.addr);
+    wait_for("reconnections", || {
+        f.psyncs.lock().unwrap().len() >= connections
+    });
+    h.stop();
+    t.join().expect("the replica thread must not panic");
+    (f, h)
+}
+
+#[test]
+fn garbage_psync_reply() {
+    let (_, h) = survives(
+        Box::new(|_, s, _, _| {
+            let _ = s.write_all(b"+WHATEVER 42\r\n");
+        }),
+        3,
+    );
+    assert!(!h.status.ready.load(Ordering::Relaxed));
+    assert!(h.status.link_errors.load(Ordering::Relaxed) >= 2);
+}
+
+#[test]
+fn absurd_bulk_length_then_close() {
+    let (_, h) = survives(
+        Box::new(|_, s, _, _| {
+            let _ = s.write_all(
+                format!("+FULLRESYNC {REPLID} 0\r\n$99999999999999\r\nREDIS0010").as_bytes(),
+            );
+        }),
+        3,
+    );
+    assert!(
+        !h.status.ready.load(Ordering::Relaxed),
+        "no dataset from a broken payload"
+    );
+}
+
+#[test]
+fn truncated_payload() {
+    let good = rdb(50);
+    let (_, h) = survives(
+        Box::new(move |_, s, _, _| {
+            let _ =
+                s.write_all(format!("+FULLRESYNC {REPLID} 0\r\n${}\r\n", good.len()).as_bytes());
+            let _ = s.write_all(&good[..good.len() / 2]);
+        }),
+        3,
+    );
+    assert!(!h.status.ready.load(Ordering::Relaxed));
+    assert_eq!(h.status.full_syncs.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn wrong_diskless_eof_mark() {
+    let good = rdb(5);
+    let (_, h) = survives(
+        Box::new(move |_, s, _, _| {
+            let mark = "m".repeat(40);
+            let _ = s.write_all(format!("+FULLRESYNC {REPLID} 0\r\n$EOF:{mark}\r\n").as_bytes());
+            let _ = s.write_all(&good);
+            let _ = s.write_all("x".repeat(40).as_bytes());
+        }),
+        3,
+    );
+    assert!(!h.status.ready.load(Ordering::Relaxed));
+}
+
+#[test]
+fn corrupt_payload_checksum() {
+    let mut bad = rdb(20);
+    let n = bad.len();
+    bad[n - 1] ^= 0x55;
+    let (_, h) = survives(Box::new(move |_, s, _, _| full_resync(s, &bad)), 3);
+    assert!(
+        !h.status.ready.load(Ordering::Relaxed),
+        "a bad checksum is not a dataset"
+    );
+}
+
+#[test]
+fn a_stalled_master_times_out() {
+    let (_, h) = survives(
+        Box::new(|_, _, _, _| std::thread::sleep(Duration::from_secs(3))),
+        2,
+    );
+    assert!(h.status.link_errors.load(Ordering::Relaxed) >= 1);
+}
+
+#[test]
+fn not_ready_masters_are_retried() {
+    let (f, _) = survives(
+        Box::new(|_, s, _, _| {
+            let _ = s.write_all(b"-LOADING Redis is loading the dataset in memory\r\n");
+        }),
+        3,
+    );
+    assert!(f.psyncs.lock().unwrap().iter().all(|p| p[1] == "?"));
+}
+
+/// After a good sync, garbage in the stream drops the link; the replica resumes with
+/// PSYNC from its offset. An unknown command forces a full resync instead.
+#[test]
+fn stream_garbage_resumes_and_unknown_commands_resync() {
+    let good = rdb(10);
+    let f = fake(Box::new(move |n, s, _, _| {
+        match n {
+            0 => {
+                full_resync(s, &good);
+                // "*1\r\n$4\r\nPING\r\n" is 14 bytes, then garbage.
+                let _ = s.write_all(b"*1\r\n$4\r\nPING\r\n!garbage\r\n");
+            }
+            1 => {
+                let _ = s.write_all(b"+CONTINUE\r\n*2\r\n$9\r\nNOSUCHCMD\r\n$1\r\nx\r\n");
+            }
+            _ => {
+                full_resync(s, &good);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }));
+    let (h, t) = replica(&f.addr);
+    wait_for("three connections", || f.psyncs.lock().unwrap().len() >= 3);
+    h.stop();
+    t.join().expect("no panic");
+    let p = f.psyncs.lock().unwrap().clone();
+    assert_eq!(p[0][1..], ["?", "-1"]);
+    assert_eq!(
+        p[1][1..],
+        [REPLID, "115"],
+        "resume after the 14-byte PING at offset 100 (+1)"
+    );
+    assert_eq!(
+        p[2][1..],
+        ["?", "-1"],
+        "an unknown command forces a full resync"
+    );
+    assert_eq!(h.status.forced_resyncs.load(Ordering::Relaxed), 1);
+    assert_eq!(h.status.full_syncs.load(Ordering::Relaxed), 2);
+    assert_eq!(h.status.partial_syncs.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_huge_multibulk_in_the_stream_is_refused_without_allocating_it() {
+    let good = rdb(3);
+    let (_, h) = survives(
+        Box::new(move |_, s, _, _| {
+            full_resync(s, &good);
+            let _ = s.write_all(b"*2000000000\r\n");
+            std::thread::sleep(Duration::from_millis(300));
+        }),
+        2,
+    );
+    assert!(h.status.link_errors.load(Ordering::Relaxed) >= 1);
+}
