@@ -1,0 +1,206 @@
+//! Full resyncs the replica cannot avoid, through a TCP proxy the test controls: writes
+//! beyond the master's backlog while the replica is away, and a master restarted with
+//! other data. The dataset's digest equals the master's afterwards.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use replisnap::keyspace::digest_snapshot;
+use replisnap::replication::{Replica, ReplicaHandle, Settings};
+use support::{ServerBin, TestServer};
+
+/// Forwards connections to `upstream`; while `hold` is set, new connections wait before
+/// being forwarded (the replica cannot reach the master).
+struct Proxy {
+    addr: String,
+    upstream: Arc<Mutex<String>>,
+    hold: Arc<AtomicBool>,
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = [0u8; 16384];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
+}
+
+fn proxy(upstream: String) -> Proxy {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let upstream = Arc::new(Mutex::new(upstream));
+    let hold = Arc::new(AtomicBool::new(false));
+    let (up, h) = (upstream.clone(), hold.clone());
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(client) = c else { continue };
+            while h.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let target = up.lock().unwrap().clone();
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || pipe(client, server));
+            std::thread::spawn(move || pipe(s2, c2));
+        }
+    });
+    Proxy {
+        addr,
+        upstream,
+        hold,
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn offset(m: &TestServer) -> i64 {
+    m.info_field("replication", "master_repl_offset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+fn assert_in_sync(m: &TestServer, h: &ReplicaHandle, bin: &ServerBin, step: &str) {
+    wait_for(step, || {
+        h.status.link_up.load(Ordering::Relaxed)
+            && h.status.offset.load(Ordering::Relaxed) == offset(m)
+    });
+    let (snap, _, _, _) = h.snapshot(Duration::from_secs(5)).expect("snapshot");
+    let (a, b) = bin.major_minor();
+    let ours = digest_snapshot(
+        snap,
+        format!("{}-{a}.{b}", bin.kind).parse().unwrap(),
+        now_ms(),
+    )
+    .unwrap();
+    assert_eq!(ours, m.digest(), "{step}: digest");
+}
+
+fn replica(addr: &str) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
+    let (r, h) = Replica::new(Settings {
+        address: addr.to_string(),
+        username: None,
+        password: None,
+        announce_port: 6391,
+        psync_command: "PSYNC".into(),
+        connect_timeout: Duration::from_secs(5),
+    });
+    (h, std::thread::spawn(move || r.run()))
+}
+
+fn sync_full(m: &TestServer) -> u64 {
+    m.info_field("stats", "sync_full")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn check(name: &str) {
+    let Some(bin) = support::require(name) else {
+        return;
+    };
+    let m = TestServer::start(
+        &bin,
+        &[
+            "--repl-backlog-size",
+            "16384",
+            "--repl-diskless-sync-delay",
+            "0",
+        ],
+    )
+    .expect("master");
+    for i in 0..100 {
+        m.must(&["SET", &format!("k{i}"), "v"]);
+    }
+    let p = proxy(m.addr());
+    let (h, t) = replica(&p.addr);
+    wait_for("first sync", || h.status.ready.load(Ordering::Relaxed));
+    assert_in_sync(&m, &h, &bin, "after the first sync");
+
+    // Away for longer than the backlog holds.
+    p.hold.store(true, Ordering::Relaxed);
+    let kind = if bin.is_redis() && bin.major_minor() < (7, 0) {
+        "slave"
+    } else {
+        "replica"
+    };
+    m.must(&["CLIENT", "KILL", "TYPE", kind]);
+    let big = "x".repeat(1000);
+    for i in 0..100 {
+        m.must(&["SET", &format!("away{i}"), &big]);
+    }
+    let full_before = sync_full(&m);
+    p.hold.store(false, Ordering::Relaxed);
+    wait_for("a full resync after the backlog overflowed", || {
+        sync_full(&m) > full_before
+    });
+    assert_in_sync(&m, &h, &bin, "after the backlog overflow");
+
+    // The master restarts (a new server, new replication ID, other data).
+    let m2 = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("second master");
+    m2.must(&["SET", "only-in-the-new-master", "1"]);
+    *p.upstream.lock().unwrap() = m2.addr();
+    drop(m);
+    wait_for("a full sync from the restarted master", || {
+        sync_full(&m2) >= 1
+    });
+    assert_in_sync(&m2, &h, &bin, "after the master restart");
+    assert_eq!(h.status.full_syncs.load(Ordering::Relaxed), 3);
+
+    h.stop();
+    t.join().expect("replica thread");
+}
+
+#[test]
+fn redis_6_2() {
+    check("redis-6.2");
+}
+#[test]
+fn redis_7_0() {
+    check("redis-7.0");
+}
+#[test]
+fn redis_8_2() {
+    check("redis-8.2");
+}
+#[test]
+fn redis_8_6() {
+    check("redis-8.6");
+}
+#[test]
+fn valkey_8_1() {
+    check("valkey-8.1");
+}
+#[test]
+fn valkey_9_1() {
+    check("valkey-9.1");
+}
