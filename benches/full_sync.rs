@@ -23,11 +23,25 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
-    let Some(bin) = support::require("redis-7.0") else { return };
-    let gb: f64 = std::env::var("BENCH_RDB_GB").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    let Some(bin) = support::require("redis-7.0") else {
+        return;
+    };
+    let gb: f64 = std::env::var("BENCH_RDB_GB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
     let path = dataset(&bin, gb);
-    let master = TestServer::start_with_rdb(&bin, &path, &["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"])
-        .expect("master loads the dataset");
+    let master = TestServer::start_with_rdb(
+        &bin,
+        &path,
+        &[
+            "--repl-diskless-sync",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+        ],
+    )
+    .expect("master loads the dataset");
     let keys = master.dbsize_all();
 
     // A real replica.
@@ -43,7 +57,10 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let theirs = t.elapsed().as_secs_f64();
-    let their_rss: u64 = replica.info_field("memory", "used_memory_rss").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let their_rss: u64 = replica
+        .info_field("memory", "used_memory_rss")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     drop(replica);
 
     // replisnap.
@@ -55,6 +72,7 @@ fn main() {
         announce_port: 6399,
         psync_command: "PSYNC".into(),
         connect_timeout: Duration::from_secs(30),
+        tls: None,
     });
     let t = Instant::now();
     let thread = std::thread::spawn(move || r.run());
@@ -68,7 +86,18 @@ fn main() {
 
     let mb = |b: u64| b as f64 / 1e6;
     println!("dataset: {} ({keys} keys)", path.display());
-    println!("redis-server {} replica full sync: {theirs:.2} s, used_memory_rss {:.0} MB", bin.version, mb(their_rss));
-    println!("replisnap full sync:               {ours:.2} s, resident {:.0} MB", mb(our_rss));
-    println!("time ratio (ours / redis replica): {:.2}x; memory ratio: {:.2}x", ours / theirs, our_rss as f64 / their_rss as f64);
+    println!(
+        "redis-server {} replica full sync: {theirs:.2} s, used_memory_rss {:.0} MB",
+        bin.version,
+        mb(their_rss)
+    );
+    println!(
+        "replisnap full sync:               {ours:.2} s, resident {:.0} MB",
+        mb(our_rss)
+    );
+    println!(
+        "time ratio (ours / redis replica): {:.2}x; memory ratio: {:.2}x",
+        ours / theirs,
+        our_rss as f64 / their_rss as f64
+    );
 }

@@ -62,7 +62,7 @@ fn main() {
     let t = Instant::now();
     load_rdb(
         &mut ks,
-        RdbReader::new(f, Some(len), Options::default()).expect("header"),
+        &mut RdbReader::new(f, Some(len), Options::default()).expect("header"),
         None,
     )
     .expect("load");

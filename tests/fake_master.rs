@@ -103,6 +103,7 @@ fn replica(addr: &str) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
         announce_port: 1,
         psync_command: "PSYNC".into(),
         connect_timeout: Duration::from_millis(800),
+        tls: None,
     });
     (h, std::thread::spawn(move || r.run()))
 }

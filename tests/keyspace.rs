@@ -201,7 +201,7 @@ fn corpus_through_the_keyspace_keeps_its_digest() {
         let now = now_ms();
         if let Err(e) = load_rdb(
             &mut ks,
-            RdbReader::new(f, Some(len), Options::default()).unwrap(),
+            &mut RdbReader::new(f, Some(len), Options::default()).unwrap(),
             Some(now),
         ) {
             failures.push(format!("{file}: load: {e}"));
@@ -286,7 +286,7 @@ fn access_hints_survive_the_keyspace() {
         let mut ks = Keyspace::new();
         load_rdb(
             &mut ks,
-            RdbReader::new(f, Some(len), Options::default()).unwrap(),
+            &mut RdbReader::new(f, Some(len), Options::default()).unwrap(),
             None,
         )
         .unwrap();

@@ -89,6 +89,7 @@ fn start_replica(m: &TestServer) -> (ReplicaHandle, std::thread::JoinHandle<()>)
         announce_port: 6390,
         psync_command: "PSYNC".into(),
         connect_timeout: Duration::from_secs(5),
+        tls: None,
     });
     let t = std::thread::spawn(move || r.run());
     (h, t)

@@ -114,6 +114,7 @@ fn replica(addr: &str) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
         announce_port: 6391,
         psync_command: "PSYNC".into(),
         connect_timeout: Duration::from_secs(5),
+        tls: None,
     });
     (h, std::thread::spawn(move || r.run()))
 }

@@ -10,6 +10,7 @@ use clap::Args;
 use tracing::info;
 
 use crate::config::Config;
+use crate::replication::tls::TlsSettings;
 use crate::replication::{Replica, Settings};
 
 #[derive(Args, Debug)]
@@ -40,6 +41,13 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| "PSYNC".into()),
         connect_timeout: Duration::from_secs(10),
+        tls: cfg.source.tls.as_ref().map(|t| TlsSettings {
+            ca_file: t.ca_file.clone(),
+            cert_file: t.cert_file.clone(),
+            key_file: t.key_file.clone(),
+            server_name: t.server_name.clone(),
+            insecure_skip_verify: t.insecure_skip_verify,
+        }),
     };
     info!(address = %settings.address, version = env!("CARGO_PKG_VERSION"), "replisnap starting");
     let (replica, _handle) = Replica::new(settings);

@@ -8,6 +8,8 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use rustls::{ClientConnection, StreamOwned};
+
 use crate::resp::{self, Frame, Limits, Parsed};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,10 +22,51 @@ pub enum LinkError {
     Closed,
     #[error("{0}")]
     Protocol(#[from] resp::RespError),
+    #[error("{0}")]
+    Tls(#[from] super::tls::TlsError),
+}
+
+/// The byte stream under the link: plain TCP or TLS over it.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(t) => &t.sock,
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(b),
+            Conn::Tls(t) => t.read(b),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(b),
+            Conn::Tls(t) => t.write(b),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(t) => t.flush(),
+        }
+    }
 }
 
 pub struct Link {
-    stream: TcpStream,
+    stream: Conn,
     buf: Vec<u8>,
     /// `buf[..start]` has been consumed.
     start: usize,
@@ -33,7 +76,11 @@ pub struct Link {
 const READ_CHUNK: usize = 64 * 1024;
 
 impl Link {
-    pub fn connect(addr: &str, timeout: Duration) -> Result<Link, LinkError> {
+    pub fn connect(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<&super::tls::TlsSettings>,
+    ) -> Result<Link, LinkError> {
         let err = |err| LinkError::Connect {
             addr: addr.to_string(),
             err,
@@ -47,6 +94,21 @@ impl Link {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
+        let stream = match tls {
+            None => Conn::Plain(stream),
+            Some(t) => {
+                let cfg = super::tls::client_config(t)?;
+                let name = super::tls::server_name(t, addr)?;
+                let conn = ClientConnection::new(cfg, name)
+                    .map_err(|e| super::tls::TlsError::Config(e.to_string()))?;
+                let mut s = StreamOwned::new(conn, stream);
+                // Complete the TLS handshake now, so certificate errors surface here.
+                while s.conn.is_handshaking() {
+                    s.conn.complete_io(&mut s.sock)?;
+                }
+                Conn::Tls(Box::new(s))
+            }
+        };
         Ok(Link {
             stream,
             buf: Vec::with_capacity(READ_CHUNK),
@@ -56,13 +118,13 @@ impl Link {
     }
 
     pub fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
-        self.stream.set_read_timeout(Some(t))
+        self.stream.tcp().set_read_timeout(Some(t))
     }
 
     pub fn send(&mut self, args: &[&[u8]]) -> Result<(), LinkError> {
         let mut out = Vec::new();
         resp::encode_command(args, &mut out);
-        self.stream.write_all(&out)?;
+        self.write_all(&out)?;
         Ok(())
     }
 
@@ -146,9 +208,10 @@ impl Link {
         }
     }
 
-    /// The raw socket, for writing ACKs from the stream loop.
-    pub fn stream(&mut self) -> &mut TcpStream {
-        &mut self.stream
+    /// Write raw bytes (ACKs from the stream loop).
+    pub fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
+        self.stream.write_all(b)?;
+        self.stream.flush()
     }
 }
 

@@ -14,6 +14,7 @@ mod fullsync;
 mod handshake;
 pub mod link;
 mod stream;
+pub mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -56,6 +57,8 @@ pub struct Settings {
     pub announce_port: u16,
     pub psync_command: String,
     pub connect_timeout: Duration,
+    /// TLS to the master, when configured.
+    pub tls: Option<tls::TlsSettings>,
 }
 
 /// What other threads can read at any time.
@@ -190,7 +193,7 @@ impl Replica {
 
     fn session(&mut self) -> Result<(), ReplError> {
         let s = &self.settings;
-        let mut link = Link::connect(&s.address, s.connect_timeout)?;
+        let mut link = Link::connect(&s.address, s.connect_timeout, s.tls.as_ref())?;
         info!(address = %s.address, "connected to master");
         let resume = self.has_data.then(|| (self.replid.clone(), self.offset));
         let h = handshake::Handshake {

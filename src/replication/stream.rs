@@ -5,7 +5,6 @@
 //! once a second, and at once on `REPLCONF GETACK` with the offset before that command,
 //! as the server's replica does. It must never apply a command it could not parse whole.
 
-use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,7 @@ fn send_ack(link: &mut Link, offset: i64) -> Result<(), LinkError> {
     let off = offset.to_string();
     let mut out = Vec::new();
     resp::encode_command(&[b"REPLCONF", b"ACK", off.as_bytes()], &mut out);
-    link.stream().write_all(&out)?;
+    link.write_all(&out)?;
     Ok(())
 }
 

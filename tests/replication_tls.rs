@@ -1,0 +1,232 @@
+//! The link over TLS (rustls) to a real TLS-enabled redis-server 7.0: certificates from a
+//! test CA made with the openssl CLI; verification on, a client certificate, a wrong CA
+//! refused, and `insecure_skip_verify` doing what it says.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use replisnap::keyspace::digest_snapshot;
+use replisnap::replication::tls::TlsSettings;
+use replisnap::replication::{Replica, ReplicaHandle, Settings};
+use support::TestServer;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl CLI");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1, and a client certificate, all signed by it.
+fn make_pki(dir: &Path, ca: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={ca}"),
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.crt"),
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    for who in ["server", "client"] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={who}"),
+                "-keyout",
+                &format!("{who}.key"),
+                "-out",
+                &format!("{who}.csr"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{who}.csr"),
+                "-CA",
+                &format!("{ca}.crt"),
+                "-CAkey",
+                &format!("{ca}.key"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+                "-out",
+                &format!("{who}.crt"),
+            ],
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn replica(addr: String, tls: TlsSettings) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
+    let (r, h) = Replica::new(Settings {
+        address: addr,
+        username: None,
+        password: None,
+        announce_port: 6392,
+        psync_command: "PSYNC".into(),
+        connect_timeout: Duration::from_secs(5),
+        tls: Some(tls),
+    });
+    (h, std::thread::spawn(move || r.run()))
+}
+
+fn wait(mut f: impl FnMut() -> bool, secs: u64) -> bool {
+    let t = Instant::now();
+    while !f() {
+        if t.elapsed() > Duration::from_secs(secs) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+#[test]
+fn full_sync_over_tls_with_verification_and_client_certificate() {
+    let Some(bin) = support::require("redis-7.0") else {
+        return;
+    };
+    let pki = tempfile::tempdir().unwrap();
+    let d = pki.path();
+    make_pki(d, "ca");
+    let other = tempfile::tempdir().unwrap();
+    make_pki(other.path(), "otherca");
+    let tls_port = free_port();
+    let p = |f: &str| d.join(f).to_string_lossy().into_owned();
+    let m = TestServer::start(
+        &bin,
+        &[
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &p("server.crt"),
+            "--tls-key-file",
+            &p("server.key"),
+            "--tls-ca-cert-file",
+            &p("ca.crt"),
+            "--tls-auth-clients",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+        ],
+    )
+    .expect("TLS master");
+    for i in 0..200 {
+        m.must(&["SET", &format!("k{i}"), "v"]);
+    }
+    let addr = format!("127.0.0.1:{tls_port}");
+    let good = TlsSettings {
+        ca_file: Some(d.join("ca.crt")),
+        cert_file: Some(d.join("client.crt")),
+        key_file: Some(d.join("client.key")),
+        server_name: None,
+        insecure_skip_verify: false,
+    };
+
+    let (h, t) = replica(addr.clone(), good.clone());
+    assert!(
+        wait(|| h.status.ready.load(Ordering::Relaxed), 20),
+        "sync over TLS"
+    );
+    m.must(&["SET", "after", "sync"]);
+    let off = || {
+        m.info_field("replication", "master_repl_offset")
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+    };
+    assert!(
+        wait(|| h.status.offset.load(Ordering::Relaxed) == off(), 20),
+        "stream over TLS"
+    );
+    let (snap, _, _, _) = h.snapshot(Duration::from_secs(5)).unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert_eq!(
+        digest_snapshot(snap, "redis-7.0".parse().unwrap(), now).unwrap(),
+        m.digest()
+    );
+    h.stop();
+    t.join().unwrap();
+
+    // A CA that did not sign the server's certificate: refused, never a dataset.
+    let wrong_ca = TlsSettings {
+        ca_file: Some(other.path().join("otherca.crt")),
+        ..good.clone()
+    };
+    let (h, t) = replica(addr.clone(), wrong_ca);
+    assert!(wait(
+        || h.status.link_errors.load(Ordering::Relaxed) >= 2,
+        20
+    ));
+    assert!(
+        !h.status.ready.load(Ordering::Relaxed),
+        "an unverified master gives no data"
+    );
+    h.stop();
+    t.join().unwrap();
+
+    // insecure_skip_verify accepts the unknown CA (the client certificate is still needed).
+    let insecure = TlsSettings {
+        ca_file: None,
+        insecure_skip_verify: true,
+        ..good
+    };
+    let (h, t) = replica(addr, insecure);
+    assert!(
+        wait(|| h.status.ready.load(Ordering::Relaxed), 20),
+        "insecure_skip_verify"
+    );
+    h.stop();
+    t.join().unwrap();
+}
+
+#[test]
+fn verification_without_a_ca_is_a_configuration_error() {
+    let e = replisnap::replication::tls::client_config(&TlsSettings::default()).unwrap_err();
+    assert!(e.to_string().contains("ca_file is required"), "{e}");
+}
