@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let r = load_rdb(
         &mut ks,
-        RdbReader::new(f, Some(len), Options::default())?,
+        &mut RdbReader::new(f, Some(len), Options::default())?,
         None,
     )?;
     println!("{} keys in {:.2} s", r.keys, t.elapsed().as_secs_f64());
