@@ -267,10 +267,15 @@ impl Keyspace {
         let h = hash_key(entry.key());
         let mut s = d.shard(h);
         Self::record_old(&mut s, active, h, entry.key());
-        match s.table.find_mut(h, |e| e.key() == entry.key()) {
-            Some(slot) => *slot = entry,
-            None => {
-                s.table.insert_unique(h, entry, |e| hash_key(e.key()));
+        // One probe for both cases: replace in place, or insert where the probe ended.
+        let probe = entry.clone();
+        match s
+            .table
+            .entry(h, |e| e.key() == probe.key(), |e| hash_key(e.key()))
+        {
+            hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = entry,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(entry);
                 d.keys.fetch_add(1, Ordering::Relaxed);
             }
         }
