@@ -284,3 +284,76 @@ fn a_huge_multibulk_in_the_stream_is_refused_without_allocating_it() {
     );
     assert!(h.status.link_errors.load(Ordering::Relaxed) >= 1);
 }
+
+/// A master that refuses PSYNC with an error gets the old SYNC, whose payload follows
+/// with no +FULLRESYNC; with no replication ID, the next attach asks for a full sync.
+#[test]
+fn psync_refused_falls_back_to_sync() {
+    let good = rdb(7);
+    let seen_sync = Arc::new(Mutex::new(0));
+    let seen = seen_sync.clone();
+    let f = fake(Box::new(move |_, s, buf, _| {
+        let _ = s.write_all(b"-ERR unknown command 'PSYNC'\r\n");
+        if let Some(c) = read_cmd(s, buf) {
+            if c[0].eq_ignore_ascii_case("SYNC") {
+                *seen.lock().unwrap() += 1;
+                let _ = s.write_all(format!("${}\r\n", good.len()).as_bytes());
+                let _ = s.write_all(&good);
+                let _ = s.write_all(b"*1\r\n$4\r\nPING\r\n");
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    }));
+    let (h, t) = replica(&f.addr);
+    wait_for("two SYNCs", || *seen_sync.lock().unwrap() >= 2);
+    h.stop();
+    t.join().expect("no panic");
+    assert!(h.status.full_syncs.load(Ordering::Relaxed) >= 2);
+    assert!(
+        f.psyncs.lock().unwrap().iter().all(|p| p[1] == "?"),
+        "no resume without a replication ID"
+    );
+}
+
+/// A provider's renamed PSYNC (ElastiCache) is used as configured.
+#[test]
+fn renamed_psync_command() {
+    let good = rdb(2);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let got = Arc::new(Mutex::new(None));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = Vec::new();
+        while let Some(c) = read_cmd(&mut s, &mut buf) {
+            match c[0].as_str() {
+                "PING" => s.write_all(b"+PONG\r\n").unwrap(),
+                "REPLCONF" => s.write_all(b"+OK\r\n").unwrap(),
+                _ => {
+                    *g.lock().unwrap() = Some(c.clone());
+                    full_resync(&mut s, &good);
+                    std::thread::sleep(Duration::from_millis(500));
+                    return;
+                }
+            }
+        }
+    });
+    let (r, h) = Replica::new(Settings {
+        address: addr,
+        username: None,
+        password: None,
+        announce_port: 1,
+        psync_command: "xhma21xfkssync".into(),
+        connect_timeout: Duration::from_secs(2),
+        tls: None,
+    });
+    let t = std::thread::spawn(move || r.run());
+    wait_for("a sync", || h.status.ready.load(Ordering::Relaxed));
+    h.stop();
+    t.join().unwrap();
+    assert_eq!(
+        got.lock().unwrap().clone().unwrap(),
+        ["xhma21xfkssync", "?", "-1"]
+    );
+}

@@ -241,3 +241,60 @@ fn valkey_9_1_disk() {
 fn valkey_9_1_diskless() {
     check("valkey-9.1", true);
 }
+
+/// AUTH with a password (requirepass) and with an ACL user, against real masters.
+#[test]
+fn auth_with_password_and_acl_user() {
+    for name in ["redis-6.2", "redis-7.0", "valkey-9.1"] {
+        let Some(bin) = support::require(name) else {
+            continue;
+        };
+        let m = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("master");
+        m.must(&["SET", "k", "v"]);
+        m.must(&[
+            "ACL",
+            "SETUSER",
+            "replisnap",
+            "on",
+            ">s3cret",
+            "+psync",
+            "+replconf",
+            "+ping",
+            "+sync",
+        ]);
+        let try_auth = |user: Option<&str>, pass: &str| {
+            let (r, h) = Replica::new(Settings {
+                address: m.addr(),
+                username: user.map(str::to_string),
+                password: Some(pass.to_string()),
+                announce_port: 6393,
+                psync_command: "PSYNC".into(),
+                connect_timeout: Duration::from_secs(5),
+                tls: None,
+            });
+            let t = std::thread::spawn(move || r.run());
+            let ok = {
+                let start = Instant::now();
+                loop {
+                    if h.status.ready.load(Ordering::Relaxed) {
+                        break true;
+                    }
+                    if start.elapsed() > Duration::from_secs(3) {
+                        break false;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            };
+            h.stop();
+            t.join().unwrap();
+            ok
+        };
+        assert!(try_auth(Some("replisnap"), "s3cret"), "{name}: ACL user");
+        assert!(
+            !try_auth(Some("replisnap"), "wrong"),
+            "{name}: a wrong password is refused"
+        );
+        m.must(&["CONFIG", "SET", "requirepass", "topsecret"]);
+        assert!(try_auth(None, "topsecret"), "{name}: requirepass");
+    }
+}
