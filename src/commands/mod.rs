@@ -7,8 +7,13 @@
 //! master succeeded, is an [`ApplyError`], which the replication layer answers with a full
 //! resync rather than drifting.
 
+mod hashes;
 mod keys;
+mod lists;
+mod sets;
 mod strings;
+mod value_ops;
+mod zsets;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -86,6 +91,30 @@ pub fn apply(ks: &mut Keyspace, st: &mut StreamState, argv: &[Vec<u8>]) -> Resul
             Ok(())
         }
         "SET" => strings::set(ks, st.db, &name, args),
+        "INCR" | "DECR" | "INCRBY" | "DECRBY" => strings::incr(ks, st.db, &name, args),
+        "APPEND" => strings::append(ks, st.db, &name, args),
+        "SETRANGE" => strings::setrange(ks, st.db, &name, args),
+        "MSET" | "MSETNX" | "SETNX" | "SETEX" | "PSETEX" => {
+            strings::multi_set(ks, st.db, &name, args)
+        }
+        "LPUSH" | "RPUSH" | "LPUSHX" | "RPUSHX" => lists::push(ks, st.db, &name, args),
+        "LPOP" | "RPOP" => lists::pop(ks, st.db, &name, args),
+        "LSET" => lists::lset(ks, st.db, &name, args),
+        "LTRIM" => lists::ltrim(ks, st.db, &name, args),
+        "LREM" => lists::lrem(ks, st.db, &name, args),
+        "LINSERT" => lists::linsert(ks, st.db, &name, args),
+        "LMOVE" | "RPOPLPUSH" => lists::lmove(ks, st.db, &name, args),
+        "HSET" | "HMSET" => hashes::hset(ks, st.db, &name, args),
+        "HSETNX" => hashes::hsetnx(ks, st.db, &name, args),
+        "HDEL" => hashes::hdel(ks, st.db, &name, args),
+        "HINCRBY" => hashes::hincrby(ks, st.db, &name, args),
+        "SADD" => sets::sadd(ks, st.db, &name, args),
+        "SREM" => sets::srem(ks, st.db, &name, args),
+        "SMOVE" => sets::smove(ks, st.db, &name, args),
+        "ZADD" => zsets::zadd(ks, st.db, &name, args),
+        "ZINCRBY" => zsets::zincrby(ks, st.db, &name, args),
+        "ZREM" => zsets::zrem(ks, st.db, &name, args),
+        "ZPOPMIN" | "ZPOPMAX" => zsets::zpop(ks, st.db, &name, args),
         "DEL" | "UNLINK" => keys::del(ks, st.db, &name, args),
         "PEXPIREAT" | "PEXPIRE" | "EXPIREAT" | "EXPIRE" => keys::expire(ks, st.db, &name, args),
         "PERSIST" => keys::persist(ks, st.db, &name, args),

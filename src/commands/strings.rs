@@ -46,3 +46,128 @@ pub fn set(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<()
     ks.set(db, key, expire, &Value::String(value.clone()), None)?;
     Ok(())
 }
+
+/// A string the server's `string2ll` accepts as an integer (canonical decimal, ≤ 20 chars).
+pub fn parse_strict_i64(s: &[u8]) -> Option<i64> {
+    crate::rdb::writer::packed::canonical_int(s)
+}
+
+fn get_string(
+    ks: &Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+) -> Result<Option<(crate::keyspace::Hints, Vec<u8>)>, ApplyError> {
+    match super::value_ops::load(ks, db, key)? {
+        None => Ok(None),
+        Some((h, Value::String(s))) => Ok(Some((h, s))),
+        Some(_) => Err(super::value_ops::wrongtype(cmd, key)),
+    }
+}
+
+/// INCR, DECR, INCRBY, DECRBY: the key keeps its TTL.
+pub fn incr(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let (key, by) = match (cmd, args) {
+        ("INCR", [k]) => (k, 1),
+        ("DECR", [k]) => (k, -1),
+        ("INCRBY", [k, n]) => (k, arg_i64(cmd, n)?),
+        // Redis 6.2 negates with wrap-around (DECRBY x -2^63 adds -2^63); 7.0+ refuses it,
+        // so it never arrives from those.
+        ("DECRBY", [k, n]) => (k, arg_i64(cmd, n)?.wrapping_neg()),
+        _ => return Err(invalid(cmd, "wrong number of arguments")),
+    };
+    let (h, cur) = get_string(ks, db, cmd, key)?.unwrap_or_default();
+    let cur = if cur.is_empty() && ks.entry(db, key).is_none() {
+        0
+    } else {
+        parse_strict_i64(&cur)
+            .ok_or_else(|| invalid(cmd, "value is not an integer: our data differs"))?
+    };
+    let n = cur
+        .checked_add(by)
+        .ok_or_else(|| invalid(cmd, "overflow: our data differs"))?;
+    super::value_ops::store(ks, db, key, &h, &Value::String(n.to_string().into_bytes()))
+}
+
+pub fn append(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let [key, v] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let (h, mut cur) = get_string(ks, db, cmd, key)?.unwrap_or_default();
+    cur.extend_from_slice(v);
+    super::value_ops::store(ks, db, key, &h, &Value::String(cur))
+}
+
+/// SETRANGE key offset value: zero-padded; an empty value on a missing key creates nothing.
+pub fn setrange(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let [key, off, v] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let off = arg_i64(cmd, off)?;
+    if !(0..512 << 20).contains(&off) {
+        return Err(invalid(cmd, "offset out of range"));
+    }
+    let existing = get_string(ks, db, cmd, key)?;
+    if v.is_empty() {
+        return Ok(());
+    }
+    let (h, mut cur) = existing.unwrap_or_default();
+    let off = off as usize;
+    if cur.len() < off + v.len() {
+        cur.resize(off + v.len(), 0);
+    }
+    cur[off..off + v.len()].copy_from_slice(v);
+    super::value_ops::store(ks, db, key, &h, &Value::String(cur))
+}
+
+/// MSET and MSETNX (all or nothing), SETNX, SETEX, PSETEX.
+pub fn multi_set(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    args: &[Vec<u8>],
+) -> Result<(), ApplyError> {
+    match cmd {
+        "MSET" | "MSETNX" => {
+            if args.is_empty() || args.len() % 2 != 0 {
+                return Err(invalid(cmd, "wrong number of arguments"));
+            }
+            if cmd == "MSETNX" && args.chunks_exact(2).any(|p| ks.entry(db, &p[0]).is_some()) {
+                return Ok(());
+            }
+            for p in args.chunks_exact(2) {
+                ks.set(db, &p[0], None, &Value::String(p[1].clone()), None)?;
+            }
+            Ok(())
+        }
+        "SETNX" => {
+            let [k, v] = args else {
+                return Err(invalid(cmd, "wrong number of arguments"));
+            };
+            if ks.entry(db, k).is_none() {
+                ks.set(db, k, None, &Value::String(v.clone()), None)?;
+            }
+            Ok(())
+        }
+        "SETEX" | "PSETEX" => {
+            let [k, t, v] = args else {
+                return Err(invalid(cmd, "wrong number of arguments"));
+            };
+            let t = arg_i64(cmd, t)?;
+            let ms = if cmd == "SETEX" {
+                t.saturating_mul(1000)
+            } else {
+                t
+            };
+            ks.set(
+                db,
+                k,
+                Some(now_ms().saturating_add(ms)),
+                &Value::String(v.clone()),
+                None,
+            )?;
+            Ok(())
+        }
+        _ => Err(invalid(cmd, "not a multi-set command")),
+    }
+}

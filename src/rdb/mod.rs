@@ -27,6 +27,7 @@ pub mod writer;
 pub use error::{ErrorKind, RdbError, Result};
 pub use input::Limits;
 pub use parser::{Checksum, Header, Item, KeyEntry, Options, RdbReader};
+pub use prim::parse_double;
 pub use value::Value;
 
 /// Which server family's meaning of the ambiguous codes applies; chosen by the magic.

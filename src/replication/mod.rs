@@ -73,6 +73,8 @@ pub struct Status {
     /// Set once the first full sync completed.
     pub ready: AtomicBool,
     pub replid: Mutex<String>,
+    /// Why the last forced full resync happened (the command and the error).
+    pub last_forced_reason: Mutex<String>,
 }
 
 /// A snapshot with the replication position it is consistent at and the function
@@ -157,10 +159,13 @@ impl Replica {
                 Err(e) => {
                     self.status.link_up.store(false, Ordering::Relaxed);
                     self.status.link_errors.fetch_add(1, Ordering::Relaxed);
-                    if let ReplError::Apply(_) = e {
+                    if let ReplError::Apply(why) = &e {
                         // Never drift: the next attach asks for everything again.
                         self.has_data = false;
                         self.status.forced_resyncs.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut r) = self.status.last_forced_reason.lock() {
+                            r.clone_from(why);
+                        }
                     }
                     warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "link lost");
                 }

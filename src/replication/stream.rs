@@ -58,7 +58,7 @@ impl Replica {
                 link.consume(used);
                 commands::apply(&mut self.ks, &mut st, &argv).map_err(|e| {
                     warn!(command = %String::from_utf8_lossy(&argv[0]), error = %e, "cannot apply; forcing a full resync");
-                    ReplError::Apply(e.to_string())
+                    ReplError::Apply(format!("{}: {e}", String::from_utf8_lossy(&argv[0])))
                 })?;
                 self.offset += used as i64;
                 self.status.offset.store(self.offset, Ordering::Relaxed);

@@ -1,0 +1,280 @@
+//! The seeded workload: commands the replica applies, with odd arguments, colliding key
+//! names across types (the master refuses those with WRONGTYPE and propagates nothing),
+//! MULTI/EXEC blocks and several databases.
+
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn pick(&mut self, xs: &[&'static str]) -> &'static str {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+const INTS: &[&str] = &[
+    "0",
+    "1",
+    "-1",
+    "12",
+    "127",
+    "-128",
+    "32767",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "007",
+    "1e3",
+    "3.5",
+];
+
+pub fn value(r: &mut Rng) -> Vec<u8> {
+    match r.below(8) {
+        0 => Vec::new(),
+        1 => r.pick(INTS).as_bytes().to_vec(),
+        2 => vec![0, 0xff, b'\n', b'\r'],
+        3 => "x".repeat(60 + r.below(10) as usize).into_bytes(),
+        4 => "long-".repeat(30).into_bytes(),
+        _ => format!("v{}", r.below(50)).into_bytes(),
+    }
+}
+
+fn key(r: &mut Rng, prefix: &str) -> String {
+    // One in four names is shared by every type: collisions, WRONGTYPE, type changes.
+    if r.below(4) == 0 {
+        format!("shared{}", r.below(6))
+    } else {
+        format!("{prefix}{}", r.below(8))
+    }
+}
+
+fn score(r: &mut Rng) -> String {
+    match r.below(8) {
+        0 => "inf".into(),
+        1 => "-inf".into(),
+        2 => format!("{}", r.below(100) as f64 / 7.0),
+        3 => format!("{}", r.below(5)),
+        4 => "1e300".into(),
+        _ => format!("-{}.5", r.below(20)),
+    }
+}
+
+/// One command as arguments.
+pub fn command(r: &mut Rng, server_major: u32) -> Vec<Vec<u8>> {
+    let s = |x: &str| x.as_bytes().to_vec();
+    let n = |x: u64| x.to_string().into_bytes();
+    match r.below(40) {
+        0..=2 => {
+            let mut c = vec![s("SET"), key(r, "s").into_bytes(), value(r)];
+            match r.below(6) {
+                0 => c.extend([s("EX"), n(1000 + r.below(1000))]),
+                1 => c.extend([s("PX"), n(100_000 + r.below(1000))]),
+                2 => c.push(s("NX")),
+                3 => c.push(s("XX")),
+                4 => c.push(s("KEEPTTL")),
+                _ => {}
+            }
+            c
+        }
+        3 => vec![s(r.pick(&["INCR", "DECR"])), key(r, "s").into_bytes()],
+        4 => vec![
+            s(r.pick(&["INCRBY", "DECRBY"])),
+            key(r, "s").into_bytes(),
+            s(r.pick(INTS)),
+        ],
+        5 => vec![s("APPEND"), key(r, "s").into_bytes(), value(r)],
+        6 => vec![
+            s("SETRANGE"),
+            key(r, "s").into_bytes(),
+            n(r.below(80)),
+            value(r),
+        ],
+        7 => vec![
+            s("MSET"),
+            key(r, "s").into_bytes(),
+            value(r),
+            key(r, "s").into_bytes(),
+            value(r),
+        ],
+        8 => vec![
+            s(r.pick(&["SETNX", "MSETNX"])),
+            key(r, "s").into_bytes(),
+            value(r),
+        ],
+        9 => vec![
+            s(r.pick(&["DEL", "UNLINK"])),
+            {
+                let p = r.pick(&["s", "l", "h", "z", "t"]);
+                key(r, p)
+            }
+            .into_bytes(),
+        ],
+        10 => vec![
+            s("EXPIRE"),
+            {
+                let p = r.pick(&["s", "l", "h", "z", "t"]);
+                key(r, p)
+            }
+            .into_bytes(),
+            n(500 + r.below(500)),
+        ],
+        11 => vec![
+            s("PERSIST"),
+            {
+                let p = r.pick(&["s", "l", "h", "z", "t"]);
+                key(r, p)
+            }
+            .into_bytes(),
+        ],
+        12..=13 => {
+            let mut c = vec![
+                s(r.pick(&["LPUSH", "RPUSH", "LPUSHX", "RPUSHX"])),
+                key(r, "l").into_bytes(),
+            ];
+            for _ in 0..1 + r.below(4) {
+                c.push(value(r));
+            }
+            c
+        }
+        14 => {
+            let mut c = vec![s(r.pick(&["LPOP", "RPOP"])), key(r, "l").into_bytes()];
+            if server_major >= 7 || r.below(2) == 0 {
+                if r.below(2) == 0 {
+                    c.push(n(r.below(4)));
+                }
+            }
+            c
+        }
+        15 => vec![
+            s("LSET"),
+            key(r, "l").into_bytes(),
+            format!("{}", r.below(6) as i64 - 3).into_bytes(),
+            value(r),
+        ],
+        16 => vec![
+            s("LTRIM"),
+            key(r, "l").into_bytes(),
+            format!("{}", r.below(6) as i64 - 2).into_bytes(),
+            format!("{}", r.below(10) as i64 - 3).into_bytes(),
+        ],
+        17 => vec![
+            s("LREM"),
+            key(r, "l").into_bytes(),
+            format!("{}", r.below(5) as i64 - 2).into_bytes(),
+            value(r),
+        ],
+        18 => vec![
+            s("LINSERT"),
+            key(r, "l").into_bytes(),
+            s(r.pick(&["BEFORE", "AFTER"])),
+            value(r),
+            value(r),
+        ],
+        19 => vec![
+            s("LMOVE"),
+            key(r, "l").into_bytes(),
+            key(r, "l").into_bytes(),
+            s(r.pick(&["LEFT", "RIGHT"])),
+            s(r.pick(&["LEFT", "RIGHT"])),
+        ],
+        20 => vec![
+            s("RPOPLPUSH"),
+            key(r, "l").into_bytes(),
+            key(r, "l").into_bytes(),
+        ],
+        21..=23 => {
+            let mut c = vec![s("HSET"), key(r, "h").into_bytes()];
+            for _ in 0..1 + r.below(3) {
+                c.push(format!("f{}", r.below(10)).into_bytes());
+                c.push(value(r));
+            }
+            c
+        }
+        24 => vec![
+            s("HSETNX"),
+            key(r, "h").into_bytes(),
+            format!("f{}", r.below(10)).into_bytes(),
+            value(r),
+        ],
+        25 => vec![
+            s("HDEL"),
+            key(r, "h").into_bytes(),
+            format!("f{}", r.below(10)).into_bytes(),
+            format!("f{}", r.below(10)).into_bytes(),
+        ],
+        26 => vec![
+            s("HINCRBY"),
+            key(r, "h").into_bytes(),
+            format!("f{}", r.below(10)).into_bytes(),
+            s(r.pick(INTS)),
+        ],
+        27..=28 => {
+            let mut c = vec![s("SADD"), key(r, "t").into_bytes()];
+            for _ in 0..1 + r.below(4) {
+                c.push(value(r));
+            }
+            c
+        }
+        29 => vec![s("SREM"), key(r, "t").into_bytes(), value(r), value(r)],
+        30 => vec![
+            s("SMOVE"),
+            key(r, "t").into_bytes(),
+            key(r, "t").into_bytes(),
+            value(r),
+        ],
+        31..=33 => {
+            let mut c = vec![s("ZADD"), key(r, "z").into_bytes()];
+            match r.below(8) {
+                0 => c.push(s("NX")),
+                1 => c.push(s("XX")),
+                2 => c.push(s("GT")),
+                3 => c.push(s("LT")),
+                4 => c.push(s("CH")),
+                _ => {}
+            }
+            for _ in 0..1 + r.below(3) {
+                c.push(score(r).into_bytes());
+                c.push(format!("m{}", r.below(12)).into_bytes());
+            }
+            c
+        }
+        34 => vec![
+            s("ZINCRBY"),
+            key(r, "z").into_bytes(),
+            score(r).into_bytes(),
+            format!("m{}", r.below(12)).into_bytes(),
+        ],
+        35 => vec![
+            s("ZREM"),
+            key(r, "z").into_bytes(),
+            format!("m{}", r.below(12)).into_bytes(),
+        ],
+        36 => vec![
+            s(r.pick(&["ZPOPMIN", "ZPOPMAX"])),
+            key(r, "z").into_bytes(),
+            n(1 + r.below(3)),
+        ],
+        37 => vec![s("SELECT"), s(r.pick(&["0", "1", "3"]))],
+        38 => vec![
+            s("PEXPIREAT"),
+            {
+                let p = r.pick(&["s", "l", "h", "z", "t"]);
+                key(r, p)
+            }
+            .into_bytes(),
+            n(4_000_000_000_000 + r.below(1000)),
+        ],
+        _ => vec![
+            s(r.pick(&["SETEX", "PSETEX"])),
+            key(r, "s").into_bytes(),
+            n(100_000 + r.below(1000)),
+            value(r),
+        ],
+    }
+}
