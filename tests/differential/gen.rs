@@ -66,7 +66,7 @@ fn score(r: &mut Rng) -> String {
 }
 
 /// One command as arguments.
-pub fn command(r: &mut Rng, server_major: u32) -> Vec<Vec<u8>> {
+pub fn command(r: &mut Rng, _server_major: u32) -> Vec<Vec<u8>> {
     let s = |x: &str| x.as_bytes().to_vec();
     let n = |x: u64| x.to_string().into_bytes();
     match r.below(40) {
@@ -144,10 +144,9 @@ pub fn command(r: &mut Rng, server_major: u32) -> Vec<Vec<u8>> {
         }
         14 => {
             let mut c = vec![s(r.pick(&["LPOP", "RPOP"])), key(r, "l").into_bytes()];
-            if server_major >= 7 || r.below(2) == 0 {
-                if r.below(2) == 0 {
-                    c.push(n(r.below(4)));
-                }
+            // LPOP/RPOP with a count exist from 6.2 on.
+            if r.below(2) == 0 {
+                c.push(n(r.below(4)));
             }
             c
         }
