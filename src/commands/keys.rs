@@ -1,7 +1,7 @@
 //! Keyspace commands: deletion and expiry.
 
 use super::{arg_i64, invalid, ApplyError};
-use crate::keyspace::Keyspace;
+use crate::keyspace::{Entry, Keyspace};
 
 pub fn del(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
     if args.is_empty() {
@@ -59,5 +59,94 @@ pub fn persist(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
             ks.put(db, e.with_expire(None));
         }
     }
+    Ok(())
+}
+
+/// RENAME / RENAMENX src dst: the value and its expiry move to the new name.
+pub fn rename(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let [src, dst] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let Some(e) = ks.entry(db, src) else {
+        return Err(invalid(
+            cmd,
+            "no such key: our data differs from the master's",
+        ));
+    };
+    if cmd == "RENAMENX" && ks.entry(db, dst).is_some() {
+        return Ok(());
+    }
+    if src == dst {
+        return Ok(());
+    }
+    let moved = Entry::build(dst, &e.hints(), e.rdb_type(), e.payload());
+    ks.remove(db, src);
+    ks.put(db, moved);
+    Ok(())
+}
+
+/// COPY src dst [DB n] [REPLACE]: the value and its expiry, to the same or another db.
+pub fn copy(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let [src, dst, opts @ ..] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let (mut to_db, mut replace) = (db, false);
+    let mut i = 0;
+    while i < opts.len() {
+        match String::from_utf8_lossy(&opts[i])
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "REPLACE" => replace = true,
+            "DB" => {
+                i += 1;
+                let n = arg_i64(
+                    cmd,
+                    opts.get(i)
+                        .ok_or_else(|| invalid(cmd, "DB needs a number"))?,
+                )?;
+                to_db = u64::try_from(n).map_err(|_| invalid(cmd, "negative db"))?;
+            }
+            o => return Err(invalid(cmd, format!("unknown option {o}"))),
+        }
+        i += 1;
+    }
+    let Some(e) = ks.entry(db, src) else {
+        return Ok(());
+    };
+    if (to_db == db && src == dst) || (!replace && ks.entry(to_db, dst).is_some()) {
+        return Ok(());
+    }
+    ks.put(
+        to_db,
+        Entry::build(dst, &e.hints(), e.rdb_type(), e.payload()),
+    );
+    Ok(())
+}
+
+/// MOVE key db: only when the key is absent there (the master propagates only a move).
+pub fn move_key(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let [key, to] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let to = u64::try_from(arg_i64(cmd, to)?).map_err(|_| invalid(cmd, "negative db"))?;
+    let Some(e) = ks.entry(db, key) else {
+        return Ok(());
+    };
+    if to == db || ks.entry(to, key).is_some() {
+        return Ok(());
+    }
+    ks.remove(db, key);
+    ks.put(to, e);
+    Ok(())
+}
+
+pub fn swapdb(ks: &mut Keyspace, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let [a, b] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let a = u64::try_from(arg_i64(cmd, a)?).map_err(|_| invalid(cmd, "negative db"))?;
+    let b = u64::try_from(arg_i64(cmd, b)?).map_err(|_| invalid(cmd, "negative db"))?;
+    ks.swap_db(a, b);
     Ok(())
 }

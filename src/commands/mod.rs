@@ -118,6 +118,10 @@ pub fn apply(ks: &mut Keyspace, st: &mut StreamState, argv: &[Vec<u8>]) -> Resul
         "DEL" | "UNLINK" => keys::del(ks, st.db, &name, args),
         "PEXPIREAT" | "PEXPIRE" | "EXPIREAT" | "EXPIRE" => keys::expire(ks, st.db, &name, args),
         "PERSIST" => keys::persist(ks, st.db, &name, args),
+        "RENAME" | "RENAMENX" => keys::rename(ks, st.db, &name, args),
+        "COPY" => keys::copy(ks, st.db, &name, args),
+        "MOVE" => keys::move_key(ks, st.db, &name, args),
+        "SWAPDB" => keys::swapdb(ks, &name, args),
         "FLUSHDB" => {
             ks.flush_db(st.db);
             Ok(())

@@ -218,6 +218,19 @@ impl Keyspace {
         d.keys.store(0, Ordering::Relaxed);
     }
 
+    /// Exchange two databases (SWAPDB). A running snapshot keeps the databases it captured
+    /// under their old numbers, so it is unaffected.
+    pub fn swap_db(&mut self, a: u64, b: u64) {
+        let da = self.dbs.remove(&a);
+        let dbb = self.dbs.remove(&b);
+        if let Some(d) = da {
+            self.dbs.insert(b, d);
+        }
+        if let Some(d) = dbb {
+            self.dbs.insert(a, d);
+        }
+    }
+
     /// Remove every key of every database (FLUSHALL).
     pub fn flush_all(&mut self) {
         let dbs: Vec<u64> = self.dbs.keys().copied().collect();

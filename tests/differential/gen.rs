@@ -69,7 +69,39 @@ fn score(r: &mut Rng) -> String {
 pub fn command(r: &mut Rng, _server_major: u32) -> Vec<Vec<u8>> {
     let s = |x: &str| x.as_bytes().to_vec();
     let n = |x: u64| x.to_string().into_bytes();
-    match r.below(40) {
+    match r.below(44) {
+        40 => {
+            let p = r.pick(&["s", "l", "h", "z", "t"]);
+            vec![
+                s(r.pick(&["RENAME", "RENAMENX"])),
+                key(r, p).into_bytes(),
+                key(r, p).into_bytes(),
+            ]
+        }
+        41 => {
+            let p = r.pick(&["s", "l", "h", "z", "t"]);
+            let mut c = vec![s("COPY"), key(r, p).into_bytes(), key(r, p).into_bytes()];
+            if r.below(2) == 0 {
+                c.extend([s("DB"), s(r.pick(&["0", "1", "3"]))]);
+            }
+            if r.below(2) == 0 {
+                c.push(s("REPLACE"));
+            }
+            c
+        }
+        42 => {
+            let p = r.pick(&["s", "l", "h", "z", "t"]);
+            vec![
+                s("MOVE"),
+                key(r, p).into_bytes(),
+                s(r.pick(&["0", "1", "3"])),
+            ]
+        }
+        43 => vec![
+            s("SWAPDB"),
+            s(r.pick(&["0", "1", "3"])),
+            s(r.pick(&["0", "1", "3"])),
+        ],
         0..=2 => {
             let mut c = vec![s("SET"), key(r, "s").into_bytes(), value(r)];
             match r.below(6) {
