@@ -147,12 +147,29 @@ fn diagnose(m: &TestServer, h: &ReplicaHandle, bin: &ServerBin, cmds: &[Vec<Vec<
     "no differing key found (the difference is in the database list)".into()
 }
 
+/// The master's libraries' code, sorted.
+fn function_codes(m: &TestServer) -> Vec<Vec<u8>> {
+    let r = m.must(&["FUNCTION", "LIST", "WITHCODE"]);
+    let mut out = Vec::new();
+    for lib in r.as_array().unwrap_or(&[]) {
+        let fields = lib.as_array().unwrap();
+        for pair in fields.chunks(2) {
+            if pair[0].as_string().as_deref() == Some("library_code") {
+                out.push(pair[1].as_bytes().unwrap().to_vec());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 fn check(name: &str) {
     let Some(bin) = support::require(name) else {
         return;
     };
     let seeds = env("DIFF_SEEDS", 20);
     let n = env("DIFF_COMMANDS", 20_000) as usize;
+    let mut seeds_with_functions = 0;
     for seed in 1..=seeds {
         let m = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("master");
         let (r, h) = Replica::new(Settings {
@@ -196,6 +213,18 @@ fn check(name: &str) {
             let reason = h.status.last_forced_reason.lock().unwrap().clone();
             panic!("{name} seed {seed}: forced resyncs {forced} ({reason}), digest ours {ours} master {theirs}\n{why}");
         }
+        // Function libraries are not in DEBUG DIGEST: compare them directly.
+        if bin.major_minor().0 >= 7 {
+            let (_, _, _, ours) = h.snapshot(Duration::from_secs(5)).expect("snapshot");
+            let mut ours: Vec<Vec<u8>> = ours;
+            ours.sort();
+            assert_eq!(
+                ours,
+                function_codes(&m),
+                "{name} seed {seed}: function libraries"
+            );
+            seeds_with_functions += usize::from(!ours.is_empty());
+        }
         // Our snapshot, written for this server and loaded by a fresh one, has the digest too.
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("snap.rdb");
@@ -219,6 +248,12 @@ fn check(name: &str) {
         );
         h.stop();
         t.join().unwrap();
+    }
+    if bin.major_minor().0 >= 7 && seeds >= 10 {
+        assert!(
+            seeds_with_functions > 0,
+            "{name}: the workload never left a function library to compare"
+        );
     }
 }
 

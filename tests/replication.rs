@@ -298,3 +298,45 @@ fn auth_with_password_and_acl_user() {
         assert!(try_auth(None, "topsecret"), "{name}: requirepass");
     }
 }
+
+/// FUNCTION LOAD / DUMP / FLUSH / RESTORE on a real master: our libraries follow, and the
+/// DUMP payload is parsed with its checksum.
+#[test]
+fn function_libraries_follow_the_master() {
+    for name in ["redis-7.0", "redis-8.2", "valkey-9.1"] {
+        let Some(bin) = support::require(name) else {
+            continue;
+        };
+        let m = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("master");
+        let (h, t) = start_replica(&m);
+        wait_for("sync", Duration::from_secs(20), || {
+            h.status.ready.load(Ordering::Relaxed)
+        });
+        let lib = |n: u32| {
+            format!("#!lua name=lib{n}\nredis.register_function('f{n}', function() return {n} end)")
+        };
+        m.must(&["FUNCTION", "LOAD", &lib(1)]);
+        m.must(&["FUNCTION", "LOAD", &lib(2)]);
+        let dump = m.cmd(&[b"FUNCTION", b"DUMP"]).unwrap();
+        let payload = dump.as_bytes().unwrap().to_vec();
+        m.must(&["FUNCTION", "FLUSH"]);
+        m.must(&["FUNCTION", "LOAD", &lib(3)]);
+        m.cmd(&[b"FUNCTION", b"RESTORE", &payload, b"APPEND"])
+            .unwrap();
+        m.must(&["FUNCTION", "DELETE", "lib2"]);
+        wait_for("caught up", Duration::from_secs(20), || {
+            h.status.offset.load(Ordering::Relaxed)
+                == m.info_field("replication", "master_repl_offset")
+                    .unwrap()
+                    .parse::<i64>()
+                    .unwrap()
+        });
+        let (_, _, _, mut ours) = h.snapshot(Duration::from_secs(5)).unwrap();
+        ours.sort();
+        let want: Vec<Vec<u8>> = vec![lib(1).into_bytes(), lib(3).into_bytes()];
+        assert_eq!(ours, want, "{name}");
+        assert_eq!(h.status.forced_resyncs.load(Ordering::Relaxed), 0, "{name}");
+        h.stop();
+        t.join().unwrap();
+    }
+}

@@ -7,6 +7,7 @@
 //! master succeeded, is an [`ApplyError`], which the replication layer answers with a full
 //! resync rather than drifting.
 
+mod functions;
 mod hashes;
 mod keys;
 mod lists;
@@ -122,6 +123,7 @@ pub fn apply(ks: &mut Keyspace, st: &mut StreamState, argv: &[Vec<u8>]) -> Resul
         "COPY" => keys::copy(ks, st.db, &name, args),
         "MOVE" => keys::move_key(ks, st.db, &name, args),
         "SWAPDB" => keys::swapdb(ks, &name, args),
+        "FUNCTION" => functions::function(ks, args),
         "FLUSHDB" => {
             ks.flush_db(st.db);
             Ok(())

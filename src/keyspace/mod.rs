@@ -231,13 +231,13 @@ impl Keyspace {
         }
     }
 
-    /// Remove every key of every database (FLUSHALL).
+    /// Remove every key of every database (FLUSHALL). Functions stay: the server's
+    /// FLUSHALL keeps them too (FUNCTION FLUSH removes them).
     pub fn flush_all(&mut self) {
         let dbs: Vec<u64> = self.dbs.keys().copied().collect();
         for db in dbs {
             self.flush_db(db);
         }
-        self.functions.clear();
     }
 
     fn db_mut(&mut self, db: u64) -> &Arc<Db> {

@@ -173,3 +173,34 @@ pub fn decode_value(ty: u8, bytes: &[u8], dialect: Dialect) -> Result<Value> {
     }
     Ok(v)
 }
+
+/// The libraries in a `FUNCTION DUMP` payload: FUNCTION2 records, then the 2-byte RDB
+/// version and the CRC-64 of everything before it, both checked.
+pub fn function_dump(payload: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let n = payload.len();
+    if n < 10 {
+        return Err(RdbError::new(
+            0,
+            ErrorKind::invalid("function dump", "shorter than its footer"),
+        ));
+    }
+    let (body, footer) = payload.split_at(n - 10);
+    let stored = u64::from_le_bytes(footer[2..10].try_into().unwrap_or([0; 8]));
+    let computed = crc::crc64(&payload[..n - 8]);
+    if stored != computed {
+        return Err(RdbError::new(
+            (n - 8) as u64,
+            ErrorKind::Checksum { stored, computed },
+        ));
+    }
+    let mut inp = input::Input::new(body, Some(body.len() as u64), Limits::default());
+    let mut out = Vec::new();
+    while !inp.at_end()? {
+        let op = inp.read_u8("function dump record")?;
+        if op != opcodes::FUNCTION2 {
+            return Err(inp.err(ErrorKind::UnknownType(op, code_name(op, Dialect::Redis))));
+        }
+        out.push(inp.read_string("function library code")?);
+    }
+    Ok(out)
+}

@@ -66,9 +66,22 @@ fn score(r: &mut Rng) -> String {
 }
 
 /// One command as arguments.
-pub fn command(r: &mut Rng, _server_major: u32) -> Vec<Vec<u8>> {
+pub fn command(r: &mut Rng, server_major: u32) -> Vec<Vec<u8>> {
     let s = |x: &str| x.as_bytes().to_vec();
     let n = |x: u64| x.to_string().into_bytes();
+    if server_major >= 7 && r.below(150) == 0 {
+        // Function libraries: names collide on purpose (LOAD of an existing one fails on the
+        // master unless REPLACE; DELETE of a missing one fails), function names are unique.
+        let lib = r.below(3);
+        let v = r.below(5);
+        let code = format!("#!lua name=lib{lib}\nredis.register_function('f{lib}', function(keys, args) return {v} end)");
+        return match r.below(6) {
+            0 => vec![s("FUNCTION"), s("DELETE"), format!("lib{lib}").into_bytes()],
+            1 => vec![s("FUNCTION"), s("FLUSH")],
+            2 | 3 => vec![s("FUNCTION"), s("LOAD"), s("REPLACE"), code.into_bytes()],
+            _ => vec![s("FUNCTION"), s("LOAD"), code.into_bytes()],
+        };
+    }
     match r.below(44) {
         40 => {
             let p = r.pick(&["s", "l", "h", "z", "t"]);
