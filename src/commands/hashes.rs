@@ -93,3 +93,154 @@ pub fn hincrby(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
     }
     store(ks, db, key, &h, &Value::Hash(fields))
 }
+
+/// The `FIELDS n f1 … fn` tail of the field-expiry commands; returns the fields and what
+/// follows them.
+fn fields_arg<'a>(
+    cmd: &str,
+    args: &'a [Vec<u8>],
+) -> Result<(&'a [Vec<u8>], &'a [Vec<u8>]), ApplyError> {
+    let i = args
+        .iter()
+        .position(|a| a.eq_ignore_ascii_case(b"FIELDS"))
+        .ok_or_else(|| invalid(cmd, "no FIELDS"))?;
+    let n = arg_i64(
+        cmd,
+        args.get(i + 1)
+            .ok_or_else(|| invalid(cmd, "FIELDS needs a count"))?,
+    )?;
+    let n = usize::try_from(n).map_err(|_| invalid(cmd, "negative field count"))?;
+    let start = i + 2;
+    let list = args
+        .get(start..start + n)
+        .ok_or_else(|| invalid(cmd, "fewer fields than announced"))?;
+    Ok((list, &args[start + n..]))
+}
+
+/// HPEXPIREAT (what 7.4+/Valkey 9 masters send for every field-expiry command) and the
+/// relative HEXPIRE/HPEXPIRE/HEXPIREAT, with NX/XX/GT/LT per field.
+pub fn hexpire(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let [key, when, rest @ ..] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let n = arg_i64(cmd, when)?;
+    let when = match cmd {
+        "HPEXPIREAT" => n,
+        "HEXPIREAT" => n.saturating_mul(1000),
+        "HPEXPIRE" => super::now_ms().saturating_add(n),
+        _ => super::now_ms().saturating_add(n.saturating_mul(1000)),
+    };
+    let cond = rest
+        .iter()
+        .take_while(|a| !a.eq_ignore_ascii_case(b"FIELDS"))
+        .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
+        .next();
+    let (names, _) = fields_arg(cmd, rest)?;
+    let Some((h, mut fields)) = get_hash(ks, db, cmd, key)? else {
+        return Ok(());
+    };
+    let when = u64::try_from(when).map_err(|_| invalid(cmd, "negative time"))?;
+    for f in fields.iter_mut().filter(|f| names.contains(&f.field)) {
+        let skip = match cond.as_deref() {
+            Some("NX") => f.expire_ms.is_some(),
+            Some("XX") => f.expire_ms.is_none(),
+            Some("GT") => f.expire_ms.is_none_or(|c| when <= c),
+            Some("LT") => f.expire_ms.is_some_and(|c| when >= c),
+            _ => false,
+        };
+        if !skip {
+            f.expire_ms = Some(when);
+        }
+    }
+    store(ks, db, key, &h, &Value::Hash(fields))
+}
+
+/// HPERSIST key FIELDS n f…
+pub fn hpersist(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let [key, rest @ ..] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let (names, _) = fields_arg(cmd, rest)?;
+    let Some((h, mut fields)) = get_hash(ks, db, cmd, key)? else {
+        return Ok(());
+    };
+    for f in fields.iter_mut().filter(|f| names.contains(&f.field)) {
+        f.expire_ms = None;
+    }
+    store(ks, db, key, &h, &Value::Hash(fields))
+}
+
+/// HSETEX (Redis 8, Valkey 9): `key [NX|XX] [FNX|FXX] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]
+/// FIELDS n f v …`, sets the fields with one expiry (or none, or each keeping its own).
+pub fn hsetex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let [key, rest @ ..] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let i = rest
+        .iter()
+        .position(|a| a.eq_ignore_ascii_case(b"FIELDS"))
+        .ok_or_else(|| invalid(cmd, "no FIELDS"))?;
+    let n = usize::try_from(arg_i64(
+        cmd,
+        rest.get(i + 1)
+            .ok_or_else(|| invalid(cmd, "FIELDS needs a count"))?,
+    )?)
+    .map_err(|_| invalid(cmd, "negative field count"))?;
+    let pairs = rest
+        .get(i + 2..i + 2 + 2 * n)
+        .ok_or_else(|| invalid(cmd, "fewer field/value pairs than announced"))?;
+    let (mut nx, mut xx, mut fnx, mut fxx, mut keepttl) = (false, false, false, false, false);
+    let mut expire: Option<i64> = None;
+    let mut j = 0;
+    let opts = &rest[..i];
+    while j < opts.len() {
+        let o = String::from_utf8_lossy(&opts[j]).to_ascii_uppercase();
+        let mut num = || -> Result<i64, ApplyError> {
+            j += 1;
+            arg_i64(
+                cmd,
+                opts.get(j)
+                    .ok_or_else(|| invalid(cmd, format!("{o} needs a value")))?,
+            )
+        };
+        match o.as_str() {
+            "NX" => nx = true,
+            "XX" => xx = true,
+            "FNX" => fnx = true,
+            "FXX" => fxx = true,
+            "KEEPTTL" => keepttl = true,
+            "EX" => expire = Some(super::now_ms().saturating_add(num()?.saturating_mul(1000))),
+            "PX" => expire = Some(super::now_ms().saturating_add(num()?)),
+            "EXAT" => expire = Some(num()?.saturating_mul(1000)),
+            "PXAT" => expire = Some(num()?),
+            _ => return Err(invalid(cmd, format!("unknown option {o}"))),
+        }
+        j += 1;
+    }
+    let existing = get_hash(ks, db, cmd, key)?;
+    if (nx && existing.is_some()) || (xx && existing.is_none()) {
+        return Ok(());
+    }
+    let (h, mut fields) = existing.unwrap_or_default();
+    let present = |f: &[u8], fields: &[HashField]| fields.iter().any(|x| x.field == f);
+    if fnx && pairs.chunks_exact(2).any(|p| present(&p[0], &fields)) {
+        return Ok(());
+    }
+    if fxx && !pairs.chunks_exact(2).all(|p| present(&p[0], &fields)) {
+        return Ok(());
+    }
+    let ttl = expire
+        .map(|e| u64::try_from(e).map_err(|_| invalid(cmd, "negative time")))
+        .transpose()?;
+    for p in pairs.chunks_exact(2) {
+        let kept = fields
+            .iter()
+            .find(|x| x.field == p[0])
+            .and_then(|x| x.expire_ms);
+        set_field(&mut fields, &p[0], &p[1]);
+        if let Some(x) = fields.iter_mut().find(|x| x.field == p[0]) {
+            x.expire_ms = if keepttl { kept } else { ttl };
+        }
+    }
+    store(ks, db, key, &h, &Value::Hash(fields))
+}

@@ -109,6 +109,11 @@ pub fn apply(ks: &mut Keyspace, st: &mut StreamState, argv: &[Vec<u8>]) -> Resul
         "HSETNX" => hashes::hsetnx(ks, st.db, &name, args),
         "HDEL" => hashes::hdel(ks, st.db, &name, args),
         "HINCRBY" => hashes::hincrby(ks, st.db, &name, args),
+        "HPEXPIREAT" | "HPEXPIRE" | "HEXPIREAT" | "HEXPIRE" => {
+            hashes::hexpire(ks, st.db, &name, args)
+        }
+        "HPERSIST" => hashes::hpersist(ks, st.db, &name, args),
+        "HSETEX" => hashes::hsetex(ks, st.db, &name, args),
         "SADD" => sets::sadd(ks, st.db, &name, args),
         "SREM" => sets::srem(ks, st.db, &name, args),
         "SMOVE" => sets::smove(ks, st.db, &name, args),

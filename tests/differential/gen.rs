@@ -66,9 +66,56 @@ fn score(r: &mut Rng) -> String {
 }
 
 /// One command as arguments.
-pub fn command(r: &mut Rng, server_major: u32) -> Vec<Vec<u8>> {
+/// `field_ttl`: the server has hash-field expiry (HPEXPIRE, HPERSIST, HSETEX).
+pub fn command(r: &mut Rng, server_major: u32, field_ttl: bool) -> Vec<Vec<u8>> {
     let s = |x: &str| x.as_bytes().to_vec();
     let n = |x: u64| x.to_string().into_bytes();
+    if field_ttl && r.below(25) == 0 {
+        let k = key(r, "h").into_bytes();
+        let f = |r: &mut Rng| format!("f{}", r.below(10)).into_bytes();
+        return match r.below(5) {
+            0 => {
+                let mut c = vec![
+                    s(r.pick(&["HPEXPIRE", "HEXPIRE"])),
+                    k,
+                    n(100_000 + r.below(1000)),
+                ];
+                if r.below(2) == 0 {
+                    c.push(s(r.pick(&["NX", "XX", "GT", "LT"])));
+                }
+                c.extend([s("FIELDS"), n(2), f(r), f(r)]);
+                c
+            }
+            1 => vec![s("HPERSIST"), k, s("FIELDS"), n(1), f(r)],
+            _ => {
+                let mut c = vec![s("HSETEX"), k];
+                match r.below(5) {
+                    0 => c.push(s("FNX")),
+                    1 => c.push(s("FXX")),
+                    _ => {}
+                }
+                match r.below(4) {
+                    0 => c.push(s("KEEPTTL")),
+                    1 => c.extend([s("PX"), n(200_000 + r.below(1000))]),
+                    2 => c.extend([s("EX"), n(300 + r.below(100))]),
+                    _ => {}
+                }
+                // Two distinct fields: redis 8.6.3 fails an assertion (and dies) on
+                // `HSETEX k FNX … FIELDS 2 f6 "" f6 x`, the same field twice.
+                let a = r.below(10);
+                let b = (a + 1 + r.below(9)) % 10;
+                c.extend([
+                    s("FIELDS"),
+                    n(2),
+                    format!("f{a}").into_bytes(),
+                    value(r),
+                    format!("f{b}").into_bytes(),
+                    value(r),
+                ]);
+                c
+            }
+        };
+    }
     if server_major >= 7 && r.below(150) == 0 {
         // Function libraries: names collide on purpose (LOAD of an existing one fails on the
         // master unless REPLACE; DELETE of a missing one fails), function names are unique.
