@@ -135,7 +135,7 @@ pub fn hexpire(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
         .take_while(|a| !a.eq_ignore_ascii_case(b"FIELDS"))
         .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
         .next();
-    let (names, _) = fields_arg(cmd, rest)?;
+    let names = fields_arg(cmd, rest)?;
     let Some((h, mut fields)) = get_hash(ks, db, cmd, key)? else {
         return Ok(());
     };
@@ -160,7 +160,7 @@ pub fn hpersist(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resu
     let [key, rest @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    let (names, _) = fields_arg(cmd, rest)?;
+    let names = fields_arg(cmd, rest)?;
     let Some((h, mut fields)) = get_hash(ks, db, cmd, key)? else {
         return Ok(());
     };
