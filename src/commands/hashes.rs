@@ -94,12 +94,8 @@ pub fn hincrby(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
     store(ks, db, key, &h, &Value::Hash(fields))
 }
 
-/// The `FIELDS n f1 … fn` tail of the field-expiry commands; returns the fields and what
-/// follows them.
-fn fields_arg<'a>(
-    cmd: &str,
-    args: &'a [Vec<u8>],
-) -> Result<(&'a [Vec<u8>], &'a [Vec<u8>]), ApplyError> {
+/// The fields of the `FIELDS n f1 … fn` tail of the field-expiry commands.
+fn fields_arg<'a>(cmd: &str, args: &'a [Vec<u8>]) -> Result<&'a [Vec<u8>], ApplyError> {
     let i = args
         .iter()
         .position(|a| a.eq_ignore_ascii_case(b"FIELDS"))
@@ -111,10 +107,8 @@ fn fields_arg<'a>(
     )?;
     let n = usize::try_from(n).map_err(|_| invalid(cmd, "negative field count"))?;
     let start = i + 2;
-    let list = args
-        .get(start..start + n)
-        .ok_or_else(|| invalid(cmd, "fewer fields than announced"))?;
-    Ok((list, &args[start + n..]))
+    args.get(start..start + n)
+        .ok_or_else(|| invalid(cmd, "fewer fields than announced"))
 }
 
 /// HPEXPIREAT (what 7.4+/Valkey 9 masters send for every field-expiry command) and the
