@@ -129,6 +129,20 @@ pub fn command(r: &mut Rng, server_major: u32, field_ttl: bool) -> Vec<Vec<u8>> 
             _ => vec![s("FUNCTION"), s("LOAD"), code.into_bytes()],
         };
     }
+    if r.below(60) == 0 {
+        // A script: the master propagates its effects (wrapped in MULTI/EXEC), not the call.
+        let script = "redis.call('SET', KEYS[1], ARGV[1]); redis.call('RPUSH', KEYS[2], ARGV[1]); \
+                      if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCR', KEYS[3]) end; return 1";
+        return vec![
+            s("EVAL"),
+            s(script),
+            n(3),
+            key(r, "s").into_bytes(),
+            key(r, "l").into_bytes(),
+            format!("cnt{}", r.below(3)).into_bytes(),
+            value(r),
+        ];
+    }
     match r.below(44) {
         40 => {
             let p = r.pick(&["s", "l", "h", "z", "t"]);
