@@ -206,10 +206,10 @@ pub fn digest_rdb<R: Read>(
                 _ => {}
             },
             Item::Key(k) => {
-                if digest.is_none() {
-                    digest = Some(start(&redis_ver, &valkey_ver)?);
-                }
-                let d = digest.as_mut().expect("set above");
+                let d = match &mut digest {
+                    Some(d) => d,
+                    none => none.insert(start(&redis_ver, &valkey_ver)?),
+                };
                 if explicit && !d.rules().knows_type(k.rdb_type, header.dialect) {
                     return Err(DigestError::cannot_load(
                         &k.key,
