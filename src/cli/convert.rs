@@ -1,6 +1,5 @@
 //! `replisnap convert IN OUT [--target SERVER-VERSION]`: rewrite an RDB for a server.
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,7 +10,6 @@ use super::progress::Progress;
 use crate::atomic_file::AtomicFile;
 use crate::convert::convert;
 use crate::rdb::writer::WriteOptions;
-use crate::rdb::{Options, RdbReader};
 use crate::server_version::ServerVersion;
 
 #[derive(Args, Debug)]
@@ -33,17 +31,7 @@ pub struct ConvertArgs {
 }
 
 pub fn run(a: ConvertArgs) -> Result<ExitCode> {
-    let name = a.input.display().to_string();
-    let f = File::open(&a.input).with_context(|| format!("{name}: cannot open"))?;
-    let len = f
-        .metadata()
-        .with_context(|| format!("{name}: cannot stat"))?
-        .len();
-    let opts = Options {
-        relaxed_version: a.relaxed,
-        ..Options::default()
-    };
-    let reader = RdbReader::new(f, Some(len), opts).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let (reader, len, name) = super::open_rdb(&a.input, a.relaxed)?;
     let out_name = a.output.display().to_string();
     let out =
         AtomicFile::create(&a.output).with_context(|| format!("{out_name}: cannot create"))?;

@@ -1,17 +1,14 @@
 //! `replisnap digest FILE [--target SERVER-VERSION]`: the `DEBUG DIGEST` a server of that
 //! version answers after loading FILE, computed from the file alone.
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use clap::Args;
 
 use super::progress::Progress;
 use crate::digest::{digest_rdb, DigestOptions};
-use crate::rdb::{Options, RdbReader};
 use crate::server_version::ServerVersion;
 
 #[derive(Args, Debug)]
@@ -35,32 +32,15 @@ pub struct DigestArgs {
 }
 
 pub fn run(a: DigestArgs) -> Result<ExitCode> {
-    let name = a.file.display().to_string();
+    let (reader, len, name) = super::open_rdb(&a.file, a.relaxed)?;
     let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("{name}: {e}");
-    let f = File::open(&a.file).map_err(|e| fail(&format!("cannot open: {e}")))?;
-    let len = f
-        .metadata()
-        .map_err(|e| fail(&format!("cannot stat: {e}")))?
-        .len();
-    let opts = Options {
-        relaxed_version: a.relaxed,
-        ..Options::default()
-    };
-    let mut dopts = DigestOptions::new(a.now_ms.unwrap_or_else(now_ms));
+    let mut dopts = DigestOptions::new(a.now_ms.unwrap_or_else(super::now_ms));
     dopts.target = a.target;
     dopts.relaxed = a.relaxed;
     dopts.databases = a.databases;
     let mut progress = Progress::bytes(len);
-    let reader = RdbReader::new(f, Some(len), opts).map_err(|e| fail(&e))?;
     let report = digest_rdb(reader, &dopts, |pos| progress.set(pos)).map_err(|e| fail(&e));
     progress.finish();
     println!("{}", report?.hex());
     Ok(ExitCode::SUCCESS)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -1,15 +1,12 @@
 //! `replisnap inspect FILE [--json]`: header, aux fields, per-db counts, checksum.
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use super::progress::Progress;
-use crate::rdb::{Options, RdbReader};
 use crate::summary::{summarize, FileSummary};
 
 #[derive(Args, Debug)]
@@ -29,19 +26,9 @@ pub struct InspectArgs {
 }
 
 pub fn run(a: InspectArgs) -> Result<ExitCode> {
-    let name = a.file.display().to_string();
-    let f = File::open(&a.file).with_context(|| format!("{name}: cannot open"))?;
-    let len = f
-        .metadata()
-        .with_context(|| format!("{name}: cannot stat"))?
-        .len();
-    let opts = Options {
-        relaxed_version: a.relaxed,
-        ..Options::default()
-    };
-    let now_ms = a.now_ms.unwrap_or_else(now_ms);
+    let (reader, len, name) = super::open_rdb(&a.file, a.relaxed)?;
+    let now_ms = a.now_ms.unwrap_or_else(super::now_ms);
     let mut progress = Progress::bytes(len);
-    let reader = RdbReader::new(f, Some(len), opts).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let s = summarize(reader, now_ms, |pos| progress.set(pos))
         .map_err(|e| anyhow::anyhow!("{name}: {e}"));
     progress.finish();
@@ -59,13 +46,6 @@ pub fn run(a: InspectArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn print_text(name: &str, s: &FileSummary) {

@@ -41,6 +41,36 @@ pub enum Command {
     Convert(convert::ConvertArgs),
 }
 
+/// Open an RDB file for reading: the reader (header read), the file's size, and its name
+/// for messages. Errors name the file.
+pub(crate) fn open_rdb(
+    path: &std::path::Path,
+    relaxed: bool,
+) -> anyhow::Result<(crate::rdb::RdbReader<std::fs::File>, u64, String)> {
+    use anyhow::Context;
+    let name = path.display().to_string();
+    let f = std::fs::File::open(path).with_context(|| format!("{name}: cannot open"))?;
+    let len = f
+        .metadata()
+        .with_context(|| format!("{name}: cannot stat"))?
+        .len();
+    let opts = crate::rdb::Options {
+        relaxed_version: relaxed,
+        ..crate::rdb::Options::default()
+    };
+    let reader = crate::rdb::RdbReader::new(f, Some(len), opts)
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    Ok((reader, len, name))
+}
+
+/// Milliseconds since the Unix epoch, for judging expiries.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Parse the arguments, run the verb, map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
