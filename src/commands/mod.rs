@@ -12,6 +12,7 @@ mod hashes;
 mod keys;
 mod lists;
 mod sets;
+mod streams;
 mod strings;
 mod value_ops;
 mod zsets;
@@ -129,6 +130,10 @@ pub fn apply(ks: &mut Keyspace, st: &mut StreamState, argv: &[Vec<u8>]) -> Resul
         "MOVE" => keys::move_key(ks, st.db, &name, args),
         "SWAPDB" => keys::swapdb(ks, &name, args),
         "FUNCTION" => functions::function(ks, args),
+        "XADD" => streams::xadd(ks, st.db, &name, args),
+        "XDEL" => streams::xdel(ks, st.db, &name, args),
+        "XTRIM" => streams::xtrim(ks, st.db, &name, args),
+        "XSETID" => streams::xsetid(ks, st.db, &name, args),
         "FLUSHDB" => {
             ks.flush_db(st.db);
             Ok(())

@@ -4,6 +4,19 @@
 
 pub struct Rng(pub u64);
 
+/// Stream IDs only grow: a counter the generator draws explicit IDs from.
+static NEXT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn stream_id(r: &mut Rng) -> String {
+    let ms = NEXT_MS.fetch_add(1 + r.below(3), std::sync::atomic::Ordering::Relaxed);
+    format!("{ms}-{}", r.below(3))
+}
+
+fn old_stream_id(r: &mut Rng) -> String {
+    let now = NEXT_MS.load(std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{}", now.saturating_sub(r.below(40)), r.below(3))
+}
+
 impl Rng {
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
@@ -143,9 +156,57 @@ pub fn command(r: &mut Rng, server_major: u32, field_ttl: bool) -> Vec<Vec<u8>> 
             value(r),
         ];
     }
+    if r.below(12) == 0 {
+        let k = key(r, "x").into_bytes();
+        return match r.below(6) {
+            0 => {
+                let mut c = vec![s("XDEL"), k];
+                for _ in 0..1 + r.below(3) {
+                    c.push(old_stream_id(r).into_bytes());
+                }
+                c
+            }
+            1 => match r.below(2) {
+                0 => vec![
+                    s("XTRIM"),
+                    k,
+                    s("MAXLEN"),
+                    s(r.pick(&["=", "~"])),
+                    n(r.below(20)),
+                ],
+                _ => vec![s("XTRIM"), k, s("MINID"), old_stream_id(r).into_bytes()],
+            },
+            2 if server_major >= 7 => vec![
+                s("XSETID"),
+                k,
+                stream_id(r).into_bytes(),
+                s("ENTRIESADDED"),
+                n(1000 + r.below(100)),
+                s("MAXDELETEDID"),
+                s("1-0"),
+            ],
+            _ => {
+                let mut c = vec![s("XADD"), k];
+                if r.below(4) == 0 {
+                    c.extend([s("MAXLEN"), s(r.pick(&["=", "~"])), n(5 + r.below(30))]);
+                }
+                if r.below(3) == 0 {
+                    c.push(s("*"));
+                } else {
+                    c.push(stream_id(r).into_bytes());
+                }
+                let fields = if r.below(2) == 0 { 1 } else { 2 };
+                for j in 0..fields {
+                    c.push(format!("f{}", j + r.below(2)).into_bytes());
+                    c.push(value(r));
+                }
+                c
+            }
+        };
+    }
     match r.below(44) {
         40 => {
-            let p = r.pick(&["s", "l", "h", "z", "t"]);
+            let p = r.pick(&["s", "l", "h", "z", "t", "x"]);
             vec![
                 s(r.pick(&["RENAME", "RENAMENX"])),
                 key(r, p).into_bytes(),
@@ -153,7 +214,7 @@ pub fn command(r: &mut Rng, server_major: u32, field_ttl: bool) -> Vec<Vec<u8>> 
             ]
         }
         41 => {
-            let p = r.pick(&["s", "l", "h", "z", "t"]);
+            let p = r.pick(&["s", "l", "h", "z", "t", "x"]);
             let mut c = vec![s("COPY"), key(r, p).into_bytes(), key(r, p).into_bytes()];
             if r.below(2) == 0 {
                 c.extend([s("DB"), s(r.pick(&["0", "1", "3"]))]);
@@ -164,7 +225,7 @@ pub fn command(r: &mut Rng, server_major: u32, field_ttl: bool) -> Vec<Vec<u8>> 
             c
         }
         42 => {
-            let p = r.pick(&["s", "l", "h", "z", "t"]);
+            let p = r.pick(&["s", "l", "h", "z", "t", "x"]);
             vec![
                 s("MOVE"),
                 key(r, p).into_bytes(),
@@ -216,7 +277,7 @@ pub fn command(r: &mut Rng, server_major: u32, field_ttl: bool) -> Vec<Vec<u8>> 
         9 => vec![
             s(r.pick(&["DEL", "UNLINK"])),
             {
-                let p = r.pick(&["s", "l", "h", "z", "t"]);
+                let p = r.pick(&["s", "l", "h", "z", "t", "x"]);
                 key(r, p)
             }
             .into_bytes(),
@@ -224,7 +285,7 @@ pub fn command(r: &mut Rng, server_major: u32, field_ttl: bool) -> Vec<Vec<u8>> 
         10 => vec![
             s("EXPIRE"),
             {
-                let p = r.pick(&["s", "l", "h", "z", "t"]);
+                let p = r.pick(&["s", "l", "h", "z", "t", "x"]);
                 key(r, p)
             }
             .into_bytes(),
@@ -233,7 +294,7 @@ pub fn command(r: &mut Rng, server_major: u32, field_ttl: bool) -> Vec<Vec<u8>> 
         11 => vec![
             s("PERSIST"),
             {
-                let p = r.pick(&["s", "l", "h", "z", "t"]);
+                let p = r.pick(&["s", "l", "h", "z", "t", "x"]);
                 key(r, p)
             }
             .into_bytes(),
@@ -369,7 +430,7 @@ pub fn command(r: &mut Rng, server_major: u32, field_ttl: bool) -> Vec<Vec<u8>> 
         38 => vec![
             s("PEXPIREAT"),
             {
-                let p = r.pick(&["s", "l", "h", "z", "t"]);
+                let p = r.pick(&["s", "l", "h", "z", "t", "x"]);
                 key(r, p)
             }
             .into_bytes(),
