@@ -15,14 +15,14 @@ use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use replisnap::digest::{mix, value::value_digest, Rules};
 use replisnap::keyspace::{digest_snapshot, write_snapshot};
 use replisnap::rdb::writer::{Target, WriteOptions};
 use replisnap::rdb::{decode_value, Dialect, KeyEntry};
 use replisnap::replication::{Replica, ReplicaHandle, Settings};
-use support::{encode_command, read_reply, ServerBin, TestServer};
+use support::{encode_command, read_reply, wait_for, ServerBin, TestServer};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -65,14 +65,6 @@ fn offset(m: &TestServer) -> i64 {
     m.info_field("replication", "master_repl_offset")
         .and_then(|v| v.parse().ok())
         .unwrap_or(-1)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The first key whose value digest differs, with the commands that touched it.

@@ -3,11 +3,13 @@
 //! commands. The replica must never panic, never keep half a dataset, log the cause and
 //! reconnect, resuming with PSYNC where its data allows and asking for a full sync when not.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use replisnap::rdb::value::Value;
 use replisnap::rdb::writer::{KeyRecord, RdbWriter, Target, WriteOptions};
@@ -108,15 +110,8 @@ fn replica(addr: &str) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
     (h, std::thread::spawn(move || r.run()))
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    support::wait_for(what, Duration::from_secs(20), f);
 }
 
 fn full_resync(s: &mut TcpStream, payload: &[u8]) {

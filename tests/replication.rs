@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use replisnap::keyspace::digest_snapshot;
 use replisnap::replication::{Replica, ReplicaHandle, Settings};
-use support::{ServerBin, TestServer};
+use support::{wait_for, ServerBin, TestServer};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -50,14 +50,6 @@ fn master_offset(m: &TestServer) -> i64 {
     m.info_field("replication", "master_repl_offset")
         .and_then(|v| v.parse().ok())
         .unwrap_or(-1)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Wait until we applied everything the master wrote, then compare digests.

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use replisnap::keyspace::digest_snapshot;
 use replisnap::replication::{Replica, ReplicaHandle, Settings};
@@ -73,15 +73,8 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    support::wait_for(what, Duration::from_secs(30), f);
 }
 
 fn offset(m: &TestServer) -> i64 {

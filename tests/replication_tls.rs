@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use replisnap::keyspace::digest_snapshot;
 use replisnap::replication::tls::TlsSettings;
@@ -112,15 +112,8 @@ fn replica(addr: String, tls: TlsSettings) -> (ReplicaHandle, std::thread::JoinH
     (h, std::thread::spawn(move || r.run()))
 }
 
-fn wait(mut f: impl FnMut() -> bool, secs: u64) -> bool {
-    let t = Instant::now();
-    while !f() {
-        if t.elapsed() > Duration::from_secs(secs) {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
+fn wait(f: impl FnMut() -> bool, secs: u64) -> bool {
+    support::wait_until(Duration::from_secs(secs), f)
 }
 
 #[test]

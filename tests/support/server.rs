@@ -194,6 +194,14 @@ pub fn require_matrix() -> Vec<ServerBin> {
 }
 
 /// Poll `f` every 20 ms until it returns true or `timeout` passes; returns the last result.
+/// Poll `f` until it holds; fail the test naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
+    assert!(
+        wait_until(timeout, f),
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
