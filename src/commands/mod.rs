@@ -37,6 +37,20 @@ pub struct StreamState {
     pub db: u64,
     /// Inside MULTI…EXEC: a snapshot must not start until EXEC.
     pub in_multi: bool,
+    /// The master stores a -0 score as 0 in listpack-encoded sorted sets (Redis 7.0+ and
+    /// every Valkey print scores there through an integer fast path; 6.2 keeps "-0").
+    pub listpack_zero_is_positive: bool,
+}
+
+impl StreamState {
+    pub fn for_master(v: Option<crate::server_version::ServerVersion>) -> StreamState {
+        use crate::server_version::Family;
+        StreamState {
+            listpack_zero_is_positive: v
+                .is_none_or(|v| v.family == Family::Valkey || v.at_least(7, 0)),
+            ..StreamState::default()
+        }
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -118,10 +132,10 @@ pub fn apply(ks: &mut Keyspace, st: &mut StreamState, argv: &[Vec<u8>]) -> Resul
         "SADD" => sets::sadd(ks, st.db, &name, args),
         "SREM" => sets::srem(ks, st.db, &name, args),
         "SMOVE" => sets::smove(ks, st.db, &name, args),
-        "ZADD" => zsets::zadd(ks, st.db, &name, args),
-        "ZINCRBY" => zsets::zincrby(ks, st.db, &name, args),
-        "ZREM" => zsets::zrem(ks, st.db, &name, args),
-        "ZPOPMIN" | "ZPOPMAX" => zsets::zpop(ks, st.db, &name, args),
+        "ZADD" => zsets::zadd(ks, st, &name, args),
+        "ZINCRBY" => zsets::zincrby(ks, st, &name, args),
+        "ZREM" => zsets::zrem(ks, st, &name, args),
+        "ZPOPMIN" | "ZPOPMAX" => zsets::zpop(ks, st, &name, args),
         "DEL" | "UNLINK" => keys::del(ks, st.db, &name, args),
         "PEXPIREAT" | "PEXPIRE" | "EXPIREAT" | "EXPIRE" => keys::expire(ks, st.db, &name, args),
         "PERSIST" => keys::persist(ks, st.db, &name, args),

@@ -1,24 +1,79 @@
 //! Sorted-set commands in their propagated forms (GEOADD arrives as ZADD, blocking pops
 //! as ZPOPMIN/ZPOPMAX).
 
-use super::value_ops::{load, store, wrongtype};
-use super::{arg_i64, invalid, ApplyError};
+use super::value_ops::{load, wrongtype};
+use super::{arg_i64, invalid, ApplyError, StreamState};
 use crate::keyspace::{Hints, Keyspace};
+use crate::rdb::types::ZSET_2;
+use crate::rdb::writer::target::thresholds::{ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
 use crate::rdb::Value;
 
 type Pairs = Vec<(Vec<u8>, f64)>;
 
-fn get_zset(
-    ks: &Keyspace,
-    db: u64,
-    cmd: &str,
-    key: &[u8],
-) -> Result<Option<(Hints, Pairs)>, ApplyError> {
+/// A sorted set as the master holds it: its pairs, and whether it is still in the compact
+/// (listpack) encoding, which matters because the master prints scores into a listpack
+/// through an integer fast path that turns -0 into 0 (Redis 7.0+, Valkey).
+struct ZSet {
+    hints: Hints,
+    pairs: Pairs,
+    listpack: bool,
+}
+
+fn get_zset(ks: &Keyspace, db: u64, cmd: &str, key: &[u8]) -> Result<Option<ZSet>, ApplyError> {
+    let plain = ks
+        .entry(db, key)
+        .is_some_and(|e| e.rdb_type() == ZSET_2 || e.rdb_type() == crate::rdb::types::ZSET);
     match load(ks, db, key)? {
         None => Ok(None),
-        Some((h, Value::SortedSet(p))) => Ok(Some((h, p))),
+        Some((hints, Value::SortedSet(pairs))) => Ok(Some(ZSet {
+            hints,
+            pairs,
+            listpack: !plain,
+        })),
         Some(_) => Err(wrongtype(cmd, key)),
     }
+}
+
+/// A new key: compact unless the command's own members already exceed the thresholds
+/// (the servers size a new set from the command's element count and longest member).
+fn new_zset(count: usize, longest: usize) -> ZSet {
+    ZSet {
+        hints: Hints::default(),
+        pairs: Vec::new(),
+        listpack: count <= ZSET_MAX_LISTPACK_ENTRIES && longest <= ZSET_MAX_LISTPACK_VALUE,
+    }
+}
+
+/// Insert or update one member the way the server does: a compact set that would grow past
+/// its thresholds is converted first; a score stored compact has the listpack's -0 rule.
+fn upsert(z: &mut ZSet, st: &StreamState, member: &[u8], score: f64) {
+    let exists = z.pairs.iter().any(|(m, _)| m == member);
+    if z.listpack
+        && !exists
+        && (z.pairs.len() + 1 > ZSET_MAX_LISTPACK_ENTRIES || member.len() > ZSET_MAX_LISTPACK_VALUE)
+    {
+        z.listpack = false;
+    }
+    let score = if z.listpack && st.listpack_zero_is_positive && score == 0.0 {
+        0.0
+    } else {
+        score
+    };
+    match z.pairs.iter_mut().find(|(m, _)| m == member) {
+        Some((_, s)) => *s = score,
+        None => z.pairs.push((member.to_vec(), score)),
+    }
+}
+
+fn put(ks: &mut Keyspace, db: u64, key: &[u8], z: ZSet) -> Result<(), ApplyError> {
+    if z.pairs.is_empty() {
+        ks.remove(db, key);
+        return Ok(());
+    }
+    // Stored plain once the master's is plain: it never goes back to compact.
+    let source = if z.listpack { None } else { Some(ZSET_2) };
+    ks.set_with(db, key, &z.hints, &Value::SortedSet(z.pairs), source)?;
+    Ok(())
 }
 
 fn score(cmd: &str, a: &[u8]) -> Result<f64, ApplyError> {
@@ -33,7 +88,13 @@ fn score(cmd: &str, a: &[u8]) -> Result<f64, ApplyError> {
 }
 
 /// ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...].
-pub fn zadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+pub fn zadd(
+    ks: &mut Keyspace,
+    st: &StreamState,
+    cmd: &str,
+    args: &[Vec<u8>],
+) -> Result<(), ApplyError> {
+    let db = st.db;
     let [key, rest @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
@@ -58,85 +119,108 @@ pub fn zadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     if pairs.is_empty() || pairs.len() % 2 != 0 {
         return Err(invalid(cmd, "wrong number of arguments"));
     }
-    let (h, mut z) = get_zset(ks, db, cmd, key)?.unwrap_or_default();
+    let longest = pairs.chunks_exact(2).map(|p| p[1].len()).max().unwrap_or(0);
+    let mut z = match get_zset(ks, db, cmd, key)? {
+        Some(z) => z,
+        None if xx => return Ok(()),
+        None => new_zset(pairs.len() / 2, longest),
+    };
     for p in pairs.chunks_exact(2) {
         let s = score(cmd, &p[0])?;
         let m = &p[1];
-        match z.iter_mut().find(|(x, _)| x == m) {
-            Some((_, cur)) => {
-                if nx {
-                    continue;
-                }
-                let new = if incr { *cur + s } else { s };
+        let cur = z.pairs.iter().find(|(x, _)| x == m).map(|(_, c)| *c);
+        let new = match cur {
+            Some(_) if nx => continue,
+            None if xx => continue,
+            Some(c) => {
+                let new = if incr { c + s } else { s };
                 if new.is_nan() {
                     return Err(invalid(cmd, "NaN result: our data differs"));
                 }
-                if (gt && new <= *cur) || (lt && new >= *cur) {
+                // Numerically equal (0 and -0 included): the server leaves the score as is.
+                if (gt && new <= c) || (lt && new >= c) || new == c {
                     continue;
                 }
-                *cur = new;
+                new
             }
-            None => {
-                if xx {
-                    continue;
-                }
-                z.push((m.clone(), s));
-            }
-        }
+            None => s,
+        };
+        upsert(&mut z, st, m, new);
     }
-    store(ks, db, key, &h, &Value::SortedSet(z))
+    put(ks, db, key, z)
 }
 
-pub fn zincrby(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+pub fn zincrby(
+    ks: &mut Keyspace,
+    st: &StreamState,
+    cmd: &str,
+    args: &[Vec<u8>],
+) -> Result<(), ApplyError> {
+    let db = st.db;
     let [key, by, member] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
     let by = score(cmd, by)?;
-    let (h, mut z) = get_zset(ks, db, cmd, key)?.unwrap_or_default();
-    match z.iter_mut().find(|(x, _)| x == member) {
-        Some((_, cur)) => {
-            let n = *cur + by;
-            if n.is_nan() {
-                return Err(invalid(cmd, "NaN result: our data differs"));
-            }
-            *cur = n;
-        }
-        None => z.push((member.clone(), by)),
+    let mut z = match get_zset(ks, db, cmd, key)? {
+        Some(z) => z,
+        None => new_zset(1, member.len()),
+    };
+    let cur = z.pairs.iter().find(|(x, _)| x == member).map(|(_, c)| *c);
+    let n = cur.map_or(by, |c| c + by);
+    if n.is_nan() {
+        return Err(invalid(cmd, "NaN result: our data differs"));
     }
-    store(ks, db, key, &h, &Value::SortedSet(z))
+    if cur == Some(n) {
+        return Ok(());
+    }
+    upsert(&mut z, st, member, n);
+    put(ks, db, key, z)
 }
 
-pub fn zrem(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+pub fn zrem(
+    ks: &mut Keyspace,
+    st: &StreamState,
+    cmd: &str,
+    args: &[Vec<u8>],
+) -> Result<(), ApplyError> {
+    let db = st.db;
     let [key, members @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    let Some((h, mut z)) = get_zset(ks, db, cmd, key)? else {
+    let Some(mut z) = get_zset(ks, db, cmd, key)? else {
         return Ok(());
     };
-    z.retain(|(m, _)| !members.contains(m));
-    store(ks, db, key, &h, &Value::SortedSet(z))
+    z.pairs.retain(|(m, _)| !members.contains(m));
+    put(ks, db, key, z)
 }
 
 /// ZPOPMIN/ZPOPMAX key [count].
-pub fn zpop(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+pub fn zpop(
+    ks: &mut Keyspace,
+    st: &StreamState,
+    cmd: &str,
+    args: &[Vec<u8>],
+) -> Result<(), ApplyError> {
+    let db = st.db;
     let (key, count) = match args {
         [k] => (k, 1usize),
         [k, c] => (k, arg_i64(cmd, c)?.max(0) as usize),
         _ => return Err(invalid(cmd, "wrong number of arguments")),
     };
-    let Some((h, mut z)) = get_zset(ks, db, cmd, key)? else {
+    let Some(mut z) = get_zset(ks, db, cmd, key)? else {
         return Ok(());
     };
-    z.sort_by(|a, b| {
+    z.pairs.sort_by(|a, b| {
         a.1.partial_cmp(&b.1)
             .unwrap_or(std::cmp::Ordering::Equal)
             .then_with(|| a.0.cmp(&b.0))
     });
-    let n = count.min(z.len());
+    let n = count.min(z.pairs.len());
     if cmd == "ZPOPMIN" {
-        z.drain(..n);
+        z.pairs.drain(..n);
     } else {
-        z.truncate(z.len() - n);
+        let keep = z.pairs.len() - n;
+        z.pairs.truncate(keep);
     }
-    store(ks, db, key, &h, &Value::SortedSet(z))
+    put(ks, db, key, z)
 }

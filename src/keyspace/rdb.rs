@@ -36,6 +36,8 @@ pub struct LoadReport {
     /// Empty collections, which no server keeps.
     pub empty_dropped: u64,
     pub functions: u64,
+    /// The server that wrote the file, from its magic and `redis-ver`/`valkey-ver`.
+    pub writer: Option<ServerVersion>,
 }
 
 /// Load a whole file. With `drop_expired_at = Some(now)`, keys whose expiry is before
@@ -48,6 +50,7 @@ pub fn load_rdb<R: Read>(
 ) -> Result<LoadReport, RdbIoError> {
     let mut report = LoadReport::default();
     let mut current_db = 0;
+    let (mut redis_ver, mut valkey_ver) = (None, None);
     while let Some(item) = reader.next_item()? {
         match item {
             Item::Key(k) => {
@@ -69,6 +72,11 @@ pub fn load_rdb<R: Read>(
                 report.keys += 1;
             }
             Item::SelectDb(db) => current_db = db,
+            Item::Aux { key, value } => match key.as_slice() {
+                b"redis-ver" => redis_ver = Some(String::from_utf8_lossy(&value).into_owned()),
+                b"valkey-ver" => valkey_ver = Some(String::from_utf8_lossy(&value).into_owned()),
+                _ => {}
+            },
             Item::ResizeDb { db_size, .. } => ks.reserve(current_db, db_size),
             Item::Function { code } => {
                 ks.functions.push(code);
@@ -82,6 +90,13 @@ pub fn load_rdb<R: Read>(
                         checksum.computed
                     )));
                 }
+                let h = reader.header();
+                report.writer = Some(ServerVersion::infer(
+                    h.dialect == Dialect::Valkey,
+                    h.version,
+                    redis_ver.as_deref(),
+                    valkey_ver.as_deref(),
+                ));
                 return Ok(report);
             }
             _ => {}

@@ -92,6 +92,8 @@ pub struct Replica {
     replid: String,
     offset: i64,
     has_data: bool,
+    /// The master's server version, as its last full-sync payload said.
+    master_version: Option<crate::server_version::ServerVersion>,
     status: Arc<Status>,
     stop: Arc<AtomicBool>,
     controls: Receiver<Control>,
@@ -133,6 +135,7 @@ impl Replica {
             replid: String::new(),
             offset: 0,
             has_data: false,
+            master_version: None,
             status: status.clone(),
             stop: stop.clone(),
             controls: rx,
@@ -248,9 +251,10 @@ impl Replica {
             }
             fullsync::Payload::Mark(_) => info!("full sync started (diskless payload)"),
         }
-        let (ks, _report) = fullsync::load_payload(link, &payload)?;
+        let (ks, report) = fullsync::load_payload(link, &payload)?;
         // Only now, complete and checked, does the new data replace the old.
         self.ks = ks;
+        self.master_version = report.writer;
         self.status.full_syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

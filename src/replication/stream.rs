@@ -39,7 +39,7 @@ impl Replica {
     /// Run the stream until the link fails, a command cannot be applied, or stop is asked.
     pub(super) fn stream(&mut self, link: &mut Link) -> Result<(), ReplError> {
         link.set_read_timeout(POLL)?;
-        let mut st = StreamState::default();
+        let mut st = StreamState::for_master(self.master_version);
         // The first ACK tells a diskless master to start streaming.
         send_ack(link, self.offset)?;
         let mut last_ack = Instant::now();

@@ -74,6 +74,8 @@ fn score(r: &mut Rng) -> String {
         2 => format!("{}", r.below(100) as f64 / 7.0),
         3 => format!("{}", r.below(5)),
         4 => "1e300".into(),
+        // -0: a compact (listpack) set on Redis 7.0+/Valkey stores it as 0, a plain one keeps it.
+        5 => "-0".into(),
         _ => format!("-{}.5", r.below(20)),
     }
 }
