@@ -7,6 +7,15 @@ use crate::keyspace::{Hints, Keyspace};
 use crate::rdb::Value;
 
 pub fn load(ks: &Keyspace, db: u64, key: &[u8]) -> Result<Option<(Hints, Value)>, ApplyError> {
+    Ok(load_typed(ks, db, key)?.map(|(h, v, _)| (h, v)))
+}
+
+/// A key's hints, value and the type byte of its stored encoding, in one lookup.
+pub fn load_typed(
+    ks: &Keyspace,
+    db: u64,
+    key: &[u8],
+) -> Result<Option<(Hints, Value, u8)>, ApplyError> {
     let Some(e) = ks.entry(db, key) else {
         return Ok(None);
     };
@@ -18,7 +27,7 @@ pub fn load(ks: &Keyspace, db: u64, key: &[u8]) -> Result<Option<(Hints, Value)>
                 err: err.to_string(),
             })
         })?;
-    Ok(Some((hints, v)))
+    Ok(Some((hints, v, e.rdb_type())))
 }
 
 /// Store `v` under `key` with `hints`; an empty collection deletes the key instead.

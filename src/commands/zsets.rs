@@ -1,7 +1,7 @@
 //! Sorted-set commands in their propagated forms (GEOADD arrives as ZADD, blocking pops
 //! as ZPOPMIN/ZPOPMAX).
 
-use super::value_ops::{load, wrongtype};
+use super::value_ops::{load_typed, wrongtype};
 use super::{arg_i64, invalid, ApplyError, StreamState};
 use crate::keyspace::{Hints, Keyspace};
 use crate::rdb::types::ZSET_2;
@@ -20,15 +20,12 @@ struct ZSet {
 }
 
 fn get_zset(ks: &Keyspace, db: u64, cmd: &str, key: &[u8]) -> Result<Option<ZSet>, ApplyError> {
-    let plain = ks
-        .entry(db, key)
-        .is_some_and(|e| e.rdb_type() == ZSET_2 || e.rdb_type() == crate::rdb::types::ZSET);
-    match load(ks, db, key)? {
+    match load_typed(ks, db, key)? {
         None => Ok(None),
-        Some((hints, Value::SortedSet(pairs))) => Ok(Some(ZSet {
+        Some((hints, Value::SortedSet(pairs), ty)) => Ok(Some(ZSet {
             hints,
             pairs,
-            listpack: !plain,
+            listpack: ty != ZSET_2 && ty != crate::rdb::types::ZSET,
         })),
         Some(_) => Err(wrongtype(cmd, key)),
     }
