@@ -12,6 +12,7 @@ mod hashes;
 mod keys;
 mod lists;
 mod sets;
+mod stream_groups;
 mod streams;
 mod strings;
 mod value_ops;
@@ -40,6 +41,11 @@ pub struct StreamState {
     /// The master stores a -0 score as 0 in listpack-encoded sorted sets (Redis 7.0+ and
     /// every Valkey print scores there through an integer fast path; 6.2 keeps "-0").
     pub listpack_zero_is_positive: bool,
+    /// XGROUP CREATE/SETID cap ENTRIESREAD at the stream's entries_added (Redis 8.2+,
+    /// measured: 7.4 and every Valkey up to 9.1 store the value as given).
+    pub clamp_entries_read: bool,
+    /// Redis 6.2's XCLAIM moves a pending entry whose stream entry is gone (7.0+ drop it).
+    pub claim_deleted_entries: bool,
 }
 
 impl StreamState {
@@ -48,6 +54,9 @@ impl StreamState {
         StreamState {
             listpack_zero_is_positive: v
                 .is_none_or(|v| v.family == Family::Valkey || v.at_least(7, 0)),
+            clamp_entries_read: v.is_some_and(|v| v.family == Family::Redis && v.at_least(8, 2)),
+            claim_deleted_entries: v
+                .is_some_and(|v| v.family == Family::Redis && !v.at_least(7, 0)),
             ..StreamState::default()
         }
     }
@@ -148,6 +157,11 @@ pub fn apply(ks: &mut Keyspace, st: &mut StreamState, argv: &[Vec<u8>]) -> Resul
         "XDEL" => streams::xdel(ks, st.db, &name, args),
         "XTRIM" => streams::xtrim(ks, st.db, &name, args),
         "XSETID" => streams::xsetid(ks, st.db, &name, args),
+        "XDELEX" => streams::xdelex(ks, st.db, &name, args),
+        "XGROUP" => stream_groups::xgroup(ks, st, args),
+        "XACK" => stream_groups::xack(ks, st.db, &name, args),
+        "XACKDEL" => stream_groups::xackdel(ks, st.db, &name, args),
+        "XCLAIM" => stream_groups::xclaim(ks, st, &name, args),
         "FLUSHDB" => {
             ks.flush_db(st.db);
             Ok(())

@@ -1,9 +1,12 @@
 //! Stream commands in their propagated forms: XADD with a concrete ID and exact trimming
-//! (masters rewrite `*` and `~`), XDEL, XTRIM, XSETID. Consumer groups are not applied yet
-//! (they force a full resync).
+//! (masters rewrite `*` and `~`), XDEL, Redis 8.2's XDELEX, XTRIM, XSETID. Consumer groups
+//! live in `stream_groups`.
 //!
 //! The stream metadata moves as on the server: every XADD counts into `entries_added`, XDEL
-//! raises `max_deleted_id`, the first ID follows the first live entry.
+//! raises `max_deleted_id`, the first ID follows the first live entry. Redis 8.2's deletion
+//! policies decide what a deletion does to consumer groups: KEEPREF (the default) leaves
+//! pending entries alone, DELREF removes them from every group, ACKED deletes only entries
+//! no group still references (pending somewhere, or not yet delivered to some group).
 
 use super::value_ops::{load, store, wrongtype};
 use super::{arg_i64, invalid, ApplyError};
@@ -11,7 +14,7 @@ use crate::keyspace::{Hints, Keyspace};
 use crate::rdb::value::{Stream, StreamEntry, StreamId};
 use crate::rdb::Value;
 
-fn get_stream(
+pub(super) fn get_stream(
     ks: &Keyspace,
     db: u64,
     cmd: &str,
@@ -24,14 +27,20 @@ fn get_stream(
     }
 }
 
-fn put(ks: &mut Keyspace, db: u64, key: &[u8], h: &Hints, mut s: Stream) -> Result<(), ApplyError> {
+pub(super) fn put(
+    ks: &mut Keyspace,
+    db: u64,
+    key: &[u8],
+    h: &Hints,
+    mut s: Stream,
+) -> Result<(), ApplyError> {
     s.length = s.entries.len() as u64;
     s.first_id = Some(s.entries.first().map_or(StreamId::default(), |e| e.id));
     // A stream is kept even when empty.
     store(ks, db, key, h, &Value::Stream(Box::new(s)))
 }
 
-fn parse_id(cmd: &str, a: &[u8]) -> Result<StreamId, ApplyError> {
+pub(super) fn parse_id(cmd: &str, a: &[u8]) -> Result<StreamId, ApplyError> {
     let t = std::str::from_utf8(a).map_err(|_| invalid(cmd, "bad stream ID"))?;
     let (ms, seq) = match t.split_once('-') {
         Some((m, s)) => (m, s),
@@ -46,83 +55,221 @@ fn parse_id(cmd: &str, a: &[u8]) -> Result<StreamId, ApplyError> {
     }
 }
 
-/// Trim from the head, exactly: MAXLEN keeps the newest `n`, MINID drops IDs below it.
-fn trim(s: &mut Stream, cmd: &str, strategy: &[u8], threshold: &[u8]) -> Result<(), ApplyError> {
-    match String::from_utf8_lossy(strategy)
-        .to_ascii_uppercase()
-        .as_str()
-    {
-        "MAXLEN" => {
-            let n = usize::try_from(arg_i64(cmd, threshold)?)
-                .map_err(|_| invalid(cmd, "negative MAXLEN"))?;
-            let drop = s.entries.len().saturating_sub(n);
-            s.entries.drain(..drop);
-        }
-        "MINID" => {
-            let min = parse_id(cmd, threshold)?;
-            s.entries.retain(|e| e.id >= min);
-        }
-        o => return Err(invalid(cmd, format!("unknown trim strategy {o}"))),
-    }
-    Ok(())
+/// What deleting an entry does to consumer groups (Redis 8.2+; KEEPREF before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum DeleteRefs {
+    #[default]
+    Keep,
+    Del,
+    Acked,
 }
 
-/// Trimming options `MAXLEN|MINID [=|~] threshold [LIMIT n]` starting at `args[i]`; returns
-/// (strategy, threshold, next index).
-fn trim_args<'a>(
+impl DeleteRefs {
+    fn from_arg(a: &[u8]) -> Option<DeleteRefs> {
+        match String::from_utf8_lossy(a).to_ascii_uppercase().as_str() {
+            "KEEPREF" => Some(DeleteRefs::Keep),
+            "DELREF" => Some(DeleteRefs::Del),
+            "ACKED" => Some(DeleteRefs::Acked),
+            _ => None,
+        }
+    }
+
+    /// `[KEEPREF|DELREF|ACKED] IDS n id…` as XDELEX and XACKDEL take it.
+    pub(super) fn parse_with_ids(
+        cmd: &str,
+        args: &[Vec<u8>],
+    ) -> Result<(DeleteRefs, Vec<StreamId>), ApplyError> {
+        let mut refs = None;
+        let mut i = 0;
+        while let Some(a) = args.get(i) {
+            if let Some(r) = DeleteRefs::from_arg(a) {
+                if refs.replace(r).is_some() {
+                    return Err(invalid(cmd, "two deletion policies"));
+                }
+                i += 1;
+            } else if a.eq_ignore_ascii_case(b"IDS") {
+                let n = usize::try_from(arg_i64(
+                    cmd,
+                    args.get(i + 1)
+                        .ok_or_else(|| invalid(cmd, "IDS without a count"))?,
+                )?)
+                .map_err(|_| invalid(cmd, "negative ID count"))?;
+                let ids = args
+                    .get(i + 2..)
+                    .filter(|r| r.len() == n)
+                    .ok_or_else(|| invalid(cmd, "ID count does not match the IDs"))?;
+                let ids = ids
+                    .iter()
+                    .map(|a| parse_id(cmd, a))
+                    .collect::<Result<Vec<_>, _>>()?;
+                return Ok((refs.unwrap_or_default(), ids));
+            } else {
+                return Err(invalid(
+                    cmd,
+                    format!("unknown option {}", String::from_utf8_lossy(a)),
+                ));
+            }
+        }
+        Err(invalid(cmd, "no IDS"))
+    }
+}
+
+/// Whether some group still needs `id`: pending in a group, or not yet delivered to one.
+fn referenced(s: &Stream, id: StreamId) -> bool {
+    s.groups
+        .iter()
+        .any(|g| g.last_id < id || g.pending.binary_search_by(|p| p.id.cmp(&id)).is_ok())
+}
+
+/// Apply a deletion policy to `id` before deleting it; false when ACKED keeps it.
+fn may_delete(s: &mut Stream, id: StreamId, refs: DeleteRefs) -> bool {
+    match refs {
+        DeleteRefs::Keep => true,
+        DeleteRefs::Acked => !referenced(s, id),
+        DeleteRefs::Del => {
+            for g in &mut s.groups {
+                super::stream_groups::unpend(g, id);
+            }
+            true
+        }
+    }
+}
+
+/// Delete `ids` one by one under `refs`, raising `max_deleted_id` as XDEL does.
+pub(super) fn delete_entries(s: &mut Stream, ids: &[StreamId], refs: DeleteRefs) {
+    for &id in ids {
+        if !may_delete(s, id, refs) {
+            continue;
+        }
+        if let Ok(i) = s.entries.binary_search_by(|e| e.id.cmp(&id)) {
+            s.entries.remove(i);
+            if s.max_deleted_id.is_none_or(|m| id > m) {
+                s.max_deleted_id = Some(id);
+            }
+        }
+    }
+}
+
+/// A trimming request: MAXLEN keeps the newest `n`, MINID drops IDs below it.
+#[derive(Debug, Clone, Copy)]
+enum Trim {
+    MaxLen(usize),
+    MinId(StreamId),
+}
+
+/// Trim from the head, exactly, under the deletion policy (ACKED skips over entries a
+/// group still needs and goes on). Trimming does not move `max_deleted_id`.
+fn trim(s: &mut Stream, t: Trim, refs: DeleteRefs) {
+    if refs == DeleteRefs::Keep {
+        match t {
+            Trim::MaxLen(n) => {
+                let drop = s.entries.len().saturating_sub(n);
+                s.entries.drain(..drop);
+            }
+            Trim::MinId(min) => s.entries.retain(|e| e.id >= min),
+        }
+        return;
+    }
+    let mut i = 0;
+    while i < s.entries.len() {
+        let id = s.entries[i].id;
+        let stop = match t {
+            Trim::MaxLen(n) => s.entries.len() <= n,
+            Trim::MinId(min) => id >= min,
+        };
+        if stop {
+            break;
+        }
+        if may_delete(s, id, refs) {
+            s.entries.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// The options XADD and XTRIM share, parsed from `args` until the first argument that is
+/// not one (XADD's ID); returns the trimming, the policy, NOMKSTREAM and that index.
+fn trim_options(
     cmd: &str,
-    args: &'a [Vec<u8>],
-    mut i: usize,
-) -> Result<(&'a [u8], &'a [u8], usize), ApplyError> {
-    let strategy = &args[i];
-    i += 1;
-    let mut next = args
-        .get(i)
-        .ok_or_else(|| invalid(cmd, "trim without a threshold"))?;
-    if next.as_slice() == b"=" || next.as_slice() == b"~" {
-        if next.as_slice() == b"~" {
-            return Err(invalid(
-                cmd,
-                "approximate trimming arrived (masters propagate it exact)",
-            ));
+    args: &[Vec<u8>],
+    xadd: bool,
+) -> Result<(Option<Trim>, DeleteRefs, bool, usize), ApplyError> {
+    let mut trimming = None;
+    let mut refs = None;
+    let mut nomkstream = false;
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        let up = String::from_utf8_lossy(a).to_ascii_uppercase();
+        match up.as_str() {
+            "NOMKSTREAM" if xadd => nomkstream = true,
+            "MAXLEN" | "MINID" => {
+                i += 1;
+                let mut v = args
+                    .get(i)
+                    .ok_or_else(|| invalid(cmd, "trim without a threshold"))?;
+                if v.as_slice() == b"~" {
+                    return Err(invalid(
+                        cmd,
+                        "approximate trimming arrived (masters propagate it exact)",
+                    ));
+                }
+                if v.as_slice() == b"=" {
+                    i += 1;
+                    v = args
+                        .get(i)
+                        .ok_or_else(|| invalid(cmd, "trim without a threshold"))?;
+                }
+                trimming = Some(if up == "MAXLEN" {
+                    Trim::MaxLen(
+                        usize::try_from(arg_i64(cmd, v)?)
+                            .map_err(|_| invalid(cmd, "negative MAXLEN"))?,
+                    )
+                } else {
+                    Trim::MinId(parse_id(cmd, v)?)
+                });
+            }
+            // A replica ignores LIMIT: the threshold was rewritten to what the master kept.
+            "LIMIT" => i += 1,
+            _ => match DeleteRefs::from_arg(a) {
+                Some(r) => refs = Some(r),
+                None if xadd => break,
+                None => return Err(invalid(cmd, format!("unknown option {up}"))),
+            },
         }
         i += 1;
-        next = args
-            .get(i)
-            .ok_or_else(|| invalid(cmd, "trim without a threshold"))?;
     }
-    i += 1;
-    if args
-        .get(i)
-        .is_some_and(|a| a.eq_ignore_ascii_case(b"LIMIT"))
-    {
-        i += 2;
+    let refs = refs.unwrap_or_default();
+    if matches!(trimming, Some(Trim::MinId(_))) && refs != DeleteRefs::Keep {
+        // Redis 8.2+ rewrite an approximate MINID trim to `MINID = <first ID of the first
+        // node>`, which may be a deleted entry's ID, so the entries the master removed
+        // inside that node cannot be told from the command (measured: a Redis 8.6.3
+        // replica keeps entries its master deleted). An exact MINID looks the same. A full
+        // resync is the only exact answer.
+        return Err(invalid(
+            cmd,
+            "MINID trimming under DELREF/ACKED cannot be replayed exactly (Redis 8.2+ \
+             propagate an approximate one as a node's first ID)",
+        ));
     }
-    Ok((strategy, next, i))
+    Ok((trimming, refs, nomkstream, i))
+}
+
+/// A stream as XADD or XGROUP CREATE … MKSTREAM makes it.
+pub(super) fn new_stream() -> Stream {
+    Stream {
+        first_id: Some(StreamId::default()),
+        max_deleted_id: Some(StreamId::default()),
+        entries_added: Some(0),
+        ..Stream::default()
+    }
 }
 
 pub fn xadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
     let [key, rest @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    let mut i = 0;
-    let mut nomkstream = false;
-    let mut trimming = None;
-    while let Some(a) = rest.get(i) {
-        let up = String::from_utf8_lossy(a).to_ascii_uppercase();
-        match up.as_str() {
-            "NOMKSTREAM" => {
-                nomkstream = true;
-                i += 1;
-            }
-            "MAXLEN" | "MINID" => {
-                let (s, t, next) = trim_args(cmd, rest, i)?;
-                trimming = Some((s, t));
-                i = next;
-            }
-            _ => break,
-        }
-    }
+    let (trimming, refs, nomkstream, i) = trim_options(cmd, rest, true)?;
     let id = parse_id(cmd, rest.get(i).ok_or_else(|| invalid(cmd, "no ID"))?)?;
     let pairs = &rest[i + 1..];
     if pairs.is_empty() || pairs.len() % 2 != 0 {
@@ -132,17 +279,7 @@ pub fn xadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     if nomkstream && existing.is_none() {
         return Ok(());
     }
-    let (h, mut s) = existing.unwrap_or_else(|| {
-        (
-            Hints::default(),
-            Stream {
-                first_id: Some(StreamId::default()),
-                max_deleted_id: Some(StreamId::default()),
-                entries_added: Some(0),
-                ..Stream::default()
-            },
-        )
-    });
+    let (h, mut s) = existing.unwrap_or_else(|| (Hints::default(), new_stream()));
     if id <= s.last_id {
         return Err(invalid(
             cmd,
@@ -164,8 +301,8 @@ pub fn xadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     if s.max_deleted_id.is_none() {
         s.max_deleted_id = Some(StreamId::default());
     }
-    if let Some((strategy, threshold)) = trimming {
-        trim(&mut s, cmd, strategy, threshold)?;
+    if let Some(t) = trimming {
+        trim(&mut s, t, refs);
     }
     put(ks, db, key, &h, s)
 }
@@ -174,25 +311,27 @@ pub fn xdel(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     let [key, ids @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    let Some((h, mut s)) = get_stream(ks, db, cmd, key)? else {
-        return Ok(());
-    };
     let ids = ids
         .iter()
         .map(|a| parse_id(cmd, a))
         .collect::<Result<Vec<_>, _>>()?;
-    let before = s.entries.len();
-    let mut max_deleted = s.max_deleted_id.unwrap_or_default();
-    s.entries.retain(|e| {
-        let gone = ids.contains(&e.id);
-        if gone && e.id > max_deleted {
-            max_deleted = e.id;
-        }
-        !gone
-    });
-    if s.entries.len() != before {
-        s.max_deleted_id = Some(max_deleted);
-    }
+    let Some((h, mut s)) = get_stream(ks, db, cmd, key)? else {
+        return Ok(());
+    };
+    delete_entries(&mut s, &ids, DeleteRefs::Keep);
+    put(ks, db, key, &h, s)
+}
+
+/// XDELEX key [KEEPREF|DELREF|ACKED] IDS n id… (Redis 8.2+).
+pub fn xdelex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let [key, rest @ ..] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let (refs, ids) = DeleteRefs::parse_with_ids(cmd, rest)?;
+    let Some((h, mut s)) = get_stream(ks, db, cmd, key)? else {
+        return Ok(());
+    };
+    delete_entries(&mut s, &ids, refs);
     put(ks, db, key, &h, s)
 }
 
@@ -200,14 +339,14 @@ pub fn xtrim(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
     let [key, rest @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    if rest.is_empty() {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    }
-    let (strategy, threshold, _) = trim_args(cmd, rest, 0)?;
+    let (trimming, refs, _, _) = trim_options(cmd, rest, false)?;
+    let Some(t) = trimming else {
+        return Err(invalid(cmd, "no trimming strategy"));
+    };
     let Some((h, mut s)) = get_stream(ks, db, cmd, key)? else {
         return Ok(());
     };
-    trim(&mut s, cmd, strategy, threshold)?;
+    trim(&mut s, t, refs);
     put(ks, db, key, &h, s)
 }
 

@@ -12,6 +12,11 @@ fn stream_id(r: &mut Rng) -> String {
     format!("{ms}-{}", r.below(3))
 }
 
+/// The millisecond part the next generated stream ID starts from.
+pub fn current_ms() -> u64 {
+    NEXT_MS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn old_stream_id(r: &mut Rng) -> String {
     let now = NEXT_MS.load(std::sync::atomic::Ordering::Relaxed);
     format!("{}-{}", now.saturating_sub(r.below(40)), r.below(3))
@@ -82,7 +87,11 @@ fn score(r: &mut Rng) -> String {
 
 /// One command as arguments.
 /// `field_ttl`: the server has hash-field expiry (HPEXPIRE, HPERSIST, HSETEX).
-pub fn command(r: &mut Rng, server_major: u32, field_ttl: bool) -> Vec<Vec<u8>> {
+pub fn command(r: &mut Rng, caps: super::gen_more::Caps, field_ttl: bool) -> Vec<Vec<u8>> {
+    let server_major = caps.major;
+    if r.below(8) == 0 {
+        return super::gen_more::extra(r, caps);
+    }
     let s = |x: &str| x.as_bytes().to_vec();
     let n = |x: u64| x.to_string().into_bytes();
     if field_ttl && r.below(25) == 0 {

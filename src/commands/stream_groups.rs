@@ -1,0 +1,382 @@
+//! Stream consumer groups in their propagated forms.
+//!
+//! Masters never send XREADGROUP or XAUTOCLAIM: they send what those did, as
+//! `XCLAIM key group consumer 0 id TIME ms RETRYCOUNT n FORCE JUSTID LASTID id` (a delivery,
+//! a claim, or a pending entry whose stream entry is gone), `XGROUP SETID … ENTRIESREAD n`
+//! (the group's position) and `XGROUP CREATECONSUMER` (a NOACK reader). XGROUP, XACK and
+//! Redis 8.2's XACKDEL arrive as typed.
+//!
+//! Groups, consumers and pending lists are kept sorted (by name, by ID) as the server's
+//! radix trees are, so a snapshot lists them in the server's order. Times a replica takes
+//! from its own clock (a consumer's seen/active time) come from ours; delivery times come
+//! from the master's TIME argument, unclamped, so the pending list holds the master's
+//! values. None of these times is part of `DEBUG DIGEST`.
+
+use super::streams::{delete_entries, get_stream, parse_id, put, DeleteRefs};
+use super::{arg_i64, invalid, now_ms, ApplyError, StreamState};
+use crate::keyspace::{Hints, Keyspace};
+use crate::rdb::value::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamId};
+
+/// The server's marker for an unknown `entries_read`.
+const ENTRIES_READ_INVALID: i64 = -1;
+
+fn upper(a: &[u8]) -> String {
+    String::from_utf8_lossy(a).to_ascii_uppercase()
+}
+
+fn group_index(s: &Stream, name: &[u8]) -> Result<usize, usize> {
+    s.groups.binary_search_by(|g| g.name.as_slice().cmp(name))
+}
+
+fn group_mut<'a>(
+    s: &'a mut Stream,
+    cmd: &str,
+    key: &[u8],
+    name: &[u8],
+) -> Result<&'a mut ConsumerGroup, ApplyError> {
+    match group_index(s, name) {
+        Ok(i) => Ok(&mut s.groups[i]),
+        Err(_) => Err(invalid(
+            cmd,
+            format!(
+                "no group {} on key {}: our data differs",
+                crate::rdb::error::escape_key(name),
+                crate::rdb::error::escape_key(key)
+            ),
+        )),
+    }
+}
+
+/// The consumer's index, creating it (as the server does on first use) when missing.
+fn consumer_index(g: &mut ConsumerGroup, name: &[u8], now: i64) -> usize {
+    match g
+        .consumers
+        .binary_search_by(|c| c.name.as_slice().cmp(name))
+    {
+        Ok(i) => i,
+        Err(i) => {
+            g.consumers.insert(
+                i,
+                Consumer {
+                    name: name.to_vec(),
+                    seen_time_ms: now,
+                    active_time_ms: Some(-1),
+                    pending: Vec::new(),
+                },
+            );
+            i
+        }
+    }
+}
+
+/// Remove `id` from the group's pending list and from its owner's.
+pub(super) fn unpend(g: &mut ConsumerGroup, id: StreamId) -> bool {
+    let Ok(i) = g.pending.binary_search_by(|p| p.id.cmp(&id)) else {
+        return false;
+    };
+    g.pending.remove(i);
+    for c in &mut g.consumers {
+        if let Ok(j) = c.pending.binary_search(&id) {
+            c.pending.remove(j);
+            break;
+        }
+    }
+    true
+}
+
+/// An ID argument that may be `$` (the stream's last ID).
+fn id_or_last(cmd: &str, a: &[u8], s: &Stream) -> Result<StreamId, ApplyError> {
+    if a == b"$" {
+        Ok(s.last_id)
+    } else {
+        parse_id(cmd, a)
+    }
+}
+
+fn entries_read_arg(cmd: &str, opts: &[Vec<u8>]) -> Result<(bool, i64), ApplyError> {
+    let mut mkstream = false;
+    let mut read = ENTRIES_READ_INVALID;
+    let mut i = 0;
+    while i < opts.len() {
+        match upper(&opts[i]).as_str() {
+            "MKSTREAM" => {
+                mkstream = true;
+                i += 1;
+            }
+            "ENTRIESREAD" if i + 1 < opts.len() => {
+                read = arg_i64(cmd, &opts[i + 1])?;
+                i += 2;
+            }
+            o => return Err(invalid(cmd, format!("unknown option {o}"))),
+        }
+    }
+    Ok((mkstream, read))
+}
+
+/// Redis 8.2+ cap a given read counter at the stream's entries_added.
+fn clamp_read(st: &StreamState, s: &Stream, read: i64) -> i64 {
+    let added = s.entries_added.unwrap_or(s.length);
+    if st.clamp_entries_read && read != ENTRIES_READ_INVALID && read as u64 > added {
+        added as i64
+    } else {
+        read
+    }
+}
+
+/// XGROUP CREATE|SETID|DESTROY|CREATECONSUMER|DELCONSUMER.
+pub fn xgroup(ks: &mut Keyspace, st: &StreamState, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let cmd = "XGROUP";
+    let db = st.db;
+    let [sub, key, group, rest @ ..] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let sub = upper(sub);
+    let existing = get_stream(ks, db, cmd, key)?;
+    let (h, mut s) = match (existing, sub.as_str()) {
+        (Some(x), _) => x,
+        (None, "CREATE") if rest.len() > 1 && entries_read_arg(cmd, &rest[1..])?.0 => {
+            (Hints::default(), super::streams::new_stream())
+        }
+        (None, _) => {
+            return Err(invalid(
+                cmd,
+                format!(
+                    "{sub} on missing key {}: our data differs",
+                    crate::rdb::error::escape_key(key)
+                ),
+            ))
+        }
+    };
+    let now = now_ms();
+    match (sub.as_str(), rest) {
+        ("CREATE", [id, opts @ ..]) => {
+            let id = id_or_last(cmd, id, &s)?;
+            let (_, read) = entries_read_arg(cmd, opts)?;
+            let read = clamp_read(st, &s, read);
+            let Err(i) = group_index(&s, group) else {
+                return Err(invalid(cmd, "group exists already: our data differs"));
+            };
+            s.groups.insert(
+                i,
+                ConsumerGroup {
+                    name: group.clone(),
+                    last_id: id,
+                    entries_read: Some(read),
+                    pending: Vec::new(),
+                    consumers: Vec::new(),
+                    unowned: None,
+                },
+            );
+        }
+        ("SETID", [id, opts @ ..]) => {
+            let id = id_or_last(cmd, id, &s)?;
+            let (mk, read) = entries_read_arg(cmd, opts)?;
+            if mk {
+                return Err(invalid(cmd, "MKSTREAM with SETID"));
+            }
+            let read = clamp_read(st, &s, read);
+            let g = group_mut(&mut s, cmd, key, group)?;
+            g.last_id = id;
+            g.entries_read = Some(read);
+        }
+        ("DESTROY", []) => {
+            if let Ok(i) = group_index(&s, group) {
+                s.groups.remove(i);
+            }
+        }
+        ("CREATECONSUMER", [consumer]) => {
+            let g = group_mut(&mut s, cmd, key, group)?;
+            consumer_index(g, consumer, now);
+        }
+        ("DELCONSUMER", [consumer]) => {
+            let g = group_mut(&mut s, cmd, key, group)?;
+            if let Ok(i) = g
+                .consumers
+                .binary_search_by(|c| c.name.as_slice().cmp(consumer))
+            {
+                let c = g.consumers.remove(i);
+                g.pending
+                    .retain(|p| c.pending.binary_search(&p.id).is_err());
+            }
+        }
+        _ => return Err(invalid(cmd, format!("unsupported form of XGROUP {sub}"))),
+    }
+    put(ks, db, key, &h, s)
+}
+
+/// XACK key group id…
+pub fn xack(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let [key, group, ids @ ..] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let ids = ids
+        .iter()
+        .map(|a| parse_id(cmd, a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some((h, mut s)) = get_stream(ks, db, cmd, key)? else {
+        return Ok(());
+    };
+    let Ok(gi) = group_index(&s, group) else {
+        return Ok(());
+    };
+    let g = &mut s.groups[gi];
+    for id in ids {
+        unpend(g, id);
+    }
+    put(ks, db, key, &h, s)
+}
+
+/// XACKDEL key group [KEEPREF|DELREF|ACKED] IDS n id… (Redis 8.2+): acknowledge, then
+/// delete each acknowledged entry as the policy allows.
+pub fn xackdel(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let [key, group, rest @ ..] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let (refs, ids) = DeleteRefs::parse_with_ids(cmd, rest)?;
+    let Some((h, mut s)) = get_stream(ks, db, cmd, key)? else {
+        return Ok(());
+    };
+    let Ok(gi) = group_index(&s, group) else {
+        return Ok(());
+    };
+    let mut acked = Vec::new();
+    for id in ids {
+        if unpend(&mut s.groups[gi], id) {
+            acked.push(id);
+        }
+    }
+    delete_entries(&mut s, &acked, refs);
+    put(ks, db, key, &h, s)
+}
+
+/// XCLAIM key group consumer min-idle id… [IDLE ms] [TIME ms] [RETRYCOUNT n] [FORCE]
+/// [JUSTID] [LASTID id], with the server's rules for each option.
+pub fn xclaim(
+    ks: &mut Keyspace,
+    st: &StreamState,
+    cmd: &str,
+    args: &[Vec<u8>],
+) -> Result<(), ApplyError> {
+    let db = st.db;
+    let [key, group, consumer, min_idle, rest @ ..] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let min_idle = arg_i64(cmd, min_idle)?.max(0);
+    let mut ids = Vec::new();
+    let mut i = 0;
+    while let Some(a) = rest.get(i) {
+        match parse_id(cmd, a) {
+            Ok(id) => ids.push(id),
+            Err(_) => break,
+        }
+        i += 1;
+    }
+    let now = now_ms();
+    let (mut force, mut justid) = (false, false);
+    let mut delivery: Option<i64> = None;
+    let mut retry: Option<i64> = None;
+    let mut last_id = StreamId::default();
+    while i < rest.len() {
+        let opt = upper(&rest[i]);
+        let val = rest.get(i + 1);
+        match (opt.as_str(), val) {
+            ("FORCE", _) => force = true,
+            ("JUSTID", _) => justid = true,
+            ("IDLE", Some(v)) => {
+                delivery = Some(now.saturating_sub(arg_i64(cmd, v)?));
+                i += 1;
+            }
+            ("TIME", Some(v)) => {
+                delivery = Some(arg_i64(cmd, v)?);
+                i += 1;
+            }
+            ("RETRYCOUNT", Some(v)) => {
+                retry = Some(arg_i64(cmd, v)?);
+                i += 1;
+            }
+            ("LASTID", Some(v)) => {
+                last_id = parse_id(cmd, v)?;
+                i += 1;
+            }
+            (o, _) => return Err(invalid(cmd, format!("unknown option {o}"))),
+        }
+        i += 1;
+    }
+    let Some((h, mut s)) = get_stream(ks, db, cmd, key)? else {
+        return Err(invalid(cmd, "no such stream: our data differs"));
+    };
+    let exists: Vec<bool> = ids
+        .iter()
+        .map(|id| s.entries.binary_search_by(|e| e.id.cmp(id)).is_ok())
+        .collect();
+    let g = group_mut(&mut s, cmd, key, group)?;
+    if last_id > g.last_id {
+        g.last_id = last_id;
+    }
+    // A negative time is bogus; the server then uses its own clock. A time ahead of ours
+    // is the master's clock being ahead: kept, so the pending list says what the master's.
+    let delivery = delivery.filter(|&t| t >= 0).unwrap_or(now);
+    let ci = consumer_index(g, consumer, now);
+    g.consumers[ci].seen_time_ms = now;
+    for (id, exists) in ids.into_iter().zip(exists) {
+        let pos = g.pending.binary_search_by(|p| p.id.cmp(&id));
+        if !exists && st.claim_deleted_entries {
+            // 6.2: FORCE creates nothing for a missing entry, an existing pending entry is
+            // claimed as usual.
+            if pos.is_err() {
+                continue;
+            }
+        } else if !exists {
+            // The entry is gone: the pending entry is dropped (propagated as such).
+            if pos.is_ok() {
+                unpend(g, id);
+            }
+            continue;
+        }
+        let pi = match pos {
+            Ok(pi) => {
+                if min_idle > 0 && now.saturating_sub(g.pending[pi].delivery_time_ms) < min_idle {
+                    continue;
+                }
+                pi
+            }
+            Err(pi) if force => {
+                g.pending.insert(
+                    pi,
+                    PendingEntry {
+                        id,
+                        delivery_time_ms: now,
+                        delivery_count: 1,
+                    },
+                );
+                pi
+            }
+            Err(_) => continue,
+        };
+        // Move ownership to `consumer`.
+        let owner = g
+            .consumers
+            .iter()
+            .position(|c| c.pending.binary_search(&id).is_ok());
+        if owner != Some(ci) {
+            if let Some(o) = owner {
+                if let Ok(j) = g.consumers[o].pending.binary_search(&id) {
+                    g.consumers[o].pending.remove(j);
+                }
+            }
+            let c = &mut g.consumers[ci];
+            if let Err(j) = c.pending.binary_search(&id) {
+                c.pending.insert(j, id);
+            }
+        }
+        let p = &mut g.pending[pi];
+        p.delivery_time_ms = delivery;
+        match retry {
+            Some(n) if n >= 0 => p.delivery_count = n as u64,
+            _ if !justid => p.delivery_count += 1,
+            _ => {}
+        }
+        g.consumers[ci].active_time_ms = Some(now);
+    }
+    put(ks, db, key, &h, s)
+}
