@@ -71,8 +71,8 @@ impl Zone {
         let sign = match b.first() {
             Some(b'+') => 1,
             Some(b'-') => -1,
-            // A name (letters, maybe a slash) is a zone we recognise but cannot compute yet;
-            // anything else is a typo, and the two deserve different advice.
+            // Letters mean a zone name (IANA, "CET"…), which we cannot compute yet; anything
+            // else is a typo. The two deserve different advice.
             _ if s.bytes().any(|c| c.is_ascii_alphabetic()) => {
                 return Err(RetentionError::NamedZone(s.to_string()))
             }
@@ -312,16 +312,18 @@ pub struct Verdict {
     pub decision: Decision,
 }
 
-/// Newest first: later time first and, for equal times, the greater id first, so ties are
-/// decided the same way on every run whatever order storage listed them in (our ids end in
-/// `-N` when a second was taken twice, so the greater id is the later snapshot).
+/// Newest first: later time first and, for equal times, the greater id first, so a tie is
+/// decided the same way on every run whatever order storage listed the snapshots in. (With
+/// our ids, `YYYYMMDDTHHMMSSZ` plus `-N` when the second was taken, the greater id is usually
+/// the later one; determinism is what matters.)
 fn newest_first(a: &Snapshot, b: &Snapshot) -> Ordering {
     b.created_at
         .cmp(&a.created_at)
         .then_with(|| b.id.cmp(&a.id))
 }
 
-/// Decide every snapshot: one verdict each, newest first (see [`newest_first`]).
+/// Decide every snapshot: one verdict each, newest first (by time, then by id for equal
+/// times).
 pub fn apply(policy: &Policy, snapshots: &[Snapshot]) -> Vec<Verdict> {
     let mut sorted: Vec<&Snapshot> = snapshots.iter().collect();
     sorted.sort_by(|a, b| newest_first(a, b));
