@@ -372,6 +372,7 @@ pub fn apply(policy: &Policy, snapshots: &[Snapshot]) -> Vec<Verdict> {
                     });
                     last_kept = Some(bucket);
                     if let Count::Limit(n) = &mut left {
+                        // Cannot underflow: an active Limit is above 0.
                         *n -= 1;
                     }
                 }
