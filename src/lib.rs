@@ -14,5 +14,6 @@ pub mod keyspace;
 pub mod rdb;
 pub mod replication;
 pub mod resp;
+pub mod retention;
 pub mod server_version;
 pub mod summary;
