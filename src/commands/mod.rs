@@ -7,6 +7,7 @@
 //! master succeeded, is an [`ApplyError`], which the replication layer answers with a full
 //! resync rather than drifting.
 
+mod bits;
 mod functions;
 mod hashes;
 mod keys;
@@ -17,6 +18,7 @@ mod streams;
 mod strings;
 mod value_ops;
 mod zsets;
+mod zstore;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,8 +43,11 @@ pub struct StreamState {
     /// The master stores a -0 score as 0 in listpack-encoded sorted sets (Redis 7.0+ and
     /// every Valkey print scores there through an integer fast path; 6.2 keeps "-0").
     pub listpack_zero_is_positive: bool,
-    /// XGROUP CREATE/SETID cap ENTRIESREAD at the stream's entries_added (Redis 8.2+,
-    /// measured: 7.4 and every Valkey up to 9.1 store the value as given).
+    /// XGROUP CREATE/SETID cap ENTRIESREAD at the stream's entries_added (Redis 8.2+;
+    /// measured: 7.4 and every Valkey up to 9.1 store the value as given). The servers'
+    /// own replicas cap the SETID an XREADGROUP propagates too, so after XSETID lowered
+    /// entries_added below a group's counter they hold a smaller counter than the master
+    /// (measured on 8.2.3); we do as they do.
     pub clamp_entries_read: bool,
     /// Redis 6.2's XCLAIM moves a pending entry whose stream entry is gone (7.0+ drop it).
     pub claim_deleted_entries: bool,
@@ -141,6 +146,15 @@ pub fn apply(ks: &mut Keyspace, st: &mut StreamState, argv: &[Vec<u8>]) -> Resul
         "SADD" => sets::sadd(ks, st.db, &name, args),
         "SREM" => sets::srem(ks, st.db, &name, args),
         "SMOVE" => sets::smove(ks, st.db, &name, args),
+        "SINTERSTORE" | "SUNIONSTORE" | "SDIFFSTORE" => sets::setop_store(ks, st.db, &name, args),
+        "ZUNIONSTORE" | "ZINTERSTORE" | "ZDIFFSTORE" => zstore::zsetop_store(ks, st, &name, args),
+        "ZRANGESTORE" => zstore::zrangestore(ks, st, &name, args),
+        "ZREMRANGEBYRANK" | "ZREMRANGEBYSCORE" | "ZREMRANGEBYLEX" => {
+            zstore::zremrange(ks, st, &name, args)
+        }
+        "SETBIT" => bits::setbit(ks, st.db, &name, args),
+        "BITOP" => bits::bitop(ks, st.db, &name, args),
+        "BITFIELD" => bits::bitfield(ks, st.db, &name, args),
         "ZADD" => zsets::zadd(ks, st, &name, args),
         "ZINCRBY" => zsets::zincrby(ks, st, &name, args),
         "ZREM" => zsets::zrem(ks, st, &name, args),

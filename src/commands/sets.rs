@@ -62,3 +62,49 @@ pub fn smove(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
     }
     store(ks, db, dst, &dh, &Value::Set(dm))
 }
+
+/// SINTERSTORE / SUNIONSTORE / SDIFFSTORE dest key…: the destination is replaced (no
+/// TTL), or deleted when the result is empty; a missing source reads as empty.
+pub fn setop_store(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    args: &[Vec<u8>],
+) -> Result<(), ApplyError> {
+    let [dest, keys @ ..] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    if keys.is_empty() {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    }
+    let mut sources = Vec::with_capacity(keys.len());
+    for k in keys {
+        sources.push(get_set(ks, db, cmd, k)?.map(|(_, m)| m).unwrap_or_default());
+    }
+    let contains = |s: &Vec<Vec<u8>>, x: &Vec<u8>| s.contains(x);
+    let Some((first, rest)) = sources.split_first() else {
+        return Err(invalid(cmd, "no source keys"));
+    };
+    let result: Vec<Vec<u8>> = match cmd {
+        "SINTERSTORE" => first
+            .iter()
+            .filter(|x| rest.iter().all(|s| contains(s, x)))
+            .cloned()
+            .collect(),
+        "SDIFFSTORE" => first
+            .iter()
+            .filter(|x| !rest.iter().any(|s| contains(s, x)))
+            .cloned()
+            .collect(),
+        _ => {
+            let mut seen = std::collections::HashSet::new();
+            sources
+                .iter()
+                .flatten()
+                .filter(|x| seen.insert(x.as_slice()))
+                .cloned()
+                .collect()
+        }
+    };
+    store(ks, db, dest, &Hints::default(), &Value::Set(result))
+}

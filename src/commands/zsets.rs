@@ -8,18 +8,18 @@ use crate::rdb::types::ZSET_2;
 use crate::rdb::writer::target::thresholds::{ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
 use crate::rdb::Value;
 
-type Pairs = Vec<(Vec<u8>, f64)>;
+pub(super) type Pairs = Vec<(Vec<u8>, f64)>;
 
 /// A sorted set as the master holds it: its pairs, and whether it is still in the compact
 /// (listpack) encoding, which matters because the master prints scores into a listpack
 /// through an integer fast path that turns -0 into 0 (Redis 7.0+, Valkey).
-struct ZSet {
-    hints: Hints,
-    pairs: Pairs,
-    listpack: bool,
+pub(super) struct ZSet {
+    pub(super) hints: Hints,
+    pub(super) pairs: Pairs,
+    pub(super) listpack: bool,
 }
 
-fn get_zset(ks: &Keyspace, db: u64, cmd: &str, key: &[u8]) -> Result<Option<ZSet>, ApplyError> {
+pub(super) fn get_zset(ks: &Keyspace, db: u64, cmd: &str, key: &[u8]) -> Result<Option<ZSet>, ApplyError> {
     match load_typed(ks, db, key)? {
         None => Ok(None),
         Some((hints, Value::SortedSet(pairs), ty)) => Ok(Some(ZSet {
@@ -33,7 +33,7 @@ fn get_zset(ks: &Keyspace, db: u64, cmd: &str, key: &[u8]) -> Result<Option<ZSet
 
 /// A new key: compact unless the command's own members already exceed the thresholds
 /// (the servers size a new set from the command's element count and longest member).
-fn new_zset(count: usize, longest: usize) -> ZSet {
+pub(super) fn new_zset(count: usize, longest: usize) -> ZSet {
     ZSet {
         hints: Hints::default(),
         pairs: Vec::new(),
@@ -43,7 +43,7 @@ fn new_zset(count: usize, longest: usize) -> ZSet {
 
 /// Insert or update one member the way the server does: a compact set that would grow past
 /// its thresholds is converted first; a score stored compact has the listpack's -0 rule.
-fn upsert(z: &mut ZSet, st: &StreamState, member: &[u8], score: f64) {
+pub(super) fn upsert(z: &mut ZSet, st: &StreamState, member: &[u8], score: f64) {
     let exists = z.pairs.iter().any(|(m, _)| m == member);
     if z.listpack
         && !exists
@@ -62,7 +62,7 @@ fn upsert(z: &mut ZSet, st: &StreamState, member: &[u8], score: f64) {
     }
 }
 
-fn put(ks: &mut Keyspace, db: u64, key: &[u8], z: ZSet) -> Result<(), ApplyError> {
+pub(super) fn put(ks: &mut Keyspace, db: u64, key: &[u8], z: ZSet) -> Result<(), ApplyError> {
     if z.pairs.is_empty() {
         ks.remove(db, key);
         return Ok(());
@@ -73,7 +73,7 @@ fn put(ks: &mut Keyspace, db: u64, key: &[u8], z: ZSet) -> Result<(), ApplyError
     Ok(())
 }
 
-fn score(cmd: &str, a: &[u8]) -> Result<f64, ApplyError> {
+pub(super) fn score(cmd: &str, a: &[u8]) -> Result<f64, ApplyError> {
     crate::rdb::parse_double(a)
         .filter(|d| !d.is_nan())
         .ok_or_else(|| {

@@ -38,6 +38,11 @@ pub struct Rules {
     pub databases: u64,
     /// Valkey's `rdb-version-check relaxed`: load RDB versions newer than its own.
     pub relaxed_version: bool,
+    /// Digest the data as a running server holds it, not as one loading it would: a
+    /// skiplist-encoded sorted set stays a skiplist (the master keeps a set that shrank
+    /// below the listpack thresholds plain, and its -0 scores with it; only a load or a
+    /// restart rebuilds it compact). Off for files, on for a replica's live keyspace.
+    pub as_held: bool,
 }
 
 impl Rules {
@@ -72,6 +77,7 @@ impl Rules {
             },
             databases: DEFAULT_DATABASES,
             relaxed_version: false,
+            as_held: false,
         })
     }
 

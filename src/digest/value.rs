@@ -142,7 +142,8 @@ fn object_digest(
 fn zset(acc: &mut Acc, rules: &Rules, rdb_type: u8, members: &[(Vec<u8>, f64)]) {
     // A skiplist-layout zset small enough is turned into a listpack after load; from 7.0
     // on the server stores integral scores there as integers, so -0 becomes 0.
-    let rebuilt_as_listpack = matches!(rdb_type, ZSET | ZSET_2)
+    let rebuilt_as_listpack = !rules.as_held
+        && matches!(rdb_type, ZSET | ZSET_2)
         && members.len() <= ZSET_MAX_LISTPACK_ENTRIES
         && members
             .iter()

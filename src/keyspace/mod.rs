@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use hashbrown::HashTable;
 
 pub use entry::{Entry, Hints};
-pub use rdb::{digest_snapshot, load_rdb, write_snapshot, LoadReport, RdbIoError};
+pub use rdb::{
+    digest_snapshot, digest_snapshot_as_held, digest_snapshot_with, load_rdb, write_snapshot, LoadReport, RdbIoError};
 pub use snapshot::Snapshot;
 
 use crate::rdb::value::Value;

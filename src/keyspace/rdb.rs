@@ -174,11 +174,38 @@ pub fn write_snapshot<W: Write>(
 
 /// The `DEBUG DIGEST` a server of version `target` would answer holding this snapshot.
 pub fn digest_snapshot(
-    mut snap: Snapshot,
+    snap: Snapshot,
     target: ServerVersion,
     now_ms: i64,
 ) -> Result<String, RdbIoError> {
     let rules = Rules::for_target(target).map_err(RdbIoError::Other)?;
+    digest_snapshot_with(snap, rules, now_ms)
+}
+
+/// The `DEBUG DIGEST` the master itself answers for the data it holds now (a replica's
+/// live keyspace follows the master's encodings; see [`Rules::as_held`]).
+pub fn digest_snapshot_as_held(
+    snap: Snapshot,
+    target: ServerVersion,
+    now_ms: i64,
+) -> Result<String, RdbIoError> {
+    let rules = Rules::for_target(target).map_err(RdbIoError::Other)?;
+    digest_snapshot_with(
+        snap,
+        Rules {
+            as_held: true,
+            ..rules
+        },
+        now_ms,
+    )
+}
+
+/// The digest of a snapshot under `rules`.
+pub fn digest_snapshot_with(
+    mut snap: Snapshot,
+    rules: Rules,
+    now_ms: i64,
+) -> Result<String, RdbIoError> {
     let mut d = DatasetDigest::new(rules, now_ms);
     while let Some((db, entries)) = snap.next_shard() {
         for e in &entries {

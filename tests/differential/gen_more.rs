@@ -205,8 +205,198 @@ pub fn stream_group(r: &mut Rng, caps: Caps) -> Vec<Vec<u8>> {
     }
 }
 
+/// Keys of one family, or the names every type shares.
+fn fkey(r: &mut Rng, prefix: &str) -> Vec<u8> {
+    if r.below(5) == 0 {
+        format!("shared{}", r.below(6)).into_bytes()
+    } else {
+        format!("{prefix}{}", r.below(8)).into_bytes()
+    }
+}
+
+/// Bitmaps on the string keys (`s*`, shared with gen.rs's string commands).
+pub fn bitmap(r: &mut Rng, caps: Caps) -> Vec<Vec<u8>> {
+    let k = fkey(r, "s");
+    match r.below(6) {
+        0 | 1 => vec![
+            s("SETBIT"),
+            k,
+            n(match r.below(3) {
+                0 => r.below(16),
+                1 => r.below(700),
+                _ => 4000 + r.below(100),
+            }),
+            n(r.below(2)),
+        ],
+        2 | 3 => {
+            let ops: &[&'static str] = if caps.redis_at_least(8, 2) {
+                &["AND", "OR", "XOR", "NOT", "DIFF", "DIFF1", "ANDOR", "ONE"]
+            } else {
+                &["AND", "OR", "XOR", "NOT"]
+            };
+            let op = r.pick(ops);
+            let mut c = vec![s("BITOP"), s(op), fkey(r, "s")];
+            let srcs = match op {
+                "NOT" => 1,
+                "DIFF" | "DIFF1" | "ANDOR" => 2 + r.below(2),
+                _ => 1 + r.below(3),
+            };
+            for _ in 0..srcs {
+                c.push(fkey(r, "s"));
+            }
+            c
+        }
+        _ => {
+            let mut c = vec![s("BITFIELD"), k];
+            for _ in 0..1 + r.below(3) {
+                // OVERFLOW FAIL is left out: a failing write that grew the string leaves
+                // the master with bytes it never propagates (every replica lacks them).
+                if r.below(3) == 0 {
+                    c.extend([s("OVERFLOW"), s(r.pick(&["WRAP", "SAT"]))]);
+                }
+                let signed = r.below(2) == 0;
+                let bits = if signed { 1 + r.below(64) } else { 1 + r.below(63) };
+                let ty = format!("{}{bits}", if signed { "i" } else { "u" }).into_bytes();
+                let off = if r.below(3) == 0 {
+                    format!("#{}", r.below(10)).into_bytes()
+                } else {
+                    n(r.below(200))
+                };
+                match r.below(3) {
+                    0 => c.extend([s("GET"), ty, off]),
+                    1 => c.extend([s("SET"), ty, off, i(r.next() as i64 >> r.below(64))]),
+                    _ => c.extend([s("INCRBY"), ty, off, i((r.next() as i64) >> (r.below(64)))]),
+                }
+            }
+            c
+        }
+    }
+}
+
+/// A score as a client writes it, edges included.
+fn zscore(r: &mut Rng) -> Vec<u8> {
+    s(r.pick(&["0", "-0", "1", "2.5", "-3", "inf", "-inf", "1e300", "0.1", "7"]))
+}
+
+/// The *STORE family and the range removals.
+pub fn stores(r: &mut Rng, caps: Caps) -> Vec<Vec<u8>> {
+    match r.below(7) {
+        0 | 1 => {
+            let mut c = vec![
+                s(r.pick(&["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"])),
+                fkey(r, "t"),
+            ];
+            for _ in 0..1 + r.below(3) {
+                c.push(fkey(r, "t"));
+            }
+            c
+        }
+        2 | 3 => {
+            let cmds: &[&'static str] = if caps.major >= 7 || (caps.major == 6 && caps.minor >= 2) {
+                &["ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"]
+            } else {
+                &["ZUNIONSTORE", "ZINTERSTORE"]
+            };
+            let cmd = r.pick(cmds);
+            let keys = 1 + r.below(3);
+            let mut c = vec![s(cmd), fkey(r, "z"), n(keys)];
+            for _ in 0..keys {
+                // Sets are valid sources too (members score 1).
+                c.push(if r.below(4) == 0 { fkey(r, "t") } else { fkey(r, "z") });
+            }
+            if cmd != "ZDIFFSTORE" {
+                if r.below(2) == 0 {
+                    c.push(s("WEIGHTS"));
+                    for _ in 0..keys {
+                        c.push(zscore(r));
+                    }
+                }
+                if r.below(2) == 0 {
+                    c.extend([s("AGGREGATE"), s(r.pick(&["SUM", "MIN", "MAX"]))]);
+                }
+            }
+            c
+        }
+        4 => {
+            let mut c = vec![s("ZRANGESTORE"), fkey(r, "z"), fkey(r, "z")];
+            let rev = r.below(3) == 0;
+            match r.below(3) {
+                0 => {
+                    c.extend([i(r.below(8) as i64 - 4), i(r.below(10) as i64 - 3)]);
+                }
+                1 => {
+                    let (a, b) = (zscore(r), zscore(r));
+                    let mut a = a;
+                    if r.below(3) == 0 {
+                        a.insert(0, b'(');
+                    }
+                    c.extend([a, b, s("BYSCORE")]);
+                }
+                _ => {
+                    // Lex ranges on sets of one score (on mixed scores a skiplist set's
+                    // answer depends on the master's random levels: we resync on those).
+                    c[2] = lex_key(r);
+                    let bound = |r: &mut Rng| match r.below(4) {
+                        0 => s("-"),
+                        1 => s("+"),
+                        2 => format!("[m{}", r.below(12)).into_bytes(),
+                        _ => format!("(m{}", r.below(12)).into_bytes(),
+                    };
+                    let (a, b) = (bound(r), bound(r));
+                    c.extend([a, b, s("BYLEX")]);
+                }
+            }
+            if rev {
+                c.push(s("REV"));
+            }
+            if c.contains(&s("BYSCORE")) || c.contains(&s("BYLEX")) {
+                if r.below(3) == 0 {
+                    c.extend([s("LIMIT"), n(r.below(3)), i(r.below(5) as i64 - 1)]);
+                }
+            }
+            c
+        }
+        5 => vec![
+            s("ZREMRANGEBYRANK"),
+            fkey(r, "z"),
+            i(r.below(6) as i64 - 3),
+            i(r.below(6) as i64 - 2),
+        ],
+        _ => {
+            if r.below(2) == 0 {
+                vec![s("ZREMRANGEBYSCORE"), fkey(r, "z"), zscore(r), zscore(r)]
+            } else {
+                vec![
+                    s("ZREMRANGEBYLEX"),
+                    lex_key(r),
+                    s(r.pick(&["-", "[m3", "(m5"])),
+                    s(r.pick(&["+", "[m8", "(m2"])),
+                ]
+            }
+        }
+    }
+}
+
+/// Sorted sets whose members all score 0, for lex ranges; sometimes over 128 members.
+fn lex_key(r: &mut Rng) -> Vec<u8> {
+    format!("lex{}", r.below(3)).into_bytes()
+}
+
+fn lex_fill(r: &mut Rng) -> Vec<Vec<u8>> {
+    let mut c = vec![s("ZADD"), lex_key(r)];
+    for _ in 0..1 + r.below(20) {
+        c.push(s("0"));
+        c.push(format!("m{}", r.below(200)).into_bytes());
+    }
+    c
+}
+
 /// One command of the families this file adds.
 pub fn extra(r: &mut Rng, caps: Caps) -> Vec<Vec<u8>> {
-    let _ = i;
-    stream_group(r, caps)
+    match r.below(7) {
+        0 | 1 => stream_group(r, caps),
+        2 => bitmap(r, caps),
+        3 => lex_fill(r),
+        _ => stores(r, caps),
+    }
 }

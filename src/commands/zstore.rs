@@ -1,0 +1,458 @@
+//! Sorted-set commands that compute a range or a combination: ZUNIONSTORE, ZINTERSTORE,
+//! ZDIFFSTORE (WEIGHTS, AGGREGATE SUM|MIN|MAX|COUNT), ZRANGESTORE and ZREMRANGEBYRANK|
+//! SCORE|LEX, all propagated as typed.
+//!
+//! Floating-point results must equal the master's to the last bit, so the arithmetic
+//! follows the server step by step: sources ordered by size (stable among equals) for
+//! union and intersection, each score multiplied by its weight with NaN turned into 0, sums
+//! folded in that source order with a NaN sum turned into 0. The destination loses its
+//! TTL, is deleted when the result is empty, and is compact (listpack) when the result is
+//! small: there -0 is stored as 0 on Redis 7.0+ and Valkey, as in `zsets`.
+
+use std::collections::HashMap;
+
+use super::value_ops::{load, wrongtype};
+use super::zsets::{get_zset, new_zset, put, score, upsert, Pairs, ZSet};
+use super::{arg_i64, invalid, ApplyError, StreamState};
+use crate::keyspace::{Hints, Keyspace};
+use crate::rdb::writer::target::thresholds::{ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
+use crate::rdb::Value;
+
+fn upper(a: &[u8]) -> String {
+    String::from_utf8_lossy(a).to_ascii_uppercase()
+}
+
+/// A source of a set operation: a sorted set, or a set whose members score 1.
+fn source(ks: &Keyspace, db: u64, cmd: &str, key: &[u8]) -> Result<Pairs, ApplyError> {
+    match load(ks, db, key)? {
+        None => Ok(Vec::new()),
+        Some((_, Value::SortedSet(p))) => Ok(p),
+        Some((_, Value::Set(m))) => Ok(m.into_iter().map(|x| (x, 1.0)).collect()),
+        Some(_) => Err(wrongtype(cmd, key)),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aggregate {
+    Sum,
+    Min,
+    Max,
+    Count,
+}
+
+fn aggregate(target: &mut f64, val: f64, agg: Aggregate) {
+    match agg {
+        Aggregate::Sum | Aggregate::Count => {
+            *target += val;
+            if target.is_nan() {
+                *target = 0.0;
+            }
+        }
+        Aggregate::Min => {
+            if val < *target {
+                *target = val
+            }
+        }
+        Aggregate::Max => {
+            if val > *target {
+                *target = val
+            }
+        }
+    }
+}
+
+fn weighted(score: f64, weight: f64, agg: Aggregate) -> f64 {
+    let s = if agg == Aggregate::Count {
+        weight
+    } else {
+        weight * score
+    };
+    if s.is_nan() {
+        0.0
+    } else {
+        s
+    }
+}
+
+/// Store a computed result the way the server does: built plain, converted to compact when
+/// small enough (where the listpack's -0 rule applies), deleted when empty.
+fn store_result(
+    ks: &mut Keyspace,
+    st: &StreamState,
+    dest: &[u8],
+    pairs: Pairs,
+) -> Result<(), ApplyError> {
+    let longest = pairs.iter().map(|(m, _)| m.len()).max().unwrap_or(0);
+    let listpack = pairs.len() <= ZSET_MAX_LISTPACK_ENTRIES && longest <= ZSET_MAX_LISTPACK_VALUE;
+    let pairs = if listpack && st.listpack_zero_is_positive {
+        pairs
+            .into_iter()
+            .map(|(m, s)| (m, if s == 0.0 { 0.0 } else { s }))
+            .collect()
+    } else {
+        pairs
+    };
+    put(
+        ks,
+        st.db,
+        dest,
+        ZSet {
+            hints: Hints::default(),
+            pairs,
+            listpack,
+        },
+    )
+}
+
+/// ZUNIONSTORE / ZINTERSTORE / ZDIFFSTORE dest numkeys key… [WEIGHTS w…] [AGGREGATE a].
+pub fn zsetop_store(
+    ks: &mut Keyspace,
+    st: &StreamState,
+    cmd: &str,
+    args: &[Vec<u8>],
+) -> Result<(), ApplyError> {
+    let [dest, numkeys, rest @ ..] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let n = usize::try_from(arg_i64(cmd, numkeys)?)
+        .ok()
+        .filter(|&n| n >= 1 && n <= rest.len())
+        .ok_or_else(|| invalid(cmd, "bad number of keys"))?;
+    let (keys, opts) = rest.split_at(n);
+    let mut weights = vec![1.0f64; n];
+    let mut agg = Aggregate::Sum;
+    let mut i = 0;
+    while i < opts.len() {
+        match upper(&opts[i]).as_str() {
+            "WEIGHTS" if opts.len() > i + n => {
+                for (j, w) in weights.iter_mut().enumerate() {
+                    *w = crate::rdb::parse_double(&opts[i + 1 + j])
+                        .filter(|d| !d.is_nan())
+                        .ok_or_else(|| invalid(cmd, "weight is not a float"))?;
+                }
+                i += 1 + n;
+            }
+            "AGGREGATE" if opts.len() > i + 1 => {
+                agg = match upper(&opts[i + 1]).as_str() {
+                    "SUM" => Aggregate::Sum,
+                    "MIN" => Aggregate::Min,
+                    "MAX" => Aggregate::Max,
+                    "COUNT" => Aggregate::Count,
+                    o => return Err(invalid(cmd, format!("unknown AGGREGATE {o}"))),
+                };
+                i += 2;
+            }
+            o => return Err(invalid(cmd, format!("unknown option {o}"))),
+        }
+    }
+    let mut srcs = Vec::with_capacity(n);
+    for (k, w) in keys.iter().zip(weights) {
+        srcs.push((source(ks, st.db, cmd, k)?, w, k.as_slice()));
+    }
+    let result: Pairs = match cmd {
+        "ZDIFFSTORE" => {
+            let (first, others) = srcs.split_first().map_or((None, &[][..]), |(f, o)| (Some(f), o));
+            let mut out = Vec::new();
+            if let Some((first, _, _)) = first {
+                for (m, s) in first {
+                    if !others.iter().any(|(o, _, _)| o.iter().any(|(x, _)| x == m)) {
+                        out.push((m.clone(), *s));
+                    }
+                }
+            }
+            out
+        }
+        "ZINTERSTORE" => {
+            // The smallest source drives; a key named twice is the same object.
+            srcs.sort_by_key(|(p, _, _)| p.len());
+            let lookups: Vec<HashMap<&[u8], f64>> = srcs
+                .iter()
+                .map(|(p, _, _)| p.iter().map(|(m, s)| (m.as_slice(), *s)).collect())
+                .collect();
+            let mut out = Vec::new();
+            if let Some(((first, w0, k0), rest)) = srcs.split_first() {
+                'member: for (m, s) in first {
+                    let mut acc = weighted(*s, *w0, agg);
+                    for (j, (_, w, k)) in rest.iter().enumerate() {
+                        let v = if k == k0 {
+                            *s
+                        } else {
+                            match lookups[j + 1].get(m.as_slice()) {
+                                Some(v) => *v,
+                                None => continue 'member,
+                            }
+                        };
+                        aggregate(&mut acc, weighted(v, *w, agg), agg);
+                    }
+                    out.push((m.clone(), acc));
+                }
+            }
+            out
+        }
+        "ZUNIONSTORE" => {
+            srcs.sort_by_key(|(p, _, _)| p.len());
+            let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+            let mut out: Pairs = Vec::new();
+            for (p, w, _) in &srcs {
+                for (m, s) in p {
+                    let v = weighted(*s, *w, agg);
+                    match index.get(m) {
+                        Some(&at) => aggregate(&mut out[at].1, v, agg),
+                        None => {
+                            index.insert(m.clone(), out.len());
+                            out.push((m.clone(), v));
+                        }
+                    }
+                }
+            }
+            out
+        }
+        _ => return Err(invalid(cmd, "not a set operation")),
+    };
+    store_result(ks, st, dest, result)
+}
+
+/// Pairs in the set's order: score, then member bytes.
+fn sorted(mut p: Pairs) -> Pairs {
+    p.sort_by(|a, b| {
+        a.1.partial_cmp(&b.1)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    p
+}
+
+/// A score bound: value and whether it is exclusive (`(1.5`).
+fn score_bound(cmd: &str, a: &[u8]) -> Result<(f64, bool), ApplyError> {
+    match a.strip_prefix(b"(") {
+        Some(rest) => Ok((score(cmd, rest)?, true)),
+        None => Ok((score(cmd, a)?, false)),
+    }
+}
+
+/// A lex bound: `-`, `+`, `[x` or `(x`.
+#[derive(Debug, Clone)]
+enum Lex {
+    Min,
+    Max,
+    Incl(Vec<u8>),
+    Excl(Vec<u8>),
+}
+
+fn lex_bound(cmd: &str, a: &[u8]) -> Result<Lex, ApplyError> {
+    match a.split_first() {
+        Some((b'-', [])) => Ok(Lex::Min),
+        Some((b'+', [])) => Ok(Lex::Max),
+        Some((b'[', r)) => Ok(Lex::Incl(r.to_vec())),
+        Some((b'(', r)) => Ok(Lex::Excl(r.to_vec())),
+        _ => Err(invalid(cmd, "bad lex range")),
+    }
+}
+
+fn above_min(m: &[u8], b: &Lex) -> bool {
+    match b {
+        Lex::Min => true,
+        Lex::Max => false,
+        Lex::Incl(x) => m >= x.as_slice(),
+        Lex::Excl(x) => m > x.as_slice(),
+    }
+}
+
+fn below_max(m: &[u8], b: &Lex) -> bool {
+    match b {
+        Lex::Min => false,
+        Lex::Max => true,
+        Lex::Incl(x) => m <= x.as_slice(),
+        Lex::Excl(x) => m < x.as_slice(),
+    }
+}
+
+/// Ranks `start..=end` (negative from the end) of a set of `len`, clamped as ZRANGE does.
+fn rank_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let start = if start < 0 { (len + start).max(0) } else { start };
+    let end = if end < 0 { len + end } else { end.min(len - 1) };
+    (start <= end && start < len && end >= 0).then_some((start as usize, end as usize))
+}
+
+/// The selection ZRANGESTORE and ZREMRANGEBY* share, in emission order.
+enum Selection {
+    Rank(i64, i64),
+    Score((f64, bool), (f64, bool)),
+    Lex(Lex, Lex),
+}
+
+fn in_score_range(s: f64, (min, min_ex): (f64, bool), (max, max_ex): (f64, bool)) -> bool {
+    (if min_ex { s > min } else { s >= min }) && (if max_ex { s < max } else { s <= max })
+}
+
+/// A lex range over a set, as the server walks a compact set: from the head to the first
+/// member at or above `min` (nothing if that one is above `max`), then on while members
+/// stay at or below `max` (REV: the mirror image from the tail). On members of one score
+/// this is the lexicographic range; on mixed scores it is what a listpack gives.
+fn lex_walk(p: &Pairs, min: &Lex, max: &Lex, rev: bool) -> Vec<usize> {
+    let empty_range = match (min, max) {
+        (Lex::Max, _) | (_, Lex::Min) => true,
+        (Lex::Incl(a) | Lex::Excl(a), Lex::Incl(b) | Lex::Excl(b)) => {
+            a > b || (a == b && (matches!(min, Lex::Excl(_)) || matches!(max, Lex::Excl(_))))
+        }
+        _ => false,
+    };
+    let (Some(first), Some(last)) = (p.first(), p.last()) else {
+        return Vec::new();
+    };
+    if empty_range || !above_min(&last.0, min) || !below_max(&first.0, max) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if rev {
+        let Some(start) = (0..p.len()).rev().find(|&i| below_max(&p[i].0, max)) else {
+            return out;
+        };
+        for i in (0..=start).rev() {
+            if !above_min(&p[i].0, min) {
+                break;
+            }
+            out.push(i);
+        }
+    } else {
+        let Some(start) = (0..p.len()).find(|&i| above_min(&p[i].0, min)) else {
+            return out;
+        };
+        for (i, (m, _)) in p.iter().enumerate().skip(start) {
+            if !below_max(m, max) {
+                break;
+            }
+            out.push(i);
+        }
+    }
+    out
+}
+
+fn select(p: &Pairs, sel: &Selection, rev: bool, limit: Option<(i64, i64)>) -> Vec<usize> {
+    let mut picked: Vec<usize> = match sel {
+        Selection::Rank(a, b) => match rank_range(*a, *b, p.len()) {
+            Some((s, e)) if rev => (s..=e).map(|r| p.len() - 1 - r).collect(),
+            Some((s, e)) => (s..=e).collect(),
+            None => Vec::new(),
+        },
+        Selection::Score(min, max) => {
+            let mut v: Vec<usize> = (0..p.len())
+                .filter(|&i| in_score_range(p[i].1, *min, *max))
+                .collect();
+            if rev {
+                v.reverse();
+            }
+            v
+        }
+        Selection::Lex(min, max) => lex_walk(p, min, max, rev),
+    };
+    if let Some((offset, count)) = limit {
+        if offset < 0 {
+            picked.clear();
+        } else {
+            picked.drain(..(offset as usize).min(picked.len()));
+            if count >= 0 {
+                picked.truncate(count as usize);
+            }
+        }
+    }
+    picked
+}
+
+/// A lex range over a plain (skiplist) set whose scores differ is decided by the master's
+/// random skiplist levels: no replica can know it.
+fn check_lex(cmd: &str, z: &ZSet, sel: &Selection) -> Result<(), ApplyError> {
+    let mixed = z.pairs.windows(2).any(|w| w[0].1 != w[1].1);
+    if matches!(sel, Selection::Lex(..)) && !z.listpack && mixed {
+        return Err(invalid(
+            cmd,
+            "lex range over a skiplist-encoded set with differing scores: the master's \
+             result depends on its random skiplist levels",
+        ));
+    }
+    Ok(())
+}
+
+/// ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count].
+pub fn zrangestore(
+    ks: &mut Keyspace,
+    st: &StreamState,
+    cmd: &str,
+    args: &[Vec<u8>],
+) -> Result<(), ApplyError> {
+    let [dest, src, a, b, opts @ ..] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let (mut by, mut rev, mut limit) = ("RANK", false, None);
+    let mut i = 0;
+    while i < opts.len() {
+        match upper(&opts[i]).as_str() {
+            "BYSCORE" => by = "SCORE",
+            "BYLEX" => by = "LEX",
+            "REV" => rev = true,
+            "LIMIT" if i + 2 < opts.len() => {
+                limit = Some((arg_i64(cmd, &opts[i + 1])?, arg_i64(cmd, &opts[i + 2])?));
+                i += 2;
+            }
+            o => return Err(invalid(cmd, format!("unknown option {o}"))),
+        }
+        i += 1;
+    }
+    // With REV the bounds come max first.
+    let (lo, hi) = if rev && by != "RANK" { (b, a) } else { (a, b) };
+    let sel = match by {
+        "RANK" => Selection::Rank(arg_i64(cmd, lo)?, arg_i64(cmd, hi)?),
+        "SCORE" => Selection::Score(score_bound(cmd, lo)?, score_bound(cmd, hi)?),
+        _ => Selection::Lex(lex_bound(cmd, lo)?, lex_bound(cmd, hi)?),
+    };
+    let p = match get_zset(ks, st.db, cmd, src)? {
+        Some(z) => {
+            check_lex(cmd, &z, &sel)?;
+            sorted(z.pairs)
+        }
+        None => Vec::new(),
+    };
+    let picked = select(&p, &sel, rev, limit);
+    // The server starts compact unless a rank range already counts more than the
+    // threshold, then adds in emission order, converting on the way (-0 stored compact
+    // becomes 0 and stays so after the conversion).
+    let mut z = new_zset(if by == "RANK" { picked.len() } else { 0 }, 0);
+    for &i in &picked {
+        upsert(&mut z, st, &p[i].0, p[i].1);
+    }
+    put(ks, st.db, dest, z)
+}
+
+/// ZREMRANGEBYRANK|BYSCORE|BYLEX key a b.
+pub fn zremrange(
+    ks: &mut Keyspace,
+    st: &StreamState,
+    cmd: &str,
+    args: &[Vec<u8>],
+) -> Result<(), ApplyError> {
+    let [key, a, b] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let sel = match cmd {
+        "ZREMRANGEBYRANK" => Selection::Rank(arg_i64(cmd, a)?, arg_i64(cmd, b)?),
+        "ZREMRANGEBYSCORE" => Selection::Score(score_bound(cmd, a)?, score_bound(cmd, b)?),
+        _ => Selection::Lex(lex_bound(cmd, a)?, lex_bound(cmd, b)?),
+    };
+    let Some(mut z) = get_zset(ks, st.db, cmd, key)? else {
+        return Ok(());
+    };
+    check_lex(cmd, &z, &sel)?;
+    let p = sorted(std::mem::take(&mut z.pairs));
+    let mut gone = vec![false; p.len()];
+    for i in select(&p, &sel, false, None) {
+        gone[i] = true;
+    }
+    z.pairs = p
+        .into_iter()
+        .zip(gone)
+        .filter(|(_, g)| !g)
+        .map(|(x, _)| x)
+        .collect();
+    put(ks, st.db, key, z)
+}
