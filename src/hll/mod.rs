@@ -151,7 +151,7 @@ fn merge_into(max: &mut [u8], value: &[u8]) -> Result<(), HllError> {
         }
         Ok(())
     } else {
-        sparse::for_each_run(value, |first, span, v| {
+        sparse::for_each_run(value, sparse::Overshoot::StopAtVal, |first, span, v| {
             for m in &mut max[first..first + span] {
                 *m = (*m).max(v);
             }
@@ -300,7 +300,9 @@ fn histogram(value: &[u8]) -> Result<estimate::Histogram, HllError> {
         }
     } else {
         let mut nonzero = 0u32;
-        sparse::for_each_run(value, |_, span, v| {
+        // Counting refuses any overshoot on every version (older ones add up every run and
+        // compare the total with 16384).
+        sparse::for_each_run(value, sparse::Overshoot::Refuse, |_, span, v| {
             // span <= 4 and v <= 32, so these cannot overflow.
             hist[usize::from(v)] += span as u32;
             nonzero += span as u32;

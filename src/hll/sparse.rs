@@ -102,19 +102,50 @@ fn op_at(value: &[u8], pos: usize) -> Result<Op, HllError> {
     }
 }
 
+/// What a walk over all the runs does with a VAL that would pass the last register.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overshoot {
+    /// Refuse the value (every version, when counting).
+    Refuse,
+    /// Stop there and ignore the rest; the value is good if exactly 16384 registers were
+    /// covered before it. Conversion to dense and merging did this in every release before the
+    /// CVE-2025-32023 bounds checks (Redis 6.2.19, 7.2.10, 7.4.5, 8.0.3; Valkey 8.0.4, 8.1.3),
+    /// which refuse instead. We accept like the older releases: a newer master refuses the
+    /// command and does not propagate it, so accepting costs nothing there, while refusing
+    /// would break a replica of an older master.
+    StopAtVal,
+}
+
 /// Visit every run `(first register, span, value)` of a sparse value, checking, as the
 /// servers do before they trust the registers (conversion, merge, count), that the runs cover
-/// exactly 16384 registers and that none reaches past the last one.
+/// exactly 16384 registers. ZERO runs are not visited.
 pub(crate) fn for_each_run(
     value: &[u8],
+    overshoot: Overshoot,
     mut f: impl FnMut(usize, usize, u8),
 ) -> Result<(), HllError> {
     let mut pos = HEADER_LEN;
     let mut idx = 0usize;
     while pos < value.len() {
-        let op = op_at(value, pos)?;
+        let op = match op_at(value, pos) {
+            Ok(op) => op,
+            // A cut-off XZERO covers at least (high bits << 8) + 1 registers whatever byte
+            // the server reads after it; if even that is too many, it is an error on every
+            // version, not an unknowable outcome.
+            Err(HllError::CutOff)
+                if idx + (usize::from(value[pos] & 0x3f) << 8) + 1 > REGISTERS =>
+            {
+                return Err(HllError::Corrupt(
+                    "sparse runs cover more than 16384 registers",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
         let span = op.span();
         if idx + span > REGISTERS {
+            if overshoot == Overshoot::StopAtVal && matches!(op, Op::Val { .. }) {
+                break;
+            }
             return Err(HllError::Corrupt(
                 "sparse runs cover more than 16384 registers",
             ));
@@ -127,7 +158,7 @@ pub(crate) fn for_each_run(
     }
     if idx != REGISTERS {
         return Err(HllError::Corrupt(
-            "sparse runs cover fewer than 16384 registers",
+            "sparse runs do not cover exactly 16384 registers",
         ));
     }
     Ok(())
@@ -140,7 +171,7 @@ pub(crate) fn to_dense(value: &[u8]) -> Result<Vec<u8>, HllError> {
     out[..HEADER_LEN].copy_from_slice(&value[..HEADER_LEN]);
     out[ENCODING_AT] = DENSE;
     let body = &mut out[HEADER_LEN..];
-    for_each_run(value, |first, span, v| {
+    for_each_run(value, Overshoot::StopAtVal, |first, span, v| {
         for i in first..first + span {
             dense::set(body, i, v);
         }
@@ -307,6 +338,17 @@ mod tests {
         assert_eq!(v[ENCODING_AT], DENSE);
         let b = &v[HEADER_LEN..];
         assert_eq!((dense::get(b, 5), dense::get(b, 9000)), (3, 3));
+    }
+
+    #[test]
+    fn a_trailing_val_past_the_end_is_ignored_by_conversion() {
+        let mut v = new_sparse();
+        v.push(val_op(5, 1));
+        let dense = to_dense(&v).unwrap();
+        assert!(dense[HEADER_LEN..].iter().all(|&b| b == 0));
+        let mut refuse = 0;
+        let r = for_each_run(&v, Overshoot::Refuse, |_, _, _| refuse += 1);
+        assert!(r.is_err());
     }
 
     #[test]
