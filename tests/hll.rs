@@ -69,6 +69,9 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Seed of every random draw unless `HLL_SEED` is set.
+const DEFAULT_SEED: u64 = 0x5eed_f411;
+
 const M: u64 = 0xc6a4_a793_5bd1_e995;
 const SEED: u64 = 0xadc8_3b19;
 
@@ -434,7 +437,7 @@ fn check_crafted_elements(srv: &TestServer, rng: &mut Rng) {
 
 #[test]
 fn workload_matches_servers() {
-    let seed = env_u64("HLL_SEED", 0x5eed_0f_4111);
+    let seed = env_u64("HLL_SEED", DEFAULT_SEED);
     let per_phase = env_u64("HLL_COMMANDS", 400);
     let mut summary = Vec::new();
     for bin in servers() {
@@ -683,7 +686,7 @@ fn compare_outcome(
 
 #[test]
 fn corrupt_values_match_servers() {
-    let seed = env_u64("HLL_SEED", 0x5eed_0f_4111);
+    let seed = env_u64("HLL_SEED", DEFAULT_SEED);
     let trials = env_u64("HLL_COMMANDS", 400) * 3;
     let mut rng = Rng::new(seed);
     // Valid values of every shape to start from.
@@ -987,7 +990,7 @@ fn count_and_todense_propagate() {
 
 #[test]
 fn garbage_never_panics() {
-    let mut rng = Rng::new(env_u64("HLL_SEED", 0x5eed_0f_4111) ^ 0xabcdef);
+    let mut rng = Rng::new(env_u64("HLL_SEED", DEFAULT_SEED) ^ 0xabcdef);
     let mut errors = 0u64;
     let mut bases = Vec::new();
     for n in [3usize, 300, 2000] {

@@ -71,7 +71,7 @@ pub(crate) fn estimate(hist: &Histogram) -> u64 {
     // llroundl: half away from zero, like f64::round; converting the double to long double
     // first is exact, so rounding the double is the same.
     let r = e.round();
-    if r.is_finite() && r >= 0.0 && r < 9_223_372_036_854_775_808.0 {
+    if (0.0..9_223_372_036_854_775_808.0).contains(&r) {
         r as u64
     } else {
         1u64 << 63
