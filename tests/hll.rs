@@ -226,6 +226,11 @@ struct Workload<'a> {
     commands: u64,
     comparisons: u64,
     promotions: u64,
+    /// Longest sparse value stored, per `hll-sparse-max-bytes` phase.
+    longest_sparse: BTreeMap<usize, usize>,
+    /// Whether the command being built may offer values above 32 (which promote a sparse
+    /// value at once); rare, so sparse values also grow to the size limit.
+    high_ok: bool,
 }
 
 impl Workload<'_> {
@@ -247,7 +252,7 @@ impl Workload<'_> {
             45..=49 => Vec::new(),
             50..=89 => {
                 let index = r.below(REGISTERS as u64) as usize;
-                let count = if r.chance(5) {
+                let count = if self.high_ok && r.chance(5) {
                     r.range(33, 51) as u8 // needs dense: promotes a sparse value
                 } else if r.chance(20) {
                     r.range(9, 32) as u8
@@ -268,6 +273,7 @@ impl Workload<'_> {
     }
 
     fn elements(&mut self) -> Vec<Vec<u8>> {
+        self.high_ok = self.rng.chance(4);
         let n = match self.rng.below(100) {
             0..=69 => self.rng.range(1, 5),
             70..=79 => 0,
@@ -294,6 +300,10 @@ impl Workload<'_> {
         let was_sparse = self.model.get(key).is_some_and(|o| o[4] == 1);
         if was_sparse && v[4] == 0 {
             self.promotions += 1;
+        }
+        if v[4] == 1 {
+            let longest = self.longest_sparse.entry(self.max_bytes).or_default();
+            *longest = (*longest).max(v.len());
         }
         self.model.insert(key, v);
     }
@@ -460,6 +470,8 @@ fn workload_matches_servers() {
             commands: 0,
             comparisons: 0,
             promotions: 0,
+            longest_sparse: BTreeMap::new(),
+            high_ok: false,
         };
         // Keys carry over between phases, so a lower limit meets sparse values already past
         // it, and a higher one lets fresh keys grow long.
@@ -471,8 +483,9 @@ fn workload_matches_servers() {
             }
         }
         let line = format!(
-            "{bin}: {} commands, {} values compared byte for byte, {} sparse->dense promotions",
-            w.commands, w.comparisons, w.promotions
+            "{bin}: {} commands, {} values compared byte for byte, {} sparse->dense \
+             promotions, longest sparse value per max-bytes {:?}",
+            w.commands, w.comparisons, w.promotions, w.longest_sparse
         );
         eprintln!("{line}");
         summary.push(line);
@@ -870,6 +883,43 @@ fn edge_cases_match_servers() {
             get(&srv, "d").as_deref(),
             Some(&merged),
         );
+
+        // Grow a sparse value one element at a time up to the size limit and over it: every
+        // step, and the promotion itself, must match.
+        let mut rng = Rng::new(DEFAULT_SEED);
+        for max in [3000usize, 200] {
+            set_max_bytes(&srv, max);
+            send(&srv, &[b"DEL", b"g"]);
+            let mut ours: Option<Vec<u8>> = None;
+            let mut steps = 0;
+            let mut longest = 0;
+            while ours.as_ref().is_none_or(|v| v[4] == 1) {
+                let i = rng.below(REGISTERS as u64) as usize;
+                let c = rng.range(1, 32) as u8;
+                let e = crafted(&mut rng, i, c);
+                let (v, changed) = hll::pfadd(ours.as_deref(), &[&e], max).unwrap();
+                let reply = send(&srv, &[b"PFADD", b"g", &e]);
+                assert_eq!(
+                    reply,
+                    Reply::Int(changed.into()),
+                    "{bin}: growth step {steps}"
+                );
+                assert_same(&bin, "growth", get(&srv, "g").as_deref(), Some(&v));
+                if v[4] == 1 {
+                    longest = longest.max(v.len());
+                }
+                ours = Some(v);
+                steps += 1;
+            }
+            assert!(
+                longest + 3 > max,
+                "{bin}: promoted at {longest} bytes, limit {max}"
+            );
+            eprintln!(
+                "{bin}: grew sparse to {longest} bytes, promoted at step {steps} (limit {max})"
+            );
+        }
+        set_max_bytes(&srv, 3000);
 
         send(&srv, &[b"SET", b"k", &trailing]);
         let ours = hll::to_dense(&trailing).unwrap().expect("sparse");
