@@ -20,10 +20,18 @@
 //! opcode list described in `sparse.rs`, promoted to dense when an edit would need a register
 //! above 32 or would grow the string past `hll-sparse-max-bytes` (default 3000).
 //!
-//! Server versions: Redis 6.2 to 8.x and Valkey 7.2 to 9.x store the same bytes for the same
-//! commands. The differences in their sources are speed (SIMD for dense merges in Redis 8 and
-//! Valkey 8.1, `ctz` in the hash) and extra bounds checks against corrupt values, none of which
-//! changes a result on a valid value. The shared decision notes are in docs/decisions.md.
+//! Server versions: verified byte for byte against Redis 6.2, 7.0, 7.2, 7.4, 8.2, 8.6, 8.10
+//! and Valkey 8.0, 8.1, 9.0, 9.1 (tests/hll.rs). Their sources differ in speed only (SIMD
+//! dense merges since Redis 8.0 / Valkey 8.1 write the same registers) except for one thing:
+//! the CVE-2025-32023 fixes made conversion and merging refuse a sparse value that goes on
+//! with a VAL past register 16384, which older releases ignore. We accept it, as the older
+//! releases do (see `sparse::Overshoot`): a master that refuses never propagates the command.
+//!
+//! Errors are for values the master would refuse too (so a command reaching us with one means
+//! our copy differs), with one exception the caller should know: [`HllError::CutOff`], a
+//! sparse value whose last byte starts a two-byte opcode. The server then reads the byte after
+//! its string, which is not part of the value; we cannot know the outcome, so we refuse.
+//! Only a hand-made value (SET/RESTORE of crafted bytes) can be like that.
 
 mod dense;
 mod estimate;
