@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod convert;
 pub mod digest;
+pub mod hll;
 pub mod keyspace;
 pub mod rdb;
 pub mod replication;
