@@ -15,4 +15,5 @@ pub mod rdb;
 pub mod replication;
 pub mod resp;
 pub mod server_version;
+pub mod storage;
 pub mod summary;
