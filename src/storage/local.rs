@@ -118,6 +118,17 @@ impl LocalStorage {
             }
             Err(e) => return Err(e),
         };
+        let len = file
+            .metadata()
+            .map_err(StorageError::io("stat", &path))?
+            .len();
+        if len > MANIFEST_LIMIT {
+            return Err(StorageError::ManifestTooLarge {
+                path: shown,
+                limit: MANIFEST_LIMIT,
+            });
+        }
+        // Bounded again while reading: the file may grow after the stat.
         let mut data = Vec::new();
         file.take(MANIFEST_LIMIT + 1)
             .read_to_end(&mut data)
@@ -240,28 +251,8 @@ impl Storage for LocalStorage {
         };
         for id in snapshot_dirs(&self.root)? {
             let dir = self.snapshot_dir(&id);
-            let shown = dir.display().to_string();
-            match fs::symlink_metadata(dir.join(MANIFEST_NAME)) {
-                Ok(_) => {
-                    // A snapshot (or a broken one a human must see): only our temporaries go.
-                    for tmp in temp_files(&dir)? {
-                        match remove_if_present(&tmp) {
-                            Ok(true) => report.removed.push(tmp.display().to_string()),
-                            Ok(false) => {}
-                            Err(e) => report.kept.push((tmp.display().to_string(), e.to_string())),
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    match remove_snapshot_dir(&dir, &self.root, &mut report.removed) {
-                        Ok(true) => {}
-                        Ok(false) => report
-                            .kept
-                            .push((shown, "holds files replisnap did not create".into())),
-                        Err(e) => report.kept.push((shown, e.to_string())),
-                    }
-                }
-                Err(e) => report.kept.push((shown, e.to_string())),
+            if let Err(e) = clean_dir(&dir, &self.root, &mut report) {
+                report.kept.push((dir.display().to_string(), e.to_string()));
             }
         }
         Ok(report)
@@ -443,6 +434,71 @@ impl LockFile {
             }
         }
     }
+}
+
+/// Cleanup of one snapshot directory, under the exclusive lock (so no writer is in it).
+fn clean_dir(dir: &Path, root: &Path, report: &mut CleanupReport) -> Result<()> {
+    let manifest = dir.join(MANIFEST_NAME);
+    match fs::symlink_metadata(&manifest) {
+        Ok(_) => {
+            // A snapshot, or a broken one a human must see: only our temporaries go.
+            for tmp in temp_files(dir)? {
+                if remove_if_present(&tmp)? {
+                    report.removed.push(tmp.display().to_string());
+                }
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // No manifest: not a snapshot. Ours to remove only if it holds nothing but
+            // what we write there; otherwise someone else uses the name and it stays whole.
+            let foreign = foreign_entries(dir)?;
+            if !foreign.is_empty() {
+                report.kept.push((
+                    dir.display().to_string(),
+                    format!(
+                        "holds files replisnap did not create: {}",
+                        foreign.join(", ")
+                    ),
+                ));
+                return Ok(());
+            }
+            if !remove_snapshot_dir(dir, root, &mut report.removed)? {
+                // Something appeared meanwhile; it is not ours.
+                report.kept.push((
+                    dir.display().to_string(),
+                    "holds files replisnap did not create".into(),
+                ));
+            }
+            Ok(())
+        }
+        Err(e) => Err(StorageError::io("stat", &manifest)(e)),
+    }
+}
+
+/// Names in a snapshot directory that replisnap does not write there (at most a few, for
+/// the report): anything but `dump.rdb`, `manifest.json` and their temporaries as regular
+/// files.
+fn foreign_entries(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(StorageError::io("read directory", dir))? {
+        let entry = entry.map_err(StorageError::io("read directory", dir))?;
+        let name = entry.file_name();
+        let ours = name.to_str().is_some_and(|n| {
+            n == RDB_NAME
+                || n == MANIFEST_NAME
+                || is_temp_name(n, RDB_NAME)
+                || is_temp_name(n, MANIFEST_NAME)
+        }) && entry.file_type().is_ok_and(|t| t.is_file());
+        if !ours {
+            out.push(format!("{:?}", name));
+            if out.len() == 5 {
+                out.push("…".into());
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Ids of the real directories (not symlinks) in `root` named by a snapshot id.

@@ -311,7 +311,8 @@ mod tests {
 
     #[test]
     fn bad_manifests_name_file_and_fault() {
-        let cases: [(&str, fn(&mut serde_json::Value)); 6] = [
+        type Edit = fn(&mut serde_json::Value);
+        let cases: [(&str, Edit); 6] = [
             ("id", |v| v["id"] = "../../etc".into()),
             ("rdb.sha256", |v| v["rdb"]["sha256"] = "ABC".into()),
             ("digest", |v| v["digest"] = "00".into()),
