@@ -18,9 +18,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use rustix::fs::{FlockOperation, OFlags};
-use rustix::io::Errno;
+use rustix::fs::OFlags;
 
+use super::lock::LockFile;
 use super::{
     CleanupReport, ListProblem, Listing, Manifest, ObjectHasher, RdbSink, Result, SnapshotId,
     Storage, StorageError, StoredObject, StoredRdb, MANIFEST_LIMIT,
@@ -29,9 +29,7 @@ use crate::atomic_file::{is_temp_name, AtomicFile};
 
 pub const RDB_NAME: &str = "dump.rdb";
 pub const MANIFEST_NAME: &str = "manifest.json";
-/// Created in the storage directory on first write; never removed (removing a lock file
-/// others may have open would let two holders lock two different files).
-pub const LOCK_NAME: &str = ".replisnap.lock";
+pub use super::lock::LOCK_NAME;
 
 pub struct LocalStorage {
     root: PathBuf,
@@ -387,51 +385,6 @@ impl Drop for LocalStored {
             // No manifest was promised, so none may remain (a failed put_manifest may
             // have renamed one in place before failing): the usual order removes both.
             let _ = remove_snapshot_dir(&self.dir, &self.root, &mut Vec::new());
-        }
-    }
-}
-
-/// A `flock` on `<root>/.replisnap.lock`, released when dropped (or when the process dies).
-struct LockFile {
-    _file: File,
-}
-
-impl LockFile {
-    fn open(root: &Path) -> Result<(File, PathBuf)> {
-        let path = root.join(LOCK_NAME);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .custom_flags(OFlags::NOFOLLOW.bits() as i32)
-            .open(&path)
-            .map_err(StorageError::io("open lock file", &path))?;
-        Ok((file, path))
-    }
-
-    /// Wait for a shared lock: writers share; only cleanup excludes them, briefly.
-    fn shared(root: &Path) -> Result<LockFile> {
-        let (file, path) = Self::open(root)?;
-        loop {
-            match rustix::fs::flock(&file, FlockOperation::LockShared) {
-                Ok(()) => return Ok(LockFile { _file: file }),
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(StorageError::io("lock (shared)", &path)(e.into())),
-            }
-        }
-    }
-
-    /// The exclusive lock if no writer holds the shared one; None if one does.
-    fn try_exclusive(root: &Path) -> Result<Option<LockFile>> {
-        let (file, path) = Self::open(root)?;
-        loop {
-            match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => return Ok(Some(LockFile { _file: file })),
-                Err(Errno::INTR) => continue,
-                Err(Errno::WOULDBLOCK) => return Ok(None),
-                Err(e) => return Err(StorageError::io("lock (exclusive)", &path)(e.into())),
-            }
         }
     }
 }

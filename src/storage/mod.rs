@@ -20,6 +20,7 @@
 pub mod hash;
 pub mod id;
 pub mod local;
+mod lock;
 pub mod manifest;
 
 use std::io::{self, Read, Write};
