@@ -25,11 +25,7 @@ impl AtomicFile {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
+        let tmp = dir.join(temp_name(&name.to_string_lossy(), std::process::id()));
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -48,10 +44,16 @@ impl AtomicFile {
             .file
             .take()
             .ok_or_else(|| io::Error::other("already committed"))?;
-        let file = file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&self.tmp, &self.dest)?;
+        let placed = file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_all())
+            .and_then(|()| fs::rename(&self.tmp, &self.dest));
+        if let Err(e) = placed {
+            // Not in place: the temporary is ours to remove, as on drop.
+            let _ = fs::remove_file(&self.tmp);
+            return Err(e);
+        }
         let dir = self
             .dest
             .parent()
@@ -59,6 +61,20 @@ impl AtomicFile {
             .unwrap_or(Path::new("."));
         File::open(dir)?.sync_all()
     }
+}
+
+/// The temporary name of a destination named `dest_name`, written by process `pid`.
+fn temp_name(dest_name: &str, pid: u32) -> String {
+    format!(".{dest_name}.tmp-{pid}")
+}
+
+/// True when `name` is a temporary name [`AtomicFile::create`] gives a destination named
+/// `dest_name` (any pid): how cleanup recognises an interrupted write's leftovers as ours.
+pub fn is_temp_name(name: &str, dest_name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|r| r.strip_prefix(dest_name))
+        .and_then(|r| r.strip_prefix(".tmp-"))
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl Write for AtomicFile {
@@ -108,5 +124,21 @@ mod tests {
         f.commit().unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"new");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temp_names_are_recognised() {
+        let t = temp_name("dump.rdb", 4242);
+        assert!(is_temp_name(&t, "dump.rdb"));
+        for other in [
+            "dump.rdb",
+            ".dump.rdb.tmp-",
+            ".dump.rdb.tmp-12x",
+            ".dump.rdb.tmp-../x",
+            ".manifest.json.tmp-1",
+            "dump.rdb.tmp-1",
+        ] {
+            assert!(!is_temp_name(other, "dump.rdb"), "{other}");
+        }
     }
 }

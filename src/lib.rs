@@ -17,4 +17,5 @@ pub mod replication;
 pub mod resp;
 pub mod retention;
 pub mod server_version;
+pub mod storage;
 pub mod summary;

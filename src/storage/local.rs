@@ -1,0 +1,556 @@
+//! The local-directory backend: `<path>/<id>/dump.rdb`, then `<path>/<id>/manifest.json`.
+//!
+//! Owns the on-disk layout and its durability: a snapshot directory is created with
+//! `mkdir` (which also reserves the id against a concurrent writer) and its parent fsynced;
+//! each file is written under a temporary name ([`AtomicFile`]), fsynced, renamed, and its
+//! directory fsynced. Writers hold a shared `flock` on `<path>/.replisnap.lock` from
+//! reserving the id until the manifest is written; cleanup runs only under the exclusive
+//! lock, so it never sees a write in progress as a leftover, in this process or another,
+//! and a killed writer's lock vanishes with it.
+//!
+//! It must never touch what it did not create: only directories named by a snapshot id
+//! (never through a symlink), and inside them only `dump.rdb`, `manifest.json` and their
+//! temporary names; a directory left holding anything else is kept and reported.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use rustix::fs::OFlags;
+
+use super::lock::LockFile;
+use super::{
+    CleanupReport, ListProblem, Listing, Manifest, ObjectHasher, RdbSink, Result, SnapshotId,
+    Storage, StorageError, StoredObject, StoredRdb, MANIFEST_LIMIT,
+};
+use crate::atomic_file::{is_temp_name, AtomicFile};
+
+pub const RDB_NAME: &str = "dump.rdb";
+pub const MANIFEST_NAME: &str = "manifest.json";
+pub use super::lock::LOCK_NAME;
+
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    /// No I/O: the directory is created by the first write, and read by the others.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalStorage { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of a snapshot. `id` is validated, so this stays inside the root.
+    pub fn snapshot_dir(&self, id: &SnapshotId) -> PathBuf {
+        self.root.join(id.as_str())
+    }
+
+    /// Create the storage directory if missing, fsyncing every parent that gained an entry.
+    fn ensure_root(&self) -> Result<()> {
+        match fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(StorageError::Broken {
+                    path: self.root.display().to_string(),
+                    reason: "not a directory".into(),
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("stat", &self.root)(e)),
+        }
+        let missing: Vec<&Path> = self
+            .root
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+            .collect();
+        fs::create_dir_all(&self.root).map_err(StorageError::io("create directory", &self.root))?;
+        for dir in missing {
+            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+            sync_dir(parent.unwrap_or(Path::new(".")))?;
+        }
+        Ok(())
+    }
+
+    /// Claim the first free id at `at` by creating its directory: `mkdir` fails on an
+    /// existing name, so two writers can never share an id.
+    fn reserve(&self, at: DateTime<Utc>) -> Result<(SnapshotId, PathBuf)> {
+        let mut failure = None;
+        let id = SnapshotId::new_at(at, |candidate| {
+            let dir = self.root.join(candidate);
+            match fs::create_dir(&dir) {
+                Ok(()) => false,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => true,
+                Err(e) => {
+                    failure = Some(StorageError::io("create directory", &dir)(e));
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let dir = self.snapshot_dir(&id);
+        // The new entry must be durable before anything inside it counts.
+        if let Err(e) = sync_dir(&self.root) {
+            let _ = fs::remove_dir(&dir);
+            return Err(e);
+        }
+        Ok((id, dir))
+    }
+
+    /// The manifest of `id` if it has one, checked, with its RDB present at the recorded
+    /// size; Ok(None) when there is no manifest (the snapshot does not exist).
+    fn load(&self, id: &SnapshotId) -> Result<Option<Manifest>> {
+        let dir = self.snapshot_dir(id);
+        let path = dir.join(MANIFEST_NAME);
+        let shown = path.display().to_string();
+        let file = match open_regular(&path) {
+            Ok(f) => f,
+            Err(StorageError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let len = file
+            .metadata()
+            .map_err(StorageError::io("stat", &path))?
+            .len();
+        if len > MANIFEST_LIMIT {
+            return Err(StorageError::ManifestTooLarge {
+                path: shown,
+                limit: MANIFEST_LIMIT,
+            });
+        }
+        // Bounded again while reading: the file may grow after the stat.
+        let mut data = Vec::new();
+        file.take(MANIFEST_LIMIT + 1)
+            .read_to_end(&mut data)
+            .map_err(StorageError::io("read", &path))?;
+        let m = Manifest::from_json(&data, &shown)?;
+        if &m.id != id {
+            return Err(StorageError::Manifest {
+                path: shown,
+                reason: format!("id {} is not its directory's name {id}", m.id),
+            });
+        }
+        let rdb = dir.join(RDB_NAME);
+        let broken = |reason: String| StorageError::Broken {
+            path: rdb.display().to_string(),
+            reason,
+        };
+        match fs::symlink_metadata(&rdb) {
+            Ok(md) if md.is_file() && md.len() == m.rdb.bytes => Ok(Some(m)),
+            Ok(md) if md.is_file() => Err(broken(format!(
+                "{} bytes where the manifest says {}",
+                md.len(),
+                m.rdb.bytes
+            ))),
+            Ok(_) => Err(broken("not a regular file".into())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(broken("missing, though the manifest names it".into()))
+            }
+            Err(e) => Err(StorageError::io("stat", &rdb)(e)),
+        }
+    }
+
+    fn not_found(&self, id: &SnapshotId) -> StorageError {
+        StorageError::NotFound {
+            id: id.to_string(),
+            location: self.describe(),
+        }
+    }
+}
+
+impl Storage for LocalStorage {
+    fn describe(&self) -> String {
+        format!("local directory {}", self.root.display())
+    }
+
+    fn create_rdb(&self, at: DateTime<Utc>) -> Result<Box<dyn RdbSink>> {
+        self.ensure_root()?;
+        let lock = LockFile::shared(&self.root)?;
+        let (id, dir) = self.reserve(at)?;
+        let path = dir.join(RDB_NAME);
+        let file = match AtomicFile::create(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                return Err(StorageError::io("create", &path)(e));
+            }
+        };
+        Ok(Box::new(LocalSink {
+            id,
+            dir,
+            file: Some(file),
+            hasher: ObjectHasher::new(),
+            lock: Some(lock),
+            done: false,
+        }))
+    }
+
+    fn list(&self) -> Result<Listing> {
+        let mut listing = Listing::default();
+        for id in snapshot_dirs(&self.root)? {
+            match self.load(&id) {
+                Ok(Some(m)) => listing.snapshots.push(m),
+                Ok(None) => {}
+                Err(error) => listing.problems.push(ListProblem { id, error }),
+            }
+        }
+        listing.snapshots.sort_by(|a, b| b.id.cmp(&a.id));
+        listing.problems.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(listing)
+    }
+
+    fn get_manifest(&self, id: &SnapshotId) -> Result<Manifest> {
+        self.load(id)?.ok_or_else(|| self.not_found(id))
+    }
+
+    fn open_rdb(&self, id: &SnapshotId) -> Result<Box<dyn Read + Send>> {
+        // Only a snapshot that list would show can be read.
+        self.get_manifest(id)?;
+        Ok(Box::new(open_regular(
+            &self.snapshot_dir(id).join(RDB_NAME),
+        )?))
+    }
+
+    fn delete(&self, id: &SnapshotId) -> Result<()> {
+        let dir = self.snapshot_dir(id);
+        match fs::symlink_metadata(&dir) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => return Err(self.not_found(id)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.not_found(id)),
+            Err(e) => return Err(StorageError::io("stat", &dir)(e)),
+        }
+        if !remove_snapshot_dir(&dir, &self.root, &mut Vec::new())? {
+            tracing::warn!(
+                dir = %dir.display(),
+                "snapshot deleted; its directory holds files replisnap did not create and stays"
+            );
+        }
+        Ok(())
+    }
+
+    fn cleanup(&self) -> Result<CleanupReport> {
+        let mut report = CleanupReport::default();
+        match fs::metadata(&self.root) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(report),
+            Err(e) => return Err(StorageError::io("stat", &self.root)(e)),
+        }
+        let Some(_lock) = LockFile::try_exclusive(&self.root)? else {
+            report.busy = true;
+            return Ok(report);
+        };
+        for id in snapshot_dirs(&self.root)? {
+            let dir = self.snapshot_dir(&id);
+            if let Err(e) = clean_dir(&dir, &self.root, &mut report) {
+                report.kept.push((dir.display().to_string(), e.to_string()));
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// An RDB being written into `<id>/.dump.rdb.tmp-<pid>`, hashed on the way.
+struct LocalSink {
+    id: SnapshotId,
+    dir: PathBuf,
+    file: Option<AtomicFile>,
+    hasher: ObjectHasher,
+    lock: Option<LockFile>,
+    done: bool,
+}
+
+impl Write for LocalSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("sink already committed"))?;
+        let n = f.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().map_or(Ok(()), |f| f.flush())
+    }
+}
+
+impl RdbSink for LocalSink {
+    fn id(&self) -> &SnapshotId {
+        &self.id
+    }
+
+    fn bytes_written(&self) -> u64 {
+        self.hasher.bytes()
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<Box<dyn StoredRdb>> {
+        let path = self.dir.join(RDB_NAME);
+        let file = self.file.take().ok_or_else(|| {
+            StorageError::io("commit", &path)(io::Error::other("already committed"))
+        })?;
+        // On failure, dropping self removes the directory.
+        file.commit().map_err(StorageError::io(
+            "flush, fsync and rename into place",
+            &path,
+        ))?;
+        self.done = true;
+        Ok(Box::new(LocalStored {
+            id: self.id.clone(),
+            dir: self.dir.clone(),
+            object: std::mem::take(&mut self.hasher).finish(),
+            root: self.dir.parent().map(Path::to_path_buf).unwrap_or_default(),
+            _lock: self.lock.take(),
+            done: false,
+        }))
+    }
+}
+
+impl Drop for LocalSink {
+    fn drop(&mut self) {
+        if !self.done {
+            // The temporary goes with the AtomicFile, then the directory, then the lock.
+            drop(self.file.take());
+            if let Some(root) = self.dir.parent() {
+                let _ = remove_snapshot_dir(&self.dir, root, &mut Vec::new());
+            }
+        }
+    }
+}
+
+/// A durable `dump.rdb` whose manifest is not written yet.
+struct LocalStored {
+    id: SnapshotId,
+    dir: PathBuf,
+    root: PathBuf,
+    object: StoredObject,
+    // Held so cleanup cannot take the RDB for a leftover before its manifest lands.
+    _lock: Option<LockFile>,
+    done: bool,
+}
+
+impl StoredRdb for LocalStored {
+    fn id(&self) -> &SnapshotId {
+        &self.id
+    }
+
+    fn object(&self) -> &StoredObject {
+        &self.object
+    }
+
+    fn put_manifest(mut self: Box<Self>, manifest: &Manifest) -> Result<()> {
+        manifest.check_describes(&self.id, &self.object)?;
+        let path = self.dir.join(MANIFEST_NAME);
+        let json = manifest
+            .to_json()
+            .map_err(|reason| StorageError::Manifest {
+                path: path.display().to_string(),
+                reason,
+            })?;
+        // Never a manifest for an RDB that is not there as stored (e.g. deleted meanwhile).
+        let rdb = self.dir.join(RDB_NAME);
+        match fs::symlink_metadata(&rdb) {
+            Ok(md) if md.is_file() && md.len() == self.object.bytes => {}
+            Ok(_) => {
+                return Err(StorageError::Broken {
+                    path: rdb.display().to_string(),
+                    reason: "changed after it was stored".into(),
+                })
+            }
+            Err(e) => return Err(StorageError::io("stat", &rdb)(e)),
+        }
+        let mut f = AtomicFile::create(&path).map_err(StorageError::io("create", &path))?;
+        f.write_all(&json)
+            .map_err(StorageError::io("write", &path))?;
+        f.commit().map_err(StorageError::io(
+            "flush, fsync and rename into place",
+            &path,
+        ))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for LocalStored {
+    fn drop(&mut self) {
+        if !self.done {
+            // No manifest was promised, so none may remain (a failed put_manifest may
+            // have renamed one in place before failing): the usual order removes both.
+            let _ = remove_snapshot_dir(&self.dir, &self.root, &mut Vec::new());
+        }
+    }
+}
+
+/// Cleanup of one snapshot directory, under the exclusive lock (so no writer is in it).
+fn clean_dir(dir: &Path, root: &Path, report: &mut CleanupReport) -> Result<()> {
+    let manifest = dir.join(MANIFEST_NAME);
+    match fs::symlink_metadata(&manifest) {
+        Ok(_) => {
+            // A snapshot, or a broken one a human must see: only our temporaries go.
+            for tmp in temp_files(dir)? {
+                if remove_if_present(&tmp)? {
+                    report.removed.push(tmp.display().to_string());
+                }
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // No manifest: not a snapshot. Ours to remove only if it holds nothing but
+            // what we write there; otherwise someone else uses the name and it stays whole.
+            let foreign = foreign_entries(dir)?;
+            if !foreign.is_empty() {
+                report.kept.push((
+                    dir.display().to_string(),
+                    format!(
+                        "holds files replisnap did not create: {}",
+                        foreign.join(", ")
+                    ),
+                ));
+                return Ok(());
+            }
+            if !remove_snapshot_dir(dir, root, &mut report.removed)? {
+                // Something appeared meanwhile; it is not ours.
+                report.kept.push((
+                    dir.display().to_string(),
+                    "holds files replisnap did not create".into(),
+                ));
+            }
+            Ok(())
+        }
+        Err(e) => Err(StorageError::io("stat", &manifest)(e)),
+    }
+}
+
+/// Names in a snapshot directory that replisnap does not write there (at most a few, for
+/// the report): anything but `dump.rdb`, `manifest.json` and their temporaries as regular
+/// files.
+fn foreign_entries(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(StorageError::io("read directory", dir))? {
+        let entry = entry.map_err(StorageError::io("read directory", dir))?;
+        let name = entry.file_name();
+        let ours = name.to_str().is_some_and(|n| {
+            n == RDB_NAME
+                || n == MANIFEST_NAME
+                || is_temp_name(n, RDB_NAME)
+                || is_temp_name(n, MANIFEST_NAME)
+        }) && entry.file_type().is_ok_and(|t| t.is_file());
+        if !ours {
+            out.push(format!("{:?}", name));
+            if out.len() == 5 {
+                out.push("…".into());
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Ids of the real directories (not symlinks) in `root` named by a snapshot id.
+fn snapshot_dirs(root: &Path) -> Result<Vec<SnapshotId>> {
+    let mut ids = Vec::new();
+    for entry in fs::read_dir(root).map_err(StorageError::io("read directory", root))? {
+        let entry = entry.map_err(StorageError::io("read directory", root))?;
+        let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| SnapshotId::parse(n).ok())
+        else {
+            continue;
+        };
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Open a regular file for reading without following a symlink or blocking on a FIFO.
+fn open_regular(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+        .map_err(StorageError::io("open", path))?;
+    let md = file.metadata().map_err(StorageError::io("stat", path))?;
+    if !md.is_file() {
+        return Err(StorageError::Broken {
+            path: path.display().to_string(),
+            reason: "not a regular file".into(),
+        });
+    }
+    Ok(file)
+}
+
+/// Our temporary files in a snapshot directory (regular files with AtomicFile's names).
+fn temp_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StorageError::io("read directory", dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(StorageError::io("read directory", dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let ours = is_temp_name(name, RDB_NAME) || is_temp_name(name, MANIFEST_NAME);
+        if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+            out.push(entry.path());
+        }
+    }
+    Ok(out)
+}
+
+fn remove_if_present(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StorageError::io("remove", path)(e)),
+    }
+}
+
+/// Take a snapshot directory apart in the order that keeps "no manifest, no snapshot":
+/// the manifest (made durable before anything else goes), the RDB, our temporaries, the
+/// directory. Removed paths are appended to `removed`. Ok(false) when the directory holds
+/// files we did not create and so stays.
+fn remove_snapshot_dir(dir: &Path, root: &Path, removed: &mut Vec<String>) -> Result<bool> {
+    let manifest = dir.join(MANIFEST_NAME);
+    if remove_if_present(&manifest)? {
+        removed.push(manifest.display().to_string());
+        sync_dir(dir)?;
+    }
+    let rdb = dir.join(RDB_NAME);
+    if remove_if_present(&rdb)? {
+        removed.push(rdb.display().to_string());
+    }
+    for tmp in temp_files(dir)? {
+        if remove_if_present(&tmp)? {
+            removed.push(tmp.display().to_string());
+        }
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => {
+            removed.push(dir.display().to_string());
+            sync_dir(root)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(false),
+        Err(e) => Err(StorageError::io("remove directory", dir)(e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StorageError::io("fsync directory", dir))
+}

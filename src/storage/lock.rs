@@ -1,0 +1,64 @@
+//! The storage directory's lock: writers share it, cleanup takes it alone.
+//!
+//! Owns `<path>/.replisnap.lock` and the `flock` on it. A writer holds the shared lock from
+//! reserving a snapshot id until its manifest is written, so cleanup, which needs the
+//! exclusive one and never waits for it, cannot mistake a write in progress for a leftover,
+//! in this process or another; the kernel drops a killed writer's lock with it. It must
+//! never remove the lock file: two processes could then lock two different files.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, OFlags};
+use rustix::io::Errno;
+
+use super::{Result, StorageError};
+
+/// Created in the storage directory by the first writer or cleanup; never removed.
+pub const LOCK_NAME: &str = ".replisnap.lock";
+
+/// A `flock` on `<root>/.replisnap.lock`, released when dropped (or when the process dies).
+pub(super) struct LockFile {
+    _file: File,
+}
+
+impl LockFile {
+    fn open(root: &Path) -> Result<(File, PathBuf)> {
+        let path = root.join(LOCK_NAME);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+            .map_err(StorageError::io("open lock file", &path))?;
+        Ok((file, path))
+    }
+
+    /// Wait for a shared lock: writers share; only cleanup excludes them, briefly.
+    pub(super) fn shared(root: &Path) -> Result<LockFile> {
+        let (file, path) = Self::open(root)?;
+        loop {
+            match rustix::fs::flock(&file, FlockOperation::LockShared) {
+                Ok(()) => return Ok(LockFile { _file: file }),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(StorageError::io("lock (shared)", &path)(e.into())),
+            }
+        }
+    }
+
+    /// The exclusive lock if no writer holds the shared one; None if one does.
+    pub(super) fn try_exclusive(root: &Path) -> Result<Option<LockFile>> {
+        let (file, path) = Self::open(root)?;
+        loop {
+            match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(Some(LockFile { _file: file })),
+                Err(Errno::INTR) => continue,
+                Err(Errno::WOULDBLOCK) => return Ok(None),
+                Err(e) => return Err(StorageError::io("lock (exclusive)", &path)(e.into())),
+            }
+        }
+    }
+}
