@@ -10,6 +10,7 @@
 mod bits;
 mod functions;
 mod hashes;
+mod hll;
 mod keys;
 mod lists;
 mod sets;
@@ -153,6 +154,10 @@ pub fn apply(ks: &mut Keyspace, st: &mut StreamState, argv: &[Vec<u8>]) -> Resul
             zstore::zremrange(ks, st, &name, args)
         }
         "SETBIT" => bits::setbit(ks, st.db, &name, args),
+        "PFADD" => hll::pfadd(ks, st.db, &name, args),
+        "PFMERGE" => hll::pfmerge(ks, st.db, &name, args),
+        "PFCOUNT" => hll::pfcount(ks, st.db, &name, args),
+        "PFDEBUG" => hll::pfdebug(ks, st.db, &name, args),
         "BITOP" => bits::bitop(ks, st.db, &name, args),
         "BITFIELD" => bits::bitfield(ks, st.db, &name, args),
         "ZADD" => zsets::zadd(ks, st, &name, args),
