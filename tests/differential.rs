@@ -70,7 +70,14 @@ fn offset(m: &TestServer) -> i64 {
 }
 
 /// The DIFF_STEP walk (see `check`).
-fn step(m: &TestServer, h: &ReplicaHandle, bin: &ServerBin, cmds: &[Vec<Vec<u8>>], name: &str, seed: u64) {
+fn step(
+    m: &TestServer,
+    h: &ReplicaHandle,
+    bin: &ServerBin,
+    cmds: &[Vec<Vec<u8>>],
+    name: &str,
+    seed: u64,
+) {
     let rules = Rules {
         as_held: true,
         ..Rules::for_target(target(bin).parse().unwrap()).unwrap()
@@ -111,19 +118,30 @@ fn step(m: &TestServer, h: &ReplicaHandle, bin: &ServerBin, cmds: &[Vec<Vec<u8>>
                     value,
                     offset: 0,
                 };
-                let d = value_digest(&rules, &k, now_ms()).unwrap().map(|a| mix::hex(&a)).unwrap_or_default();
+                let d = value_digest(&rules, &k, now_ms())
+                    .unwrap()
+                    .map(|a| mix::hex(&a))
+                    .unwrap_or_default();
                 ours.insert(e.key().to_vec(), d);
             }
         });
         let mut probe = TcpStream::connect(("127.0.0.1", m.port())).unwrap();
         let mut pr = BufReader::new(probe.try_clone().unwrap());
         let dbs = db.to_string();
-        probe.write_all(&encode_command(&[b"SELECT", dbs.as_bytes()])).unwrap();
+        probe
+            .write_all(&encode_command(&[b"SELECT", dbs.as_bytes()]))
+            .unwrap();
         read_reply(&mut pr).unwrap();
         for k in &c[1..] {
-            probe.write_all(&encode_command(&[b"DEBUG", b"DIGEST-VALUE", k])).unwrap();
+            probe
+                .write_all(&encode_command(&[b"DEBUG", b"DIGEST-VALUE", k]))
+                .unwrap();
             let theirs = read_reply(&mut pr).unwrap();
-            let theirs = theirs.as_array().and_then(|a| a.first()).and_then(|r| r.as_string()).unwrap_or_default();
+            let theirs = theirs
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(|r| r.as_string())
+                .unwrap_or_default();
             let mine = ours.get(k).cloned().unwrap_or_default();
             let same = theirs == mine || (mine.is_empty() && theirs.chars().all(|ch| ch == '0'));
             if !same {
@@ -394,7 +412,10 @@ fn check(name: &str) {
             }
         }
         cmds.truncate(env("DIFF_PREFIX", u64::MAX) as usize);
-        let open = cmds.iter().rev().find(|c| c[0] == b"MULTI" || c[0] == b"EXEC");
+        let open = cmds
+            .iter()
+            .rev()
+            .find(|c| c[0] == b"MULTI" || c[0] == b"EXEC");
         if open.is_some_and(|c| c[0] == b"MULTI") {
             cmds.push(vec![b"EXEC".to_vec()]);
         }
@@ -422,9 +443,41 @@ fn check(name: &str) {
                 crash.join("\n")
             );
         }
-        wait_for("replica caught up", Duration::from_secs(60), || {
+        let caught_up = support::wait_until(Duration::from_secs(60), || {
             h.status.offset.load(Ordering::Relaxed) == offset(&m)
         });
+        if !caught_up {
+            let file = m.save();
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_replisnap"))
+                .arg("inspect")
+                .arg(&file)
+                .output()
+                .unwrap();
+            let log = m.log();
+            let tail: Vec<&str> = log.lines().rev().take(12).collect();
+            eprintln!(
+                "master log tail:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+            eprintln!(
+                "the master's own RDB through `replisnap inspect`: {}{}",
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .last()
+                    .unwrap_or_default(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            caught_up,
+            "{name} seed {seed}: replica not caught up: ours {} master {}, link up {}, full syncs {}, forced {} ({})",
+            h.status.offset.load(Ordering::Relaxed),
+            offset(&m),
+            h.status.link_up.load(Ordering::Relaxed),
+            h.status.full_syncs.load(Ordering::Relaxed),
+            h.status.forced_resyncs.load(Ordering::Relaxed),
+            h.status.last_forced_reason.lock().unwrap()
+        );
         if let Ok(k) = std::env::var("DIFF_DUMP_KEY") {
             let (snap, _, _, _) = h.snapshot(Duration::from_secs(5)).expect("snapshot");
             snap.walk(|db, e| {
@@ -507,7 +560,11 @@ fn check(name: &str) {
                         let c = stream_info(real, k, read_counter);
                         eprintln!(
                             "the server's own replica {} the master",
-                            if c == a { "agrees with" } else { "differs from" }
+                            if c == a {
+                                "agrees with"
+                            } else {
+                                "differs from"
+                            }
                         );
                     }
                     let only = |x: &[(String, String)], y: &[(String, String)]| {

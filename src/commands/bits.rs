@@ -45,8 +45,8 @@ fn bit_offset(cmd: &str, a: &[u8], hash_bits: Option<u32>) -> Result<u64, ApplyE
         (Some(bits), Some(b'#')) => (u64::from(bits), &a[1..]),
         _ => (1, a),
     };
-    let n = u64::try_from(arg_i64(cmd, digits)?)
-        .map_err(|_| invalid(cmd, "negative bit offset"))?;
+    let n =
+        u64::try_from(arg_i64(cmd, digits)?).map_err(|_| invalid(cmd, "negative bit offset"))?;
     n.checked_mul(mul)
         .filter(|&o| o < MAX_STRING_BYTES * 8)
         .ok_or_else(|| invalid(cmd, "bit offset out of range"))
@@ -104,13 +104,16 @@ pub fn bitop(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
         o => return Err(invalid(cmd, format!("unknown operation {o}"))),
     };
     let needs_two = matches!(op, BitOp::Diff | BitOp::Diff1 | BitOp::AndOr);
-    if srcs.is_empty() || (op == BitOp::Not && srcs.len() != 1) || (needs_two && srcs.len() < 2)
-    {
+    if srcs.is_empty() || (op == BitOp::Not && srcs.len() != 1) || (needs_two && srcs.len() < 2) {
         return Err(invalid(cmd, "wrong number of source keys"));
     }
     let mut values = Vec::with_capacity(srcs.len());
     for k in srcs {
-        values.push(get_string(ks, db, cmd, k)?.map(|(_, s)| s).unwrap_or_default());
+        values.push(
+            get_string(ks, db, cmd, k)?
+                .map(|(_, s)| s)
+                .unwrap_or_default(),
+        );
     }
     let len = values.iter().map(Vec::len).max().unwrap_or(0);
     if len == 0 {
@@ -229,8 +232,7 @@ fn signed_result(value: i64, incr: i64, bits: u32, ow: Overflow) -> Option<i64> 
         }
         c as i64
     };
-    if value > max || (bits != 64 && incr > maxincr) || (value >= 0 && incr > 0 && incr > maxincr)
-    {
+    if value > max || (bits != 64 && incr > maxincr) || (value >= 0 && incr > 0 && incr > maxincr) {
         match ow {
             Overflow::Wrap => Some(wrap()),
             Overflow::Sat => Some(max),
@@ -270,12 +272,7 @@ type FieldOp = (bool, u32, u64, bool, i64, Overflow);
 
 /// BITFIELD key [GET t o] [SET t o v] [INCRBY t o n] [OVERFLOW WRAP|SAT|FAIL]…: the string
 /// first grows to the farthest bit any SET/INCRBY names, even one that then fails.
-pub fn bitfield(
-    ks: &mut Keyspace,
-    db: u64,
-    cmd: &str,
-    args: &[Vec<u8>],
-) -> Result<(), ApplyError> {
+pub fn bitfield(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
     let [key, rest @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
@@ -290,7 +287,10 @@ pub fn bitfield(
         };
         match sub.as_str() {
             "OVERFLOW" => {
-                ow = match String::from_utf8_lossy(arg(1)?).to_ascii_uppercase().as_str() {
+                ow = match String::from_utf8_lossy(arg(1)?)
+                    .to_ascii_uppercase()
+                    .as_str()
+                {
                     "WRAP" => Overflow::Wrap,
                     "SAT" => Overflow::Sat,
                     "FAIL" => Overflow::Fail,
@@ -371,6 +371,9 @@ mod tests {
         assert_eq!(signed_result(120, 10, 8, Overflow::Wrap), Some(-126));
         assert_eq!(signed_result(200, 0, 8, Overflow::Wrap), Some(-56));
         assert_eq!(signed_result(-120, -10, 8, Overflow::Sat), Some(-128));
-        assert_eq!(signed_result(i64::MAX, 1, 64, Overflow::Wrap), Some(i64::MIN));
+        assert_eq!(
+            signed_result(i64::MAX, 1, 64, Overflow::Wrap),
+            Some(i64::MIN)
+        );
     }
 }

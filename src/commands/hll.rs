@@ -13,7 +13,12 @@ use crate::hll::{self, DEFAULT_SPARSE_MAX_BYTES};
 use crate::keyspace::{Hints, Keyspace};
 use crate::rdb::Value;
 
-fn get(ks: &Keyspace, db: u64, cmd: &str, key: &[u8]) -> Result<Option<(Hints, Vec<u8>)>, ApplyError> {
+fn get(
+    ks: &Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+) -> Result<Option<(Hints, Vec<u8>)>, ApplyError> {
     match load(ks, db, key)? {
         None => Ok(None),
         Some((h, Value::String(s))) => Ok(Some((h, s))),
@@ -38,8 +43,12 @@ pub fn pfadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
     };
     let cur = get(ks, db, cmd, key)?;
     let els: Vec<&[u8]> = elements.iter().map(Vec::as_slice).collect();
-    let (new, changed) = hll::pfadd(cur.as_ref().map(|(_, v)| v.as_slice()), &els, DEFAULT_SPARSE_MAX_BYTES)
-        .map_err(|e| hll_err(cmd, key, e))?;
+    let (new, changed) = hll::pfadd(
+        cur.as_ref().map(|(_, v)| v.as_slice()),
+        &els,
+        DEFAULT_SPARSE_MAX_BYTES,
+    )
+    .map_err(|e| hll_err(cmd, key, e))?;
     if !changed {
         return Ok(());
     }
@@ -60,8 +69,12 @@ pub fn pfmerge(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
         }
     }
     let refs: Vec<&[u8]> = srcs.iter().map(Vec::as_slice).collect();
-    let new = hll::pfmerge(cur.as_ref().map(|(_, v)| v.as_slice()), &refs, DEFAULT_SPARSE_MAX_BYTES)
-        .map_err(|e| hll_err(cmd, dest, e))?;
+    let new = hll::pfmerge(
+        cur.as_ref().map(|(_, v)| v.as_slice()),
+        &refs,
+        DEFAULT_SPARSE_MAX_BYTES,
+    )
+    .map_err(|e| hll_err(cmd, dest, e))?;
     let h = cur.map(|(h, _)| h).unwrap_or_default();
     store(ks, db, dest, &h, &Value::String(new))
 }

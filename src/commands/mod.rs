@@ -13,7 +13,9 @@ mod hashes;
 mod hll;
 mod keys;
 mod lists;
+mod restore;
 mod sets;
+mod sort;
 mod stream_groups;
 mod streams;
 mod strings;
@@ -45,11 +47,14 @@ pub struct StreamState {
     /// every Valkey print scores there through an integer fast path; 6.2 keeps "-0").
     pub listpack_zero_is_positive: bool,
     /// XGROUP CREATE/SETID cap ENTRIESREAD at the stream's entries_added (Redis 8.2+;
-    /// measured: 7.4 and every Valkey up to 9.1 store the value as given). The servers'
-    /// own replicas cap the SETID an XREADGROUP propagates too, so after XSETID lowered
-    /// entries_added below a group's counter they hold a smaller counter than the master
-    /// (measured on 8.2.3); we do as they do.
+    /// measured: 7.4 and every Valkey up to 9.1 store the value as given).
     pub clamp_entries_read: bool,
+    /// The (db, key, group) of an XCLAIM earlier in the current MULTI: a master's
+    /// XREADGROUP propagates XCLAIMs then `XGROUP SETID … ENTRIESREAD n` with its own,
+    /// never capped, counter.
+    pub claimed_in_multi: Option<(u64, Vec<u8>, Vec<u8>)>,
+    /// The master is a Valkey (its RDB type numbers, in DUMP payloads).
+    pub valkey: bool,
     /// Redis 6.2's XCLAIM moves a pending entry whose stream entry is gone (7.0+ drop it).
     pub claim_deleted_entries: bool,
 }
@@ -60,6 +65,7 @@ impl StreamState {
         StreamState {
             listpack_zero_is_positive: v
                 .is_none_or(|v| v.family == Family::Valkey || v.at_least(7, 0)),
+            valkey: v.is_some_and(|v| v.family == Family::Valkey),
             clamp_entries_read: v.is_some_and(|v| v.family == Family::Redis && v.at_least(8, 2)),
             claim_deleted_entries: v
                 .is_some_and(|v| v.family == Family::Redis && !v.at_least(7, 0)),
@@ -115,15 +121,21 @@ pub fn apply(ks: &mut Keyspace, st: &mut StreamState, argv: &[Vec<u8>]) -> Resul
         }
         "MULTI" => {
             st.in_multi = true;
+            st.claimed_in_multi = None;
             Ok(())
         }
         "EXEC" => {
             st.in_multi = false;
+            st.claimed_in_multi = None;
             Ok(())
         }
         "SET" => strings::set(ks, st.db, &name, args),
         "INCR" | "DECR" | "INCRBY" | "DECRBY" => strings::incr(ks, st.db, &name, args),
         "APPEND" => strings::append(ks, st.db, &name, args),
+        "SORT" => sort::sort(ks, st, &name, args),
+        "RESTORE" | "RESTORE-ASKING" => restore::restore(ks, st, &name, args),
+        "DELEX" | "DELIFEQ" => strings::delex(ks, st.db, &name, args),
+        "MSETEX" => strings::msetex(ks, st.db, &name, args),
         "SETRANGE" => strings::setrange(ks, st.db, &name, args),
         "MSET" | "MSETNX" | "SETNX" | "SETEX" | "PSETEX" => {
             strings::multi_set(ks, st.db, &name, args)
@@ -180,7 +192,12 @@ pub fn apply(ks: &mut Keyspace, st: &mut StreamState, argv: &[Vec<u8>]) -> Resul
         "XGROUP" => stream_groups::xgroup(ks, st, args),
         "XACK" => stream_groups::xack(ks, st.db, &name, args),
         "XACKDEL" => stream_groups::xackdel(ks, st.db, &name, args),
-        "XCLAIM" => stream_groups::xclaim(ks, st, &name, args),
+        "XCLAIM" => {
+            if st.in_multi && args.len() > 1 {
+                st.claimed_in_multi = Some((st.db, args[0].clone(), args[1].clone()));
+            }
+            stream_groups::xclaim(ks, st, &name, args)
+        }
         "FLUSHDB" => {
             ks.flush_db(st.db);
             Ok(())

@@ -113,8 +113,17 @@ fn entries_read_arg(cmd: &str, opts: &[Vec<u8>]) -> Result<(bool, i64), ApplyErr
     Ok((mkstream, read))
 }
 
-/// Redis 8.2+ cap a given read counter at the stream's entries_added.
-fn clamp_read(st: &StreamState, s: &Stream, read: i64) -> i64 {
+/// Redis 8.2+ cap a given read counter at the stream's entries_added, except the counter an
+/// XREADGROUP sends after its XCLAIMs (the master computed it and does not cap it; a Redis
+/// 8.2 replica does, and then holds a smaller counter than its master: measured).
+fn clamp_read(st: &StreamState, s: &Stream, read: i64, key: &[u8], group: &[u8]) -> i64 {
+    if st
+        .claimed_in_multi
+        .as_ref()
+        .is_some_and(|(db, k, g)| *db == st.db && k == key && g == group)
+    {
+        return read;
+    }
     let added = s.entries_added.unwrap_or(s.length);
     if st.clamp_entries_read && read != ENTRIES_READ_INVALID && read as u64 > added {
         added as i64
@@ -152,7 +161,7 @@ pub fn xgroup(ks: &mut Keyspace, st: &StreamState, args: &[Vec<u8>]) -> Result<(
         ("CREATE", [id, opts @ ..]) => {
             let id = id_or_last(cmd, id, &s)?;
             let (_, read) = entries_read_arg(cmd, opts)?;
-            let read = clamp_read(st, &s, read);
+            let read = clamp_read(st, &s, read, key, group);
             let Err(i) = group_index(&s, group) else {
                 return Err(invalid(cmd, "group exists already: our data differs"));
             };
@@ -174,7 +183,7 @@ pub fn xgroup(ks: &mut Keyspace, st: &StreamState, args: &[Vec<u8>]) -> Result<(
             if mk {
                 return Err(invalid(cmd, "MKSTREAM with SETID"));
             }
-            let read = clamp_read(st, &s, read);
+            let read = clamp_read(st, &s, read, key, group);
             let g = group_mut(&mut s, cmd, key, group)?;
             g.last_id = id;
             g.entries_read = Some(read);

@@ -12,6 +12,8 @@ pub fn set(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<()
         return Err(invalid(cmd, "wrong number of arguments"));
     };
     let (mut nx, mut xx, mut keepttl) = (false, false, false);
+    // Valkey 8.1+ IFEQ, Redis 8.4+ IFEQ/IFNE/IFDEQ/IFDNE: (kind, operand).
+    let mut cond: Option<(String, Vec<u8>)> = None;
     let mut expire: Option<i64> = None;
     let mut i = 0;
     while i < opts.len() {
@@ -32,6 +34,13 @@ pub fn set(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<()
             "PX" => expire = Some(now_ms() + num()?),
             "EXAT" => expire = Some(num()?.saturating_mul(1000)),
             "PXAT" => expire = Some(num()?),
+            "IFEQ" | "IFNE" | "IFDEQ" | "IFDNE" => {
+                i += 1;
+                let v = opts
+                    .get(i)
+                    .ok_or_else(|| invalid(cmd, format!("{o} needs a value")))?;
+                cond = Some((o.clone(), v.clone()));
+            }
             _ => return Err(invalid(cmd, format!("unknown option {o}"))),
         }
         i += 1;
@@ -40,10 +49,115 @@ pub fn set(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<()
     if (nx && old.is_some()) || (xx && old.is_none()) {
         return Ok(());
     }
+    if let Some((kind, operand)) = &cond {
+        if !condition_holds(ks, db, cmd, key, kind, operand)? {
+            // The master propagates a conditional SET only when it wrote.
+            return Err(invalid(
+                cmd,
+                format!("{kind} condition false here, true on the master: our data differs"),
+            ));
+        }
+    }
     if keepttl {
         expire = old.as_ref().and_then(|e| e.expire_ms());
     }
     ks.set(db, key, expire, &Value::String(value.clone()), None)?;
+    Ok(())
+}
+
+/// Whether a SET/DELEX condition holds on our data. IFDEQ/IFDNE compare a digest of the
+/// value (XXH3) the master computed; the master propagates the command only when it held,
+/// and our value equals the master's, so they are taken as holding.
+fn condition_holds(
+    ks: &Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    kind: &str,
+    operand: &[u8],
+) -> Result<bool, ApplyError> {
+    let cur = get_string(ks, db, cmd, key)?.map(|(_, v)| v);
+    Ok(match kind {
+        "IFEQ" => cur.as_deref() == Some(operand),
+        "IFNE" => cur.as_deref() != Some(operand),
+        "IFDEQ" => cur.is_some(),
+        _ => true,
+    })
+}
+
+/// DELEX key [IFEQ v|IFNE v|IFDEQ d|IFDNE d] (Redis 8.4+ propagate it as DEL) and Valkey
+/// 9's DELIFEQ key value, applied as typed should a master send them.
+pub fn delex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let (key, cond) = match (cmd, args) {
+        ("DELIFEQ", [k, v]) => (k, Some(("IFEQ".to_string(), v.clone()))),
+        ("DELEX", [k]) => (k, None),
+        ("DELEX", [k, kind, v]) => (
+            k,
+            Some((
+                String::from_utf8_lossy(kind).to_ascii_uppercase(),
+                v.clone(),
+            )),
+        ),
+        _ => return Err(invalid(cmd, "wrong number of arguments")),
+    };
+    if let Some((kind, operand)) = &cond {
+        if !condition_holds(ks, db, cmd, key, kind, operand)? {
+            return Ok(());
+        }
+    }
+    ks.remove(db, key);
+    Ok(())
+}
+
+/// MSETEX numkeys key value… [NX|XX] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL] (Redis 8.4+;
+/// masters rewrite EX/PX to PXAT). NX/XX hold for every key or nothing is written.
+pub fn msetex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let [numkeys, rest @ ..] = args else {
+        return Err(invalid(cmd, "wrong number of arguments"));
+    };
+    let n = usize::try_from(arg_i64(cmd, numkeys)?)
+        .ok()
+        .filter(|&n| n >= 1 && n.checked_mul(2).is_some_and(|m| m <= rest.len()))
+        .ok_or_else(|| invalid(cmd, "bad numkeys"))?;
+    let (pairs, opts) = rest.split_at(n * 2);
+    let (mut nx, mut xx, mut keepttl) = (false, false, false);
+    let mut expire: Option<i64> = None;
+    let mut i = 0;
+    while i < opts.len() {
+        let o = String::from_utf8_lossy(&opts[i]).to_ascii_uppercase();
+        let mut num = || -> Result<i64, ApplyError> {
+            i += 1;
+            let a = opts
+                .get(i)
+                .ok_or_else(|| invalid(cmd, format!("{o} needs a value")))?;
+            arg_i64(cmd, a)
+        };
+        match o.as_str() {
+            "NX" => nx = true,
+            "XX" => xx = true,
+            "KEEPTTL" => keepttl = true,
+            "EX" => expire = Some(now_ms() + num()?.saturating_mul(1000)),
+            "PX" => expire = Some(now_ms() + num()?),
+            "EXAT" => expire = Some(num()?.saturating_mul(1000)),
+            "PXAT" => expire = Some(num()?),
+            _ => return Err(invalid(cmd, format!("unknown option {o}"))),
+        }
+        i += 1;
+    }
+    for p in pairs.chunks_exact(2) {
+        let found = ks.entry(db, &p[0]).is_some();
+        if (nx && found) || (xx && !found) {
+            return Ok(());
+        }
+    }
+    for p in pairs.chunks_exact(2) {
+        let ttl = if keepttl {
+            ks.entry(db, &p[0]).and_then(|e| e.expire_ms())
+        } else {
+            expire
+        };
+        ks.set(db, &p[0], ttl, &Value::String(p[1].clone()), None)?;
+    }
     Ok(())
 }
 

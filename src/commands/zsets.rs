@@ -19,7 +19,12 @@ pub(super) struct ZSet {
     pub(super) listpack: bool,
 }
 
-pub(super) fn get_zset(ks: &Keyspace, db: u64, cmd: &str, key: &[u8]) -> Result<Option<ZSet>, ApplyError> {
+pub(super) fn get_zset(
+    ks: &Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+) -> Result<Option<ZSet>, ApplyError> {
     match load_typed(ks, db, key)? {
         None => Ok(None),
         Some((hints, Value::SortedSet(pairs), ty)) => Ok(Some(ZSet {

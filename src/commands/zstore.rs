@@ -151,7 +151,9 @@ pub fn zsetop_store(
     }
     let result: Pairs = match cmd {
         "ZDIFFSTORE" => {
-            let (first, others) = srcs.split_first().map_or((None, &[][..]), |(f, o)| (Some(f), o));
+            let (first, others) = srcs
+                .split_first()
+                .map_or((None, &[][..]), |(f, o)| (Some(f), o));
             let mut out = Vec::new();
             if let Some((first, _, _)) = first {
                 for (m, s) in first {
@@ -270,7 +272,11 @@ fn below_max(m: &[u8], b: &Lex) -> bool {
 /// Ranks `start..=end` (negative from the end) of a set of `len`, clamped as ZRANGE does.
 fn rank_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
     let len = len as i64;
-    let start = if start < 0 { (len + start).max(0) } else { start };
+    let start = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start
+    };
     let end = if end < 0 { len + end } else { end.min(len - 1) };
     (start <= end && start < len && end >= 0).then_some((start as usize, end as usize))
 }

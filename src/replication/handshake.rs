@@ -5,10 +5,14 @@
 //! the server's own replica does; everything else that is unexpected is an error naming
 //! the step and the reply.
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::link::{Link, LinkError};
 use crate::resp::Frame;
+
+/// The version announced with `REPLCONF version`: the highest `x.y.z` a Valkey master
+/// parses, so it always sends its newest RDB format.
+pub const REPLICA_VERSION: &str = "255.255.255";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
@@ -86,6 +90,15 @@ pub fn handshake(link: &mut Link, h: &Handshake) -> Result<PsyncOutcome, Handsha
     link.send(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])?;
     if let Err(e) = expect_ok(link, "REPLCONF capa") {
         warn!(error = %e, "master does not take REPLCONF capa (not critical)");
+    }
+    // Valkey masters pick the RDB version of a full sync from the replica's announced
+    // version; one that announces none gets an old format, and a key that format cannot
+    // hold (a hash with field TTLs on Valkey 9) fails every full sync. We read every
+    // format, so we announce the newest version there can be. Redis masters refuse the
+    // option (not critical).
+    link.send(&[b"REPLCONF", b"version", REPLICA_VERSION.as_bytes()])?;
+    if let Err(e) = expect_ok(link, "REPLCONF version") {
+        debug!(error = %e, "master does not take REPLCONF version (Redis masters do not)");
     }
     let (replid, off) = match h.resume {
         Some((id, offset)) => (id.to_string(), (offset + 1).to_string()),

@@ -255,7 +255,11 @@ pub fn bitmap(r: &mut Rng, caps: Caps) -> Vec<Vec<u8>> {
                     c.extend([s("OVERFLOW"), s(r.pick(&["WRAP", "SAT"]))]);
                 }
                 let signed = r.below(2) == 0;
-                let bits = if signed { 1 + r.below(64) } else { 1 + r.below(63) };
+                let bits = if signed {
+                    1 + r.below(64)
+                } else {
+                    1 + r.below(63)
+                };
                 let ty = format!("{}{bits}", if signed { "i" } else { "u" }).into_bytes();
                 let off = if r.below(3) == 0 {
                     format!("#{}", r.below(10)).into_bytes()
@@ -275,7 +279,9 @@ pub fn bitmap(r: &mut Rng, caps: Caps) -> Vec<Vec<u8>> {
 
 /// A score as a client writes it, edges included.
 fn zscore(r: &mut Rng) -> Vec<u8> {
-    s(r.pick(&["0", "-0", "1", "2.5", "-3", "inf", "-inf", "1e300", "0.1", "7"]))
+    s(r.pick(&[
+        "0", "-0", "1", "2.5", "-3", "inf", "-inf", "1e300", "0.1", "7",
+    ]))
 }
 
 /// The *STORE family and the range removals.
@@ -302,7 +308,11 @@ pub fn stores(r: &mut Rng, caps: Caps) -> Vec<Vec<u8>> {
             let mut c = vec![s(cmd), fkey(r, "z"), n(keys)];
             for _ in 0..keys {
                 // Sets are valid sources too (members score 1).
-                c.push(if r.below(4) == 0 { fkey(r, "t") } else { fkey(r, "z") });
+                c.push(if r.below(4) == 0 {
+                    fkey(r, "t")
+                } else {
+                    fkey(r, "z")
+                });
             }
             if cmd != "ZDIFFSTORE" {
                 if r.below(2) == 0 {
@@ -349,10 +359,8 @@ pub fn stores(r: &mut Rng, caps: Caps) -> Vec<Vec<u8>> {
             if rev {
                 c.push(s("REV"));
             }
-            if c.contains(&s("BYSCORE")) || c.contains(&s("BYLEX")) {
-                if r.below(3) == 0 {
-                    c.extend([s("LIMIT"), n(r.below(3)), i(r.below(5) as i64 - 1)]);
-                }
+            if (c.contains(&s("BYSCORE")) || c.contains(&s("BYLEX"))) && r.below(3) == 0 {
+                c.extend([s("LIMIT"), n(r.below(3)), i(r.below(5) as i64 - 1)]);
             }
             c
         }
@@ -391,12 +399,159 @@ fn lex_fill(r: &mut Rng) -> Vec<Vec<u8>> {
     c
 }
 
+/// HyperLogLogs (`p*`, colliding with the string and shared keys).
+pub fn hll(r: &mut Rng) -> Vec<Vec<u8>> {
+    let k = |r: &mut Rng| {
+        if r.below(6) == 0 {
+            fkey(r, "s")
+        } else {
+            format!("p{}", r.below(5)).into_bytes()
+        }
+    };
+    match r.below(8) {
+        0..=3 => {
+            let mut c = vec![s("PFADD"), k(r)];
+            // Sometimes many elements at once: sparse grows past its limit and turns dense.
+            let count = if r.below(10) == 0 {
+                400 + r.below(2000)
+            } else {
+                r.below(6)
+            };
+            let base = r.below(1_000_000);
+            for j in 0..count {
+                c.push(format!("e{}", base + j).into_bytes());
+            }
+            c
+        }
+        4 => {
+            let mut c = vec![s("PFMERGE"), k(r)];
+            for _ in 0..r.below(3) {
+                c.push(k(r));
+            }
+            c
+        }
+        5 | 6 => vec![s("PFCOUNT"), k(r)],
+        _ => vec![s("PFCOUNT"), k(r), k(r)],
+    }
+}
+
+/// Conditional and multi-key string writes of newer servers.
+pub fn strings_new(r: &mut Rng, caps: Caps) -> Vec<Vec<u8>> {
+    let k = fkey(r, "s");
+    let redis84 = caps.redis_at_least(8, 4);
+    let valkey81 = caps.valkey && (caps.major, caps.minor) >= (8, 1);
+    match r.below(4) {
+        0 if redis84 || valkey81 => {
+            let cond = if redis84 {
+                r.pick(&["IFEQ", "IFNE"])
+            } else {
+                "IFEQ"
+            };
+            let mut c = vec![s("SET"), k, value(r), s(cond), value(r)];
+            if r.below(3) == 0 {
+                c.extend([s("PX"), n(100_000 + r.below(1000))]);
+            }
+            c
+        }
+        1 if redis84 => {
+            let mut c = vec![s("DELEX"), k];
+            if r.below(2) == 0 {
+                c.extend([s(r.pick(&["IFEQ", "IFNE"])), value(r)]);
+            }
+            c
+        }
+        1 if caps.valkey && caps.major >= 9 => vec![s("DELIFEQ"), k, value(r)],
+        2 if redis84 => {
+            let pairs = 1 + r.below(3);
+            let mut c = vec![s("MSETEX"), n(pairs)];
+            for _ in 0..pairs {
+                c.push(fkey(r, "s"));
+                c.push(value(r));
+            }
+            match r.below(4) {
+                0 => c.push(s("NX")),
+                1 => c.push(s("XX")),
+                _ => {}
+            }
+            match r.below(4) {
+                0 => c.extend([s("PX"), n(100_000 + r.below(1000))]),
+                1 => c.extend([s("EXAT"), n(4_000_000_000 + r.below(1000))]),
+                2 => c.push(s("KEEPTTL")),
+                _ => {}
+            }
+            c
+        }
+        _ => {
+            // RESTORE from a DUMP inside a script: the master propagates the RESTORE.
+            let p = r.pick(&["s", "l", "h", "z", "t", "x", "p"]);
+            let script = "local d = redis.call('DUMP', KEYS[1]); \
+                          if d then return redis.call('RESTORE', KEYS[2], ARGV[1], d, 'REPLACE', 'ABSTTL') end; return 0";
+            vec![
+                s("EVAL"),
+                s(script),
+                n(2),
+                fkey(r, p),
+                fkey(r, p),
+                s(r.pick(&["0", "4000000000000"])),
+            ]
+        }
+    }
+}
+
+/// SORT … STORE over lists, sets and sorted sets, with BY and GET patterns.
+pub fn sort_store(r: &mut Rng) -> Vec<Vec<u8>> {
+    // Not sorted sets: SORT converts one to a skiplist on the master even when it then
+    // stores nothing and propagates nothing (no replica can follow that).
+    let fam = r.pick(&["l", "t"]);
+    // BY patterns sort lists only list commands touch (`sortl*`): on a set or sorted set
+    // ALPHA BY ties take the master's internal order (we resync on those).
+    let list = fam == "l" && r.below(5) != 0;
+    let src = if list {
+        let k = format!("sortl{}", r.below(3)).into_bytes();
+        if r.below(3) == 0 {
+            let mut c = vec![s("RPUSH"), k];
+            for _ in 0..1 + r.below(6) {
+                c.push(format!("{}", r.below(12)).into_bytes());
+            }
+            return c;
+        }
+        k
+    } else {
+        fkey(r, fam)
+    };
+    let mut c = vec![s("SORT"), src];
+    // BY patterns on lists over the whole list: elsewhere ALPHA BY ties take the master's
+    // internal order (we resync on those).
+    let by_pattern = list && r.below(2) == 0;
+    if by_pattern {
+        c.extend([s("BY"), s(r.pick(&["s*", "h*->f1"]))]);
+    } else if r.below(3) == 0 {
+        c.extend([s("BY"), s("nosort")]);
+    }
+    if !by_pattern && r.below(3) == 0 {
+        c.extend([s("LIMIT"), n(r.below(3)), i(r.below(5) as i64 - 1)]);
+    }
+    for _ in 0..r.below(3) {
+        c.extend([s("GET"), s(r.pick(&["#", "s*", "h*->f2"]))]);
+    }
+    if r.below(2) == 0 {
+        c.push(s("DESC"));
+    }
+    // ALPHA always: numeric sorts of our mixed values fail on the master (no effect).
+    c.push(s("ALPHA"));
+    c.extend([s("STORE"), fkey(r, "l")]);
+    c
+}
+
 /// One command of the families this file adds.
 pub fn extra(r: &mut Rng, caps: Caps) -> Vec<Vec<u8>> {
-    match r.below(7) {
+    match r.below(11) {
         0 | 1 => stream_group(r, caps),
         2 => bitmap(r, caps),
         3 => lex_fill(r),
+        4 | 5 => hll(r),
+        6 => strings_new(r, caps),
+        7 => sort_store(r),
         _ => stores(r, caps),
     }
 }
