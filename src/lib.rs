@@ -12,6 +12,7 @@ pub mod convert;
 pub mod digest;
 pub mod hll;
 pub mod keyspace;
+pub mod metrics;
 pub mod rdb;
 pub mod replication;
 pub mod resp;
