@@ -11,6 +11,7 @@ pub mod config;
 pub mod convert;
 pub mod digest;
 pub mod hll;
+pub mod http;
 pub mod keyspace;
 pub mod metrics;
 pub mod rdb;
