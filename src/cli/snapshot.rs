@@ -120,7 +120,7 @@ fn wait_for(addr: SocketAddr, id: &str, timeout: Duration) -> Result<()> {
                 let since = *unreachable_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= UNREACHABLE_GRACE {
                     spinner.finish();
-                    return Err(e.at(addr).into());
+                    return Err(e.at(addr));
                 }
                 tracing::debug!(error = %e, "daemon unreachable, retrying");
             }
