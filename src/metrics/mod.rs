@@ -134,7 +134,7 @@ impl Metrics {
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let r = Reg(&registry);
-        let m = Metrics {
+        let mut m = Metrics {
             master_link_up: r.add(
                 "master_link_up",
                 IntGauge::with_opts(opts(
@@ -313,7 +313,6 @@ impl Metrics {
             started: Instant::now(),
             registry,
         };
-        let mut m = m;
         m.init_labelled()?;
         Ok(m)
     }
