@@ -11,6 +11,7 @@ mod digest;
 mod inspect;
 mod progress;
 mod run;
+mod snapshot;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,8 @@ pub enum Command {
     CheckConfig(check_config::CheckConfigArgs),
     /// Load and rewrite an RDB file for a target server version (magic, version, encodings).
     Convert(convert::ConvertArgs),
+    /// Ask the running daemon (HTTP) for a snapshot now; with --wait, print its id when stored.
+    Snapshot(snapshot::SnapshotArgs),
 }
 
 /// Open an RDB file for reading: the reader (header read), the file's size, and its name
@@ -90,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Digest(a) => digest::run(a),
         Command::Convert(a) => convert::run(a),
         Command::CheckConfig(a) => check_config::run(a),
+        Command::Snapshot(a) => snapshot::run(a),
     };
     match result {
         Ok(code) => code,
