@@ -38,6 +38,11 @@ fn populate(m: &TestServer) {
         m.must(&["SADD", "strs", "a", "b"]);
         m.must(&["ZADD", "z", "1.5", "a", "-inf", "b", "3", "c"]);
         m.must(&["HSET", "h", "f", "v", "g", "1"]);
+        // A field TTL where the server has them (Redis 7.4+, Valkey 9+; older ones refuse
+        // the command). Valkey 9 sends such a hash only to a replica that announced a new
+        // enough version (REPLCONF version): without it every full sync failed.
+        m.must(&["HSET", "hf", "f", "v", "g", "w"]);
+        let _ = m.cmd(&[b"HPEXPIRE", b"hf", b"100000000", b"FIELDS", b"1", b"f"]);
         for i in 1..50 {
             m.must(&["XADD", "x", &format!("{i}-0"), "f", &i.to_string()]);
         }
