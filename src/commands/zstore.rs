@@ -4,8 +4,8 @@
 //!
 //! Floating-point results must equal the master's to the last bit, so the arithmetic
 //! follows the server step by step: sources ordered by size (stable among equals) for
-//! union and intersection, each score multiplied by its weight with NaN turned into 0, sums
-//! folded in that source order with a NaN sum turned into 0. The destination loses its
+//! union and intersection, each score multiplied by its weight (a NaN product turned into 0
+//! where the server does), sums folded in that source order with a NaN sum turned into 0. The destination loses its
 //! TTL, is deleted when the result is empty, and is compact (listpack) when the result is
 //! small: there -0 is stored as 0 on Redis 7.0+ and Valkey, as in `zsets`.
 
@@ -61,12 +61,19 @@ fn aggregate(target: &mut f64, val: f64, agg: Aggregate) {
     }
 }
 
-fn weighted(score: f64, weight: f64, agg: Aggregate) -> f64 {
-    let s = if agg == Aggregate::Count {
+/// A score times its weight (COUNT: the weight), NaN kept: the server turns it into 0 for
+/// union members and an intersection's first source only; an intersection's later sources
+/// aggregate the NaN itself (a SUM then restarts from 0, MIN/MAX ignore it).
+fn weighted_raw(score: f64, weight: f64, agg: Aggregate) -> f64 {
+    if agg == Aggregate::Count {
         weight
     } else {
         weight * score
-    };
+    }
+}
+
+fn weighted(score: f64, weight: f64, agg: Aggregate) -> f64 {
+    let s = weighted_raw(score, weight, agg);
     if s.is_nan() {
         0.0
     } else {
@@ -184,7 +191,7 @@ pub fn zsetop_store(
                                 None => continue 'member,
                             }
                         };
-                        aggregate(&mut acc, weighted(v, *w, agg), agg);
+                        aggregate(&mut acc, weighted_raw(v, *w, agg), agg);
                     }
                     out.push((m.clone(), acc));
                 }
