@@ -9,7 +9,9 @@ mod check_config;
 mod convert;
 mod digest;
 mod inspect;
+mod list;
 mod progress;
+mod retention;
 mod run;
 
 use std::process::ExitCode;
@@ -29,7 +31,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// The daemon: replicate (snapshots, upload, retention and HTTP are coming).
+    /// The daemon: replicate, snapshot on schedule into storage, apply retention.
     Run(run::RunArgs),
     /// Stream through an RDB file in bounded memory: header, aux fields, per-db counts.
     Inspect(inspect::InspectArgs),
@@ -39,6 +41,10 @@ pub enum Command {
     CheckConfig(check_config::CheckConfigArgs),
     /// Load and rewrite an RDB file for a target server version (magic, version, encodings).
     Convert(convert::ConvertArgs),
+    /// The snapshots in the configured storage, newest first.
+    List(list::ListArgs),
+    /// Apply (or with --dry-run only show) the retention policy: each snapshot kept or deleted.
+    Retention(retention::RetentionArgs),
 }
 
 /// Open an RDB file for reading: the reader (header read), the file's size, and its name
@@ -90,6 +96,8 @@ pub fn main() -> ExitCode {
         Command::Digest(a) => digest::run(a),
         Command::Convert(a) => convert::run(a),
         Command::CheckConfig(a) => check_config::run(a),
+        Command::List(a) => list::run(a),
+        Command::Retention(a) => retention::run(a),
     };
     match result {
         Ok(code) => code,

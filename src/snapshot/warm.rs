@@ -53,7 +53,15 @@ pub fn cleanup_and_restore(storage: &dyn Storage) -> Result<Option<Restored>, St
     for (path, why) in &report.kept {
         warn!(path = %path, reason = %why, "cleanup: left in place");
     }
-    let listing = storage.list()?;
+    let listing = match storage.list() {
+        Ok(l) => l,
+        // A first start: the directory appears with the first snapshot.
+        Err(StorageError::Io { source, path, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            info!(path = %path, "warm restart: storage does not exist yet; starting with a full sync");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
     for p in &listing.problems {
         warn!(id = %p.id, error = %p.error, "stored snapshot with an unusable manifest skipped");
     }
