@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::Timelike;
 use replisnap::replication::{Replica, ReplicaHandle, Settings};
 use replisnap::snapshot::{JobState, NoEvents, Options, Reason, Snapshotter, TakeError};
 use replisnap::storage::{LocalStorage, Storage};
@@ -315,4 +316,80 @@ fn refused_before_the_first_sync() {
     ));
     snap.shutdown();
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+mod daemon;
+
+/// The daemon's schedule: every 2 s with keep_last = 2. After ~7 s: snapshots were taken
+/// on even UTC seconds, named `YYYYMMDDTHHMMSSZ` after their creation time, at most two
+/// are kept, their manifests are valid, and the verbs show them.
+#[test]
+fn cron_every_two_seconds_keep_last_two() {
+    let Some(bin) = support::require("redis-7.0") else {
+        return;
+    };
+    let m = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("master");
+    m.must(&["SET", "a", "1"]);
+    let setup = daemon::Setup::new(&m.addr(), "*/2 * * * * *", "keep_last = 2");
+    let mut d = setup.start("daemon.log");
+    assert!(
+        daemon::poll(Duration::from_secs(30), || {
+            d.assert_running();
+            !setup.snapshots().is_empty()
+        }),
+        "no first snapshot:\n{}",
+        d.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(7));
+    d.assert_running();
+    let log = d.log_text();
+    let stored = log.matches("snapshot stored").count();
+    assert!(stored >= 3, "{stored} snapshots in ~8 s:\n{log}");
+    assert!(
+        log.contains("decision=\"delete\""),
+        "retention deleted:\n{log}"
+    );
+    let (st, log) = d.terminate(Duration::from_secs(30));
+    assert!(st.success(), "{log}");
+    let snaps = setup.snapshots();
+    assert!(
+        !snaps.is_empty() && snaps.len() <= 2,
+        "{} kept:\n{log}",
+        snaps.len()
+    );
+    for s in &snaps {
+        let id = s.id.as_str();
+        let b = id.as_bytes();
+        assert!(id.len() == 16 && b[8] == b'T' && b[15] == b'Z', "id {id}");
+        assert_eq!(
+            s.id.time(),
+            s.created_at
+                .with_nanosecond(0)
+                .expect("truncate to the second"),
+            "{id}: named after its creation time"
+        );
+        assert_eq!(s.created_at.second() % 2, 0, "{id}: not on an even second");
+        assert_eq!(s.source.offset, master_offset(&m) as u64);
+        assert_eq!(s.digest, m.digest());
+        assert!(s.durations.write_seconds >= 0.0 && s.rdb.bytes > 0);
+    }
+    // The verbs see the same.
+    let (code, out, err) = setup.verb(&["list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let ids: Vec<&str> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    let want: Vec<&str> = snaps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, want, "list --json, newest first");
+    let (code, out, err) = setup.verb(&["retention", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("last snapshot"), "{out}");
+    assert!(!out.contains("delete"), "{out}");
+    let (code, out, _) = setup.verb(&["list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(want[0]), "{out}");
 }

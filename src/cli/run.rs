@@ -198,11 +198,15 @@ async fn until_signal_or(mut done: impl FnMut() -> bool) -> Result<Ended> {
 }
 
 /// Logs to stderr (journald picks them up under systemd); `RUST_LOG` sets the level.
+/// Colours only on a terminal: journald and log files get plain `key=value` fields.
 fn init_logging() {
+    use std::io::IsTerminal;
+    // The scheduler crate logs its own start-up steps at info; they say nothing to an operator.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_cron_scheduler=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

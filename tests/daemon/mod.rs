@@ -67,7 +67,7 @@ impl Setup {
             .arg("run")
             .arg("--config")
             .arg(self.config())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,tokio_cron_scheduler=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(out)
