@@ -87,6 +87,14 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     };
     let (replica, handle) = match restored {
         Some(r) => {
+            if r.source_address != settings.address {
+                // Not refused: a master moved to a new address keeps its replication ID,
+                // and PSYNC decides (a foreign ID just means a full sync).
+                warn!(
+                    id = %r.id, snapshot_source = %r.source_address, configured = %settings.address,
+                    "the stored snapshot came from another address; the master decides whether it continues"
+                );
+            }
             info!(id = %r.id, "resuming from the stored snapshot");
             Replica::with_preload(settings, r.preload)
         }

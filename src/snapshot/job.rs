@@ -195,3 +195,67 @@ fn version_text(aux: &[(Vec<u8>, Vec<u8>)], v: ServerVersion) -> String {
         .or_else(|| find(b"redis-ver"))
         .unwrap_or_else(|| format!("{}.{}.{}", v.major, v.minor, v.patch))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyspace::Keyspace;
+    use crate::server_version::Family;
+
+    fn capture(aux: Vec<(Vec<u8>, Vec<u8>)>, replid: &str) -> Capture {
+        let mut ks = Keyspace::new();
+        Capture {
+            snapshot: ks.snapshot().expect("no walk running"),
+            replid: replid.into(),
+            offset: 1234,
+            functions: Vec::new(),
+            stream_db: 2,
+            master_version: None,
+            master_aux: aux,
+            pause: Duration::ZERO,
+        }
+    }
+
+    fn names(aux: &[(Vec<u8>, Vec<u8>)]) -> Vec<String> {
+        aux.iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    String::from_utf8_lossy(k),
+                    String::from_utf8_lossy(v)
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn aux_fields_follow_the_master() {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+        let v = ServerVersion::new(Family::Valkey, 9, 1, 2);
+        let master = vec![
+            (b"valkey-ver".to_vec(), b"9.1.2".to_vec()),
+            (b"aof-preamble".to_vec(), b"0".to_vec()),
+        ];
+        let c = capture(master, &"a".repeat(40));
+        let aux = aux_fields(&c, v, at);
+        assert_eq!(
+            names(&aux),
+            [
+                "valkey-ver=9.1.2",
+                "redis-bits=64",
+                "ctime=1800000000",
+                "repl-stream-db=2",
+                &format!("repl-id={}", "a".repeat(40)),
+                "repl-offset=1234",
+                "aof-base=0",
+            ]
+        );
+        assert_eq!(version_text(&aux, v), "9.1.2");
+        // No version field from the master (SYNC fallback): ours, and no replication id.
+        let v = ServerVersion::new(Family::Redis, 7, 0, 15);
+        let aux = aux_fields(&capture(Vec::new(), "?"), v, at);
+        assert_eq!(names(&aux)[0], "redis-ver=7.0.15");
+        assert!(!names(&aux).iter().any(|n| n.starts_with("repl-id")));
+        assert_eq!(version_text(&aux, v), "7.0.15");
+    }
+}

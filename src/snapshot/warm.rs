@@ -36,6 +36,8 @@ pub enum WarmError {
 /// A snapshot loaded and checked, ready to start the replica from.
 pub struct Restored {
     pub id: SnapshotId,
+    /// The master address the snapshot was taken from (`source.address`).
+    pub source_address: String,
     pub preload: Preload,
     pub keys: u64,
 }
@@ -161,6 +163,7 @@ fn load(storage: &dyn Storage, m: &Manifest) -> Result<Restored, WarmError> {
         .map_err(|_| WarmError::Mismatch(format!("offset {} out of range", m.source.offset)))?;
     Ok(Restored {
         id: m.id.clone(),
+        source_address: m.source.address.clone(),
         keys: report.keys,
         preload: Preload {
             keyspace: ks,
