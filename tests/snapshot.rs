@@ -368,7 +368,10 @@ fn cron_every_two_seconds_keep_last_two() {
                 .expect("truncate to the second"),
             "{id}: named after its creation time"
         );
-        assert_eq!(s.created_at.second() % 2, 0, "{id}: not on an even second");
+        // Taken at the tick: an even second, plus the scheduler's polling (500 ms) and
+        // some slack for a loaded machine.
+        let late_ms = s.created_at.timestamp_millis().rem_euclid(2000);
+        assert!(late_ms < 1500, "{id}: {late_ms} ms after an even second");
         assert_eq!(s.source.offset, master_offset(&m) as u64);
         assert_eq!(s.digest, m.digest());
         assert!(s.durations.write_seconds >= 0.0 && s.rdb.bytes > 0);
