@@ -19,5 +19,6 @@ pub mod replication;
 pub mod resp;
 pub mod retention;
 pub mod server_version;
+pub mod snapshot;
 pub mod storage;
 pub mod summary;

@@ -9,7 +9,9 @@ mod check_config;
 mod convert;
 mod digest;
 mod inspect;
+mod list;
 mod progress;
+mod retention;
 mod run;
 mod snapshot;
 
@@ -30,7 +32,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// The daemon: replicate (snapshots, upload, retention and HTTP are coming).
+    /// The daemon: replicate, snapshot on schedule into storage, apply retention.
     Run(run::RunArgs),
     /// Stream through an RDB file in bounded memory: header, aux fields, per-db counts.
     Inspect(inspect::InspectArgs),
@@ -42,6 +44,10 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Ask the running daemon (HTTP) for a snapshot now; with --wait, print its id when stored.
     Snapshot(snapshot::SnapshotArgs),
+    /// The snapshots in the configured storage, newest first.
+    List(list::ListArgs),
+    /// Apply (or with --dry-run only show) the retention policy: each snapshot kept or deleted.
+    Retention(retention::RetentionArgs),
 }
 
 /// Open an RDB file for reading: the reader (header read), the file's size, and its name
@@ -94,6 +100,8 @@ pub fn main() -> ExitCode {
         Command::Convert(a) => convert::run(a),
         Command::CheckConfig(a) => check_config::run(a),
         Command::Snapshot(a) => snapshot::run(a),
+        Command::List(a) => list::run(a),
+        Command::Retention(a) => retention::run(a),
     };
     match result {
         Ok(code) => code,

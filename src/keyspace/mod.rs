@@ -23,8 +23,8 @@ use hashbrown::HashTable;
 
 pub use entry::{Entry, Hints};
 pub use rdb::{
-    digest_snapshot, digest_snapshot_as_held, digest_snapshot_with, load_rdb, write_snapshot,
-    LoadReport, RdbIoError,
+    digest_snapshot, digest_snapshot_as_held, digest_snapshot_with, export_snapshot, load_rdb,
+    write_snapshot, Exported, LoadReport, RdbIoError,
 };
 pub use snapshot::Snapshot;
 

@@ -5,6 +5,7 @@
 //! reads the canonical encoding and no compression is asked) and re-encoding it for an
 //! older target. It must never write a key the snapshot did not hold, nor skip one.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use super::{Entry, Hints, Keyspace, KeyspaceError, Snapshot};
@@ -13,6 +14,7 @@ use crate::rdb::types::*;
 use crate::rdb::writer::{KeyRecord, RdbWriter, Target, WriteError, WriteOptions};
 use crate::rdb::{decode_value, Dialect, Item, KeyEntry, RdbError, RdbReader, Value};
 use crate::server_version::ServerVersion;
+use crate::summary::{DbSummary, TYPE_NAMES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RdbIoError {
@@ -38,7 +40,12 @@ pub struct LoadReport {
     pub functions: u64,
     /// The server that wrote the file, from its magic and `redis-ver`/`valkey-ver`.
     pub writer: Option<ServerVersion>,
+    /// Every aux field, in file order (a few dozen bytes each: versions, `repl-id`, …).
+    pub aux: Vec<(Vec<u8>, Vec<u8>)>,
 }
+
+/// Aux fields kept in a [`LoadReport`]; servers write about ten.
+const MAX_AUX_KEPT: usize = 256;
 
 /// Load a whole file. With `drop_expired_at = Some(now)`, keys whose expiry is before
 /// `now` are left out, as a master loading the file does; a replica (`None`) keeps them
@@ -72,11 +79,19 @@ pub fn load_rdb<R: Read>(
                 report.keys += 1;
             }
             Item::SelectDb(db) => current_db = db,
-            Item::Aux { key, value } => match key.as_slice() {
-                b"redis-ver" => redis_ver = Some(String::from_utf8_lossy(&value).into_owned()),
-                b"valkey-ver" => valkey_ver = Some(String::from_utf8_lossy(&value).into_owned()),
-                _ => {}
-            },
+            Item::Aux { key, value } => {
+                match key.as_slice() {
+                    b"redis-ver" => redis_ver = Some(String::from_utf8_lossy(&value).into_owned()),
+                    b"valkey-ver" => {
+                        valkey_ver = Some(String::from_utf8_lossy(&value).into_owned())
+                    }
+                    _ => {}
+                }
+                // Bounded: a hostile file could repeat aux fields without end.
+                if report.aux.len() < MAX_AUX_KEPT {
+                    report.aux.push((key, value));
+                }
+            }
             Item::ResizeDb { db_size, .. } => ks.reserve(current_db, db_size),
             Item::Function { code } => {
                 ks.functions.push(code);
@@ -170,6 +185,105 @@ pub fn write_snapshot<W: Write>(
         }
     }
     Ok(w.finish()?)
+}
+
+/// What [`export_snapshot`] wrote.
+pub struct Exported<W> {
+    pub out: W,
+    pub bytes: u64,
+    /// The `DEBUG DIGEST` a server following the digest rules answers after loading it.
+    pub digest: String,
+    /// Per database, as `inspect` counts them.
+    pub databases: Vec<DbSummary>,
+    pub keys_total: u64,
+}
+
+/// Write the snapshot as an RDB file for `target` (like [`write_snapshot`]) and, in the
+/// same walk, compute the digest a server under `rules` answers after loading it at
+/// `now_ms`, and the per-database counts a manifest records. One walk, because a
+/// snapshot can be walked once and a second one would be at another offset.
+#[allow(clippy::too_many_arguments)]
+pub fn export_snapshot<W: Write>(
+    mut snap: Snapshot,
+    functions: &[Vec<u8>],
+    out: W,
+    target: Target,
+    aux: &[(Vec<u8>, Vec<u8>)],
+    opts: WriteOptions,
+    rules: Rules,
+    now_ms: i64,
+) -> Result<Exported<W>, RdbIoError> {
+    let mut w = RdbWriter::new(out, target, opts)?;
+    for (k, v) in aux {
+        w.aux(k, v)?;
+    }
+    for f in functions {
+        w.function(f)?;
+    }
+    let mut d = DatasetDigest::new(rules, now_ms);
+    let mut dbs: BTreeMap<u64, DbSummary> = BTreeMap::new();
+    let mut keys_total = 0;
+    let mut current_db = None;
+    while let Some((db, entries)) = snap.next_shard() {
+        if current_db != Some(db) {
+            w.select_db(db)?;
+            current_db = Some(db);
+        }
+        let summary = dbs.entry(db).or_insert_with(|| DbSummary {
+            db,
+            keys: 0,
+            expires: 0,
+            types: TYPE_NAMES.iter().map(|t| (t.to_string(), 0)).collect(),
+        });
+        for e in &entries {
+            let ty = e.rdb_type();
+            let h = e.hints();
+            let value = decode(e)?;
+            let rec = KeyRecord {
+                key: e.key(),
+                value: &value,
+                expire_ms: h.expire_ms,
+                idle: h.idle,
+                freq: h.freq,
+                meta: &h.meta,
+                source_type: Some(ty),
+            };
+            if !opts.compress && payload_fits(ty, &target) {
+                w.key_encoded(&rec, ty, e.payload())?;
+            } else if !w.key(&rec)? {
+                // An empty collection is not written, so it is not counted either.
+                continue;
+            }
+            summary.keys += 1;
+            if h.expire_ms.is_some() {
+                summary.expires += 1;
+            }
+            *summary
+                .types
+                .entry(value.type_name().to_string())
+                .or_insert(0) += 1;
+            keys_total += 1;
+            d.add(&KeyEntry {
+                db,
+                key: e.key().to_vec(),
+                expire_ms: e.expire_ms(),
+                idle: None,
+                freq: None,
+                meta: Vec::new(),
+                rdb_type: ty,
+                value,
+                offset: 0,
+            })?;
+        }
+    }
+    let (out, bytes) = w.finish()?;
+    Ok(Exported {
+        out,
+        bytes,
+        digest: crate::digest::mix::hex(&d.finish()),
+        databases: dbs.into_values().filter(|s| s.keys > 0).collect(),
+        keys_total,
+    })
 }
 
 /// The `DEBUG DIGEST` a server of version `target` would answer holding this snapshot.

@@ -19,14 +19,16 @@ pub mod tls;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
 pub use handshake::PsyncOutcome;
 use link::{Link, LinkError};
 
+use crate::commands::StreamState;
 use crate::keyspace::{Keyspace, Snapshot};
+use crate::server_version::ServerVersion;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplError {
@@ -81,8 +83,51 @@ pub struct Status {
 /// libraries of that moment.
 pub type SnapshotAt = (Snapshot, String, i64, Vec<Vec<u8>>);
 
+/// Everything a snapshot file needs, taken between two commands in one step.
+pub struct Capture {
+    pub snapshot: Snapshot,
+    /// Replication ID and offset the snapshot is consistent at.
+    pub replid: String,
+    pub offset: i64,
+    /// Function libraries of that moment.
+    pub functions: Vec<Vec<u8>>,
+    /// The database the stream had selected (`repl-stream-db`): a partial resync from
+    /// this offset continues in it without a SELECT.
+    pub stream_db: u64,
+    /// The master's server, as its last full-sync payload said.
+    pub master_version: Option<ServerVersion>,
+    /// The master's own version aux fields (`redis-ver`, `valkey-ver`) as it wrote them,
+    /// so a file we write is read back as the same server's.
+    pub master_aux: Vec<(Vec<u8>, Vec<u8>)>,
+    /// How long the apply loop stood still to take it.
+    pub pause: Duration,
+}
+
+/// Why no capture was made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CaptureError {
+    #[error("no data yet: the first sync has not completed")]
+    NoData,
+    #[error("a snapshot is still being walked")]
+    Busy,
+    #[error("the replica did not answer in time or has stopped")]
+    NoAnswer,
+}
+
+/// A dataset loaded before the replica starts (warm restart), with the replication
+/// position it is consistent at.
+pub struct Preload {
+    pub keyspace: Keyspace,
+    pub replid: String,
+    pub offset: i64,
+    /// `repl-stream-db` of the file.
+    pub stream_db: u64,
+    pub master_version: Option<ServerVersion>,
+    pub master_aux: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
 pub(crate) enum Control {
-    Snapshot(Sender<Option<SnapshotAt>>),
+    Capture(Sender<Result<Capture, CaptureError>>),
 }
 
 pub struct Replica {
@@ -93,7 +138,15 @@ pub struct Replica {
     offset: i64,
     has_data: bool,
     /// The master's server version, as its last full-sync payload said.
-    master_version: Option<crate::server_version::ServerVersion>,
+    master_version: Option<ServerVersion>,
+    /// The version aux fields of that payload, copied into the files we write.
+    master_aux: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Stream state (selected db, MULTI) carried across a partial resync, as the server's
+    /// replica keeps its cached master client: the backlog after our offset holds no
+    /// SELECT for a database selected before it.
+    stream_state: StreamState,
+    /// Data that is consistent at (`replid`, `offset`) exists: snapshots may be taken.
+    synced: bool,
     status: Arc<Status>,
     stop: Arc<AtomicBool>,
     controls: Receiver<Control>,
@@ -111,9 +164,18 @@ impl ReplicaHandle {
     /// Ask the replica for a snapshot, taken between two commands; `None` if it has no
     /// data yet, another snapshot is running, or it stopped.
     pub fn snapshot(&self, wait: Duration) -> Option<SnapshotAt> {
+        let c = self.capture(wait).ok()?;
+        Some((c.snapshot, c.replid, c.offset, c.functions))
+    }
+
+    /// Ask the replica for a [`Capture`], taken between two commands (never inside
+    /// MULTI/EXEC), waiting at most `wait` for the apply loop to reach that point.
+    pub fn capture(&self, wait: Duration) -> Result<Capture, CaptureError> {
         let (tx, rx) = mpsc::channel();
-        self.controls.send(Control::Snapshot(tx)).ok()?;
-        rx.recv_timeout(wait).ok().flatten()
+        self.controls
+            .send(Control::Capture(tx))
+            .map_err(|_| CaptureError::NoAnswer)?;
+        rx.recv_timeout(wait).map_err(|_| CaptureError::NoAnswer)?
     }
 
     pub fn stop(&self) {
@@ -126,20 +188,49 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 impl Replica {
     pub fn new(settings: Settings) -> (Replica, ReplicaHandle) {
+        Self::build(settings, None)
+    }
+
+    /// A replica that starts from a dataset loaded beforehand (a stored snapshot): its
+    /// first attach asks `PSYNC replid offset+1`, continuing where the data stands when
+    /// the master's backlog still covers it, and falling back to a full sync otherwise.
+    pub fn with_preload(settings: Settings, preload: Preload) -> (Replica, ReplicaHandle) {
+        Self::build(settings, Some(preload))
+    }
+
+    fn build(settings: Settings, preload: Option<Preload>) -> (Replica, ReplicaHandle) {
         let (tx, rx) = mpsc::channel();
         let status = Arc::new(Status::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let r = Replica {
+        let mut r = Replica {
             settings,
             ks: Keyspace::new(),
             replid: String::new(),
             offset: 0,
             has_data: false,
             master_version: None,
+            master_aux: Vec::new(),
+            stream_state: StreamState::default(),
+            synced: false,
             status: status.clone(),
             stop: stop.clone(),
             controls: rx,
         };
+        if let Some(p) = preload {
+            r.ks = p.keyspace;
+            r.replid = p.replid;
+            r.offset = p.offset;
+            r.master_version = p.master_version;
+            r.master_aux = p.master_aux;
+            r.stream_state = StreamState::for_master(r.master_version);
+            r.stream_state.db = p.stream_db;
+            r.has_data = r.replid != "?" && !r.replid.is_empty();
+            r.synced = true;
+            status.offset.store(r.offset, Ordering::Relaxed);
+            if let Ok(mut id) = status.replid.lock() {
+                id.clone_from(&r.replid);
+            }
+        }
         (
             r,
             ReplicaHandle {
@@ -163,8 +254,10 @@ impl Replica {
                     self.status.link_up.store(false, Ordering::Relaxed);
                     self.status.link_errors.fetch_add(1, Ordering::Relaxed);
                     if let ReplError::Apply(why) = &e {
-                        // Never drift: the next attach asks for everything again.
+                        // Never drift: the next attach asks for everything again, and no
+                        // snapshot is taken of data a failed command may have half changed.
                         self.has_data = false;
+                        self.synced = false;
                         self.status.forced_resyncs.fetch_add(1, Ordering::Relaxed);
                         if let Ok(mut r) = self.status.last_forced_reason.lock() {
                             r.clone_from(why);
@@ -214,6 +307,14 @@ impl Replica {
         let outcome = handshake::handshake(&mut link, &h)?;
         match outcome {
             PsyncOutcome::Full { replid, offset } => {
+                if resume.is_some() {
+                    // Logged because it is costly and the operator may want to know why
+                    // (backlog too small for the time we were away, or a new master).
+                    warn!(
+                        replid = %replid, offset,
+                        "master refused to continue from our data: full resync"
+                    );
+                }
                 self.full_sync(&mut link)?;
                 self.replid = replid;
                 self.offset = offset;
@@ -229,8 +330,10 @@ impl Replica {
                     self.replid = id;
                 }
                 self.status.partial_syncs.fetch_add(1, Ordering::Relaxed);
+                info!(replid = %self.replid, offset = self.offset, "partial resync: continuing");
             }
         }
+        self.synced = true;
         self.has_data = self.replid != "?";
         if let Ok(mut r) = self.status.replid.lock() {
             r.clone_from(&self.replid);
@@ -255,7 +358,54 @@ impl Replica {
         // Only now, complete and checked, does the new data replace the old.
         self.ks = ks;
         self.master_version = report.writer;
+        self.master_aux = report
+            .aux
+            .iter()
+            .filter(|(k, _)| is_version_aux(k))
+            .cloned()
+            .collect();
+        // The master selects a database before its first command after a full sync.
+        self.stream_state = StreamState::for_master(self.master_version);
         self.status.full_syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The aux fields that say which server wrote a file.
+pub fn is_version_aux(key: &[u8]) -> bool {
+    key == b"redis-ver" || key == b"valkey-ver"
+}
+
+impl Replica {
+    /// Answer requests from other threads. Called only between commands, never inside
+    /// MULTI/EXEC; the time the capture takes is the whole pause of the apply loop.
+    pub(super) fn serve_controls(&mut self) -> Result<(), ReplError> {
+        while let Ok(c) = self.controls.try_recv() {
+            match c {
+                Control::Capture(reply) => {
+                    let started = Instant::now();
+                    let result = if !self.synced {
+                        Err(CaptureError::NoData)
+                    } else {
+                        match self.ks.snapshot() {
+                            None => Err(CaptureError::Busy),
+                            Some(snapshot) => Ok(Capture {
+                                snapshot,
+                                replid: self.replid.clone(),
+                                offset: self.offset,
+                                functions: self.ks.functions.clone(),
+                                stream_db: self.stream_state.db,
+                                master_version: self.master_version,
+                                master_aux: self.master_aux.clone(),
+                                pause: Duration::ZERO,
+                            }),
+                        }
+                    };
+                    let pause = started.elapsed();
+                    let _ = reply.send(result.map(|c| Capture { pause, ..c }));
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use super::link::{Link, LinkError};
-use super::{Control, ReplError, Replica};
-use crate::commands::{self, StreamState};
+use super::{ReplError, Replica};
+use crate::commands;
 use crate::resp::{self, Parsed};
 
 /// How long the master may stay silent before the link is considered dead (its default
@@ -39,7 +39,7 @@ impl Replica {
     /// Run the stream until the link fails, a command cannot be applied, or stop is asked.
     pub(super) fn stream(&mut self, link: &mut Link) -> Result<(), ReplError> {
         link.set_read_timeout(POLL)?;
-        let mut st = StreamState::for_master(self.master_version);
+        // `self.stream_state` carries over from the previous session on a partial resync.
         // The first ACK tells a diskless master to start streaming.
         send_ack(link, self.offset)?;
         let mut last_ack = Instant::now();
@@ -56,14 +56,14 @@ impl Replica {
                     last_ack = Instant::now();
                 }
                 link.consume(used);
-                commands::apply(&mut self.ks, &mut st, &argv).map_err(|e| {
+                commands::apply(&mut self.ks, &mut self.stream_state, &argv).map_err(|e| {
                     warn!(command = %String::from_utf8_lossy(&argv[0]), error = %e, "cannot apply; forcing a full resync");
                     ReplError::Apply(format!("{}: {e}", String::from_utf8_lossy(&argv[0])))
                 })?;
                 self.offset += used as i64;
                 self.status.offset.store(self.offset, Ordering::Relaxed);
             }
-            if !st.in_multi {
+            if !self.stream_state.in_multi {
                 self.serve_controls()?;
             }
             if self.stop.load(Ordering::Relaxed) {
@@ -88,25 +88,5 @@ impl Replica {
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-
-    /// Answer requests from other threads between commands (never inside MULTI/EXEC).
-    pub(super) fn serve_controls(&mut self) -> Result<(), ReplError> {
-        while let Ok(c) = self.controls.try_recv() {
-            match c {
-                Control::Snapshot(reply) => {
-                    let snap = self.ks.snapshot();
-                    let _ = reply.send(snap.map(|s| {
-                        (
-                            s,
-                            self.replid.clone(),
-                            self.offset,
-                            self.ks.functions.clone(),
-                        )
-                    }));
-                }
-            }
-        }
-        Ok(())
     }
 }

@@ -1,0 +1,85 @@
+//! `replisnap list --config F [--json]`: the snapshots in the configured storage, newest
+//! first.
+//!
+//! Owns the listing's presentation: a table for people, or one JSON array of manifests
+//! (the manifest's own fields) with `--json`. Snapshots whose manifest is unusable are
+//! not listed; each is named in a `warning:` line on stderr so nobody is left guessing.
+//! It must never print anything but the JSON document on stdout with `--json`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::config::Config;
+use crate::storage::Manifest;
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// The configuration file.
+    #[arg(long, value_name = "F")]
+    pub config: PathBuf,
+    /// Print one JSON array of manifests.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The storage the config names; an error naming the file when it names none.
+pub(crate) fn open_storage(
+    config: &std::path::Path,
+) -> Result<(Config, Box<dyn crate::storage::Storage>)> {
+    let cfg = Config::load(config)?;
+    let shown = config.display().to_string();
+    let s = cfg
+        .storage
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{shown}: no [storage] section"))?;
+    let storage = crate::storage::open(s).with_context(|| shown.clone())?;
+    Ok((cfg, storage))
+}
+
+pub fn run(a: ListArgs) -> Result<ExitCode> {
+    let (_, storage) = open_storage(&a.config)?;
+    let listing = storage.list().with_context(|| storage.describe())?;
+    for p in &listing.problems {
+        eprintln!("warning: snapshot {}: not listed: {}", p.id, p.error);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&listing.snapshots)?);
+    } else {
+        print!("{}", table(&listing.snapshots));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn table(snaps: &[Manifest]) -> String {
+    let mut out = format!(
+        "{:<20} {:<24} {:<14} {:>14} {:>10} {:>12}\n",
+        "ID", "CREATED", "SERVER", "OFFSET", "KEYS", "BYTES"
+    );
+    for m in snaps {
+        let server = format!(
+            "{}-{}",
+            serde_json::to_value(m.source.server)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            m.source.version
+        );
+        out.push_str(&format!(
+            "{:<20} {:<24} {:<14} {:>14} {:>10} {:>12}\n",
+            m.id.as_str(),
+            m.created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            server,
+            m.source.offset,
+            m.keys_total,
+            m.rdb.bytes
+        ));
+    }
+    if snaps.is_empty() {
+        out.push_str("(no snapshots)\n");
+    }
+    out
+}

@@ -1,0 +1,81 @@
+//! The snapshot schedule: `[snapshot] schedule` (cron with a seconds field) in UTC or in
+//! `[snapshot] timezone`, run by tokio-cron-scheduler on the daemon's tokio runtime.
+//!
+//! Owns turning ticks into [`Snapshotter::take`] calls. A tick while a snapshot runs, or
+//! before the first full sync, is skipped and logged, never queued: snapshots never
+//! overlap and a late one would not be at the scheduled time anyway. It must never call
+//! `take` on the runtime's own thread (it blocks for the capture): ticks go through
+//! `spawn_blocking`.
+
+use chrono_tz::Tz;
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use tracing::{info, warn};
+
+use super::{Reason, Snapshotter, TakeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(
+        "snapshot.timezone = {0:?}: not a time zone name (IANA, e.g. \"Europe/Paris\", or \"UTC\")"
+    )]
+    Zone(String),
+    #[error("snapshot.schedule = {0:?}: not a cron expression with a seconds field (sec min hour day month weekday)")]
+    Cron(String),
+    #[error("scheduler: {0}")]
+    Scheduler(String),
+}
+
+impl From<JobSchedulerError> for ScheduleError {
+    fn from(e: JobSchedulerError) -> Self {
+        ScheduleError::Scheduler(format!("{e:?}"))
+    }
+}
+
+/// The zone of `[snapshot] timezone`: UTC when absent.
+pub fn zone(name: Option<&str>) -> Result<Tz, ScheduleError> {
+    match name {
+        None => Ok(Tz::UTC),
+        Some(n) => n
+            .parse::<Tz>()
+            .map_err(|_| ScheduleError::Zone(n.to_string())),
+    }
+}
+
+/// Check a schedule without starting anything (for `run` before it attaches).
+pub fn validate(expr: &str, zone_name: Option<&str>) -> Result<(), ScheduleError> {
+    let tz = zone(zone_name)?;
+    Job::new_tz(expr, tz, |_, _| {}).map_err(|_| ScheduleError::Cron(expr.to_string()))?;
+    Ok(())
+}
+
+/// Start the schedule on the current tokio runtime. Keep the returned scheduler and call
+/// `shutdown` on it when stopping.
+pub async fn start(
+    snapshotter: Snapshotter,
+    expr: &str,
+    zone_name: Option<&str>,
+) -> Result<JobScheduler, ScheduleError> {
+    let tz = zone(zone_name)?;
+    let job = Job::new_async_tz(expr, tz, move |_, _| {
+        let s = snapshotter.clone();
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || s.take(Reason::Schedule)).await {
+                Ok(Ok(_id)) => {} // logged by the snapshotter with its id and pause
+                Ok(Err(TakeError::Busy(running))) => {
+                    info!(running = %running, "scheduled snapshot skipped: one is still running")
+                }
+                Ok(Err(e @ TakeError::NotReady(_))) => {
+                    info!(reason = %e, "scheduled snapshot skipped")
+                }
+                Ok(Err(e)) => warn!(error = %e, "scheduled snapshot not taken"),
+                Err(e) => warn!(error = %e, "scheduled snapshot task failed"),
+            }
+        })
+    })
+    .map_err(|_| ScheduleError::Cron(expr.to_string()))?;
+    let sched = JobScheduler::new().await?;
+    sched.add(job).await?;
+    sched.start().await?;
+    info!(schedule = %expr, timezone = %tz, "snapshot schedule started");
+    Ok(sched)
+}
