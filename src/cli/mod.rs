@@ -13,6 +13,7 @@ mod list;
 mod progress;
 mod retention;
 mod run;
+mod run_observe;
 mod snapshot;
 
 use std::process::ExitCode;

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::replication::tls::TlsSettings;
 use crate::replication::{Replica, Settings};
 use crate::retention::Policy;
-use crate::snapshot::{schedule, warm, NoEvents, Options, Snapshotter};
+use crate::snapshot::{schedule, warm, Options, SnapshotEvents, Snapshotter};
 use crate::storage::Storage;
 
 #[derive(Args, Debug)]
@@ -105,7 +105,9 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         .spawn(move || replica.run())
         .context("cannot start the replica thread")?;
 
-    // Hook for the metrics module: an `Arc<dyn SnapshotEvents>` instead of `NoEvents`.
+    let metrics = Arc::new(crate::metrics::Metrics::new().context("cannot set up the metrics")?);
+    let events: Arc<dyn SnapshotEvents> =
+        Arc::new(super::run_observe::MetricsEvents(metrics.clone()));
     let snapshotter = match storage {
         Some(storage) => Some(
             Snapshotter::start(
@@ -116,12 +118,29 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
                     compress: cfg.snapshot.rdb_compression,
                     retention,
                 },
-                Arc::new(NoEvents),
+                events,
             )
             .context("cannot start the snapshot writer thread")?,
         ),
         None => None,
     };
+
+    // HTTP on its own thread and runtime: /metrics, /healthz, /readyz, POST /snapshot.
+    let control = Arc::new(super::run_observe::DaemonControl {
+        handle: handle.clone(),
+        snapshotter: snapshotter.clone(),
+    });
+    let http = crate::http::serve(cfg.http.listen, metrics.clone(), control)
+        .with_context(|| format!("{shown}: [http] listen"))?;
+    let poller = super::run_observe::spawn_poller(
+        handle.clone(),
+        metrics.clone(),
+        cfg.source.address.clone(),
+        cfg.source.username.clone(),
+        cfg.source_password()?,
+        cfg.source.tls.is_some(),
+    )
+    .context("cannot start the metrics poller")?;
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -139,8 +158,6 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             ),
             None => None,
         };
-        // Hook for the HTTP module: serve on this runtime with `handle` (status, readyz)
-        // and `snapshotter` (POST /snapshot → take(Reason::Api), GET → status(id)).
         let ended = until_signal_or(|| replica_thread.is_finished()).await?;
         if let Some(s) = sched.as_mut() {
             if let Err(e) = s.shutdown().await {
@@ -161,6 +178,8 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     if let Some(s) = &snapshotter {
         s.shutdown();
     }
+    http.shutdown();
+    let _ = poller.join();
     if !replica_ok || matches!(ended, Ended::Part) {
         anyhow::bail!("the replica thread failed");
     }

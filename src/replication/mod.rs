@@ -161,6 +161,11 @@ pub struct ReplicaHandle {
 }
 
 impl ReplicaHandle {
+    /// Whether `stop` was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     /// Ask the replica for a snapshot, taken between two commands; `None` if it has no
     /// data yet, another snapshot is running, or it stopped.
     pub fn snapshot(&self, wait: Duration) -> Option<SnapshotAt> {

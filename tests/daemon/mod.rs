@@ -26,15 +26,31 @@ impl Setup {
     }
 
     pub fn write_config(&self, addr: &str, schedule: &str, retention: &str) {
+        // A free port for the HTTP listener (tests run daemons side by side).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
         let mut text = format!(
             "[source]\naddress = \"{addr}\"\n\n[replica]\nannounce_port = 6395\n\n\
-             [snapshot]\nschedule = \"{schedule}\"\n\n[storage]\nkind = \"local\"\npath = \"{}\"\n",
+             [snapshot]\nschedule = \"{schedule}\"\n\n[storage]\nkind = \"local\"\npath = \"{}\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\n",
             self.storage_path().display()
         );
         if !retention.is_empty() {
             text.push_str(&format!("\n[retention]\n{retention}\n"));
         }
         fs::write(self.config(), text).expect("write config");
+    }
+
+    /// The HTTP listener the config names.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        let text = fs::read_to_string(self.config()).expect("config");
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("listen = "))
+            .expect("[http] listen");
+        line.trim_matches('"').parse().expect("listen address")
     }
 
     pub fn config(&self) -> PathBuf {
