@@ -86,6 +86,17 @@ fn snapshot_on_demand_and_metrics_over_http() {
     );
     assert_eq!(sample(&page, "replisnap_stored_snapshots"), Some(1.0));
     assert!(sample(&page, "replisnap_replication_offset_bytes").is_some_and(|v| v > 0.0));
+    // 500 strings, the list, and `after`, set once the link was up (applied from the stream).
+    assert_eq!(
+        sample(&page, "replisnap_dataset_keys{db=\"db0\"}"),
+        Some(502.0),
+        "{page}"
+    );
+    assert!(
+        sample(&page, "replisnap_commands_applied_total{command=\"set\"}")
+            .is_some_and(|v| v >= 1.0),
+        "{page}"
+    );
     assert!(
         sample(&page, "replisnap_snapshot_pause_seconds_count").is_some_and(|v| v >= 2.0),
         "{page}"

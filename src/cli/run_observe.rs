@@ -110,6 +110,7 @@ pub fn spawn_poller(
         .spawn(move || {
             let s = &handle.status;
             let (mut full, mut partial, mut forced, mut errors) = (0u64, 0u64, 0u64, 0u64);
+            let mut applied = vec![0u64; s.commands.0.len()];
             let mut conn: Option<BufReader<TcpStream>> = None;
             if tls {
                 warn!("[source.tls]: the master's own offset is not polled (replication_lag_* stay 0)");
@@ -143,6 +144,16 @@ pub fn spawn_poller(
                 // The replica counts link errors without their kind yet: `io`.
                 for _ in 0..delta(s.link_errors.load(Ordering::Relaxed), &mut errors) {
                     metrics.inc_link_errors(LinkErrorReason::Io);
+                }
+                for (i, c) in s.commands.0.iter().enumerate() {
+                    let now = c.load(Ordering::Relaxed);
+                    if now > applied[i] {
+                        metrics.commands_applied_at(i, now - applied[i]);
+                        applied[i] = now;
+                    }
+                }
+                if let Ok(k) = s.keys_per_db.lock() {
+                    metrics.set_dataset_keys(k.iter().copied());
                 }
                 if s.link_up.load(Ordering::Relaxed) {
                     metrics.note_master_io();

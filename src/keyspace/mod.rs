@@ -142,6 +142,15 @@ impl Keyspace {
         self.len() == 0
     }
 
+    /// (db, keys) for every database that has any.
+    pub fn db_counts(&self) -> Vec<(u64, u64)> {
+        self.dbs
+            .iter()
+            .map(|(db, d)| (*db, d.keys.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     pub fn db_len(&self, db: u64) -> u64 {
         self.dbs
             .get(&db)

@@ -438,6 +438,14 @@ impl Metrics {
 
     /// One command from the stream applied; `name` is `argv[0]` in any case. Names not in
     /// [`COMMANDS`] count as `other`, so a hostile stream cannot grow the label set.
+    /// Add `n` to the command at `index` (as `command_index` gives it; past the end: other).
+    pub fn commands_applied_at(&self, index: usize, n: u64) {
+        let i = index.min(COMMANDS.len());
+        if let Some(c) = self.commands_applied.get(i) {
+            c.inc_by(n);
+        }
+    }
+
     pub fn command_applied(&self, name: &[u8]) {
         let i = command_index(name).unwrap_or(COMMANDS.len());
         if let Some(c) = self.commands_applied.get(i) {

@@ -63,6 +63,30 @@ pub struct Settings {
     pub tls: Option<tls::TlsSettings>,
 }
 
+/// Commands applied, by `metrics::command_index` (the last slot: any other name).
+#[derive(Debug)]
+pub struct CommandCounts(pub Box<[AtomicU64]>);
+
+impl Default for CommandCounts {
+    fn default() -> Self {
+        CommandCounts(
+            (0..=crate::metrics::COMMANDS.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        )
+    }
+}
+
+impl CommandCounts {
+    /// Count one applied command (a binary search over the known names, one atomic add).
+    pub fn count(&self, name: &[u8]) {
+        let i = crate::metrics::command_index(name).unwrap_or(crate::metrics::COMMANDS.len());
+        if let Some(c) = self.0.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// What other threads can read at any time.
 #[derive(Debug, Default)]
 pub struct Status {
@@ -77,6 +101,10 @@ pub struct Status {
     pub replid: Mutex<String>,
     /// Why the last forced full resync happened (the command and the error).
     pub last_forced_reason: Mutex<String>,
+    /// Commands applied from the stream, by name.
+    pub commands: CommandCounts,
+    /// Keys per database, refreshed about once a second by the apply loop.
+    pub keys_per_db: Mutex<Vec<(u64, u64)>>,
 }
 
 /// A snapshot with the replication position it is consistent at and the function

@@ -60,6 +60,7 @@ impl Replica {
                     warn!(command = %String::from_utf8_lossy(&argv[0]), error = %e, "cannot apply; forcing a full resync");
                     ReplError::Apply(format!("{}: {e}", String::from_utf8_lossy(&argv[0])))
                 })?;
+                self.status.commands.count(&argv[0]);
                 self.offset += used as i64;
                 self.status.offset.store(self.offset, Ordering::Relaxed);
             }
@@ -72,6 +73,9 @@ impl Replica {
             if last_ack.elapsed() >= ACK_EVERY {
                 send_ack(link, self.offset)?;
                 last_ack = Instant::now();
+                if let Ok(mut k) = self.status.keys_per_db.lock() {
+                    *k = self.ks.db_counts();
+                }
             }
             match link.fill() {
                 Ok(_) => last_io = Instant::now(),
