@@ -30,11 +30,10 @@ use crate::config;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RetentionError {
-    /// An IANA name such as "Europe/Paris": it needs the tz database (chrono-tz), which we do
-    /// not build in yet.
+    /// A name that is not in the IANA time zone database.
     #[error(
-        "retention.timezone = {0:?}: named time zones are not supported yet; \
-         use \"UTC\" or a fixed offset such as \"+02:00\""
+        "retention.timezone = {0:?}: not a time zone name the IANA database knows \
+         (e.g. \"Europe/Paris\"); or use \"UTC\" or a fixed offset such as \"+02:00\""
     )]
     NamedZone(String),
     #[error(
@@ -44,22 +43,30 @@ pub enum RetentionError {
     BadZone(String),
 }
 
-/// The zone in which calendar buckets are counted. Only fixed offsets for now, so a bucket
-/// never changes length with daylight saving time (restic's DST surprises, #2233, #3722).
+/// The zone in which calendar buckets are counted: a fixed offset, or an IANA name whose
+/// local time follows daylight saving (a snapshot's bucket is its local wall-clock hour,
+/// day, ISO week… in that zone; one zone for every snapshot, unlike restic, which uses each
+/// snapshot's own recorded offset: #2233, #3722).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Zone(FixedOffset);
+pub struct Zone(FixedOffset, Option<chrono_tz::Tz>);
 
 impl Zone {
     pub fn utc() -> Zone {
-        Zone(Utc.fix())
+        Zone(Utc.fix(), None)
     }
 
     pub fn fixed(offset: FixedOffset) -> Zone {
-        Zone(offset)
+        Zone(offset, None)
     }
 
+    /// The fixed offset (UTC for a named zone: see [`Zone::name`]).
     pub fn offset(&self) -> FixedOffset {
         self.0
+    }
+
+    /// The IANA name, for a named zone.
+    pub fn name(&self) -> Option<&'static str> {
+        self.1.map(|t| t.name())
     }
 
     /// "UTC" (any case) or `+HH:MM` / `-HH:MM` with HH below 24 and MM below 60.
@@ -74,7 +81,10 @@ impl Zone {
             // Letters mean a zone name (IANA, "CET"…), which we cannot compute yet; anything
             // else is a typo. The two deserve different advice.
             _ if s.bytes().any(|c| c.is_ascii_alphabetic()) => {
-                return Err(RetentionError::NamedZone(s.to_string()))
+                return s
+                    .parse::<chrono_tz::Tz>()
+                    .map(|tz| Zone(Utc.fix(), Some(tz)))
+                    .map_err(|_| RetentionError::NamedZone(s.to_string()));
             }
             _ => return Err(RetentionError::BadZone(s.to_string())),
         };
@@ -96,18 +106,23 @@ impl Zone {
             return Err(bad());
         }
         FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
-            .map(Zone)
+            .map(Zone::fixed)
             .ok_or_else(bad)
     }
 
     fn local(&self, t: &DateTime<Utc>) -> NaiveDateTime {
-        t.with_timezone(&self.0).naive_local()
+        match self.1 {
+            Some(tz) => t.with_timezone(&tz).naive_local(),
+            None => t.with_timezone(&self.0).naive_local(),
+        }
     }
 }
 
 impl fmt::Display for Zone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.local_minus_utc() == 0 {
+        if let Some(tz) = self.1 {
+            f.write_str(tz.name())
+        } else if self.0.local_minus_utc() == 0 {
             f.write_str("UTC")
         } else {
             // FixedOffset displays as "+02:00", the same form parse() takes.
@@ -432,11 +447,19 @@ mod tests {
                 "{bad:?}"
             );
         }
-        let e = Zone::parse("Europe/Paris");
-        assert_eq!(e, Err(RetentionError::NamedZone("Europe/Paris".into())));
+        let paris = Zone::parse("Europe/Paris").expect("an IANA name");
+        assert_eq!(paris.name(), Some("Europe/Paris"));
+        assert_eq!(paris.to_string(), "Europe/Paris");
+        // Summer time: 22:30 UTC on 1 July is 00:30 on 2 July in Paris; in winter 23:30.
+        let summer = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 7, 1, 22, 30, 0).unwrap();
+        assert_eq!(paris.local(&summer).to_string(), "2026-07-02 00:30:00");
+        let winter = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 1, 1, 22, 30, 0).unwrap();
+        assert_eq!(paris.local(&winter).to_string(), "2026-01-01 23:30:00");
+        let e = Zone::parse("Mars/Olympus");
+        assert_eq!(e, Err(RetentionError::NamedZone("Mars/Olympus".into())));
         let msg = e.map(|_| ()).unwrap_err().to_string();
         assert!(
-            msg.contains("\"Europe/Paris\"") && msg.contains("not supported"),
+            msg.contains("\"Mars/Olympus\"") && msg.contains("IANA"),
             "{msg}"
         );
     }
@@ -457,6 +480,11 @@ mod tests {
         assert!(Policy::from_config(&config::Retention::default()).is_ok_and(|p| p.is_empty()));
         let r = config::Retention {
             timezone: Some("America/New_York".into()),
+            ..Default::default()
+        };
+        assert!(Policy::from_config(&r).is_ok_and(|p| p.zone.name() == Some("America/New_York")));
+        let r = config::Retention {
+            timezone: Some("America/Nowhere".into()),
             ..Default::default()
         };
         assert!(matches!(
