@@ -7,26 +7,13 @@
 //! empty. Offsets are bounded as the server bounds them (a string of at most 512 MiB), so
 //! a hostile stream cannot make us allocate more than the master could hold.
 
-use super::value_ops::{load, store, wrongtype};
+use super::value_ops::{get_string, store};
 use super::{arg_i64, invalid, ApplyError};
 use crate::keyspace::{Hints, Keyspace};
 use crate::rdb::Value;
 
 /// The largest string a bit command may grow: the server's default proto-max-bulk-len.
 const MAX_STRING_BYTES: u64 = 512 * 1024 * 1024;
-
-fn get_string(
-    ks: &Keyspace,
-    db: u64,
-    cmd: &str,
-    key: &[u8],
-) -> Result<Option<(Hints, Vec<u8>)>, ApplyError> {
-    match load(ks, db, key)? {
-        None => Ok(None),
-        Some((h, Value::String(s))) => Ok(Some((h, s))),
-        Some(_) => Err(wrongtype(cmd, key)),
-    }
-}
 
 /// Grow `s` with zero bytes so that bit `bit` exists.
 fn grow_for_bit(cmd: &str, s: &mut Vec<u8>, bit: u64) -> Result<(), ApplyError> {

@@ -7,24 +7,11 @@
 //! and document it. A PFCOUNT that finds our cached count fresh means our bytes differ from
 //! the master's, which is drift.
 
-use super::value_ops::{load, store, wrongtype};
+use super::value_ops::{get_string, store};
 use super::{invalid, ApplyError};
 use crate::hll::{self, DEFAULT_SPARSE_MAX_BYTES};
-use crate::keyspace::{Hints, Keyspace};
+use crate::keyspace::Keyspace;
 use crate::rdb::Value;
-
-fn get(
-    ks: &Keyspace,
-    db: u64,
-    cmd: &str,
-    key: &[u8],
-) -> Result<Option<(Hints, Vec<u8>)>, ApplyError> {
-    match load(ks, db, key)? {
-        None => Ok(None),
-        Some((h, Value::String(s))) => Ok(Some((h, s))),
-        Some(_) => Err(wrongtype(cmd, key)),
-    }
-}
 
 fn hll_err(cmd: &str, key: &[u8], e: hll::HllError) -> ApplyError {
     invalid(
@@ -41,7 +28,7 @@ pub fn pfadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
     let [key, elements @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    let cur = get(ks, db, cmd, key)?;
+    let cur = get_string(ks, db, cmd, key)?;
     let els: Vec<&[u8]> = elements.iter().map(Vec::as_slice).collect();
     let (new, changed) = hll::pfadd(
         cur.as_ref().map(|(_, v)| v.as_slice()),
@@ -61,10 +48,10 @@ pub fn pfmerge(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
     let [dest, sources @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    let cur = get(ks, db, cmd, dest)?;
+    let cur = get_string(ks, db, cmd, dest)?;
     let mut srcs = Vec::new();
     for k in sources {
-        if let Some((_, v)) = get(ks, db, cmd, k)? {
+        if let Some((_, v)) = get_string(ks, db, cmd, k)? {
             srcs.push(v);
         }
     }
@@ -85,7 +72,7 @@ pub fn pfcount(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
         // The multi-key form writes nothing and is never propagated.
         return Ok(());
     };
-    let Some((h, v)) = get(ks, db, cmd, key)? else {
+    let Some((h, v)) = get_string(ks, db, cmd, key)? else {
         return Ok(());
     };
     match hll::pfcount_update(&v).map_err(|e| hll_err(cmd, key, e))? {
@@ -103,7 +90,7 @@ pub fn pfdebug(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
     if sub != "TODENSE" && sub != "GETREG" {
         return Err(invalid(cmd, format!("unsupported PFDEBUG {sub}")));
     }
-    let Some((h, v)) = get(ks, db, cmd, key)? else {
+    let Some((h, v)) = get_string(ks, db, cmd, key)? else {
         return Ok(());
     };
     match hll::to_dense(&v).map_err(|e| hll_err(cmd, key, e))? {

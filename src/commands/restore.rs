@@ -7,10 +7,9 @@
 //! module value or anything we cannot hold. A sorted set is stored in the encoding a server
 //! loading it picks (small ones compact, where -0 becomes 0 on Redis 7.0+/Valkey).
 
-use super::zsets::{put as put_zset, ZSet};
+use super::zsets::{built, put as put_zset};
 use super::{arg_i64, invalid, now_ms, ApplyError, StreamState};
 use crate::keyspace::{Hints, Keyspace};
-use crate::rdb::writer::target::thresholds::{ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
 use crate::rdb::{Dialect, Value};
 
 /// Split and check a DUMP payload: (type byte, value bytes).
@@ -87,29 +86,7 @@ pub fn restore(
     };
     ks.remove(st.db, key);
     match value {
-        Value::SortedSet(pairs) => {
-            let longest = pairs.iter().map(|(m, _)| m.len()).max().unwrap_or(0);
-            let listpack =
-                pairs.len() <= ZSET_MAX_LISTPACK_ENTRIES && longest <= ZSET_MAX_LISTPACK_VALUE;
-            let pairs = if listpack && st.listpack_zero_is_positive {
-                pairs
-                    .into_iter()
-                    .map(|(m, s)| (m, if s == 0.0 { 0.0 } else { s }))
-                    .collect()
-            } else {
-                pairs
-            };
-            put_zset(
-                ks,
-                st.db,
-                key,
-                ZSet {
-                    hints,
-                    pairs,
-                    listpack,
-                },
-            )
-        }
+        Value::SortedSet(pairs) => put_zset(ks, st.db, key, built(hints, pairs, st)),
         v => {
             if v.is_empty_collection() {
                 return Err(invalid(cmd, "empty collection in a DUMP payload"));

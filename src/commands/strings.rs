@@ -166,18 +166,7 @@ pub fn parse_strict_i64(s: &[u8]) -> Option<i64> {
     crate::rdb::writer::packed::canonical_int(s)
 }
 
-fn get_string(
-    ks: &Keyspace,
-    db: u64,
-    cmd: &str,
-    key: &[u8],
-) -> Result<Option<(crate::keyspace::Hints, Vec<u8>)>, ApplyError> {
-    match super::value_ops::load(ks, db, key)? {
-        None => Ok(None),
-        Some((h, Value::String(s))) => Ok(Some((h, s))),
-        Some(_) => Err(super::value_ops::wrongtype(cmd, key)),
-    }
-}
+use super::value_ops::get_string;
 
 /// INCR, DECR, INCRBY, DECRBY: the key keeps its TTL.
 pub fn incr(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {

@@ -57,3 +57,17 @@ pub fn wrongtype(cmd: &str, key: &[u8]) -> ApplyError {
         ),
     )
 }
+
+/// A string key's hints and bytes; another type is [`wrongtype`].
+pub fn get_string(
+    ks: &Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+) -> Result<Option<(Hints, Vec<u8>)>, ApplyError> {
+    match load(ks, db, key)? {
+        None => Ok(None),
+        Some((h, Value::String(s))) => Ok(Some((h, s))),
+        Some(_) => Err(wrongtype(cmd, key)),
+    }
+}

@@ -67,6 +67,26 @@ pub(super) fn upsert(z: &mut ZSet, st: &StreamState, member: &[u8], score: f64) 
     }
 }
 
+/// A set built whole, as a server loading it or a *STORE command builds it: compact when
+/// small enough, where -0 is stored as 0 (Redis 7.0+, Valkey); plain otherwise.
+pub(super) fn built(hints: Hints, pairs: Pairs, st: &StreamState) -> ZSet {
+    let longest = pairs.iter().map(|(m, _)| m.len()).max().unwrap_or(0);
+    let listpack = pairs.len() <= ZSET_MAX_LISTPACK_ENTRIES && longest <= ZSET_MAX_LISTPACK_VALUE;
+    let pairs = if listpack && st.listpack_zero_is_positive {
+        pairs
+            .into_iter()
+            .map(|(m, s)| (m, if s == 0.0 { 0.0 } else { s }))
+            .collect()
+    } else {
+        pairs
+    };
+    ZSet {
+        hints,
+        pairs,
+        listpack,
+    }
+}
+
 pub(super) fn put(ks: &mut Keyspace, db: u64, key: &[u8], z: ZSet) -> Result<(), ApplyError> {
     if z.pairs.is_empty() {
         ks.remove(db, key);

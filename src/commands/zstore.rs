@@ -12,10 +12,9 @@
 use std::collections::HashMap;
 
 use super::value_ops::{load, wrongtype};
-use super::zsets::{get_zset, new_zset, put, score, upsert, Pairs, ZSet};
+use super::zsets::{built, get_zset, new_zset, put, score, upsert, Pairs, ZSet};
 use super::{arg_i64, invalid, ApplyError, StreamState};
 use crate::keyspace::{Hints, Keyspace};
-use crate::rdb::writer::target::thresholds::{ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
 use crate::rdb::Value;
 
 fn upper(a: &[u8]) -> String {
@@ -89,26 +88,7 @@ fn store_result(
     dest: &[u8],
     pairs: Pairs,
 ) -> Result<(), ApplyError> {
-    let longest = pairs.iter().map(|(m, _)| m.len()).max().unwrap_or(0);
-    let listpack = pairs.len() <= ZSET_MAX_LISTPACK_ENTRIES && longest <= ZSET_MAX_LISTPACK_VALUE;
-    let pairs = if listpack && st.listpack_zero_is_positive {
-        pairs
-            .into_iter()
-            .map(|(m, s)| (m, if s == 0.0 { 0.0 } else { s }))
-            .collect()
-    } else {
-        pairs
-    };
-    put(
-        ks,
-        st.db,
-        dest,
-        ZSet {
-            hints: Hints::default(),
-            pairs,
-            listpack,
-        },
-    )
+    put(ks, st.db, dest, built(Hints::default(), pairs, st))
 }
 
 /// ZUNIONSTORE / ZINTERSTORE / ZDIFFSTORE dest numkeys key… [WEIGHTS w…] [AGGREGATE a].
