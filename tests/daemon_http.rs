@@ -75,6 +75,7 @@ fn snapshot_on_demand_and_metrics_over_http() {
         let page = req(addr, "GET", "/metrics").body;
         sample(&page, "replisnap_snapshots_total{result=\"ok\"}") == Some(2.0)
             && sample(&page, "replisnap_master_offset_bytes").is_some_and(|v| v > 0.0)
+            && sample(&page, "replisnap_dataset_keys{db=\"db0\"}") == Some(502.0)
     });
     let page = req(addr, "GET", "/metrics").body;
     assert_exposition_parses(&page);

@@ -109,7 +109,8 @@ pub fn spawn_poller(
         .name("metrics-poller".into())
         .spawn(move || {
             let s = &handle.status;
-            let (mut full, mut partial, mut forced, mut errors) = (0u64, 0u64, 0u64, 0u64);
+            let (mut full, mut partial, mut forced) = (0u64, 0u64, 0u64);
+            let mut errors = [0u64; 8];
             let mut applied = vec![0u64; s.commands.0.len()];
             let mut conn: Option<BufReader<TcpStream>> = None;
             if tls {
@@ -141,9 +142,12 @@ pub fn spawn_poller(
                         metrics.inc_resyncs_forced(reason);
                     }
                 }
-                // The replica counts link errors without their kind yet: `io`.
-                for _ in 0..delta(s.link_errors.load(Ordering::Relaxed), &mut errors) {
-                    metrics.inc_link_errors(LinkErrorReason::Io);
+                for (i, reason) in LinkErrorReason::ALL.iter().enumerate() {
+                    let now = s.link_error_kinds[i].load(Ordering::Relaxed);
+                    for _ in 0..now.saturating_sub(errors[i]) {
+                        metrics.inc_link_errors(*reason);
+                    }
+                    errors[i] = now;
                 }
                 for (i, c) in s.commands.0.iter().enumerate() {
                     let now = c.load(Ordering::Relaxed);

@@ -28,6 +28,7 @@ use link::{Link, LinkError};
 
 use crate::commands::StreamState;
 use crate::keyspace::{Keyspace, Snapshot};
+use crate::metrics::LinkErrorReason;
 use crate::server_version::ServerVersion;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,22 @@ pub enum ReplError {
     Stopped,
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The kind a link error is counted under (`link_errors_total{reason}`).
+fn link_error_kind(e: &ReplError) -> LinkErrorReason {
+    match e {
+        ReplError::Link(LinkError::Connect { .. }) => LinkErrorReason::Connect,
+        ReplError::Link(LinkError::Tls(_)) => LinkErrorReason::Tls,
+        ReplError::Link(LinkError::Protocol(_)) | ReplError::Protocol(_) => {
+            LinkErrorReason::Protocol
+        }
+        ReplError::Handshake(_) => LinkErrorReason::Handshake,
+        ReplError::Sync(_) => LinkErrorReason::FullSync,
+        ReplError::Apply(_) => LinkErrorReason::Apply,
+        ReplError::Timeout => LinkErrorReason::Timeout,
+        _ => LinkErrorReason::Io,
+    }
 }
 
 /// How to reach and authenticate to the master.
@@ -96,6 +113,8 @@ pub struct Status {
     pub partial_syncs: AtomicU64,
     pub forced_resyncs: AtomicU64,
     pub link_errors: AtomicU64,
+    /// The same link errors by kind, in `metrics::LinkErrorReason::ALL` order.
+    pub link_error_kinds: [AtomicU64; 8],
     /// Set once the first full sync completed.
     pub ready: AtomicBool,
     pub replid: Mutex<String>,
@@ -286,6 +305,10 @@ impl Replica {
                 Err(e) => {
                     self.status.link_up.store(false, Ordering::Relaxed);
                     self.status.link_errors.fetch_add(1, Ordering::Relaxed);
+                    let kind = link_error_kind(&e);
+                    if let Some(i) = LinkErrorReason::ALL.iter().position(|r| *r == kind) {
+                        self.status.link_error_kinds[i].fetch_add(1, Ordering::Relaxed);
+                    }
                     if let ReplError::Apply(why) = &e {
                         // Never drift: the next attach asks for everything again, and no
                         // snapshot is taken of data a failed command may have half changed.
