@@ -12,7 +12,9 @@
 //!    `redis-server --replicaof`; timed until its replication offset reaches the end, CPU
 //!    from /proc/<pid>/stat.
 //!
-//! `cargo bench --bench apply` (`BENCH_COMMANDS=1000000` by default).
+//! `cargo bench --bench apply` (`BENCH_COMMANDS=1000000` by default; `BENCH_MIX=big` for
+//! writes into a few huge collections, where we are far slower today: a change re-encodes
+//! the whole value; see docs/decisions.md).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -42,8 +44,31 @@ impl Rng {
     }
 }
 
+/// `BENCH_MIX=big`: the same families into a few huge collections (sets, hashes, sorted
+/// sets and lists growing towards 100 000 members each), where a change that re-encodes a
+/// whole value costs the whole collection.
+fn big_command(r: &mut Rng) -> Vec<Vec<u8>> {
+    let s = |x: &str| x.as_bytes().to_vec();
+    let key = |r: &mut Rng, p: &str| format!("{p}:{}", r.below(4)).into_bytes();
+    let member = |r: &mut Rng| format!("member:{}", r.below(100_000)).into_bytes();
+    match r.below(4) {
+        0 => vec![s("SADD"), key(r, "bigset"), member(r)],
+        1 => vec![s("HSET"), key(r, "bighash"), member(r), s("value")],
+        2 => vec![
+            s("ZADD"),
+            key(r, "bigzset"),
+            format!("{}", r.below(1_000_000)).into_bytes(),
+            member(r),
+        ],
+        _ => vec![s("RPUSH"), key(r, "biglist"), member(r)],
+    }
+}
+
 /// One write of the mix, as a client sends it.
 fn command(r: &mut Rng) -> Vec<Vec<u8>> {
+    if std::env::var("BENCH_MIX").is_ok_and(|m| m == "big") {
+        return big_command(r);
+    }
     let s = |x: &str| x.as_bytes().to_vec();
     let key = |r: &mut Rng, p: &str, n: u64| format!("{p}:{}", r.below(n)).into_bytes();
     let val = |r: &mut Rng| {
