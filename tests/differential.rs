@@ -8,22 +8,23 @@
 
 mod support;
 
+#[path = "differential/diagnose.rs"]
+mod diagnose;
 #[path = "differential/gen.rs"]
 mod gen;
 #[path = "differential/gen_more.rs"]
 mod gen_more;
 
-use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use replisnap::digest::{mix, value::value_digest, Rules};
+use diagnose::{diagnose, step, touched};
 use replisnap::keyspace::{digest_snapshot_as_held, write_snapshot};
 use replisnap::rdb::writer::{Target, WriteOptions};
-use replisnap::rdb::{decode_value, Dialect, KeyEntry};
-use replisnap::replication::{Replica, ReplicaHandle, Settings};
+use replisnap::rdb::{decode_value, Dialect};
+use replisnap::replication::{Replica, Settings};
 use support::{encode_command, read_reply, wait_for, ServerBin, TestServer};
 
 fn now_ms() -> i64 {
@@ -67,212 +68,6 @@ fn offset(m: &TestServer) -> i64 {
     m.info_field("replication", "master_repl_offset")
         .and_then(|v| v.parse().ok())
         .unwrap_or(-1)
-}
-
-/// The DIFF_STEP walk (see `check`).
-fn step(
-    m: &TestServer,
-    h: &ReplicaHandle,
-    bin: &ServerBin,
-    cmds: &[Vec<Vec<u8>>],
-    name: &str,
-    seed: u64,
-) {
-    let rules = Rules {
-        as_held: true,
-        ..Rules::for_target(target(bin).parse().unwrap()).unwrap()
-    };
-    let mut s = TcpStream::connect(("127.0.0.1", m.port())).unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut db = 0u64;
-    let mut in_multi = false;
-    for (i, c) in cmds.iter().enumerate() {
-        let args: Vec<&[u8]> = c.iter().map(Vec::as_slice).collect();
-        s.write_all(&encode_command(&args)).unwrap();
-        read_reply(&mut r).unwrap();
-        match c[0].as_slice() {
-            b"MULTI" => in_multi = true,
-            b"EXEC" => in_multi = false,
-            b"SELECT" => db = String::from_utf8_lossy(&c[1]).parse().unwrap(),
-            _ => {}
-        }
-        if in_multi {
-            continue;
-        }
-        wait_for("step caught up", Duration::from_secs(10), || {
-            h.status.offset.load(Ordering::Relaxed) == offset(m)
-        });
-        let (snap, _, _, _) = h.snapshot(Duration::from_secs(5)).expect("snapshot");
-        let mut ours: BTreeMap<Vec<u8>, String> = BTreeMap::new();
-        snap.walk(|d, e| {
-            if d == db && c[1..].iter().any(|a| a == e.key()) {
-                let value = decode_value(e.rdb_type(), e.payload(), Dialect::Redis).unwrap();
-                let k = KeyEntry {
-                    db,
-                    key: e.key().to_vec(),
-                    expire_ms: e.expire_ms(),
-                    idle: None,
-                    freq: None,
-                    meta: vec![],
-                    rdb_type: e.rdb_type(),
-                    value,
-                    offset: 0,
-                };
-                let d = value_digest(&rules, &k, now_ms())
-                    .unwrap()
-                    .map(|a| mix::hex(&a))
-                    .unwrap_or_default();
-                ours.insert(e.key().to_vec(), d);
-            }
-        });
-        let mut probe = TcpStream::connect(("127.0.0.1", m.port())).unwrap();
-        let mut pr = BufReader::new(probe.try_clone().unwrap());
-        let dbs = db.to_string();
-        probe
-            .write_all(&encode_command(&[b"SELECT", dbs.as_bytes()]))
-            .unwrap();
-        read_reply(&mut pr).unwrap();
-        for k in &c[1..] {
-            probe
-                .write_all(&encode_command(&[b"DEBUG", b"DIGEST-VALUE", k]))
-                .unwrap();
-            let theirs = read_reply(&mut pr).unwrap();
-            let theirs = theirs
-                .as_array()
-                .and_then(|a| a.first())
-                .and_then(|r| r.as_string())
-                .unwrap_or_default();
-            let mine = ours.get(k).cloned().unwrap_or_default();
-            let same = theirs == mine || (mine.is_empty() && theirs.chars().all(|ch| ch == '0'));
-            if !same {
-                let mut detail = String::new();
-                snap_value(h, db, k, &mut detail);
-                panic!(
-                    "{name} seed {seed}: after command {i} in db {db}: {:?}\nkey {:?}: master {theirs} ours {mine}{detail}\nlast commands that named it:\n  {}",
-                    c.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" "),
-                    String::from_utf8_lossy(k),
-                    touched(&cmds[..=i], k, 10)
-                );
-            }
-        }
-    }
-}
-
-/// Our decoded value of `key` in `db`, appended to `out`.
-fn snap_value(h: &ReplicaHandle, db: u64, key: &[u8], out: &mut String) {
-    let (snap, _, _, _) = h.snapshot(Duration::from_secs(5)).expect("snapshot");
-    snap.walk(|d, e| {
-        if d == db && e.key() == key {
-            let v = decode_value(e.rdb_type(), e.payload(), Dialect::Redis);
-            out.push_str(&format!(
-                "\nours (type {}, expires {:?}): {v:?}",
-                e.rdb_type(),
-                e.expire_ms()
-            ));
-        }
-    });
-}
-
-/// The last `n` commands that named `key`, one per line.
-fn touched(cmds: &[Vec<Vec<u8>>], key: &[u8], n: usize) -> String {
-    let t: Vec<String> = cmds
-        .iter()
-        .filter(|c| c.iter().skip(1).any(|a| a == key))
-        .map(|c| {
-            c.iter()
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
-    t[t.len().saturating_sub(n)..].join("\n  ")
-}
-
-/// The first key whose value digest differs, with the commands that touched it.
-fn diagnose(m: &TestServer, h: &ReplicaHandle, bin: &ServerBin, cmds: &[Vec<Vec<u8>>]) -> String {
-    let rules = Rules {
-        as_held: true,
-        ..Rules::for_target(target(bin).parse().unwrap()).unwrap()
-    };
-    let (snap, _, _, _) = h.snapshot(Duration::from_secs(5)).expect("snapshot");
-    let mut ours: BTreeMap<(u64, Vec<u8>), String> = BTreeMap::new();
-    snap.walk(|db, e| {
-        let value = decode_value(e.rdb_type(), e.payload(), Dialect::Redis).unwrap();
-        let k = KeyEntry {
-            db,
-            key: e.key().to_vec(),
-            expire_ms: e.expire_ms(),
-            idle: None,
-            freq: None,
-            meta: vec![],
-            rdb_type: e.rdb_type(),
-            value,
-            offset: 0,
-        };
-        let d = value_digest(&rules, &k, now_ms())
-            .unwrap()
-            .map(|a| mix::hex(&a))
-            .unwrap_or_default();
-        ours.insert((db, e.key().to_vec()), d);
-    });
-    for db in [0u64, 1, 3] {
-        m.must(&["SELECT", &db.to_string()]);
-        let keys = m.must(&["KEYS", "*"]);
-        let mut names: Vec<Vec<u8>> = keys
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_bytes().unwrap().to_vec())
-            .collect();
-        names.extend(
-            ours.keys()
-                .filter(|(d, _)| *d == db)
-                .map(|(_, k)| k.clone()),
-        );
-        names.sort();
-        names.dedup();
-        for k in names {
-            let theirs = m.cmd(&[b"DEBUG", b"DIGEST-VALUE", &k]).unwrap();
-            let theirs = theirs
-                .as_array()
-                .and_then(|a| a.first())
-                .and_then(|r| r.as_string())
-                .unwrap_or_default();
-            let mine = ours.get(&(db, k.clone())).cloned().unwrap_or_default();
-            let absent = "0000000000000000000000000000000000000000";
-            let same = theirs == mine || (mine.is_empty() && theirs == absent);
-            if !same {
-                // Sorted sets: both sides' members and scores, to see which one moved.
-                let mut detail = String::new();
-                if m.cmd(&[b"TYPE", &k]).unwrap().as_string().as_deref() == Some("zset") {
-                    let r = m.cmd(&[b"ZRANGE", &k, b"0", b"-1", b"WITHSCORES"]).unwrap();
-                    let theirs: Vec<String> = r.as_array().unwrap().iter().map(show).collect();
-                    let enc = m.cmd(&[b"OBJECT", b"ENCODING", &k]).unwrap();
-                    let ttl = m.cmd(&[b"PEXPIRETIME", &k]).unwrap();
-                    detail = format!(
-                        "\nmaster ({}, expires {}): {}",
-                        show(&enc),
-                        show(&ttl),
-                        theirs.join(" ")
-                    );
-                    snap_value(h, db, &k, &mut detail);
-                }
-                return format!(
-                    "first differing key: db {db} {:?}: master {theirs} ours {mine:?}{detail}\nlast commands that named it:\n  {}",
-                    String::from_utf8_lossy(&k),
-                    touched(cmds, &k, 15)
-                );
-            }
-        }
-    }
-    let mut per_db: BTreeMap<u64, usize> = BTreeMap::new();
-    for (db, _) in ours.keys() {
-        *per_db.entry(*db).or_default() += 1;
-    }
-    format!(
-        "no differing key found in dbs 0, 1, 3; ours per db {per_db:?}; master: {}",
-        m.info("keyspace").replace("\r\n", " ")
-    )
 }
 
 /// A reply as text for messages.
