@@ -25,8 +25,9 @@ use tracing::{debug, info, warn};
 
 use crate::metrics::{self, Metrics};
 
-/// What the HTTP side asks of the daemon. Every method must return promptly (no I/O, no
-/// waiting for a snapshot): they run on the server's only runtime thread.
+/// What the HTTP side asks of the daemon. Methods run on a blocking-pool thread, one per
+/// request: they may wait briefly (a snapshot request waits for its capture), never for a
+/// snapshot to be written.
 pub trait Control: Send + Sync {
     /// `Ok` once a full sync has completed and the link is up; otherwise why not, in one
     /// line (it is `/readyz`'s 503 body).
@@ -198,7 +199,17 @@ async fn accept_loop(listener: tokio::net::TcpListener, state: Arc<State>) {
             TokioIo::new(stream),
             hyper::service::service_fn(move |req| {
                 let st = st.clone();
-                async move { Ok::<_, Infallible>(handle(&req, &st)) }
+                // Off the runtime thread: a snapshot request waits for the capture (up to
+                // the snapshotter's bound while the replica is busy, e.g. in a full sync),
+                // and that must not stall /metrics or /healthz on other connections.
+                async move {
+                    let resp = tokio::task::spawn_blocking(move || handle(&req, &st))
+                        .await
+                        .unwrap_or_else(|_| {
+                            respond(StatusCode::INTERNAL_SERVER_ERROR, TEXT, "internal error\n")
+                        });
+                    Ok::<_, Infallible>(resp)
+                }
             }),
         );
         tokio::spawn(async move {

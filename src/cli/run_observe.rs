@@ -3,7 +3,7 @@
 //! copies the replica's status into the metrics and reads the master's own offset.
 //!
 //! Owns only translation between parts (status atomics → metric events, snapshot states →
-//! HTTP answers). It must never block the HTTP thread for long, never touch the keyspace,
+//! HTTP answers). It must never wait for a snapshot to be written, never touch the keyspace,
 //! and never log a password.
 
 use std::io::{BufRead, BufReader, Write};

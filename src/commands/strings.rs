@@ -4,6 +4,56 @@ use super::{arg_i64, invalid, now_ms, ApplyError};
 use crate::keyspace::Keyspace;
 use crate::rdb::Value;
 
+/// The options SET and MSETEX share: NX/XX, an expiry (relative forms made absolute on
+/// arrival, as the server's replica does; 7.0+ masters send PXAT), KEEPTTL; SET also takes
+/// GET (nothing to do) and the IFEQ/IFNE/IFDEQ/IFDNE conditions.
+struct SetOptions {
+    nx: bool,
+    xx: bool,
+    keepttl: bool,
+    expire: Option<i64>,
+    /// Valkey 8.1+ IFEQ, Redis 8.4+ IFEQ/IFNE/IFDEQ/IFDNE: (kind, operand).
+    cond: Option<(String, Vec<u8>)>,
+}
+
+impl SetOptions {
+    fn parse(cmd: &str, opts: &[Vec<u8>], set: bool) -> Result<SetOptions, ApplyError> {
+        let mut o = SetOptions {
+            nx: false,
+            xx: false,
+            keepttl: false,
+            expire: None,
+            cond: None,
+        };
+        let mut i = 0;
+        while i < opts.len() {
+            let name = String::from_utf8_lossy(&opts[i]).to_ascii_uppercase();
+            let mut next = || {
+                i += 1;
+                opts.get(i)
+                    .ok_or_else(|| invalid(cmd, format!("{name} needs a value")))
+            };
+            match name.as_str() {
+                "NX" => o.nx = true,
+                "XX" => o.xx = true,
+                "KEEPTTL" => o.keepttl = true,
+                "EX" => o.expire = Some(now_ms() + arg_i64(cmd, next()?)?.saturating_mul(1000)),
+                "PX" => o.expire = Some(now_ms() + arg_i64(cmd, next()?)?),
+                "EXAT" => o.expire = Some(arg_i64(cmd, next()?)?.saturating_mul(1000)),
+                "PXAT" => o.expire = Some(arg_i64(cmd, next()?)?),
+                "GET" if set => {}
+                "IFEQ" | "IFNE" | "IFDEQ" | "IFDNE" if set => {
+                    let v = next()?.clone();
+                    o.cond = Some((name.clone(), v));
+                }
+                _ => return Err(invalid(cmd, format!("unknown option {name}"))),
+            }
+            i += 1;
+        }
+        Ok(o)
+    }
+}
+
 /// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]`. Masters 7.0+ send
 /// absolute PXAT; 6.2 sends the relative forms, which a replica makes absolute on arrival
 /// just as the server's replica does.
@@ -11,40 +61,13 @@ pub fn set(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<()
     let [key, value, opts @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    let (mut nx, mut xx, mut keepttl) = (false, false, false);
-    // Valkey 8.1+ IFEQ, Redis 8.4+ IFEQ/IFNE/IFDEQ/IFDNE: (kind, operand).
-    let mut cond: Option<(String, Vec<u8>)> = None;
-    let mut expire: Option<i64> = None;
-    let mut i = 0;
-    while i < opts.len() {
-        let o = String::from_utf8_lossy(&opts[i]).to_ascii_uppercase();
-        let mut num = || -> Result<i64, ApplyError> {
-            i += 1;
-            let a = opts
-                .get(i)
-                .ok_or_else(|| invalid(cmd, format!("{o} needs a value")))?;
-            arg_i64(cmd, a)
-        };
-        match o.as_str() {
-            "NX" => nx = true,
-            "XX" => xx = true,
-            "GET" => {}
-            "KEEPTTL" => keepttl = true,
-            "EX" => expire = Some(now_ms() + num()?.saturating_mul(1000)),
-            "PX" => expire = Some(now_ms() + num()?),
-            "EXAT" => expire = Some(num()?.saturating_mul(1000)),
-            "PXAT" => expire = Some(num()?),
-            "IFEQ" | "IFNE" | "IFDEQ" | "IFDNE" => {
-                i += 1;
-                let v = opts
-                    .get(i)
-                    .ok_or_else(|| invalid(cmd, format!("{o} needs a value")))?;
-                cond = Some((o.clone(), v.clone()));
-            }
-            _ => return Err(invalid(cmd, format!("unknown option {o}"))),
-        }
-        i += 1;
-    }
+    let SetOptions {
+        nx,
+        xx,
+        keepttl,
+        mut expire,
+        cond,
+    } = SetOptions::parse(cmd, opts, true)?;
     let old = ks.entry(db, key);
     if (nx && old.is_some()) || (xx && old.is_none()) {
         return Ok(());
@@ -120,30 +143,13 @@ pub fn msetex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
         .filter(|&n| n >= 1 && n.checked_mul(2).is_some_and(|m| m <= rest.len()))
         .ok_or_else(|| invalid(cmd, "bad numkeys"))?;
     let (pairs, opts) = rest.split_at(n * 2);
-    let (mut nx, mut xx, mut keepttl) = (false, false, false);
-    let mut expire: Option<i64> = None;
-    let mut i = 0;
-    while i < opts.len() {
-        let o = String::from_utf8_lossy(&opts[i]).to_ascii_uppercase();
-        let mut num = || -> Result<i64, ApplyError> {
-            i += 1;
-            let a = opts
-                .get(i)
-                .ok_or_else(|| invalid(cmd, format!("{o} needs a value")))?;
-            arg_i64(cmd, a)
-        };
-        match o.as_str() {
-            "NX" => nx = true,
-            "XX" => xx = true,
-            "KEEPTTL" => keepttl = true,
-            "EX" => expire = Some(now_ms() + num()?.saturating_mul(1000)),
-            "PX" => expire = Some(now_ms() + num()?),
-            "EXAT" => expire = Some(num()?.saturating_mul(1000)),
-            "PXAT" => expire = Some(num()?),
-            _ => return Err(invalid(cmd, format!("unknown option {o}"))),
-        }
-        i += 1;
-    }
+    let SetOptions {
+        nx,
+        xx,
+        keepttl,
+        expire,
+        ..
+    } = SetOptions::parse(cmd, opts, false)?;
     for p in pairs.chunks_exact(2) {
         let found = ks.entry(db, &p[0]).is_some();
         if (nx && found) || (xx && !found) {

@@ -9,11 +9,32 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use replisnap::digest::{mix, value::value_digest, Rules};
+use replisnap::keyspace::Entry;
 use replisnap::rdb::{decode_value, Dialect, KeyEntry};
 use replisnap::replication::ReplicaHandle;
 
 use super::support::{encode_command, read_reply, wait_for, ServerBin, TestServer};
 use super::{now_ms, offset, show, target};
+
+/// Our `DEBUG DIGEST-VALUE` of one entry ("" when it digests to nothing).
+fn value_hex(rules: &Rules, db: u64, e: &Entry) -> String {
+    let value = decode_value(e.rdb_type(), e.payload(), Dialect::Redis).unwrap();
+    let k = KeyEntry {
+        db,
+        key: e.key().to_vec(),
+        expire_ms: e.expire_ms(),
+        idle: None,
+        freq: None,
+        meta: vec![],
+        rdb_type: e.rdb_type(),
+        value,
+        offset: 0,
+    };
+    value_digest(rules, &k, now_ms())
+        .unwrap()
+        .map(|a| mix::hex(&a))
+        .unwrap_or_default()
+}
 
 /// The DIFF_STEP walk (see `check`).
 pub fn step(
@@ -52,23 +73,7 @@ pub fn step(
         let mut ours: BTreeMap<Vec<u8>, String> = BTreeMap::new();
         snap.walk(|d, e| {
             if d == db && c[1..].iter().any(|a| a == e.key()) {
-                let value = decode_value(e.rdb_type(), e.payload(), Dialect::Redis).unwrap();
-                let k = KeyEntry {
-                    db,
-                    key: e.key().to_vec(),
-                    expire_ms: e.expire_ms(),
-                    idle: None,
-                    freq: None,
-                    meta: vec![],
-                    rdb_type: e.rdb_type(),
-                    value,
-                    offset: 0,
-                };
-                let d = value_digest(&rules, &k, now_ms())
-                    .unwrap()
-                    .map(|a| mix::hex(&a))
-                    .unwrap_or_default();
-                ours.insert(e.key().to_vec(), d);
+                ours.insert(e.key().to_vec(), value_hex(&rules, db, e));
             }
         });
         let mut probe = TcpStream::connect(("127.0.0.1", m.port())).unwrap();
@@ -148,23 +153,7 @@ pub fn diagnose(
     let (snap, _, _, _) = h.snapshot(Duration::from_secs(5)).expect("snapshot");
     let mut ours: BTreeMap<(u64, Vec<u8>), String> = BTreeMap::new();
     snap.walk(|db, e| {
-        let value = decode_value(e.rdb_type(), e.payload(), Dialect::Redis).unwrap();
-        let k = KeyEntry {
-            db,
-            key: e.key().to_vec(),
-            expire_ms: e.expire_ms(),
-            idle: None,
-            freq: None,
-            meta: vec![],
-            rdb_type: e.rdb_type(),
-            value,
-            offset: 0,
-        };
-        let d = value_digest(&rules, &k, now_ms())
-            .unwrap()
-            .map(|a| mix::hex(&a))
-            .unwrap_or_default();
-        ours.insert((db, e.key().to_vec()), d);
+        ours.insert((db, e.key().to_vec()), value_hex(&rules, db, e));
     });
     for db in [0u64, 1, 3] {
         m.must(&["SELECT", &db.to_string()]);
