@@ -23,7 +23,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use diagnose::{diagnose, step, touched};
 use replisnap::keyspace::{digest_snapshot_as_held, write_snapshot};
 use replisnap::rdb::writer::{Target, WriteOptions};
-use replisnap::rdb::{decode_value, Dialect};
 use replisnap::replication::{Replica, Settings};
 use support::{encode_command, read_reply, wait_for, ServerBin, TestServer};
 
@@ -277,7 +276,7 @@ fn check(name: &str) {
             let (snap, _, _, _) = h.snapshot(Duration::from_secs(5)).expect("snapshot");
             snap.walk(|db, e| {
                 if e.key() == k.as_bytes() {
-                    let v = decode_value(e.rdb_type(), e.payload(), Dialect::Redis);
+                    let v = e.decode();
                     eprintln!("ours: db {db} {k}: {v:?}");
                 }
             });

@@ -129,9 +129,7 @@ fn snapshot_is_exact_while_writes_go_on() {
     let seen = walker.join().expect("walker");
     let mut got: View = BTreeMap::new();
     for (db, e) in seen {
-        let v =
-            replisnap::rdb::decode_value(e.rdb_type(), e.payload(), replisnap::rdb::Dialect::Redis)
-                .unwrap();
+        let v = e.decode().unwrap();
         assert!(
             got.insert((db, e.key().to_vec()), (e.expire_ms(), v))
                 .is_none(),
@@ -150,12 +148,7 @@ fn snapshot_is_exact_while_writes_go_on() {
     ks.snapshot()
         .expect("the first one finished")
         .walk(|db, e| {
-            let v = replisnap::rdb::decode_value(
-                e.rdb_type(),
-                e.payload(),
-                replisnap::rdb::Dialect::Redis,
-            )
-            .unwrap();
+            let v = e.decode().unwrap();
             again.insert((db, e.key().to_vec()), (e.expire_ms(), v));
         });
     assert!(again == now);

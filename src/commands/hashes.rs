@@ -1,8 +1,9 @@
 //! Hash commands in their propagated forms (HINCRBYFLOAT arrives as HSET).
 
-use super::value_ops::{load, store, wrongtype};
+use super::value_ops::{load, on_native, promote, store, wrongtype};
 use super::{arg_i64, invalid, ApplyError};
-use crate::keyspace::{Hints, Keyspace};
+use crate::keyspace::native::{ChunkMap, HashRec};
+use crate::keyspace::{Hints, Keyspace, Kind, Native};
 use crate::rdb::value::HashField;
 use crate::rdb::Value;
 
@@ -42,6 +43,15 @@ pub fn hset(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     if pairs.is_empty() || pairs.len() % 2 != 0 {
         return Err(invalid(cmd, "wrong number of arguments"));
     }
+    promote(ks, db, cmd, key, Kind::Hash, pairs.len() / 2, true)?;
+    if let Some(r) = on_hash(ks, db, cmd, key, |m| {
+        for p in pairs.chunks_exact(2) {
+            m.insert(HashRec::new(&p[0], &p[1], None));
+        }
+        Ok(())
+    }) {
+        return r;
+    }
     let (h, mut fields) = get_hash(ks, db, cmd, key)?.unwrap_or_default();
     for p in pairs.chunks_exact(2) {
         set_field(&mut fields, &p[0], &p[1]);
@@ -49,10 +59,33 @@ pub fn hset(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     store(ks, db, key, &h, &Value::Hash(fields))
 }
 
+/// Run `f` on a native hash (`None`: the key is absent or packed).
+fn on_hash<R>(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    f: impl FnOnce(&mut ChunkMap<HashRec>) -> Result<R, ApplyError>,
+) -> Option<Result<R, ApplyError>> {
+    on_native(ks, db, cmd, key, Kind::Hash, |n| match n {
+        Native::Hash(m) => f(m),
+        _ => Err(wrongtype(cmd, key)),
+    })
+}
+
 pub fn hsetnx(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
     let [key, f, v] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
+    promote(ks, db, cmd, key, Kind::Hash, 1, false)?;
+    if let Some(r) = on_hash(ks, db, cmd, key, |m| {
+        if !m.contains(f) {
+            m.insert(HashRec::new(f, v, None));
+        }
+        Ok(())
+    }) {
+        return r;
+    }
     let (h, mut fields) = get_hash(ks, db, cmd, key)?.unwrap_or_default();
     if fields.iter().any(|x| &x.field == f) {
         return Ok(());
@@ -65,10 +98,19 @@ pub fn hdel(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     let [key, names @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
+    if let Some(r) = on_hash(ks, db, cmd, key, |m| {
+        for n in names {
+            m.remove(n);
+        }
+        Ok(())
+    }) {
+        return r;
+    }
     let Some((h, mut fields)) = get_hash(ks, db, cmd, key)? else {
         return Ok(());
     };
-    fields.retain(|x| !names.contains(&x.field));
+    let gone: std::collections::HashSet<&[u8]> = names.iter().map(|x| x.as_slice()).collect();
+    fields.retain(|x| !gone.contains(x.field.as_slice()));
     store(ks, db, key, &h, &Value::Hash(fields))
 }
 
@@ -77,6 +119,25 @@ pub fn hincrby(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
         return Err(invalid(cmd, "wrong number of arguments"));
     };
     let by = arg_i64(cmd, by)?;
+    promote(ks, db, cmd, key, Kind::Hash, 1, false)?;
+    if let Some(r) = on_hash(ks, db, cmd, key, |m| {
+        let (cur, ttl) = match m.get(f) {
+            None => (0, None),
+            Some(x) => (
+                super::strings::parse_strict_i64(x.value())
+                    .ok_or_else(|| invalid(cmd, "field is not an integer: our data differs"))?,
+                x.ttl(),
+            ),
+        };
+        let n = cur
+            .checked_add(by)
+            .ok_or_else(|| invalid(cmd, "overflow: our data differs"))?;
+        // The field keeps its TTL through HINCRBY.
+        m.insert(HashRec::new(f, n.to_string().as_bytes(), ttl));
+        Ok(())
+    }) {
+        return r;
+    }
     let (h, mut fields) = get_hash(ks, db, cmd, key)?.unwrap_or_default();
     let cur = match fields.iter().find(|x| &x.field == f) {
         None => 0,
@@ -130,19 +191,35 @@ pub fn hexpire(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
         .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
         .next();
     let names = fields_arg(cmd, rest)?;
+    let when = u64::try_from(when).map_err(|_| invalid(cmd, "negative time"))?;
+    let skip = |cur: Option<u64>| match cond.as_deref() {
+        Some("NX") => cur.is_some(),
+        Some("XX") => cur.is_none(),
+        Some("GT") => cur.is_none_or(|c| when <= c),
+        Some("LT") => cur.is_some_and(|c| when >= c),
+        _ => false,
+    };
+    if let Some(r) = on_hash(ks, db, cmd, key, |m| {
+        for n in names {
+            let Some(rec) = m.get(n) else { continue };
+            if !skip(rec.ttl()) {
+                let new = HashRec::new(rec.field(), rec.value(), Some(when));
+                m.insert(new);
+            }
+        }
+        Ok(())
+    }) {
+        return r;
+    }
     let Some((h, mut fields)) = get_hash(ks, db, cmd, key)? else {
         return Ok(());
     };
-    let when = u64::try_from(when).map_err(|_| invalid(cmd, "negative time"))?;
-    for f in fields.iter_mut().filter(|f| names.contains(&f.field)) {
-        let skip = match cond.as_deref() {
-            Some("NX") => f.expire_ms.is_some(),
-            Some("XX") => f.expire_ms.is_none(),
-            Some("GT") => f.expire_ms.is_none_or(|c| when <= c),
-            Some("LT") => f.expire_ms.is_some_and(|c| when >= c),
-            _ => false,
-        };
-        if !skip {
+    let names: std::collections::HashSet<&[u8]> = names.iter().map(|x| x.as_slice()).collect();
+    for f in fields
+        .iter_mut()
+        .filter(|f| names.contains(f.field.as_slice()))
+    {
+        if !skip(f.expire_ms) {
             f.expire_ms = Some(when);
         }
     }
@@ -155,10 +232,26 @@ pub fn hpersist(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resu
         return Err(invalid(cmd, "wrong number of arguments"));
     };
     let names = fields_arg(cmd, rest)?;
+    if let Some(r) = on_hash(ks, db, cmd, key, |m| {
+        for n in names {
+            let Some(rec) = m.get(n) else { continue };
+            if rec.ttl().is_some() {
+                let new = HashRec::new(rec.field(), rec.value(), None);
+                m.insert(new);
+            }
+        }
+        Ok(())
+    }) {
+        return r;
+    }
     let Some((h, mut fields)) = get_hash(ks, db, cmd, key)? else {
         return Ok(());
     };
-    for f in fields.iter_mut().filter(|f| names.contains(&f.field)) {
+    let names: std::collections::HashSet<&[u8]> = names.iter().map(|x| x.as_slice()).collect();
+    for f in fields
+        .iter_mut()
+        .filter(|f| names.contains(f.field.as_slice()))
+    {
         f.expire_ms = None;
     }
     store(ks, db, key, &h, &Value::Hash(fields))

@@ -1,7 +1,7 @@
 //! Keyspace commands: deletion and expiry.
 
 use super::{arg_i64, invalid, ApplyError};
-use crate::keyspace::{Entry, Keyspace};
+use crate::keyspace::Keyspace;
 
 pub fn del(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
     if args.is_empty() {
@@ -79,7 +79,7 @@ pub fn rename(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
     if src == dst {
         return Ok(());
     }
-    let moved = Entry::build(dst, &e.hints(), e.rdb_type(), e.payload());
+    let moved = e.with_key(dst);
     ks.remove(db, src);
     ks.put(db, moved);
     Ok(())
@@ -117,10 +117,7 @@ pub fn copy(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     if (to_db == db && src == dst) || (!replace && ks.entry(to_db, dst).is_some()) {
         return Ok(());
     }
-    ks.put(
-        to_db,
-        Entry::build(dst, &e.hints(), e.rdb_type(), e.payload()),
-    );
+    ks.put(to_db, e.with_key(dst));
     Ok(())
 }
 

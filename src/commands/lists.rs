@@ -1,8 +1,9 @@
 //! List commands in their propagated forms (blocking pops arrive as LPOP/RPOP/LMOVE).
 
-use super::value_ops::{load, store, wrongtype};
+use super::value_ops::{load, on_native, promote, store, wrongtype};
 use super::{arg_i64, invalid, ApplyError};
-use crate::keyspace::{Hints, Keyspace};
+use crate::keyspace::native::ChunkList;
+use crate::keyspace::{Hints, Keyspace, Kind, Native};
 use crate::rdb::Value;
 
 /// A key's hints and its elements.
@@ -33,8 +34,21 @@ pub fn push(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     if vals.is_empty() {
         return Err(invalid(cmd, "wrong number of arguments"));
     }
-    let existing = get_list(ks, db, cmd, key)?;
     let only_if_exists = cmd.ends_with('X');
+    promote(ks, db, cmd, key, Kind::List, vals.len(), !only_if_exists)?;
+    if let Some(r) = on_list(ks, db, cmd, key, |l| {
+        for v in vals {
+            if cmd.starts_with('L') {
+                l.push_front(v);
+            } else {
+                l.push_back(v);
+            }
+        }
+        Ok(())
+    }) {
+        return r;
+    }
+    let existing = get_list(ks, db, cmd, key)?;
     if only_if_exists && existing.is_none() {
         return Ok(());
     }
@@ -56,6 +70,18 @@ pub fn pop(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<()
         [k, c] => (k, arg_i64(cmd, c)?.max(0) as usize),
         _ => return Err(invalid(cmd, "wrong number of arguments")),
     };
+    if let Some(r) = on_list(ks, db, cmd, key, |l| {
+        for _ in 0..count.min(l.len()) {
+            if cmd == "LPOP" {
+                l.pop_front();
+            } else {
+                l.pop_back();
+            }
+        }
+        Ok(())
+    }) {
+        return r;
+    }
     let Some((h, mut l)) = get_list(ks, db, cmd, key)? else {
         return Ok(());
     };
@@ -68,6 +94,20 @@ pub fn pop(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<()
     put(ks, db, key, &h, l)
 }
 
+/// Run `f` on a native list (`None`: the key is absent or packed).
+fn on_list<R>(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    f: impl FnOnce(&mut ChunkList) -> Result<R, ApplyError>,
+) -> Option<Result<R, ApplyError>> {
+    on_native(ks, db, cmd, key, Kind::List, |n| match n {
+        Native::List(l) => f(l),
+        _ => Err(wrongtype(cmd, key)),
+    })
+}
+
 fn index(len: usize, i: i64) -> Option<usize> {
     let i = if i < 0 { len as i64 + i } else { i };
     (0..len as i64).contains(&i).then_some(i as usize)
@@ -77,14 +117,23 @@ pub fn lset(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     let [key, idx, v] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
+    let idx = arg_i64(cmd, idx)?;
+    if let Some(r) = on_list(ks, db, cmd, key, |l| {
+        let i = index(l.len(), idx)
+            .ok_or_else(|| invalid(cmd, "index out of range: our data differs"))?;
+        l.set(i, v);
+        Ok(())
+    }) {
+        return r;
+    }
     let Some((h, mut l)) = get_list(ks, db, cmd, key)? else {
         return Err(invalid(
             cmd,
             "no such key: our data differs from the master's",
         ));
     };
-    let i = index(l.len(), arg_i64(cmd, idx)?)
-        .ok_or_else(|| invalid(cmd, "index out of range: our data differs"))?;
+    let i =
+        index(l.len(), idx).ok_or_else(|| invalid(cmd, "index out of range: our data differs"))?;
     l[i] = v.clone();
     put(ks, db, key, &h, l)
 }
@@ -93,12 +142,33 @@ pub fn ltrim(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
     let [key, start, stop] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
+    let (start, stop) = (arg_i64(cmd, start)?, arg_i64(cmd, stop)?);
+    if let Some(r) = on_list(ks, db, cmd, key, |l| {
+        let (from, to) = trim_range(l.len(), start, stop);
+        // Only the trimmed ends are touched: O(removed), not O(length).
+        let tail = l.len() - to;
+        for _ in 0..from {
+            l.pop_front();
+        }
+        for _ in 0..tail {
+            l.pop_back();
+        }
+        Ok(())
+    }) {
+        return r;
+    }
     let Some((h, l)) = get_list(ks, db, cmd, key)? else {
         return Ok(());
     };
-    let len = l.len() as i64;
-    let mut s = arg_i64(cmd, start)?;
-    let mut e = arg_i64(cmd, stop)?;
+    let (from, to) = trim_range(l.len(), start, stop);
+    put(ks, db, key, &h, l[from..to].to_vec())
+}
+
+/// The half-open range LTRIM keeps (empty when it keeps nothing).
+fn trim_range(len: usize, start: i64, stop: i64) -> (usize, usize) {
+    let len = len as i64;
+    let mut s = start;
+    let mut e = stop;
     if s < 0 {
         s += len;
     }
@@ -106,13 +176,11 @@ pub fn ltrim(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
         e += len;
     }
     s = s.max(0);
-    let kept = if s > e || s >= len {
-        Vec::new()
+    if s > e || s >= len {
+        (0, 0)
     } else {
-        let e = e.min(len - 1);
-        l[s as usize..=e as usize].to_vec()
-    };
-    put(ks, db, key, &h, kept)
+        (s as usize, e.min(len - 1) as usize + 1)
+    }
 }
 
 pub fn lrem(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
@@ -185,36 +253,56 @@ pub fn lmove(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
         }
         _ => return Err(invalid(cmd, "wrong number of arguments")),
     };
-    let Some((sh, mut sl)) = get_list(ks, db, cmd, src)? else {
+    let Some(len) = list_len(ks, db, cmd, src)? else {
         return Ok(());
     };
     // The destination's type is checked before anything moves, as the server does.
-    let dest = if src == dst {
-        None
-    } else {
-        get_list(ks, db, cmd, dst)?
-    };
-    let Some(v) = (if from_left {
-        (!sl.is_empty()).then(|| sl.remove(0))
-    } else {
-        sl.pop()
-    }) else {
+    if src != dst {
+        list_len(ks, db, cmd, dst)?;
+    }
+    if len == 0 || (src == dst && len == 1) {
+        return Ok(());
+    }
+    let Some(v) = pop_one(ks, db, cmd, src, from_left)? else {
         return Ok(());
     };
-    if src == dst {
-        if to_left {
-            sl.insert(0, v);
-        } else {
-            sl.push(v);
-        }
-        return put(ks, db, src, &sh, sl);
+    let push_cmd = if to_left { "LPUSH" } else { "RPUSH" };
+    push(ks, db, push_cmd, &[dst.clone(), v])
+}
+
+/// The length of the list at `key` (`None`: absent); another type is [`wrongtype`].
+fn list_len(ks: &Keyspace, db: u64, cmd: &str, key: &[u8]) -> Result<Option<usize>, ApplyError> {
+    match ks.entry(db, key) {
+        None => Ok(None),
+        Some(crate::keyspace::Entry::Native(n)) => match &n.value {
+            Native::List(l) => Ok(Some(l.len())),
+            _ => Err(wrongtype(cmd, key)),
+        },
+        Some(_) => Ok(get_list(ks, db, cmd, key)?.map(|(_, l)| l.len())),
     }
-    put(ks, db, src, &sh, sl)?;
-    let (dh, mut dl) = dest.unwrap_or_default();
-    if to_left {
-        dl.insert(0, v);
+}
+
+/// Pop one element from either end of the list at `key`.
+fn pop_one(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    left: bool,
+) -> Result<Option<Vec<u8>>, ApplyError> {
+    if let Some(r) = on_list(ks, db, cmd, key, |l| {
+        Ok(if left { l.pop_front() } else { l.pop_back() })
+    }) {
+        return r;
+    }
+    let Some((h, mut l)) = get_list(ks, db, cmd, key)? else {
+        return Ok(None);
+    };
+    let v = if left {
+        (!l.is_empty()).then(|| l.remove(0))
     } else {
-        dl.push(v);
-    }
-    put(ks, db, dst, &dh, dl)
+        l.pop()
+    };
+    put(ks, db, key, &h, l)?;
+    Ok(v)
 }

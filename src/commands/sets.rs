@@ -1,8 +1,9 @@
 //! Set commands in their propagated forms (SPOP arrives as SREM or DEL).
 
-use super::value_ops::{load, store, wrongtype};
+use super::value_ops::{load, on_native, promote, store, wrongtype};
 use super::{invalid, ApplyError};
-use crate::keyspace::{Hints, Keyspace};
+use crate::keyspace::native::Member;
+use crate::keyspace::{Hints, Keyspace, Kind, Native};
 use crate::rdb::Value;
 
 /// A key's hints and its elements.
@@ -20,6 +21,20 @@ pub fn sadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     let [key, members @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
+    promote(ks, db, cmd, key, Kind::Set, members.len(), true)?;
+    if let Some(r) = on_native(ks, db, cmd, key, Kind::Set, |n| {
+        if let Native::Set(s) = n {
+            for x in members {
+                if !s.contains(x) {
+                    s.insert(Member(x.as_slice().into()));
+                }
+            }
+        }
+        Ok(())
+    }) {
+        return r;
+    }
+    // Packed: fewer than NATIVE_MIN members in all, so the scans stay small.
     let (h, mut m) = get_set(ks, db, cmd, key)?.unwrap_or_default();
     for x in members {
         if !m.contains(x) {
@@ -29,14 +44,42 @@ pub fn sadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     store(ks, db, key, &h, &Value::Set(m))
 }
 
+/// Whether `member` is in the set at `key` (absent key: false).
+fn is_member(
+    ks: &Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    member: &[u8],
+) -> Result<bool, ApplyError> {
+    if let Some(crate::keyspace::Entry::Native(n)) = ks.entry(db, key) {
+        return match &n.value {
+            Native::Set(s) => Ok(s.contains(member)),
+            _ => Err(wrongtype(cmd, key)),
+        };
+    }
+    Ok(get_set(ks, db, cmd, key)?.is_some_and(|(_, m)| m.iter().any(|x| x == member)))
+}
+
 pub fn srem(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
     let [key, members @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
+    if let Some(r) = on_native(ks, db, cmd, key, Kind::Set, |n| {
+        if let Native::Set(s) = n {
+            for x in members {
+                s.remove(x);
+            }
+        }
+        Ok(())
+    }) {
+        return r;
+    }
     let Some((h, mut m)) = get_set(ks, db, cmd, key)? else {
         return Ok(());
     };
-    m.retain(|x| !members.contains(x));
+    let gone: std::collections::HashSet<&[u8]> = members.iter().map(|x| x.as_slice()).collect();
+    m.retain(|x| !gone.contains(x.as_slice()));
     store(ks, db, key, &h, &Value::Set(m))
 }
 
@@ -44,23 +87,18 @@ pub fn smove(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
     let [src, dst, member] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    let Some((sh, mut sm)) = get_set(ks, db, cmd, src)? else {
-        return Ok(());
-    };
-    let dest = get_set(ks, db, cmd, dst)?;
-    let Some(i) = sm.iter().position(|x| x == member) else {
-        return Ok(());
-    };
-    if src == dst {
+    if ks.entry(db, src).is_none() {
         return Ok(());
     }
-    sm.remove(i);
-    store(ks, db, src, &sh, &Value::Set(sm))?;
-    let (dh, mut dm) = dest.unwrap_or_default();
-    if !dm.contains(member) {
-        dm.push(member.clone());
+    // Both types are checked before anything moves, as the server does.
+    let present = is_member(ks, db, cmd, src, member)?;
+    is_member(ks, db, cmd, dst, member)?;
+    if !present || src == dst {
+        return Ok(());
     }
-    store(ks, db, dst, &dh, &Value::Set(dm))
+    let one = [src.clone(), member.clone()];
+    srem(ks, db, cmd, &one)?;
+    sadd(ks, db, cmd, &[dst.clone(), member.clone()])
 }
 
 /// SINTERSTORE / SUNIONSTORE / SDIFFSTORE dest key…: the destination is replaced (no
@@ -81,10 +119,15 @@ pub fn setop_store(
     for k in keys {
         sources.push(get_set(ks, db, cmd, k)?.map(|(_, m)| m).unwrap_or_default());
     }
-    let contains = |s: &Vec<Vec<u8>>, x: &Vec<u8>| s.contains(x);
     let Some((first, rest)) = sources.split_first() else {
         return Err(invalid(cmd, "no source keys"));
     };
+    // Each source indexed once: membership is O(1), never a scan per member.
+    let rest: Vec<std::collections::HashSet<&[u8]>> = rest
+        .iter()
+        .map(|s| s.iter().map(|x| x.as_slice()).collect())
+        .collect();
+    let contains = |s: &std::collections::HashSet<&[u8]>, x: &Vec<u8>| s.contains(x.as_slice());
     let result: Vec<Vec<u8>> = match cmd {
         "SINTERSTORE" => first
             .iter()

@@ -3,7 +3,8 @@
 //! of the wrong type is drift.
 
 use super::{invalid, ApplyError};
-use crate::keyspace::{Hints, Keyspace};
+use crate::keyspace::native::NATIVE_MIN;
+use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native};
 use crate::rdb::Value;
 
 pub fn load(ks: &Keyspace, db: u64, key: &[u8]) -> Result<Option<(Hints, Value)>, ApplyError> {
@@ -20,13 +21,12 @@ pub fn load_typed(
         return Ok(None);
     };
     let hints = e.hints();
-    let v = crate::rdb::decode_value(e.rdb_type(), e.payload(), crate::rdb::Dialect::Redis)
-        .map_err(|err| {
-            ApplyError::Keyspace(crate::keyspace::KeyspaceError::Corrupt {
-                key: crate::rdb::error::escape_key(key),
-                err: err.to_string(),
-            })
-        })?;
+    let v = e.decode().map_err(|err| {
+        ApplyError::Keyspace(crate::keyspace::KeyspaceError::Corrupt {
+            key: crate::rdb::error::escape_key(key),
+            err: err.to_string(),
+        })
+    })?;
     Ok(Some((hints, v, e.rdb_type())))
 }
 
@@ -70,4 +70,84 @@ pub fn get_string(
         Some((h, Value::String(s))) => Ok(Some((h, s))),
         Some(_) => Err(wrongtype(cmd, key)),
     }
+}
+
+fn kind_of(v: &Value) -> Option<Kind> {
+    Some(match v {
+        Value::Set(_) => Kind::Set,
+        Value::Hash(_) => Kind::Hash,
+        Value::SortedSet(_) => Kind::ZSet,
+        Value::List(_) => Kind::List,
+        _ => return None,
+    })
+}
+
+/// Before a command adds up to `extra` elements to `key`, a collection of `kind`: make it
+/// native if it will then hold [`NATIVE_MIN`] or more (an absent key is created empty and
+/// native when `create` and `extra` alone reach it). A key of another type is
+/// [`wrongtype`]. Sorted sets still compact on the master (listpack) are left packed:
+/// their -0 rule is applied by the packed path until the master converts them.
+pub fn promote(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    kind: Kind,
+    extra: usize,
+    create: bool,
+) -> Result<(), ApplyError> {
+    match ks.entry(db, key) {
+        None => {
+            if create && extra >= NATIVE_MIN {
+                ks.put(
+                    db,
+                    Entry::native(key, Hints::default(), Native::empty_like(kind)),
+                );
+            }
+        }
+        Some(Entry::Native(n)) => {
+            if n.value.kind() != kind {
+                return Err(wrongtype(cmd, key));
+            }
+        }
+        Some(e) => {
+            if extra == 0 {
+                return Ok(());
+            }
+            let Some((hints, v, ty)) = load_typed(ks, db, key)? else {
+                return Ok(());
+            };
+            if kind_of(&v) != Some(kind) {
+                return Err(wrongtype(cmd, key));
+            }
+            let plain = !matches!(
+                ty,
+                crate::rdb::types::ZSET_LISTPACK | crate::rdb::types::ZSET_ZIPLIST
+            );
+            if v.len() + extra >= NATIVE_MIN && (kind != Kind::ZSet || plain) {
+                if let Some(n) = Native::from_value_any(&v) {
+                    ks.put(db, Entry::native(e.key(), hints, n));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run `f` on the native value of `key` if it holds one of `kind` (`None`: absent or
+/// packed); another kind is [`wrongtype`].
+pub fn on_native<R>(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    kind: Kind,
+    f: impl FnOnce(&mut Native) -> Result<R, ApplyError>,
+) -> Option<Result<R, ApplyError>> {
+    ks.with_native(db, key, |n| {
+        if n.kind() != kind {
+            return Err(wrongtype(cmd, key));
+        }
+        f(n)
+    })
 }

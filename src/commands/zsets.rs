@@ -1,9 +1,10 @@
 //! Sorted-set commands in their propagated forms (GEOADD arrives as ZADD, blocking pops
 //! as ZPOPMIN/ZPOPMAX).
 
-use super::value_ops::{load_typed, wrongtype};
+use super::value_ops::{load_typed, on_native, promote, wrongtype};
 use super::{arg_i64, invalid, ApplyError, StreamState};
-use crate::keyspace::{Hints, Keyspace};
+use crate::keyspace::native::{ZSetNative, NATIVE_MIN};
+use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native};
 use crate::rdb::types::ZSET_2;
 use crate::rdb::writer::target::thresholds::{ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
 use crate::rdb::Value;
@@ -141,35 +142,106 @@ pub fn zadd(
     if pairs.is_empty() || pairs.len() % 2 != 0 {
         return Err(invalid(cmd, "wrong number of arguments"));
     }
-    let longest = pairs.chunks_exact(2).map(|p| p[1].len()).max().unwrap_or(0);
+    // Every score is checked before anything changes, as the server does.
+    let mut parsed = Vec::with_capacity(pairs.len() / 2);
+    for p in pairs.chunks_exact(2) {
+        parsed.push((score(cmd, &p[0])?, p[1].as_slice()));
+    }
+    let flags = ZaddFlags {
+        nx,
+        xx,
+        gt,
+        lt,
+        incr,
+    };
+    let longest = parsed.iter().map(|p| p.1.len()).max().unwrap_or(0);
+    if ks.entry(db, key).is_none() && !xx && !new_zset(parsed.len(), longest).listpack {
+        // Created as the master's skiplist: native from the start when it is big.
+        promote(ks, db, cmd, key, Kind::ZSet, parsed.len(), true)?;
+    } else {
+        promote(ks, db, cmd, key, Kind::ZSet, parsed.len(), false)?;
+    }
+    if let Some(r) = on_zset(ks, db, cmd, key, |z| {
+        for &(s, m) in &parsed {
+            if let Some(n) = zadd_one(cmd, &flags, z.score(m), s)? {
+                z.set(m, n);
+            }
+        }
+        Ok(())
+    }) {
+        return r;
+    }
     let mut z = match get_zset(ks, db, cmd, key)? {
         Some(z) => z,
         None if xx => return Ok(()),
-        None => new_zset(pairs.len() / 2, longest),
+        None => new_zset(parsed.len(), longest),
     };
-    for p in pairs.chunks_exact(2) {
-        let s = score(cmd, &p[0])?;
-        let m = &p[1];
+    for (i, &(s, m)) in parsed.iter().enumerate() {
         let cur = z.pairs.iter().find(|(x, _)| x == m).map(|(_, c)| *c);
-        let new = match cur {
-            Some(_) if nx => continue,
-            None if xx => continue,
-            Some(c) => {
-                let new = if incr { c + s } else { s };
-                if new.is_nan() {
-                    return Err(invalid(cmd, "NaN result: our data differs"));
-                }
-                // Numerically equal (0 and -0 included): the server leaves the score as is.
-                if (gt && new <= c) || (lt && new >= c) || new == c {
-                    continue;
-                }
-                new
+        if let Some(new) = zadd_one(cmd, &flags, cur, s)? {
+            upsert(&mut z, st, m, new);
+        }
+        let rest = &parsed[i + 1..];
+        if !z.listpack && !rest.is_empty() && z.pairs.len() + rest.len() >= NATIVE_MIN {
+            // The master holds a skiplist now: go on natively, without a scan per member.
+            let mut n = ZSetNative::default();
+            for (m, s) in &z.pairs {
+                n.set(m, *s);
             }
-            None => s,
-        };
-        upsert(&mut z, st, m, new);
+            for &(s, m) in rest {
+                if let Some(v) = zadd_one(cmd, &flags, n.score(m), s)? {
+                    n.set(m, v);
+                }
+            }
+            ks.put(db, Entry::native(key, z.hints, Native::ZSet(n)));
+            return Ok(());
+        }
     }
     put(ks, db, key, z)
+}
+
+struct ZaddFlags {
+    nx: bool,
+    xx: bool,
+    gt: bool,
+    lt: bool,
+    incr: bool,
+}
+
+/// The new score ZADD gives a member whose score is `cur` (`None`: absent), or `None`
+/// when it leaves the member as it is.
+fn zadd_one(cmd: &str, f: &ZaddFlags, cur: Option<f64>, s: f64) -> Result<Option<f64>, ApplyError> {
+    Ok(match cur {
+        Some(_) if f.nx => None,
+        None if f.xx => None,
+        Some(c) => {
+            let new = if f.incr { c + s } else { s };
+            if new.is_nan() {
+                return Err(invalid(cmd, "NaN result: our data differs"));
+            }
+            // Numerically equal (0 and -0 included): the server leaves the score as is.
+            if (f.gt && new <= c) || (f.lt && new >= c) || new == c {
+                None
+            } else {
+                Some(new)
+            }
+        }
+        None => Some(s),
+    })
+}
+
+/// Run `f` on a native sorted set (`None`: the key is absent or packed).
+fn on_zset<R>(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    f: impl FnOnce(&mut ZSetNative) -> Result<R, ApplyError>,
+) -> Option<Result<R, ApplyError>> {
+    on_native(ks, db, cmd, key, Kind::ZSet, |n| match n {
+        Native::ZSet(z) => f(z),
+        _ => Err(wrongtype(cmd, key)),
+    })
 }
 
 pub fn zincrby(
@@ -183,6 +255,19 @@ pub fn zincrby(
         return Err(invalid(cmd, "wrong number of arguments"));
     };
     let by = score(cmd, by)?;
+    if let Some(r) = on_zset(ks, db, cmd, key, |z| {
+        let cur = z.score(member);
+        let n = cur.map_or(by, |c| c + by);
+        if n.is_nan() {
+            return Err(invalid(cmd, "NaN result: our data differs"));
+        }
+        if cur != Some(n) {
+            z.set(member, n);
+        }
+        Ok(())
+    }) {
+        return r;
+    }
     let mut z = match get_zset(ks, db, cmd, key)? {
         Some(z) => z,
         None => new_zset(1, member.len()),
@@ -209,10 +294,19 @@ pub fn zrem(
     let [key, members @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
+    if let Some(r) = on_zset(ks, db, cmd, key, |z| {
+        for m in members {
+            z.remove(m);
+        }
+        Ok(())
+    }) {
+        return r;
+    }
     let Some(mut z) = get_zset(ks, db, cmd, key)? else {
         return Ok(());
     };
-    z.pairs.retain(|(m, _)| !members.contains(m));
+    let gone: std::collections::HashSet<&[u8]> = members.iter().map(|x| x.as_slice()).collect();
+    z.pairs.retain(|(m, _)| !gone.contains(m.as_slice()));
     put(ks, db, key, z)
 }
 
@@ -229,6 +323,16 @@ pub fn zpop(
         [k, c] => (k, arg_i64(cmd, c)?.max(0) as usize),
         _ => return Err(invalid(cmd, "wrong number of arguments")),
     };
+    if let Some(r) = on_zset(ks, db, cmd, key, |z| {
+        for _ in 0..count {
+            if z.pop(cmd == "ZPOPMIN").is_none() {
+                break;
+            }
+        }
+        Ok(())
+    }) {
+        return r;
+    }
     let Some(mut z) = get_zset(ks, db, cmd, key)? else {
         return Ok(());
     };

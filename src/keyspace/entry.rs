@@ -1,5 +1,5 @@
 //! One key in one allocation: flags, key, optional expiry and access hints, type byte and
-//! the encoded value.
+//! the encoded value; or, for a big collection, a handle to its native form.
 //!
 //! Owns the packed layout the keyspace stores (measured as the only layout under
 //! redis-server's memory per key, docs/decisions.md). The value bytes are the RDB encoding
@@ -8,6 +8,9 @@
 //! past its own bounds; it is only ever built by [`Entry::build`], so its header is trusted.
 
 use std::sync::Arc;
+
+use super::native::{Native, NativeEntry};
+use crate::rdb::Value;
 
 const FLAG_EXPIRE: u8 = 1;
 const FLAG_IDLE: u8 = 2;
@@ -26,10 +29,18 @@ pub struct Hints {
     pub meta: Vec<(u32, Vec<u8>)>,
 }
 
-/// A key and its value, immutable and shared: changing a key builds a new `Entry`, so a
-/// snapshot holding the old one keeps seeing the old value.
+/// A key and its value, immutable and shared: changing a key builds a new `Entry` (or, for
+/// a native value, copies the chunks it changes), so a snapshot holding the old one keeps
+/// seeing the old value.
 #[derive(Clone)]
-pub struct Entry(Arc<[u8]>);
+pub enum Entry {
+    Packed(Packed),
+    Native(Arc<NativeEntry>),
+}
+
+/// The packed layout: everything in one allocation.
+#[derive(Clone)]
+pub struct Packed(Arc<[u8]>);
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -53,10 +64,10 @@ fn get_varint(b: &[u8], pos: &mut usize) -> u64 {
     }
 }
 
-impl Entry {
+impl Packed {
     /// A key with only an expiry besides its value.
-    pub fn new(key: &[u8], expire_ms: Option<i64>, ty: u8, payload: &[u8]) -> Entry {
-        Entry::build(
+    pub fn new(key: &[u8], expire_ms: Option<i64>, ty: u8, payload: &[u8]) -> Packed {
+        Packed::build(
             key,
             &Hints {
                 expire_ms,
@@ -67,7 +78,7 @@ impl Entry {
         )
     }
 
-    pub fn build(key: &[u8], h: &Hints, ty: u8, payload: &[u8]) -> Entry {
+    pub fn build(key: &[u8], h: &Hints, ty: u8, payload: &[u8]) -> Packed {
         let mut flags = 0;
         let mut v = Vec::with_capacity(1 + 5 + key.len() + 9 + payload.len());
         v.push(0);
@@ -97,7 +108,7 @@ impl Entry {
         v[0] = flags;
         v.push(ty);
         v.extend_from_slice(payload);
-        Entry(Arc::from(v))
+        Packed(Arc::from(v))
     }
 
     fn flags(&self) -> u8 {
@@ -191,10 +202,107 @@ impl Entry {
     }
 
     /// The same key, value and access hints with another expiry.
-    pub fn with_expire(&self, expire_ms: Option<i64>) -> Entry {
+    pub fn with_expire(&self, expire_ms: Option<i64>) -> Packed {
         let (mut h, _) = self.parse_hints();
         h.expire_ms = expire_ms;
-        Entry::build(self.key(), &h, self.rdb_type(), self.payload())
+        Packed::build(self.key(), &h, self.rdb_type(), self.payload())
+    }
+}
+
+impl Entry {
+    /// A packed key with only an expiry besides its value.
+    pub fn new(key: &[u8], expire_ms: Option<i64>, ty: u8, payload: &[u8]) -> Entry {
+        Entry::Packed(Packed::new(key, expire_ms, ty, payload))
+    }
+
+    /// A packed key with all its hints.
+    pub fn build(key: &[u8], h: &Hints, ty: u8, payload: &[u8]) -> Entry {
+        Entry::Packed(Packed::build(key, h, ty, payload))
+    }
+
+    /// A key holding a native value.
+    pub fn native(key: &[u8], hints: Hints, value: Native) -> Entry {
+        Entry::Native(Arc::new(NativeEntry {
+            key: key.into(),
+            hints,
+            value,
+        }))
+    }
+
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Entry::Packed(p) => p.key(),
+            Entry::Native(n) => &n.key,
+        }
+    }
+
+    pub fn hints(&self) -> Hints {
+        match self {
+            Entry::Packed(p) => p.hints(),
+            Entry::Native(n) => n.hints.clone(),
+        }
+    }
+
+    pub fn expire_ms(&self) -> Option<i64> {
+        match self {
+            Entry::Packed(p) => p.expire_ms(),
+            Entry::Native(n) => n.hints.expire_ms,
+        }
+    }
+
+    /// The RDB type byte of the stored encoding (a native value: the master's big one).
+    pub fn rdb_type(&self) -> u8 {
+        match self {
+            Entry::Packed(p) => p.rdb_type(),
+            Entry::Native(n) => n.value.rdb_type(),
+        }
+    }
+
+    /// The encoded value, for a packed entry.
+    pub fn payload(&self) -> Option<&[u8]> {
+        match self {
+            Entry::Packed(p) => Some(p.payload()),
+            Entry::Native(_) => None,
+        }
+    }
+
+    /// The decoded value.
+    pub fn decode(&self) -> Result<Value, crate::rdb::RdbError> {
+        match self {
+            Entry::Packed(p) => {
+                crate::rdb::decode_value(p.rdb_type(), p.payload(), crate::rdb::Dialect::Redis)
+            }
+            Entry::Native(n) => Ok(n.value.to_value()),
+        }
+    }
+
+    /// The same key, value and access hints with another expiry. A native value is shared,
+    /// not copied.
+    pub fn with_expire(&self, expire_ms: Option<i64>) -> Entry {
+        match self {
+            Entry::Packed(p) => Entry::Packed(p.with_expire(expire_ms)),
+            Entry::Native(n) => {
+                let mut hints = n.hints.clone();
+                hints.expire_ms = expire_ms;
+                Entry::Native(Arc::new(NativeEntry {
+                    key: n.key.clone(),
+                    hints,
+                    value: n.value.clone(),
+                }))
+            }
+        }
+    }
+
+    /// The same value and hints under another key.
+    pub fn with_key(&self, key: &[u8]) -> Entry {
+        match self {
+            Entry::Packed(p) => Entry::build(key, &p.hints(), p.rdb_type(), p.payload()),
+            Entry::Native(n) => Entry::Native(Arc::new(NativeEntry {
+                key: key.into(),
+                hints: n.hints.clone(),
+                value: n.value.clone(),
+            })),
+        }
     }
 }
 
@@ -214,11 +322,11 @@ mod tests {
             assert_eq!(e.key(), key);
             assert_eq!(e.expire_ms(), exp);
             assert_eq!(e.rdb_type(), 16);
-            assert_eq!(e.payload(), b"payload");
+            assert_eq!(e.payload(), Some(&b"payload"[..]));
             let f = e.with_expire(None);
             assert_eq!(
                 (f.key(), f.expire_ms(), f.payload()),
-                (key, None, &b"payload"[..])
+                (key, None, Some(&b"payload"[..]))
             );
         }
     }
@@ -235,7 +343,7 @@ mod tests {
         assert_eq!(e.hints(), h);
         assert_eq!(e.key(), b"key");
         assert_eq!(e.expire_ms(), Some(123));
-        assert_eq!((e.rdb_type(), e.payload()), (0, &b"\x03abc"[..]));
+        assert_eq!((e.rdb_type(), e.payload()), (0, Some(&b"\x03abc"[..])));
         let g = e.with_expire(None);
         assert_eq!(g.hints().idle, Some(100_000));
         assert_eq!(g.expire_ms(), None);

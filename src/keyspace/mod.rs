@@ -12,6 +12,7 @@
 //! store a value in an encoding it cannot hand back exactly.
 
 mod entry;
+pub mod native;
 mod rdb;
 mod snapshot;
 
@@ -21,7 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use hashbrown::HashTable;
 
-pub use entry::{Entry, Hints};
+pub use entry::{Entry, Hints, Packed};
+pub use native::{Kind, Native, NativeEntry};
 pub use rdb::{
     digest_snapshot, digest_snapshot_as_held, digest_snapshot_with, export_snapshot, load_rdb,
     write_snapshot, Exported, LoadReport, RdbIoError,
@@ -157,7 +159,8 @@ impl Keyspace {
             .map_or(0, |d| d.keys.load(Ordering::Relaxed))
     }
 
-    /// Encode a value as the keyspace stores it.
+    /// Encode a value as the keyspace stores it: natively when it is a big collection
+    /// the master holds in its big encoding, packed otherwise.
     pub fn encode(
         &self,
         key: &[u8],
@@ -165,6 +168,11 @@ impl Keyspace {
         value: &Value,
         source_type: Option<u8>,
     ) -> Result<Entry, KeyspaceError> {
+        use crate::rdb::types::{ZSET_LISTPACK, ZSET_ZIPLIST};
+        let plain_zset = !matches!(source_type, Some(ZSET_ZIPLIST | ZSET_LISTPACK));
+        if let Some(n) = Native::from_value(value, plain_zset) {
+            return Ok(Entry::native(key, hints.clone(), n));
+        }
         let rec = KeyRecord {
             key,
             value,
@@ -188,12 +196,10 @@ impl Keyspace {
         match e {
             None => Ok(None),
             Some(e) => {
-                let v =
-                    crate::rdb::decode_value(e.rdb_type(), e.payload(), crate::rdb::Dialect::Redis)
-                        .map_err(|err| KeyspaceError::Corrupt {
-                            key: crate::rdb::error::escape_key(key),
-                            err: err.to_string(),
-                        })?;
+                let v = e.decode().map_err(|err| KeyspaceError::Corrupt {
+                    key: crate::rdb::error::escape_key(key),
+                    err: err.to_string(),
+                })?;
                 Ok(Some((e.expire_ms(), v)))
             }
         }
@@ -334,6 +340,39 @@ impl Keyspace {
         let e = self.encode(key, hints, value, source_type)?;
         self.put(db, e);
         Ok(())
+    }
+
+    /// Change the native value of `key` in place with `f`, if the key holds one (`None`
+    /// otherwise: absent or packed). A running snapshot that has not walked the key's
+    /// shard keeps the value as it was: the chunks `f` changes are copied, the rest stay
+    /// shared. A value left empty deletes the key, as the servers do.
+    pub fn with_native<R>(
+        &mut self,
+        db: u64,
+        key: &[u8],
+        f: impl FnOnce(&mut Native) -> R,
+    ) -> Option<R> {
+        let active = self.state.active.load(Ordering::Acquire);
+        let d = self.dbs.get(&db)?.clone();
+        let h = hash_key(key);
+        let mut s = d.shard(h);
+        if !matches!(s.table.find(h, |e| e.key() == key), Some(Entry::Native(_))) {
+            return None;
+        }
+        Self::record_old(&mut s, active, h, key);
+        let Ok(mut found) = s.table.find_entry(h, |e| e.key() == key) else {
+            return None;
+        };
+        let Entry::Native(arc) = found.get_mut() else {
+            return None;
+        };
+        let ne = Arc::make_mut(arc);
+        let r = f(&mut ne.value);
+        if ne.value.is_empty() {
+            found.remove();
+            d.keys.fetch_sub(1, Ordering::Relaxed);
+        }
+        Some(r)
     }
 
     /// Delete `key`; true if it existed.

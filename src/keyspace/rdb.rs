@@ -12,7 +12,7 @@ use super::{Entry, Hints, Keyspace, KeyspaceError, Snapshot};
 use crate::digest::{DatasetDigest, DigestError, Rules};
 use crate::rdb::types::*;
 use crate::rdb::writer::{KeyRecord, RdbWriter, Target, WriteError, WriteOptions};
-use crate::rdb::{decode_value, Dialect, Item, KeyEntry, RdbError, RdbReader, Value};
+use crate::rdb::{Dialect, Item, KeyEntry, RdbError, RdbReader, Value};
 use crate::server_version::ServerVersion;
 use crate::summary::{DbSummary, TYPE_NAMES};
 
@@ -133,7 +133,7 @@ fn payload_fits(ty: u8, target: &Target) -> bool {
 }
 
 fn decode(e: &Entry) -> Result<Value, KeyspaceError> {
-    decode_value(e.rdb_type(), e.payload(), Dialect::Redis).map_err(|err| KeyspaceError::Corrupt {
+    e.decode().map_err(|err| KeyspaceError::Corrupt {
         key: crate::rdb::error::escape_key(e.key()),
         err: err.to_string(),
     })
@@ -175,8 +175,11 @@ pub fn write_snapshot<W: Write>(
                 meta: &h.meta,
                 source_type: Some(ty),
             };
-            if !opts.compress && payload_fits(ty, &target) {
-                w.key_encoded(&rec, ty, e.payload())?;
+            let raw = e
+                .payload()
+                .filter(|_| !opts.compress && payload_fits(ty, &target));
+            if let Some(raw) = raw {
+                w.key_encoded(&rec, ty, raw)?;
             } else {
                 let value = decode(e)?;
                 rec.value = &value;
@@ -248,8 +251,11 @@ pub fn export_snapshot<W: Write>(
                 meta: &h.meta,
                 source_type: Some(ty),
             };
-            if !opts.compress && payload_fits(ty, &target) {
-                w.key_encoded(&rec, ty, e.payload())?;
+            let raw = e
+                .payload()
+                .filter(|_| !opts.compress && payload_fits(ty, &target));
+            if let Some(raw) = raw {
+                w.key_encoded(&rec, ty, raw)?;
             } else if !w.key(&rec)? {
                 // An empty collection is not written, so it is not counted either.
                 continue;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use replisnap::digest::{mix, value::value_digest, Rules};
 use replisnap::keyspace::Entry;
-use replisnap::rdb::{decode_value, Dialect, KeyEntry};
+use replisnap::rdb::KeyEntry;
 use replisnap::replication::ReplicaHandle;
 
 use super::support::{encode_command, read_reply, wait_for, ServerBin, TestServer};
@@ -18,7 +18,7 @@ use super::{now_ms, offset, show, target};
 
 /// Our `DEBUG DIGEST-VALUE` of one entry ("" when it digests to nothing).
 fn value_hex(rules: &Rules, db: u64, e: &Entry) -> String {
-    let value = decode_value(e.rdb_type(), e.payload(), Dialect::Redis).unwrap();
+    let value = e.decode().unwrap();
     let k = KeyEntry {
         db,
         key: e.key().to_vec(),
@@ -114,7 +114,7 @@ pub fn snap_value(h: &ReplicaHandle, db: u64, key: &[u8], out: &mut String) {
     let (snap, _, _, _) = h.snapshot(Duration::from_secs(5)).expect("snapshot");
     snap.walk(|d, e| {
         if d == db && e.key() == key {
-            let v = decode_value(e.rdb_type(), e.payload(), Dialect::Redis);
+            let v = e.decode();
             out.push_str(&format!(
                 "\nours (type {}, expires {:?}): {v:?}",
                 e.rdb_type(),

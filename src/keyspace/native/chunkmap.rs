@@ -1,0 +1,258 @@
+//! A hash table of byte-keyed items split into copy-on-write chunks (extendible hashing).
+//!
+//! Owns the layout big sets, hashes and sorted-set member maps live in: a directory of
+//! chunk numbers indexed by hash bits, each chunk a small `hashbrown` table behind an
+//! `Arc`. Every write touches one chunk: an insert, a lookup and a removal are O(1), a
+//! chunk that grows past [`CHUNK_MAX`] splits in two (O(chunk)), and the directory doubles
+//! when a split needs it (O(chunks)). Cloning the map shares every chunk, so the first
+//! write to a map a snapshot still holds copies one chunk, never the whole map.
+//!
+//! It is a leaf: it knows nothing of keys, values or snapshots beyond [`MapItem`], and it
+//! must never hand out an item whose key bytes it did not check for equality.
+
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+
+/// Items per chunk before it splits: a full 2048-bucket `hashbrown` table (7/8 load).
+pub const CHUNK_MAX: usize = 1792;
+/// Directory bits are taken from bit 32 up, away from the table's own bucket (low) and tag
+/// (top 7) bits; 25 bits keep them clear of the tag.
+const MAX_DEPTH: u32 = 25;
+
+/// What the map holds: anything with key bytes.
+pub trait MapItem: Clone {
+    fn key(&self) -> &[u8];
+}
+
+pub fn hash_bytes(b: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6e61_7469_7665).hash_one(b)
+}
+
+#[derive(Clone)]
+struct Chunk<T> {
+    depth: u32,
+    table: HashTable<T>,
+}
+
+#[derive(Clone)]
+pub struct ChunkMap<T> {
+    /// `2^depth` entries: directory slot → index into `chunks`.
+    dir: Vec<u32>,
+    chunks: Vec<Arc<Chunk<T>>>,
+    depth: u32,
+    len: usize,
+}
+
+impl<T: MapItem> Default for ChunkMap<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn slot(hash: u64, depth: u32) -> usize {
+    ((hash >> 32) & ((1u64 << depth) - 1)) as usize
+}
+
+impl<T: MapItem> ChunkMap<T> {
+    pub fn new() -> Self {
+        ChunkMap {
+            dir: vec![0],
+            chunks: vec![Arc::new(Chunk {
+                depth: 0,
+                table: HashTable::new(),
+            })],
+            depth: 0,
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn chunk_of(&self, hash: u64) -> usize {
+        self.dir[slot(hash, self.depth)] as usize
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&T> {
+        let h = hash_bytes(key);
+        self.chunks[self.chunk_of(h)]
+            .table
+            .find(h, |t| t.key() == key)
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The item under `key` for a change (its chunk is copied first if shared).
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut T> {
+        let h = hash_bytes(key);
+        let c = self.chunk_of(h);
+        let chunk = Arc::make_mut(&mut self.chunks[c]);
+        chunk.table.find_mut(h, |t| t.key() == key)
+    }
+
+    /// Insert or replace; returns the item it replaced.
+    pub fn insert(&mut self, item: T) -> Option<T> {
+        let h = hash_bytes(item.key());
+        let c = self.chunk_of(h);
+        let chunk = Arc::make_mut(&mut self.chunks[c]);
+        let probe = item.key().to_vec();
+        let old =
+            match chunk
+                .table
+                .entry(h, |t| t.key() == probe.as_slice(), |t| hash_bytes(t.key()))
+            {
+                hashbrown::hash_table::Entry::Occupied(mut o) => {
+                    Some(std::mem::replace(o.get_mut(), item))
+                }
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    v.insert(item);
+                    None
+                }
+            };
+        if old.is_none() {
+            self.len += 1;
+            if chunk.table.len() > CHUNK_MAX && chunk.depth < MAX_DEPTH {
+                self.split(c);
+            }
+        }
+        old
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<T> {
+        let h = hash_bytes(key);
+        let c = self.chunk_of(h);
+        // Look before copying: removing what is absent must not copy a shared chunk.
+        self.chunks[c].table.find(h, |t| t.key() == key)?;
+        let chunk = Arc::make_mut(&mut self.chunks[c]);
+        let (item, _) = chunk.table.find_entry(h, |t| t.key() == key).ok()?.remove();
+        self.len -= 1;
+        Some(item)
+    }
+
+    /// Split chunk `c` on its next hash bit, doubling the directory first if needed.
+    fn split(&mut self, c: usize) {
+        let d = self.chunks[c].depth;
+        if d == self.depth {
+            self.dir.extend_from_within(..);
+            self.depth += 1;
+        }
+        let new_index = self.chunks.len() as u32;
+        let chunk = Arc::make_mut(&mut self.chunks[c]);
+        chunk.depth = d + 1;
+        let bit = 1u64 << (32 + d);
+        let mut moved = HashTable::with_capacity(chunk.table.len() / 2 + 1);
+        let mut keep = HashTable::with_capacity(chunk.table.len() / 2 + 1);
+        for item in std::mem::take(&mut chunk.table) {
+            let h = hash_bytes(item.key());
+            let dest = if h & bit != 0 { &mut moved } else { &mut keep };
+            dest.insert_unique(h, item, |t| hash_bytes(t.key()));
+        }
+        chunk.table = keep;
+        self.chunks.push(Arc::new(Chunk {
+            depth: d + 1,
+            table: moved,
+        }));
+        // Slots that pointed at `c` and have bit `d` set now point at the new chunk.
+        let low = (1usize << d) - 1;
+        let pattern = self
+            .dir
+            .iter()
+            .position(|&x| x as usize == c)
+            .map_or(0, |i| i & low);
+        let mut s = pattern | (1 << d);
+        while s < self.dir.len() {
+            self.dir[s] = new_index;
+            s += 1 << (d + 1);
+        }
+    }
+
+    /// Every item, chunk by chunk (no order).
+    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.chunks.iter().flat_map(|c| c.table.iter())
+    }
+
+    /// Keep only the items `f` accepts.
+    pub fn retain(&mut self, mut f: impl FnMut(&T) -> bool) {
+        for c in &mut self.chunks {
+            if c.table.iter().all(&mut f) {
+                continue;
+            }
+            let chunk = Arc::make_mut(c);
+            let before = chunk.table.len();
+            chunk.table.retain(|t| f(t));
+            self.len -= before - chunk.table.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct It(Vec<u8>, u32);
+    impl MapItem for It {
+        fn key(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn matches_a_std_map_through_splits_and_removals() {
+        let mut m = ChunkMap::new();
+        let mut model = std::collections::HashMap::new();
+        let mut x = 0x9e37_79b9_u64;
+        for i in 0..60_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = (x % 20_000).to_string().into_bytes();
+            if i % 3 == 2 {
+                assert_eq!(m.remove(&k).map(|t: It| t.1), model.remove(&k));
+            } else {
+                assert_eq!(m.insert(It(k.clone(), i)).map(|t| t.1), model.insert(k, i));
+            }
+            assert_eq!(m.len(), model.len());
+        }
+        for (k, v) in &model {
+            assert_eq!(m.get(k).map(|t| t.1), Some(*v));
+        }
+        assert_eq!(m.iter().count(), model.len());
+        assert!(m.chunks.len() > 4, "it split");
+        for (c, chunk) in m.chunks.iter().enumerate() {
+            for t in chunk.table.iter() {
+                assert_eq!(m.dir[slot(hash_bytes(&t.0), m.depth)] as usize, c);
+            }
+        }
+    }
+
+    #[test]
+    fn a_clone_is_unchanged_by_later_writes_and_shares_untouched_chunks() {
+        let mut m = ChunkMap::new();
+        for i in 0..20_000u32 {
+            m.insert(It(i.to_be_bytes().to_vec(), i));
+        }
+        let snap = m.clone();
+        m.insert(It(5u32.to_be_bytes().to_vec(), 99));
+        m.remove(&7u32.to_be_bytes());
+        assert_eq!(snap.get(&5u32.to_be_bytes()).map(|t| t.1), Some(5));
+        assert!(snap.contains(&7u32.to_be_bytes()));
+        assert_eq!(m.get(&5u32.to_be_bytes()).map(|t| t.1), Some(99));
+        let shared = m
+            .chunks
+            .iter()
+            .zip(&snap.chunks)
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        assert!(shared + 2 >= m.chunks.len(), "at most two chunks copied");
+    }
+}

@@ -1,0 +1,325 @@
+//! Big collections held natively: sets, hashes, sorted sets and lists past
+//! [`NATIVE_MIN`] elements (or [`NATIVE_MIN_BYTES`] of data), changed in place.
+//!
+//! Owns the native value model and its conversion from and to the decoded [`Value`]. A
+//! packed entry costs O(size) per write (decode, change, encode); a native one costs O(1)
+//! or O(log n), and copy-on-write happens per chunk (see [`chunkmap`], [`zindex`],
+//! [`chunklist`]), so the first write to a value a snapshot still holds copies one chunk.
+//! Only values the master itself holds in its big encodings become native (a sorted set
+//! here is always the master's skiplist, which keeps -0), so the encoding never changes
+//! what the data is. It must never lose a fact the packed form keeps (field TTLs,
+//! element order of lists).
+
+pub mod chunklist;
+pub mod chunkmap;
+pub mod zindex;
+
+use crate::rdb::types::{HASH, LIST_QUICKLIST_2, SET, ZSET_2};
+use crate::rdb::value::HashField;
+use crate::rdb::Value;
+
+use super::Hints;
+pub use chunklist::ChunkList;
+pub use chunkmap::{ChunkMap, MapItem};
+pub use zindex::ZIndex;
+
+/// Elements from which a collection is held natively (measured: docs/decisions.md).
+pub const NATIVE_MIN: usize = 256;
+/// Bytes of element data from which a collection is held natively whatever its count.
+pub const NATIVE_MIN_BYTES: usize = 64 * 1024;
+
+/// A set member.
+#[derive(Clone)]
+pub struct Member(pub Box<[u8]>);
+
+impl MapItem for Member {
+    fn key(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// One hash field in one allocation: flag, field length, field, optional TTL, value.
+#[derive(Clone)]
+pub struct HashRec(Box<[u8]>);
+
+impl HashRec {
+    pub fn new(field: &[u8], value: &[u8], ttl: Option<u64>) -> HashRec {
+        let mut v = Vec::with_capacity(1 + 5 + field.len() + 8 + value.len());
+        v.push(u8::from(ttl.is_some()));
+        v.extend_from_slice(&(field.len() as u32).to_le_bytes());
+        v.extend_from_slice(field);
+        if let Some(t) = ttl {
+            v.extend_from_slice(&t.to_le_bytes());
+        }
+        v.extend_from_slice(value);
+        HashRec(v.into_boxed_slice())
+    }
+    fn field_end(&self) -> usize {
+        let mut n = [0u8; 4];
+        n.copy_from_slice(&self.0[1..5]);
+        5 + u32::from_le_bytes(n) as usize
+    }
+    pub fn field(&self) -> &[u8] {
+        &self.0[5..self.field_end()]
+    }
+    pub fn ttl(&self) -> Option<u64> {
+        if self.0[0] == 0 {
+            return None;
+        }
+        let at = self.field_end();
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&self.0[at..at + 8]);
+        Some(u64::from_le_bytes(t))
+    }
+    pub fn value(&self) -> &[u8] {
+        let at = self.field_end() + if self.0[0] == 0 { 0 } else { 8 };
+        &self.0[at..]
+    }
+}
+
+impl MapItem for HashRec {
+    fn key(&self) -> &[u8] {
+        self.field()
+    }
+}
+
+/// A sorted-set member and its score.
+#[derive(Clone)]
+pub struct ZMember {
+    pub member: Box<[u8]>,
+    pub score: f64,
+}
+
+impl MapItem for ZMember {
+    fn key(&self) -> &[u8] {
+        &self.member
+    }
+}
+
+/// A big sorted set: member → score, and the score order.
+#[derive(Clone, Default)]
+pub struct ZSetNative {
+    dict: ChunkMap<ZMember>,
+    order: ZIndex,
+}
+
+impl ZSetNative {
+    pub fn len(&self) -> usize {
+        self.dict.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.dict.is_empty()
+    }
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        self.dict.get(member).map(|z| z.score)
+    }
+    /// Set a member's score (adding it if absent).
+    pub fn set(&mut self, member: &[u8], score: f64) {
+        if let Some(z) = self.dict.get_mut(member) {
+            let old = z.score;
+            z.score = score;
+            self.order.remove(old, member);
+        } else {
+            self.dict.insert(ZMember {
+                member: member.into(),
+                score,
+            });
+        }
+        self.order.insert(score, member);
+    }
+    pub fn remove(&mut self, member: &[u8]) -> bool {
+        match self.dict.remove(member) {
+            Some(z) => self.order.remove(z.score, member),
+            None => false,
+        }
+    }
+    /// Remove and return the lowest (`min`) or highest member.
+    pub fn pop(&mut self, min: bool) -> Option<(f64, Vec<u8>)> {
+        let (s, m) = self.order.end(min).map(|(s, m)| (s, m.to_vec()))?;
+        self.remove(&m);
+        Some((s, m))
+    }
+    pub fn order(&self) -> &ZIndex {
+        &self.order
+    }
+}
+
+/// A collection held natively.
+#[derive(Clone)]
+pub enum Native {
+    Set(ChunkMap<Member>),
+    Hash(ChunkMap<HashRec>),
+    ZSet(ZSetNative),
+    List(ChunkList),
+}
+
+/// A key whose value is native: the key, its hints and the value.
+#[derive(Clone)]
+pub struct NativeEntry {
+    pub key: Box<[u8]>,
+    pub hints: Hints,
+    pub value: Native,
+}
+
+impl Native {
+    pub fn len(&self) -> usize {
+        match self {
+            Native::Set(m) => m.len(),
+            Native::Hash(m) => m.len(),
+            Native::ZSet(z) => z.len(),
+            Native::List(l) => l.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The RDB type of the master's encoding of such a value.
+    pub fn rdb_type(&self) -> u8 {
+        match self {
+            Native::Set(_) => SET,
+            Native::Hash(_) => HASH,
+            Native::ZSet(_) => ZSET_2,
+            Native::List(_) => LIST_QUICKLIST_2,
+        }
+    }
+
+    /// The decoded value (lists in order; sorted sets from the lowest score).
+    pub fn to_value(&self) -> Value {
+        match self {
+            Native::Set(m) => Value::Set(m.iter().map(|x| x.0.to_vec()).collect()),
+            Native::Hash(m) => Value::Hash(
+                m.iter()
+                    .map(|r| HashField {
+                        field: r.field().to_vec(),
+                        value: r.value().to_vec(),
+                        expire_ms: r.ttl(),
+                    })
+                    .collect(),
+            ),
+            Native::ZSet(z) => {
+                Value::SortedSet(z.order().iter().map(|(s, m)| (m.to_vec(), s)).collect())
+            }
+            Native::List(l) => Value::List(l.iter().map(<[u8]>::to_vec).collect()),
+        }
+    }
+
+    /// The native form of `v` if it is a collection big enough to be held natively;
+    /// `plain_zset`: the master holds a sorted set as a skiplist (it keeps -0).
+    pub fn from_value(v: &Value, plain_zset: bool) -> Option<Native> {
+        fn big<'a>(n: usize, bytes: impl Iterator<Item = &'a [u8]>) -> bool {
+            n >= NATIVE_MIN || bytes.map(<[u8]>::len).sum::<usize>() >= NATIVE_MIN_BYTES
+        }
+        let is_big = match v {
+            Value::Set(m) | Value::List(m) => big(m.len(), m.iter().map(|x| &x[..])),
+            Value::Hash(f) => big(f.len(), f.iter().map(|x| &x.value[..])),
+            Value::SortedSet(p) => plain_zset && big(p.len(), p.iter().map(|x| &x.0[..])),
+            _ => false,
+        };
+        if is_big {
+            Native::from_value_any(v)
+        } else {
+            None
+        }
+    }
+
+    /// The native form of any set, hash, sorted set (taken as a skiplist) or list.
+    pub fn from_value_any(v: &Value) -> Option<Native> {
+        Some(match v {
+            Value::Set(m) => {
+                let mut s = ChunkMap::new();
+                for x in m {
+                    s.insert(Member(x.as_slice().into()));
+                }
+                Native::Set(s)
+            }
+            Value::Hash(f) => {
+                let mut h = ChunkMap::new();
+                for x in f {
+                    h.insert(HashRec::new(&x.field, &x.value, x.expire_ms));
+                }
+                Native::Hash(h)
+            }
+            Value::SortedSet(p) => {
+                let mut z = ZSetNative::default();
+                for (m, s) in p {
+                    z.set(m, *s);
+                }
+                Native::ZSet(z)
+            }
+            Value::List(l) => {
+                let mut n = ChunkList::default();
+                for x in l {
+                    n.push_back(x);
+                }
+                Native::List(n)
+            }
+            _ => return None,
+        })
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Native::Set(_) => Kind::Set,
+            Native::Hash(_) => Kind::Hash,
+            Native::ZSet(_) => Kind::ZSet,
+            Native::List(_) => Kind::List,
+        }
+    }
+
+    /// An empty value of `kind` (for a key a command creates).
+    pub fn empty_like(kind: Kind) -> Native {
+        match kind {
+            Kind::Set => Native::Set(ChunkMap::new()),
+            Kind::Hash => Native::Hash(ChunkMap::new()),
+            Kind::ZSet => Native::ZSet(ZSetNative::default()),
+            Kind::List => Native::List(ChunkList::default()),
+        }
+    }
+}
+
+/// The kinds of collection that can be native.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Set,
+    Hash,
+    ZSet,
+    List,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_records_keep_field_value_and_ttl() {
+        for (f, v, t) in [
+            (&b""[..], &b""[..], None),
+            (&b"field"[..], &b"value"[..], Some(123u64)),
+            (&b"f"[..], &[0u8; 300][..], Some(u64::MAX)),
+        ] {
+            let r = HashRec::new(f, v, t);
+            assert_eq!((r.field(), r.value(), r.ttl()), (f, v, t));
+        }
+    }
+
+    #[test]
+    fn values_round_trip_through_the_native_form() {
+        let list: Vec<Vec<u8>> = (0..1000u32).map(|i| i.to_string().into_bytes()).collect();
+        let v = Value::List(list.clone());
+        let n = Native::from_value(&v, true).unwrap();
+        assert_eq!(n.to_value(), v);
+        assert!(Native::from_value(&Value::List(list[..10].to_vec()), true).is_none());
+        let pairs: Vec<(Vec<u8>, f64)> =
+            (0..300).map(|i| (vec![i as u8, 1], -(i as f64))).collect();
+        let n = Native::from_value(&Value::SortedSet(pairs.clone()), true).unwrap();
+        let Value::SortedSet(back) = n.to_value() else {
+            panic!()
+        };
+        let mut want = pairs;
+        want.reverse();
+        assert_eq!(back, want);
+        assert!(Native::from_value(&Value::SortedSet(want), false).is_none());
+    }
+}

@@ -1,0 +1,166 @@
+//! The score order of a big sorted set: sorted leaves of (score, member) behind `Arc`s.
+//!
+//! Owns ordering by (score, member bytes), with -0 and 0 equal as the servers compare
+//! them. An insert or removal binary-searches the leaves (O(log n)) and edits one leaf
+//! (O(leaf)); a leaf past [`LEAF_MAX`] splits. Popping either end is O(leaf), finding a
+//! rank walks leaf sizes (O(n / leaf)). Cloning shares every leaf, so a write to an index
+//! a snapshot still holds copies one leaf. A leaf: it never looks at members' scores
+//! anywhere but here, and never holds a NaN (callers refuse them).
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+pub const LEAF_MAX: usize = 256;
+
+type Leaf = Vec<(f64, Box<[u8]>)>;
+
+fn cmp(a: (f64, &[u8]), b: (f64, &[u8])) -> Ordering {
+    a.0.partial_cmp(&b.0)
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| a.1.cmp(b.1))
+}
+
+#[derive(Clone, Default)]
+pub struct ZIndex {
+    leaves: Vec<Arc<Leaf>>,
+    len: usize,
+}
+
+impl ZIndex {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The leaf that holds, or would hold, (score, member).
+    fn leaf_for(&self, score: f64, member: &[u8]) -> usize {
+        let i = self.leaves.partition_point(|l| {
+            l.last()
+                .is_some_and(|(s, m)| cmp((*s, m), (score, member)) == Ordering::Less)
+        });
+        i.min(self.leaves.len().saturating_sub(1))
+    }
+
+    pub fn insert(&mut self, score: f64, member: &[u8]) {
+        if self.leaves.is_empty() {
+            self.leaves.push(Arc::new(Vec::new()));
+        }
+        let li = self.leaf_for(score, member);
+        let leaf = Arc::make_mut(&mut self.leaves[li]);
+        let at = leaf.partition_point(|(s, m)| cmp((*s, m), (score, member)) == Ordering::Less);
+        leaf.insert(at, (score, member.into()));
+        self.len += 1;
+        if leaf.len() > LEAF_MAX {
+            let tail = leaf.split_off(leaf.len() / 2);
+            self.leaves.insert(li + 1, Arc::new(tail));
+        }
+    }
+
+    /// Remove (score, member); false if it was not there.
+    pub fn remove(&mut self, score: f64, member: &[u8]) -> bool {
+        if self.leaves.is_empty() {
+            return false;
+        }
+        let li = self.leaf_for(score, member);
+        let found = self.leaves[li]
+            .binary_search_by(|(s, m)| cmp((*s, m), (score, member)))
+            .ok();
+        let Some(at) = found else {
+            return false;
+        };
+        let leaf = Arc::make_mut(&mut self.leaves[li]);
+        leaf.remove(at);
+        self.len -= 1;
+        if leaf.is_empty() {
+            self.leaves.remove(li);
+        }
+        true
+    }
+
+    /// The lowest (`min`) or highest element.
+    pub fn end(&self, min: bool) -> Option<(f64, &[u8])> {
+        let e = if min {
+            self.leaves.first()?.first()
+        } else {
+            self.leaves.last()?.last()
+        };
+        e.map(|(s, m)| (*s, &m[..]))
+    }
+
+    /// Every element from the lowest.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (f64, &[u8])> + '_ {
+        self.leaves
+            .iter()
+            .flat_map(|l| l.iter().map(|(s, m)| (*s, &m[..])))
+    }
+
+    /// The elements of ranks `start..=stop` (0 = lowest), clamped; walks leaf sizes.
+    pub fn range_by_rank(&self, start: usize, stop: usize) -> Vec<(f64, Box<[u8]>)> {
+        let mut out = Vec::new();
+        let mut base = 0;
+        for l in &self.leaves {
+            let end = base + l.len();
+            if end > start && base <= stop {
+                let from = start.saturating_sub(base);
+                let to = (stop + 1 - base).min(l.len());
+                out.extend(l[from..to].iter().cloned());
+            }
+            if base > stop {
+                break;
+            }
+            base = end;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_servers_order_through_splits() {
+        let mut z = ZIndex::default();
+        let mut model: Vec<(f64, Vec<u8>)> = Vec::new();
+        let mut x = 12345u64;
+        for i in 0..20_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let s = ((x >> 40) % 500) as f64 - 250.0;
+            let m = format!("m{}", (x >> 20) % 3000).into_bytes();
+            if let Some(p) = model.iter().position(|(_, mm)| *mm == m) {
+                let (os, om) = model.remove(p);
+                assert!(z.remove(os, &om));
+            }
+            if i % 4 != 3 {
+                z.insert(s, &m);
+                model.push((s, m));
+            }
+        }
+        model.sort_by(|a, b| cmp((a.0, &a.1), (b.0, &b.1)));
+        let got: Vec<(f64, Vec<u8>)> = z.iter().map(|(s, m)| (s, m.to_vec())).collect();
+        assert_eq!(got, model);
+        assert_eq!(z.len(), model.len());
+        assert_eq!(z.end(true).map(|(s, _)| s), model.first().map(|p| p.0));
+        let r = z.range_by_rank(100, 1000);
+        assert_eq!(r.len(), 901);
+        assert_eq!(&r[0].1[..], &model[100].1[..]);
+        assert_eq!(&r[900].1[..], &model[1000].1[..]);
+        assert!(!z.remove(1e9, b"absent"));
+    }
+
+    #[test]
+    fn zero_and_negative_zero_compare_equal_then_by_member() {
+        let mut z = ZIndex::default();
+        z.insert(0.0, b"b");
+        z.insert(-0.0, b"a");
+        z.insert(0.0, b"c");
+        let order: Vec<&[u8]> = z.iter().map(|(_, m)| m).collect();
+        assert_eq!(order, vec![&b"a"[..], b"b", b"c"]);
+        assert!(z.remove(-0.0, b"b"), "found by numeric equality");
+    }
+}
