@@ -311,8 +311,9 @@ mod tests {
         let n = Native::from_value(&v, true).unwrap();
         assert_eq!(n.to_value(), v);
         assert!(Native::from_value(&Value::List(list[..10].to_vec()), true).is_none());
-        let pairs: Vec<(Vec<u8>, f64)> =
-            (0..300).map(|i| (vec![i as u8, 1], -(i as f64))).collect();
+        let pairs: Vec<(Vec<u8>, f64)> = (0..300u16)
+            .map(|i| (i.to_be_bytes().to_vec(), -f64::from(i)))
+            .collect();
         let n = Native::from_value(&Value::SortedSet(pairs.clone()), true).unwrap();
         let Value::SortedSet(back) = n.to_value() else {
             panic!()
