@@ -5,6 +5,7 @@
 //! master's `DEBUG DIGEST-VALUE` against ours) and the commands that touched it.
 //!
 //! `DIFF_SEEDS` (default 20) and `DIFF_COMMANDS` (default 20 000) scale it up for long runs.
+//! `DIFF_BIG_SEEDS` (default 1) more seeds run the big-collection workload (gen_big.rs).
 
 mod support;
 
@@ -12,6 +13,8 @@ mod support;
 mod diagnose;
 #[path = "differential/gen.rs"]
 mod gen;
+#[path = "differential/gen_big.rs"]
+mod gen_big;
 #[path = "differential/gen_more.rs"]
 mod gen_more;
 
@@ -158,7 +161,10 @@ fn check(name: &str) {
     let mut seeds_with_functions = 0;
     let mut streams_compared = 0;
     // DIFF_SEED_FROM / DIFF_PREFIX narrow a failure down: start at a seed, cut its workload.
-    for seed in env("DIFF_SEED_FROM", 1)..=seeds {
+    let big_seeds = env("DIFF_BIG_SEEDS", 1);
+    for seed in env("DIFF_SEED_FROM", 1)..=seeds + big_seeds {
+        // Seeds past DIFF_SEEDS grow a few collections past 100 k members.
+        let big = seed > seeds;
         let m = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("master");
         let (r, h) = Replica::new(Settings {
             address: m.addr(),
@@ -193,6 +199,10 @@ fn check(name: &str) {
             major >= 8
         };
         let mut cmds = Vec::with_capacity(n);
+        if big {
+            let size = env("DIFF_BIG_MEMBERS", 110_000);
+            cmds = gen_big::workload(&mut rng, field_ttl, size, n);
+        }
         while cmds.len() < n {
             if rng.below(30) == 0 {
                 // A transaction of a few commands.

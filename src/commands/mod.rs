@@ -57,6 +57,26 @@ pub struct StreamState {
     pub valkey: bool,
     /// Redis 6.2's XCLAIM moves a pending entry whose stream entry is gone (7.0+ drop it).
     pub claim_deleted_entries: bool,
+    /// How ZADD sizes a sorted set from its own arguments (measured per version).
+    pub zadd_hint: ZaddHint,
+}
+
+/// How a master's ZADD decides a sorted set's encoding from the command's own members,
+/// which shows in the data through the listpack's -0 rule (measured on every matrix
+/// server: `ZADD k -0 a` followed by many or long members).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ZaddHint {
+    /// Redis 7.0: a new set is compact unless its first member is long; an existing
+    /// compact set converts only while inserting.
+    FirstMember,
+    /// Redis 7.2+: a new set is plain when the command has more than 128 members or its
+    /// first member is long; an existing compact set converts first when the command has
+    /// more than 128 members.
+    Count,
+    /// Valkey (and the default): the count or the longest member decides, both for a new
+    /// set and for converting an existing compact one first.
+    #[default]
+    CountAndLongest,
 }
 
 impl StreamState {
@@ -69,6 +89,11 @@ impl StreamState {
             clamp_entries_read: v.is_some_and(|v| v.family == Family::Redis && v.at_least(8, 2)),
             claim_deleted_entries: v
                 .is_some_and(|v| v.family == Family::Redis && !v.at_least(7, 0)),
+            zadd_hint: match v {
+                Some(v) if v.family == Family::Redis && !v.at_least(7, 2) => ZaddHint::FirstMember,
+                Some(v) if v.family == Family::Redis => ZaddHint::Count,
+                _ => ZaddHint::CountAndLongest,
+            },
             ..StreamState::default()
         }
     }

@@ -155,7 +155,23 @@ pub fn zadd(
         incr,
     };
     let longest = parsed.iter().map(|p| p.1.len()).max().unwrap_or(0);
-    if ks.entry(db, key).is_none() && !xx && !new_zset(parsed.len(), longest).listpack {
+    let first = parsed.first().map_or(0, |p| p.1.len());
+    let count = parsed.len();
+    use super::ZaddHint;
+    // What the command's own members decide (see ZaddHint): the encoding of a new set,
+    // and whether an existing compact one is converted before anything is inserted.
+    let (new_plain, convert_first) = match st.zadd_hint {
+        ZaddHint::FirstMember => (first > ZSET_MAX_LISTPACK_VALUE, false),
+        ZaddHint::Count => {
+            let many = count > ZSET_MAX_LISTPACK_ENTRIES;
+            (many || first > ZSET_MAX_LISTPACK_VALUE, many)
+        }
+        ZaddHint::CountAndLongest => {
+            let big = count > ZSET_MAX_LISTPACK_ENTRIES || longest > ZSET_MAX_LISTPACK_VALUE;
+            (big, big)
+        }
+    };
+    if ks.entry(db, key).is_none() && !xx && new_plain {
         // Created as the master's skiplist: native from the start when it is big.
         promote(ks, db, cmd, key, Kind::ZSet, parsed.len(), true)?;
     } else {
@@ -172,9 +188,16 @@ pub fn zadd(
         return r;
     }
     let mut z = match get_zset(ks, db, cmd, key)? {
-        Some(z) => z,
+        Some(mut z) => {
+            z.listpack &= !convert_first;
+            z
+        }
         None if xx => return Ok(()),
-        None => new_zset(parsed.len(), longest),
+        None => ZSet {
+            hints: Hints::default(),
+            pairs: Vec::new(),
+            listpack: !new_plain,
+        },
     };
     for (i, &(s, m)) in parsed.iter().enumerate() {
         let cur = z.pairs.iter().find(|(x, _)| x == m).map(|(_, c)| *c);

@@ -189,6 +189,14 @@ pub fn diagnose(
                     let theirs: Vec<String> = r.as_array().unwrap().iter().map(show).collect();
                     let enc = m.cmd(&[b"OBJECT", b"ENCODING", &k]).unwrap();
                     let ttl = m.cmd(&[b"PEXPIRETIME", &k]).unwrap();
+                    if theirs.len() > 100 {
+                        detail = zset_difference(h, db, &k, r.as_array().unwrap());
+                        return format!(
+                            "first differing key: db {db} {:?} (big, {}): master {theirs:?} ours {mine:?}{detail}",
+                            String::from_utf8_lossy(&k),
+                            show(&enc),
+                        );
+                    }
                     detail = format!(
                         "\nmaster ({}, expires {}): {}",
                         show(&enc),
@@ -212,5 +220,55 @@ pub fn diagnose(
     format!(
         "no differing key found in dbs 0, 1, 3; ours per db {per_db:?}; master: {}",
         m.info("keyspace").replace("\r\n", " ")
+    )
+}
+
+/// The (member, score) pairs only one side has, for a sorted set too big to print whole.
+fn zset_difference(
+    h: &ReplicaHandle,
+    db: u64,
+    key: &[u8],
+    master: &[super::support::Reply],
+) -> String {
+    let mut theirs = std::collections::BTreeSet::new();
+    for p in master.chunks(2) {
+        let sc = p[1].as_string().unwrap_or_default();
+        let f: f64 = match sc.as_str() {
+            "inf" => f64::INFINITY,
+            "-inf" => f64::NEG_INFINITY,
+            x => x.parse().unwrap_or(f64::NAN),
+        };
+        theirs.insert((p[0].as_bytes().unwrap_or_default().to_vec(), f.to_bits()));
+    }
+    let mut ours = std::collections::BTreeSet::new();
+    let (snap, _, _, _) = h.snapshot(Duration::from_secs(5)).expect("snapshot");
+    snap.walk(|d, e| {
+        if d == db && e.key() == key {
+            if let Ok(replisnap::rdb::Value::SortedSet(p)) = e.decode() {
+                ours.extend(p.into_iter().map(|(m, s)| (m, s.to_bits())));
+            }
+        }
+    });
+    let fmt = |x: &(Vec<u8>, u64)| {
+        format!(
+            "{:?} {}",
+            String::from_utf8_lossy(&x.0),
+            f64::from_bits(x.1)
+        )
+    };
+    let only = |a: &std::collections::BTreeSet<(Vec<u8>, u64)>,
+                b: &std::collections::BTreeSet<(Vec<u8>, u64)>| {
+        a.difference(b)
+            .take(20)
+            .map(fmt)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "\n  master {} members, ours {}\n  master only: {}\n  ours only: {}",
+        theirs.len(),
+        ours.len(),
+        only(&theirs, &ours),
+        only(&ours, &theirs)
     )
 }
