@@ -67,13 +67,20 @@ pub struct Tls {
 pub struct Replica {
     pub state_dir: PathBuf,
     pub announce_port: u16,
+    /// Most bytes one command of the stream (or one reply) may take; a larger one drops
+    /// the link with an error naming the cap.
+    pub max_command_bytes: usize,
 }
+
+/// The smallest `[replica] max_command_bytes` accepted.
+pub const MIN_COMMAND_BYTES: usize = 1 << 20;
 
 impl Default for Replica {
     fn default() -> Self {
         Replica {
             state_dir: PathBuf::from("/var/lib/replisnap"),
             announce_port: 6379,
+            max_command_bytes: crate::resp::Limits::default().max_command_bytes,
         }
     }
 }
@@ -227,6 +234,15 @@ impl Config {
                     "cert_file and key_file go together".into(),
                 ));
             }
+        }
+        if self.replica.max_command_bytes < MIN_COMMAND_BYTES {
+            return Err(bad(
+                "replica.max_command_bytes",
+                format!(
+                    "{} is below the minimum of {MIN_COMMAND_BYTES} (1 MiB)",
+                    self.replica.max_command_bytes
+                ),
+            ));
         }
         if self.snapshot.schedule.split_whitespace().count() != 6 {
             return Err(bad(

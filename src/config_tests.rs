@@ -98,3 +98,24 @@ fn secrets_are_redacted() {
         "{shown}"
     );
 }
+
+#[test]
+fn max_command_bytes_defaults_to_1_gib_and_refuses_below_1_mib() {
+    let c = Config::parse("[source]\naddress = \"h:1\"\n", "c.toml").unwrap();
+    assert_eq!(c.replica.max_command_bytes, 1 << 30);
+    let c = Config::parse(
+        "[source]\naddress = \"h:1\"\n[replica]\nmax_command_bytes = 4194304\n",
+        "c.toml",
+    )
+    .unwrap();
+    assert_eq!(c.replica.max_command_bytes, 4 << 20);
+    let at_min = format!(
+        "[source]\naddress = \"h:1\"\n[replica]\nmax_command_bytes = {MIN_COMMAND_BYTES}\n"
+    );
+    assert!(Config::parse(&at_min, "c.toml").is_ok());
+    for bad in ["1048575", "0", "-1", "\"1G\""] {
+        let text = format!("[source]\naddress = \"h:1\"\n[replica]\nmax_command_bytes = {bad}\n");
+        let e = Config::parse(&text, "c.toml").unwrap_err().to_string();
+        assert!(e.contains("max_command_bytes"), "{bad}: {e}");
+    }
+}

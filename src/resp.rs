@@ -3,9 +3,11 @@
 //!
 //! Owns parsing and encoding only, over byte buffers, with no I/O: the replication code
 //! feeds it what arrived and learns either a frame and its exact byte length (offsets must
-//! count every byte) or how many more bytes it needs. It must never allocate from an
-//! unchecked length (bulk lengths and element counts are capped before use) and never
-//! panic on what a peer sends.
+//! count every byte) or how many more bytes it needs. Commands go through a
+//! [`CommandParser`] that resumes where the previous read stopped, so a command costs time
+//! linear in its size however many reads it takes. It must never allocate from an
+//! unchecked length (bulk lengths, element counts and a command's total bytes are capped
+//! before use) and never panic on what a peer sends.
 
 use std::fmt;
 
@@ -27,6 +29,8 @@ pub struct Limits {
     pub max_elements: usize,
     /// Longest header line (type byte to CRLF).
     pub max_line: usize,
+    /// Most bytes in one command (or one reply frame), everything counted.
+    pub max_command_bytes: usize,
 }
 
 impl Default for Limits {
@@ -35,6 +39,10 @@ impl Default for Limits {
             max_bulk: 512 << 20,
             max_elements: 1 << 20,
             max_line: 64 * 1024,
+            // 1 GiB: Redis's `client-query-buffer-limit` default (1gb), the most a master
+            // takes from one client, so client commands it propagates stay below it (its own
+            // replica exempts the master link; raise the cap for larger rewritten commands).
+            max_command_bytes: 1 << 30,
         }
     }
 }
@@ -90,9 +98,25 @@ fn parse_int(s: &[u8], at: usize) -> Result<i64, RespError> {
         })
 }
 
-/// Parse one frame starting at `buf[0]`.
+/// Refuse a frame or command once it is known to need more than `max_command_bytes`.
+fn check_total(what: &'static str, len: usize, limits: &Limits) -> Result<(), RespError> {
+    if len > limits.max_command_bytes {
+        return Err(RespError::TooLarge {
+            what,
+            len: len as u64,
+            cap: limits.max_command_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Parse one frame starting at `buf[0]` (replies: small, parsed whole on every try).
 pub fn parse_frame(buf: &[u8], limits: &Limits) -> Result<Parsed<Frame>, RespError> {
-    parse_at(buf, 0, limits, 0)
+    let parsed = parse_at(buf, 0, limits, 0)?;
+    match &parsed {
+        Parsed::Done(_, n) | Parsed::Incomplete(n) => check_total("frame bytes", *n, limits)?,
+    }
+    Ok(parsed)
 }
 
 const MAX_DEPTH: usize = 8;
@@ -182,38 +206,254 @@ fn parse_at(
     }
 }
 
-/// A command from the replication stream: an array of bulk strings.
+/// A command from the replication stream: an array of bulk strings, parsed whole from
+/// `buf` (a fresh [`CommandParser`]; the stream keeps one across reads instead).
 pub fn parse_command(buf: &[u8], limits: &Limits) -> Result<Parsed<Vec<Vec<u8>>>, RespError> {
-    if let Some(&b) = buf.first() {
+    CommandParser::default().parse(buf, limits)
+}
+
+/// Parses one command (an array of bulk strings) from a buffer that grows between calls,
+/// resuming where the previous call stopped: the array header once read, the arguments
+/// copied out so far and the position reached are kept, so the work is linear in the
+/// command's size. Until a call returns `Done` or an error, each call must be given the
+/// same buffer with bytes appended (a shorter one starts over); after that the parser
+/// starts afresh at `buf[0]` of the next call, for the next command.
+///
+/// Results are exactly those of parsing the bytes at hand whole: the same `used`, the same
+/// `Incomplete` totals, the same errors at the same positions (an element that is not a
+/// bulk string is refused once the whole array has arrived, as a frame parser would).
+#[derive(Debug, Default)]
+pub struct CommandParser {
+    /// Elements still to read; `None` until the array header is read.
+    remaining: Option<usize>,
+    /// Where the next element (or the current bulk's header) starts.
+    pos: usize,
+    /// The current element's bulk body: its start and length, header read.
+    bulk: Option<(usize, usize)>,
+    args: Vec<Vec<u8>>,
+    /// The first element that was not a bulk string, as the error will name it.
+    not_bulk: Option<String>,
+    /// The header line being read holds no LF before this position.
+    scanned: usize,
+    /// Length of the last buffer: a shorter one cannot be its continuation.
+    seen: usize,
+    /// Bytes looked at (line scans, copies): what the linearity test counts.
+    #[cfg(test)]
+    work: usize,
+}
+
+/// Where an element stands after a call.
+enum Step {
+    Complete,
+    /// More bytes are needed: this many in all.
+    Need(usize),
+}
+
+impl CommandParser {
+    /// Parse the command starting at `buf[0]`, continuing the previous call's work.
+    pub fn parse(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+    ) -> Result<Parsed<Vec<Vec<u8>>>, RespError> {
+        if buf.len() < self.seen {
+            self.reset();
+        }
+        self.seen = buf.len();
+        let r = self.resume(buf, limits);
+        if !matches!(r, Ok(Parsed::Incomplete(_))) {
+            self.reset();
+        }
+        r
+    }
+
+    fn reset(&mut self) {
+        self.remaining = None;
+        self.pos = 0;
+        self.bulk = None;
+        self.args = Vec::new();
+        self.not_bulk = None;
+        self.scanned = 0;
+        self.seen = 0;
+    }
+
+    fn resume(&mut self, buf: &[u8], limits: &Limits) -> Result<Parsed<Vec<Vec<u8>>>, RespError> {
+        let mut remaining = match self.remaining {
+            Some(n) => n,
+            None => match self.header(buf, limits)? {
+                Some(n) => n,
+                None => return need(buf.len() + 1, limits),
+            },
+        };
+        while remaining > 0 {
+            match self.element(buf, limits)? {
+                Step::Complete => remaining -= 1,
+                Step::Need(n) => {
+                    self.remaining = Some(remaining);
+                    return need(n, limits);
+                }
+            }
+        }
+        if let Some(other) = &self.not_bulk {
+            return Err(proto(
+                0,
+                format!("command argument is not a bulk string: {other}"),
+            ));
+        }
+        if self.args.is_empty() {
+            return Err(proto(0, "empty command"));
+        }
+        Ok(Parsed::Done(std::mem::take(&mut self.args), self.pos))
+    }
+
+    /// The `*<count>` line: the element count once it is whole.
+    fn header(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, RespError> {
+        let Some(&b) = buf.first() else {
+            return Ok(None);
+        };
         if b != b'*' {
             return Err(proto(
                 0,
                 format!("expected a command array, found type byte 0x{b:02x}"),
             ));
         }
-    }
-    match parse_frame(buf, limits)? {
-        Parsed::Incomplete(n) => Ok(Parsed::Incomplete(n)),
-        Parsed::Done(Frame::Array(Some(items)), used) => {
-            let mut args = Vec::with_capacity(items.len());
-            for it in items {
-                match it {
-                    Frame::Bulk(Some(b)) => args.push(b),
-                    other => {
-                        return Err(proto(
-                            0,
-                            format!("command argument is not a bulk string: {other}"),
-                        ))
-                    }
-                }
-            }
-            if args.is_empty() {
-                return Err(proto(0, "empty command"));
-            }
-            Ok(Parsed::Done(args, used))
+        let Some(end) = self.line_end(buf, 1, limits)? else {
+            return Ok(None);
+        };
+        let n = parse_int(&buf[1..end], 1)?;
+        if n == -1 {
+            let nil = Frame::Array(None);
+            return Err(proto(0, format!("expected a command array, got {nil}")));
         }
-        Parsed::Done(other, _) => Err(proto(0, format!("expected a command array, got {other}"))),
+        if n < 0 {
+            return Err(proto(0, format!("array length {n}")));
+        }
+        if n as u64 > limits.max_elements as u64 {
+            return Err(RespError::TooLarge {
+                what: "array length",
+                len: n as u64,
+                cap: limits.max_elements,
+            });
+        }
+        self.advance(end + 2, limits)?;
+        // Each element takes at least 3 bytes ("+\r\n"): no reservation beyond that.
+        let left = buf.len().saturating_sub(self.pos);
+        self.args = Vec::with_capacity((n as usize).min(left / 3 + 1));
+        Ok(Some(n as usize))
     }
+
+    /// Read on in the element at `self.pos`.
+    fn element(&mut self, buf: &[u8], limits: &Limits) -> Result<Step, RespError> {
+        let at = self.pos;
+        let (body, n) = match self.bulk {
+            Some(b) => b,
+            None => {
+                let Some(&t) = buf.get(at) else {
+                    return Ok(Step::Need(at + 1));
+                };
+                if t != b'$' {
+                    // Never sent by a master: parsed whole as a frame, refused at the end.
+                    return match parse_at(buf, at, limits, 1)? {
+                        Parsed::Done(f, used) => {
+                            self.count(used);
+                            self.not_bulk.get_or_insert_with(|| f.to_string());
+                            self.advance(at + used, limits)
+                        }
+                        Parsed::Incomplete(n) => {
+                            self.count(buf.len() - at);
+                            Ok(Step::Need(n))
+                        }
+                    };
+                }
+                let Some(end) = self.line_end(buf, at + 1, limits)? else {
+                    return Ok(Step::Need(buf.len() + 1));
+                };
+                let n = parse_int(&buf[at + 1..end], at + 1)?;
+                if n == -1 {
+                    self.not_bulk
+                        .get_or_insert_with(|| Frame::Bulk(None).to_string());
+                    return self.advance(end + 2, limits);
+                }
+                if n < 0 {
+                    return Err(proto(at, format!("bulk length {n}")));
+                }
+                if n as u64 > limits.max_bulk as u64 {
+                    return Err(RespError::TooLarge {
+                        what: "bulk length",
+                        len: n as u64,
+                        cap: limits.max_bulk,
+                    });
+                }
+                // Refused before waiting for (or copying) a body past the cap.
+                check_total(
+                    "command bytes",
+                    (end + 4).saturating_add(n as usize),
+                    limits,
+                )?;
+                self.bulk = Some((end + 2, n as usize));
+                (end + 2, n as usize)
+            }
+        };
+        let total = body.saturating_add(n).saturating_add(2);
+        if buf.len() < total {
+            return Ok(Step::Need(total));
+        }
+        if &buf[body + n..total] != b"\r\n" {
+            return Err(proto(body + n, "bulk string not followed by CRLF"));
+        }
+        if self.not_bulk.is_none() {
+            self.args.push(buf[body..body + n].to_vec());
+        }
+        self.count(n + 2);
+        self.bulk = None;
+        self.advance(total, limits)
+    }
+
+    /// The next element starts at `to`.
+    fn advance(&mut self, to: usize, limits: &Limits) -> Result<Step, RespError> {
+        check_total("command bytes", to, limits)?;
+        self.pos = to;
+        self.scanned = to;
+        Ok(Step::Complete)
+    }
+
+    /// [`line_end`], scanning only what the previous calls have not.
+    fn line_end(
+        &mut self,
+        buf: &[u8],
+        at: usize,
+        limits: &Limits,
+    ) -> Result<Option<usize>, RespError> {
+        let stop = buf
+            .len()
+            .min(at.saturating_add(limits.max_line).saturating_add(2));
+        let from = self.scanned.max(at).min(stop);
+        let lf = buf[from..stop].iter().position(|&b| b == b'\n');
+        self.count(lf.map_or(stop - from, |i| i + 1));
+        match lf {
+            Some(i) if from + i > at && buf[from + i - 1] == b'\r' => Ok(Some(from + i - 1)),
+            Some(_) => Err(proto(at, "line ends in LF without CR")),
+            None if stop - at >= limits.max_line + 2 => Err(proto(at, "header line too long")),
+            None => {
+                self.scanned = stop;
+                Ok(None)
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn count(&mut self, n: usize) {
+        self.work += n;
+    }
+
+    #[cfg(not(test))]
+    fn count(&mut self, _: usize) {}
+}
+
+/// `Incomplete(n)`, unless the command is then known to exceed its cap.
+fn need(n: usize, limits: &Limits) -> Result<Parsed<Vec<Vec<u8>>>, RespError> {
+    check_total("command bytes", n, limits)?;
+    Ok(Parsed::Incomplete(n))
 }
 
 /// Append a command as an array of bulk strings.
@@ -240,98 +480,5 @@ impl fmt::Display for Frame {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lim() -> Limits {
-        Limits::default()
-    }
-
-    #[test]
-    fn frames_of_every_type() {
-        assert_eq!(
-            parse_frame(b"+OK\r\n", &lim()).unwrap(),
-            Parsed::Done(Frame::Simple(b"OK".to_vec()), 5)
-        );
-        assert_eq!(
-            parse_frame(b"-ERR x\r\n", &lim()).unwrap(),
-            Parsed::Done(Frame::Error(b"ERR x".to_vec()), 8)
-        );
-        assert_eq!(
-            parse_frame(b":-42\r\n", &lim()).unwrap(),
-            Parsed::Done(Frame::Integer(-42), 6)
-        );
-        assert_eq!(
-            parse_frame(b"$-1\r\n", &lim()).unwrap(),
-            Parsed::Done(Frame::Bulk(None), 5)
-        );
-        assert_eq!(
-            parse_frame(b"$0\r\n\r\n", &lim()).unwrap(),
-            Parsed::Done(Frame::Bulk(Some(vec![])), 6)
-        );
-        assert_eq!(
-            parse_frame(b"*-1\r\n", &lim()).unwrap(),
-            Parsed::Done(Frame::Array(None), 5)
-        );
-    }
-
-    #[test]
-    fn commands_count_every_byte_and_wait_for_more() {
-        let mut buf = Vec::new();
-        encode_command(&[b"SET", b"k\r\n", b""], &mut buf);
-        let n = buf.len();
-        buf.extend_from_slice(b"*1\r\n$4\r\nPI");
-        match parse_command(&buf, &lim()).unwrap() {
-            Parsed::Done(args, used) => {
-                assert_eq!(args, vec![b"SET".to_vec(), b"k\r\n".to_vec(), vec![]]);
-                assert_eq!(used, n);
-            }
-            other => panic!("{other:?}"),
-        }
-        for cut in 0..n {
-            assert!(
-                matches!(parse_command(&buf[..cut], &lim()).unwrap(), Parsed::Incomplete(need) if need > cut)
-            );
-        }
-        assert!(matches!(
-            parse_command(&buf[n..], &lim()).unwrap(),
-            Parsed::Incomplete(_)
-        ));
-        // A big bulk tells the caller how much it needs in one go.
-        let head = b"*1\r\n$100000\r\nabc";
-        assert_eq!(
-            parse_command(head, &lim()).unwrap(),
-            Parsed::Incomplete(4 + 9 + 100_000 + 2)
-        );
-    }
-
-    #[test]
-    fn hostile_input_is_an_error_not_a_panic_or_allocation() {
-        let l = Limits {
-            max_bulk: 1000,
-            max_elements: 10,
-            max_line: 32,
-        };
-        assert!(matches!(
-            parse_frame(b"$999999999999\r\n", &l),
-            Err(RespError::TooLarge { .. })
-        ));
-        assert!(matches!(
-            parse_frame(b"*99999999\r\n", &l),
-            Err(RespError::TooLarge { .. })
-        ));
-        assert!(parse_frame(b"$5\r\nabcdeXY", &l).is_err());
-        assert!(parse_frame(b"$x\r\n", &l).is_err());
-        assert!(parse_frame(b"!oops\r\n", &l).is_err());
-        assert!(parse_frame(b"+ok\n", &l).is_err());
-        assert!(parse_frame(&[b'+'; 100], &l).is_err(), "overlong line");
-        assert!(parse_command(b"+OK\r\n", &l).is_err());
-        assert!(parse_command(b"*1\r\n:1\r\n", &l).is_err());
-        assert!(parse_command(b"*0\r\n", &l).is_err());
-        let deep = "*1\r\n".repeat(20);
-        assert!(
-            parse_frame(deep.as_bytes(), &l).is_err(),
-            "nesting is bounded"
-        );
-    }
-}
+#[path = "resp_tests.rs"]
+mod tests;

@@ -21,6 +21,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::replication::tls::TlsSettings;
 use crate::replication::{Replica, Settings};
+use crate::resp::Limits;
 use crate::retention::Policy;
 use crate::snapshot::{schedule, warm, Options, SnapshotEvents, Snapshotter};
 use crate::storage::Storage;
@@ -85,7 +86,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             .with_context(|| format!("{}: startup cleanup", s.describe()))?,
         None => None,
     };
-    let (replica, handle) = match restored {
+    let (mut replica, handle) = match restored {
         Some(r) => {
             if r.source_address != settings.address {
                 // Not refused: a master moved to a new address keeps its replication ID,
@@ -100,6 +101,10 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         }
         None => Replica::new(settings),
     };
+    replica.set_limits(Limits {
+        max_command_bytes: cfg.replica.max_command_bytes,
+        ..Limits::default()
+    });
     let replica_thread = std::thread::Builder::new()
         .name("replica".into())
         .spawn(move || replica.run())

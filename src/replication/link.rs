@@ -149,7 +149,10 @@ impl Link {
         self.start = 0;
     }
 
-    /// Read more bytes from the socket into the buffer; errors on end of stream.
+    /// Read more bytes from the socket into the buffer; errors on end of stream. It only
+    /// appends to [`Link::buffered`] (compacting moves the bytes, not their place in it), so
+    /// a parser's positions there stay valid until [`Link::consume`]; the buffer grows by
+    /// doubling, so a frame of n bytes costs O(n) here whatever the number of reads.
     pub fn fill(&mut self) -> Result<usize, LinkError> {
         if self.start > 0 && self.start * 2 > self.buf.len() {
             self.buf.drain(..self.start);

@@ -29,6 +29,7 @@ use link::{Link, LinkError};
 use crate::commands::StreamState;
 use crate::keyspace::{Keyspace, Snapshot};
 use crate::metrics::LinkErrorReason;
+use crate::resp::Limits;
 use crate::server_version::ServerVersion;
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +198,8 @@ pub struct Replica {
     status: Arc<Status>,
     stop: Arc<AtomicBool>,
     controls: Receiver<Control>,
+    /// Size caps on what the master sends (replies and commands), for every link.
+    limits: Limits,
 }
 
 /// The other threads' side of a running replica.
@@ -267,6 +270,7 @@ impl Replica {
             status: status.clone(),
             stop: stop.clone(),
             controls: rx,
+            limits: Limits::default(),
         };
         if let Some(p) = preload {
             r.ks = p.keyspace;
@@ -291,6 +295,12 @@ impl Replica {
                 controls: tx,
             },
         )
+    }
+
+    /// Use these caps on what the master sends instead of the defaults (config
+    /// `[replica] max_command_bytes`).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Run until stopped: connect, sync, stream; on any failure back off and reconnect,
@@ -351,6 +361,7 @@ impl Replica {
     fn session(&mut self) -> Result<(), ReplError> {
         let s = &self.settings;
         let mut link = Link::connect(&s.address, s.connect_timeout, s.tls.as_ref())?;
+        link.limits = self.limits;
         info!(address = %s.address, "connected to master");
         let resume = self.has_data.then(|| (self.replid.clone(), self.offset));
         let h = handshake::Handshake {

@@ -3,7 +3,9 @@
 //!
 //! Owns offset accounting (every byte, PINGs and GETACKs included) and the ACK rules:
 //! once a second, and at once on `REPLCONF GETACK` with the offset before that command,
-//! as the server's replica does. It must never apply a command it could not parse whole.
+//! as the server's replica does. A command arriving over many reads is parsed on from where
+//! the last read stopped, never again from its start. It must never apply a command it
+//! could not parse whole.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use tracing::warn;
 use super::link::{Link, LinkError};
 use super::{ReplError, Replica};
 use crate::commands;
-use crate::resp::{self, Parsed};
+use crate::resp::{self, CommandParser, Parsed};
 
 /// How long the master may stay silent before the link is considered dead (its default
 /// `repl-timeout`; masters PING every 10 s).
@@ -44,10 +46,13 @@ impl Replica {
         send_ack(link, self.offset)?;
         let mut last_ack = Instant::now();
         let mut last_io = Instant::now();
+        // Keeps a partly arrived command between reads: positions are relative to
+        // `link.buffered()`, which reads only append to until the command is consumed.
+        let mut parser = CommandParser::default();
         loop {
             // Apply every complete command already buffered.
             loop {
-                let parsed = resp::parse_command(link.buffered(), &link.limits)?;
+                let parsed = parser.parse(link.buffered(), &link.limits)?;
                 let Parsed::Done(argv, used) = parsed else {
                     break;
                 };
