@@ -104,20 +104,13 @@ impl<T: MapItem> ChunkMap<T> {
         let h = hash_bytes(item.key());
         let c = self.chunk_of(h);
         let chunk = Arc::make_mut(&mut self.chunks[c]);
-        let probe = item.key().to_vec();
-        let old =
-            match chunk
-                .table
-                .entry(h, |t| t.key() == probe.as_slice(), |t| hash_bytes(t.key()))
-            {
-                hashbrown::hash_table::Entry::Occupied(mut o) => {
-                    Some(std::mem::replace(o.get_mut(), item))
-                }
-                hashbrown::hash_table::Entry::Vacant(v) => {
-                    v.insert(item);
-                    None
-                }
-            };
+        let old = match chunk.table.find_mut(h, |t| t.key() == item.key()) {
+            Some(slot) => Some(std::mem::replace(slot, item)),
+            None => {
+                chunk.table.insert_unique(h, item, |t| hash_bytes(t.key()));
+                None
+            }
+        };
         if old.is_none() {
             self.len += 1;
             if chunk.table.len() > CHUNK_MAX && chunk.depth < MAX_DEPTH {

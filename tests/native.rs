@@ -1,0 +1,211 @@
+//! Big collections held natively: a snapshot taken while they are changed in place sees
+//! each exactly as it was when the snapshot began (copy-on-write per chunk), and one
+//! command with a million members (or a DEL of a million keys) costs time linear in its
+//! size, not quadratic.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use replisnap::commands::{apply, StreamState};
+use replisnap::keyspace::{Entry, Keyspace};
+use replisnap::rdb::Value;
+
+fn cmd(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+    parts.iter().map(|p| p.to_vec()).collect()
+}
+
+fn run(ks: &mut Keyspace, st: &mut StreamState, argv: Vec<Vec<u8>>) {
+    if let Err(e) = apply(ks, st, &argv) {
+        panic!("{}: {e}", String::from_utf8_lossy(&argv[0]));
+    }
+}
+
+/// Every key's value in a canonical form (sets and hashes sorted: their order is free).
+fn canonical(v: Value) -> Value {
+    match v {
+        Value::Set(mut m) => {
+            m.sort();
+            Value::Set(m)
+        }
+        Value::Hash(mut f) => {
+            f.sort_by(|a, b| a.field.cmp(&b.field));
+            Value::Hash(f)
+        }
+        v => v,
+    }
+}
+
+type View = BTreeMap<Vec<u8>, (Option<i64>, Value)>;
+
+fn view_of(entries: &[Entry]) -> View {
+    entries
+        .iter()
+        .map(|e| {
+            (
+                e.key().to_vec(),
+                (e.expire_ms(), canonical(e.decode().unwrap())),
+            )
+        })
+        .collect()
+}
+
+fn grow(ks: &mut Keyspace, st: &mut StreamState, n: usize) {
+    for b in 0..n / 1000 {
+        let mut sadd = cmd(&[b"SADD", b"set"]);
+        let mut hset = cmd(&[b"HSET", b"hash"]);
+        let mut zadd = cmd(&[b"ZADD", b"zset"]);
+        let mut push = cmd(&[b"RPUSH", b"list"]);
+        for i in b * 1000..(b + 1) * 1000 {
+            let m = format!("m{i}").into_bytes();
+            sadd.push(m.clone());
+            hset.extend([m.clone(), format!("v{i}").into_bytes()]);
+            zadd.extend([format!("{}", i % 977).into_bytes(), m.clone()]);
+            push.push(m);
+        }
+        for c in [sadd, hset, zadd, push] {
+            run(ks, st, c);
+        }
+    }
+}
+
+#[test]
+fn snapshot_of_native_values_is_exact_while_they_change_in_place() {
+    let mut ks = Keyspace::new();
+    let mut st = StreamState::default();
+    grow(&mut ks, &mut st, 50_000);
+    for k in [&b"set"[..], b"hash", b"zset", b"list"] {
+        assert!(
+            matches!(ks.entry(0, k), Some(Entry::Native(_))),
+            "{} is held natively",
+            String::from_utf8_lossy(k)
+        );
+    }
+    let mut before = Vec::new();
+    ks.snapshot().unwrap().walk(|_, e| before.push(e.clone()));
+    let expected = view_of(&before);
+    drop(before);
+
+    let snap = ks.snapshot().expect("no snapshot running");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let walker = std::thread::spawn(move || {
+        // Hold the view until every write is done: the walk then sees only old chunks.
+        rx.recv().expect("writes done");
+        let mut seen = Vec::new();
+        snap.walk(|_, e| seen.push(e.clone()));
+        seen
+    });
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for n in 0..20_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let m = format!("m{}", x % 60_000).into_bytes();
+        let c = match n % 12 {
+            0 => cmd(&[b"SADD", b"set", &m]),
+            1 => cmd(&[b"SREM", b"set", &m]),
+            2 => cmd(&[b"HSET", b"hash", &m, b"changed"]),
+            3 => cmd(&[b"HDEL", b"hash", &m]),
+            4 => cmd(&[b"ZADD", b"zset", b"-0", &m]),
+            5 => cmd(&[b"ZINCRBY", b"zset", b"2.5", &m]),
+            6 => cmd(&[b"ZPOPMIN", b"zset", b"2"]),
+            7 => cmd(&[b"LPUSH", b"list", &m]),
+            8 => cmd(&[b"RPOP", b"list"]),
+            9 => cmd(&[b"LSET", b"list", b"100", &m]),
+            10 => cmd(&[b"EXPIRE", b"set", b"1000"]),
+            _ => cmd(&[b"LTRIM", b"list", b"1", b"-2"]),
+        };
+        run(&mut ks, &mut st, c);
+    }
+    tx.send(()).unwrap();
+    let seen = walker.join().expect("walker");
+    let got = view_of(&seen);
+    assert_eq!(got.len(), expected.len());
+    for (k, v) in &expected {
+        assert!(
+            got.get(k) == Some(v),
+            "{} differs from its value when the snapshot began",
+            String::from_utf8_lossy(k)
+        );
+    }
+    // The live keyspace did change.
+    let mut now = Vec::new();
+    ks.snapshot().unwrap().walk(|_, e| now.push(e.clone()));
+    assert_ne!(view_of(&now), expected);
+}
+
+/// Seconds to apply one command built by `make(n)` to a fresh keyspace (after `setup`).
+fn time_one(
+    n: usize,
+    setup: impl Fn(&mut Keyspace, &mut StreamState),
+    make: impl Fn(usize) -> Vec<Vec<u8>>,
+) -> f64 {
+    let mut ks = Keyspace::new();
+    let mut st = StreamState::default();
+    setup(&mut ks, &mut st);
+    let c = make(n);
+    let t = Instant::now();
+    run(&mut ks, &mut st, c);
+    t.elapsed().as_secs_f64()
+}
+
+#[test]
+fn one_command_of_a_million_members_costs_linear_time() {
+    let members = |prefix: &'static [u8], n: usize, pairs: bool| {
+        move |_: usize| {
+            let mut c = vec![prefix.to_vec(), b"k".to_vec()];
+            for i in 0..n {
+                if pairs {
+                    c.push(format!("{}", i % 1000).into_bytes());
+                }
+                c.push(format!("member:{i}").into_bytes());
+            }
+            c
+        }
+    };
+    let none = |_: &mut Keyspace, _: &mut StreamState| {};
+    for (name, pairs) in [
+        (&b"SADD"[..], false),
+        (b"HSET", true),
+        (b"ZADD", true),
+        (b"RPUSH", false),
+    ] {
+        let small = time_one(100_000, none, members(name, 100_000, pairs));
+        let big = time_one(1_000_000, none, members(name, 1_000_000, pairs));
+        println!(
+            "{} of 100 k: {:.3} s, of 1 M: {:.3} s ({:.1}x)",
+            String::from_utf8_lossy(name),
+            small,
+            big,
+            big / small
+        );
+        // Linear is 10x; quadratic would be 100x.
+        assert!(
+            big / small < 30.0,
+            "{}: {big:.3} s vs {small:.3} s",
+            String::from_utf8_lossy(name)
+        );
+    }
+    let keys = |n: usize| {
+        move |ks: &mut Keyspace, st: &mut StreamState| {
+            for b in 0..n / 10_000 {
+                let mut c = vec![b"MSET".to_vec()];
+                for i in b * 10_000..(b + 1) * 10_000 {
+                    c.extend([format!("key:{i}").into_bytes(), b"v".to_vec()]);
+                }
+                run(ks, st, c);
+            }
+        }
+    };
+    let del = |n: usize| {
+        let mut c = vec![b"DEL".to_vec()];
+        c.extend((0..n).map(|i| format!("key:{i}").into_bytes()));
+        c
+    };
+    let small = time_one(100_000, keys(100_000), del);
+    let big = time_one(1_000_000, keys(1_000_000), del);
+    println!(
+        "DEL of 100 k keys: {small:.3} s, of 1 M: {big:.3} s ({:.1}x)",
+        big / small
+    );
+    assert!(big / small < 30.0, "DEL: {big:.3} s vs {small:.3} s");
+}
