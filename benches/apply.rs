@@ -13,8 +13,7 @@
 //!    from /proc/<pid>/stat.
 //!
 //! `cargo bench --bench apply` (`BENCH_COMMANDS=1000000` by default; `BENCH_MIX=big` for
-//! writes into a few huge collections, where we are far slower today: a change re-encodes
-//! the whole value; see docs/decisions.md).
+//! writes into a few huge collections, held natively: see docs/decisions.md).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -44,13 +43,18 @@ impl Rng {
     }
 }
 
-/// `BENCH_MIX=big`: the same families into a few huge collections (sets, hashes, sorted
-/// sets and lists growing towards 100 000 members each), where a change that re-encodes a
-/// whole value costs the whole collection.
+/// `BENCH_MIX=big`: the same families into a few huge collections (`BENCH_BIG_KEYS` per
+/// type, default 1; members drawn from 10 M, so with `BENCH_COMMANDS=4000000` each
+/// collection passes 900 k members), where a change that re-encoded a whole value cost the
+/// whole collection.
 fn big_command(r: &mut Rng) -> Vec<Vec<u8>> {
     let s = |x: &str| x.as_bytes().to_vec();
-    let key = |r: &mut Rng, p: &str| format!("{p}:{}", r.below(4)).into_bytes();
-    let member = |r: &mut Rng| format!("member:{}", r.below(100_000)).into_bytes();
+    let keys = std::env::var("BENCH_BIG_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1u64);
+    let key = |r: &mut Rng, p: &str| format!("{p}:{}", r.below(keys)).into_bytes();
+    let member = |r: &mut Rng| format!("member:{}", r.below(10_000_000)).into_bytes();
     match r.below(4) {
         0 => vec![s("SADD"), key(r, "bigset"), member(r)],
         1 => vec![s("HSET"), key(r, "bighash"), member(r), s("value")],

@@ -1,6 +1,6 @@
 //! Hash commands in their propagated forms (HINCRBYFLOAT arrives as HSET).
 
-use super::value_ops::{load, on_native, promote, store, wrongtype};
+use super::value_ops::{load_typed, on_native, prepare, store, wrongtype, Decoded};
 use super::{arg_i64, invalid, ApplyError};
 use crate::keyspace::native::{ChunkMap, HashRec};
 use crate::keyspace::{Hints, Keyspace, Kind, Native};
@@ -13,9 +13,17 @@ fn get_hash(
     cmd: &str,
     key: &[u8],
 ) -> Result<Option<(Hints, Vec<HashField>)>, ApplyError> {
-    match load(ks, db, key)? {
+    as_hash(cmd, key, load_typed(ks, db, key)?)
+}
+
+fn as_hash(
+    cmd: &str,
+    key: &[u8],
+    d: Option<Decoded>,
+) -> Result<Option<(Hints, Vec<HashField>)>, ApplyError> {
+    match d {
         None => Ok(None),
-        Some((h, Value::Hash(f))) => Ok(Some((h, f))),
+        Some((h, Value::Hash(f), _)) => Ok(Some((h, f))),
         Some(_) => Err(wrongtype(cmd, key)),
     }
 }
@@ -43,16 +51,18 @@ pub fn hset(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     if pairs.is_empty() || pairs.len() % 2 != 0 {
         return Err(invalid(cmd, "wrong number of arguments"));
     }
-    promote(ks, db, cmd, key, Kind::Hash, pairs.len() / 2, true)?;
-    if let Some(r) = on_hash(ks, db, cmd, key, |m| {
-        for p in pairs.chunks_exact(2) {
-            m.insert(HashRec::new(&p[0], &p[1], None));
-        }
-        Ok(())
+    let found = prepare(ks, db, cmd, key, Kind::Hash, pairs.len() / 2, true)?;
+    if let Some(r) = found.run(|| {
+        on_hash(ks, db, cmd, key, |m| {
+            for p in pairs.chunks_exact(2) {
+                m.insert(HashRec::new(&p[0], &p[1], None));
+            }
+            Ok(())
+        })
     }) {
         return r;
     }
-    let (h, mut fields) = get_hash(ks, db, cmd, key)?.unwrap_or_default();
+    let (h, mut fields) = as_hash(cmd, key, found.packed())?.unwrap_or_default();
     for p in pairs.chunks_exact(2) {
         set_field(&mut fields, &p[0], &p[1]);
     }
@@ -77,16 +87,18 @@ pub fn hsetnx(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
     let [key, f, v] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    promote(ks, db, cmd, key, Kind::Hash, 1, false)?;
-    if let Some(r) = on_hash(ks, db, cmd, key, |m| {
-        if !m.contains(f) {
-            m.insert(HashRec::new(f, v, None));
-        }
-        Ok(())
+    let found = prepare(ks, db, cmd, key, Kind::Hash, 1, false)?;
+    if let Some(r) = found.run(|| {
+        on_hash(ks, db, cmd, key, |m| {
+            if !m.contains(f) {
+                m.insert(HashRec::new(f, v, None));
+            }
+            Ok(())
+        })
     }) {
         return r;
     }
-    let (h, mut fields) = get_hash(ks, db, cmd, key)?.unwrap_or_default();
+    let (h, mut fields) = as_hash(cmd, key, found.packed())?.unwrap_or_default();
     if fields.iter().any(|x| &x.field == f) {
         return Ok(());
     }
@@ -119,26 +131,28 @@ pub fn hincrby(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
         return Err(invalid(cmd, "wrong number of arguments"));
     };
     let by = arg_i64(cmd, by)?;
-    promote(ks, db, cmd, key, Kind::Hash, 1, false)?;
-    if let Some(r) = on_hash(ks, db, cmd, key, |m| {
-        let (cur, ttl) = match m.get(f) {
-            None => (0, None),
-            Some(x) => (
-                super::strings::parse_strict_i64(x.value())
-                    .ok_or_else(|| invalid(cmd, "field is not an integer: our data differs"))?,
-                x.ttl(),
-            ),
-        };
-        let n = cur
-            .checked_add(by)
-            .ok_or_else(|| invalid(cmd, "overflow: our data differs"))?;
-        // The field keeps its TTL through HINCRBY.
-        m.insert(HashRec::new(f, n.to_string().as_bytes(), ttl));
-        Ok(())
+    let found = prepare(ks, db, cmd, key, Kind::Hash, 1, false)?;
+    if let Some(r) = found.run(|| {
+        on_hash(ks, db, cmd, key, |m| {
+            let (cur, ttl) = match m.get(f) {
+                None => (0, None),
+                Some(x) => (
+                    super::strings::parse_strict_i64(x.value())
+                        .ok_or_else(|| invalid(cmd, "field is not an integer: our data differs"))?,
+                    x.ttl(),
+                ),
+            };
+            let n = cur
+                .checked_add(by)
+                .ok_or_else(|| invalid(cmd, "overflow: our data differs"))?;
+            // The field keeps its TTL through HINCRBY.
+            m.insert(HashRec::new(f, n.to_string().as_bytes(), ttl));
+            Ok(())
+        })
     }) {
         return r;
     }
-    let (h, mut fields) = get_hash(ks, db, cmd, key)?.unwrap_or_default();
+    let (h, mut fields) = as_hash(cmd, key, found.packed())?.unwrap_or_default();
     let cur = match fields.iter().find(|x| &x.field == f) {
         None => 0,
         Some(x) => super::strings::parse_strict_i64(&x.value)

@@ -1,6 +1,6 @@
 //! List commands in their propagated forms (blocking pops arrive as LPOP/RPOP/LMOVE).
 
-use super::value_ops::{load, on_native, promote, store, wrongtype};
+use super::value_ops::{load_typed, on_native, prepare, store, wrongtype, Decoded};
 use super::{arg_i64, invalid, ApplyError};
 use crate::keyspace::native::ChunkList;
 use crate::keyspace::{Hints, Keyspace, Kind, Native};
@@ -10,9 +10,13 @@ use crate::rdb::Value;
 type Loaded = (Hints, Vec<Vec<u8>>);
 
 fn get_list(ks: &Keyspace, db: u64, cmd: &str, key: &[u8]) -> Result<Option<Loaded>, ApplyError> {
-    match load(ks, db, key)? {
+    as_list(cmd, key, load_typed(ks, db, key)?)
+}
+
+fn as_list(cmd: &str, key: &[u8], d: Option<Decoded>) -> Result<Option<Loaded>, ApplyError> {
+    match d {
         None => Ok(None),
-        Some((h, Value::List(l))) => Ok(Some((h, l))),
+        Some((h, Value::List(l), _)) => Ok(Some((h, l))),
         Some(_) => Err(wrongtype(cmd, key)),
     }
 }
@@ -35,20 +39,22 @@ pub fn push(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
         return Err(invalid(cmd, "wrong number of arguments"));
     }
     let only_if_exists = cmd.ends_with('X');
-    promote(ks, db, cmd, key, Kind::List, vals.len(), !only_if_exists)?;
-    if let Some(r) = on_list(ks, db, cmd, key, |l| {
-        for v in vals {
-            if cmd.starts_with('L') {
-                l.push_front(v);
-            } else {
-                l.push_back(v);
+    let found = prepare(ks, db, cmd, key, Kind::List, vals.len(), !only_if_exists)?;
+    if let Some(r) = found.run(|| {
+        on_list(ks, db, cmd, key, |l| {
+            for v in vals {
+                if cmd.starts_with('L') {
+                    l.push_front(v);
+                } else {
+                    l.push_back(v);
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }) {
         return r;
     }
-    let existing = get_list(ks, db, cmd, key)?;
+    let existing = as_list(cmd, key, found.packed())?;
     if only_if_exists && existing.is_none() {
         return Ok(());
     }

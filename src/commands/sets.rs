@@ -1,6 +1,6 @@
 //! Set commands in their propagated forms (SPOP arrives as SREM or DEL).
 
-use super::value_ops::{load, on_native, promote, store, wrongtype};
+use super::value_ops::{load_typed, on_native, prepare, store, wrongtype, Decoded};
 use super::{invalid, ApplyError};
 use crate::keyspace::native::Member;
 use crate::keyspace::{Hints, Keyspace, Kind, Native};
@@ -10,9 +10,13 @@ use crate::rdb::Value;
 type Loaded = (Hints, Vec<Vec<u8>>);
 
 fn get_set(ks: &Keyspace, db: u64, cmd: &str, key: &[u8]) -> Result<Option<Loaded>, ApplyError> {
-    match load(ks, db, key)? {
+    as_set(cmd, key, load_typed(ks, db, key)?)
+}
+
+fn as_set(cmd: &str, key: &[u8], d: Option<Decoded>) -> Result<Option<Loaded>, ApplyError> {
+    match d {
         None => Ok(None),
-        Some((h, Value::Set(m))) => Ok(Some((h, m))),
+        Some((h, Value::Set(m), _)) => Ok(Some((h, m))),
         Some(_) => Err(wrongtype(cmd, key)),
     }
 }
@@ -21,21 +25,23 @@ pub fn sadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     let [key, members @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    promote(ks, db, cmd, key, Kind::Set, members.len(), true)?;
-    if let Some(r) = on_native(ks, db, cmd, key, Kind::Set, |n| {
-        if let Native::Set(s) = n {
-            for x in members {
-                if !s.contains(x) {
-                    s.insert(Member(x.as_slice().into()));
+    let found = prepare(ks, db, cmd, key, Kind::Set, members.len(), true)?;
+    if let Some(r) = found.run(|| {
+        on_native(ks, db, cmd, key, Kind::Set, |n| {
+            if let Native::Set(s) = n {
+                for x in members {
+                    if !s.contains(x) {
+                        s.insert(Member(x.as_slice().into()));
+                    }
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }) {
         return r;
     }
     // Packed: fewer than NATIVE_MIN members in all, so the scans stay small.
-    let (h, mut m) = get_set(ks, db, cmd, key)?.unwrap_or_default();
+    let (h, mut m) = as_set(cmd, key, found.packed())?.unwrap_or_default();
     for x in members {
         if !m.contains(x) {
             m.push(x.clone());

@@ -82,12 +82,42 @@ fn kind_of(v: &Value) -> Option<Kind> {
     })
 }
 
-/// Before a command adds up to `extra` elements to `key`, a collection of `kind`: make it
-/// native if it will then hold [`NATIVE_MIN`] or more (an absent key is created empty and
-/// native when `create` and `extra` alone reach it). A key of another type is
-/// [`wrongtype`]. Sorted sets still compact on the master (listpack) are left packed:
-/// their -0 rule is applied by the packed path until the master converts them.
-pub fn promote(
+/// A packed key's hints, decoded value and stored type byte.
+pub type Decoded = (Hints, Value, u8);
+
+/// What a collection command finds at its key, looked up and decoded once.
+pub enum Prepared {
+    /// A native value: change it through [`on_native`].
+    Native,
+    /// A packed value, decoded (`None`: the key is absent).
+    Packed(Option<Decoded>),
+}
+
+impl Prepared {
+    /// `f` when the value is native (it changes it in place), `None` otherwise.
+    pub fn run<R>(&self, f: impl FnOnce() -> Option<R>) -> Option<R> {
+        match self {
+            Prepared::Native => f(),
+            Prepared::Packed(_) => None,
+        }
+    }
+
+    /// The decoded packed value (`None`: absent, or native).
+    pub fn packed(self) -> Option<Decoded> {
+        match self {
+            Prepared::Packed(d) => d,
+            Prepared::Native => None,
+        }
+    }
+}
+
+/// Look `key` up for a command that adds up to `extra` elements to a collection of `kind`
+/// (0 for one that only changes or removes): a packed value that will then hold
+/// [`NATIVE_MIN`] or more is made native first (an absent key is created empty and native
+/// when `create` and `extra` alone reach it). A key of another type is [`wrongtype`].
+/// Sorted sets the master still holds compact (listpack) stay packed: their -0 rule is
+/// applied by the packed path until the master converts them.
+pub fn prepare(
     ks: &mut Keyspace,
     db: u64,
     cmd: &str,
@@ -95,43 +125,47 @@ pub fn promote(
     kind: Kind,
     extra: usize,
     create: bool,
-) -> Result<(), ApplyError> {
-    match ks.entry(db, key) {
+) -> Result<Prepared, ApplyError> {
+    let e = match ks.entry(db, key) {
         None => {
             if create && extra >= NATIVE_MIN {
                 ks.put(
                     db,
                     Entry::native(key, Hints::default(), Native::empty_like(kind)),
                 );
+                return Ok(Prepared::Native);
             }
+            return Ok(Prepared::Packed(None));
         }
         Some(Entry::Native(n)) => {
             if n.value.kind() != kind {
                 return Err(wrongtype(cmd, key));
             }
+            return Ok(Prepared::Native);
         }
-        Some(e) => {
-            if extra == 0 {
-                return Ok(());
-            }
-            let Some((hints, v, ty)) = load_typed(ks, db, key)? else {
-                return Ok(());
-            };
-            if kind_of(&v) != Some(kind) {
-                return Err(wrongtype(cmd, key));
-            }
-            let plain = !matches!(
-                ty,
-                crate::rdb::types::ZSET_LISTPACK | crate::rdb::types::ZSET_ZIPLIST
-            );
-            if v.len() + extra >= NATIVE_MIN && (kind != Kind::ZSet || plain) {
-                if let Some(n) = Native::from_value_any(&v) {
-                    ks.put(db, Entry::native(e.key(), hints, n));
-                }
-            }
+        Some(e) => e,
+    };
+    let v = e.decode().map_err(|err| {
+        ApplyError::Keyspace(crate::keyspace::KeyspaceError::Corrupt {
+            key: crate::rdb::error::escape_key(key),
+            err: err.to_string(),
+        })
+    })?;
+    if kind_of(&v) != Some(kind) {
+        return Err(wrongtype(cmd, key));
+    }
+    let ty = e.rdb_type();
+    let plain = !matches!(
+        ty,
+        crate::rdb::types::ZSET_LISTPACK | crate::rdb::types::ZSET_ZIPLIST
+    );
+    if extra > 0 && v.len() + extra >= NATIVE_MIN && (kind != Kind::ZSet || plain) {
+        if let Some(n) = Native::from_value_any(&v) {
+            ks.put(db, Entry::native(key, e.hints(), n));
+            return Ok(Prepared::Native);
         }
     }
-    Ok(())
+    Ok(Prepared::Packed(Some((e.hints(), v, ty))))
 }
 
 /// Run `f` on the native value of `key` if it holds one of `kind` (`None`: absent or

@@ -1,7 +1,7 @@
 //! Sorted-set commands in their propagated forms (GEOADD arrives as ZADD, blocking pops
 //! as ZPOPMIN/ZPOPMAX).
 
-use super::value_ops::{load_typed, on_native, promote, wrongtype};
+use super::value_ops::{load_typed, on_native, prepare, wrongtype, Decoded};
 use super::{arg_i64, invalid, ApplyError, StreamState};
 use crate::keyspace::native::{ZSetNative, NATIVE_MIN};
 use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native};
@@ -26,7 +26,11 @@ pub(super) fn get_zset(
     cmd: &str,
     key: &[u8],
 ) -> Result<Option<ZSet>, ApplyError> {
-    match load_typed(ks, db, key)? {
+    as_zset(cmd, key, load_typed(ks, db, key)?)
+}
+
+fn as_zset(cmd: &str, key: &[u8], d: Option<Decoded>) -> Result<Option<ZSet>, ApplyError> {
+    match d {
         None => Ok(None),
         Some((hints, Value::SortedSet(pairs), ty)) => Ok(Some(ZSet {
             hints,
@@ -171,23 +175,22 @@ pub fn zadd(
             (big, big)
         }
     };
-    if ks.entry(db, key).is_none() && !xx && new_plain {
-        // Created as the master's skiplist: native from the start when it is big.
-        promote(ks, db, cmd, key, Kind::ZSet, parsed.len(), true)?;
-    } else {
-        promote(ks, db, cmd, key, Kind::ZSet, parsed.len(), false)?;
-    }
-    if let Some(r) = on_zset(ks, db, cmd, key, |z| {
-        for &(s, m) in &parsed {
-            if let Some(n) = zadd_one(cmd, &flags, z.score(m), s)? {
-                z.set(m, n);
+    // A new set the master creates as a skiplist is native from the start when it is big.
+    let create = !xx && new_plain;
+    let found = prepare(ks, db, cmd, key, Kind::ZSet, parsed.len(), create)?;
+    if let Some(r) = found.run(|| {
+        on_zset(ks, db, cmd, key, |z| {
+            for &(s, m) in &parsed {
+                if let Some(n) = zadd_one(cmd, &flags, z.score(m), s)? {
+                    z.set(m, n);
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }) {
         return r;
     }
-    let mut z = match get_zset(ks, db, cmd, key)? {
+    let mut z = match as_zset(cmd, key, found.packed())? {
         Some(mut z) => {
             z.listpack &= !convert_first;
             z

@@ -294,19 +294,14 @@ impl Keyspace {
     /// Insert or replace an entry.
     pub fn put(&mut self, db: u64, entry: Entry) {
         let active = self.state.active.load(Ordering::Acquire);
-        let d = self.db_mut(db).clone();
+        let d = self.db_mut(db);
         let h = hash_key(entry.key());
         let mut s = d.shard(h);
         Self::record_old(&mut s, active, h, entry.key());
-        // One probe for both cases: replace in place, or insert where the probe ended.
-        let probe = entry.clone();
-        match s
-            .table
-            .entry(h, |e| e.key() == probe.key(), |e| hash_key(e.key()))
-        {
-            hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = entry,
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(entry);
+        match s.table.find_mut(h, |e| e.key() == entry.key()) {
+            Some(slot) => *slot = entry,
+            None => {
+                s.table.insert_unique(h, entry, |e| hash_key(e.key()));
                 d.keys.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -353,7 +348,7 @@ impl Keyspace {
         f: impl FnOnce(&mut Native) -> R,
     ) -> Option<R> {
         let active = self.state.active.load(Ordering::Acquire);
-        let d = self.dbs.get(&db)?.clone();
+        let d = self.dbs.get(&db)?;
         let h = hash_key(key);
         let mut s = d.shard(h);
         if !matches!(s.table.find(h, |e| e.key() == key), Some(Entry::Native(_))) {
@@ -378,20 +373,21 @@ impl Keyspace {
     /// Delete `key`; true if it existed.
     pub fn remove(&mut self, db: u64, key: &[u8]) -> bool {
         let active = self.state.active.load(Ordering::Acquire);
-        let Some(d) = self.dbs.get(&db).cloned() else {
+        let Some(d) = self.dbs.get(&db) else {
             return false;
         };
         let h = hash_key(key);
         let mut s = d.shard(h);
         Self::record_old(&mut s, active, h, key);
-        match s.table.find_entry(h, |e| e.key() == key) {
-            Ok(occupied) => {
-                occupied.remove();
-                d.keys.fetch_sub(1, Ordering::Relaxed);
-                true
-            }
-            Err(_) => false,
-        }
+        let old = match s.table.find_entry(h, |e| e.key() == key) {
+            Ok(occupied) => occupied.remove().0,
+            Err(_) => return false,
+        };
+        d.keys.fetch_sub(1, Ordering::Relaxed);
+        // A big value is freed after the shard is unlocked: a walker never waits for it.
+        drop(s);
+        drop(old);
+        true
     }
 
     /// Take a consistent view as of now. O(1) in the number of keys: the walk happens in
