@@ -2,7 +2,8 @@
 //! master (diskless, as 7.0 defaults to), replisnap next to a real redis-server 7.0 replica
 //! attached to the same master, and the resident memory each ends with.
 //!
-//! `cargo bench --bench full_sync` (BENCH_RDB_GB=1.0 by default).
+//! `cargo bench --bench full_sync` (BENCH_RDB_GB=1.0 by default; `BENCH_DATASET=big` for a
+//! few collections of 2–5 M members instead, see `common::big_dataset`).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -12,7 +13,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{dataset, rss_kb};
+use common::{big_dataset, dataset, rss_kb};
 use replisnap::replication::{Replica, Settings};
 use support::TestServer;
 
@@ -30,7 +31,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1.0);
-    let path = dataset(&bin, gb);
+    let path = if std::env::var("BENCH_DATASET").is_ok_and(|d| d == "big") {
+        big_dataset(&bin)
+    } else {
+        dataset(&bin, gb)
+    };
     let master = TestServer::start_with_rdb(
         &bin,
         &path,

@@ -43,6 +43,73 @@ end
 return n
 "#;
 
+/// Lua that adds members `first .. first+n` to one big collection of `kind`.
+const POPULATE_BIG: &str = r#"
+local kind, first, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local a = {}
+for i = first, first + n - 1 do
+  if kind == 'set' then a[#a+1] = 'member:' .. i
+  elseif kind == 'hash' then a[#a+1] = 'field:' .. i; a[#a+1] = 'value-' .. (i * 7)
+  elseif kind == 'zset' then a[#a+1] = (i % 100003) * 0.5; a[#a+1] = 'member:' .. i
+  else a[#a+1] = 'element-' .. i end
+end
+local cmd = ({set = 'SADD', hash = 'HSET', zset = 'ZADD', list = 'RPUSH'})[kind]
+redis.call(cmd, 'big:' .. kind, unpack(a))
+return n
+"#;
+
+/// A dataset of a few big collections: a set of 3 M members, a hash and a sorted set of 2 M,
+/// a list of 5 M elements (`BENCH_BIG_SCALE` multiplies them), generated once by `bin`.
+pub fn big_dataset(bin: &support::ServerBin) -> PathBuf {
+    let scale: f64 = std::env::var("BENCH_BIG_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let dir = std::env::var_os("BENCH_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+            target.join("bench-data")
+        });
+    let path = dir.join(format!("big-collections-{}-{scale}.rdb", bin.name));
+    if path.exists() {
+        return path;
+    }
+    let s = TestServer::start(bin, &[]).expect("start the server");
+    let t = Instant::now();
+    for (kind, members) in [("set", 3e6), ("hash", 2e6), ("zset", 2e6), ("list", 5e6)] {
+        let total = (members * scale) as u64;
+        let mut first = 0;
+        while first < total {
+            let n = 1000.min(total - first);
+            cmd(
+                &s,
+                &[
+                    "EVAL",
+                    POPULATE_BIG,
+                    "0",
+                    kind,
+                    &first.to_string(),
+                    &n.to_string(),
+                ],
+            );
+            first += n;
+        }
+    }
+    cmd(&s, &["SAVE"]);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(s.dir().join("dump.rdb"), &path).expect("copy dump");
+    eprintln!(
+        "generated {} ({:.2} GB) in {:.1} s",
+        path.display(),
+        std::fs::metadata(&path).expect("stat").len() as f64 / 1e9,
+        t.elapsed().as_secs_f64()
+    );
+    path
+}
+
 pub fn cmd(s: &TestServer, args: &[&str]) -> Reply {
     let r = s.cmd_str(args).expect("command");
     assert!(!r.is_error(), "{args:?}: {r:?}");

@@ -8,6 +8,7 @@
 //! It must never return a digest it cannot stand behind: a module value (the server asks
 //! the module), a file or value the target cannot load, or a read error is an error.
 
+pub mod elements;
 mod grisu;
 pub mod mix;
 pub mod score;
@@ -105,6 +106,30 @@ impl DatasetDigest {
 
     pub fn rules(&self) -> &Rules {
         &self.rules
+    }
+
+    /// Fold in one key's digest computed elsewhere (`None`: the server drops the key).
+    pub fn add_digest(&mut self, db: u64, key: &[u8], d: Option<Acc>) -> Result<(), DigestError> {
+        if db >= self.rules.databases {
+            return Err(DigestError::CannotLoad(format!(
+                "key {} is in db {db}, but the server has {} databases (its `databases` setting)",
+                key.escape_ascii(),
+                self.rules.databases
+            )));
+        }
+        match d {
+            Some(d) => {
+                let slot = self.dbs.entry(db).or_insert(([0u8; 20], 0));
+                mix::xor_in(&mut slot.0, &d);
+                slot.1 += 1;
+            }
+            None => self.dropped += 1,
+        }
+        Ok(())
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
     }
 
     /// Fold in one key (in any order: the per-database sum is an xor).

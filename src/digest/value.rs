@@ -5,25 +5,15 @@
 //! expired hash fields on Valkey 9, empty collections) so that they contribute nothing.
 //! It never guesses at a module value: the server asks the module, so that is an error.
 
-use crate::rdb::types::{ZSET, ZSET_2};
 use crate::rdb::value::{ArrayElem, HashField, SparseArray, Stream};
 use crate::rdb::{KeyEntry, Value};
 
 use super::mix::{mix_in, xor_in, Acc};
-use super::target::{Rules, ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
+use super::target::Rules;
 use super::DigestError;
 
-/// The server's object type numbers (`OBJ_*`), mixed in as a big-endian u32.
-const OBJ_STRING: u32 = 0;
-const OBJ_LIST: u32 = 1;
-const OBJ_SET: u32 = 2;
-const OBJ_ZSET: u32 = 3;
-const OBJ_HASH: u32 = 4;
-const OBJ_STREAM: u32 = 6;
-const OBJ_ARRAY: u32 = 7;
+use super::elements::{self, EXPIRE_MARK, OBJ_ARRAY, OBJ_STREAM, OBJ_STRING};
 
-const EXPIRE_MARK: &[u8] = b"!!expire!!";
-const FIELD_TTL_MARK: &[u8] = b"!!hexpire!!";
 const ARRAY_HOLE: &[u8] = b"(null)";
 /// Holes in a sparse array each cost a digest step; past this many we refuse.
 const MAX_ARRAY_HOLES: u64 = 100_000_000;
@@ -43,7 +33,7 @@ pub fn kept(rules: &Rules, entry: &KeyEntry, now_ms: i64) -> bool {
 }
 
 fn field_alive(f: &HashField, now_ms: i64) -> bool {
-    f.expire_ms.is_none_or(|t| t as i64 >= now_ms)
+    elements::field_alive(f.expire_ms, now_ms)
 }
 
 /// The key's full digest (key name, then the value), or `None` when the server drops it.
@@ -88,26 +78,24 @@ fn object_digest(
             obj_type(acc, OBJ_STRING);
             mix_in(acc, s);
         }
-        Value::List(items) => {
-            obj_type(acc, OBJ_LIST);
-            for it in items {
-                mix_in(acc, it);
-            }
-        }
-        Value::Set(members) => {
-            obj_type(acc, OBJ_SET);
-            for m in members {
-                xor_in(acc, m);
-            }
-        }
-        Value::SortedSet(members) => {
-            obj_type(acc, OBJ_ZSET);
-            zset(acc, rules, entry.rdb_type, members);
-        }
-        Value::Hash(fields) => {
-            obj_type(acc, OBJ_HASH);
-            hash(acc, rules, fields, now_ms);
-        }
+        Value::List(items) => elements::list(acc, items.iter().map(|x| &x[..])),
+        Value::Set(members) => elements::set(acc, members.iter().map(|x| &x[..])),
+        Value::SortedSet(members) => elements::zset(
+            acc,
+            rules,
+            entry.rdb_type,
+            members.len(),
+            members.iter().map(|(m, _)| m.len()).max().unwrap_or(0),
+            members.iter().map(|(m, s)| (&m[..], *s)),
+        ),
+        Value::Hash(fields) => elements::hash(
+            acc,
+            rules,
+            now_ms,
+            fields
+                .iter()
+                .map(|f| (&f.field[..], &f.value[..], f.expire_ms)),
+        ),
         Value::Stream(s) => {
             obj_type(acc, OBJ_STREAM);
             stream(acc, s);
@@ -136,45 +124,6 @@ fn object_digest(
         xor_in(acc, EXPIRE_MARK);
     }
     Ok(())
-}
-
-/// Each member and its score are mixed into a fresh element digest, xored into the key's.
-fn zset(acc: &mut Acc, rules: &Rules, rdb_type: u8, members: &[(Vec<u8>, f64)]) {
-    // A skiplist-layout zset small enough is turned into a listpack after load; from 7.0
-    // on the server stores integral scores there as integers, so -0 becomes 0.
-    let rebuilt_as_listpack = !rules.as_held
-        && matches!(rdb_type, ZSET | ZSET_2)
-        && members.len() <= ZSET_MAX_LISTPACK_ENTRIES
-        && members
-            .iter()
-            .all(|(m, _)| m.len() <= ZSET_MAX_LISTPACK_VALUE);
-    let drop_sign = rebuilt_as_listpack && rules.listpack_drops_negative_zero;
-    for (member, score) in members {
-        let score = if drop_sign && *score == 0.0 {
-            0.0
-        } else {
-            *score
-        };
-        let mut ele = [0u8; 20];
-        mix_in(&mut ele, member);
-        mix_in(&mut ele, rules.score_format.format(score).as_bytes());
-        xor_in(acc, &ele);
-    }
-}
-
-fn hash(acc: &mut Acc, rules: &Rules, fields: &[HashField], now_ms: i64) {
-    for f in fields {
-        if rules.drops_expired_fields && !field_alive(f, now_ms) {
-            continue;
-        }
-        let mut ele = [0u8; 20];
-        mix_in(&mut ele, &f.field);
-        mix_in(&mut ele, &f.value);
-        if rules.hash_field_ttl_marker && f.expire_ms.is_some() {
-            xor_in(&mut ele, FIELD_TTL_MARK);
-        }
-        xor_in(acc, &ele);
-    }
 }
 
 /// Entries in ID order: the ID as `ms.seq`, then each field and value. Consumer groups,

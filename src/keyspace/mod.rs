@@ -370,6 +370,25 @@ impl Keyspace {
         Some(r)
     }
 
+    /// Store a value it owns with all its hints: a big collection becomes native by moving
+    /// its elements, never holding the value twice (a file's keys as they load).
+    pub fn set_owned(
+        &mut self,
+        db: u64,
+        key: &[u8],
+        hints: Hints,
+        value: Value,
+        source_type: Option<u8>,
+    ) -> Result<(), KeyspaceError> {
+        use crate::rdb::types::{ZSET_LISTPACK, ZSET_ZIPLIST};
+        let plain_zset = !matches!(source_type, Some(ZSET_ZIPLIST | ZSET_LISTPACK));
+        match Native::from_value_owned(value, plain_zset) {
+            Ok(n) => self.put(db, Entry::native(key, hints, n)),
+            Err(v) => self.set_with(db, key, &hints, &v, source_type)?,
+        }
+        Ok(())
+    }
+
     /// Delete `key`; true if it existed.
     pub fn remove(&mut self, db: u64, key: &[u8]) -> bool {
         let active = self.state.active.load(Ordering::Acquire);

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
-use super::{Entry, Hints, Keyspace, KeyspaceError, Snapshot};
+use super::{native, Entry, Hints, Keyspace, KeyspaceError, Snapshot};
 use crate::digest::{DatasetDigest, DigestError, Rules};
 use crate::rdb::types::*;
 use crate::rdb::writer::{KeyRecord, RdbWriter, Target, WriteError, WriteOptions};
@@ -73,9 +73,9 @@ pub fn load_rdb<R: Read>(
                     expire_ms: k.expire_ms,
                     idle: k.idle,
                     freq: k.freq,
-                    meta: k.meta.clone(),
+                    meta: k.meta,
                 };
-                ks.set_with(k.db, &k.key, &hints, &k.value, Some(k.rdb_type))?;
+                ks.set_owned(k.db, &k.key, hints, k.value, Some(k.rdb_type))?;
                 report.keys += 1;
             }
             Item::SelectDb(db) => current_db = db,
@@ -178,9 +178,13 @@ pub fn write_snapshot<W: Write>(
             let raw = e
                 .payload()
                 .filter(|_| !opts.compress && payload_fits(ty, &target));
+            let native_written = match (raw, e) {
+                (None, Entry::Native(n)) => native::export::write(&mut w, &rec, &n.value)?,
+                _ => false,
+            };
             if let Some(raw) = raw {
                 w.key_encoded(&rec, ty, raw)?;
-            } else {
+            } else if !native_written {
                 let value = decode(e)?;
                 rec.value = &value;
                 w.key(&rec)?;
@@ -241,6 +245,30 @@ pub fn export_snapshot<W: Write>(
         for e in &entries {
             let ty = e.rdb_type();
             let h = e.hints();
+            if let Entry::Native(n) = e {
+                let placeholder = Value::String(Vec::new());
+                let rec = KeyRecord {
+                    key: e.key(),
+                    value: &placeholder,
+                    expire_ms: h.expire_ms,
+                    idle: h.idle,
+                    freq: h.freq,
+                    meta: &h.meta,
+                    source_type: Some(ty),
+                };
+                if native::export::write(&mut w, &rec, &n.value)? {
+                    // Written from its chunks: no decoded copy of a big value.
+                    summary.keys += 1;
+                    if h.expire_ms.is_some() {
+                        summary.expires += 1;
+                    }
+                    let name = native::export::type_name(&n.value);
+                    *summary.types.entry(name.to_string()).or_insert(0) += 1;
+                    keys_total += 1;
+                    d.add_digest(db, e.key(), native::export::digest(n, &rules, now_ms))?;
+                    continue;
+                }
+            }
             let value = decode(e)?;
             let rec = KeyRecord {
                 key: e.key(),
@@ -329,6 +357,10 @@ pub fn digest_snapshot_with(
     let mut d = DatasetDigest::new(rules, now_ms);
     while let Some((db, entries)) = snap.next_shard() {
         for e in &entries {
+            if let Entry::Native(n) = e {
+                d.add_digest(db, e.key(), native::export::digest(n, &rules, now_ms))?;
+                continue;
+            }
             let value = decode(e)?;
             d.add(&KeyEntry {
                 db,

@@ -12,6 +12,7 @@
 
 pub mod chunklist;
 pub mod chunkmap;
+pub mod export;
 pub mod zindex;
 
 use crate::rdb::types::{HASH, LIST_QUICKLIST_2, SET, ZSET_2};
@@ -144,6 +145,19 @@ impl ZSetNative {
     }
 }
 
+/// Whether `v` is a collection big enough to be held natively.
+fn is_big(v: &Value, plain_zset: bool) -> bool {
+    fn big<'a>(n: usize, bytes: impl Iterator<Item = &'a [u8]>) -> bool {
+        n >= NATIVE_MIN || bytes.map(<[u8]>::len).sum::<usize>() >= NATIVE_MIN_BYTES
+    }
+    match v {
+        Value::Set(m) | Value::List(m) => big(m.len(), m.iter().map(|x| &x[..])),
+        Value::Hash(f) => big(f.len(), f.iter().map(|x| &x.value[..])),
+        Value::SortedSet(p) => plain_zset && big(p.len(), p.iter().map(|x| &x.0[..])),
+        _ => false,
+    }
+}
+
 /// A collection held natively.
 #[derive(Clone)]
 pub enum Native {
@@ -208,20 +222,51 @@ impl Native {
     /// The native form of `v` if it is a collection big enough to be held natively;
     /// `plain_zset`: the master holds a sorted set as a skiplist (it keeps -0).
     pub fn from_value(v: &Value, plain_zset: bool) -> Option<Native> {
-        fn big<'a>(n: usize, bytes: impl Iterator<Item = &'a [u8]>) -> bool {
-            n >= NATIVE_MIN || bytes.map(<[u8]>::len).sum::<usize>() >= NATIVE_MIN_BYTES
-        }
-        let is_big = match v {
-            Value::Set(m) | Value::List(m) => big(m.len(), m.iter().map(|x| &x[..])),
-            Value::Hash(f) => big(f.len(), f.iter().map(|x| &x.value[..])),
-            Value::SortedSet(p) => plain_zset && big(p.len(), p.iter().map(|x| &x.0[..])),
-            _ => false,
-        };
-        if is_big {
+        if is_big(v, plain_zset) {
             Native::from_value_any(v)
         } else {
             None
         }
+    }
+
+    /// Like [`Native::from_value`], consuming the value: each element is moved (sets) or
+    /// copied and freed at once, so a big value loaded from a file is never held twice.
+    /// `Err` gives the value back when it is not held natively.
+    pub fn from_value_owned(v: Value, plain_zset: bool) -> Result<Native, Value> {
+        if !is_big(&v, plain_zset) {
+            return Err(v);
+        }
+        Ok(match v {
+            Value::Set(m) => {
+                let mut s = ChunkMap::new();
+                for x in m {
+                    s.insert(Member(x.into_boxed_slice()));
+                }
+                Native::Set(s)
+            }
+            Value::Hash(f) => {
+                let mut h = ChunkMap::new();
+                for x in f {
+                    h.insert(HashRec::new(&x.field, &x.value, x.expire_ms));
+                }
+                Native::Hash(h)
+            }
+            Value::SortedSet(p) => {
+                let mut z = ZSetNative::default();
+                for (m, s) in p {
+                    z.set(&m, s);
+                }
+                Native::ZSet(z)
+            }
+            Value::List(l) => {
+                let mut n = ChunkList::default();
+                for x in l {
+                    n.push_back(&x);
+                }
+                Native::List(n)
+            }
+            other => return Err(other),
+        })
     }
 
     /// The native form of any set, hash, sorted set (taken as a skiplist) or list.

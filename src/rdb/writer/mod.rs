@@ -198,6 +198,58 @@ impl<W: Write> RdbWriter<W> {
         self.maybe_flush()
     }
 
+    /// Start a key whose value the caller writes piece by piece ([`Self::put_len`],
+    /// [`Self::put_string`], [`Self::put_double`]): its hints, `ty` and the key. For big
+    /// values held element by element, so that no whole copy is ever built.
+    pub fn key_start(&mut self, rec: &KeyRecord, ty: u8) -> Result<(), WriteError> {
+        let start = self.buf.len();
+        if let Err(e) = object::write_hints(&mut self.buf, rec, &self.target) {
+            self.buf.truncate(start);
+            return Err(e);
+        }
+        self.buf.push(ty);
+        encode::string(&mut self.buf, rec.key, self.opts.compress);
+        self.maybe_flush()
+    }
+
+    pub fn put_len(&mut self, n: u64) -> Result<(), WriteError> {
+        encode::len(&mut self.buf, n);
+        self.maybe_flush()
+    }
+
+    pub fn put_string(&mut self, s: &[u8]) -> Result<(), WriteError> {
+        encode::string(&mut self.buf, s, self.opts.compress);
+        self.maybe_flush()
+    }
+
+    pub fn put_double(&mut self, d: f64) -> Result<(), WriteError> {
+        encode::binary_double(&mut self.buf, d);
+        self.maybe_flush()
+    }
+
+    /// A list key as a quicklist of listpack nodes (targets with listpacks), from its
+    /// elements: `items` is walked twice (once to count the nodes), never collected.
+    pub fn key_list<'a, I>(
+        &mut self,
+        rec: &KeyRecord,
+        items: impl Fn() -> I,
+    ) -> Result<(), WriteError>
+    where
+        I: Iterator<Item = &'a [u8]>,
+    {
+        let mut nodes = 0u64;
+        let _ = object::listpack_nodes::<()>(items(), |_| {
+            nodes += 1;
+            Ok(())
+        });
+        self.key_start(rec, super::types::LIST_QUICKLIST_2)?;
+        self.put_len(nodes)?;
+        object::listpack_nodes(items(), |n| {
+            self.put_len(2)?; // PACKED container
+            self.put_string(&n)
+        })
+    }
+
     /// End the file: EOF opcode and CRC-64; returns the writer and the total size.
     pub fn finish(mut self) -> Result<(W, u64), WriteError> {
         self.buf.push(super::opcodes::EOF);

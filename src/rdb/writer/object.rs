@@ -125,20 +125,32 @@ pub(super) fn write_value(
     })
 }
 
+/// A list's quicklist nodes as listpacks, in order: at most 8 KiB each, each holding at
+/// least one element, as quicklists do.
+pub(super) fn listpack_nodes<'a, E>(
+    items: impl IntoIterator<Item = &'a [u8]>,
+    mut emit: impl FnMut(Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut lp = Listpack::new();
+    for it in items {
+        if !lp.is_empty() && lp.bytes() + it.len() + 11 > th::LIST_NODE_BYTES {
+            emit(std::mem::take(&mut lp).finish())?;
+        }
+        lp.push(it);
+    }
+    if !lp.is_empty() {
+        emit(lp.finish())?;
+    }
+    Ok(())
+}
+
 fn list(buf: &mut Vec<u8>, items: &[Vec<u8>], t: &Target, o: WriteOptions) -> u8 {
-    // Nodes of at most 8 KiB, each holding at least one element, as quicklists do.
     let mut nodes: Vec<Vec<u8>> = Vec::new();
     if t.listpacks() {
-        let mut lp = Listpack::new();
-        for it in items {
-            if !lp.is_empty() && lp.bytes() + it.len() + 11 > th::LIST_NODE_BYTES {
-                nodes.push(std::mem::take(&mut lp).finish());
-            }
-            lp.push(it);
-        }
-        if !lp.is_empty() {
-            nodes.push(lp.finish());
-        }
+        let _ = listpack_nodes::<()>(items.iter().map(|x| &x[..]), |n| {
+            nodes.push(n);
+            Ok(())
+        });
         encode::len(buf, nodes.len() as u64);
         for n in &nodes {
             encode::len(buf, 2); // PACKED container
