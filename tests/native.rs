@@ -10,6 +10,8 @@ use replisnap::commands::{apply, StreamState};
 use replisnap::keyspace::{Entry, Keyspace};
 use replisnap::rdb::Value;
 
+mod support;
+
 fn cmd(parts: &[&[u8]]) -> Vec<Vec<u8>> {
     parts.iter().map(|p| p.to_vec()).collect()
 }
@@ -351,5 +353,87 @@ fn native_values_are_written_and_digested_as_their_decoded_form() {
             reread(&ours) == reread(&decoded),
             "{server}: the files hold the same keys, types and values"
         );
+    }
+}
+
+/// Files written by real servers load into native values element by element (a full
+/// sync's path), with the server's digest, and come back out loadable with it.
+#[test]
+fn big_values_from_server_files_load_natively_with_the_servers_digest() {
+    use replisnap::keyspace::{digest_snapshot, load_rdb, write_snapshot};
+    use replisnap::rdb::writer::{Target, WriteOptions};
+    use replisnap::rdb::{Options, RdbReader};
+    use support::TestServer;
+
+    for name in ["redis-6.2", "redis-7.0", "valkey-9.1"] {
+        let Some(bin) = support::require(name) else {
+            continue;
+        };
+        let s = TestServer::start(&bin, &[]).expect("server");
+        for b in 0..20 {
+            let mut sadd = vec!["SADD".to_string(), "set".into()];
+            let mut hset = vec!["HSET".to_string(), "hash".into()];
+            let mut zadd = vec!["ZADD".to_string(), "zset".into()];
+            let mut push = vec!["RPUSH".to_string(), "list".into()];
+            for i in b * 500..(b + 1) * 500 {
+                sadd.push(format!("member:{i}"));
+                hset.extend([format!("field:{i}"), format!("v{}", i * 3)]);
+                zadd.extend([
+                    if i % 7 == 0 {
+                        "-0".into()
+                    } else {
+                        format!("{}", i % 13)
+                    },
+                    format!("m{i}"),
+                ]);
+                push.push(format!("element-{i}-{}", "x".repeat(i % 40)));
+            }
+            for c in [sadd, hset, zadd, push] {
+                let args: Vec<&str> = c.iter().map(String::as_str).collect();
+                s.must(&args);
+            }
+        }
+        s.must(&["PEXPIRE", "zset", "100000000"]);
+        let file = s.save();
+        let len = std::fs::metadata(&file).unwrap().len();
+        let mut ks = Keyspace::new();
+        let mut reader = RdbReader::new(
+            std::fs::File::open(&file).unwrap(),
+            Some(len),
+            Options::default(),
+        )
+        .unwrap();
+        let report = load_rdb(&mut ks, &mut reader, None).unwrap();
+        assert_eq!(report.keys, 4, "{name}");
+        for k in [&b"set"[..], b"hash", b"zset", b"list"] {
+            assert!(
+                matches!(ks.entry(0, k), Some(Entry::Native(_))),
+                "{name}: {} loaded natively",
+                String::from_utf8_lossy(k)
+            );
+        }
+        let version = name.parse().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert_eq!(
+            digest_snapshot(ks.snapshot().unwrap(), version, now).unwrap(),
+            s.digest(),
+            "{name}: the loaded values' digest"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("snap.rdb");
+        write_snapshot(
+            ks.snapshot().unwrap(),
+            &[],
+            std::fs::File::create(&out).unwrap(),
+            Target::for_server(version).unwrap(),
+            &[],
+            WriteOptions::default(),
+        )
+        .unwrap();
+        let fresh = TestServer::start_with_rdb(&bin, &out, &[]).expect("loads our snapshot");
+        assert_eq!(fresh.digest(), s.digest(), "{name}: our snapshot loaded");
     }
 }

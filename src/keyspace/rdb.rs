@@ -58,11 +58,29 @@ pub fn load_rdb<R: Read>(
     let mut report = LoadReport::default();
     let mut current_db = 0;
     let (mut redis_ver, mut valkey_ver) = (None, None);
-    while let Some(item) = reader.next_item()? {
+    // Big collections are built natively as their elements are read (never held twice).
+    let mut collector = native::collect::NativeCollector::default();
+    while let Some(item) = reader.next_item_with(Some(&mut collector))? {
         match item {
             Item::Key(k) => {
+                let collected = collector.take();
                 if matches!((drop_expired_at, k.expire_ms), (Some(now), Some(t)) if t < now) {
                     report.expired_dropped += 1;
+                    continue;
+                }
+                if let Some(n) = collected {
+                    if n.is_empty() {
+                        report.empty_dropped += 1;
+                        continue;
+                    }
+                    let hints = Hints {
+                        expire_ms: k.expire_ms,
+                        idle: k.idle,
+                        freq: k.freq,
+                        meta: k.meta,
+                    };
+                    ks.put(k.db, Entry::native(&k.key, hints, n));
+                    report.keys += 1;
                     continue;
                 }
                 if k.value.is_empty_collection() {

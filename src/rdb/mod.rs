@@ -8,6 +8,7 @@
 //! It must never panic or allocate from an unchecked length on any input, and never guess:
 //! a version, opcode or type it does not know is an error naming it, with the byte offset.
 
+pub mod collect;
 pub mod crc;
 pub mod error;
 mod hash_ttl;
@@ -167,7 +168,7 @@ pub fn is_object_type(code: u8, dialect: Dialect) -> bool {
 /// [`writer::encode_value`] produces it), in the given dialect.
 pub fn decode_value(ty: u8, bytes: &[u8], dialect: Dialect) -> Result<Value> {
     let mut inp = input::Input::new(bytes, Some(bytes.len() as u64), Limits::default());
-    let v = object::read_object(&mut inp, ty, dialect, &redis88::Templates::default())?;
+    let v = object::read_object(&mut inp, ty, dialect, &redis88::Templates::default(), None)?;
     if !inp.at_end()? {
         return Err(inp.err(ErrorKind::invalid("value", "bytes left after the value")));
     }

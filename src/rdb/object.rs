@@ -6,6 +6,7 @@
 
 use std::io::Read;
 
+use super::collect::{wanted, Collector};
 use super::error::{ErrorKind, RdbError, Result};
 use super::input::Input;
 use super::packed::{self, Elem, PackedError};
@@ -22,16 +23,25 @@ pub(super) fn reserve(n: u64) -> usize {
     n.min(4096) as usize
 }
 
+/// One value of type `ty`; with a `collect`or that wants it, a big plain-encoded
+/// collection's elements go to it as they are read and an empty value is returned.
 pub(super) fn read_object<R: Read>(
     inp: &mut Input<R>,
     ty: u8,
     dialect: Dialect,
     templates: &super::redis88::Templates,
+    collect: Option<&mut dyn Collector>,
 ) -> Result<Value> {
     match ty {
         STRING => Ok(Value::String(inp.read_string("string value")?)),
         LIST => {
             let n = inp.read_count(1, "list length")?;
+            if let Some(c) = wanted(collect, ty, n) {
+                for _ in 0..n {
+                    c.element(&inp.read_string("list element")?);
+                }
+                return Ok(Value::List(Vec::new()));
+            }
             let mut v = Vec::with_capacity(reserve(n));
             for _ in 0..n {
                 v.push(inp.read_string("list element")?);
@@ -40,6 +50,12 @@ pub(super) fn read_object<R: Read>(
         }
         SET => {
             let n = inp.read_count(1, "set size")?;
+            if let Some(c) = wanted(collect, ty, n) {
+                for _ in 0..n {
+                    c.member(inp.read_string("set member")?);
+                }
+                return Ok(Value::Set(Vec::new()));
+            }
             let mut v = Vec::with_capacity(reserve(n));
             for _ in 0..n {
                 v.push(inp.read_string("set member")?);
@@ -48,7 +64,8 @@ pub(super) fn read_object<R: Read>(
         }
         ZSET | ZSET_2 => {
             let n = inp.read_count(2, "zset size")?;
-            let mut v = Vec::with_capacity(reserve(n));
+            let mut collect = wanted(collect, ty, n);
+            let mut v = Vec::with_capacity(if collect.is_some() { 0 } else { reserve(n) });
             for _ in 0..n {
                 let m = inp.read_string("zset member")?;
                 let at = inp.offset();
@@ -60,12 +77,22 @@ pub(super) fn read_object<R: Read>(
                 if s.is_nan() {
                     return Err(RdbError::new(at, ErrorKind::invalid("zset score", "NaN")));
                 }
-                v.push((m, s));
+                match collect.as_mut() {
+                    Some(c) => c.scored(m, s),
+                    None => v.push((m, s)),
+                }
             }
             Ok(Value::SortedSet(v))
         }
         HASH => {
             let n = inp.read_count(2, "hash size")?;
+            if let Some(c) = wanted(collect, ty, n) {
+                for _ in 0..n {
+                    let field = inp.read_string("hash field")?;
+                    c.field(field, inp.read_string("hash value")?);
+                }
+                return Ok(Value::Hash(Vec::new()));
+            }
             let mut v = Vec::with_capacity(reserve(n));
             for _ in 0..n {
                 let field = inp.read_string("hash field")?;
@@ -119,7 +146,7 @@ pub(super) fn read_object<R: Read>(
             let items = packed::listpack(&blob).map_err(|e| packed_err(at, "set listpack", e))?;
             Ok(Value::Set(items.into_iter().map(Elem::to_bytes).collect()))
         }
-        LIST_QUICKLIST | LIST_QUICKLIST_2 => read_quicklist(inp, ty == LIST_QUICKLIST_2),
+        LIST_QUICKLIST | LIST_QUICKLIST_2 => read_quicklist(inp, ty, collect),
         STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 | STREAM_LISTPACKS_4
         | STREAM_LISTPACKS_5 => {
             let format = match ty {
@@ -226,8 +253,14 @@ fn read_packed_hash<R: Read>(inp: &mut Input<R>, listpack: bool) -> Result<Value
 const QUICKLIST_NODE_PLAIN: u64 = 1;
 const QUICKLIST_NODE_PACKED: u64 = 2;
 
-fn read_quicklist<R: Read>(inp: &mut Input<R>, v2: bool) -> Result<Value> {
+fn read_quicklist<R: Read>(
+    inp: &mut Input<R>,
+    ty: u8,
+    collect: Option<&mut dyn Collector>,
+) -> Result<Value> {
+    let v2 = ty == LIST_QUICKLIST_2;
     let nodes = inp.read_count(2, "quicklist node count")?;
+    let mut collect = wanted(collect, ty, nodes);
     let mut out = Vec::new();
     for _ in 0..nodes {
         let container = if v2 {
@@ -256,7 +289,10 @@ fn read_quicklist<R: Read>(inp: &mut Input<R>, v2: bool) -> Result<Value> {
                     ErrorKind::invalid("quicklist node", "empty plain node"),
                 ));
             }
-            out.push(b);
+            match collect.as_mut() {
+                Some(c) => c.element(&b),
+                None => out.push(b),
+            }
             continue;
         }
         // Empty nodes are skipped by the servers' loaders, so they are legal here too.
@@ -266,7 +302,10 @@ fn read_quicklist<R: Read>(inp: &mut Input<R>, v2: bool) -> Result<Value> {
             packed::ziplist(&b)
         }
         .map_err(|e| packed_err(at, what, e))?;
-        out.extend(items.into_iter().map(Elem::to_bytes));
+        match collect.as_mut() {
+            Some(c) => items.into_iter().for_each(|e| c.element(&e.to_bytes())),
+            None => out.extend(items.into_iter().map(Elem::to_bytes)),
+        }
     }
     Ok(Value::List(out))
 }

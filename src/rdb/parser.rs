@@ -203,6 +203,15 @@ impl<R: Read> RdbReader<R> {
 
     /// The next record, or `None` after [`Item::End`].
     pub fn next_item(&mut self) -> Result<Option<Item>> {
+        self.next_item_with(None)
+    }
+
+    /// [`Self::next_item`], handing a big collection's elements to `collect` as they are
+    /// read when it wants them (the key then comes with an empty value).
+    pub fn next_item_with(
+        &mut self,
+        mut collect: Option<&mut dyn super::collect::Collector>,
+    ) -> Result<Option<Item>> {
         if self.done {
             return Ok(None);
         }
@@ -285,7 +294,7 @@ impl<R: Read> RdbReader<R> {
                         // KEY_META must sit right before the type byte.
                         self.pending.meta = super::key_meta::read(&mut self.inp)?;
                         let ty = self.inp.read_u8("record type")?;
-                        return self.key(start, ty).map(Some);
+                        return self.key(start, ty, collect.take()).map(Some);
                     }
                     Dialect::Valkey => {
                         let (job, ranges) = super::key_meta::slot_import(&mut self.inp)?;
@@ -296,12 +305,17 @@ impl<R: Read> RdbReader<R> {
                     let (id, fields) = self.templates.read_definition(&mut self.inp)?;
                     return Ok(Some(Item::HashTemplate { id, fields }));
                 }
-                ty => return self.key(start, ty).map(Some),
+                ty => return self.key(start, ty, collect.take()).map(Some),
             }
         }
     }
 
-    fn key(&mut self, start: u64, ty: u8) -> Result<Item> {
+    fn key(
+        &mut self,
+        start: u64,
+        ty: u8,
+        collect: Option<&mut dyn super::collect::Collector>,
+    ) -> Result<Item> {
         let dialect = self.header.dialect;
         if !super::is_object_type(ty, dialect) {
             return Err(RdbError::new(
@@ -310,7 +324,7 @@ impl<R: Read> RdbReader<R> {
             ));
         }
         let key = self.inp.read_string("key name")?;
-        let value = read_object(&mut self.inp, ty, dialect, &self.templates)
+        let value = read_object(&mut self.inp, ty, dialect, &self.templates, collect)
             .map_err(|e| e.with_key(&key))?;
         // Hints apply to the next key only, across any records in between
         // (servers keep them through AUX, SELECTDB, … until a key is read).

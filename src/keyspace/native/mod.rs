@@ -12,6 +12,7 @@
 
 pub mod chunklist;
 pub mod chunkmap;
+pub mod collect;
 pub mod export;
 pub mod zindex;
 
