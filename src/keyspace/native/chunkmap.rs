@@ -68,6 +68,31 @@ impl<T: MapItem> ChunkMap<T> {
         }
     }
 
+    /// An empty map sized for about `n` items: the directory and chunks it will need are
+    /// made up front, so filling it never splits or rehashes (loading a file).
+    pub fn with_capacity(n: usize) -> Self {
+        let per_chunk = CHUNK_MAX * 3 / 4;
+        let mut depth = 0;
+        while depth < 16 && (n >> depth) > per_chunk {
+            depth += 1;
+        }
+        let chunks = 1usize << depth;
+        let each = n / chunks + n / chunks / 8 + 1;
+        ChunkMap {
+            dir: (0..chunks as u32).collect(),
+            chunks: (0..chunks)
+                .map(|_| {
+                    Arc::new(Chunk {
+                        depth,
+                        table: HashTable::with_capacity(each.min(CHUNK_MAX)),
+                    })
+                })
+                .collect(),
+            depth,
+            len: 0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -221,6 +246,24 @@ mod tests {
         }
         assert_eq!(m.iter().count(), model.len());
         assert!(m.chunks.len() > 4, "it split");
+        for (c, chunk) in m.chunks.iter().enumerate() {
+            for t in chunk.table.iter() {
+                assert_eq!(m.dir[slot(hash_bytes(&t.0), m.depth)] as usize, c);
+            }
+        }
+    }
+
+    #[test]
+    fn a_presized_map_behaves_as_a_grown_one() {
+        let mut m = ChunkMap::with_capacity(50_000);
+        for i in 0..60_000u32 {
+            m.insert(It(i.to_le_bytes().to_vec(), i));
+        }
+        assert_eq!(m.len(), 60_000);
+        for i in (0..60_000u32).step_by(7) {
+            assert_eq!(m.get(&i.to_le_bytes()).map(|t| t.1), Some(i));
+            assert_eq!(m.remove(&i.to_le_bytes()).map(|t| t.1), Some(i));
+        }
         for (c, chunk) in m.chunks.iter().enumerate() {
             for t in chunk.table.iter() {
                 assert_eq!(m.dir[slot(hash_bytes(&t.0), m.depth)] as usize, c);

@@ -14,6 +14,9 @@ use crate::rdb::types::{HASH, LIST, LIST_QUICKLIST, LIST_QUICKLIST_2, SET, ZSET,
 /// Quicklist nodes (of up to 8 KiB each) from which a list is built as it is read.
 pub const MIN_NODES: u64 = 8;
 
+/// Most members a map is presized for from a declared count (past it, it grows).
+const PRESIZE_MAX: u64 = 1 << 20;
+
 /// Collects one value at a time; the loader takes it after each key.
 #[derive(Default)]
 pub struct NativeCollector {
@@ -30,10 +33,13 @@ impl NativeCollector {
 impl Collector for NativeCollector {
     fn wants(&mut self, ty: u8, n: u64) -> bool {
         let big = n >= NATIVE_MIN as u64;
+        // Presized from the declared count, bounded: on a replication stream of unknown
+        // length only the reader's element cap has checked it.
+        let size = usize::try_from(n.min(PRESIZE_MAX)).unwrap_or(0);
         self.current = Some(match ty {
-            SET if big => Native::Set(ChunkMap::new()),
-            HASH if big => Native::Hash(ChunkMap::new()),
-            ZSET | ZSET_2 if big => Native::ZSet(ZSetNative::default()),
+            SET if big => Native::Set(ChunkMap::with_capacity(size)),
+            HASH if big => Native::Hash(ChunkMap::with_capacity(size)),
+            ZSET | ZSET_2 if big => Native::ZSet(ZSetNative::with_capacity(size)),
             LIST if big => Native::List(ChunkList::default()),
             LIST_QUICKLIST | LIST_QUICKLIST_2 if n >= MIN_NODES => {
                 Native::List(ChunkList::default())

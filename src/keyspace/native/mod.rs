@@ -117,18 +117,24 @@ impl ZSetNative {
     }
     /// Set a member's score (adding it if absent).
     pub fn set(&mut self, member: &[u8], score: f64) {
-        if let Some(z) = self.dict.get_mut(member) {
-            let old = z.score;
-            z.score = score;
-            self.order.remove(old, member);
-        } else {
-            self.dict.insert(ZMember {
-                member: member.into(),
-                score,
-            });
+        let old = self.dict.insert(ZMember {
+            member: member.into(),
+            score,
+        });
+        if let Some(old) = old {
+            self.order.remove(old.score, member);
         }
         self.order.insert(score, member);
     }
+
+    /// An empty set sized for about `n` members.
+    pub fn with_capacity(n: usize) -> ZSetNative {
+        ZSetNative {
+            dict: ChunkMap::with_capacity(n),
+            order: ZIndex::default(),
+        }
+    }
+
     pub fn remove(&mut self, member: &[u8]) -> bool {
         match self.dict.remove(member) {
             Some(z) => self.order.remove(z.score, member),

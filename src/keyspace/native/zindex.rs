@@ -8,11 +8,14 @@
 //! anywhere but here, and never holds a NaN (callers refuse them).
 
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 pub const LEAF_MAX: usize = 256;
 
-type Leaf = Vec<(f64, Box<[u8]>)>;
+/// Deques, so that inserting at either end is O(1): a file lists a sorted set highest
+/// first, so loading one inserts every member at the front.
+type Leaf = VecDeque<(f64, Box<[u8]>)>;
 
 fn cmp(a: (f64, &[u8]), b: (f64, &[u8])) -> Ordering {
     a.0.partial_cmp(&b.0)
@@ -22,7 +25,7 @@ fn cmp(a: (f64, &[u8]), b: (f64, &[u8])) -> Ordering {
 
 #[derive(Clone, Default)]
 pub struct ZIndex {
-    leaves: Vec<Arc<Leaf>>,
+    leaves: VecDeque<Arc<Leaf>>,
     len: usize,
 }
 
@@ -38,7 +41,7 @@ impl ZIndex {
     /// The leaf that holds, or would hold, (score, member).
     fn leaf_for(&self, score: f64, member: &[u8]) -> usize {
         let i = self.leaves.partition_point(|l| {
-            l.last()
+            l.back()
                 .is_some_and(|(s, m)| cmp((*s, m), (score, member)) == Ordering::Less)
         });
         i.min(self.leaves.len().saturating_sub(1))
@@ -46,7 +49,7 @@ impl ZIndex {
 
     pub fn insert(&mut self, score: f64, member: &[u8]) {
         if self.leaves.is_empty() {
-            self.leaves.push(Arc::new(Vec::new()));
+            self.leaves.push_back(Arc::new(VecDeque::new()));
         }
         let li = self.leaf_for(score, member);
         let leaf = Arc::make_mut(&mut self.leaves[li]);
@@ -83,9 +86,9 @@ impl ZIndex {
     /// The lowest (`min`) or highest element.
     pub fn end(&self, min: bool) -> Option<(f64, &[u8])> {
         let e = if min {
-            self.leaves.first()?.first()
+            self.leaves.front()?.front()
         } else {
-            self.leaves.last()?.last()
+            self.leaves.back()?.back()
         };
         e.map(|(s, m)| (*s, &m[..]))
     }
@@ -106,7 +109,7 @@ impl ZIndex {
             if end > start && base <= stop {
                 let from = start.saturating_sub(base);
                 let to = (stop + 1 - base).min(l.len());
-                out.extend(l[from..to].iter().cloned());
+                out.extend(l.range(from..to).cloned());
             }
             if base > stop {
                 break;
