@@ -1,10 +1,11 @@
 //! A big list as a deque of copy-on-write chunks of packed elements (quicklist-like).
 //!
 //! Owns the layout: each chunk holds up to [`CHUNK_BYTES`] of element bytes back to back
-//! with their end offsets (one element bigger than that gets a chunk of its own). Pushing
-//! and popping at either end are O(chunk); indexing walks chunk counts (O(n / chunk)).
-//! Cloning shares every chunk, so a write to a list a snapshot still holds copies one
-//! chunk. A leaf: it knows nothing of keys or commands and never reorders elements.
+//! with their end offsets (one element bigger than that gets a chunk of its own); chunks
+//! are grouped into branches of up to 128. Pushing and popping at either end are
+//! O(chunk); indexing walks branch sizes, then one branch's chunk sizes. Cloning shares
+//! every branch, so the first write to a list a snapshot still holds copies the root's
+//! handles, one branch's and one chunk (a 5 M-element list: ~70 + 128 handles, not 8 500). A leaf: it knows nothing of keys or commands and never reorders elements.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -69,9 +70,28 @@ impl Chunk {
     }
 }
 
+impl Chunk {
+    fn with(v: &[u8]) -> Chunk {
+        let mut c = Chunk::default();
+        c.push_back(v);
+        c
+    }
+}
+
+/// Chunks per branch: a clone copies the root's branch handles, and the first write then
+/// one branch's chunk handles and one chunk (small in tests, to exercise the splits).
+const BRANCH_CHUNKS: usize = if cfg!(test) { 4 } else { 128 };
+
+#[derive(Clone, Default)]
+struct Branch {
+    chunks: VecDeque<Arc<Chunk>>,
+    /// Elements in all its chunks.
+    len: usize,
+}
+
 #[derive(Clone, Default)]
 pub struct ChunkList {
-    chunks: VecDeque<Arc<Chunk>>,
+    branches: VecDeque<Arc<Branch>>,
     len: usize,
 }
 
@@ -85,83 +105,127 @@ impl ChunkList {
     }
 
     pub fn push_back(&mut self, v: &[u8]) {
-        match self.chunks.back_mut() {
-            Some(c) if c.room_for(v) => Arc::make_mut(c).push_back(v),
-            _ => {
-                if let Some(c) = self.chunks.back_mut() {
-                    Arc::make_mut(c).data.shrink_to_fit();
+        self.len += 1;
+        if let Some(b) = self.branches.back_mut() {
+            let fits = b.chunks.back().is_some_and(|c| c.room_for(v));
+            if fits || b.chunks.len() < BRANCH_CHUNKS {
+                let b = Arc::make_mut(b);
+                b.len += 1;
+                match b.chunks.back_mut() {
+                    Some(c) if fits => Arc::make_mut(c).push_back(v),
+                    last => {
+                        if let Some(c) = last {
+                            Arc::make_mut(c).data.shrink_to_fit();
+                        }
+                        b.chunks.push_back(Arc::new(Chunk::with(v)));
+                    }
                 }
-                let mut c = Chunk::default();
-                c.push_back(v);
-                self.chunks.push_back(Arc::new(c));
+                return;
             }
         }
-        self.len += 1;
+        self.branches.push_back(Arc::new(Branch {
+            chunks: VecDeque::from([Arc::new(Chunk::with(v))]),
+            len: 1,
+        }));
     }
 
     pub fn push_front(&mut self, v: &[u8]) {
-        match self.chunks.front_mut() {
-            Some(c) if c.room_for(v) => Arc::make_mut(c).push_front(v),
-            _ => {
-                if let Some(c) = self.chunks.front_mut() {
-                    Arc::make_mut(c).data.shrink_to_fit();
+        self.len += 1;
+        if let Some(b) = self.branches.front_mut() {
+            let fits = b.chunks.front().is_some_and(|c| c.room_for(v));
+            if fits || b.chunks.len() < BRANCH_CHUNKS {
+                let b = Arc::make_mut(b);
+                b.len += 1;
+                match b.chunks.front_mut() {
+                    Some(c) if fits => Arc::make_mut(c).push_front(v),
+                    first => {
+                        if let Some(c) = first {
+                            Arc::make_mut(c).data.shrink_to_fit();
+                        }
+                        b.chunks.push_front(Arc::new(Chunk::with(v)));
+                    }
                 }
-                let mut c = Chunk::default();
-                c.push_back(v);
-                self.chunks.push_front(Arc::new(c));
+                return;
             }
         }
-        self.len += 1;
+        self.branches.push_front(Arc::new(Branch {
+            chunks: VecDeque::from([Arc::new(Chunk::with(v))]),
+            len: 1,
+        }));
     }
 
     pub fn pop_back(&mut self) -> Option<Vec<u8>> {
-        let c = self.chunks.back_mut()?;
+        let b = Arc::make_mut(self.branches.back_mut()?);
+        let c = b.chunks.back_mut()?;
         let v = Arc::make_mut(c).pop_back();
         if c.len() == 0 {
-            self.chunks.pop_back();
+            b.chunks.pop_back();
         }
-        self.len -= usize::from(v.is_some());
+        if v.is_some() {
+            b.len -= 1;
+            self.len -= 1;
+        }
+        if b.chunks.is_empty() {
+            self.branches.pop_back();
+        }
         v
     }
 
     pub fn pop_front(&mut self) -> Option<Vec<u8>> {
-        let c = self.chunks.front_mut()?;
+        let b = Arc::make_mut(self.branches.front_mut()?);
+        let c = b.chunks.front_mut()?;
         let v = Arc::make_mut(c).pop_front();
         if c.len() == 0 {
-            self.chunks.pop_front();
+            b.chunks.pop_front();
         }
-        self.len -= usize::from(v.is_some());
+        if v.is_some() {
+            b.len -= 1;
+            self.len -= 1;
+        }
+        if b.chunks.is_empty() {
+            self.branches.pop_front();
+        }
         v
     }
 
-    /// The chunk and position of element `i`.
-    fn locate(&self, mut i: usize) -> Option<(usize, usize)> {
-        for (ci, c) in self.chunks.iter().enumerate() {
-            if i < c.len() {
-                return Some((ci, i));
+    /// The branch, chunk and position of element `i`: walks branch sizes, then one
+    /// branch's chunk sizes.
+    fn locate(&self, mut i: usize) -> Option<(usize, usize, usize)> {
+        for (bi, b) in self.branches.iter().enumerate() {
+            if i >= b.len {
+                i -= b.len;
+                continue;
             }
-            i -= c.len();
+            for (ci, c) in b.chunks.iter().enumerate() {
+                if i < c.len() {
+                    return Some((bi, ci, i));
+                }
+                i -= c.len();
+            }
+            return None;
         }
         None
     }
 
     pub fn get(&self, i: usize) -> Option<&[u8]> {
-        let (ci, j) = self.locate(i)?;
-        Some(self.chunks[ci].get(j))
+        let (bi, ci, j) = self.locate(i)?;
+        Some(self.branches[bi].chunks[ci].get(j))
     }
 
     /// Replace element `i`; false if out of range.
     pub fn set(&mut self, i: usize, v: &[u8]) -> bool {
-        let Some((ci, j)) = self.locate(i) else {
+        let Some((bi, ci, j)) = self.locate(i) else {
             return false;
         };
-        Arc::make_mut(&mut self.chunks[ci]).set(j, v);
+        let b = Arc::make_mut(&mut self.branches[bi]);
+        Arc::make_mut(&mut b.chunks[ci]).set(j, v);
         true
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &[u8]> + '_ {
-        self.chunks
+        self.branches
             .iter()
+            .flat_map(|b| b.chunks.iter())
             .flat_map(|c| (0..c.len()).map(move |i| c.get(i)))
     }
 }
@@ -213,6 +277,7 @@ mod tests {
         if let Some(j) = model.len().checked_sub(1) {
             assert_eq!(l.get(j), Some(&model[j][..]));
         }
+        assert!(l.branches.len() > 4, "branches split");
         let (fl, fm) = frozen.unwrap();
         assert!(fl.iter().eq(fm.iter().map(|v| &v[..])));
     }

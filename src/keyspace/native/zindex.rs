@@ -1,21 +1,26 @@
-//! The score order of a big sorted set: sorted leaves of (score, member) behind `Arc`s.
+//! The score order of a big sorted set: sorted leaves of (score, member), grouped into
+//! branches, both behind `Arc`s.
 //!
 //! Owns ordering by (score, member bytes), with -0 and 0 equal as the servers compare
-//! them. An insert or removal binary-searches the leaves (O(log n)) and edits one leaf
-//! (O(leaf)); a leaf past [`LEAF_MAX`] splits. Popping either end is O(leaf), finding a
-//! rank walks leaf sizes (O(n / leaf)). Cloning shares every leaf, so a write to an index
-//! a snapshot still holds copies one leaf. A leaf: it never looks at members' scores
-//! anywhere but here, and never holds a NaN (callers refuse them).
+//! them. An insert or removal binary-searches the branches and the leaves (O(log n)) and
+//! edits one leaf (O(leaf)); a leaf past [`LEAF_MAX`] splits into its branch, a branch past
+//! [`BRANCH_MAX`] leaves splits into the root. Popping either end is O(leaf), finding a
+//! rank walks leaf sizes (O(n / leaf)). Cloning shares every branch, so the first write to
+//! an index a snapshot still holds copies the root's handles, one branch and one leaf
+//! (a 2 M-member set: ~60 + 256 handles, not 15 000). A leaf: it never looks at members'
+//! scores anywhere but here, and never holds a NaN (callers refuse them).
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 pub const LEAF_MAX: usize = 256;
+pub const BRANCH_MAX: usize = 256;
 
 /// Deques, so that inserting at either end is O(1): a file lists a sorted set highest
 /// first, so loading one inserts every member at the front.
 type Leaf = VecDeque<(f64, Box<[u8]>)>;
+type Branch = VecDeque<Arc<Leaf>>;
 
 fn cmp(a: (f64, &[u8]), b: (f64, &[u8])) -> Ordering {
     a.0.partial_cmp(&b.0)
@@ -23,9 +28,15 @@ fn cmp(a: (f64, &[u8]), b: (f64, &[u8])) -> Ordering {
         .then_with(|| a.1.cmp(b.1))
 }
 
+/// Whether every element of `l` sorts before (score, member).
+fn before(l: &Leaf, score: f64, member: &[u8]) -> bool {
+    l.back()
+        .is_some_and(|(s, m)| cmp((*s, m), (score, member)) == Ordering::Less)
+}
+
 #[derive(Clone, Default)]
 pub struct ZIndex {
-    leaves: VecDeque<Arc<Leaf>>,
+    branches: VecDeque<Arc<Branch>>,
     len: usize,
 }
 
@@ -38,47 +49,64 @@ impl ZIndex {
         self.len == 0
     }
 
-    /// The leaf that holds, or would hold, (score, member).
-    fn leaf_for(&self, score: f64, member: &[u8]) -> usize {
-        let i = self.leaves.partition_point(|l| {
-            l.back()
-                .is_some_and(|(s, m)| cmp((*s, m), (score, member)) == Ordering::Less)
-        });
-        i.min(self.leaves.len().saturating_sub(1))
+    /// The (branch, leaf) that holds, or would hold, (score, member); the index is not
+    /// empty.
+    fn locate(&self, score: f64, member: &[u8]) -> (usize, usize) {
+        let bi = self
+            .branches
+            .partition_point(|b| b.back().is_some_and(|l| before(l, score, member)))
+            .min(self.branches.len() - 1);
+        let b = &self.branches[bi];
+        let li = b
+            .partition_point(|l| before(l, score, member))
+            .min(b.len() - 1);
+        (bi, li)
     }
 
     pub fn insert(&mut self, score: f64, member: &[u8]) {
-        if self.leaves.is_empty() {
-            self.leaves.push_back(Arc::new(VecDeque::new()));
+        if self.branches.is_empty() {
+            let leaf: Leaf = VecDeque::new();
+            self.branches
+                .push_back(Arc::new(VecDeque::from([Arc::new(leaf)])));
         }
-        let li = self.leaf_for(score, member);
-        let leaf = Arc::make_mut(&mut self.leaves[li]);
+        let (bi, li) = self.locate(score, member);
+        let branch = Arc::make_mut(&mut self.branches[bi]);
+        let leaf = Arc::make_mut(&mut branch[li]);
         let at = leaf.partition_point(|(s, m)| cmp((*s, m), (score, member)) == Ordering::Less);
         leaf.insert(at, (score, member.into()));
         self.len += 1;
         if leaf.len() > LEAF_MAX {
             let tail = leaf.split_off(leaf.len() / 2);
-            self.leaves.insert(li + 1, Arc::new(tail));
+            branch.insert(li + 1, Arc::new(tail));
+            if branch.len() > BRANCH_MAX {
+                let tail = branch.split_off(branch.len() / 2);
+                self.branches.insert(bi + 1, Arc::new(tail));
+            }
         }
     }
 
     /// Remove (score, member); false if it was not there.
     pub fn remove(&mut self, score: f64, member: &[u8]) -> bool {
-        if self.leaves.is_empty() {
+        if self.branches.is_empty() {
             return false;
         }
-        let li = self.leaf_for(score, member);
-        let found = self.leaves[li]
+        let (bi, li) = self.locate(score, member);
+        // Look before copying: removing what is absent must not copy shared nodes.
+        let found = self.branches[bi][li]
             .binary_search_by(|(s, m)| cmp((*s, m), (score, member)))
             .ok();
         let Some(at) = found else {
             return false;
         };
-        let leaf = Arc::make_mut(&mut self.leaves[li]);
+        let branch = Arc::make_mut(&mut self.branches[bi]);
+        let leaf = Arc::make_mut(&mut branch[li]);
         leaf.remove(at);
         self.len -= 1;
         if leaf.is_empty() {
-            self.leaves.remove(li);
+            branch.remove(li);
+            if branch.is_empty() {
+                self.branches.remove(bi);
+            }
         }
         true
     }
@@ -86,17 +114,20 @@ impl ZIndex {
     /// The lowest (`min`) or highest element.
     pub fn end(&self, min: bool) -> Option<(f64, &[u8])> {
         let e = if min {
-            self.leaves.front()?.front()
+            self.branches.front()?.front()?.front()
         } else {
-            self.leaves.back()?.back()
+            self.branches.back()?.back()?.back()
         };
         e.map(|(s, m)| (*s, &m[..]))
     }
 
+    fn leaves(&self) -> impl DoubleEndedIterator<Item = &Leaf> + '_ {
+        self.branches.iter().flat_map(|b| b.iter().map(|l| &**l))
+    }
+
     /// Every element from the lowest.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (f64, &[u8])> + '_ {
-        self.leaves
-            .iter()
+        self.leaves()
             .flat_map(|l| l.iter().map(|(s, m)| (*s, &m[..])))
     }
 
@@ -104,7 +135,7 @@ impl ZIndex {
     pub fn range_by_rank(&self, start: usize, stop: usize) -> Vec<(f64, Box<[u8]>)> {
         let mut out = Vec::new();
         let mut base = 0;
-        for l in &self.leaves {
+        for l in self.leaves() {
             let end = base + l.len();
             if end > start && base <= stop {
                 let from = start.saturating_sub(base);
@@ -127,23 +158,25 @@ mod tests {
     #[test]
     fn keeps_the_servers_order_through_splits() {
         let mut z = ZIndex::default();
-        let mut model: Vec<(f64, Vec<u8>)> = Vec::new();
+        let mut live: std::collections::HashMap<Vec<u8>, f64> = Default::default();
         let mut x = 12345u64;
-        for i in 0..20_000 {
+        for i in 0..200_000 {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let s = ((x >> 40) % 500) as f64 - 250.0;
-            let m = format!("m{}", (x >> 20) % 3000).into_bytes();
-            if let Some(p) = model.iter().position(|(_, mm)| *mm == m) {
-                let (os, om) = model.remove(p);
-                assert!(z.remove(os, &om));
+            let m = format!("m{}", (x >> 20) % 90_000).into_bytes();
+            if let Some(os) = live.remove(&m) {
+                assert!(z.remove(os, &m));
             }
             if i % 4 != 3 {
                 z.insert(s, &m);
-                model.push((s, m));
+                live.insert(m, s);
             }
         }
+        // Both levels split (and leaves and branches emptied on the way).
+        assert!(z.branches.len() >= 2);
+        let mut model: Vec<(f64, Vec<u8>)> = live.into_iter().map(|(m, s)| (s, m)).collect();
         model.sort_by(|a, b| cmp((a.0, &a.1), (b.0, &b.1)));
         let got: Vec<(f64, Vec<u8>)> = z.iter().map(|(s, m)| (s, m.to_vec())).collect();
         assert_eq!(got, model);
@@ -154,6 +187,17 @@ mod tests {
         assert_eq!(&r[0].1[..], &model[100].1[..]);
         assert_eq!(&r[900].1[..], &model[1000].1[..]);
         assert!(!z.remove(1e9, b"absent"));
+        // Emptied from both ends: no empty leaf or branch is left behind.
+        let mut prev = f64::NEG_INFINITY;
+        while let Some((s, m)) = z.end(true).map(|(s, m)| (s, m.to_vec())) {
+            assert!(s >= prev);
+            prev = s;
+            assert!(z.remove(s, &m));
+            if let Some((s, m)) = z.end(false).map(|(s, m)| (s, m.to_vec())) {
+                assert!(z.remove(s, &m));
+            }
+        }
+        assert!(z.is_empty() && z.branches.is_empty());
     }
 
     #[test]
