@@ -6,6 +6,9 @@
 //!
 //! `DIFF_SEEDS` (default 20) and `DIFF_COMMANDS` (default 20 000) scale it up for long runs.
 //! `DIFF_BIG_SEEDS` (default 1) more seeds run the big-collection workload (gen_big.rs).
+//! On a big sorted set that differs, the differing pairs and the commands that named the key
+//! and its first differing member are shown; `DIFF_DUMP_CMDS=FILE` writes those commands
+//! (RESP) to FILE, to replay them against a server and its own replica.
 
 mod support;
 

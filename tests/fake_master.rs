@@ -352,3 +352,47 @@ fn renamed_psync_command() {
         ["xhma21xfkssync", "?", "-1"]
     );
 }
+
+/// A command past `max_command_bytes` would drop every partial resync on the same bytes:
+/// it forces a full resync instead, once, with the reason kept.
+#[test]
+fn a_command_over_the_cap_forces_a_full_resync() {
+    let good = rdb(3);
+    let f = fake(Box::new(move |n, s, _, _| {
+        full_resync(s, &good);
+        if n == 0 {
+            let big = vec![b'x'; 2 << 20];
+            let mut c = Vec::new();
+            replisnap::resp::encode_command(&[b"SET", b"k", &big], &mut c);
+            let _ = s.write_all(&c);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }));
+    let (mut r, h) = Replica::new(Settings {
+        address: f.addr.clone(),
+        username: None,
+        password: None,
+        announce_port: 1,
+        psync_command: "PSYNC".into(),
+        connect_timeout: Duration::from_millis(800),
+        tls: None,
+    });
+    r.set_limits(Limits {
+        max_command_bytes: 1 << 20,
+        ..Limits::default()
+    });
+    let t = std::thread::spawn(move || r.run());
+    wait_for("two connections", || f.psyncs.lock().unwrap().len() >= 2);
+    wait_for("ready again", || h.status.ready.load(Ordering::Relaxed));
+    h.stop();
+    t.join().expect("no panic");
+    let p = f.psyncs.lock().unwrap().clone();
+    assert_eq!(
+        p[1][1..],
+        ["?", "-1"],
+        "a full resync, not a PSYNC of the same bytes"
+    );
+    assert_eq!(h.status.forced_resyncs.load(Ordering::Relaxed), 1);
+    let why = h.status.last_forced_reason.lock().unwrap().clone();
+    assert!(why.contains("command bytes"), "{why}");
+}

@@ -12,7 +12,7 @@
 //! from the master's TIME argument, unclamped, so the pending list holds the master's
 //! values. None of these times is part of `DEBUG DIGEST`.
 
-use super::streams::{delete_entries, get_stream, parse_id, put, DeleteRefs};
+use super::streams::{delete_entries, get_stream, parse_id, put, unpend, DeleteRefs};
 use super::{arg_i64, invalid, now_ms, ApplyError, StreamState};
 use crate::keyspace::{Hints, Keyspace};
 use crate::rdb::value::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamId};
@@ -67,21 +67,6 @@ fn consumer_index(g: &mut ConsumerGroup, name: &[u8], now: i64) -> usize {
             i
         }
     }
-}
-
-/// Remove `id` from the group's pending list and from its owner's.
-pub(super) fn unpend(g: &mut ConsumerGroup, id: StreamId) -> bool {
-    let Ok(i) = g.pending.binary_search_by(|p| p.id.cmp(&id)) else {
-        return false;
-    };
-    g.pending.remove(i);
-    for c in &mut g.consumers {
-        if let Ok(j) = c.pending.binary_search(&id) {
-            c.pending.remove(j);
-            break;
-        }
-    }
-    true
 }
 
 /// An ID argument that may be `$` (the stream's last ID).

@@ -11,7 +11,7 @@
 use super::value_ops::{load, store, wrongtype};
 use super::{arg_i64, invalid, ApplyError};
 use crate::keyspace::{Hints, Keyspace};
-use crate::rdb::value::{Stream, StreamEntry, StreamId};
+use crate::rdb::value::{ConsumerGroup, Stream, StreamEntry, StreamId};
 use crate::rdb::Value;
 
 pub(super) fn get_stream(
@@ -128,7 +128,7 @@ fn may_delete(s: &mut Stream, id: StreamId, refs: DeleteRefs) -> bool {
         DeleteRefs::Acked => !referenced(s, id),
         DeleteRefs::Del => {
             for g in &mut s.groups {
-                super::stream_groups::unpend(g, id);
+                unpend(g, id);
             }
             true
         }
@@ -377,4 +377,19 @@ pub fn xsetid(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
         i += 2;
     }
     put(ks, db, key, &h, s)
+}
+
+/// Remove `id` from the group's pending list and from its owner's.
+pub(super) fn unpend(g: &mut ConsumerGroup, id: StreamId) -> bool {
+    let Ok(i) = g.pending.binary_search_by(|p| p.id.cmp(&id)) else {
+        return false;
+    };
+    g.pending.remove(i);
+    for c in &mut g.consumers {
+        if let Ok(j) = c.pending.binary_search(&id) {
+            c.pending.remove(j);
+            break;
+        }
+    }
+    true
 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use super::value_ops::{load, wrongtype};
 use super::zsets::{built, get_zset, new_zset, put, score, upsert, Pairs, ZSet};
 use super::{arg_i64, invalid, ApplyError, StreamState};
-use crate::keyspace::{Hints, Keyspace};
+use crate::keyspace::{Hints, Keyspace, Kind, Native};
 use crate::rdb::Value;
 
 fn upper(a: &[u8]) -> String {
@@ -432,6 +432,40 @@ pub fn zremrange(
         "ZREMRANGEBYSCORE" => Selection::Score(score_bound(cmd, a)?, score_bound(cmd, b)?),
         _ => Selection::Lex(lex_bound(cmd, a)?, lex_bound(cmd, b)?),
     };
+    // A native set: seek and remove, O(k log n) (plus a walk of leaf sizes for ranks).
+    let native = match &sel {
+        Selection::Lex(..) => None,
+        _ => super::value_ops::on_native(ks, st.db, cmd, key, Kind::ZSet, |n| {
+            if let Native::ZSet(z) = n {
+                let gone: Vec<Box<[u8]>> = match &sel {
+                    Selection::Rank(a, b) => match rank_range(*a, *b, z.len()) {
+                        Some((s, e)) => z
+                            .order()
+                            .range_by_rank(s, e)
+                            .into_iter()
+                            .map(|p| p.1)
+                            .collect(),
+                        None => Vec::new(),
+                    },
+                    Selection::Score(min, max) => z
+                        .order()
+                        .iter_from(min.0, b"")
+                        .take_while(|(s, _)| if max.1 { *s < max.0 } else { *s <= max.0 })
+                        .filter(|(s, _)| in_score_range(*s, *min, *max))
+                        .map(|(_, m)| m.into())
+                        .collect(),
+                    Selection::Lex(..) => Vec::new(),
+                };
+                for m in &gone {
+                    z.remove(m);
+                }
+            }
+            Ok(())
+        }),
+    };
+    if let Some(r) = native {
+        return r;
+    }
     let Some(mut z) = get_zset(ks, st.db, cmd, key)? else {
         return Ok(());
     };

@@ -6,9 +6,10 @@
 
 use std::io::Read;
 
+use super::blob::reserve;
 use super::error::{ErrorKind, RdbError, Result};
 use super::input::Input;
-use super::object::{reserve, skip_module_payload};
+use super::object::skip_module_payload;
 
 /// Most metadata classes a key can carry (slots 1–7; slot 0 is the expiry).
 const MAX_CLASSES: u64 = 7;

@@ -8,6 +8,7 @@
 //! It must never panic or allocate from an unchecked length on any input, and never guess:
 //! a version, opcode or type it does not know is an error naming it, with the byte offset.
 
+mod blob;
 pub mod collect;
 pub mod crc;
 pub mod error;

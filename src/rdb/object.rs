@@ -6,6 +6,7 @@
 
 use std::io::Read;
 
+use super::blob::{blob, packed_err, reserve};
 use super::collect::{wanted, Collector};
 use super::error::{ErrorKind, RdbError, Result};
 use super::input::Input;
@@ -13,15 +14,6 @@ use super::packed::{self, Elem, PackedError};
 use super::types::*;
 use super::value::{HashField, ModuleValue, Value};
 use super::{code_name, Dialect};
-
-pub(super) fn packed_err(at: u64, what: &'static str, e: PackedError) -> RdbError {
-    RdbError::new(at, ErrorKind::invalid(what, e.to_string()))
-}
-
-/// Cap the initial reservation for a count already checked against the input.
-pub(super) fn reserve(n: u64) -> usize {
-    n.min(4096) as usize
-}
 
 /// One value of type `ty`; with a `collect`or that wants it, a big plain-encoded
 /// collection's elements go to it as they are read and an empty value is returned.
@@ -176,12 +168,6 @@ fn unknown<R: Read>(inp: &Input<R>, ty: u8, dialect: Dialect) -> RdbError {
         inp.offset().saturating_sub(1),
         ErrorKind::UnknownType(ty, code_name(ty, dialect)),
     )
-}
-
-/// A string blob holding a packed encoding, with the offset where it starts.
-pub(super) fn blob<R: Read>(inp: &mut Input<R>, what: &'static str) -> Result<(u64, Vec<u8>)> {
-    let at = inp.offset();
-    Ok((at, inp.read_string(what)?))
 }
 
 fn decode_packed(b: &[u8], listpack: bool) -> std::result::Result<Vec<Elem<'_>>, PackedError> {

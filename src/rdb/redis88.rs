@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::io::Read;
 
+use super::blob::{blob, packed_err, reserve};
 use super::error::{ErrorKind, RdbError, Result};
 use super::input::Input;
-use super::object::{blob, packed_err, reserve};
 use super::packed::{self, Elem};
 use super::types::*;
 use super::value::{ArrayElem, HashField, SparseArray, Value};

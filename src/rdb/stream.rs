@@ -8,9 +8,9 @@
 use std::collections::HashSet;
 use std::io::Read;
 
+use super::blob::{packed_err, reserve};
 use super::error::{ErrorKind, RdbError, Result};
 use super::input::Input;
-use super::object::{packed_err, reserve};
 use super::packed::{self, Elem};
 use super::value::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId};
 
@@ -43,7 +43,7 @@ pub(super) fn read_stream<R: Read>(inp: &mut Input<R>, format: u8) -> Result<Str
             ));
         };
         let master = StreamId::from_be_bytes(&key);
-        let (at, blob) = super::object::blob(inp, "stream listpack")?;
+        let (at, blob) = super::blob::blob(inp, "stream listpack")?;
         let items = packed::listpack(&blob).map_err(|e| packed_err(at, "stream listpack", e))?;
         decode_node(&items, master, &mut s.entries)
             .map_err(|d| RdbError::new(at, ErrorKind::invalid("stream node", d)))?;

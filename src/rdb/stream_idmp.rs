@@ -5,9 +5,9 @@
 
 use std::io::Read;
 
+use super::blob::reserve;
 use super::error::{ErrorKind, RdbError, Result};
 use super::input::Input;
-use super::object::reserve;
 use super::value::{IdmpProducer, StreamId, StreamIdmp};
 
 pub(super) fn read<R: Read>(inp: &mut Input<R>) -> Result<StreamIdmp> {

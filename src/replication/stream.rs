@@ -52,7 +52,15 @@ impl Replica {
         loop {
             // Apply every complete command already buffered.
             loop {
-                let parsed = parser.parse(link.buffered(), &link.limits)?;
+                let parsed = match parser.parse(link.buffered(), &link.limits) {
+                    // A command past the cap would drop every partial resync on the same
+                    // bytes again: a full sync carries its effect instead.
+                    Err(e @ resp::RespError::TooLarge { .. }) => {
+                        warn!(error = %e, "command too large; forcing a full resync");
+                        return Err(ReplError::Apply(e.to_string()));
+                    }
+                    r => r?,
+                };
                 let Parsed::Done(argv, used) = parsed else {
                     break;
                 };

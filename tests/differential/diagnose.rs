@@ -190,11 +190,13 @@ pub fn diagnose(
                     let enc = m.cmd(&[b"OBJECT", b"ENCODING", &k]).unwrap();
                     let ttl = m.cmd(&[b"PEXPIRETIME", &k]).unwrap();
                     if theirs.len() > 100 {
-                        detail = zset_difference(h, db, &k, r.as_array().unwrap());
+                        let (d, first) = zset_difference(h, db, &k, r.as_array().unwrap());
                         return format!(
-                            "first differing key: db {db} {:?} (big, {}): master {theirs:?} ours {mine:?}{detail}",
+                            "first differing key: db {db} {:?} (big, {}): master {} ours {mine}{d}\nthe commands that named the key and its first differing member:\n  {}",
                             String::from_utf8_lossy(&k),
                             show(&enc),
+                            r.as_array().map_or(0, |a| a.len() / 2),
+                            touched_both(cmds, &k, &first, 12)
                         );
                     }
                     detail = format!(
@@ -223,13 +225,68 @@ pub fn diagnose(
     )
 }
 
-/// The (member, score) pairs only one side has, for a sorted set too big to print whole.
+/// The last `n` commands naming both `key` and `member`.
+fn touched_both(cmds: &[Vec<Vec<u8>>], key: &[u8], member: &[u8], n: usize) -> String {
+    let last = cmds
+        .iter()
+        .rposition(|c| c.iter().skip(1).any(|a| a == key) && c.iter().skip(2).any(|a| a == member))
+        .unwrap_or(0);
+    let before: Vec<String> = cmds[..last]
+        .iter()
+        .filter(|c| c.iter().skip(1).any(|a| a == key))
+        .map(|c| {
+            format!(
+                "{} {} ({} args)",
+                String::from_utf8_lossy(&c[0]),
+                String::from_utf8_lossy(&c[1]),
+                c.len()
+            )
+        })
+        .collect();
+    let before = before[before.len().saturating_sub(25)..].join(" | ");
+    if let Ok(path) = std::env::var("DIFF_DUMP_CMDS") {
+        let mut out = Vec::new();
+        for c in cmds[..=last]
+            .iter()
+            .filter(|c| c.iter().skip(1).any(|a| a == key))
+        {
+            out.extend(super::support::encode_command(
+                &c.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+            ));
+        }
+        let _ = std::fs::write(path, out);
+    }
+    let t: Vec<String> = cmds
+        .iter()
+        .filter(|c| c.iter().skip(1).any(|a| a == key))
+        .filter(|c| member.is_empty() || c.iter().skip(2).any(|a| a == member))
+        .map(|c| {
+            let s: Vec<String> = c
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let line = s.join(" ");
+            if line.len() > 3000 {
+                format!("{}… ({} args)", &line[..3000.min(line.len())], c.len())
+            } else {
+                line
+            }
+        })
+        .collect();
+    format!(
+        "{}\n  before it: {before}",
+        t[t.len().saturating_sub(n)..].join("\n  ")
+    )
+}
+
+/// The (member, score) pairs only one side has, for a sorted set too big to print whole,
+/// and the first differing member.
 fn zset_difference(
     h: &ReplicaHandle,
     db: u64,
     key: &[u8],
     master: &[super::support::Reply],
-) -> String {
+) -> (String, Vec<u8>) {
     let mut theirs = std::collections::BTreeSet::new();
     for p in master.chunks(2) {
         let sc = p[1].as_string().unwrap_or_default();
@@ -264,11 +321,17 @@ fn zset_difference(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    format!(
+    let first = theirs
+        .symmetric_difference(&ours)
+        .next()
+        .map(|x| x.0.clone())
+        .unwrap_or_default();
+    let text = format!(
         "\n  master {} members, ours {}\n  master only: {}\n  ours only: {}",
         theirs.len(),
         ours.len(),
         only(&theirs, &ours),
         only(&ours, &theirs)
-    )
+    );
+    (text, first)
 }

@@ -21,6 +21,12 @@ fn member(r: &mut Rng, space: u64) -> Vec<u8> {
     }
 }
 
+/// A sorted-set member: short, so that a ZADD that changes nothing never converts a compact
+/// set on the master alone (a gap in the servers' own replication, docs/commands.md).
+fn zmember(r: &mut Rng, space: u64) -> Vec<u8> {
+    format!("m{}", r.below(space)).into_bytes()
+}
+
 fn score(r: &mut Rng) -> Vec<u8> {
     match r.below(10) {
         0 => s("-0"),
@@ -112,10 +118,10 @@ pub fn workload(r: &mut Rng, field_ttl: bool, size: u64, count: usize) -> Vec<Ve
                     _ => {}
                 }
                 if r.below(8) == 0 {
-                    c.extend([s("INCR"), score(r), member(r, space)]);
+                    c.extend([s("INCR"), score(r), zmember(r, space)]);
                 } else {
                     for _ in 0..1 + r.below(20) {
-                        c.extend([score(r), member(r, space)]);
+                        c.extend([score(r), zmember(r, space)]);
                     }
                 }
                 c
@@ -124,25 +130,42 @@ pub fn workload(r: &mut Rng, field_ttl: bool, size: u64, count: usize) -> Vec<Ve
                 s("ZINCRBY"),
                 pick(r, &["bz0", "bz1"]),
                 score(r),
-                member(r, space),
+                zmember(r, space),
             ],
             20 => vec![
                 s("ZREM"),
                 pick(r, &["bz0", "bz1"]),
-                member(r, space),
-                member(r, space),
+                zmember(r, space),
+                zmember(r, space),
             ],
             21 => vec![
                 s(r.pick(&["ZPOPMIN", "ZPOPMAX"])),
                 pick(r, &["bz0", "bz1"]),
                 n(1 + r.below(3)),
             ],
-            22 => vec![
-                s("ZREMRANGEBYRANK"),
-                s("bz1"),
-                n(r.below(3)),
-                n(r.below(3) + 3),
-            ],
+            22 => match r.below(3) {
+                0 => {
+                    let k = pick(r, &["bz0", "bz1"]);
+                    vec![s("ZREMRANGEBYRANK"), k, n(r.below(3)), n(r.below(3) + 3)]
+                }
+                1 => vec![
+                    s("ZREMRANGEBYRANK"),
+                    pick(r, &["bz0", "bz1"]),
+                    s("-3"),
+                    s("-1"),
+                ],
+                _ => {
+                    let lo = r.below(100_000) as i64 - 50_000;
+                    let (a, b) = match r.below(4) {
+                        0 => (format!("({lo}.25"), format!("{}.25", lo + 3)),
+                        1 => (format!("{lo}.25"), format!("({}.25", lo + 2)),
+                        2 => ("-inf".to_string(), "-49990".to_string()),
+                        _ => ("49990".to_string(), "+inf".to_string()),
+                    };
+                    let k = pick(r, &["bz0", "bz1"]);
+                    vec![s("ZREMRANGEBYSCORE"), k, a.into_bytes(), b.into_bytes()]
+                }
+            },
             23..=25 => {
                 let mut c = vec![s(r.pick(&["LPUSH", "RPUSH"])), pick(r, &["bl0", "bl1"])];
                 for _ in 0..1 + r.below(20) {

@@ -131,6 +131,26 @@ impl ZIndex {
             .flat_map(|l| l.iter().map(|(s, m)| (*s, &m[..])))
     }
 
+    /// Elements in order from the first at or after (score, member): a seek, then a walk.
+    pub fn iter_from<'a>(
+        &'a self,
+        score: f64,
+        member: &'a [u8],
+    ) -> impl Iterator<Item = (f64, &'a [u8])> + 'a {
+        let (bi, li) = if self.branches.is_empty() {
+            (0, 0)
+        } else {
+            self.locate(score, member)
+        };
+        self.branches
+            .iter()
+            .skip(bi)
+            .enumerate()
+            .flat_map(move |(k, b)| b.iter().skip(if k == 0 { li } else { 0 }))
+            .flat_map(|l| l.iter().map(|(s, m)| (*s, &m[..])))
+            .skip_while(move |(s, m)| cmp((*s, m), (score, member)) == Ordering::Less)
+    }
+
     /// The elements of ranks `start..=stop` (0 = lowest), clamped; walks leaf sizes.
     pub fn range_by_rank(&self, start: usize, stop: usize) -> Vec<(f64, Box<[u8]>)> {
         let mut out = Vec::new();
@@ -187,6 +207,26 @@ mod tests {
         assert_eq!(&r[0].1[..], &model[100].1[..]);
         assert_eq!(&r[900].1[..], &model[1000].1[..]);
         assert!(!z.remove(1e9, b"absent"));
+        for (s, m) in [
+            (-250.0, &b""[..]),
+            (-3.0, b"m5"),
+            (0.0, b""),
+            (249.0, b"zz"),
+            (1e9, b""),
+        ] {
+            let want: Vec<(f64, Vec<u8>)> = model
+                .iter()
+                .filter(|(ms, mm)| cmp((*ms, mm), (s, m)) != Ordering::Less)
+                .take(500)
+                .cloned()
+                .collect();
+            let got: Vec<(f64, Vec<u8>)> = z
+                .iter_from(s, m)
+                .take(500)
+                .map(|(s, m)| (s, m.to_vec()))
+                .collect();
+            assert_eq!(got, want, "from ({s}, {m:?})");
+        }
         // Emptied from both ends: no empty leaf or branch is left behind.
         let mut prev = f64::NEG_INFINITY;
         while let Some((s, m)) = z.end(true).map(|(s, m)| (s, m.to_vec())) {
