@@ -68,22 +68,10 @@ pub fn load_rdb<R: Read>(
                     report.expired_dropped += 1;
                     continue;
                 }
-                if let Some(n) = collected {
-                    if n.is_empty() {
-                        report.empty_dropped += 1;
-                        continue;
-                    }
-                    let hints = Hints {
-                        expire_ms: k.expire_ms,
-                        idle: k.idle,
-                        freq: k.freq,
-                        meta: k.meta,
-                    };
-                    ks.put(k.db, Entry::native(&k.key, hints, n));
-                    report.keys += 1;
-                    continue;
-                }
-                if k.value.is_empty_collection() {
+                let empty = collected
+                    .as_ref()
+                    .map_or(k.value.is_empty_collection(), |n| n.is_empty());
+                if empty {
                     report.empty_dropped += 1;
                     continue;
                 }
@@ -93,7 +81,10 @@ pub fn load_rdb<R: Read>(
                     freq: k.freq,
                     meta: k.meta,
                 };
-                ks.set_owned(k.db, &k.key, hints, k.value, Some(k.rdb_type))?;
+                match collected {
+                    Some(n) => ks.put(k.db, Entry::native(&k.key, hints, n)),
+                    None => ks.set_owned(k.db, &k.key, hints, k.value, Some(k.rdb_type))?,
+                }
                 report.keys += 1;
             }
             Item::SelectDb(db) => current_db = db,

@@ -187,13 +187,7 @@ impl<W: Write> RdbWriter<W> {
         ty: u8,
         payload: &[u8],
     ) -> Result<(), WriteError> {
-        let start = self.buf.len();
-        if let Err(e) = object::write_hints(&mut self.buf, rec, &self.target) {
-            self.buf.truncate(start);
-            return Err(e);
-        }
-        self.buf.push(ty);
-        encode::string(&mut self.buf, rec.key, self.opts.compress);
+        self.key_start(rec, ty)?;
         self.buf.extend_from_slice(payload);
         self.maybe_flush()
     }
