@@ -1,3 +1,7 @@
+//! Tests of the RESP parser: every frame type, hostile input, and the resumable command
+//! parser against a whole-buffer reference on samples and seeded mutations, fed byte by byte
+//! and in random splits.
+
 use super::*;
 
 fn lim() -> Limits {
