@@ -86,6 +86,24 @@ fn line_end(buf: &[u8], at: usize, limits: &Limits) -> Result<Option<usize>, Res
     }
 }
 
+/// A bulk header's length checked against the limits; `None` for the null bulk (`$-1`).
+fn bulk_len(n: i64, at: usize, limits: &Limits) -> Result<Option<usize>, RespError> {
+    if n == -1 {
+        return Ok(None);
+    }
+    if n < 0 {
+        return Err(proto(at, format!("bulk length {n}")));
+    }
+    if n as u64 > limits.max_bulk as u64 {
+        return Err(RespError::TooLarge {
+            what: "bulk length",
+            len: n as u64,
+            cap: limits.max_bulk,
+        });
+    }
+    Ok(Some(n as usize))
+}
+
 fn parse_int(s: &[u8], at: usize) -> Result<i64, RespError> {
     std::str::from_utf8(s)
         .ok()
@@ -143,21 +161,9 @@ fn parse_at(
             next - at,
         )),
         b'$' => {
-            let n = parse_int(line, at + 1)?;
-            if n == -1 {
+            let Some(n) = bulk_len(parse_int(line, at + 1)?, at, limits)? else {
                 return Ok(Parsed::Done(Frame::Bulk(None), next - at));
-            }
-            if n < 0 {
-                return Err(proto(at, format!("bulk length {n}")));
-            }
-            if n as u64 > limits.max_bulk as u64 {
-                return Err(RespError::TooLarge {
-                    what: "bulk length",
-                    len: n as u64,
-                    cap: limits.max_bulk,
-                });
-            }
-            let n = n as usize;
+            };
             let total = next + n + 2;
             if buf.len() < total {
                 return Ok(Parsed::Incomplete(total));
@@ -368,30 +374,15 @@ impl CommandParser {
                 let Some(end) = self.line_end(buf, at + 1, limits)? else {
                     return Ok(Step::Need(buf.len() + 1));
                 };
-                let n = parse_int(&buf[at + 1..end], at + 1)?;
-                if n == -1 {
+                let Some(n) = bulk_len(parse_int(&buf[at + 1..end], at + 1)?, at, limits)? else {
                     self.not_bulk
                         .get_or_insert_with(|| Frame::Bulk(None).to_string());
                     return self.advance(end + 2, limits);
-                }
-                if n < 0 {
-                    return Err(proto(at, format!("bulk length {n}")));
-                }
-                if n as u64 > limits.max_bulk as u64 {
-                    return Err(RespError::TooLarge {
-                        what: "bulk length",
-                        len: n as u64,
-                        cap: limits.max_bulk,
-                    });
-                }
+                };
                 // Refused before waiting for (or copying) a body past the cap.
-                check_total(
-                    "command bytes",
-                    (end + 4).saturating_add(n as usize),
-                    limits,
-                )?;
-                self.bulk = Some((end + 2, n as usize));
-                (end + 2, n as usize)
+                check_total("command bytes", (end + 4).saturating_add(n), limits)?;
+                self.bulk = Some((end + 2, n));
+                (end + 2, n)
             }
         };
         let total = body.saturating_add(n).saturating_add(2);

@@ -98,7 +98,11 @@ fn fake(script: Script) -> Fake {
 }
 
 fn replica(addr: &str) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
-    let (r, h) = Replica::new(Settings {
+    replica_with(addr, Limits::default())
+}
+
+fn replica_with(addr: &str, limits: Limits) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
+    let (mut r, h) = Replica::new(Settings {
         address: addr.to_string(),
         username: None,
         password: None,
@@ -107,6 +111,7 @@ fn replica(addr: &str) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
         connect_timeout: Duration::from_millis(800),
         tls: None,
     });
+    r.set_limits(limits);
     (h, std::thread::spawn(move || r.run()))
 }
 
@@ -368,20 +373,13 @@ fn a_command_over_the_cap_forces_a_full_resync() {
         }
         std::thread::sleep(Duration::from_millis(300));
     }));
-    let (mut r, h) = Replica::new(Settings {
-        address: f.addr.clone(),
-        username: None,
-        password: None,
-        announce_port: 1,
-        psync_command: "PSYNC".into(),
-        connect_timeout: Duration::from_millis(800),
-        tls: None,
-    });
-    r.set_limits(Limits {
-        max_command_bytes: 1 << 20,
-        ..Limits::default()
-    });
-    let t = std::thread::spawn(move || r.run());
+    let (h, t) = replica_with(
+        &f.addr,
+        Limits {
+            max_command_bytes: 1 << 20,
+            ..Limits::default()
+        },
+    );
     wait_for("two connections", || f.psyncs.lock().unwrap().len() >= 2);
     wait_for("ready again", || h.status.ready.load(Ordering::Relaxed));
     h.stop();

@@ -58,6 +58,18 @@ redis.call(cmd, 'big:' .. kind, unpack(a))
 return n
 "#;
 
+/// Where generated datasets are kept: $BENCH_DATA, default $CARGO_TARGET_DIR/bench-data.
+fn data_dir() -> PathBuf {
+    std::env::var_os("BENCH_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+            target.join("bench-data")
+        })
+}
+
 /// A dataset of a few big collections: a set of 3 M members, a hash and a sorted set of 2 M,
 /// a list of 5 M elements (`BENCH_BIG_SCALE` multiplies them), generated once by `bin`.
 pub fn big_dataset(bin: &support::ServerBin) -> PathBuf {
@@ -65,14 +77,7 @@ pub fn big_dataset(bin: &support::ServerBin) -> PathBuf {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1.0);
-    let dir = std::env::var_os("BENCH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-            target.join("bench-data")
-        });
+    let dir = data_dir();
     let path = dir.join(format!("big-collections-{}-{scale}.rdb", bin.name));
     if path.exists() {
         return path;
@@ -168,14 +173,7 @@ fn generate(bin: &support::ServerBin, out: &Path, gb: f64) {
 /// The dataset file for `gb` units (about 1 GB of RDB per unit), generated once by `bin`
 /// and kept in $BENCH_DATA (default $CARGO_TARGET_DIR/bench-data).
 pub fn dataset(bin: &support::ServerBin, gb: f64) -> PathBuf {
-    let dir = std::env::var_os("BENCH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-            target.join("bench-data")
-        });
+    let dir = data_dir();
     let path = dir.join(format!("mixed-{}-{gb}gb.rdb", bin.name));
     if !path.exists() {
         generate(bin, &path, gb);

@@ -110,15 +110,18 @@ pub fn hdel(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     let [key, names @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    if let Some(r) = on_hash(ks, db, cmd, key, |m| {
-        for n in names {
-            m.remove(n);
-        }
-        Ok(())
+    let found = prepare(ks, db, cmd, key, Kind::Hash, 0, false)?;
+    if let Some(r) = found.run(|| {
+        on_hash(ks, db, cmd, key, |m| {
+            for n in names {
+                m.remove(n);
+            }
+            Ok(())
+        })
     }) {
         return r;
     }
-    let Some((h, mut fields)) = get_hash(ks, db, cmd, key)? else {
+    let Some((h, mut fields)) = as_hash(cmd, key, found.packed())? else {
         return Ok(());
     };
     let gone: std::collections::HashSet<&[u8]> = names.iter().map(|x| x.as_slice()).collect();
@@ -213,19 +216,22 @@ pub fn hexpire(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
         Some("LT") => cur.is_some_and(|c| when >= c),
         _ => false,
     };
-    if let Some(r) = on_hash(ks, db, cmd, key, |m| {
-        for n in names {
-            let Some(rec) = m.get(n) else { continue };
-            if !skip(rec.ttl()) {
-                let new = HashRec::new(rec.field(), rec.value(), Some(when));
-                m.insert(new);
+    let found = prepare(ks, db, cmd, key, Kind::Hash, 0, false)?;
+    if let Some(r) = found.run(|| {
+        on_hash(ks, db, cmd, key, |m| {
+            for n in names {
+                let Some(rec) = m.get(n) else { continue };
+                if !skip(rec.ttl()) {
+                    let new = HashRec::new(rec.field(), rec.value(), Some(when));
+                    m.insert(new);
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }) {
         return r;
     }
-    let Some((h, mut fields)) = get_hash(ks, db, cmd, key)? else {
+    let Some((h, mut fields)) = as_hash(cmd, key, found.packed())? else {
         return Ok(());
     };
     let names: std::collections::HashSet<&[u8]> = names.iter().map(|x| x.as_slice()).collect();
@@ -246,19 +252,22 @@ pub fn hpersist(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resu
         return Err(invalid(cmd, "wrong number of arguments"));
     };
     let names = fields_arg(cmd, rest)?;
-    if let Some(r) = on_hash(ks, db, cmd, key, |m| {
-        for n in names {
-            let Some(rec) = m.get(n) else { continue };
-            if rec.ttl().is_some() {
-                let new = HashRec::new(rec.field(), rec.value(), None);
-                m.insert(new);
+    let found = prepare(ks, db, cmd, key, Kind::Hash, 0, false)?;
+    if let Some(r) = found.run(|| {
+        on_hash(ks, db, cmd, key, |m| {
+            for n in names {
+                let Some(rec) = m.get(n) else { continue };
+                if rec.ttl().is_some() {
+                    let new = HashRec::new(rec.field(), rec.value(), None);
+                    m.insert(new);
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }) {
         return r;
     }
-    let Some((h, mut fields)) = get_hash(ks, db, cmd, key)? else {
+    let Some((h, mut fields)) = as_hash(cmd, key, found.packed())? else {
         return Ok(());
     };
     let names: std::collections::HashSet<&[u8]> = names.iter().map(|x| x.as_slice()).collect();

@@ -76,19 +76,22 @@ pub fn pop(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<()
         [k, c] => (k, arg_i64(cmd, c)?.max(0) as usize),
         _ => return Err(invalid(cmd, "wrong number of arguments")),
     };
-    if let Some(r) = on_list(ks, db, cmd, key, |l| {
-        for _ in 0..count.min(l.len()) {
-            if cmd == "LPOP" {
-                l.pop_front();
-            } else {
-                l.pop_back();
+    let found = prepare(ks, db, cmd, key, Kind::List, 0, false)?;
+    if let Some(r) = found.run(|| {
+        on_list(ks, db, cmd, key, |l| {
+            for _ in 0..count.min(l.len()) {
+                if cmd == "LPOP" {
+                    l.pop_front();
+                } else {
+                    l.pop_back();
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }) {
         return r;
     }
-    let Some((h, mut l)) = get_list(ks, db, cmd, key)? else {
+    let Some((h, mut l)) = as_list(cmd, key, found.packed())? else {
         return Ok(());
     };
     let n = count.min(l.len());
@@ -124,15 +127,18 @@ pub fn lset(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
         return Err(invalid(cmd, "wrong number of arguments"));
     };
     let idx = arg_i64(cmd, idx)?;
-    if let Some(r) = on_list(ks, db, cmd, key, |l| {
-        let i = index(l.len(), idx)
-            .ok_or_else(|| invalid(cmd, "index out of range: our data differs"))?;
-        l.set(i, v);
-        Ok(())
+    let found = prepare(ks, db, cmd, key, Kind::List, 0, false)?;
+    if let Some(r) = found.run(|| {
+        on_list(ks, db, cmd, key, |l| {
+            let i = index(l.len(), idx)
+                .ok_or_else(|| invalid(cmd, "index out of range: our data differs"))?;
+            l.set(i, v);
+            Ok(())
+        })
     }) {
         return r;
     }
-    let Some((h, mut l)) = get_list(ks, db, cmd, key)? else {
+    let Some((h, mut l)) = as_list(cmd, key, found.packed())? else {
         return Err(invalid(
             cmd,
             "no such key: our data differs from the master's",
@@ -149,21 +155,24 @@ pub fn ltrim(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
         return Err(invalid(cmd, "wrong number of arguments"));
     };
     let (start, stop) = (arg_i64(cmd, start)?, arg_i64(cmd, stop)?);
-    if let Some(r) = on_list(ks, db, cmd, key, |l| {
-        let (from, to) = trim_range(l.len(), start, stop);
-        // Only the trimmed ends are touched: O(removed), not O(length).
-        let tail = l.len() - to;
-        for _ in 0..from {
-            l.pop_front();
-        }
-        for _ in 0..tail {
-            l.pop_back();
-        }
-        Ok(())
+    let found = prepare(ks, db, cmd, key, Kind::List, 0, false)?;
+    if let Some(r) = found.run(|| {
+        on_list(ks, db, cmd, key, |l| {
+            let (from, to) = trim_range(l.len(), start, stop);
+            // Only the trimmed ends are touched: O(removed), not O(length).
+            let tail = l.len() - to;
+            for _ in 0..from {
+                l.pop_front();
+            }
+            for _ in 0..tail {
+                l.pop_back();
+            }
+            Ok(())
+        })
     }) {
         return r;
     }
-    let Some((h, l)) = get_list(ks, db, cmd, key)? else {
+    let Some((h, l)) = as_list(cmd, key, found.packed())? else {
         return Ok(());
     };
     let (from, to) = trim_range(l.len(), start, stop);
@@ -296,12 +305,15 @@ fn pop_one(
     key: &[u8],
     left: bool,
 ) -> Result<Option<Vec<u8>>, ApplyError> {
-    if let Some(r) = on_list(ks, db, cmd, key, |l| {
-        Ok(if left { l.pop_front() } else { l.pop_back() })
+    let found = prepare(ks, db, cmd, key, Kind::List, 0, false)?;
+    if let Some(r) = found.run(|| {
+        on_list(ks, db, cmd, key, |l| {
+            Ok(if left { l.pop_front() } else { l.pop_back() })
+        })
     }) {
         return r;
     }
-    let Some((h, mut l)) = get_list(ks, db, cmd, key)? else {
+    let Some((h, mut l)) = as_list(cmd, key, found.packed())? else {
         return Ok(None);
     };
     let v = if left {

@@ -71,17 +71,20 @@ pub fn srem(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     let [key, members @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    if let Some(r) = on_native(ks, db, cmd, key, Kind::Set, |n| {
-        if let Native::Set(s) = n {
-            for x in members {
-                s.remove(x);
+    let found = prepare(ks, db, cmd, key, Kind::Set, 0, false)?;
+    if let Some(r) = found.run(|| {
+        on_native(ks, db, cmd, key, Kind::Set, |n| {
+            if let Native::Set(s) = n {
+                for x in members {
+                    s.remove(x);
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }) {
         return r;
     }
-    let Some((h, mut m)) = get_set(ks, db, cmd, key)? else {
+    let Some((h, mut m)) = as_set(cmd, key, found.packed())? else {
         return Ok(());
     };
     let gone: std::collections::HashSet<&[u8]> = members.iter().map(|x| x.as_slice()).collect();

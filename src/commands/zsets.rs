@@ -281,20 +281,23 @@ pub fn zincrby(
         return Err(invalid(cmd, "wrong number of arguments"));
     };
     let by = score(cmd, by)?;
-    if let Some(r) = on_zset(ks, db, cmd, key, |z| {
-        let cur = z.score(member);
-        let n = cur.map_or(by, |c| c + by);
-        if n.is_nan() {
-            return Err(invalid(cmd, "NaN result: our data differs"));
-        }
-        if cur != Some(n) {
-            z.set(member, n);
-        }
-        Ok(())
+    let found = prepare(ks, db, cmd, key, Kind::ZSet, 0, false)?;
+    if let Some(r) = found.run(|| {
+        on_zset(ks, db, cmd, key, |z| {
+            let cur = z.score(member);
+            let n = cur.map_or(by, |c| c + by);
+            if n.is_nan() {
+                return Err(invalid(cmd, "NaN result: our data differs"));
+            }
+            if cur != Some(n) {
+                z.set(member, n);
+            }
+            Ok(())
+        })
     }) {
         return r;
     }
-    let mut z = match get_zset(ks, db, cmd, key)? {
+    let mut z = match as_zset(cmd, key, found.packed())? {
         Some(z) => z,
         None => new_zset(1, member.len()),
     };
@@ -320,15 +323,18 @@ pub fn zrem(
     let [key, members @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    if let Some(r) = on_zset(ks, db, cmd, key, |z| {
-        for m in members {
-            z.remove(m);
-        }
-        Ok(())
+    let found = prepare(ks, db, cmd, key, Kind::ZSet, 0, false)?;
+    if let Some(r) = found.run(|| {
+        on_zset(ks, db, cmd, key, |z| {
+            for m in members {
+                z.remove(m);
+            }
+            Ok(())
+        })
     }) {
         return r;
     }
-    let Some(mut z) = get_zset(ks, db, cmd, key)? else {
+    let Some(mut z) = as_zset(cmd, key, found.packed())? else {
         return Ok(());
     };
     let gone: std::collections::HashSet<&[u8]> = members.iter().map(|x| x.as_slice()).collect();
@@ -349,17 +355,20 @@ pub fn zpop(
         [k, c] => (k, arg_i64(cmd, c)?.max(0) as usize),
         _ => return Err(invalid(cmd, "wrong number of arguments")),
     };
-    if let Some(r) = on_zset(ks, db, cmd, key, |z| {
-        for _ in 0..count {
-            if z.pop(cmd == "ZPOPMIN").is_none() {
-                break;
+    let found = prepare(ks, db, cmd, key, Kind::ZSet, 0, false)?;
+    if let Some(r) = found.run(|| {
+        on_zset(ks, db, cmd, key, |z| {
+            for _ in 0..count {
+                if z.pop(cmd == "ZPOPMIN").is_none() {
+                    break;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }) {
         return r;
     }
-    let Some(mut z) = get_zset(ks, db, cmd, key)? else {
+    let Some(mut z) = as_zset(cmd, key, found.packed())? else {
         return Ok(());
     };
     z.pairs.sort_by(|a, b| {

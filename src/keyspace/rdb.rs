@@ -254,69 +254,60 @@ pub fn export_snapshot<W: Write>(
         for e in &entries {
             let ty = e.rdb_type();
             let h = e.hints();
-            if let Entry::Native(n) = e {
-                let placeholder = Value::String(Vec::new());
-                let rec = KeyRecord {
-                    key: e.key(),
-                    value: &placeholder,
-                    expire_ms: h.expire_ms,
-                    idle: h.idle,
-                    freq: h.freq,
-                    meta: &h.meta,
-                    source_type: Some(ty),
-                };
-                if native::export::write(&mut w, &rec, &n.value)? {
-                    // Written from its chunks: no decoded copy of a big value.
-                    summary.keys += 1;
-                    if h.expire_ms.is_some() {
-                        summary.expires += 1;
-                    }
-                    let name = native::export::type_name(&n.value);
-                    *summary.types.entry(name.to_string()).or_insert(0) += 1;
-                    keys_total += 1;
-                    d.add_digest(db, e.key(), native::export::digest(n, &rules, now_ms))?;
-                    continue;
-                }
-            }
-            let value = decode(e)?;
-            let rec = KeyRecord {
+            let placeholder = Value::String(Vec::new());
+            let value;
+            let mut rec = KeyRecord {
                 key: e.key(),
-                value: &value,
+                value: &placeholder,
                 expire_ms: h.expire_ms,
                 idle: h.idle,
                 freq: h.freq,
                 meta: &h.meta,
                 source_type: Some(ty),
             };
-            let raw = e
-                .payload()
-                .filter(|_| !opts.compress && payload_fits(ty, &target));
-            if let Some(raw) = raw {
-                w.key_encoded(&rec, ty, raw)?;
-            } else if !w.key(&rec)? {
-                // An empty collection is not written, so it is not counted either.
-                continue;
-            }
+            // A native value is written from its chunks where it can be: no decoded copy.
+            let native_written = match e {
+                Entry::Native(n) => native::export::write(&mut w, &rec, &n.value)?,
+                Entry::Packed(_) => false,
+            };
+            let name = match e {
+                Entry::Native(n) if native_written => {
+                    d.add_digest(db, e.key(), native::export::digest(n, &rules, now_ms))?;
+                    native::export::type_name(&n.value)
+                }
+                _ => {
+                    value = decode(e)?;
+                    rec.value = &value;
+                    let raw = e
+                        .payload()
+                        .filter(|_| !opts.compress && payload_fits(ty, &target));
+                    if let Some(raw) = raw {
+                        w.key_encoded(&rec, ty, raw)?;
+                    } else if !w.key(&rec)? {
+                        // An empty collection is not written, so it is not counted either.
+                        continue;
+                    }
+                    let name = value.type_name();
+                    d.add(&KeyEntry {
+                        db,
+                        key: e.key().to_vec(),
+                        expire_ms: e.expire_ms(),
+                        idle: None,
+                        freq: None,
+                        meta: Vec::new(),
+                        rdb_type: ty,
+                        value,
+                        offset: 0,
+                    })?;
+                    name
+                }
+            };
             summary.keys += 1;
             if h.expire_ms.is_some() {
                 summary.expires += 1;
             }
-            *summary
-                .types
-                .entry(value.type_name().to_string())
-                .or_insert(0) += 1;
+            *summary.types.entry(name.to_string()).or_insert(0) += 1;
             keys_total += 1;
-            d.add(&KeyEntry {
-                db,
-                key: e.key().to_vec(),
-                expire_ms: e.expire_ms(),
-                idle: None,
-                freq: None,
-                meta: Vec::new(),
-                rdb_type: ty,
-                value,
-                offset: 0,
-            })?;
         }
     }
     let (out, bytes) = w.finish()?;

@@ -59,6 +59,18 @@ impl Chunk {
         }
         Some(v)
     }
+    /// Elements `i..` as a chunk of their own; `self` keeps `..i`.
+    fn split_off(&mut self, i: usize) -> Chunk {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let data = self.data.split_off(start as usize);
+        let ends = self
+            .ends
+            .split_off(i)
+            .into_iter()
+            .map(|e| e - start)
+            .collect();
+        Chunk { data, ends }
+    }
     fn set(&mut self, i: usize, v: &[u8]) {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         let end = self.ends[i] as usize;
@@ -212,13 +224,31 @@ impl ChunkList {
         Some(self.branches[bi].chunks[ci].get(j))
     }
 
-    /// Replace element `i`; false if out of range.
+    /// Replace element `i`; false if out of range. A value bigger than a chunk gets a chunk
+    /// of its own, as a push gives it, so a chunk's offsets stay far below `u32::MAX`
+    /// however many big values replace small ones.
     pub fn set(&mut self, i: usize, v: &[u8]) -> bool {
         let Some((bi, ci, j)) = self.locate(i) else {
             return false;
         };
         let b = Arc::make_mut(&mut self.branches[bi]);
-        Arc::make_mut(&mut b.chunks[ci]).set(j, v);
+        let c = Arc::make_mut(&mut b.chunks[ci]);
+        if v.len() <= CHUNK_BYTES || c.len() == 1 {
+            c.set(j, v);
+            return true;
+        }
+        let mut tail = c.split_off(j);
+        tail.pop_front();
+        let mut at = ci + 1;
+        if c.len() == 0 {
+            *c = Chunk::with(v);
+        } else {
+            b.chunks.insert(at, Arc::new(Chunk::with(v)));
+            at += 1;
+        }
+        if tail.len() > 0 {
+            b.chunks.insert(at, Arc::new(tail));
+        }
         true
     }
 
@@ -278,6 +308,12 @@ mod tests {
             assert_eq!(l.get(j), Some(&model[j][..]));
         }
         assert!(l.branches.len() > 4, "branches split");
+        for b in &l.branches {
+            for c in &b.chunks {
+                let shared_big = c.len() > 1 && (0..c.len()).any(|i| c.get(i).len() > CHUNK_BYTES);
+                assert!(!shared_big, "a value bigger than a chunk shares one");
+            }
+        }
         let (fl, fm) = frozen.unwrap();
         assert!(fl.iter().eq(fm.iter().map(|v| &v[..])));
     }
