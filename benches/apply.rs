@@ -13,7 +13,8 @@
 //!    from /proc/<pid>/stat.
 //!
 //! `cargo bench --bench apply` (`BENCH_COMMANDS=1000000` by default; `BENCH_MIX=big` for
-//! writes into a few huge collections, held natively: see docs/decisions.md).
+//! writes into a few huge collections, held natively: see docs/decisions.md; `BENCH_MIX=stream`
+//! for XADD into a few growing streams).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -68,10 +69,35 @@ fn big_command(r: &mut Rng) -> Vec<Vec<u8>> {
     }
 }
 
+/// `BENCH_MIX=stream`: XADD into a few streams (`BENCH_BIG_KEYS`, default 1) that grow
+/// without bound, one in 64 capped with an exact MAXLEN of 1 M; where a change that re-encoded the whole stream cost its length.
+fn stream_command(r: &mut Rng) -> Vec<Vec<u8>> {
+    let s = |x: &str| x.as_bytes().to_vec();
+    let keys = std::env::var("BENCH_BIG_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1u64);
+    let key = format!("stream:{}", r.below(keys)).into_bytes();
+    let mut c = vec![s("XADD"), key];
+    if r.below(64) == 0 {
+        c.extend([s("MAXLEN"), s("1000000")]);
+    }
+    c.extend([
+        s("*"),
+        s("sensor"),
+        format!("{}", r.below(1000)).into_bytes(),
+        s("temp"),
+        format!("{}.{}", r.below(100), r.below(10)).into_bytes(),
+    ]);
+    c
+}
+
 /// One write of the mix, as a client sends it.
 fn command(r: &mut Rng) -> Vec<Vec<u8>> {
-    if std::env::var("BENCH_MIX").is_ok_and(|m| m == "big") {
-        return big_command(r);
+    match std::env::var("BENCH_MIX").as_deref() {
+        Ok("big") => return big_command(r),
+        Ok("stream") => return stream_command(r),
+        _ => {}
     }
     let s = |x: &str| x.as_bytes().to_vec();
     let key = |r: &mut Rng, p: &str, n: u64| format!("{p}:{}", r.below(n)).into_bytes();

@@ -204,7 +204,7 @@ fn check(name: &str) {
         let mut cmds = Vec::with_capacity(n);
         if big {
             let size = env("DIFF_BIG_MEMBERS", 110_000);
-            cmds = gen_big::workload(&mut rng, field_ttl, size, n);
+            cmds = gen_big::workload(&mut rng, caps, field_ttl, size, n);
         }
         while cmds.len() < n {
             if rng.below(30) == 0 {

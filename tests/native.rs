@@ -393,6 +393,28 @@ fn big_values_from_server_files_load_natively_with_the_servers_digest() {
                 s.must(&args);
             }
         }
+        // A stream of 3 000 entries (30 nodes on the server), a few deleted, with a group.
+        for i in 1..=3000u32 {
+            let (id, v) = (format!("{i}-{}", i % 3), format!("{}", i * 7));
+            if i % 100 == 0 {
+                s.must(&["XADD", "stream", &id, "other", &v]);
+            } else {
+                s.must(&["XADD", "stream", &id, "sensor", &v, "temp", "21.5"]);
+            }
+        }
+        s.must(&["XDEL", "stream", "10-1", "1500-0", "2999-2"]);
+        s.must(&["XGROUP", "CREATE", "stream", "g", "0"]);
+        s.must(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "COUNT",
+            "5",
+            "STREAMS",
+            "stream",
+            ">",
+        ]);
         s.must(&["PEXPIRE", "zset", "100000000"]);
         let file = s.save();
         let len = std::fs::metadata(&file).unwrap().len();
@@ -404,8 +426,8 @@ fn big_values_from_server_files_load_natively_with_the_servers_digest() {
         )
         .unwrap();
         let report = load_rdb(&mut ks, &mut reader, None).unwrap();
-        assert_eq!(report.keys, 4, "{name}");
-        for k in [&b"set"[..], b"hash", b"zset", b"list"] {
+        assert_eq!(report.keys, 5, "{name}");
+        for k in [&b"set"[..], b"hash", b"zset", b"list", b"stream"] {
             assert!(
                 matches!(ks.entry(0, k), Some(Entry::Native(_))),
                 "{name}: {} loaded natively",
@@ -435,5 +457,132 @@ fn big_values_from_server_files_load_natively_with_the_servers_digest() {
         .unwrap();
         let fresh = TestServer::start_with_rdb(&bin, &out, &[]).expect("loads our snapshot");
         assert_eq!(fresh.digest(), s.digest(), "{name}: our snapshot loaded");
+    }
+}
+
+#[test]
+fn big_streams_change_in_place_while_a_snapshot_sees_them_as_they_were() {
+    use replisnap::keyspace::write_snapshot;
+    use replisnap::rdb::writer::{Target, WriteOptions};
+    use replisnap::rdb::{Item, Options, RdbReader};
+
+    let mut ks = Keyspace::new();
+    let mut st = StreamState::default();
+    for i in 1..=20_000u64 {
+        let id = format!("{}-{}", 1000 + i, i % 2).into_bytes();
+        let v = (i * 31).to_string().into_bytes();
+        run(
+            &mut ks,
+            &mut st,
+            cmd(&[b"XADD", b"s", &id, b"sensor", &v, b"t", b"x"]),
+        );
+    }
+    run(
+        &mut ks,
+        &mut st,
+        cmd(&[b"XGROUP", b"CREATE", b"s", b"g", b"0"]),
+    );
+    assert!(matches!(ks.entry(0, b"s"), Some(Entry::Native(_))));
+    let mut before = Vec::new();
+    ks.snapshot().unwrap().walk(|_, e| before.push(e.clone()));
+    let expected = view_of(&before);
+    drop(before);
+
+    let snap = ks.snapshot().expect("no snapshot running");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let walker = std::thread::spawn(move || {
+        rx.recv().expect("writes done");
+        let mut seen = Vec::new();
+        snap.walk(|_, e| seen.push(e.clone()));
+        seen
+    });
+    let mut next_ms = 1_000_000u64;
+    for n in 0..5_000u64 {
+        let old = format!("{}-{}", 1000 + (n * 7919) % 20_000, n % 2).into_bytes();
+        let c = match n % 6 {
+            0 | 1 => {
+                next_ms += 1;
+                let id = format!("{next_ms}-0").into_bytes();
+                cmd(&[b"XADD", b"s", &id, b"other", b"v"])
+            }
+            2 => cmd(&[b"XDEL", b"s", &old]),
+            3 => cmd(&[b"XTRIM", b"s", b"MAXLEN", b"=", b"19000"]),
+            4 => cmd(&[
+                b"XCLAIM",
+                b"s",
+                b"g",
+                b"c1",
+                b"0",
+                &old,
+                b"TIME",
+                b"1700000000000",
+                b"FORCE",
+                b"JUSTID",
+            ]),
+            _ => cmd(&[b"XACK", b"s", b"g", &old]),
+        };
+        run(&mut ks, &mut st, c);
+    }
+    tx.send(()).unwrap();
+    let seen = walker.join().expect("walker");
+    assert!(
+        view_of(&seen) == expected,
+        "the snapshot saw the stream change"
+    );
+
+    // The live stream changed, and written natively it reads back as its decoded form.
+    let live = ks.entry(0, b"s").unwrap().decode().unwrap();
+    let Value::Stream(ref st_live) = live else {
+        panic!("not a stream")
+    };
+    // The last trim (n = 4995) left 19 000 entries; two XADDs followed it.
+    assert_eq!(st_live.entries.len(), 19_002);
+    assert_ne!(Some(&(None, live.clone())), expected.get(&b"s"[..]));
+    for server in ["redis-6.2", "redis-7.0", "redis-8.2", "valkey-9.1"] {
+        let (file, _) = write_snapshot(
+            ks.snapshot().unwrap(),
+            &[],
+            Vec::new(),
+            Target::for_server(server.parse().unwrap()).unwrap(),
+            &[],
+            WriteOptions::default(),
+        )
+        .unwrap();
+        let len = file.len() as u64;
+        let mut r = RdbReader::new(&file[..], Some(len), Options::default()).unwrap();
+        let mut back = None;
+        while let Some(item) = r.next_item().unwrap() {
+            if let Item::Key(k) = item {
+                back = Some(k.value);
+            }
+        }
+        let Some(Value::Stream(mut b)) = back else {
+            panic!("{server}: no stream read back")
+        };
+        let Value::Stream(mut want) = live.clone() else {
+            unreachable!()
+        };
+        // What each format carries: read counters are format 2+, the consumers' active
+        // time format 3+.
+        if server == "redis-6.2" {
+            want.max_deleted_id = None;
+        }
+        if server == "redis-6.2" || server == "redis-7.0" {
+            for g in want.groups.iter_mut().chain(b.groups.iter_mut()) {
+                if server == "redis-6.2" {
+                    g.entries_read = None;
+                }
+                for c in &mut g.consumers {
+                    c.active_time_ms = None;
+                }
+            }
+        }
+        assert!(b.entries == want.entries, "{server}: entries differ");
+        assert!(b.groups == want.groups, "{server}: groups differ");
+        assert_eq!(
+            (b.length, b.last_id, b.max_deleted_id),
+            (want.length, want.last_id, want.max_deleted_id),
+            "{server}: metadata"
+        );
     }
 }

@@ -12,9 +12,9 @@
 //! from the master's TIME argument, unclamped, so the pending list holds the master's
 //! values. None of these times is part of `DEBUG DIGEST`.
 
-use super::streams::{delete_entries, get_stream, parse_id, put, unpend, DeleteRefs};
+use super::streams::{delete_entries, parse_id, unpend, with_stream, DeleteRefs};
 use super::{arg_i64, invalid, now_ms, ApplyError, StreamState};
-use crate::keyspace::{Hints, Keyspace};
+use crate::keyspace::Keyspace;
 use crate::rdb::value::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamId};
 
 /// The server's marker for an unknown `entries_read`.
@@ -125,77 +125,74 @@ pub fn xgroup(ks: &mut Keyspace, st: &StreamState, args: &[Vec<u8>]) -> Result<(
         return Err(invalid(cmd, "wrong number of arguments"));
     };
     let sub = upper(sub);
-    let existing = get_stream(ks, db, cmd, key)?;
-    let (h, mut s) = match (existing, sub.as_str()) {
-        (Some(x), _) => x,
-        (None, "CREATE") if rest.len() > 1 && entries_read_arg(cmd, &rest[1..])?.0 => {
-            (Hints::default(), super::streams::new_stream())
-        }
-        (None, _) => {
-            return Err(invalid(
-                cmd,
-                format!(
-                    "{sub} on missing key {}: our data differs",
-                    crate::rdb::error::escape_key(key)
-                ),
-            ))
-        }
-    };
+    let create = sub == "CREATE" && rest.len() > 1 && entries_read_arg(cmd, &rest[1..])?.0;
     let now = now_ms();
-    match (sub.as_str(), rest) {
-        ("CREATE", [id, opts @ ..]) => {
-            let id = id_or_last(cmd, id, &s)?;
-            let (_, read) = entries_read_arg(cmd, opts)?;
-            let read = clamp_read(st, &s, read, key, group);
-            let Err(i) = group_index(&s, group) else {
-                return Err(invalid(cmd, "group exists already: our data differs"));
-            };
-            s.groups.insert(
-                i,
-                ConsumerGroup {
-                    name: group.clone(),
-                    last_id: id,
-                    entries_read: Some(read),
-                    pending: Vec::new(),
-                    consumers: Vec::new(),
-                    unowned: None,
-                },
-            );
-        }
-        ("SETID", [id, opts @ ..]) => {
-            let id = id_or_last(cmd, id, &s)?;
-            let (mk, read) = entries_read_arg(cmd, opts)?;
-            if mk {
-                return Err(invalid(cmd, "MKSTREAM with SETID"));
+    let found = with_stream(ks, db, cmd, key, create, |sn| {
+        let s = &mut sn.head;
+        match (sub.as_str(), rest) {
+            ("CREATE", [id, opts @ ..]) => {
+                let id = id_or_last(cmd, id, s)?;
+                let (_, read) = entries_read_arg(cmd, opts)?;
+                let read = clamp_read(st, s, read, key, group);
+                let Err(i) = group_index(s, group) else {
+                    return Err(invalid(cmd, "group exists already: our data differs"));
+                };
+                s.groups.insert(
+                    i,
+                    ConsumerGroup {
+                        name: group.clone(),
+                        last_id: id,
+                        entries_read: Some(read),
+                        pending: Vec::new(),
+                        consumers: Vec::new(),
+                        unowned: None,
+                    },
+                );
             }
-            let read = clamp_read(st, &s, read, key, group);
-            let g = group_mut(&mut s, cmd, key, group)?;
-            g.last_id = id;
-            g.entries_read = Some(read);
-        }
-        ("DESTROY", []) => {
-            if let Ok(i) = group_index(&s, group) {
-                s.groups.remove(i);
+            ("SETID", [id, opts @ ..]) => {
+                let id = id_or_last(cmd, id, s)?;
+                let (mk, read) = entries_read_arg(cmd, opts)?;
+                if mk {
+                    return Err(invalid(cmd, "MKSTREAM with SETID"));
+                }
+                let read = clamp_read(st, s, read, key, group);
+                let g = group_mut(s, cmd, key, group)?;
+                g.last_id = id;
+                g.entries_read = Some(read);
             }
-        }
-        ("CREATECONSUMER", [consumer]) => {
-            let g = group_mut(&mut s, cmd, key, group)?;
-            consumer_index(g, consumer, now);
-        }
-        ("DELCONSUMER", [consumer]) => {
-            let g = group_mut(&mut s, cmd, key, group)?;
-            if let Ok(i) = g
-                .consumers
-                .binary_search_by(|c| c.name.as_slice().cmp(consumer))
-            {
-                let c = g.consumers.remove(i);
-                g.pending
-                    .retain(|p| c.pending.binary_search(&p.id).is_err());
+            ("DESTROY", []) => {
+                if let Ok(i) = group_index(s, group) {
+                    s.groups.remove(i);
+                }
             }
+            ("CREATECONSUMER", [consumer]) => {
+                let g = group_mut(s, cmd, key, group)?;
+                consumer_index(g, consumer, now);
+            }
+            ("DELCONSUMER", [consumer]) => {
+                let g = group_mut(s, cmd, key, group)?;
+                if let Ok(i) = g
+                    .consumers
+                    .binary_search_by(|c| c.name.as_slice().cmp(consumer))
+                {
+                    let c = g.consumers.remove(i);
+                    g.pending
+                        .retain(|p| c.pending.binary_search(&p.id).is_err());
+                }
+            }
+            _ => return Err(invalid(cmd, format!("unsupported form of XGROUP {sub}"))),
         }
-        _ => return Err(invalid(cmd, format!("unsupported form of XGROUP {sub}"))),
-    }
-    put(ks, db, key, &h, s)
+        Ok(())
+    })?;
+    found.ok_or_else(|| {
+        invalid(
+            cmd,
+            format!(
+                "{sub} on missing key {}: our data differs",
+                crate::rdb::error::escape_key(key)
+            ),
+        )
+    })
 }
 
 /// XACK key group id…
@@ -207,17 +204,15 @@ pub fn xack(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
         .iter()
         .map(|a| parse_id(cmd, a))
         .collect::<Result<Vec<_>, _>>()?;
-    let Some((h, mut s)) = get_stream(ks, db, cmd, key)? else {
-        return Ok(());
-    };
-    let Ok(gi) = group_index(&s, group) else {
-        return Ok(());
-    };
-    let g = &mut s.groups[gi];
-    for id in ids {
-        unpend(g, id);
-    }
-    put(ks, db, key, &h, s)
+    with_stream(ks, db, cmd, key, false, |s| {
+        if let Ok(gi) = group_index(&s.head, group) {
+            for id in ids {
+                unpend(&mut s.head.groups[gi], id);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// XACKDEL key group [KEEPREF|DELREF|ACKED] IDS n id… (Redis 8.2+): acknowledge, then
@@ -227,20 +222,20 @@ pub fn xackdel(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
         return Err(invalid(cmd, "wrong number of arguments"));
     };
     let (refs, ids) = DeleteRefs::parse_with_ids(cmd, rest)?;
-    let Some((h, mut s)) = get_stream(ks, db, cmd, key)? else {
-        return Ok(());
-    };
-    let Ok(gi) = group_index(&s, group) else {
-        return Ok(());
-    };
-    let mut acked = Vec::new();
-    for id in ids {
-        if unpend(&mut s.groups[gi], id) {
-            acked.push(id);
+    with_stream(ks, db, cmd, key, false, |s| {
+        let Ok(gi) = group_index(&s.head, group) else {
+            return Ok(());
+        };
+        let mut acked = Vec::new();
+        for id in ids {
+            if unpend(&mut s.head.groups[gi], id) {
+                acked.push(id);
+            }
         }
-    }
-    delete_entries(&mut s, &acked, refs);
-    put(ks, db, key, &h, s)
+        delete_entries(s, &acked, refs);
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// XCLAIM key group consumer min-idle id… [IDLE ms] [TIME ms] [RETRYCOUNT n] [FORCE]
@@ -296,81 +291,79 @@ pub fn xclaim(
         }
         i += 1;
     }
-    let Some((h, mut s)) = get_stream(ks, db, cmd, key)? else {
-        return Err(invalid(cmd, "no such stream: our data differs"));
-    };
-    let exists: Vec<bool> = ids
-        .iter()
-        .map(|id| s.entries.binary_search_by(|e| e.id.cmp(id)).is_ok())
-        .collect();
-    let g = group_mut(&mut s, cmd, key, group)?;
-    if last_id > g.last_id {
-        g.last_id = last_id;
-    }
-    // A negative time is bogus; the server then uses its own clock. A time ahead of ours
-    // is the master's clock being ahead: kept, so the pending list says what the master's.
-    let delivery = delivery.filter(|&t| t >= 0).unwrap_or(now);
-    let ci = consumer_index(g, consumer, now);
-    g.consumers[ci].seen_time_ms = now;
-    for (id, exists) in ids.into_iter().zip(exists) {
-        let pos = g.pending.binary_search_by(|p| p.id.cmp(&id));
-        if !exists && st.claim_deleted_entries {
-            // 6.2: FORCE creates nothing for a missing entry, an existing pending entry is
-            // claimed as usual.
-            if pos.is_err() {
-                continue;
-            }
-        } else if !exists {
-            // The entry is gone: the pending entry is dropped (propagated as such).
-            if pos.is_ok() {
-                unpend(g, id);
-            }
-            continue;
+    let found = with_stream(ks, db, cmd, key, false, |sn| {
+        let exists: Vec<bool> = ids.iter().map(|id| sn.log.contains(*id)).collect();
+        let g = group_mut(&mut sn.head, cmd, key, group)?;
+        if last_id > g.last_id {
+            g.last_id = last_id;
         }
-        let pi = match pos {
-            Ok(pi) => {
-                if min_idle > 0 && now.saturating_sub(g.pending[pi].delivery_time_ms) < min_idle {
+        // A negative time is bogus; the server then uses its own clock. A time ahead of ours
+        // is the master's clock being ahead: kept, so the pending list says what the master's.
+        let delivery = delivery.filter(|&t| t >= 0).unwrap_or(now);
+        let ci = consumer_index(g, consumer, now);
+        g.consumers[ci].seen_time_ms = now;
+        for (id, exists) in ids.into_iter().zip(exists) {
+            let pos = g.pending.binary_search_by(|p| p.id.cmp(&id));
+            if !exists && st.claim_deleted_entries {
+                // 6.2: FORCE creates nothing for a missing entry, an existing pending entry is
+                // claimed as usual.
+                if pos.is_err() {
                     continue;
                 }
-                pi
+            } else if !exists {
+                // The entry is gone: the pending entry is dropped (propagated as such).
+                if pos.is_ok() {
+                    unpend(g, id);
+                }
+                continue;
             }
-            Err(pi) if force => {
-                g.pending.insert(
-                    pi,
-                    PendingEntry {
-                        id,
-                        delivery_time_ms: now,
-                        delivery_count: 1,
-                    },
-                );
-                pi
-            }
-            Err(_) => continue,
-        };
-        // Move ownership to `consumer`.
-        let owner = g
-            .consumers
-            .iter()
-            .position(|c| c.pending.binary_search(&id).is_ok());
-        if owner != Some(ci) {
-            if let Some(o) = owner {
-                if let Ok(j) = g.consumers[o].pending.binary_search(&id) {
-                    g.consumers[o].pending.remove(j);
+            let pi = match pos {
+                Ok(pi) => {
+                    if min_idle > 0 && now.saturating_sub(g.pending[pi].delivery_time_ms) < min_idle
+                    {
+                        continue;
+                    }
+                    pi
+                }
+                Err(pi) if force => {
+                    g.pending.insert(
+                        pi,
+                        PendingEntry {
+                            id,
+                            delivery_time_ms: now,
+                            delivery_count: 1,
+                        },
+                    );
+                    pi
+                }
+                Err(_) => continue,
+            };
+            // Move ownership to `consumer`.
+            let owner = g
+                .consumers
+                .iter()
+                .position(|c| c.pending.binary_search(&id).is_ok());
+            if owner != Some(ci) {
+                if let Some(o) = owner {
+                    if let Ok(j) = g.consumers[o].pending.binary_search(&id) {
+                        g.consumers[o].pending.remove(j);
+                    }
+                }
+                let c = &mut g.consumers[ci];
+                if let Err(j) = c.pending.binary_search(&id) {
+                    c.pending.insert(j, id);
                 }
             }
-            let c = &mut g.consumers[ci];
-            if let Err(j) = c.pending.binary_search(&id) {
-                c.pending.insert(j, id);
+            let p = &mut g.pending[pi];
+            p.delivery_time_ms = delivery;
+            match retry {
+                Some(n) if n >= 0 => p.delivery_count = n as u64,
+                _ if !justid => p.delivery_count += 1,
+                _ => {}
             }
+            g.consumers[ci].active_time_ms = Some(now);
         }
-        let p = &mut g.pending[pi];
-        p.delivery_time_ms = delivery;
-        match retry {
-            Some(n) if n >= 0 => p.delivery_count = n as u64,
-            _ if !justid => p.delivery_count += 1,
-            _ => {}
-        }
-        g.consumers[ci].active_time_ms = Some(now);
-    }
-    put(ks, db, key, &h, s)
+        Ok(())
+    })?;
+    found.ok_or_else(|| invalid(cmd, "no such stream: our data differs"))
 }

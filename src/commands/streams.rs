@@ -8,36 +8,76 @@
 //! pending entries alone, DELREF removes them from every group, ACKED deletes only entries
 //! no group still references (pending somewhere, or not yet delivered to some group).
 
-use super::value_ops::{load, store, wrongtype};
+use super::value_ops::{load, on_native, store, wrongtype};
 use super::{arg_i64, invalid, ApplyError};
-use crate::keyspace::{Hints, Keyspace};
-use crate::rdb::value::{ConsumerGroup, Stream, StreamEntry, StreamId};
+use crate::keyspace::native::{Kind, Native, StreamNative};
+use crate::keyspace::{Entry, Hints, Keyspace};
+use crate::rdb::value::{ConsumerGroup, Stream, StreamId};
 use crate::rdb::Value;
 
-pub(super) fn get_stream(
+fn get_stream(
     ks: &Keyspace,
     db: u64,
     cmd: &str,
     key: &[u8],
-) -> Result<Option<(Hints, Stream)>, ApplyError> {
+) -> Result<Option<(Hints, Box<Stream>)>, ApplyError> {
     match load(ks, db, key)? {
         None => Ok(None),
-        Some((h, Value::Stream(s))) => Ok(Some((h, *s))),
+        Some((h, Value::Stream(s))) => Ok(Some((h, s))),
         Some(_) => Err(wrongtype(cmd, key)),
     }
 }
 
-pub(super) fn put(
+/// What every change leaves true: the length and first ID follow the entries.
+fn settle(s: &mut StreamNative) {
+    s.head.length = s.log.len() as u64;
+    s.head.first_id = Some(s.log.first_id().unwrap_or_default());
+}
+
+/// Change the stream at `key` with `f` (`None`: absent, and not `create`d). A big stream
+/// is changed in place (O(node) per entry touched); a small one is decoded, changed and
+/// stored packed, or natively once it is big. A stream is kept even when empty.
+pub(super) fn with_stream<R>(
     ks: &mut Keyspace,
     db: u64,
+    cmd: &str,
     key: &[u8],
-    h: &Hints,
-    mut s: Stream,
-) -> Result<(), ApplyError> {
-    s.length = s.entries.len() as u64;
-    s.first_id = Some(s.entries.first().map_or(StreamId::default(), |e| e.id));
-    // A stream is kept even when empty.
-    store(ks, db, key, h, &Value::Stream(Box::new(s)))
+    create: bool,
+    f: impl FnOnce(&mut StreamNative) -> Result<R, ApplyError>,
+) -> Result<Option<R>, ApplyError> {
+    if matches!(ks.entry(db, key), Some(Entry::Native(_))) {
+        return on_native(ks, db, cmd, key, Kind::Stream, |n| match n {
+            Native::Stream(s) => {
+                let r = f(s)?;
+                settle(s);
+                Ok(r)
+            }
+            _ => Err(wrongtype(cmd, key)),
+        })
+        .transpose();
+    }
+    let (h, s) = match get_stream(ks, db, cmd, key)? {
+        Some(x) => x,
+        None if create => (Hints::default(), Box::new(new_stream())),
+        None => return Ok(None),
+    };
+    let mut sn = StreamNative::from_stream(s).map_err(|_| {
+        invalid(
+            cmd,
+            format!(
+                "stream {} holds IDs out of order: our data differs",
+                crate::rdb::error::escape_key(key)
+            ),
+        )
+    })?;
+    let r = f(&mut sn)?;
+    settle(&mut sn);
+    if sn.is_big() {
+        ks.put(db, Entry::native(key, h, Native::Stream(Box::new(sn))));
+    } else {
+        store(ks, db, key, &h, &Value::Stream(Box::new(sn.to_stream())))?;
+    }
+    Ok(Some(r))
 }
 
 pub(super) fn parse_id(cmd: &str, a: &[u8]) -> Result<StreamId, ApplyError> {
@@ -136,16 +176,13 @@ fn may_delete(s: &mut Stream, id: StreamId, refs: DeleteRefs) -> bool {
 }
 
 /// Delete `ids` one by one under `refs`, raising `max_deleted_id` as XDEL does.
-pub(super) fn delete_entries(s: &mut Stream, ids: &[StreamId], refs: DeleteRefs) {
+pub(super) fn delete_entries(s: &mut StreamNative, ids: &[StreamId], refs: DeleteRefs) {
     for &id in ids {
-        if !may_delete(s, id, refs) {
+        if !may_delete(&mut s.head, id, refs) {
             continue;
         }
-        if let Ok(i) = s.entries.binary_search_by(|e| e.id.cmp(&id)) {
-            s.entries.remove(i);
-            if s.max_deleted_id.is_none_or(|m| id > m) {
-                s.max_deleted_id = Some(id);
-            }
+        if s.log.remove(id) && s.head.max_deleted_id.is_none_or(|m| id > m) {
+            s.head.max_deleted_id = Some(id);
         }
     }
 }
@@ -159,32 +196,31 @@ enum Trim {
 
 /// Trim from the head, exactly, under the deletion policy (ACKED skips over entries a
 /// group still needs and goes on). Trimming does not move `max_deleted_id`.
-fn trim(s: &mut Stream, t: Trim, refs: DeleteRefs) {
+fn trim(s: &mut StreamNative, t: Trim, refs: DeleteRefs) {
     if refs == DeleteRefs::Keep {
         match t {
-            Trim::MaxLen(n) => {
-                let drop = s.entries.len().saturating_sub(n);
-                s.entries.drain(..drop);
-            }
-            Trim::MinId(min) => s.entries.retain(|e| e.id >= min),
+            Trim::MaxLen(n) => s.log.keep_last(n),
+            Trim::MinId(min) => s.log.drop_below(min),
         }
         return;
     }
-    let mut i = 0;
-    while i < s.entries.len() {
-        let id = s.entries[i].id;
+    let mut len = s.log.len();
+    let mut victims = Vec::new();
+    for e in s.log.iter() {
         let stop = match t {
-            Trim::MaxLen(n) => s.entries.len() <= n,
-            Trim::MinId(min) => id >= min,
+            Trim::MaxLen(n) => len <= n,
+            Trim::MinId(min) => e.id >= min,
         };
         if stop {
             break;
         }
-        if may_delete(s, id, refs) {
-            s.entries.remove(i);
-        } else {
-            i += 1;
+        if may_delete(&mut s.head, e.id, refs) {
+            victims.push(e.id);
+            len -= 1;
         }
+    }
+    for id in victims {
+        s.log.remove(id);
     }
 }
 
@@ -275,36 +311,33 @@ pub fn xadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     if pairs.is_empty() || pairs.len() % 2 != 0 {
         return Err(invalid(cmd, "wrong number of arguments"));
     }
-    let existing = get_stream(ks, db, cmd, key)?;
-    if nomkstream && existing.is_none() {
-        return Ok(());
-    }
-    let (h, mut s) = existing.unwrap_or_else(|| (Hints::default(), new_stream()));
-    if id <= s.last_id {
-        return Err(invalid(
-            cmd,
-            format!(
-                "ID {id} is not above the last ID {}: our data differs",
-                s.last_id
-            ),
-        ));
-    }
-    s.entries.push(StreamEntry {
-        id,
-        fields: pairs
-            .chunks_exact(2)
-            .map(|p| (p[0].clone(), p[1].clone()))
-            .collect(),
-    });
-    s.last_id = id;
-    s.entries_added = Some(s.entries_added.unwrap_or(s.length) + 1);
-    if s.max_deleted_id.is_none() {
-        s.max_deleted_id = Some(StreamId::default());
-    }
-    if let Some(t) = trimming {
-        trim(&mut s, t, refs);
-    }
-    put(ks, db, key, &h, s)
+    let fields: Vec<(&[u8], &[u8])> = pairs
+        .chunks_exact(2)
+        .map(|p| (&p[0][..], &p[1][..]))
+        .collect();
+    with_stream(ks, db, cmd, key, !nomkstream, |s| {
+        if id <= s.head.last_id {
+            return Err(invalid(
+                cmd,
+                format!(
+                    "ID {id} is not above the last ID {}: our data differs",
+                    s.head.last_id
+                ),
+            ));
+        }
+        s.log.push(id, &fields);
+        let h = &mut s.head;
+        h.last_id = id;
+        h.entries_added = Some(h.entries_added.unwrap_or(h.length) + 1);
+        if h.max_deleted_id.is_none() {
+            h.max_deleted_id = Some(StreamId::default());
+        }
+        if let Some(t) = trimming {
+            trim(s, t, refs);
+        }
+        Ok(())
+    })?;
+    Ok(())
 }
 
 pub fn xdel(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
@@ -315,11 +348,11 @@ pub fn xdel(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
         .iter()
         .map(|a| parse_id(cmd, a))
         .collect::<Result<Vec<_>, _>>()?;
-    let Some((h, mut s)) = get_stream(ks, db, cmd, key)? else {
-        return Ok(());
-    };
-    delete_entries(&mut s, &ids, DeleteRefs::Keep);
-    put(ks, db, key, &h, s)
+    with_stream(ks, db, cmd, key, false, |s| {
+        delete_entries(s, &ids, DeleteRefs::Keep);
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// XDELEX key [KEEPREF|DELREF|ACKED] IDS n id… (Redis 8.2+).
@@ -328,11 +361,11 @@ pub fn xdelex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
         return Err(invalid(cmd, "wrong number of arguments"));
     };
     let (refs, ids) = DeleteRefs::parse_with_ids(cmd, rest)?;
-    let Some((h, mut s)) = get_stream(ks, db, cmd, key)? else {
-        return Ok(());
-    };
-    delete_entries(&mut s, &ids, refs);
-    put(ks, db, key, &h, s)
+    with_stream(ks, db, cmd, key, false, |s| {
+        delete_entries(s, &ids, refs);
+        Ok(())
+    })?;
+    Ok(())
 }
 
 pub fn xtrim(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
@@ -343,11 +376,11 @@ pub fn xtrim(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
     let Some(t) = trimming else {
         return Err(invalid(cmd, "no trimming strategy"));
     };
-    let Some((h, mut s)) = get_stream(ks, db, cmd, key)? else {
-        return Ok(());
-    };
-    trim(&mut s, t, refs);
-    put(ks, db, key, &h, s)
+    with_stream(ks, db, cmd, key, false, |s| {
+        trim(s, t, refs);
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// XSETID key last-id [ENTRIESADDED n] [MAXDELETEDID id].
@@ -355,10 +388,8 @@ pub fn xsetid(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
     let [key, last, opts @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    let Some((h, mut s)) = get_stream(ks, db, cmd, key)? else {
-        return Err(invalid(cmd, "no such stream: our data differs"));
-    };
-    s.last_id = parse_id(cmd, last)?;
+    let last = parse_id(cmd, last)?;
+    let (mut added, mut max_deleted) = (None, None);
     let mut i = 0;
     while i + 1 < opts.len() {
         match String::from_utf8_lossy(&opts[i])
@@ -366,17 +397,27 @@ pub fn xsetid(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
             .as_str()
         {
             "ENTRIESADDED" => {
-                s.entries_added = Some(
+                added = Some(
                     u64::try_from(arg_i64(cmd, &opts[i + 1])?)
                         .map_err(|_| invalid(cmd, "negative"))?,
                 )
             }
-            "MAXDELETEDID" => s.max_deleted_id = Some(parse_id(cmd, &opts[i + 1])?),
+            "MAXDELETEDID" => max_deleted = Some(parse_id(cmd, &opts[i + 1])?),
             o => return Err(invalid(cmd, format!("unknown option {o}"))),
         }
         i += 2;
     }
-    put(ks, db, key, &h, s)
+    let found = with_stream(ks, db, cmd, key, false, |s| {
+        s.head.last_id = last;
+        if added.is_some() {
+            s.head.entries_added = added;
+        }
+        if max_deleted.is_some() {
+            s.head.max_deleted_id = max_deleted;
+        }
+        Ok(())
+    })?;
+    found.ok_or_else(|| invalid(cmd, "no such stream: our data differs"))
 }
 
 /// Remove `id` from the group's pending list and from its owner's.

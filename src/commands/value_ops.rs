@@ -78,6 +78,7 @@ fn kind_of(v: &Value) -> Option<Kind> {
         Value::Hash(_) => Kind::Hash,
         Value::SortedSet(_) => Kind::ZSet,
         Value::List(_) => Kind::List,
+        Value::Stream(_) => Kind::Stream,
         _ => return None,
     })
 }

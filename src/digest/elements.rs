@@ -9,6 +9,7 @@
 use super::mix::{mix_in, xor_in, Acc};
 use super::target::{Rules, ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
 use crate::rdb::types::{ZSET, ZSET_2};
+use crate::rdb::value::EntryRef;
 
 /// The server's object type numbers (`OBJ_*`), mixed in as a big-endian u32.
 pub const OBJ_STRING: u32 = 0;
@@ -46,6 +47,19 @@ pub fn list<'a>(acc: &mut Acc, items: impl IntoIterator<Item = &'a [u8]>) {
     obj_type(acc, OBJ_LIST);
     for it in items {
         mix_in(acc, it);
+    }
+}
+
+/// Entries in ID order: the ID as `ms.seq`, then each field and value. Consumer groups,
+/// the PEL and the stream's metadata are not part of the digest.
+pub fn stream<'a>(acc: &mut Acc, entries: impl IntoIterator<Item = EntryRef<'a>>) {
+    obj_type(acc, OBJ_STREAM);
+    for e in entries {
+        mix_in(acc, format!("{}.{}", e.id.ms, e.id.seq).as_bytes());
+        for (f, v) in &e.fields {
+            mix_in(acc, f);
+            mix_in(acc, v);
+        }
     }
 }
 

@@ -5,14 +5,14 @@
 //! expired hash fields on Valkey 9, empty collections) so that they contribute nothing.
 //! It never guesses at a module value: the server asks the module, so that is an error.
 
-use crate::rdb::value::{ArrayElem, HashField, SparseArray, Stream};
+use crate::rdb::value::{ArrayElem, HashField, SparseArray};
 use crate::rdb::{KeyEntry, Value};
 
 use super::mix::{mix_in, xor_in, Acc};
 use super::target::Rules;
 use super::DigestError;
 
-use super::elements::{self, EXPIRE_MARK, OBJ_ARRAY, OBJ_STREAM, OBJ_STRING};
+use super::elements::{self, EXPIRE_MARK, OBJ_ARRAY, OBJ_STRING};
 
 const ARRAY_HOLE: &[u8] = b"(null)";
 /// Holes in a sparse array each cost a digest step; past this many we refuse.
@@ -96,10 +96,7 @@ fn object_digest(
                 .iter()
                 .map(|f| (&f.field[..], &f.value[..], f.expire_ms)),
         ),
-        Value::Stream(s) => {
-            obj_type(acc, OBJ_STREAM);
-            stream(acc, s);
-        }
+        Value::Stream(s) => elements::stream(acc, s.entries.iter().map(|e| e.view())),
         Value::Array(a) => {
             obj_type(acc, OBJ_ARRAY);
             array(acc, a).map_err(|m| DigestError::cannot_load(&entry.key, m))?;
@@ -124,18 +121,6 @@ fn object_digest(
         xor_in(acc, EXPIRE_MARK);
     }
     Ok(())
-}
-
-/// Entries in ID order: the ID as `ms.seq`, then each field and value. Consumer groups,
-/// the PEL and the stream's metadata are not part of the digest.
-fn stream(acc: &mut Acc, s: &Stream) {
-    for e in &s.entries {
-        mix_in(acc, format!("{}.{}", e.id.ms, e.id.seq).as_bytes());
-        for (f, v) in &e.fields {
-            mix_in(acc, f);
-            mix_in(acc, v);
-        }
-    }
 }
 
 /// Every index from 0 to the highest present one, a hole as `(null)` (Redis 8.8+).

@@ -45,6 +45,22 @@ pub struct StreamEntry {
     pub fields: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+impl StreamEntry {
+    pub fn view(&self) -> EntryRef<'_> {
+        EntryRef {
+            id: self.id,
+            fields: self.fields.iter().map(|(f, v)| (&f[..], &v[..])).collect(),
+        }
+    }
+}
+
+/// A stream entry borrowed from wherever it is held (a decoded stream or a native one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryRef<'a> {
+    pub id: StreamId,
+    pub fields: Vec<(&'a [u8], &'a [u8])>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingEntry {
     pub id: StreamId,

@@ -7,7 +7,7 @@ pub struct Rng(pub u64);
 /// Stream IDs only grow: a counter the generator draws explicit IDs from.
 static NEXT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-fn stream_id(r: &mut Rng) -> String {
+pub fn stream_id(r: &mut Rng) -> String {
     let ms = NEXT_MS.fetch_add(1 + r.below(3), std::sync::atomic::Ordering::Relaxed);
     format!("{ms}-{}", r.below(3))
 }

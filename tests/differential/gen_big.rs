@@ -1,10 +1,12 @@
 //! The big-collection workload: a few keys of every collection type grown past 100 k
 //! members with bulk writes, then changed by every command that touches them (the
 //! in-place native paths and the rarer ones that rebuild a value), with -0 and infinite
-//! scores, field TTLs, type collisions, renames and expiries. `DIFF_BIG_MEMBERS` sets the
-//! size (default 110 000).
+//! scores, field TTLs, type collisions, renames and expiries; and a stream of a tenth of
+//! that many entries, with deletions, trimming and consumer groups. `DIFF_BIG_MEMBERS` sets
+//! the size (default 110 000).
 
-use super::gen::{value, Rng};
+use super::gen::{current_ms, stream_id, value, Rng};
+use super::gen_more::{stream_group_on, Caps};
 
 fn s(x: &str) -> Vec<u8> {
     x.as_bytes().to_vec()
@@ -46,7 +48,13 @@ fn pick(r: &mut Rng, keys: &[&str]) -> Vec<u8> {
 }
 
 /// `count` commands: the growth phase first, then random changes.
-pub fn workload(r: &mut Rng, field_ttl: bool, size: u64, count: usize) -> Vec<Vec<Vec<u8>>> {
+pub fn workload(
+    r: &mut Rng,
+    caps: Caps,
+    field_ttl: bool,
+    size: u64,
+    count: usize,
+) -> Vec<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     const BATCH: u64 = 1000;
     for b in 0..size.div_ceil(BATCH) {
@@ -64,9 +72,17 @@ pub fn workload(r: &mut Rng, field_ttl: bool, size: u64, count: usize) -> Vec<Ve
         }
         out.extend([sadd, hset, zadd, push]);
     }
+    for i in 0..size / 10 {
+        let mut c = vec![s("XADD"), s("bx0"), stream_id(r).into_bytes()];
+        c.extend([s("sensor"), n(i % 1000), s("temp"), value(r)]);
+        if i % 50 == 0 {
+            c.extend([s("other"), value(r)]);
+        }
+        out.push(c);
+    }
     let space = size + size / 5;
     while out.len() < count {
-        let c = match r.below(34) {
+        let c = match r.below(40) {
             0..=2 => {
                 let mut c = vec![s("SADD"), pick(r, &["bs0", "bs1"])];
                 for _ in 0..1 + r.below(30) {
@@ -205,6 +221,38 @@ pub fn workload(r: &mut Rng, field_ttl: bool, size: u64, count: usize) -> Vec<Ve
                 }
             }
             32 => vec![s("COPY"), s("bz0"), s("bz2"), s("REPLACE")],
+            34 | 35 => {
+                let mut c = vec![s("XADD"), pick(r, &["bx0", "bx1"])];
+                if r.below(4) == 0 {
+                    c.extend([s("MAXLEN"), s("="), n(size / 10 - r.below(size / 100))]);
+                }
+                c.push(stream_id(r).into_bytes());
+                c.extend([s("sensor"), n(r.below(1000)), s("temp"), value(r)]);
+                c
+            }
+            36 => {
+                let mut c = vec![s("XDEL"), pick(r, &["bx0", "bx1"])];
+                for _ in 0..1 + r.below(3) {
+                    let id = format!("{}-{}", 1 + r.below(current_ms()), r.below(3));
+                    c.push(id.into_bytes());
+                }
+                c
+            }
+            37 => match r.below(2) {
+                0 => vec![
+                    s("XTRIM"),
+                    s("bx0"),
+                    s("MINID"),
+                    format!("{}-0", r.below(current_ms() / 20)).into_bytes(),
+                ],
+                _ => vec![
+                    s("XTRIM"),
+                    pick(r, &["bx0", "bx1"]),
+                    s("MAXLEN"),
+                    n(size / 10 - r.below(size / 50)),
+                ],
+            },
+            38 | 39 => stream_group_on(r, caps, s("bx0")),
             _ => vec![s("RENAME"), s("bs1"), s("bs2")],
         };
         out.push(c);

@@ -67,6 +67,11 @@ fn policy(r: &mut Rng, c: &mut Vec<Vec<u8>>) {
 /// One stream consumer-group command, in the forms clients send (the master rewrites them).
 pub fn stream_group(r: &mut Rng, caps: Caps) -> Vec<Vec<u8>> {
     let k = skey(r);
+    stream_group_on(r, caps, k)
+}
+
+/// One consumer-group command on stream `k`.
+pub fn stream_group_on(r: &mut Rng, caps: Caps, k: Vec<u8>) -> Vec<Vec<u8>> {
     let g = group(r);
     let new_api = caps.redis_at_least(8, 2);
     match r.below(if new_api { 16 } else { 13 }) {

@@ -6,7 +6,9 @@
 //! lists as quicklists of listpacks), so a snapshot never builds a decoded copy of a big
 //! value. It must never write something the decoded path would write differently: where it
 //! would (small values, field TTLs, targets before listpacks), it declines and the caller
-//! writes the decoded value.
+//! writes the decoded value. Streams are the one exception: their nodes are written as
+//! they are held (the same entries and metadata; node boundaries may differ after
+//! deletions, which no server reads as data).
 
 use std::io::Write;
 
@@ -51,6 +53,10 @@ pub fn write<W: Write>(
             }
         }
         Native::List(l) if w.target().listpacks() => w.key_list(rec, || l.iter())?,
+        // Streams are written node for node from the native nodes (the same entries,
+        // nodes within the servers' limits, but not always packed as full as a decoded
+        // stream's): a big stream is never decoded whole.
+        Native::Stream(s) => w.key_stream(rec, &s.head, s.log.first_id(), s.log.nodes())?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -71,6 +77,7 @@ pub fn digest(n: &NativeEntry, rules: &Rules, now_ms: i64) -> Option<Acc> {
         match &n.value {
             Native::Set(m) => elements::set(acc, m.iter().map(|x| &x.0[..])),
             Native::List(l) => elements::list(acc, l.iter()),
+            Native::Stream(s) => elements::stream(acc, s.log.iter()),
             Native::Hash(m) => elements::hash(
                 acc,
                 rules,
@@ -99,5 +106,6 @@ pub fn type_name(value: &Native) -> &'static str {
         Native::Hash(_) => "hash",
         Native::ZSet(_) => "zset",
         Native::List(_) => "list",
+        Native::Stream(_) => "stream",
     }
 }

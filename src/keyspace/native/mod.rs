@@ -1,10 +1,10 @@
-//! Big collections held natively: sets, hashes, sorted sets and lists past
+//! Big collections held natively: sets, hashes, sorted sets, lists and streams past
 //! [`NATIVE_MIN`] elements (or [`NATIVE_MIN_BYTES`] of data), changed in place.
 //!
 //! Owns the native value model and its conversion from and to the decoded [`Value`]. A
 //! packed entry costs O(size) per write (decode, change, encode); a native one costs O(1)
 //! or O(log n), and copy-on-write happens per chunk (see [`chunkmap`], [`zindex`],
-//! [`chunklist`]), so the first write to a value a snapshot still holds copies one chunk.
+//! [`chunklist`], [`streamlog`]), so the first write to a value a snapshot still holds copies one chunk.
 //! Only values the master itself holds in its big encodings become native (a sorted set
 //! here is always the master's skiplist, which keeps -0), so the encoding never changes
 //! what the data is. It must never lose a fact the packed form keeps (field TTLs,
@@ -14,15 +14,17 @@ pub mod chunklist;
 pub mod chunkmap;
 pub mod collect;
 pub mod export;
+pub mod streamlog;
 pub mod zindex;
 
-use crate::rdb::types::{HASH, LIST_QUICKLIST_2, SET, ZSET_2};
-use crate::rdb::value::HashField;
+use crate::rdb::types::{HASH, LIST_QUICKLIST_2, SET, STREAM_LISTPACKS_3, ZSET_2};
+use crate::rdb::value::{HashField, Stream, StreamEntry};
 use crate::rdb::Value;
 
 use super::Hints;
 pub use chunklist::ChunkList;
 pub use chunkmap::{ChunkMap, MapItem};
+pub use streamlog::StreamLog;
 pub use zindex::ZIndex;
 
 /// Elements from which a collection is held natively (measured: docs/decisions.md).
@@ -161,6 +163,12 @@ fn is_big(v: &Value, plain_zset: bool) -> bool {
         Value::Set(m) | Value::List(m) => big(m.len(), m.iter().map(|x| &x[..])),
         Value::Hash(f) => big(f.len(), f.iter().map(|x| &x.value[..])),
         Value::SortedSet(p) => plain_zset && big(p.len(), p.iter().map(|x| &x.0[..])),
+        Value::Stream(s) => big(
+            s.entries.len(),
+            s.entries
+                .iter()
+                .flat_map(|e| e.fields.iter().flat_map(|(f, v)| [&f[..], &v[..]])),
+        ),
         _ => false,
     }
 }
@@ -172,6 +180,54 @@ pub enum Native {
     Hash(ChunkMap<HashRec>),
     ZSet(ZSetNative),
     List(ChunkList),
+    Stream(Box<StreamNative>),
+}
+
+/// A big stream: its entries natively, the rest (metadata, consumer groups, IDMP state)
+/// as decoded, `head.entries` always empty. `head.length` and `head.first_id` are kept
+/// by the code that changes it (the stream commands), as on the server.
+#[derive(Clone)]
+pub struct StreamNative {
+    pub head: Stream,
+    pub log: StreamLog,
+}
+
+impl StreamNative {
+    /// Move a decoded stream's entries into nodes; `Err` gives it back when its IDs are
+    /// not strictly increasing (a file the servers would refuse: kept decoded, as read).
+    pub fn from_stream(mut s: Box<Stream>) -> Result<StreamNative, Box<Stream>> {
+        if s.entries.windows(2).any(|w| w[0].id >= w[1].id) {
+            return Err(s);
+        }
+        let mut log = StreamLog::default();
+        for e in std::mem::take(&mut s.entries) {
+            log.push(e.id, &e.view().fields);
+        }
+        Ok(StreamNative { head: *s, log })
+    }
+
+    /// The decoded stream (a copy of every entry).
+    pub fn to_stream(&self) -> Stream {
+        let mut s = self.head.clone();
+        s.entries = self
+            .log
+            .iter()
+            .map(|e| StreamEntry {
+                id: e.id,
+                fields: e
+                    .fields
+                    .iter()
+                    .map(|(f, v)| (f.to_vec(), v.to_vec()))
+                    .collect(),
+            })
+            .collect();
+        s
+    }
+
+    /// Whether it is big enough to stay native (else the caller stores it packed).
+    pub fn is_big(&self) -> bool {
+        self.log.len() >= NATIVE_MIN || self.log.data_bytes() >= NATIVE_MIN_BYTES
+    }
 }
 
 /// A key whose value is native: the key, its hints and the value.
@@ -189,11 +245,14 @@ impl Native {
             Native::Hash(m) => m.len(),
             Native::ZSet(z) => z.len(),
             Native::List(l) => l.len(),
+            Native::Stream(s) => s.log.len(),
         }
     }
 
+    /// Whether the key goes away: an emptied collection does, a stream never (the servers
+    /// keep a stream without entries).
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        !matches!(self, Native::Stream(_)) && self.len() == 0
     }
 
     /// The RDB type of the master's encoding of such a value.
@@ -203,6 +262,7 @@ impl Native {
             Native::Hash(_) => HASH,
             Native::ZSet(_) => ZSET_2,
             Native::List(_) => LIST_QUICKLIST_2,
+            Native::Stream(_) => STREAM_LISTPACKS_3,
         }
     }
 
@@ -223,6 +283,7 @@ impl Native {
                 Value::SortedSet(z.order().iter().map(|(s, m)| (m.to_vec(), s)).collect())
             }
             Native::List(l) => Value::List(l.iter().map(<[u8]>::to_vec).collect()),
+            Native::Stream(s) => Value::Stream(Box::new(s.to_stream())),
         }
     }
 
@@ -272,6 +333,9 @@ impl Native {
                 }
                 Native::List(n)
             }
+            Value::Stream(s) => Native::Stream(Box::new(
+                StreamNative::from_stream(s).map_err(Value::Stream)?,
+            )),
             other => return Err(other),
         })
     }
@@ -307,6 +371,9 @@ impl Native {
                 }
                 Native::List(n)
             }
+            Value::Stream(s) => {
+                Native::Stream(Box::new(StreamNative::from_stream(s.clone()).ok()?))
+            }
             _ => return None,
         })
     }
@@ -317,6 +384,7 @@ impl Native {
             Native::Hash(_) => Kind::Hash,
             Native::ZSet(_) => Kind::ZSet,
             Native::List(_) => Kind::List,
+            Native::Stream(_) => Kind::Stream,
         }
     }
 
@@ -327,6 +395,10 @@ impl Native {
             Kind::Hash => Native::Hash(ChunkMap::new()),
             Kind::ZSet => Native::ZSet(ZSetNative::default()),
             Kind::List => Native::List(ChunkList::default()),
+            Kind::Stream => Native::Stream(Box::new(StreamNative {
+                head: Stream::default(),
+                log: StreamLog::default(),
+            })),
         }
     }
 }
@@ -338,6 +410,7 @@ pub enum Kind {
     Hash,
     ZSet,
     List,
+    Stream,
 }
 
 #[cfg(test)]

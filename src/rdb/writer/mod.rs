@@ -244,6 +244,36 @@ impl<W: Write> RdbWriter<W> {
         })
     }
 
+    /// A stream key from its metadata (`head`, whose `entries` are not read) and its
+    /// entries already grouped into nodes, each written as one RDB node: a big stream is
+    /// never built whole. `first_entry` is the first live ID.
+    pub fn key_stream<'a, N, E>(
+        &mut self,
+        rec: &KeyRecord,
+        head: &super::value::Stream,
+        first_entry: Option<super::value::StreamId>,
+        nodes: N,
+    ) -> Result<(), WriteError>
+    where
+        N: ExactSizeIterator<Item = E>,
+        E: Iterator<Item = super::value::EntryRef<'a>>,
+    {
+        let format =
+            stream::format(head, &self.target).map_err(|what| WriteError::Unrepresentable {
+                key: super::error::escape_key(rec.key),
+                what,
+                target: self.target.server.to_string(),
+            })?;
+        self.key_start(rec, stream::type_byte(format))?;
+        self.put_len(nodes.len() as u64)?;
+        for n in nodes {
+            stream::put_node(&mut self.buf, stream::node(n), self.opts);
+            self.maybe_flush()?;
+        }
+        stream::tail(&mut self.buf, head, first_entry, format, self.opts);
+        self.maybe_flush()
+    }
+
     /// End the file: EOF opcode and CRC-64; returns the writer and the total size.
     pub fn finish(mut self) -> Result<(W, u64), WriteError> {
         self.buf.push(super::opcodes::EOF);
