@@ -5,7 +5,9 @@
 //! `Arc`. Every write touches one chunk: an insert, a lookup and a removal are O(1), a
 //! chunk that grows past [`CHUNK_MAX`] splits in two (O(chunk)), and the directory doubles
 //! when a split needs it (O(chunks)). Cloning the map shares every chunk, so the first
-//! write to a map a snapshot still holds copies one chunk, never the whole map.
+//! write to a map a snapshot still holds copies one chunk, never the whole map; the chunk
+//! list is held in shared segments of 256, so that clone touches one handle per segment
+//! (measured at 15 M members: the flat list's 16 k handles cost milliseconds).
 //!
 //! It is a leaf: it knows nothing of keys, values or snapshots beyond [`MapItem`], and it
 //! must never hand out an item whose key bytes it did not check for equality.
@@ -36,11 +38,59 @@ struct Chunk<T> {
     table: HashTable<T>,
 }
 
+/// Chunks per segment: the chunk list is itself split in shared segments, so cloning a map
+/// of 16 k chunks touches 64 handles, not 16 k (each a cache miss on its chunk's count).
+const SEGMENT: usize = 256;
+
+/// The chunks, in segments of [`SEGMENT`], each segment shared until written.
+#[derive(Clone)]
+struct Chunks<T> {
+    segs: Vec<Arc<Vec<Arc<Chunk<T>>>>>,
+    len: usize,
+}
+
+impl<T: Clone> Chunks<T> {
+    fn one(c: Chunk<T>) -> Self {
+        let mut s = Chunks {
+            segs: Vec::new(),
+            len: 0,
+        };
+        s.push(c);
+        s
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, i: usize) -> &Chunk<T> {
+        &self.segs[i / SEGMENT][i % SEGMENT]
+    }
+
+    /// Chunk `i` for a change: its segment and then it are copied first if shared.
+    fn get_mut(&mut self, i: usize) -> &mut Chunk<T> {
+        Arc::make_mut(&mut Arc::make_mut(&mut self.segs[i / SEGMENT])[i % SEGMENT])
+    }
+
+    fn push(&mut self, c: Chunk<T>) {
+        if self.len % SEGMENT == 0 {
+            self.segs.push(Arc::new(Vec::with_capacity(SEGMENT)));
+        }
+        let last = self.segs.len() - 1;
+        Arc::make_mut(&mut self.segs[last]).push(Arc::new(c));
+        self.len += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Chunk<T>> + '_ {
+        self.segs.iter().flat_map(|s| s.iter().map(|c| &**c))
+    }
+}
+
 #[derive(Clone)]
 pub struct ChunkMap<T> {
     /// `2^depth` entries: directory slot → index into `chunks`.
-    dir: Vec<u32>,
-    chunks: Vec<Arc<Chunk<T>>>,
+    dir: Arc<Vec<u32>>,
+    chunks: Chunks<T>,
     depth: u32,
     len: usize,
 }
@@ -58,11 +108,11 @@ fn slot(hash: u64, depth: u32) -> usize {
 impl<T: MapItem> ChunkMap<T> {
     pub fn new() -> Self {
         ChunkMap {
-            dir: vec![0],
-            chunks: vec![Arc::new(Chunk {
+            dir: Arc::new(vec![0]),
+            chunks: Chunks::one(Chunk {
                 depth: 0,
                 table: HashTable::new(),
-            })],
+            }),
             depth: 0,
             len: 0,
         }
@@ -78,19 +128,22 @@ impl<T: MapItem> ChunkMap<T> {
         }
         let chunks = 1usize << depth;
         let each = n / chunks + n / chunks / 8 + 1;
-        ChunkMap {
-            dir: (0..chunks as u32).collect(),
-            chunks: (0..chunks)
-                .map(|_| {
-                    Arc::new(Chunk {
-                        depth,
-                        table: HashTable::with_capacity(each.min(CHUNK_MAX)),
-                    })
-                })
-                .collect(),
+        let mut m = ChunkMap {
+            dir: Arc::new((0..chunks as u32).collect()),
+            chunks: Chunks {
+                segs: Vec::new(),
+                len: 0,
+            },
             depth,
             len: 0,
+        };
+        for _ in 0..chunks {
+            m.chunks.push(Chunk {
+                depth,
+                table: HashTable::with_capacity(each.min(CHUNK_MAX)),
+            });
         }
+        m
     }
 
     pub fn len(&self) -> usize {
@@ -107,7 +160,8 @@ impl<T: MapItem> ChunkMap<T> {
 
     pub fn get(&self, key: &[u8]) -> Option<&T> {
         let h = hash_bytes(key);
-        self.chunks[self.chunk_of(h)]
+        self.chunks
+            .get(self.chunk_of(h))
             .table
             .find(h, |t| t.key() == key)
     }
@@ -120,15 +174,14 @@ impl<T: MapItem> ChunkMap<T> {
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut T> {
         let h = hash_bytes(key);
         let c = self.chunk_of(h);
-        let chunk = Arc::make_mut(&mut self.chunks[c]);
-        chunk.table.find_mut(h, |t| t.key() == key)
+        self.chunks.get_mut(c).table.find_mut(h, |t| t.key() == key)
     }
 
     /// Insert or replace; returns the item it replaced.
     pub fn insert(&mut self, item: T) -> Option<T> {
         let h = hash_bytes(item.key());
         let c = self.chunk_of(h);
-        let chunk = Arc::make_mut(&mut self.chunks[c]);
+        let chunk = self.chunks.get_mut(c);
         let old = match chunk.table.find_mut(h, |t| t.key() == item.key()) {
             Some(slot) => Some(std::mem::replace(slot, item)),
             None => {
@@ -149,8 +202,8 @@ impl<T: MapItem> ChunkMap<T> {
         let h = hash_bytes(key);
         let c = self.chunk_of(h);
         // Look before copying: removing what is absent must not copy a shared chunk.
-        self.chunks[c].table.find(h, |t| t.key() == key)?;
-        let chunk = Arc::make_mut(&mut self.chunks[c]);
+        self.chunks.get(c).table.find(h, |t| t.key() == key)?;
+        let chunk = self.chunks.get_mut(c);
         let (item, _) = chunk.table.find_entry(h, |t| t.key() == key).ok()?.remove();
         self.len -= 1;
         Some(item)
@@ -158,13 +211,14 @@ impl<T: MapItem> ChunkMap<T> {
 
     /// Split chunk `c` on its next hash bit, doubling the directory first if needed.
     fn split(&mut self, c: usize) {
-        let d = self.chunks[c].depth;
+        let d = self.chunks.get(c).depth;
+        let dir = Arc::make_mut(&mut self.dir);
         if d == self.depth {
-            self.dir.extend_from_within(..);
+            dir.extend_from_within(..);
             self.depth += 1;
         }
         let new_index = self.chunks.len() as u32;
-        let chunk = Arc::make_mut(&mut self.chunks[c]);
+        let chunk = self.chunks.get_mut(c);
         chunk.depth = d + 1;
         let bit = 1u64 << (32 + d);
         let mut moved = HashTable::with_capacity(chunk.table.len() / 2 + 1);
@@ -175,20 +229,19 @@ impl<T: MapItem> ChunkMap<T> {
             dest.insert_unique(h, item, |t| hash_bytes(t.key()));
         }
         chunk.table = keep;
-        self.chunks.push(Arc::new(Chunk {
+        self.chunks.push(Chunk {
             depth: d + 1,
             table: moved,
-        }));
+        });
         // Slots that pointed at `c` and have bit `d` set now point at the new chunk.
         let low = (1usize << d) - 1;
-        let pattern = self
-            .dir
+        let pattern = dir
             .iter()
             .position(|&x| x as usize == c)
             .map_or(0, |i| i & low);
         let mut s = pattern | (1 << d);
-        while s < self.dir.len() {
-            self.dir[s] = new_index;
+        while s < dir.len() {
+            dir[s] = new_index;
             s += 1 << (d + 1);
         }
     }
@@ -200,11 +253,11 @@ impl<T: MapItem> ChunkMap<T> {
 
     /// Keep only the items `f` accepts.
     pub fn retain(&mut self, mut f: impl FnMut(&T) -> bool) {
-        for c in &mut self.chunks {
-            if c.table.iter().all(&mut f) {
+        for c in 0..self.chunks.len() {
+            if self.chunks.get(c).table.iter().all(&mut f) {
                 continue;
             }
-            let chunk = Arc::make_mut(c);
+            let chunk = self.chunks.get_mut(c);
             let before = chunk.table.len();
             chunk.table.retain(|t| f(t));
             self.len -= before - chunk.table.len();
@@ -286,9 +339,20 @@ mod tests {
         let shared = m
             .chunks
             .iter()
-            .zip(&snap.chunks)
-            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .zip(snap.chunks.iter())
+            .filter(|(a, b)| std::ptr::eq(*a, *b))
             .count();
         assert!(shared + 2 >= m.chunks.len(), "at most two chunks copied");
+        let segs = m
+            .chunks
+            .segs
+            .iter()
+            .zip(&snap.chunks.segs)
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        assert!(
+            segs + 2 >= m.chunks.segs.len(),
+            "at most two segments copied"
+        );
     }
 }
