@@ -22,3 +22,4 @@ pub mod server_version;
 pub mod snapshot;
 pub mod storage;
 pub mod summary;
+pub mod verify;

@@ -8,6 +8,7 @@
 mod check_config;
 mod convert;
 mod digest;
+mod fetch;
 mod inspect;
 mod list;
 mod progress;
@@ -15,6 +16,7 @@ mod retention;
 mod run;
 mod run_observe;
 mod snapshot;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -49,6 +51,11 @@ pub enum Command {
     List(list::ListArgs),
     /// Apply (or with --dry-run only show) the retention policy: each snapshot kept or deleted.
     Retention(retention::RetentionArgs),
+    /// Copy a stored snapshot to a file, checking length, SHA-256 and CRC-64 on the way.
+    Fetch(fetch::FetchArgs),
+    /// Prove snapshots good: full parse, CRC, digest and key count against the manifest;
+    /// --server also loads it into a real server and compares its DEBUG DIGEST.
+    Verify(verify::VerifyArgs),
 }
 
 /// Open an RDB file for reading: the reader (header read), the file's size, and its name
@@ -103,6 +110,8 @@ pub fn main() -> ExitCode {
         Command::Snapshot(a) => snapshot::run(a),
         Command::List(a) => list::run(a),
         Command::Retention(a) => retention::run(a),
+        Command::Fetch(a) => fetch::run(a),
+        Command::Verify(a) => verify::run(a),
     };
     match result {
         Ok(code) => code,
