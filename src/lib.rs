@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod rdb;
 pub mod replication;
 pub mod resp;
+pub mod restore;
 pub mod retention;
 pub mod server_version;
 pub mod snapshot;

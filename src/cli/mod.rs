@@ -12,6 +12,7 @@ mod fetch;
 mod inspect;
 mod list;
 mod progress;
+mod restore;
 mod retention;
 mod run;
 mod run_observe;
@@ -56,6 +57,8 @@ pub enum Command {
     /// Prove snapshots good: full parse, CRC, digest and key count against the manifest;
     /// --server also loads it into a real server and compares its DEBUG DIGEST.
     Verify(verify::VerifyArgs),
+    /// Push every key of a snapshot into a live server with pipelined RESTORE.
+    Restore(restore::RestoreArgs),
 }
 
 /// Open an RDB file for reading: the reader (header read), the file's size, and its name
@@ -112,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Retention(a) => retention::run(a),
         Command::Fetch(a) => fetch::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Restore(a) => restore::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,8 +1,10 @@
-//! The restore side's first half on real servers: a snapshot the daemon stored is fetched
-//! (checked on the way, written 0600), verified offline and by loading it into a real server
-//! of the source's version (`verify --server`), and every kind of damage — one flipped byte,
-//! a truncated file, a manifest whose digest differs, a damaged stored copy — is caught with
-//! a line naming the snapshot and exit 1, while nothing unchecked is left under OUT.
+//! The restore side on real servers: a snapshot the daemon stored is fetched (checked on
+//! the way, written 0600), verified offline and by loading it into a real server of the
+//! source's version (`verify --server`); every kind of damage — one flipped byte, a truncated
+//! file, a manifest whose digest differs, a damaged stored copy — is caught with a line
+//! naming the snapshot and exit 1, while nothing unchecked is left under OUT; and `restore`
+//! puts it into a live server (same version: the master's digest; a newer one: the same
+//! keys), refusing a non-empty target unless told.
 
 mod support;
 
@@ -260,4 +262,89 @@ fn damage_is_caught_and_named() {
     // Bad usage is 2.
     let (code, _, _) = replisnap(&["verify"]);
     assert_eq!(code, 2);
+}
+
+fn restore_on(name: &str) {
+    let Some((setup, m, snap)) = backed_up(name) else {
+        return;
+    };
+    let target = TestServer::start(m.bin(), &[]).expect("target server");
+    let to = format!("redis://{}", target.addr());
+    let (code, stdout, stderr) = setup.verb(&["restore", "latest", "--to", &to, "--json"]);
+    assert_eq!(code, 0, "{name}: restore: {stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("restore --json");
+    assert_eq!(doc["keys_restored"], snap.keys_total, "{name}: {doc}");
+    assert_eq!(
+        target.digest(),
+        m.digest(),
+        "{name}: the target holds the master's data"
+    );
+    assert_eq!(target.dbsize_all(), m.dbsize_all());
+    // Not into a server that holds keys, unless told.
+    let (code, _, stderr) = setup.verb(&["restore", "latest", "--to", &to]);
+    assert_eq!(code, 1, "{name}: {stderr}");
+    assert!(
+        stderr.contains("holds") && stderr.contains("--flush"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = setup.verb(&["restore", "latest", "--to", &to, "--if-target-empty"]);
+    assert_eq!(code, 0, "{name}: {stderr}");
+    assert!(stderr.contains("nothing to do"), "{stderr}");
+    target.must(&["SET", "stray", "x"]);
+    let (code, _, stderr) = setup.verb(&["restore", "latest", "--to", &to, "--flush"]);
+    assert_eq!(code, 0, "{name}: --flush: {stderr}");
+    assert_eq!(target.digest(), m.digest(), "{name}: after --flush");
+}
+
+#[test]
+fn restore_redis_6_2() {
+    restore_on("redis-6.2");
+}
+
+#[test]
+fn restore_redis_7_0() {
+    restore_on("redis-7.0");
+}
+
+#[test]
+fn restore_redis_8_2() {
+    restore_on("redis-8.2");
+}
+
+#[test]
+fn restore_valkey_9_1() {
+    restore_on("valkey-9.1");
+}
+
+#[test]
+fn restore_a_redis_7_0_snapshot_into_valkey_9_1() {
+    let Some(valkey) = support::require("valkey-9.1") else {
+        return;
+    };
+    let Some((setup, m, _snap)) = backed_up("redis-7.0") else {
+        return;
+    };
+    let file = setup.dir.path().join("from-redis.rdb");
+    let (code, _, stderr) = setup.verb(&["fetch", "latest", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "fetch: {stderr}");
+    let target = TestServer::start(&valkey, &[]).expect("valkey");
+    let to = format!("redis://{}", target.addr());
+    let (code, stdout, stderr) =
+        replisnap(&["restore", "--from", file.to_str().unwrap(), "--to", &to]);
+    assert_eq!(code, 0, "restore: {stderr}");
+    assert!(stdout.contains("digest checked"), "{stdout}");
+    assert_eq!(target.dbsize_all(), m.dbsize_all());
+    m.must(&["SELECT", "0"]); // backed_up left this connection in db 3
+    for k in ["k:7", "hash", "zset", "list", "set", "stream"] {
+        let t = m.must(&["TYPE", k]);
+        assert_eq!(target.must(&["TYPE", k]), t, "{k}");
+    }
+    assert_eq!(
+        target.must(&["HGET", "hash", "f7"]),
+        m.must(&["HGET", "hash", "f7"])
+    );
+    assert_eq!(
+        target.must(&["XLEN", "stream"]),
+        m.must(&["XLEN", "stream"])
+    );
 }
