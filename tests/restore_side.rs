@@ -348,3 +348,70 @@ fn restore_a_redis_7_0_snapshot_into_valkey_9_1() {
         m.must(&["XLEN", "stream"])
     );
 }
+
+#[test]
+fn restore_over_tls_as_an_acl_user() {
+    let Some((setup, m, _snap)) = backed_up("redis-7.0") else {
+        return;
+    };
+    let pki = tempfile::tempdir().unwrap();
+    support::pki::make_pki(pki.path(), "ca");
+    let p = |f: &str| pki.path().join(f).to_string_lossy().into_owned();
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let target = TestServer::start(
+        m.bin(),
+        &[
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &p("server.crt"),
+            "--tls-key-file",
+            &p("server.key"),
+            "--tls-ca-cert-file",
+            &p("ca.crt"),
+            "--tls-auth-clients",
+            "optional",
+        ],
+    )
+    .expect("TLS target");
+    target.must(&[
+        "ACL",
+        "SETUSER",
+        "restorer",
+        "on",
+        ">s3cret%pw",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    // The password's % is escaped in the URL as %25.
+    let to = format!("rediss://restorer:s3cret%25pw@127.0.0.1:{tls_port}");
+    let (code, _, stderr) = setup.verb(&["restore", "latest", "--to", &to]);
+    assert_eq!(code, 1, "no CA given: the certificate is not trusted");
+    assert!(stderr.contains("127.0.0.1"), "{stderr}");
+    let wrong = format!("rediss://restorer:wrong@127.0.0.1:{tls_port}");
+    let (code, _, stderr) = setup.verb(&[
+        "restore",
+        "latest",
+        "--to",
+        &wrong,
+        "--tls-ca-file",
+        &p("ca.crt"),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("AUTH"), "{stderr}");
+    let (code, stdout, stderr) = setup.verb(&[
+        "restore",
+        "latest",
+        "--to",
+        &to,
+        "--tls-ca-file",
+        &p("ca.crt"),
+    ]);
+    assert_eq!(code, 0, "restore over TLS: {stderr}");
+    assert!(stdout.contains("digest checked"), "{stdout}");
+    assert_eq!(target.digest(), m.digest());
+}

@@ -56,6 +56,11 @@ pub struct RestoreArgs {
     /// CA certificates to verify the target with (rediss://).
     #[arg(long, value_name = "PATH")]
     pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate (and its key) for targets that require one.
+    #[arg(long, value_name = "PATH", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
     /// The name the target's certificate must carry (default: the URL's host).
     #[arg(long, value_name = "NAME")]
     pub tls_server_name: Option<String>,
@@ -85,9 +90,10 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
     let url = TargetUrl::parse(&a.to)?;
     let tls = TlsSettings {
         ca_file: a.tls_ca_file.clone(),
+        cert_file: a.tls_cert_file.clone(),
+        key_file: a.tls_key_file.clone(),
         server_name: a.tls_server_name.clone(),
         insecure_skip_verify: a.tls_insecure,
-        ..TlsSettings::default()
     };
     let mut conn = Conn::connect(&url, Some(&tls), Duration::from_secs(30))?;
     if a.if_target_empty {

@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests: include with `mod support;`.
 //! `resp` is a minimal RESP2 client; `server` starts and stops real servers.
 #![allow(unused_imports)]
+pub mod pki;
 pub mod resp;
 pub mod server;
 pub use resp::*;
