@@ -279,7 +279,7 @@ impl Conn {
 }
 
 /// A DUMP payload: type byte and value, the RDB version (LE u16), CRC-64 of all that.
-fn dump_payload(ty: u8, value: &[u8], rdb_version: u32) -> Vec<u8> {
+pub fn dump_payload(ty: u8, value: &[u8], rdb_version: u32) -> Vec<u8> {
     let mut p = Vec::with_capacity(value.len() + 11);
     p.push(ty);
     p.extend_from_slice(value);
@@ -416,6 +416,8 @@ pub fn restore<R: Read>(
     progress(reader.offset(), s.keys_restored);
     s.digest_sent = digest.finish().iter().map(|b| format!("{b:02x}")).collect();
     s.target_keys = conn.keys()?;
+    // A big dataset's digest takes the server a while.
+    let _ = conn.link.set_read_timeout(Duration::from_secs(600));
     s.target_digest = conn.text(&[b"DEBUG", b"DIGEST"]).ok();
     Ok(s)
 }

@@ -1,0 +1,178 @@
+//! Benchmark (not a test): the restore side on the 1 GB mixed dataset of `full_sync`.
+//!
+//! 1. `restore`: replisnap's restore (read the RDB, encode each value as a DUMP payload
+//!    for the target, pipelined RESTORE) into an empty redis-server, next to what a user
+//!    would do instead: `redis-cli --pipe` fed a file of the same RESTORE commands,
+//!    prepared in advance (its preparation is not counted). Keys/s of each and the ratio;
+//!    both targets must end with the same digest.
+//! 2. `verify`: replisnap's offline check of the file (parse, CRC, SHA-256, digest) in MB/s
+//!    next to the time a redis-server takes to load the same file.
+//!
+//! `cargo bench --bench restore` (`BENCH_GB=1` by default).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use replisnap::rdb::writer::{encode_value, KeyRecord, Target, WriteOptions};
+use replisnap::rdb::{Item, Options, RdbReader};
+use replisnap::restore::{dump_payload, restore, Conn, RestoreOptions, TargetUrl};
+use support::TestServer;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let Some(bin) = support::require("redis-7.0") else {
+        return;
+    };
+    let gb: f64 = std::env::var("BENCH_GB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let path = common::dataset(&bin, gb);
+    let len = std::fs::metadata(&path).expect("stat").len();
+    let open = || {
+        RdbReader::new(
+            std::fs::File::open(&path).expect("open"),
+            Some(len),
+            Options::default(),
+        )
+        .expect("header")
+    };
+
+    // What a user would pipe: the same RESTORE commands, prepared beforehand.
+    let version = format!("{}-{}", bin.kind, bin.version)
+        .parse()
+        .expect("version");
+    let target = Target::for_server(version).expect("target");
+    let now = now_ms();
+    let pipe_file = path.with_extension("restore-pipe");
+    let mut keys = 0u64;
+    {
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(&pipe_file).expect("pipe file"));
+        let mut r = open();
+        let mut db = None;
+        let mut buf = Vec::new();
+        while let Some(item) = r.next_item().expect("read") {
+            let Item::Key(k) = item else { continue };
+            if !k.loadable(now) {
+                continue;
+            }
+            let rec = KeyRecord {
+                key: &k.key,
+                value: &k.value,
+                expire_ms: k.expire_ms,
+                idle: k.idle,
+                freq: k.freq,
+                meta: &k.meta,
+                source_type: Some(k.rdb_type),
+            };
+            let (ty, v) = encode_value(&rec, &target, WriteOptions::default()).expect("encode");
+            let payload = dump_payload(ty, &v, target.rdb_version);
+            buf.clear();
+            if db != Some(k.db) {
+                let d = k.db.to_string();
+                replisnap::resp::encode_command(&[b"SELECT", d.as_bytes()], &mut buf);
+                db = Some(k.db);
+            }
+            let ttl = k.expire_ms.unwrap_or(0).to_string();
+            let mut args: Vec<&[u8]> = vec![b"RESTORE", &k.key, ttl.as_bytes(), &payload];
+            if k.expire_ms.is_some() {
+                args.push(b"ABSTTL");
+            }
+            replisnap::resp::encode_command(&args, &mut buf);
+            out.write_all(&buf).expect("write");
+            keys += 1;
+        }
+    }
+
+    let theirs = TestServer::start(&bin, &[]).expect("target for redis-cli");
+    let cli = support::servers_dir().join("bin").join("redis-cli");
+    let t = Instant::now();
+    let status = Command::new(&cli)
+        .args(["-p", &theirs.port().to_string(), "--pipe"])
+        .stdin(std::fs::File::open(&pipe_file).expect("pipe file"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("redis-cli --pipe");
+    let their_s = t.elapsed().as_secs_f64();
+    assert!(status.success(), "redis-cli --pipe failed");
+    let _ = std::fs::remove_file(&pipe_file);
+
+    let ours_srv = TestServer::start(&bin, &[]).expect("target for replisnap");
+    let url = TargetUrl::parse(&format!("redis://{}", ours_srv.addr())).expect("url");
+    let mut conn = Conn::connect(&url, None, Duration::from_secs(30)).expect("connect");
+    let opts = RestoreOptions {
+        batch: 512,
+        timeout: Duration::from_secs(30),
+        ..RestoreOptions::default()
+    };
+    let t = Instant::now();
+    let summary = restore(open(), &mut conn, &opts, now, |_, _| {}).expect("restore");
+    let our_s = t.elapsed().as_secs_f64();
+    assert_eq!(summary.keys_restored, keys);
+    // DEBUG DIGEST of a GB takes longer than the test client waits.
+    let digest = |addr: String| {
+        let url = TargetUrl::parse(&format!("redis://{addr}")).expect("url");
+        Conn::connect(&url, None, Duration::from_secs(600))
+            .expect("connect")
+            .text(&[b"DEBUG", b"DIGEST"])
+            .expect("DEBUG DIGEST")
+    };
+    assert_eq!(
+        digest(ours_srv.addr()),
+        digest(theirs.addr()),
+        "both targets hold the same data"
+    );
+    drop((theirs, ours_srv));
+
+    // verify vs a server's load of the same file.
+    let t = Instant::now();
+    let report = replisnap::verify::check_stream(
+        "dataset",
+        std::fs::File::open(&path).expect("open"),
+        Some(len),
+        None,
+        now,
+        |_| {},
+    )
+    .expect("verify");
+    let verify_s = t.elapsed().as_secs_f64();
+    assert!(report.ok(), "{:?}", report.problems);
+    let t = Instant::now();
+    let loaded = TestServer::start_with_rdb(&bin, &path, &[]).expect("server loads the file");
+    let load_s = t.elapsed().as_secs_f64();
+    drop(loaded);
+
+    let mb = len as f64 / 1e6;
+    println!("dataset: {} ({mb:.0} MB, {keys} keys)", path.display());
+    println!(
+        "restore into redis 7.0: replisnap {:.0} keys/s ({our_s:.2} s) vs redis-cli --pipe of prepared RESTOREs {:.0} keys/s ({their_s:.2} s): {:.2}x",
+        keys as f64 / our_s,
+        keys as f64 / their_s,
+        their_s / our_s
+    );
+    println!(
+        "verify (parse, CRC, sha256, digest): {:.0} MB/s ({verify_s:.2} s) vs redis-server 7.0 loading it: {:.0} MB/s ({load_s:.2} s incl. start): {:.2}x",
+        mb / verify_s,
+        mb / load_s,
+        load_s / verify_s
+    );
+}
