@@ -2,14 +2,14 @@
 //!
 //! Owns the storage contract of SPEC §3: `<id>/dump.rdb` first, `<id>/manifest.json` last,
 //! and "a snapshot without a manifest does not exist". Snapshot code, retention and the CLI
-//! talk to [`Storage`] only, so a backend (local directory today, S3 next) plugs in without
+//! talk to [`Storage`] only, so a backend (a local directory or S3) plugs in without
 //! touching them. It must never lose a snapshot: nothing is visible before it is durable,
 //! a manifest is written only for the RDB this process just stored and whose checksum was
 //! confirmed, deletion removes the manifest first, and cleanup touches nothing it did not
 //! create or that a writer still holds.
 //!
 //! The trait is blocking and `Send + Sync`: it is called from the snapshot thread and from
-//! the CLI; the S3 backend will block on its own runtime's futures.
+//! the CLI; the S3 backend blocks on its own runtime's futures.
 //!
 //! Writing is typed in three steps so the order cannot be broken by a caller:
 //! [`Storage::create_rdb`] reserves an id and returns an [`RdbSink`] (a `Write` that hashes
@@ -22,6 +22,7 @@ pub mod id;
 pub mod local;
 mod lock;
 pub mod manifest;
+pub mod s3;
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -58,8 +59,25 @@ pub enum StorageError {
     Mismatch { id: String, what: String },
     #[error(transparent)]
     Id(#[from] IdError),
-    #[error("storage kind {0}: not available in this build yet")]
-    Unsupported(&'static str),
+    /// An S3 request failed (after the SDK's retries); `message` is the service's code and
+    /// message, or the transport's error chain.
+    #[error("{key}: {op}: {message}")]
+    S3 {
+        op: &'static str,
+        key: String,
+        status: Option<u16>,
+        message: String,
+    },
+    /// An object that replisnap writes once is already there; it is never overwritten.
+    #[error("{key}: already exists; replisnap never overwrites an object")]
+    Exists { key: String },
+    /// Another writer holds the storage's lease.
+    #[error("{location}: held by {holder} (lease until {until}); another replisnap writes here")]
+    Held {
+        location: String,
+        holder: String,
+        until: String,
+    },
 }
 
 impl StorageError {
@@ -100,6 +118,15 @@ pub trait Storage: Send + Sync {
     /// Remove what interrupted writes left: temporary files of ours, and snapshot
     /// directories without a manifest that no writer holds. Touches nothing else.
     fn cleanup(&self) -> Result<CleanupReport>;
+
+    /// Become this storage's only writer, for as long as this value lives: the S3 backend
+    /// takes (and keeps renewing) the lease `<prefix>lock`; an error names the holder
+    /// when another process has it. Writes and deletes claim it too; a daemon calls this
+    /// first so it refuses to start rather than fail at its first snapshot. Local storage
+    /// needs nothing here: its writers share the directory lock.
+    fn claim(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Where an RDB is written. Dropped without [`commit`](RdbSink::commit), it removes what
@@ -169,7 +196,7 @@ pub fn open(cfg: &crate::config::Storage) -> Result<Box<dyn Storage>> {
                 reason: "required when kind = \"local\"".into(),
             }),
         },
-        StorageKind::S3 => Err(StorageError::Unsupported("s3")),
+        StorageKind::S3 => Ok(Box::new(s3::S3Storage::open(cfg, None)?)),
     }
 }
 
