@@ -1,7 +1,8 @@
 //! The S3 backend against a real S3-protocol server (SeaweedFS, started by the tests): a
 //! multipart snapshot round trip with its checksums, SSE-S3 and SSE-KMS on HeadObject,
 //! `If-None-Match` refusing an overwrite, nothing left by an aborted write, cleanup of an
-//! orphan multipart upload, list / delete / retention, and one writer per prefix.
+//! orphan multipart upload, list / delete / retention, and one writer per prefix; and
+//! the daemon end to end (`daemon.rs`).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -18,6 +19,10 @@ use replisnap::storage::{
 use replisnap::summary::DbSummary;
 use sha2::{Digest, Sha256};
 
+mod support;
+
+#[path = "storage_s3/daemon.rs"]
+mod daemon;
 #[path = "storage_s3/seaweed.rs"]
 mod seaweed;
 

@@ -112,8 +112,10 @@ fn start() -> Option<Seaweed> {
         for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$w" 2>/dev/null || break; sleep 0.5; done
         kill -KILL "$w" 2>/dev/null
         wait "$w" 2>/dev/null
-        rm -rf "$5"
+        rm -rf "$5" "/tmp/seaweedfs-s3-$6.sock"
     "#;
+    // Not waited for on purpose: it outlives the tests, and reaps weed itself.
+    #[allow(clippy::zombie_processes)]
     Command::new("sh")
         .arg("-c")
         .arg(script)
@@ -123,6 +125,8 @@ fn start() -> Option<Seaweed> {
         .arg(&args)
         .arg(&log)
         .arg(&dir)
+        // weed leaves a socket named after its S3 port in /tmp.
+        .arg(p[0].to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
