@@ -21,6 +21,8 @@ use sha2::{Digest, Sha256};
 
 mod support;
 
+#[path = "storage_s3/crash.rs"]
+mod crash;
 #[path = "storage_s3/daemon.rs"]
 mod daemon;
 #[path = "storage_s3/seaweed.rs"]

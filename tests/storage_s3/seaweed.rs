@@ -170,28 +170,33 @@ fn start() -> Option<Seaweed> {
 
 static BUCKETS: AtomicU32 = AtomicU32::new(0);
 
+/// The `[storage]` of kind s3 for the server at `endpoint`, `bucket` and `prefix`.
+pub fn config_for(endpoint: &str, bucket: &str, prefix: &str) -> StorageConfig {
+    StorageConfig {
+        kind: StorageKind::S3,
+        path: None,
+        bucket: Some(bucket.into()),
+        prefix: prefix.into(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint.into()),
+        force_path_style: true,
+        sse: None,
+        kms_key_id: None,
+        storage_class: None,
+        part_size: None,
+        upload_concurrency: None,
+        checksum: None,
+        request_checksum_calculation: None,
+        response_checksum_validation: None,
+        max_attempts: None,
+        lease_seconds: None,
+    }
+}
+
 impl Seaweed {
     /// The `[storage]` of kind s3 for this server, `bucket` and `prefix`.
     pub fn config(&self, bucket: &str, prefix: &str) -> StorageConfig {
-        StorageConfig {
-            kind: StorageKind::S3,
-            path: None,
-            bucket: Some(bucket.into()),
-            prefix: prefix.into(),
-            region: Some("us-east-1".into()),
-            endpoint: Some(self.endpoint.clone()),
-            force_path_style: true,
-            sse: None,
-            kms_key_id: None,
-            storage_class: None,
-            part_size: None,
-            upload_concurrency: None,
-            checksum: None,
-            request_checksum_calculation: None,
-            response_checksum_validation: None,
-            max_attempts: None,
-            lease_seconds: None,
-        }
+        config_for(&self.endpoint, bucket, prefix)
     }
 
     pub fn credentials() -> Credentials {

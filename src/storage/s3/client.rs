@@ -123,7 +123,26 @@ impl Settings {
 /// A private tokio runtime that blocking callers drive S3 requests on.
 #[derive(Clone)]
 pub struct Runtime {
-    rt: Arc<tokio::runtime::Runtime>,
+    rt: Arc<Owned>,
+}
+
+/// Shut down without waiting when the last handle goes: that may happen on one of the
+/// runtime's own threads (a task holding the storage), where a blocking drop panics.
+struct Owned(Option<tokio::runtime::Runtime>);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl std::ops::Deref for Owned {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("present until dropped")
+    }
 }
 
 impl Runtime {
@@ -138,7 +157,9 @@ impl Runtime {
                 path: "s3".into(),
                 source,
             })?;
-        Ok(Runtime { rt: Arc::new(rt) })
+        Ok(Runtime {
+            rt: Arc::new(Owned(Some(rt))),
+        })
     }
 
     /// Run `fut` on this runtime and wait for it. Works from any thread: the future is
