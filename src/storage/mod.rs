@@ -71,7 +71,7 @@ pub enum StorageError {
     /// An object that replisnap writes once is already there; it is never overwritten.
     #[error("{key}: already exists; replisnap never overwrites an object")]
     Exists { key: String },
-    /// Another writer holds the storage's lease.
+    /// Another writer holds the storage's lease (S3) or writer lock (local).
     #[error("{location}: held by {holder} (lease until {until}); another replisnap writes here")]
     Held {
         location: String,
@@ -119,14 +119,12 @@ pub trait Storage: Send + Sync {
     /// directories without a manifest that no writer holds. Touches nothing else.
     fn cleanup(&self) -> Result<CleanupReport>;
 
-    /// Become this storage's only writer, for as long as this value lives: the S3 backend
-    /// takes (and keeps renewing) the lease `<prefix>lock`; an error names the holder
-    /// when another process has it. Writes and deletes claim it too; a daemon calls this
-    /// first so it refuses to start rather than fail at its first snapshot. Local storage
-    /// needs nothing here: its writers share the directory lock.
-    fn claim(&self) -> Result<()> {
-        Ok(())
-    }
+    /// Become this storage's only writer, for as long as this value lives; an error names
+    /// the holder when another process has it. S3 takes (and keeps renewing) the lease
+    /// `<prefix>lock`, and its writes and deletes claim it too; local storage takes the
+    /// exclusive `flock` on `<path>/.replisnap.writer`. A daemon calls this first, so a
+    /// second one refuses to start rather than write beside the first.
+    fn claim(&self) -> Result<()>;
 }
 
 /// Where an RDB is written. Dropped without [`commit`](RdbSink::commit), it removes what
@@ -182,6 +180,20 @@ pub struct CleanupReport {
     pub removed: Vec<String>,
     /// Leftovers not removed, with the reason (e.g. they hold files we did not create).
     pub kept: Vec<(String, String)>,
+}
+
+/// How a writer names itself in locks and leases: host, pid, and an instance number (two
+/// storages in one process are two writers).
+pub(crate) fn holder_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static INSTANCE: AtomicU64 = AtomicU64::new(0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
+    let n = INSTANCE.fetch_add(1, Ordering::Relaxed);
+    format!("{host} pid {} #{n}", std::process::id())
 }
 
 /// The backend the config names.

@@ -14,7 +14,6 @@
 //! the holder's wall clock with ours: clocks are assumed within a few seconds of each
 //! other (NTP), far below the default 60 s lifetime.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,8 +29,6 @@ use super::{Inner, Result, StorageError};
 const LEASE_LIMIT: u64 = 4096;
 /// A lease this close to its local deadline is renewed before a write relies on it.
 const MARGIN: Duration = Duration::from_secs(5);
-
-static INSTANCE: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Body {
@@ -60,21 +57,12 @@ pub(super) struct Lease {
     state: Arc<Mutex<State>>,
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".into())
-}
-
 impl Lease {
     pub(super) fn new(key: String, ttl: Duration) -> Lease {
-        let n = INSTANCE.fetch_add(1, Ordering::Relaxed);
         Lease {
             key,
             ttl,
-            holder: format!("{} pid {} #{n}", hostname(), std::process::id()),
+            holder: crate::storage::holder_name(),
             state: Arc::new(Mutex::new(State::default())),
         }
     }
