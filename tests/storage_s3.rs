@@ -2,7 +2,8 @@
 //! multipart snapshot round trip with its checksums, SSE-S3 and SSE-KMS on HeadObject,
 //! `If-None-Match` refusing an overwrite, nothing left by an aborted write, cleanup of an
 //! orphan multipart upload, list / delete / retention, and one writer per prefix; and
-//! the daemon end to end (`daemon.rs`).
+//! the daemon end to end (`daemon.rs`), a writer killed mid-upload (`crash.rs`), and
+//! faults injected by a proxy (`faults.rs`).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -25,6 +26,10 @@ mod support;
 mod crash;
 #[path = "storage_s3/daemon.rs"]
 mod daemon;
+#[path = "storage_s3/faults.rs"]
+mod faults;
+#[path = "storage_s3/proxy.rs"]
+mod proxy;
 #[path = "storage_s3/seaweed.rs"]
 mod seaweed;
 

@@ -62,7 +62,13 @@ pub struct Settings {
     pub response_checksums_when_required: bool,
     pub max_attempts: u32,
     pub lease: Duration,
+    /// Longest wait from sending a request to the first byte of its answer (a part's
+    /// upload included); then the attempt is abandoned and retried.
+    pub read_timeout: Duration,
 }
+
+/// [`Settings::read_timeout`] by default: a 16 MiB part at 1.2 Mbit/s.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Settings {
     /// From a validated `[storage]` of kind s3.
@@ -106,6 +112,7 @@ impl Settings {
                 == Some("when_required"),
             max_attempts: cfg.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS).max(1),
             lease: Duration::from_secs(cfg.lease_seconds.unwrap_or(DEFAULT_LEASE_SECONDS)),
+            read_timeout: DEFAULT_READ_TIMEOUT,
         })
     }
 
@@ -201,8 +208,10 @@ pub fn build(
             .with_max_backoff(Duration::from_secs(20));
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(10))
-            // A 5 GiB part on a slow link still fits; a stall is caught sooner below.
-            .operation_attempt_timeout(Duration::from_secs(600))
+            // A stalled answer: abandoned after read_timeout and retried.
+            .read_timeout(s.read_timeout)
+            // A 5 GiB part on a slow link still fits; a stall is caught sooner above.
+            .operation_attempt_timeout(Duration::from_secs(600).max(s.read_timeout))
             .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http)

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 
 pub use client::{
     Checksum, Settings, DEFAULT_CONCURRENCY, DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_PART_SIZE,
+    DEFAULT_PART_SIZE, DEFAULT_READ_TIMEOUT,
 };
 
 use self::client::{s3_error, Runtime};
