@@ -3,7 +3,8 @@
 //! `If-None-Match` refusing an overwrite, nothing left by an aborted write, cleanup of an
 //! orphan multipart upload, list / delete / retention, and one writer per prefix; and
 //! the daemon end to end (`daemon.rs`), a writer killed mid-upload (`crash.rs`), and
-//! faults injected by a proxy (`faults.rs`).
+//! faults injected by a proxy (`faults.rs`), and a 1 GiB snapshot in bounded memory
+//! (`big.rs`).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -22,6 +23,8 @@ use sha2::{Digest, Sha256};
 
 mod support;
 
+#[path = "storage_s3/big.rs"]
+mod big;
 #[path = "storage_s3/crash.rs"]
 mod crash;
 #[path = "storage_s3/daemon.rs"]
