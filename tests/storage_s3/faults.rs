@@ -1,5 +1,5 @@
 //! Faults between replisnap and the S3 server, injected by a proxy: 500, 503 SlowDown, a
-//! connection closed mid-part, a stalled answer and a 412. Each snapshot is either retried
+//! connection closed mid-part, a stalled answer, a lost answer and a 412. Each snapshot is either retried
 //! and stored whole, or fails naming the cause and leaves nothing: no partial or duplicate
 //! object, no pending multipart upload.
 
@@ -46,7 +46,7 @@ fn faults_are_retried_or_fail_cleanly() {
     // Four parts: 5 + 5 + 5 + 1 MiB.
     let data = rdb_bytes(16 * MIB, 5);
 
-    let retried: [(&str, Rule, &str); 5] = [
+    let retried: [(&str, Rule, &str); 7] = [
         (
             "500 on a part",
             rule(
@@ -82,13 +82,25 @@ fn faults_are_retried_or_fail_cleanly() {
             ),
             "manifest.json",
         ),
+        // The retry meets the object its first attempt made (412): recognised as ours by
+        // size and checksum (the RDB) or by content (the manifest), not duplicated.
+        (
+            "answer to Complete lost",
+            rule("POST", &["uploadId="], 1, Fault::LoseAnswer),
+            "uploadId=",
+        ),
+        (
+            "answer to the manifest PUT lost",
+            rule("PUT", &["manifest.json"], 1, Fault::LoseAnswer),
+            "manifest.json",
+        ),
     ];
     for (n, (what, r, marker)) in retried.into_iter().enumerate() {
-        let times = r.times;
+        let (times, method) = (r.times, r.method);
         proxy.add(r);
         proxy.take_log();
         let started = Instant::now();
-        let at = format!("2026-11-25T08:0{n}:00Z");
+        let at = format!("2026-11-25T08:{n:02}:00Z");
         let m = try_store(&s, &at, &data).unwrap_or_else(|e| panic!("{what}: {e}"));
         let took = started.elapsed();
         let injected = proxy.take_injected();
@@ -96,7 +108,7 @@ fn faults_are_retried_or_fail_cleanly() {
         let attempts = proxy
             .take_log()
             .iter()
-            .filter(|l| l.contains(marker))
+            .filter(|l| l.starts_with(method) && l.contains(marker))
             .count();
         assert_eq!(attempts, times + 1, "{what}: the request was retried");
         assert_eq!(m.rdb.sha256, sha256_hex(&data), "{what}");
@@ -108,7 +120,7 @@ fn faults_are_retried_or_fail_cleanly() {
         assert!(back == data, "{what}: read back differs");
         assert!(pending_uploads(&s).is_empty(), "{what}");
     }
-    assert_eq!(ids(&s).len(), 5);
+    assert_eq!(ids(&s).len(), 7);
 
     // Failures: the cause named, nothing visible, nothing pending.
     let before = keys(&s);
@@ -153,6 +165,6 @@ fn faults_are_retried_or_fail_cleanly() {
             pending_uploads(&s)
         );
         assert_eq!(keys(&s), before, "{what}: something stayed");
-        assert_eq!(ids(&s).len(), 5, "{what}");
+        assert_eq!(ids(&s).len(), 7, "{what}");
     }
 }

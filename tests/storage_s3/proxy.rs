@@ -3,7 +3,7 @@
 //! Each client connection gets its own upstream connection; requests are read head and
 //! body (`Content-Length` framing, as the SDK sends in-memory bodies) and either forwarded
 //! or answered with a fault: an S3 error status, the connection closed half-way through
-//! the body, or no answer at all (a stall). Responses are copied back byte for byte. Every
+//! the body, no answer at all (a stall), or the request done and its answer lost. Responses are copied back byte for byte. Every
 //! request seen is logged (method, path and query) so tests can count retries.
 #![allow(dead_code)]
 
@@ -20,6 +20,9 @@ pub enum Fault {
     CloseMidBody,
     /// Read the whole request and never answer (until the client gives up).
     Stall,
+    /// Forward the request (on a connection of its own), let the server act on it, then
+    /// close the client's connection: the request took effect, its answer is lost.
+    LoseAnswer,
 }
 
 /// Inject `fault` into the next `times` requests with `method` whose path-and-query
@@ -159,6 +162,20 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> std::io::
             }
             Some(Fault::CloseMidBody) => {
                 std::io::copy(&mut (&mut r).take(len as u64 / 2), &mut std::io::sink())?;
+                let _ = client_w.shutdown(Shutdown::Both);
+                let _ = up_w.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            Some(Fault::LoseAnswer) => {
+                let mut body = vec![0u8; len];
+                r.read_exact(&mut body)?;
+                let mut side = TcpStream::connect(upstream)?;
+                side.write_all(&head)?;
+                side.write_all(&body)?;
+                // The answer's first bytes mean the server has acted.
+                let mut first = [0u8; 1];
+                side.set_read_timeout(Some(Duration::from_secs(30)))?;
+                let _ = side.read(&mut first);
                 let _ = client_w.shutdown(Shutdown::Both);
                 let _ = up_w.shutdown(Shutdown::Both);
                 return Ok(());

@@ -272,7 +272,20 @@ where
                 _ => format!("HTTP {status}"),
             }
         }
-        other => aws_sdk_s3::error::DisplayErrorContext(other).to_string(),
+        // The transport's chain, each cause once (the SDK's own context printer appends a
+        // Debug dump that repeats them).
+        other => {
+            let mut parts: Vec<String> = vec![other.to_string()];
+            let mut source = std::error::Error::source(other);
+            while let Some(e) = source {
+                let m = e.to_string();
+                if !m.is_empty() && !parts.iter().any(|p| p.contains(&m)) {
+                    parts.push(m);
+                }
+                source = e.source();
+            }
+            parts.join(": ")
+        }
     }
 }
 

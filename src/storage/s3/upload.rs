@@ -364,11 +364,15 @@ impl Write for S3Sink {
             return Err(io::Error::other(m.clone()));
         }
         let part_size = self.inner.s.part_size;
-        if self.buf.capacity() == 0 {
-            self.buf
-                .reserve_exact(part_size.min(data.len().max(64 << 10)));
-        }
         let n = data.len().min(part_size - self.buf.len());
+        if self.buf.capacity() - self.buf.len() < n {
+            // Grow by doubling, but never past one part (a small RDB stays small).
+            let want = (self.buf.capacity() * 2)
+                .max(self.buf.len() + n)
+                .max(64 << 10)
+                .min(part_size);
+            self.buf.reserve_exact(want - self.buf.len());
+        }
         self.buf.extend_from_slice(&data[..n]);
         self.hasher.update(&data[..n]);
         self.crc.update(&data[..n]);
@@ -404,16 +408,31 @@ impl RdbSink for S3Sink {
         // The lease may have been lost while the RDB was produced: Complete only as holder.
         self.inner.lease.acquire(&self.inner)?;
         let bytes = self.hasher.bytes();
-        if self.upload.is_some() {
-            self.complete()?;
+        let put = if self.upload.is_some() {
+            self.complete()
         } else {
-            self.put_single()?;
-        }
-        // Dropping self from here on must not abort: the object is complete.
-        self.committed = true;
-        if let Err(e) = self.check_stored(bytes) {
-            let _ = self.inner.delete_key(&self.key);
-            return Err(e);
+            self.put_single()
+        };
+        match put {
+            Ok(()) => {
+                // Dropping self from here on must not abort: the object is complete.
+                self.committed = true;
+                if let Err(e) = self.check_stored(bytes) {
+                    let _ = self.inner.delete_key(&self.key);
+                    return Err(e);
+                }
+            }
+            // A retried request whose first attempt did succeed (its answer was lost) is
+            // refused by its own object: that one has our size and whole-object checksum.
+            // Anything else there is someone else's and stays untouched.
+            Err(e @ StorageError::Exists { .. }) => {
+                if self.crc.base64().is_none() || self.check_stored(bytes).is_err() {
+                    return Err(e);
+                }
+                self.committed = true;
+                tracing::info!(key = %self.inner.s.url(&self.key), "RDB already stored by an earlier attempt of the same request");
+            }
+            Err(e) => return Err(e),
         }
         tracing::info!(
             key = %self.inner.s.url(&self.key), bytes,
@@ -514,14 +533,20 @@ impl StoredRdb for S3Stored {
             .set_checksum_algorithm(Crc::new(kind).algorithm())
             .set_checksum_crc64_nvme(sum.clone().filter(|_| kind == Checksum::Crc64Nvme))
             .set_checksum_crc32_c(sum.filter(|_| kind == Checksum::Crc32C))
-            .body(ByteStream::from(json));
+            .body(ByteStream::from(json.clone()));
+        let json_sent = json;
         let err = s3_error(s, "put", &key);
         self.manifest_sent = true;
         match inner.rt.run(async move { req.send().await }) {
             Ok(_) => {}
             Err(e) if status(&e) == Some(412) => {
-                self.manifest_sent = false;
-                return Err(StorageError::Exists { key: url });
+                // Ours if it holds exactly what we sent (an earlier attempt of this request
+                // landed and its answer was lost); otherwise someone else's, and it stays.
+                let there = super::read::get_small(&inner, &key, crate::storage::MANIFEST_LIMIT)?;
+                if there.as_deref() != Some(json_sent.as_slice()) {
+                    self.manifest_sent = false;
+                    return Err(StorageError::Exists { key: url });
+                }
             }
             Err(e) => return Err(err(e)),
         }
