@@ -79,7 +79,14 @@ fn start(config: &Path, log: &Path) -> Daemon {
     }
 }
 
-fn write_config(dir: &Path, name: &str, sw: &Seaweed, bucket: &str, master: &str) -> PathBuf {
+/// `replisnap.toml` for the master and bucket; (its path, the HTTP port).
+fn write_config(
+    dir: &Path,
+    name: &str,
+    sw: &Seaweed,
+    bucket: &str,
+    master: &str,
+) -> (PathBuf, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -96,7 +103,25 @@ fn write_config(dir: &Path, name: &str, sw: &Seaweed, bucket: &str, master: &str
     );
     let path = dir.join(name);
     fs::write(&path, text).expect("write config");
-    path
+    (path, port)
+}
+
+/// `GET /metrics` as text.
+fn metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect /metrics");
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).expect("read /metrics");
+    out
+}
+
+/// The value of the sample whose line starts with `name` (labels included).
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in:\n{text}"))
 }
 
 fn master_offset(m: &TestServer) -> u64 {
@@ -119,7 +144,7 @@ fn daemon_snapshots_into_s3_with_the_masters_digest() {
     m.must(&["DEBUG", "POPULATE", "350000", "key", "64"]);
     m.must(&["SET", "marker", "1"]);
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = write_config(dir.path(), "a.toml", sw, &bucket, &m.addr());
+    let (config, port) = write_config(dir.path(), "a.toml", sw, &bucket, &m.addr());
     let reader = sw.storage_in(&bucket, "e2e/", |_| {});
 
     let mut d = start(&config, &dir.path().join("a.log"));
@@ -147,8 +172,22 @@ fn daemon_snapshots_into_s3_with_the_masters_digest() {
         snap.rdb.bytes
     );
 
+    // The uploads are counted.
+    let text = metrics(port);
+    assert!(
+        sample(&text, "replisnap_uploads_total{result=\"ok\"}") >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "replisnap_uploads_total{result=\"error\"}"),
+        0.0
+    );
+    assert!(sample(&text, "replisnap_upload_bytes_total") >= snap.rdb.bytes as f64);
+    assert!(sample(&text, "replisnap_last_upload_success_timestamp_seconds") > 1.7e9);
+    assert!(sample(&text, "replisnap_stored_snapshots") >= 1.0);
+
     // A second daemon on the same prefix refuses, naming the holder.
-    let config_b = write_config(dir.path(), "b.toml", sw, &bucket, &m.addr());
+    let (config_b, _) = write_config(dir.path(), "b.toml", sw, &bucket, &m.addr());
     let mut b = start(&config_b, &dir.path().join("b.log"));
     let start_b = Instant::now();
     let status = loop {
