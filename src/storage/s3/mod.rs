@@ -189,15 +189,22 @@ impl Inner {
         (id.as_str() == rest.split_once('/')?.0).then_some((id, name))
     }
 
-    /// The manifest of `id`, checked against its id and its RDB's size (`rdb_size`: from a
-    /// listing, or None to ask). Ok(None) when there is no manifest.
-    fn load(&self, id: &SnapshotId, rdb_size: Option<Option<u64>>) -> Result<Option<Manifest>> {
+    /// The manifest of `id`, checked against its id and its RDB's size (asked for).
+    /// Ok(None) when there is no manifest.
+    fn load(&self, id: &SnapshotId) -> Result<Option<Manifest>> {
         let key = self.key(id, MANIFEST_NAME);
-        let url = self.s.url(&key);
         let Some(data) = read::get_small(self, &key, MANIFEST_LIMIT)? else {
             return Ok(None);
         };
-        let m = Manifest::from_json(&data, &url)?;
+        let size = read::head_size(self, &self.key(id, RDB_NAME))?;
+        self.check(id, &data, size).map(Some)
+    }
+
+    /// A manifest's bytes as a manifest of `id` whose RDB has `rdb_size` bytes (None:
+    /// missing).
+    fn check(&self, id: &SnapshotId, data: &[u8], rdb_size: Option<u64>) -> Result<Manifest> {
+        let url = self.s.url(&self.key(id, MANIFEST_NAME));
+        let m = Manifest::from_json(data, &url)?;
         if &m.id != id {
             return Err(StorageError::Manifest {
                 path: url,
@@ -205,16 +212,12 @@ impl Inner {
             });
         }
         let rdb_key = self.key(id, RDB_NAME);
-        let size = match rdb_size {
-            Some(s) => s,
-            None => read::head_size(self, &rdb_key)?,
-        };
         let broken = |reason: String| StorageError::Broken {
             path: self.s.url(&rdb_key),
             reason,
         };
-        match size {
-            Some(n) if n == m.rdb.bytes => Ok(Some(m)),
+        match rdb_size {
+            Some(n) if n == m.rdb.bytes => Ok(m),
             Some(n) => Err(broken(format!(
                 "{n} bytes where the manifest says {}",
                 m.rdb.bytes
@@ -316,19 +319,26 @@ impl Storage for S3Storage {
     }
 
     fn list(&self) -> Result<Listing> {
+        let inner = &self.inner;
         let mut listing = Listing::default();
-        for (id, e) in self.inner.entries("")? {
-            if e.manifest_size.is_none() {
-                continue;
-            }
-            let loaded = match e.manifest_size {
-                Some(n) if n > MANIFEST_LIMIT => Err(StorageError::ManifestTooLarge {
-                    path: self.inner.s.url(&self.manifest_key(&id)),
-                    limit: MANIFEST_LIMIT,
+        let mut wanted = Vec::new();
+        for (id, e) in inner.entries("")? {
+            match e.manifest_size {
+                None => {}
+                Some(n) if n > MANIFEST_LIMIT => listing.problems.push(ListProblem {
+                    error: StorageError::ManifestTooLarge {
+                        path: inner.s.url(&self.manifest_key(&id)),
+                        limit: MANIFEST_LIMIT,
+                    },
+                    id,
                 }),
-                _ => self.inner.load(&id, Some(e.rdb_size)),
-            };
-            match loaded {
+                Some(_) => wanted.push((id, e.rdb_size)),
+            }
+        }
+        let keys: Vec<String> = wanted.iter().map(|(id, _)| self.manifest_key(id)).collect();
+        let got = read::get_many(inner, &keys, MANIFEST_LIMIT);
+        for ((id, rdb_size), data) in wanted.into_iter().zip(got) {
+            match data.and_then(|d| d.map(|d| inner.check(&id, &d, rdb_size)).transpose()) {
                 Ok(Some(m)) => listing.snapshots.push(m),
                 // Deleted between the listing and the GET.
                 Ok(None) => {}
@@ -341,9 +351,7 @@ impl Storage for S3Storage {
     }
 
     fn get_manifest(&self, id: &SnapshotId) -> Result<Manifest> {
-        self.inner
-            .load(id, None)?
-            .ok_or_else(|| self.inner.not_found(id))
+        self.inner.load(id)?.ok_or_else(|| self.inner.not_found(id))
     }
 
     fn open_rdb(&self, id: &SnapshotId) -> Result<Box<dyn Read + Send>> {

@@ -24,6 +24,47 @@ pub(super) fn get_small_tagged(
     key: &str,
     limit: u64,
 ) -> Result<Option<(Vec<u8>, Option<String>)>> {
+    inner.rt.run(fetch_small(inner, key, limit))
+}
+
+/// [`get_small`] of many keys, up to [`PARALLEL_GETS`] at a time; results in key order.
+pub(super) fn get_many(inner: &Inner, keys: &[String], limit: u64) -> Vec<Result<Option<Vec<u8>>>> {
+    let futures: Vec<_> = keys.iter().map(|k| fetch_small(inner, k, limit)).collect();
+    let handle = inner.rt.handle().clone();
+    inner.rt.run(async move {
+        let mut out = Vec::with_capacity(futures.len());
+        let mut futures = futures.into_iter();
+        loop {
+            let batch: Vec<_> = futures
+                .by_ref()
+                .take(PARALLEL_GETS)
+                .map(|f| handle.spawn(f))
+                .collect();
+            if batch.is_empty() {
+                return out;
+            }
+            for h in batch {
+                out.push(match h.await {
+                    Ok(r) => r.map(|o| o.map(|(data, _)| data)),
+                    Err(e) => Err(StorageError::Broken {
+                        path: "s3 get task".into(),
+                        reason: e.to_string(),
+                    }),
+                });
+            }
+        }
+    })
+}
+
+/// Manifests fetched at once by `list`.
+const PARALLEL_GETS: usize = 16;
+
+/// The request behind the getters above; owns everything it needs, so it can be spawned.
+fn fetch_small(
+    inner: &Inner,
+    key: &str,
+    limit: u64,
+) -> impl std::future::Future<Output = Result<Option<(Vec<u8>, Option<String>)>>> + Send + 'static {
     let client = inner.client.clone();
     let bucket = inner.s.bucket.clone();
     let k = key.to_string();
@@ -33,7 +74,7 @@ pub(super) fn get_small_tagged(
         path: url.clone(),
         limit,
     };
-    let got = inner.rt.run(async move {
+    async move {
         let o = match client.get_object().bucket(bucket).key(k).send().await {
             Ok(o) => o,
             Err(e) if status(&e) == Some(404) => return Ok(None),
@@ -56,8 +97,7 @@ pub(super) fn get_small_tagged(
             data.extend_from_slice(&chunk);
         }
         Ok(Some((data, etag)))
-    });
-    got
+    }
 }
 
 /// The size of `key`, or None if it does not exist.
