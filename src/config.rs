@@ -126,7 +126,31 @@ pub struct Storage {
     pub sse: Option<String>,
     pub kms_key_id: Option<String>,
     pub storage_class: Option<String>,
+    /// S3: bytes per multipart part (default 16 MiB; 5 MiB to 5 GiB). Memory held by one
+    /// upload is about `part_size × (upload_concurrency + 1)`.
+    pub part_size: Option<u64>,
+    /// S3: parts uploaded at once (default 4; 1 to 64).
+    pub upload_concurrency: Option<usize>,
+    /// S3: the whole-object checksum stored with `dump.rdb` and checked after the upload:
+    /// "crc64nvme" (default), "crc32c", or "none" for stores that support neither.
+    pub checksum: Option<String>,
+    /// S3: the SDK's `request_checksum_calculation` ("when_supported", the default, or
+    /// "when_required" for S3-compatible stores that reject the checksums AWS SDKs send
+    /// since 2025).
+    pub request_checksum_calculation: Option<String>,
+    /// S3: the SDK's `response_checksum_validation` ("when_supported" or "when_required").
+    pub response_checksum_validation: Option<String>,
+    /// S3: attempts per request, the first included (default 5), with exponential backoff
+    /// and jitter between them.
+    pub max_attempts: Option<u32>,
+    /// S3: how long the writer lease (`<prefix>lock`) lasts unless renewed (default 60 s;
+    /// renewed every third of it).
+    pub lease_seconds: Option<u64>,
 }
+
+/// Bounds of `[storage] part_size`: S3's own (5 MiB minimum part, 5 GiB maximum).
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+pub const MAX_PART_SIZE: u64 = 5 << 30;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
@@ -151,6 +175,124 @@ impl Default for Http {
         Http {
             listen: SocketAddr::from(([127, 0, 0, 1], 9187)),
         }
+    }
+}
+
+impl Storage {
+    /// The S3-only keys: refused under `kind = "local"`, range-checked under `"s3"`.
+    fn validate_s3(&self) -> Result<(), (&'static str, String)> {
+        let s3_only: [(&'static str, bool); 12] = [
+            ("storage.bucket", self.bucket.is_some()),
+            ("storage.region", self.region.is_some()),
+            ("storage.endpoint", self.endpoint.is_some()),
+            ("storage.sse", self.sse.is_some()),
+            ("storage.storage_class", self.storage_class.is_some()),
+            ("storage.part_size", self.part_size.is_some()),
+            (
+                "storage.upload_concurrency",
+                self.upload_concurrency.is_some(),
+            ),
+            ("storage.checksum", self.checksum.is_some()),
+            (
+                "storage.request_checksum_calculation",
+                self.request_checksum_calculation.is_some(),
+            ),
+            (
+                "storage.response_checksum_validation",
+                self.response_checksum_validation.is_some(),
+            ),
+            ("storage.max_attempts", self.max_attempts.is_some()),
+            ("storage.lease_seconds", self.lease_seconds.is_some()),
+        ];
+        if self.kind == StorageKind::Local {
+            if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
+                return Err((key, "only with kind = \"s3\"".into()));
+            }
+            return Ok(());
+        }
+        if self.path.is_some() {
+            return Err(("storage.path", "only with kind = \"local\"".into()));
+        }
+        if let Some(b) = &self.bucket {
+            let ok = (3..=63).contains(&b.len())
+                && b.bytes().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.'
+                });
+            if !ok {
+                return Err((
+                    "storage.bucket",
+                    format!("{b:?}: 3 to 63 characters of a-z, 0-9, '-' and '.'"),
+                ));
+            }
+        }
+        if self.prefix.starts_with('/') || self.prefix.split('/').any(|p| p == "..") {
+            return Err((
+                "storage.prefix",
+                format!("{:?}: must not start with '/' or hold '..'", self.prefix),
+            ));
+        }
+        if let Some(e) = &self.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err((
+                    "storage.endpoint",
+                    format!("{e:?}: expected an http:// or https:// URL"),
+                ));
+            }
+        }
+        if let Some(n) = self.part_size {
+            if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&n) {
+                return Err((
+                    "storage.part_size",
+                    format!("{n}: expected {MIN_PART_SIZE} (5 MiB) to {MAX_PART_SIZE} (5 GiB)"),
+                ));
+            }
+        }
+        if let Some(n) = self.upload_concurrency {
+            if !(1..=64).contains(&n) {
+                return Err((
+                    "storage.upload_concurrency",
+                    format!("{n}: expected 1 to 64"),
+                ));
+            }
+        }
+        if let Some(c) = &self.checksum {
+            if !["crc64nvme", "crc32c", "none"].contains(&c.as_str()) {
+                return Err((
+                    "storage.checksum",
+                    format!("{c:?}: expected \"crc64nvme\", \"crc32c\" or \"none\""),
+                ));
+            }
+        }
+        for (key, v) in [
+            (
+                "storage.request_checksum_calculation",
+                &self.request_checksum_calculation,
+            ),
+            (
+                "storage.response_checksum_validation",
+                &self.response_checksum_validation,
+            ),
+        ] {
+            if let Some(v) = v {
+                if v != "when_supported" && v != "when_required" {
+                    return Err((
+                        key,
+                        format!("{v:?}: expected \"when_supported\" or \"when_required\""),
+                    ));
+                }
+            }
+        }
+        if let Some(n) = self.max_attempts {
+            if !(1..=20).contains(&n) {
+                return Err(("storage.max_attempts", format!("{n}: expected 1 to 20")));
+            }
+        }
+        if let Some(n) = self.lease_seconds {
+            if !(10..=3600).contains(&n) {
+                return Err(("storage.lease_seconds", format!("{n}: expected 10 to 3600")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -277,6 +419,7 @@ impl Config {
                     "only with sse = \"aws:kms\"".into(),
                 ));
             }
+            s.validate_s3().map_err(|(key, msg)| bad(key, msg))?;
         }
         if let Some(r) = &self.retention {
             let keeps = [

@@ -119,3 +119,68 @@ fn max_command_bytes_defaults_to_1_gib_and_refuses_below_1_mib() {
         assert!(e.contains("max_command_bytes"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn s3_keys_are_checked() {
+    let base = "[source]\naddress = \"h:1\"\n[storage]\n";
+    let ok = format!(
+        "{base}kind = \"s3\"\nbucket = \"my-backups\"\nprefix = \"p/\"\nendpoint = \"http://127.0.0.1:8333\"\n\
+         force_path_style = true\npart_size = 5242880\nupload_concurrency = 2\nchecksum = \"crc32c\"\n\
+         request_checksum_calculation = \"when_required\"\nresponse_checksum_validation = \"when_required\"\n\
+         max_attempts = 3\nlease_seconds = 30\n"
+    );
+    let c = Config::parse(&ok, "c.toml").unwrap();
+    let s = c.storage.unwrap();
+    assert_eq!(s.part_size, Some(5 << 20));
+    assert_eq!(s.upload_concurrency, Some(2));
+    let cases = [
+        ("kind = \"s3\"\nbucket = \"b\"\n", "storage.bucket"),
+        ("kind = \"s3\"\nbucket = \"My_Bucket\"\n", "storage.bucket"),
+        (
+            "kind = \"s3\"\nbucket = \"abc\"\npart_size = 1024\n",
+            "storage.part_size",
+        ),
+        (
+            "kind = \"s3\"\nbucket = \"abc\"\nupload_concurrency = 0\n",
+            "storage.upload_concurrency",
+        ),
+        (
+            "kind = \"s3\"\nbucket = \"abc\"\nchecksum = \"md5\"\n",
+            "storage.checksum",
+        ),
+        (
+            "kind = \"s3\"\nbucket = \"abc\"\nrequest_checksum_calculation = \"never\"\n",
+            "storage.request_checksum_calculation",
+        ),
+        (
+            "kind = \"s3\"\nbucket = \"abc\"\nendpoint = \"127.0.0.1:9000\"\n",
+            "storage.endpoint",
+        ),
+        (
+            "kind = \"s3\"\nbucket = \"abc\"\nprefix = \"/abs\"\n",
+            "storage.prefix",
+        ),
+        (
+            "kind = \"s3\"\nbucket = \"abc\"\nlease_seconds = 1\n",
+            "storage.lease_seconds",
+        ),
+        (
+            "kind = \"s3\"\nbucket = \"abc\"\npath = \"/x\"\n",
+            "storage.path",
+        ),
+        (
+            "kind = \"local\"\npath = \"/x\"\nbucket = \"abc\"\n",
+            "storage.bucket",
+        ),
+        (
+            "kind = \"local\"\npath = \"/x\"\npart_size = 5242880\n",
+            "storage.part_size",
+        ),
+    ];
+    for (text, key) in cases {
+        let e = Config::parse(&format!("{base}{text}"), "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key), "{key}: {e}");
+    }
+}

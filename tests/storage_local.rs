@@ -525,3 +525,29 @@ fn delete_removes_the_manifest_before_the_rdb() {
     assert!(listing.problems.is_empty());
     assert_eq!(ids(&s), [keep.to_string()]);
 }
+
+#[test]
+fn one_writer_per_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups");
+    let a = LocalStorage::new(&root);
+    let b = LocalStorage::new(&root);
+    a.claim().unwrap();
+    a.claim().unwrap();
+    let e = b.claim().unwrap_err();
+    assert!(matches!(e, StorageError::Held { .. }), "{e}");
+    let shown = e.to_string();
+    assert!(
+        shown.contains(&format!("pid {}", std::process::id())) && shown.contains("backups"),
+        "{shown}"
+    );
+    drop(a);
+    b.claim().unwrap();
+    // The lock file is not a snapshot and cleanup leaves it.
+    store(&b, "2026-11-25T08:00:00Z", &rdb_bytes(100, 1));
+    assert!(b.cleanup().unwrap().removed.is_empty());
+    assert_eq!(
+        names(&root),
+        [".replisnap.lock", ".replisnap.writer", "20261125T080000Z"]
+    );
+}

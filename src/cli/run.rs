@@ -81,6 +81,10 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     };
     info!(address = %settings.address, version = env!("CARGO_PKG_VERSION"), "replisnap starting");
 
+    // One writer per storage: a second daemon refuses here, naming the holder.
+    if let Some(s) = &storage {
+        s.claim().with_context(|| s.describe())?;
+    }
     let restored = match &storage {
         Some(s) => warm::cleanup_and_restore(s.as_ref())
             .with_context(|| format!("{}: startup cleanup", s.describe()))?,

@@ -75,7 +75,7 @@ impl SnapshotEvents for MetricsEvents {
     fn stored(&self, m: &Manifest, total: Duration) {
         let at = SystemTime::from(m.created_at) + total;
         self.0.snapshot_ok(total.as_secs_f64(), m.rdb.bytes, at);
-        // Local storage: the write is the upload.
+        // The write is the upload (local storage; S3 streams parts while writing).
         self.0.upload_ok(
             m.rdb.bytes,
             m.durations.write_seconds + m.durations.upload_seconds,
@@ -85,6 +85,10 @@ impl SnapshotEvents for MetricsEvents {
 
     fn failed(&self, _id: &SnapshotId, _error: &str) {
         self.0.snapshot_failed();
+    }
+
+    fn upload_failed(&self, _id: &SnapshotId, _error: &str) {
+        self.0.upload_failed();
     }
 
     fn retention(&self, outcome: &RetentionOutcome) {

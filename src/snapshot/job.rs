@@ -68,6 +68,9 @@ pub(super) fn run(inner: &Inner, job: Job) {
             let error = e.to_string();
             warn!(id = %id, %reason, error = %error, "snapshot failed");
             inner.events.failed(&id, &error);
+            if matches!(e, JobError::Storage(_) | JobError::Length { .. }) {
+                inner.events.upload_failed(&id, &error);
+            }
             inner.finish(&id, JobState::Failed { error }, None);
         }
     }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use rustix::fs::OFlags;
 
-use super::lock::LockFile;
+use super::lock::{LockFile, WriterLock};
 use super::{
     CleanupReport, ListProblem, Listing, Manifest, ObjectHasher, RdbSink, Result, SnapshotId,
     Storage, StorageError, StoredObject, StoredRdb, MANIFEST_LIMIT,
@@ -29,16 +29,21 @@ use crate::atomic_file::{is_temp_name, AtomicFile};
 
 pub const RDB_NAME: &str = "dump.rdb";
 pub const MANIFEST_NAME: &str = "manifest.json";
-pub use super::lock::LOCK_NAME;
+pub use super::lock::{LOCK_NAME, WRITER_NAME};
 
 pub struct LocalStorage {
     root: PathBuf,
+    /// Held from `claim` on: this process is the directory's one writer.
+    writer: std::sync::Mutex<Option<WriterLock>>,
 }
 
 impl LocalStorage {
     /// No I/O: the directory is created by the first write, and read by the others.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalStorage { root: root.into() }
+        LocalStorage {
+            root: root.into(),
+            writer: std::sync::Mutex::new(None),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -234,6 +239,26 @@ impl Storage for LocalStorage {
             );
         }
         Ok(())
+    }
+
+    fn claim(&self) -> Result<()> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if writer.is_some() {
+            return Ok(());
+        }
+        self.ensure_root()?;
+        let holder = super::holder_name();
+        match WriterLock::try_take(&self.root, &holder)? {
+            Ok(lock) => {
+                *writer = Some(lock);
+                Ok(())
+            }
+            Err(holder) => Err(StorageError::Held {
+                location: self.describe(),
+                holder,
+                until: "it exits".into(),
+            }),
+        }
     }
 
     fn cleanup(&self) -> Result<CleanupReport> {

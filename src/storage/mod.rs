@@ -2,14 +2,14 @@
 //!
 //! Owns the storage contract of SPEC §3: `<id>/dump.rdb` first, `<id>/manifest.json` last,
 //! and "a snapshot without a manifest does not exist". Snapshot code, retention and the CLI
-//! talk to [`Storage`] only, so a backend (local directory today, S3 next) plugs in without
+//! talk to [`Storage`] only, so a backend (a local directory or S3) plugs in without
 //! touching them. It must never lose a snapshot: nothing is visible before it is durable,
 //! a manifest is written only for the RDB this process just stored and whose checksum was
 //! confirmed, deletion removes the manifest first, and cleanup touches nothing it did not
 //! create or that a writer still holds.
 //!
 //! The trait is blocking and `Send + Sync`: it is called from the snapshot thread and from
-//! the CLI; the S3 backend will block on its own runtime's futures.
+//! the CLI; the S3 backend blocks on its own runtime's futures.
 //!
 //! Writing is typed in three steps so the order cannot be broken by a caller:
 //! [`Storage::create_rdb`] reserves an id and returns an [`RdbSink`] (a `Write` that hashes
@@ -22,6 +22,7 @@ pub mod id;
 pub mod local;
 mod lock;
 pub mod manifest;
+pub mod s3;
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -58,8 +59,25 @@ pub enum StorageError {
     Mismatch { id: String, what: String },
     #[error(transparent)]
     Id(#[from] IdError),
-    #[error("storage kind {0}: not available in this build yet")]
-    Unsupported(&'static str),
+    /// An S3 request failed (after the SDK's retries); `message` is the service's code and
+    /// message, or the transport's error chain.
+    #[error("{key}: {op}: {message}")]
+    S3 {
+        op: &'static str,
+        key: String,
+        status: Option<u16>,
+        message: String,
+    },
+    /// An object that replisnap writes once is already there; it is never overwritten.
+    #[error("{key}: already exists; replisnap never overwrites an object")]
+    Exists { key: String },
+    /// Another writer holds the storage's lease (S3) or writer lock (local).
+    #[error("{location}: held by {holder} (lease until {until}); another replisnap writes here")]
+    Held {
+        location: String,
+        holder: String,
+        until: String,
+    },
 }
 
 impl StorageError {
@@ -100,6 +118,13 @@ pub trait Storage: Send + Sync {
     /// Remove what interrupted writes left: temporary files of ours, and snapshot
     /// directories without a manifest that no writer holds. Touches nothing else.
     fn cleanup(&self) -> Result<CleanupReport>;
+
+    /// Become this storage's only writer, for as long as this value lives; an error names
+    /// the holder when another process has it. S3 takes (and keeps renewing) the lease
+    /// `<prefix>lock`, and its writes and deletes claim it too; local storage takes the
+    /// exclusive `flock` on `<path>/.replisnap.writer`. A daemon calls this first, so a
+    /// second one refuses to start rather than write beside the first.
+    fn claim(&self) -> Result<()>;
 }
 
 /// Where an RDB is written. Dropped without [`commit`](RdbSink::commit), it removes what
@@ -157,6 +182,20 @@ pub struct CleanupReport {
     pub kept: Vec<(String, String)>,
 }
 
+/// How a writer names itself in locks and leases: host, pid, and an instance number (two
+/// storages in one process are two writers).
+pub(crate) fn holder_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static INSTANCE: AtomicU64 = AtomicU64::new(0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
+    let n = INSTANCE.fetch_add(1, Ordering::Relaxed);
+    format!("{host} pid {} #{n}", std::process::id())
+}
+
 /// The backend the config names.
 pub fn open(cfg: &crate::config::Storage) -> Result<Box<dyn Storage>> {
     use crate::config::StorageKind;
@@ -169,7 +208,7 @@ pub fn open(cfg: &crate::config::Storage) -> Result<Box<dyn Storage>> {
                 reason: "required when kind = \"local\"".into(),
             }),
         },
-        StorageKind::S3 => Err(StorageError::Unsupported("s3")),
+        StorageKind::S3 => Ok(Box::new(s3::S3Storage::open(cfg, None)?)),
     }
 }
 
