@@ -186,6 +186,11 @@ impl Conn {
         Ok(c)
     }
 
+    /// How long to wait for a reply (a big dataset's DEBUG DIGEST takes a while).
+    pub fn set_read_timeout(&self, t: Duration) {
+        let _ = self.link.set_read_timeout(t);
+    }
+
     fn fail(&self, what: String) -> RestoreError {
         RestoreError::Target {
             addr: self.addr.clone(),
@@ -417,7 +422,7 @@ pub fn restore<R: Read>(
     s.digest_sent = digest.finish().iter().map(|b| format!("{b:02x}")).collect();
     s.target_keys = conn.keys()?;
     // A big dataset's digest takes the server a while.
-    let _ = conn.link.set_read_timeout(Duration::from_secs(600));
+    conn.set_read_timeout(Duration::from_secs(600));
     s.target_digest = conn.text(&[b"DEBUG", b"DIGEST"]).ok();
     Ok(s)
 }

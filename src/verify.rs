@@ -18,8 +18,7 @@ use serde::Serialize;
 
 use crate::digest::{digest_rdb, DigestOptions};
 use crate::rdb::{Options, RdbReader};
-use crate::replication::link::Link;
-use crate::resp::Frame;
+use crate::restore::{Conn, TargetUrl};
 use crate::storage::{Manifest, ObjectHasher};
 
 #[derive(Debug, thiserror::Error)]
@@ -216,22 +215,6 @@ fn free_port() -> io::Result<u16> {
         .port())
 }
 
-fn call(link: &mut Link, args: &[&[u8]]) -> Result<Frame, String> {
-    link.send(args).map_err(|e| e.to_string())?;
-    match link.read_frame().map_err(|e| e.to_string())? {
-        Frame::Error(e) => Err(String::from_utf8_lossy(&e).into_owned()),
-        f => Ok(f),
-    }
-}
-
-fn text(f: Frame) -> String {
-    match f {
-        Frame::Simple(b) | Frame::Bulk(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
-        Frame::Integer(i) => i.to_string(),
-        _ => String::new(),
-    }
-}
-
 /// Load `file` into `binary` (a `redis-server` or `valkey-server`) on a temporary loopback
 /// port, in a temporary directory, and return its `DEBUG DIGEST` and key count.
 pub fn ask_server(
@@ -317,46 +300,28 @@ pub fn ask_server(
                 last_log(&srv)
             )));
         }
-        let addr = format!("127.0.0.1:{}", srv.port);
-        if let Ok(mut l) = Link::connect(&addr, Duration::from_secs(5), None) {
+        let url = TargetUrl {
+            tls: false,
+            username: None,
+            password: None,
+            address: format!("127.0.0.1:{}", srv.port),
+        };
+        if let Ok(mut c) = Conn::connect(&url, None, Duration::from_secs(5)) {
             // Answers -LOADING until the file is in.
-            if call(&mut l, &[b"PING"]).is_ok() {
-                break l;
+            if c.call(&[b"PING"]).is_ok() {
+                break c;
             }
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let info = call(&mut link, &[b"INFO", b"server"])
-        .map(text)
-        .unwrap_or_default();
-    // Valkey also reports redis_version (7.2.4, for compatibility): look for its own first.
-    let field = |name: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_string())
-    };
-    let version = match field("valkey_version:") {
-        Some(v) => format!("valkey-{v}"),
-        None => format!("redis-{}", field("redis_version:").unwrap_or_default()),
-    };
-    let digest = call(&mut link, &[b"DEBUG", b"DIGEST"])
-        .map(text)
-        .map_err(|e| fail(format!("DEBUG DIGEST: {e}")))?;
-    let keyspace = call(&mut link, &[b"INFO", b"keyspace"])
-        .map(text)
-        .map_err(|e| fail(format!("INFO keyspace: {e}")))?;
-    let keys = keyspace
-        .lines()
-        .filter_map(|l| {
-            l.split_once("keys=")?
-                .1
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
-    let _ = call(&mut link, &[b"SHUTDOWN", b"NOSAVE"]);
+    // A big file's digest takes the server a while.
+    link.set_read_timeout(timeout);
+    let version = link.version().map_err(|e| fail(e.to_string()))?.to_string();
+    let digest = link
+        .text(&[b"DEBUG", b"DIGEST"])
+        .map_err(|e| fail(e.to_string()))?;
+    let keys = link.keys().map_err(|e| fail(e.to_string()))?;
+    let _ = link.call(&[b"SHUTDOWN", b"NOSAVE"]);
     drop(srv);
     Ok(ServerAnswer {
         binary: shown,

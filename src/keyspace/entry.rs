@@ -7,6 +7,7 @@
 //! the file as they are. Optional parts cost nothing when absent. It must never be read
 //! past its own bounds; it is only ever built by [`Entry::build`], so its header is trusted.
 
+use super::varint::{get_varint, put_varint};
 use std::sync::Arc;
 
 use super::native::{Native, NativeEntry};
@@ -41,28 +42,6 @@ pub enum Entry {
 /// The packed layout: everything in one allocation.
 #[derive(Clone)]
 pub struct Packed(Arc<[u8]>);
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(b: &[u8], pos: &mut usize) -> u64 {
-    let mut v = 0u64;
-    let mut shift = 0;
-    loop {
-        let x = b[*pos];
-        *pos += 1;
-        v |= u64::from(x & 0x7f) << shift;
-        if x & 0x80 == 0 {
-            return v;
-        }
-        shift += 7;
-    }
-}
 
 impl Packed {
     /// A key with only an expiry besides its value.

@@ -15,6 +15,7 @@ mod entry;
 pub mod native;
 mod rdb;
 mod snapshot;
+mod varint;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -13,6 +13,7 @@
 //! the head. A leaf: it knows nothing of keys, groups or commands, and it trusts its own
 //! encoding only (nothing here reads bytes from outside).
 
+use crate::keyspace::varint::{get_varint, put_varint};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -24,28 +25,6 @@ pub const NODE_ENTRIES: usize = 100;
 pub const NODE_BYTES: usize = 4096;
 
 const SAME_FIELDS: u8 = 1;
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(b: &[u8], pos: &mut usize) -> u64 {
-    let mut v = 0u64;
-    let mut shift = 0;
-    loop {
-        let x = b[*pos];
-        *pos += 1;
-        v |= u64::from(x & 0x7f) << shift;
-        if x & 0x80 == 0 {
-            return v;
-        }
-        shift += 7;
-    }
-}
 
 fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
     put_varint(out, s.len() as u64);
