@@ -203,8 +203,15 @@ fn one_command_of_a_million_members_costs_linear_time() {
         c.extend((0..n).map(|i| format!("key:{i}").into_bytes()));
         c
     };
-    let small = time_one(100_000, keys(100_000), del);
-    let big = time_one(1_000_000, keys(1_000_000), del);
+    // The best of three: other work on the machine only ever adds time, and 100 k DELs
+    // take ~20 ms, where one preemption changes the ratio.
+    let best = |n: usize| {
+        (0..3)
+            .map(|_| time_one(n, keys(n), del))
+            .fold(f64::INFINITY, f64::min)
+    };
+    let small = best(100_000);
+    let big = best(1_000_000);
     println!(
         "DEL of 100 k keys: {small:.3} s, of 1 M: {big:.3} s ({:.1}x)",
         big / small
