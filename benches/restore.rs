@@ -75,15 +75,7 @@ fn main() {
             if !k.loadable(now) {
                 continue;
             }
-            let rec = KeyRecord {
-                key: &k.key,
-                value: &k.value,
-                expire_ms: k.expire_ms,
-                idle: k.idle,
-                freq: k.freq,
-                meta: &k.meta,
-                source_type: Some(k.rdb_type),
-            };
+            let rec = KeyRecord::from(&*k);
             let (ty, v) = encode_value(&rec, &target, WriteOptions::default()).expect("encode");
             let payload = dump_payload(ty, &v, target.rdb_version);
             buf.clear();

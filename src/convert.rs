@@ -112,15 +112,7 @@ pub fn convert<R: Read, W: Write>(
             } => w.resize_db(db_size, expires_size)?,
             Item::SlotInfo { .. } | Item::SlotImport { .. } | Item::HashTemplate { .. } => {}
             Item::Key(k) => {
-                let rec = KeyRecord {
-                    key: &k.key,
-                    value: &k.value,
-                    expire_ms: k.expire_ms,
-                    idle: k.idle,
-                    freq: k.freq,
-                    meta: &k.meta,
-                    source_type: Some(k.rdb_type),
-                };
+                let rec = KeyRecord::from(&*k);
                 if w.key(&rec)? {
                     report.keys_written += 1;
                 } else {

@@ -367,15 +367,7 @@ pub fn restore<R: Read>(
                 digest
                     .add(&k)
                     .map_err(|e| RestoreError::Source(e.to_string()))?;
-                let rec = KeyRecord {
-                    key: &k.key,
-                    value: &k.value,
-                    expire_ms: k.expire_ms,
-                    idle: k.idle,
-                    freq: k.freq,
-                    meta: &k.meta,
-                    source_type: Some(k.rdb_type),
-                };
+                let rec = KeyRecord::from(&*k);
                 let (ty, value) =
                     encode_value(&rec, &target, wopts).map_err(|e| RestoreError::Key {
                         db: k.db,

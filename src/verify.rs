@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::digest::{digest_rdb, DigestOptions};
 use crate::rdb::{Options, RdbReader};
 use crate::restore::{Conn, TargetUrl};
+use crate::storage::hash::HashingReader;
 use crate::storage::{Manifest, ObjectHasher};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,20 +63,6 @@ pub struct ServerAnswer {
     pub keys: u64,
 }
 
-/// Bytes on their way to the parser, hashed as they pass.
-struct Tee<'a, R> {
-    inner: R,
-    hasher: &'a mut ObjectHasher,
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// The server a manifest's digest was computed for ("redis-7.0.15").
 fn manifest_target(m: &Manifest) -> Option<crate::server_version::ServerVersion> {
     let fam = serde_json::to_value(m.source.server).ok()?;
@@ -96,7 +83,7 @@ pub fn check_stream(
 ) -> Result<Report, VerifyError> {
     let mut hasher = ObjectHasher::new();
     let mut problems = Vec::new();
-    let mut tee = Tee {
+    let mut tee = HashingReader {
         inner: input,
         hasher: &mut hasher,
     };

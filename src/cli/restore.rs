@@ -20,6 +20,7 @@ use super::progress::Progress;
 use crate::rdb::{Options, RdbReader};
 use crate::replication::tls::TlsSettings;
 use crate::restore::{restore, Conn, RestoreOptions, TargetUrl};
+use crate::storage::hash::HashingReader;
 use crate::storage::{resolve, ObjectHasher};
 
 #[derive(Args, Debug)]
@@ -70,20 +71,6 @@ pub struct RestoreArgs {
     /// Print one JSON document summarising the restore.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Bytes from storage, hashed as they pass (checked against the manifest at the end).
-struct Hashing<'a, R> {
-    inner: R,
-    h: &'a mut ObjectHasher,
-}
-
-impl<R: Read> Read for Hashing<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.h.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 pub fn run(a: RestoreArgs) -> Result<ExitCode> {
@@ -137,9 +124,9 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
         }
     };
     let reader = RdbReader::new(
-        Hashing {
+        HashingReader {
             inner: input,
-            h: &mut hasher,
+            hasher: &mut hasher,
         },
         len,
         Options::default(),

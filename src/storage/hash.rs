@@ -101,6 +101,21 @@ impl ObjectHasher {
     }
 }
 
+/// A reader that feeds every byte it passes on to `hasher` (checking bytes while another
+/// consumer, a parser or a copy, reads them).
+pub struct HashingReader<'a, R> {
+    pub inner: R,
+    pub hasher: &'a mut ObjectHasher,
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// Read `r` to its end and return its checksums (for `fetch` and `verify`).
 pub fn hash_reader(r: &mut dyn Read) -> io::Result<StoredObject> {
     let mut h = ObjectHasher::new();

@@ -59,6 +59,21 @@ pub struct KeyRecord<'a> {
     pub source_type: Option<u8>,
 }
 
+impl<'a> From<&'a super::KeyEntry> for KeyRecord<'a> {
+    /// A key as a file held it, its source type kept.
+    fn from(k: &'a super::KeyEntry) -> Self {
+        KeyRecord {
+            key: &k.key,
+            value: &k.value,
+            expire_ms: k.expire_ms,
+            idle: k.idle,
+            freq: k.freq,
+            meta: &k.meta,
+            source_type: Some(k.rdb_type),
+        }
+    }
+}
+
 const FLUSH_AT: usize = 64 * 1024;
 
 /// Encode one value for `target` on its own (no key, no hints): its type byte and bytes,
