@@ -226,16 +226,17 @@ fn kill9_during_a_snapshot_write_leaves_nothing_visible() {
     // Restart with a schedule that will not fire during the test: only the cleanup runs.
     setup.write_config(&m.addr(), "0 0 0 1 1 *", "");
     let mut d = setup.start("second.log");
+    // The directory goes before the log line naming it is written: wait for both.
     let cleaned = poll(Duration::from_secs(60), || {
         d.assert_running();
-        !killed_dir.exists()
+        !killed_dir.exists() && d.log_text().contains("cleanup: removed")
     });
-    assert!(cleaned, "leftover not cleaned:\n{}", d.log_text());
-    assert!(files_named(&setup.storage_path(), ".dump.rdb.tmp-").is_empty());
     assert!(
-        d.log_text().contains("cleanup: removed"),
-        "{}",
+        !killed_dir.exists(),
+        "leftover not cleaned:\n{}",
         d.log_text()
     );
+    assert!(cleaned, "cleanup not logged:\n{}", d.log_text());
+    assert!(files_named(&setup.storage_path(), ".dump.rdb.tmp-").is_empty());
     d.terminate(Duration::from_secs(60));
 }
