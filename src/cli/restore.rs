@@ -54,6 +54,9 @@ pub struct RestoreArgs {
     /// Commands per pipelined batch.
     #[arg(long, value_name = "N", default_value_t = 512)]
     pub batch: usize,
+    /// At most this many keys per second, to spare a live target (0: no limit).
+    #[arg(long, value_name = "KEYS_PER_S", default_value_t = 0)]
+    pub rate: u64,
     /// CA certificates to verify the target with (rediss://).
     #[arg(long, value_name = "PATH")]
     pub tls_ca_file: Option<PathBuf>,
@@ -98,6 +101,7 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
         flush: a.flush,
         keep_going: a.keep_going,
         batch: a.batch,
+        rate: a.rate,
         dbs: a.dbs.clone(),
         tls: None,
         timeout: Duration::from_secs(30),
@@ -151,11 +155,11 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
             url.address, summary.target_keys
         ));
     }
-    if let Some(d) = &summary.target_digest {
-        if (a.flush || !a.replace) && a.dbs.is_empty() && *d != summary.digest_sent {
+    if let (Some(d), Some(sent)) = (&summary.target_digest, &summary.digest_sent) {
+        if (a.flush || !a.replace) && a.dbs.is_empty() && d != sent {
             problems.push(format!(
-                "{} answers DEBUG DIGEST {d}; what was sent gives {}",
-                url.address, summary.digest_sent
+                "{} answers DEBUG DIGEST {d}; what was sent gives {sent}",
+                url.address
             ));
         }
     }
