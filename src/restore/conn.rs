@@ -289,4 +289,3 @@ impl Conn {
             .map_err(|e| self.fail(format!("version {v}: {e}")))
     }
 }
-

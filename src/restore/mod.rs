@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 pub use conn::{Batch, Conn, ConnError, Name, Refused, TargetUrl};
 
 use crate::digest::{DatasetDigest, Rules};
+use crate::rdb::value::Value;
 use crate::rdb::writer::{encode_value, KeyRecord, Target, WriteOptions};
 use crate::rdb::{Item, KeyEntry, RdbReader};
-use crate::rdb::value::Value;
 use crate::replication::tls::TlsSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +109,12 @@ struct Pipeline<'o> {
 }
 
 impl Pipeline<'_> {
-    fn push(&mut self, s: &mut RestoreSummary, args: &[&[u8]], name: Option<Name>) -> Result<(), RestoreError> {
+    fn push(
+        &mut self,
+        s: &mut RestoreSummary,
+        args: &[&[u8]],
+        name: Option<Name>,
+    ) -> Result<(), RestoreError> {
         self.batch.push(args, name);
         if self.batch.names.len() >= self.max_cmds || self.batch.bytes.len() >= BATCH_BYTES {
             self.dispatch(s)?;
@@ -135,7 +140,11 @@ impl Pipeline<'_> {
         Ok(())
     }
 
-    fn count(&mut self, s: &mut RestoreSummary, r: Result<Vec<Refused>, ConnError>) -> Result<(), RestoreError> {
+    fn count(
+        &mut self,
+        s: &mut RestoreSummary,
+        r: Result<Vec<Refused>, ConnError>,
+    ) -> Result<(), RestoreError> {
         for Refused { name, error } in r? {
             if self.last_failed.as_ref() != Some(&name) {
                 s.keys_failed += 1;
@@ -313,14 +322,33 @@ pub fn restore<R: Read>(
                 }
                 s.keys_restored += 1;
                 let dispatched = p.dispatched;
-                send_key(&mut p, &mut s, &k, &target, wopts, plain_strings, replace, max_bulk)?;
+                let sent = send_key(
+                    &mut p,
+                    &mut s,
+                    &k,
+                    &target,
+                    wopts,
+                    plain_strings,
+                    replace,
+                    max_bulk,
+                );
+                match sent {
+                    // Refused on this side (it cannot be sent): counted like a target's refusal.
+                    Err(RestoreError::Key { db, key, what }) if opts.keep_going => {
+                        s.keys_restored -= 1;
+                        s.keys_failed += 1;
+                        eprintln!("warning: key {key} (db {db}): {what}");
+                    }
+                    other => other?,
+                }
                 if digestible && ktx.send(k).is_err() {
                     break; // the digest thread failed: its error is waiting
                 }
                 if p.dispatched != dispatched {
                     progress(reader.offset(), s.keys_restored);
                     if opts.rate > 0 {
-                        let due = Duration::from_secs_f64(s.keys_restored as f64 / opts.rate as f64);
+                        let due =
+                            Duration::from_secs_f64(s.keys_restored as f64 / opts.rate as f64);
                         if let Some(wait) = due.checked_sub(started.elapsed()) {
                             std::thread::sleep(wait);
                         }
@@ -331,7 +359,10 @@ pub fn restore<R: Read>(
         })();
         drop(ktx);
         let waited = p.wait_all(&mut s);
-        let digest = digester.map(|h| h.join().unwrap_or_else(|_| Err(RestoreError::Source("the digest thread panicked".into()))));
+        let digest = digester.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(RestoreError::Source("the digest thread panicked".into())))
+        });
         r?;
         waited?;
         Ok(match digest {
@@ -368,7 +399,12 @@ fn send_key(
         key: crate::rdb::error::escape_key(&k.key),
         what,
     };
-    let name = || Some(Name { db: k.db, key: k.key.clone() });
+    let name = || {
+        Some(Name {
+            db: k.db,
+            key: k.key.clone(),
+        })
+    };
     let mut failed = None;
     let mut emit = |args: &[&[u8]]| {
         if failed.is_none() {

@@ -158,14 +158,7 @@ pub fn rebuild(
             for f in v {
                 if let Some(t) = f.expire_ms {
                     let t = t.to_string();
-                    emit(&[
-                        b"HPEXPIREAT",
-                        key,
-                        t.as_bytes(),
-                        b"FIELDS",
-                        b"1",
-                        &f.field,
-                    ]);
+                    emit(&[b"HPEXPIREAT", key, t.as_bytes(), b"FIELDS", b"1", &f.field]);
                 }
             }
         }
