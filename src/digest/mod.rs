@@ -8,39 +8,26 @@
 //! It must never return a digest it cannot stand behind: a module value (the server asks
 //! the module), a file or value the target cannot load, or a read error is an error.
 
+mod dataset;
 pub mod elements;
+mod error;
 mod grisu;
 pub mod mix;
+pub mod parallel;
 pub mod score;
 pub mod target;
 pub mod value;
 
-use std::collections::BTreeMap;
 use std::io::Read;
 
-use crate::rdb::{Dialect, Item, KeyEntry, RdbError, RdbReader};
+use crate::rdb::{Dialect, Item, RdbError, RdbReader};
 use crate::server_version::ServerVersion;
 
+pub use dataset::DatasetDigest;
+pub use error::DigestError;
 pub use mix::Acc;
+pub use parallel::ParallelDigest;
 pub use target::Rules;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DigestError {
-    #[error("{0}")]
-    Read(#[from] RdbError),
-    #[error(
-        "the server asks the module for its digest, so we cannot; key {key} (module {module})"
-    )]
-    Module { key: String, module: String },
-    #[error("{0}")]
-    CannotLoad(String),
-}
-
-impl DigestError {
-    pub(crate) fn cannot_load(key: &[u8], why: impl std::fmt::Display) -> Self {
-        DigestError::CannotLoad(format!("key {}: {why}", key.escape_ascii()))
-    }
-}
 
 /// How to digest a file.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +41,8 @@ pub struct DigestOptions {
     pub relaxed: bool,
     /// The target's `databases` setting.
     pub databases: u64,
+    /// Threads that hash keys while the caller's parses (0: the caller does it all).
+    pub workers: usize,
 }
 
 impl DigestOptions {
@@ -63,6 +52,7 @@ impl DigestOptions {
             now_ms,
             relaxed: false,
             databases: target::DEFAULT_DATABASES,
+            workers: parallel::default_workers(),
         }
     }
 }
@@ -85,108 +75,34 @@ impl DigestReport {
     }
 }
 
-/// The dataset digest being built: per database, the xor of its keys' hashed digests.
-#[derive(Debug, Clone)]
-pub struct DatasetDigest {
-    rules: Rules,
-    now_ms: i64,
-    dbs: BTreeMap<u64, (Acc, u64)>,
-    dropped: u64,
-}
-
-impl DatasetDigest {
-    pub fn new(rules: Rules, now_ms: i64) -> Self {
-        DatasetDigest {
-            rules,
-            now_ms,
-            dbs: BTreeMap::new(),
-            dropped: 0,
-        }
-    }
-
-    pub fn rules(&self) -> &Rules {
-        &self.rules
-    }
-
-    /// Fold in one key's digest computed elsewhere (`None`: the server drops the key).
-    pub fn add_digest(&mut self, db: u64, key: &[u8], d: Option<Acc>) -> Result<(), DigestError> {
-        if db >= self.rules.databases {
-            return Err(DigestError::CannotLoad(format!(
-                "key {} is in db {db}, but the server has {} databases (its `databases` setting)",
-                key.escape_ascii(),
-                self.rules.databases
-            )));
-        }
-        match d {
-            Some(d) => {
-                let slot = self.dbs.entry(db).or_insert(([0u8; 20], 0));
-                mix::xor_in(&mut slot.0, &d);
-                slot.1 += 1;
-            }
-            None => self.dropped += 1,
-        }
-        Ok(())
-    }
-
-    pub fn now_ms(&self) -> i64 {
-        self.now_ms
-    }
-
-    /// Fold in one key (in any order: the per-database sum is an xor).
-    pub fn add(&mut self, entry: &KeyEntry) -> Result<(), DigestError> {
-        if entry.db >= self.rules.databases {
-            return Err(DigestError::CannotLoad(format!(
-                "key {} is in db {}, but the server has {} databases (its `databases` setting)",
-                entry.key.escape_ascii(),
-                entry.db,
-                self.rules.databases
-            )));
-        }
-        match value::key_digest(&self.rules, entry, self.now_ms)? {
-            Some(d) => {
-                let slot = self.dbs.entry(entry.db).or_insert(([0u8; 20], 0));
-                mix::xor_in(&mut slot.0, &d);
-                slot.1 += 1;
-            }
-            None => self.dropped += 1,
-        }
-        Ok(())
-    }
-
-    /// The digest of everything added: for each database that holds keys, in ascending
-    /// order, the db number is mixed into the running result and the database's xor of
-    /// key digests is xored onto it. Nothing at all gives twenty zero bytes.
-    pub fn finish(&self) -> Acc {
-        let mut out = [0u8; 20];
-        for (&db, (sum, n)) in &self.dbs {
-            if *n == 0 {
-                continue;
-            }
-            mix::mix_in(&mut out, &(db as u32).to_be_bytes());
-            mix::xor_raw(&mut out, sum);
-        }
-        out
-    }
-
-    pub fn keys(&self) -> u64 {
-        self.dbs.values().map(|(_, n)| n).sum()
-    }
-
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-}
-
 /// Read a whole file and compute the digest the target would answer after loading it.
 /// `progress` is called now and then with the byte offset.
+/// Keys are hashed on `opts.workers` threads while this one parses.
 pub fn digest_rdb<R: Read>(
     mut reader: RdbReader<R>,
     opts: &DigestOptions,
+    progress: impl FnMut(u64),
+) -> Result<DigestReport, DigestError> {
+    let mut digest: Option<ParallelDigest> = None;
+    match digest_loop(&mut reader, opts, progress, &mut digest) {
+        Ok(r) => Ok(r),
+        // A worker may have failed on an earlier key: report the earliest, as one
+        // thread reading in order would.
+        Err(e) => match digest.as_mut() {
+            Some(d) => Err(d.stop(reader.offset(), Some(e))),
+            None => Err(e),
+        },
+    }
+}
+
+fn digest_loop<R: Read>(
+    reader: &mut RdbReader<R>,
+    opts: &DigestOptions,
     mut progress: impl FnMut(u64),
+    digest: &mut Option<ParallelDigest>,
 ) -> Result<DigestReport, DigestError> {
     let header = reader.header();
     let (mut redis_ver, mut valkey_ver): (Option<String>, Option<String>) = (None, None);
-    let mut digest: Option<DatasetDigest> = None;
     // The writer loads its own file: the load gates apply to a target named by the user.
     let explicit = opts.target.is_some();
     let start = |redis_ver: &Option<String>, valkey_ver: &Option<String>| {
@@ -213,10 +129,10 @@ pub fn digest_rdb<R: Read>(
                 .check_header(header.dialect, header.version)
                 .map_err(DigestError::CannotLoad)?;
         }
-        Ok::<_, DigestError>(DatasetDigest::new(rules, opts.now_ms))
+        Ok::<_, DigestError>(ParallelDigest::new(rules, opts.now_ms, opts.workers))
     };
     if opts.target.is_some() {
-        digest = Some(start(&None, &None)?);
+        *digest = Some(start(&None, &None)?);
     }
     let mut n = 0u64;
     while let Some(item) = reader.next_item()? {
@@ -231,9 +147,9 @@ pub fn digest_rdb<R: Read>(
                 _ => {}
             },
             Item::Key(k) => {
-                let d = match &mut digest {
+                let d = match digest.as_mut() {
                     Some(d) => d,
-                    none => none.insert(start(&redis_ver, &valkey_ver)?),
+                    None => digest.insert(start(&redis_ver, &valkey_ver)?),
                 };
                 if explicit && !d.rules().knows_type(k.rdb_type, header.dialect) {
                     return Err(DigestError::cannot_load(
@@ -246,7 +162,7 @@ pub fn digest_rdb<R: Read>(
                         ),
                     ));
                 }
-                d.add(&k)?;
+                d.add(k)?;
             }
             Item::SlotImport { .. } => {
                 return Err(DigestError::CannotLoad(
@@ -262,10 +178,11 @@ pub fn digest_rdb<R: Read>(
                         checksum.computed
                     )));
                 }
-                let d = match digest {
+                let d = match digest.take() {
                     Some(d) => d,
                     None => start(&redis_ver, &valkey_ver)?,
                 };
+                let d = d.finish()?;
                 return Ok(DigestReport {
                     digest: d.finish(),
                     target: d.rules().target,

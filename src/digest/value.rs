@@ -8,9 +8,9 @@
 use crate::rdb::value::{ArrayElem, HashField, SparseArray};
 use crate::rdb::{KeyEntry, Value};
 
+use super::error::DigestError;
 use super::mix::{mix_in, xor_in, Acc};
 use super::target::Rules;
-use super::DigestError;
 
 use super::elements::{self, EXPIRE_MARK, OBJ_ARRAY, OBJ_STRING};
 

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 pub use conn::{Batch, Conn, ConnError, Name, Refused, TargetUrl};
 
-use crate::digest::{DatasetDigest, Rules};
+use crate::digest::parallel::default_workers;
+use crate::digest::{ParallelDigest, Rules};
 use crate::rdb::value::Value;
 use crate::rdb::writer::{encode_value, KeyRecord, Target, WriteOptions};
 use crate::rdb::{Item, KeyEntry, RdbReader};
@@ -267,16 +268,9 @@ pub fn restore<R: Read>(
         let (rtx, rrx) = channel();
         let io_conn = &mut *conn;
         sc.spawn(move || io_loop(io_conn, brx, rtx));
-        let (ktx, krx) = sync_channel::<Box<KeyEntry>>(1024);
-        let digester = digestible.then(|| {
-            sc.spawn(move || {
-                let mut d = DatasetDigest::new(rules, now_ms);
-                for k in krx {
-                    d.add(&k).map_err(|e| RestoreError::Source(e.to_string()))?;
-                }
-                Ok::<_, RestoreError>(d.finish())
-            })
-        });
+        // Hashed on other threads (at least one) while this one reads and encodes.
+        let mut digester =
+            digestible.then(|| ParallelDigest::new(rules, now_ms, default_workers().max(1)));
         let mut p = Pipeline {
             opts,
             batch: Batch::default(),
@@ -341,8 +335,8 @@ pub fn restore<R: Read>(
                     }
                     other => other?,
                 }
-                if digestible && ktx.send(k).is_err() {
-                    break; // the digest thread failed: its error is waiting
+                if let Some(d) = digester.as_mut() {
+                    d.add(k).map_err(|e| RestoreError::Source(e.to_string()))?;
                 }
                 if p.dispatched != dispatched {
                     progress(reader.offset(), s.keys_restored);
@@ -357,16 +351,16 @@ pub fn restore<R: Read>(
             }
             Ok(())
         })();
-        drop(ktx);
         let waited = p.wait_all(&mut s);
-        let digest = digester.map(|h| {
-            h.join()
-                .unwrap_or_else(|_| Err(RestoreError::Source("the digest thread panicked".into())))
-        });
         r?;
         waited?;
-        Ok(match digest {
-            Some(d) => Some(d?.iter().map(|b| format!("{b:02x}")).collect()),
+        Ok(match digester {
+            Some(d) => {
+                let d = d
+                    .finish()
+                    .map_err(|e| RestoreError::Source(e.to_string()))?;
+                Some(crate::digest::mix::hex(&d.finish()))
+            }
             None => None,
         })
     })?;

@@ -1,0 +1,223 @@
+//! Key digests on worker threads: the thread that parses hands keys over in batches (a few
+//! MiB of file each, through a bounded channel), each worker folds them into its own
+//! [`DatasetDigest`], and the results are merged at the end — the dataset digest is an xor
+//! per database, so the order keys are hashed in does not matter.
+//!
+//! Owns the threads and the order of errors: when keys fail, the one earliest in the file
+//! is reported, as a single-threaded pass would report it. It must never hold more than a
+//! few batches in flight, and never leave a worker running when it returns.
+
+// Keys come boxed from the reader; unboxing them into batches would copy each one.
+#![allow(clippy::vec_box)]
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::rdb::KeyEntry;
+
+use super::dataset::DatasetDigest;
+use super::error::DigestError;
+use super::target::Rules;
+
+/// Keys per batch at most, and file bytes per batch.
+const BATCH_KEYS: usize = 512;
+const BATCH_BYTES: u64 = 4 << 20;
+
+type Outcome = Result<DatasetDigest, (u64, DigestError)>;
+
+/// A dataset digest computed by `workers` threads (none: on the caller's thread).
+pub struct ParallelDigest {
+    base: DatasetDigest,
+    tx: Option<SyncSender<Vec<Box<KeyEntry>>>>,
+    workers: Vec<JoinHandle<Outcome>>,
+    batch: Vec<Box<KeyEntry>>,
+    batch_start: u64,
+}
+
+/// Workers worth starting here: every core but the parser's, at most 4.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .saturating_sub(1)
+        .min(4)
+}
+
+fn work(rx: &Mutex<Receiver<Vec<Box<KeyEntry>>>>, mut d: DatasetDigest) -> Outcome {
+    loop {
+        let batch = match rx.lock() {
+            Ok(g) => g.recv(),
+            Err(p) => p.into_inner().recv(),
+        };
+        let Ok(batch) = batch else { return Ok(d) };
+        for k in batch {
+            d.add(&k).map_err(|e| (k.offset, e))?;
+        }
+    }
+}
+
+impl ParallelDigest {
+    pub fn new(rules: Rules, now_ms: i64, workers: usize) -> Self {
+        let base = DatasetDigest::new(rules, now_ms);
+        let mut tx = None;
+        let mut handles = Vec::new();
+        if workers > 0 {
+            let (t, rx) = sync_channel(workers * 2);
+            let rx = Arc::new(Mutex::new(rx));
+            for _ in 0..workers {
+                let rx = Arc::clone(&rx);
+                let d = DatasetDigest::new(rules, now_ms);
+                handles.push(std::thread::spawn(move || work(&rx, d)));
+            }
+            tx = Some(t);
+        }
+        ParallelDigest {
+            base,
+            tx,
+            workers: handles,
+            batch: Vec::new(),
+            batch_start: 0,
+        }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        self.base.rules()
+    }
+
+    /// Fold in one key. An error may belong to an earlier key: it is the earliest known.
+    pub fn add(&mut self, k: Box<KeyEntry>) -> Result<(), DigestError> {
+        let Some(tx) = &self.tx else {
+            return self.base.add(&k);
+        };
+        if self.batch.is_empty() {
+            self.batch_start = k.offset;
+        }
+        let full = k.offset.saturating_sub(self.batch_start) >= BATCH_BYTES;
+        self.batch.push(k);
+        if full || self.batch.len() >= BATCH_KEYS {
+            let b = std::mem::take(&mut self.batch);
+            if tx.send(b).is_err() {
+                // Every worker stopped: each on an error.
+                let at = self.batch_start;
+                return Err(self.stop(at, None));
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait for the workers; `Ok` with everything merged, or the earliest error among
+    /// theirs and `own` (found at file offset `at` by the caller).
+    fn join(&mut self) -> Vec<(u64, DigestError)> {
+        if let Some(tx) = self.tx.take() {
+            if !self.batch.is_empty() {
+                let _ = tx.send(std::mem::take(&mut self.batch));
+            }
+        }
+        let mut errors = Vec::new();
+        for h in self.workers.drain(..) {
+            match h.join() {
+                Ok(Ok(d)) => self.base.merge(d),
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => errors.push((
+                    u64::MAX,
+                    DigestError::CannotLoad("a digest worker thread panicked".into()),
+                )),
+            }
+        }
+        errors
+    }
+
+    /// The caller failed at offset `at` (or a worker did): the earliest error of all.
+    pub fn stop(&mut self, at: u64, own: Option<DigestError>) -> DigestError {
+        let mut errors = self.join();
+        if let Some(e) = own {
+            errors.push((at, e));
+        }
+        errors
+            .into_iter()
+            .min_by_key(|(at, _)| *at)
+            .map(|(_, e)| e)
+            .unwrap_or_else(|| DigestError::CannotLoad("the digest workers stopped".into()))
+    }
+
+    /// Every key added, merged.
+    pub fn finish(mut self) -> Result<DatasetDigest, DigestError> {
+        let errors = self.join();
+        match errors.into_iter().min_by_key(|(at, _)| *at) {
+            Some((_, e)) => Err(e),
+            None => {
+                let empty = DatasetDigest::new(*self.base.rules(), self.base.now_ms());
+                Ok(std::mem::replace(&mut self.base, empty))
+            }
+        }
+    }
+}
+
+impl Drop for ParallelDigest {
+    fn drop(&mut self) {
+        let _ = self.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rdb::Value;
+
+    fn key(i: u64, db: u64) -> Box<KeyEntry> {
+        Box::new(KeyEntry {
+            db,
+            key: format!("k{i}").into_bytes(),
+            expire_ms: None,
+            idle: None,
+            freq: None,
+            meta: Vec::new(),
+            rdb_type: 0,
+            value: Value::String(format!("v{i}").into_bytes()),
+            offset: i * 10,
+        })
+    }
+
+    fn rules() -> Rules {
+        Rules::for_target("redis-7.0.0".parse().expect("version")).expect("rules")
+    }
+
+    #[test]
+    fn any_number_of_workers_gives_the_same_digest() {
+        let digest = |workers| {
+            let mut p = ParallelDigest::new(rules(), 0, workers);
+            for i in 0..20_000 {
+                p.add(key(i, i % 3)).expect("add");
+            }
+            let d = p.finish().expect("finish");
+            (d.finish(), d.keys())
+        };
+        let one = digest(0);
+        assert_eq!(one.1, 20_000);
+        assert_ne!(one.0, [0u8; 20]);
+        assert_eq!(digest(1), one);
+        assert_eq!(digest(3), one);
+    }
+
+    #[test]
+    fn the_error_reported_is_the_earliest_in_the_file() {
+        for workers in [0, 1, 3] {
+            let mut p = ParallelDigest::new(rules(), 0, workers);
+            let mut err = None;
+            for i in 0..20_000 {
+                // db 99 does not exist on a default server: the key cannot load.
+                let db = if i == 12_345 || i == 4_000 { 99 } else { 0 };
+                if let Err(e) = p.add(key(i, db)) {
+                    err = Some(e);
+                    break;
+                }
+            }
+            let e = match err {
+                Some(e) => e,
+                None => p.finish().expect_err("an error"),
+            };
+            assert!(e.to_string().contains("k4000"), "{workers} workers: {e}");
+        }
+    }
+}
