@@ -1,13 +1,15 @@
 //! The daemon (`replisnap run`), assembled: starts from the newest stored snapshot when
 //! there is one (warm restart), follows the master, takes snapshots on schedule into
-//! storage with retention, serves HTTP and metrics, and stops cleanly on SIGTERM/SIGINT.
+//! storage with retention, verifies the newest one on its own schedule, serves HTTP and
+//! metrics, and stops cleanly on SIGTERM/SIGINT.
 //!
 //! Owns the wiring and the lifetime of the parts, not their logic, and the shutdown order:
 //! the replica runs on its own thread, the snapshot writer on another, HTTP and the metrics
-//! poller on theirs, and the schedule and signal handling on a current-thread tokio runtime
-//! on the calling thread. The files beside this one are leaves: `start.rs` (checks, storage,
-//! warm restart), `observe.rs` (HTTP control, metric events, the master-offset poller),
-//! `signals.rs` (the wait for a stop), `error.rs` ([`DaemonError`]). It must never return `Ok` after a part
+//! poller and the scheduled verification on theirs, and the schedules and signal handling
+//! on a current-thread tokio runtime on the calling thread. The files beside this one are
+//! leaves: `start.rs` (checks, storage, warm restart), `observe.rs` (HTTP control, metric
+//! events, the master-offset poller), `verify.rs` (`[verify] schedule`), `signals.rs` (the
+//! wait for a stop), `error.rs` ([`DaemonError`]). It must never return `Ok` after a part
 //! failed, never leave the replica thread running when it returns after a stop, and never
 //! parse arguments or set up logging (the `run` verb does).
 
@@ -15,6 +17,7 @@ mod error;
 mod observe;
 mod signals;
 mod start;
+mod verify;
 
 use std::sync::Arc;
 
@@ -34,6 +37,7 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         handle,
         storage,
         retention,
+        verify: verify_schedule,
     } = start::prepare(cfg, file)?;
     let replica_thread = std::thread::Builder::new()
         .name("replica".into())
@@ -42,6 +46,14 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
 
     let metrics = Arc::new(crate::metrics::Metrics::new().map_err(DaemonError::Metrics)?);
     let events: Arc<dyn SnapshotEvents> = Arc::new(observe::MetricsEvents(metrics.clone()));
+    // Config validation guarantees storage when [verify] is set.
+    let verifier = match (&verify_schedule, &storage) {
+        (Some(_), Some(s)) => Some(Arc::new(
+            verify::Verifier::start(s.clone(), metrics.clone())
+                .map_err(DaemonError::start("verify thread"))?,
+        )),
+        _ => None,
+    };
     let snapshotter = match storage {
         Some(storage) => Some(
             Snapshotter::start(
@@ -96,8 +108,17 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
             ),
             None => None,
         };
+        let mut verify_sched = match (&verifier, &verify_schedule) {
+            (Some(v), Some((expr, tz))) => {
+                Some(verify::start_schedule(v.clone(), expr, *tz).await?)
+            }
+            _ => None,
+        };
         let ended = signals::until_signal_or(|| replica_thread.is_finished()).await?;
-        if let Some(s) = sched.as_mut() {
+        for s in [sched.as_mut(), verify_sched.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             if let Err(e) = s.shutdown().await {
                 warn!(error = ?e, "scheduler shutdown");
             }
@@ -115,6 +136,10 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
     let replica_ok = replica_thread.join().is_ok();
     if let Some(s) = &snapshotter {
         s.shutdown();
+    }
+    // A verification still reading is abandoned at its next read (and not counted).
+    if let Some(v) = &verifier {
+        v.shutdown();
     }
     http.shutdown();
     let _ = poller.join();

@@ -1,5 +1,6 @@
 //! Everything the daemon does before the replica attaches: the config checks that can only
-//! be made here (cron expressions, time zones, the retention policy, the storage backend),
+//! be made here (the snapshot and verify cron expressions and time zones, the retention
+//! policy, the storage backend),
 //! taking the storage as its only writer, cleaning it, and the warm restart (the newest
 //! verified snapshot becomes the replica's preload, so its first attach is a PSYNC).
 //!
@@ -11,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono_tz::Tz;
 use tracing::{info, warn};
 
 use super::error::DaemonError;
@@ -29,6 +31,8 @@ pub struct Prepared {
     pub handle: ReplicaHandle,
     pub storage: Option<Arc<dyn Storage>>,
     pub retention: Option<Policy>,
+    /// `[verify] schedule` and the zone it is read in, when set.
+    pub verify: Option<(String, Tz)>,
 }
 
 /// The replica's settings from the config.
@@ -61,6 +65,19 @@ pub fn prepare(cfg: &Config, file: &str) -> Result<Prepared, DaemonError> {
     // Everything that can be refused is refused before attaching to the master.
     schedule::validate(&cfg.snapshot.schedule, cfg.snapshot.timezone.as_deref())
         .map_err(|e| DaemonError::config(file, e))?;
+    let verify = match &cfg.verify {
+        Some(v) => {
+            // Read in its own zone if it names one, else in the snapshot schedule's.
+            let (zone_key, zone_name) = match &v.timezone {
+                Some(z) => ("verify.timezone", Some(z.as_str())),
+                None => ("snapshot.timezone", cfg.snapshot.timezone.as_deref()),
+            };
+            let tz = schedule::check("verify.schedule", &v.schedule, zone_key, zone_name)
+                .map_err(|e| DaemonError::config(file, e))?;
+            Some((v.schedule.clone(), tz))
+        }
+        None => None,
+    };
     let retention = cfg
         .retention
         .as_ref()
@@ -118,5 +135,6 @@ pub fn prepare(cfg: &Config, file: &str) -> Result<Prepared, DaemonError> {
         handle,
         storage,
         retention,
+        verify,
     })
 }
