@@ -36,6 +36,8 @@ pub struct Config {
     pub retention: Option<Retention>,
     #[serde(default)]
     pub http: Http,
+    /// Scheduled verification of the newest stored snapshot; absent: off.
+    pub verify: Option<VerifyConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -102,6 +104,17 @@ impl Default for SnapshotConfig {
             rdb_compression: true,
         }
     }
+}
+
+/// `[verify]`: the daemon checks the newest stored snapshot on this schedule, as
+/// `replisnap verify --config F latest` does.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Cron with a seconds field, like `[snapshot] schedule`.
+    pub schedule: String,
+    /// The zone the schedule is read in; absent: `[snapshot] timezone`, else UTC.
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -394,6 +407,23 @@ impl Config {
                     self.snapshot.schedule
                 ),
             ));
+        }
+        if let Some(v) = &self.verify {
+            if v.schedule.split_whitespace().count() != 6 {
+                return Err(bad(
+                    "verify.schedule",
+                    format!(
+                        "{:?}: expected 6 cron fields (sec min hour day month weekday)",
+                        v.schedule
+                    ),
+                ));
+            }
+            if self.storage.is_none() {
+                return Err(bad(
+                    "verify.schedule",
+                    "needs a [storage] section: it verifies the newest stored snapshot".into(),
+                ));
+            }
         }
         if let Some(s) = &self.storage {
             match s.kind {

@@ -70,6 +70,10 @@ fn bad_values_name_the_key() {
         ("[source]\naddress = \"h:1\"\n[storage]\nkind = \"local\"\n", "storage.path"),
         ("[source]\naddress = \"h:1\"\n[storage]\nkind = \"s3\"\nbucket = \"b\"\nsse = \"AES512\"\n", "storage.sse"),
         ("[source]\naddress = \"h:1\"\n[retention]\nkeep_last = 0\n", "retention"),
+        ("[source]\naddress = \"h:1\"\n[storage]\nkind = \"local\"\npath = \"/b\"\n[verify]\nschedule = \"0 0 3 * *\"\n", "verify.schedule"),
+        ("[source]\naddress = \"h:1\"\n[verify]\nschedule = \"0 0 3 * * *\"\n", "verify.schedule"),
+        ("[source]\naddress = \"h:1\"\n[storage]\nkind = \"local\"\npath = \"/b\"\n[verify]\ntimezone = \"UTC\"\n", "schedule"),
+        ("[source]\naddress = \"h:1\"\n[storage]\nkind = \"local\"\npath = \"/b\"\n[verify]\nschedule = \"0 0 3 * * *\"\nevery = 1\n", "every"),
     ];
     for (text, key) in cases {
         let e = Config::parse(text, "c.toml").unwrap_err().to_string();
@@ -183,4 +187,24 @@ fn s3_keys_are_checked() {
             .to_string();
         assert!(e.contains(key), "{key}: {e}");
     }
+}
+
+#[test]
+fn the_verify_section_is_optional_and_prints_back() {
+    let text = "[source]\naddress = \"h:1\"\n[storage]\nkind = \"local\"\npath = \"/b\"\n\
+                [verify]\nschedule = \"0 30 3 * * *\"\n";
+    let c = Config::parse(text, "v.toml").unwrap();
+    let v = c.verify.as_ref().unwrap();
+    assert_eq!(v.schedule, "0 30 3 * * *");
+    assert_eq!(v.timezone, None);
+    // What check-config prints parses back to the same config.
+    let shown = toml::to_string(&c.redacted()).unwrap();
+    assert!(
+        shown.contains("[verify]") && shown.contains("0 30 3 * * *"),
+        "{shown}"
+    );
+    assert_eq!(Config::parse(&shown, "again.toml").unwrap(), c);
+    let none = Config::parse("[source]\naddress = \"h:1\"\n", "m.toml").unwrap();
+    assert!(none.verify.is_none());
+    assert!(!toml::to_string(&none).unwrap().contains("verify"));
 }

@@ -1,14 +1,36 @@
 //! replisnap: back up Redis and Valkey as a permanent replica.
 //!
-//! The roles, from the wire to the bucket: `rdb` reads (and will write) the RDB format;
-//! `cli` is the command line. Later modules (replication, keyspace, snapshot, storage)
-//! plug in beside them; docs/architecture.md is the map.
+//! `src/main.rs` only calls [`cli::main`]; everything else is this library. Each module
+//! owns one concern and says in its `//!` doc what it must never do; docs/architecture.md
+//! is the longer map.
+//!
+//! The roles, from the wire to the bucket:
+//!
+//! - The command line: [`cli`] parses arguments, runs one verb per file and maps outcomes
+//!   to exit codes; [`config`] reads and validates the TOML config.
+//! - The daemon: [`daemon`] assembles the parts below (warm restart, replica, snapshots,
+//!   schedules, HTTP, metrics, signals) and stops them in order; `replisnap run` only
+//!   calls [`daemon::run`].
+//! - Following the master: [`replication`] is the permanent replica (link, handshake, full
+//!   sync, stream) over [`resp`] frames; [`commands`] applies the stream to the
+//!   [`keyspace`], whose snapshots are iterate-and-record (no fork); [`hll`] keeps
+//!   HyperLogLog bytes exactly as servers write them.
+//! - Snapshots: [`snapshot`] captures, writes and schedules them; [`storage`] holds them
+//!   (local directory or S3) with their manifests; [`retention`] decides which to keep.
+//! - The RDB format: [`rdb`] reads and writes it; [`summary`] is what `inspect` prints and
+//!   manifests record; [`digest`] computes `DEBUG DIGEST` offline; [`convert`] rewrites a
+//!   file for another server; [`server_version`] names the targets.
+//! - Getting data back: [`verify`] proves a snapshot good; [`restore`] pushes one into a
+//!   live server; [`atomic_file`] is how every output file appears.
+//! - Outward faces: [`http`] serves `/metrics`, `/healthz`, `/readyz` and `/snapshot`;
+//!   [`metrics`] owns every Prometheus series.
 
 pub mod atomic_file;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod convert;
+pub mod daemon;
 pub mod digest;
 pub mod hll;
 pub mod http;

@@ -15,7 +15,6 @@ mod progress;
 mod restore;
 mod retention;
 mod run;
-mod run_observe;
 mod snapshot;
 mod verify;
 

@@ -1,5 +1,6 @@
 //! The closed sets of label values: why a link failed, why we forced a full resync, which
-//! outcome an operation had, which command names get a series of their own.
+//! outcome an operation or a verification had, which command names get a series of their
+//! own.
 //!
 //! Owns the cardinality of every labelled metric. Nothing from the network ever becomes a
 //! label value unless it is on one of these lists; everything else is `other`.
@@ -97,6 +98,30 @@ impl Outcome {
         match self {
             Outcome::Ok => "ok",
             Outcome::Error => "error",
+        }
+    }
+}
+
+/// Outcome of a verification of a stored snapshot (`verify_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    /// Every check passed: the bytes, the parse, the digest and key count match the manifest.
+    Ok,
+    /// The snapshot differs from its manifest or is corrupt.
+    Bad,
+    /// The check could not run (storage unreadable, listing failed…).
+    Error,
+}
+
+impl VerifyOutcome {
+    pub const ALL: [VerifyOutcome; 3] =
+        [VerifyOutcome::Ok, VerifyOutcome::Bad, VerifyOutcome::Error];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyOutcome::Ok => "ok",
+            VerifyOutcome::Bad => "bad",
+            VerifyOutcome::Error => "error",
         }
     }
 }

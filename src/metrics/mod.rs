@@ -21,7 +21,9 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-pub use labels::{command_index, LinkErrorReason, Outcome, ResyncReason, COMMANDS, OTHER_COMMAND};
+pub use labels::{
+    command_index, LinkErrorReason, Outcome, ResyncReason, VerifyOutcome, COMMANDS, OTHER_COMMAND,
+};
 pub use lag::LagTracker;
 
 /// Every metric name starts with this.
@@ -89,6 +91,9 @@ pub struct Metrics {
     retention_deleted_total: IntCounter,
     stored_snapshots: IntGauge,
     oldest_snapshot_timestamp_seconds: Gauge,
+
+    verify_total: IntCounterVec,
+    last_verify_success_timestamp_seconds: Gauge,
 
     lag: Mutex<LagTracker>,
     /// Nanoseconds after `started` of the last byte from the master, plus one (0: never).
@@ -308,6 +313,24 @@ impl Metrics {
                     "Unix time of the oldest stored snapshot, 0 if none.",
                 )),
             )?,
+            verify_total: r.add(
+                "verify_total",
+                IntCounterVec::new(
+                    opts(
+                        "verify_total",
+                        "Scheduled verifications of the newest stored snapshot, by result \
+                         (bad: it differs from its manifest or is corrupt; error: could not check).",
+                    ),
+                    &["result"],
+                ),
+            )?,
+            last_verify_success_timestamp_seconds: r.add(
+                "last_verify_success_timestamp_seconds",
+                Gauge::with_opts(opts(
+                    "last_verify_success_timestamp_seconds",
+                    "Unix time of the last verification that found the snapshot good, 0 if none yet.",
+                )),
+            )?,
             lag: Mutex::new(LagTracker::new()),
             last_master_io: AtomicU64::new(0),
             started: Instant::now(),
@@ -328,6 +351,9 @@ impl Metrics {
         for o in Outcome::ALL {
             self.snapshots_total.with_label_values(&[o.as_str()]);
             self.uploads_total.with_label_values(&[o.as_str()]);
+        }
+        for o in VerifyOutcome::ALL {
+            self.verify_total.with_label_values(&[o.as_str()]);
         }
         let r = Reg(&self.registry);
         let applied = r.add(
@@ -541,6 +567,19 @@ impl Metrics {
             .set(i64::try_from(count).unwrap_or(i64::MAX));
         self.oldest_snapshot_timestamp_seconds
             .set(oldest.map_or(0.0, unix_seconds));
+    }
+
+    // ---- verification ----
+
+    /// A verification finished with `outcome`; `at` is when, recorded only for `Ok`.
+    pub fn verify_finished(&self, outcome: VerifyOutcome, at: SystemTime) {
+        self.verify_total
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+        if outcome == VerifyOutcome::Ok {
+            self.last_verify_success_timestamp_seconds
+                .set(unix_seconds(at));
+        }
     }
 
     // ---- rendering ----

@@ -29,6 +29,8 @@ const SPEC_NAMES: &[&str] = &[
     "replisnap_retention_deleted_total",
     "replisnap_stored_snapshots",
     "replisnap_oldest_snapshot_timestamp_seconds",
+    "replisnap_verify_total",
+    "replisnap_last_verify_success_timestamp_seconds",
     "replisnap_build_info",
 ];
 
@@ -102,6 +104,14 @@ fn labelled_counters_start_at_zero_for_every_known_value() {
             assert_eq!(value(&text, &s), Some(0.0), "{s}");
         }
     }
+    for o in ["ok", "bad", "error"] {
+        let s = format!("replisnap_verify_total{{result=\"{o}\"}}");
+        assert_eq!(value(&text, &s), Some(0.0), "{s}");
+    }
+    assert_eq!(
+        value(&text, "replisnap_last_verify_success_timestamp_seconds"),
+        Some(0.0)
+    );
     for c in COMMANDS.iter().chain([&OTHER_COMMAND]) {
         let s = format!("replisnap_commands_applied_total{{command=\"{c}\"}}");
         assert_eq!(value(&text, &s), Some(0.0), "{s}");
@@ -236,4 +246,25 @@ fn master_io_age_counts_from_the_last_byte() {
     m.note_master_io();
     let after = value(&m.render(), "replisnap_master_last_io_age_seconds").unwrap();
     assert!(after < before, "{after} {before}");
+}
+
+#[test]
+fn verifications_count_by_result_and_only_ok_sets_the_time() {
+    let m = Metrics::new().unwrap();
+    let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+    m.verify_finished(VerifyOutcome::Ok, at(1_700_000_000));
+    m.verify_finished(VerifyOutcome::Ok, at(1_700_000_100));
+    m.verify_finished(VerifyOutcome::Bad, at(1_700_000_200));
+    m.verify_finished(VerifyOutcome::Error, at(1_700_000_300));
+    m.verify_finished(VerifyOutcome::Error, at(1_700_000_400));
+    let t = m.render();
+    let v = |s: &str| value(&t, s);
+    assert_eq!(v("replisnap_verify_total{result=\"ok\"}"), Some(2.0));
+    assert_eq!(v("replisnap_verify_total{result=\"bad\"}"), Some(1.0));
+    assert_eq!(v("replisnap_verify_total{result=\"error\"}"), Some(2.0));
+    assert_eq!(
+        v("replisnap_last_verify_success_timestamp_seconds"),
+        Some(1_700_000_100.0)
+    );
+    assert!(t.contains("# TYPE replisnap_verify_total counter"), "{t}");
 }

@@ -5,7 +5,8 @@
 //! before the first full sync, is skipped and logged, never queued: snapshots never
 //! overlap and a late one would not be at the scheduled time anyway. It must never call
 //! `take` on the runtime's own thread (it blocks for the capture): ticks go through
-//! `spawn_blocking`.
+//! `spawn_blocking`. [`check`] holds the cron and zone rules every schedule of the config
+//! follows (`[verify] schedule` too), so they cannot drift apart.
 
 use chrono_tz::Tz;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
@@ -15,12 +16,12 @@ use super::{Reason, Snapshotter, TakeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
-    #[error(
-        "snapshot.timezone = {0:?}: not a time zone name (IANA, e.g. \"Europe/Paris\", or \"UTC\")"
-    )]
-    Zone(String),
-    #[error("snapshot.schedule = {0:?}: not a cron expression with a seconds field (sec min hour day month weekday)")]
-    Cron(String),
+    /// `key` is the config key that named the zone ("snapshot.timezone").
+    #[error("{key} = {name:?}: not a time zone name (IANA, e.g. \"Europe/Paris\", or \"UTC\")")]
+    Zone { key: &'static str, name: String },
+    /// `key` is the config key that held the expression ("snapshot.schedule").
+    #[error("{key} = {expr:?}: not a cron expression with a seconds field (sec min hour day month weekday)")]
+    Cron { key: &'static str, expr: String },
     #[error("scheduler: {0}")]
     Scheduler(String),
 }
@@ -33,19 +34,40 @@ impl From<JobSchedulerError> for ScheduleError {
 
 /// The zone of `[snapshot] timezone`: UTC when absent.
 pub fn zone(name: Option<&str>) -> Result<Tz, ScheduleError> {
+    zone_of("snapshot.timezone", name)
+}
+
+/// The zone named by the config key `key`: UTC when absent.
+pub fn zone_of(key: &'static str, name: Option<&str>) -> Result<Tz, ScheduleError> {
     match name {
         None => Ok(Tz::UTC),
-        Some(n) => n
-            .parse::<Tz>()
-            .map_err(|_| ScheduleError::Zone(n.to_string())),
+        Some(n) => n.parse::<Tz>().map_err(|_| ScheduleError::Zone {
+            key,
+            name: n.to_string(),
+        }),
     }
 }
 
-/// Check a schedule without starting anything (for `run` before it attaches).
+/// Check the snapshot schedule without starting anything (for `run` before it attaches).
 pub fn validate(expr: &str, zone_name: Option<&str>) -> Result<(), ScheduleError> {
-    let tz = zone(zone_name)?;
-    Job::new_tz(expr, tz, |_, _| {}).map_err(|_| ScheduleError::Cron(expr.to_string()))?;
-    Ok(())
+    check("snapshot.schedule", expr, "snapshot.timezone", zone_name).map(|_| ())
+}
+
+/// Check any cron schedule of the config (errors name `schedule_key` or `zone_key`) and
+/// return the zone it is read in. The same rules for every schedule: six fields, seconds
+/// first; an IANA zone name or UTC.
+pub fn check(
+    schedule_key: &'static str,
+    expr: &str,
+    zone_key: &'static str,
+    zone_name: Option<&str>,
+) -> Result<Tz, ScheduleError> {
+    let tz = zone_of(zone_key, zone_name)?;
+    Job::new_tz(expr, tz, |_, _| {}).map_err(|_| ScheduleError::Cron {
+        key: schedule_key,
+        expr: expr.to_string(),
+    })?;
+    Ok(tz)
 }
 
 /// Start the schedule on the current tokio runtime. Keep the returned scheduler and call
@@ -72,7 +94,10 @@ pub async fn start(
             }
         })
     })
-    .map_err(|_| ScheduleError::Cron(expr.to_string()))?;
+    .map_err(|_| ScheduleError::Cron {
+        key: "snapshot.schedule",
+        expr: expr.to_string(),
+    })?;
     let sched = JobScheduler::new().await?;
     sched.add(job).await?;
     sched.start().await?;

@@ -43,6 +43,14 @@ impl Setup {
         fs::write(self.config(), text).expect("write config");
     }
 
+    /// Add TOML lines at the end of the config (a section of its own, e.g. `[verify]`).
+    pub fn append_config(&self, text: &str) {
+        let mut all = fs::read_to_string(self.config()).expect("config");
+        all.push('\n');
+        all.push_str(text);
+        fs::write(self.config(), all).expect("write config");
+    }
+
     /// The HTTP listener the config names.
     pub fn http_addr(&self) -> std::net::SocketAddr {
         let text = fs::read_to_string(self.config()).expect("config");

@@ -1,7 +1,8 @@
 //! `replisnap run` with `kind = "s3"` against a real redis and SeaweedFS: the snapshot in
 //! the bucket, fetched by the CLI and loaded into a fresh server, has the master's `DEBUG
 //! DIGEST` and `replisnap list` shows it; a second daemon on the same prefix refuses, naming the first; a restart with
-//! nothing local resumes from the bucket's snapshot (warm restart), then PSYNC.
+//! nothing local resumes from the bucket's snapshot (warm restart), then PSYNC;
+//! `[verify] schedule` reads the newest snapshot back from the bucket and counts it good.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -98,7 +99,8 @@ fn write_config(
          region = \"us-east-1\"\nendpoint = \"{}\"\nforce_path_style = true\n\
          part_size = 5242880\nupload_concurrency = 2\nlease_seconds = 15\n\n\
          [retention]\nkeep_last = 2\n\n\
-         [http]\nlisten = \"127.0.0.1:{port}\"\n",
+         [http]\nlisten = \"127.0.0.1:{port}\"\n\n\
+         [verify]\nschedule = \"*/3 * * * * *\"\n",
         sw.endpoint
     );
     let path = dir.join(name);
@@ -185,6 +187,17 @@ fn daemon_snapshots_into_s3_with_the_masters_digest() {
     assert!(sample(&text, "replisnap_upload_bytes_total") >= snap.rdb.bytes as f64);
     assert!(sample(&text, "replisnap_last_upload_success_timestamp_seconds") > 1.7e9);
     assert!(sample(&text, "replisnap_stored_snapshots") >= 1.0);
+    // `[verify] schedule` reads the newest snapshot back from the bucket and finds it good.
+    let verified = support::wait_until(Duration::from_secs(60), || {
+        sample(&metrics(port), "replisnap_verify_total{result=\"ok\"}") >= 1.0
+    });
+    assert!(verified, "no good verification over S3:\n{}", d.log_text());
+    assert!(
+        sample(
+            &metrics(port),
+            "replisnap_last_verify_success_timestamp_seconds"
+        ) > 1.7e9
+    );
 
     // A second daemon on the same prefix refuses, naming the holder.
     let (config_b, _) = write_config(dir.path(), "b.toml", sw, &bucket, &m.addr());

@@ -1,10 +1,11 @@
 //! The daemon's outward faces, wired: the HTTP `Control` over the replica and the
-//! snapshotter, the snapshot events feeding the metrics, and the once-a-second poller that
-//! copies the replica's status into the metrics and reads the master's own offset.
+//! snapshotter ([`DaemonControl`]), the snapshot events feeding the metrics
+//! ([`MetricsEvents`]), and the once-a-second poller that copies the replica's status into
+//! the metrics and reads the master's own offset on a connection of its own.
 //!
 //! Owns only translation between parts (status atomics → metric events, snapshot states →
 //! HTTP answers). It must never wait for a snapshot to be written, never touch the keyspace,
-//! and never log a password.
+//! never log a password, and never import another file of the daemon.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
