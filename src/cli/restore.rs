@@ -54,6 +54,10 @@ pub struct RestoreArgs {
     /// Commands per pipelined batch.
     #[arg(long, value_name = "N", default_value_t = 512)]
     pub batch: usize,
+    /// Skip the target's DEBUG DIGEST afterwards (it blocks the target while it hashes the
+    /// whole dataset); the key count is still compared.
+    #[arg(long)]
+    pub no_digest: bool,
     /// At most this many keys per second, to spare a live target (0: no limit).
     #[arg(long, value_name = "KEYS_PER_S", default_value_t = 0)]
     pub rate: u64,
@@ -102,6 +106,7 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
         keep_going: a.keep_going,
         batch: a.batch,
         rate: a.rate,
+        no_digest: a.no_digest,
         dbs: a.dbs.clone(),
         tls: None,
         timeout: Duration::from_secs(30),

@@ -13,7 +13,13 @@ type Block = GenericArray<u8, U64>;
 /// A running 20-byte digest, as the server keeps it (`unsigned char[20]`).
 pub type Acc = [u8; 20];
 
-const H0: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+const H0: [u32; 5] = [
+    0x6745_2301,
+    0xEFCD_AB89,
+    0x98BA_DCFE,
+    0x1032_5476,
+    0xC3D2_E1F0,
+];
 
 /// SHA-1 of `data`. Most of what a digest hashes (a key, a member, a running digest) fits
 /// one or two 64-byte blocks once padded: those are compressed directly, without the

@@ -61,6 +61,9 @@ pub struct RestoreOptions {
     pub timeout: Duration,
     /// At most this many keys per second (0: as fast as the target takes them).
     pub rate: u64,
+    /// Do not compare the target's `DEBUG DIGEST` afterwards (it blocks the target for
+    /// as long as hashing its whole dataset takes: minutes for tens of millions of keys).
+    pub no_digest: bool,
 }
 
 /// What a restore did.
@@ -79,6 +82,10 @@ pub struct RestoreSummary {
     pub target_keys: u64,
     /// The target's DEBUG DIGEST afterwards, where it answers it.
     pub target_digest: Option<String>,
+    /// Seconds from the first command sent to the last reply read.
+    pub send_seconds: f64,
+    /// Seconds the checks afterwards took (key count, and the target's DEBUG DIGEST).
+    pub check_seconds: f64,
 }
 
 /// A DUMP payload: type byte and value, the RDB version (LE u16), CRC-64 of all that.
@@ -252,7 +259,7 @@ pub fn restore<R: Read>(
     }
     // Probes that cost the target nothing: whether it answers DEBUG (no digest is worth
     // computing otherwise), and the longest argument it takes.
-    let digestible = conn.call(&[b"DEBUG", b"DIGEST-VALUE"]).is_ok();
+    let digestible = !opts.no_digest && conn.call(&[b"DEBUG", b"DIGEST-VALUE"]).is_ok();
     let max_bulk = conn.max_bulk();
     // SET … PXAT needs 6.2.
     let plain_strings = version.at_least(6, 2);
@@ -365,13 +372,16 @@ pub fn restore<R: Read>(
         })
     })?;
     progress(reader.offset(), s.keys_restored);
+    s.send_seconds = started.elapsed().as_secs_f64();
+    let checking = Instant::now();
     s.digest_sent = digest;
     s.target_keys = conn.keys()?;
     if s.digest_sent.is_some() {
         // A big dataset's digest takes the server a while.
-        conn.set_read_timeout(Duration::from_secs(600));
+        conn.set_read_timeout(Duration::from_secs(3600));
         s.target_digest = conn.text(&[b"DEBUG", b"DIGEST"]).ok();
     }
+    s.check_seconds = checking.elapsed().as_secs_f64();
     Ok(s)
 }
 
