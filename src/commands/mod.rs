@@ -31,6 +31,8 @@ use crate::keyspace::{Keyspace, KeyspaceError};
 pub enum ApplyError {
     #[error("command {0:?} is not supported yet")]
     Unknown(String),
+    #[error("{0} propagated verbatim (the master runs with `lua-replicate-commands no`): replisnap applies a script's effects, not the script; set `lua-replicate-commands yes` on the master (the default since Redis 5)")]
+    VerbatimScript(String),
     #[error("{cmd}: {msg}")]
     Invalid { cmd: String, msg: String },
     #[error("{0}")]
@@ -133,6 +135,20 @@ pub fn apply(ks: &mut Keyspace, st: &mut StreamState, argv: &[Vec<u8>]) -> Resul
     let args = &argv[1..];
     match name.as_str() {
         "PING" | "REPLCONF" | "PUBLISH" | "SPUBLISH" => Ok(()),
+        // Redis 6.x propagates SCRIPT LOAD and SCRIPT FLUSH (for replicas that would run
+        // EVALSHA verbatim); the script cache is neither in an RDB nor in DEBUG DIGEST.
+        "SCRIPT" => match args.first().map(|a| a.to_ascii_uppercase()).as_deref() {
+            Some(b"LOAD") | Some(b"FLUSH") => Ok(()),
+            _ => Err(ApplyError::Unknown(format!(
+                "SCRIPT {}",
+                args.first()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .unwrap_or_default()
+            ))),
+        },
+        // What a master sends for a script when it replicates scripts verbatim; with effects
+        // replication (every stock default since 5.0) only the writes arrive.
+        "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" => Err(ApplyError::VerbatimScript(name)),
         "SELECT" => {
             let [db] = args else {
                 return Err(invalid(&name, "wrong number of arguments"));

@@ -138,7 +138,7 @@ pub fn spawn_poller(
                 let new_forced = delta(s.forced_resyncs.load(Ordering::Relaxed), &mut forced);
                 if new_forced > 0 {
                     let why = s.last_forced_reason.lock().map(|g| g.clone()).unwrap_or_default();
-                    let reason = if why.contains("not supported") {
+                    let reason = if why.contains("not supported") || why.contains("propagated verbatim") {
                         ResyncReason::UnknownCommand
                     } else {
                         ResyncReason::ApplyError

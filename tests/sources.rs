@@ -1,0 +1,156 @@
+//! What stock masters send on their own besides data commands must never force a resync:
+//! Redis 6.2 propagates `SCRIPT LOAD` and `SCRIPT FLUSH`; scripts and functions arrive as
+//! their effects. A 6.2 master set to replicate scripts verbatim (`lua-replicate-commands
+//! no`) is the one case replisnap cannot follow: it says so by name.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use replisnap::keyspace::digest_snapshot;
+use replisnap::replication::{Replica, ReplicaHandle, Settings};
+use support::{ServerBin, TestServer};
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn offset(m: &TestServer) -> i64 {
+    m.info_field("replication", "master_repl_offset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+fn stat(m: &TestServer, field: &str) -> u64 {
+    m.info_field("stats", field)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn replica(addr: &str) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
+    let (r, h) = Replica::new(Settings {
+        address: addr.to_string(),
+        username: None,
+        password: None,
+        announce_port: 6391,
+        psync_command: "PSYNC".into(),
+        connect_timeout: Duration::from_secs(5),
+        tls: None,
+    });
+    (h, std::thread::spawn(move || r.run()))
+}
+
+fn assert_in_sync(m: &TestServer, h: &ReplicaHandle, bin: &ServerBin, step: &str) {
+    support::wait_for(step, Duration::from_secs(30), || {
+        h.status.link_up.load(Ordering::Relaxed)
+            && h.status.offset.load(Ordering::Relaxed) == offset(m)
+    });
+    let (snap, _, _, _) = h.snapshot(Duration::from_secs(5)).expect("snapshot");
+    let (a, b) = bin.major_minor();
+    let ours = digest_snapshot(
+        snap,
+        format!("{}-{a}.{b}", bin.kind).parse().unwrap(),
+        now_ms(),
+    )
+    .unwrap();
+    assert_eq!(ours, m.digest(), "{step}: digest");
+}
+
+fn scripts_on(name: &str) {
+    let Some(bin) = support::require(name) else {
+        return;
+    };
+    let m = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("master");
+    m.must(&["SET", "before", "1"]);
+    let (h, t) = replica(&m.addr());
+    support::wait_for("first sync", Duration::from_secs(30), || {
+        h.status.ready.load(Ordering::Relaxed)
+    });
+    let set_script = "redis.call('SET', KEYS[1], ARGV[1]); redis.call('INCR', 'counter'); return 1";
+    let sha = m
+        .must(&["SCRIPT", "LOAD", set_script])
+        .as_string()
+        .expect("sha");
+    m.must(&["EVALSHA", &sha, "1", "by-evalsha", "x"]);
+    m.must(&["EVAL", set_script, "1", "by-eval", "y"]);
+    m.must(&["EVAL", "return redis.call('GET', KEYS[1])", "1", "before"]);
+    m.must(&["SCRIPT", "FLUSH"]);
+    m.must(&["SCRIPT", "LOAD", "return 2"]);
+    if bin.major_minor() >= (7, 0) || bin.is_valkey() {
+        m.must(&[
+            "FUNCTION",
+            "LOAD",
+            "#!lua name=lib\nredis.register_function('setit', function(keys, args) return redis.call('SET', keys[1], args[1]) end)",
+        ]);
+        m.must(&["FCALL", "setit", "1", "by-fcall", "z"]);
+    }
+    assert_in_sync(&m, &h, &bin, &format!("{name}: after scripts"));
+    assert_eq!(
+        h.status.forced_resyncs.load(Ordering::Relaxed),
+        0,
+        "{name}: {}",
+        h.status.last_forced_reason.lock().unwrap()
+    );
+    assert_eq!(h.status.full_syncs.load(Ordering::Relaxed), 1);
+    assert_eq!(stat(&m, "sync_full"), 1, "{name}: the master forked once");
+    h.stop();
+    t.join().expect("replica thread");
+}
+
+#[test]
+fn scripts_and_script_cache_commands_redis_6_2() {
+    scripts_on("redis-6.2");
+}
+
+#[test]
+fn scripts_and_script_cache_commands_redis_7_0() {
+    scripts_on("redis-7.0");
+}
+
+#[test]
+fn scripts_and_script_cache_commands_redis_8_2() {
+    scripts_on("redis-8.2");
+}
+
+#[test]
+fn scripts_and_script_cache_commands_valkey_9_1() {
+    scripts_on("valkey-9.1");
+}
+
+/// Redis 6.2 can still be told to replicate scripts verbatim; replisnap applies effects
+/// only, so it stops applying and says why instead of guessing.
+#[test]
+fn verbatim_script_replication_is_named() {
+    let Some(bin) = support::require("redis-6.2") else {
+        return;
+    };
+    let m = TestServer::start(
+        &bin,
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--lua-replicate-commands",
+            "no",
+        ],
+    )
+    .expect("master");
+    let (h, t) = replica(&m.addr());
+    support::wait_for("first sync", Duration::from_secs(30), || {
+        h.status.ready.load(Ordering::Relaxed)
+    });
+    m.must(&["EVAL", "return redis.call('SET', KEYS[1], 'v')", "1", "k"]);
+    support::wait_for("a forced resync", Duration::from_secs(30), || {
+        h.status.forced_resyncs.load(Ordering::Relaxed) >= 1
+    });
+    let why = h.status.last_forced_reason.lock().unwrap().clone();
+    assert!(
+        why.contains("EVAL") && why.contains("lua-replicate-commands"),
+        "{why}"
+    );
+    h.stop();
+    t.join().expect("replica thread");
+}
