@@ -154,3 +154,53 @@ fn verbatim_script_replication_is_named() {
     h.stop();
     t.join().expect("replica thread");
 }
+
+/// ElastiCache grants a renamed PSYNC per node and removes SYNC: a master configured so
+/// is followed through full sync and the live stream with `psync_command`.
+#[test]
+fn a_renamed_psync_with_sync_removed_redis_7_0() {
+    let Some(bin) = support::require("redis-7.0") else {
+        return;
+    };
+    for diskless in ["yes", "no"] {
+        let m = TestServer::start(
+            &bin,
+            &[
+                "--repl-diskless-sync",
+                diskless,
+                "--repl-diskless-sync-delay",
+                "0",
+                "--rename-command",
+                "PSYNC",
+                "xhma21yfkssync",
+                "--rename-command",
+                "SYNC",
+                "",
+            ],
+        )
+        .expect("master");
+        for i in 0..200 {
+            m.must(&["SET", &format!("k{i}"), "v"]);
+        }
+        let (r, h) = Replica::new(Settings {
+            address: m.addr(),
+            username: None,
+            password: None,
+            announce_port: 6391,
+            psync_command: "xhma21yfkssync".into(),
+            connect_timeout: Duration::from_secs(5),
+            tls: None,
+        });
+        let t = std::thread::spawn(move || r.run());
+        support::wait_for(
+            &format!("first sync through the renamed PSYNC (diskless {diskless})"),
+            Duration::from_secs(30),
+            || h.status.ready.load(Ordering::Relaxed),
+        );
+        m.must(&["SET", "after", "1"]);
+        assert_in_sync(&m, &h, &bin, &format!("renamed PSYNC, diskless {diskless}"));
+        assert_eq!(h.status.link_errors.load(Ordering::Relaxed), 0);
+        h.stop();
+        t.join().expect("replica thread");
+    }
+}

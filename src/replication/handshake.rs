@@ -110,6 +110,16 @@ pub fn handshake(link: &mut Link, h: &Handshake) -> Result<PsyncOutcome, Handsha
         off.as_bytes(),
     ])?;
     link.skip_keepalives()?;
+    // A stock server only treats the command as PSYNC when it is spelled "psync": under a
+    // `rename-command PSYNC other` it answers as to SYNC, with the payload at once and no
+    // FULLRESYNC line (measured on redis 7.0, disk and diskless).
+    if link.buffered().first() == Some(&b'$') {
+        warn!(
+            command = h.psync_command,
+            "the master answered with a payload, as to SYNC (a renamed PSYNC on a stock server): full sync without a replication ID; every reconnect will be a full sync"
+        );
+        return Ok(PsyncOutcome::LegacySync);
+    }
     let reply = link.read_frame()?;
     let t = text(&reply);
     match &reply {
