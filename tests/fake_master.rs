@@ -394,3 +394,113 @@ fn a_command_over_the_cap_forces_a_full_resync() {
     let why = h.status.last_forced_reason.lock().unwrap().clone();
     assert!(why.contains("command bytes"), "{why}");
 }
+
+fn cmd(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    out
+}
+
+fn digest_of(h: &ReplicaHandle) -> String {
+    let (snap, _, _, _) = h.snapshot(Duration::from_secs(5)).expect("capture");
+    replisnap::keyspace::digest_snapshot(snap, "redis-7.0".parse().unwrap(), 0).unwrap()
+}
+
+/// The digest after a full sync of nothing and then `bytes` of stream.
+fn digest_after(bytes: Vec<u8>) -> String {
+    let len = bytes.len() as i64;
+    let f = fake(Box::new(move |_, s, _, _| {
+        full_resync(s, &rdb(0));
+        let _ = s.write_all(&bytes);
+        std::thread::sleep(Duration::from_secs(5));
+    }));
+    let (h, t) = replica(&f.addr);
+    wait_for("the stream applied", || {
+        h.status.offset.load(Ordering::Relaxed) == 100 + len
+    });
+    let d = digest_of(&h);
+    h.stop();
+    t.join().expect("no panic");
+    d
+}
+
+/// The link is cut at every byte of a stream holding a transaction: the replica resumes
+/// before MULTI when the cut falls inside it (the master sends it whole again, as the
+/// server's replica expects), after the last whole command otherwise, and ends with every
+/// write applied once; a capture taken while it is away never holds half a transaction.
+#[test]
+fn a_link_cut_inside_a_transaction_resumes_before_multi() {
+    let parts = [
+        cmd(&["SET", "a", "1"]),
+        cmd(&["MULTI"]),
+        cmd(&["INCR", "a"]),
+        cmd(&["SET", "b", "2"]),
+        cmd(&["EXEC"]),
+        cmd(&["INCR", "a"]),
+    ];
+    let stream: Vec<u8> = parts.concat();
+    let multi_at = parts[0].len();
+    let exec_end = parts[..5].iter().map(Vec::len).sum::<usize>();
+    // Command boundaries a resume may start from, and the states a capture may show.
+    let mut bounds = vec![0usize];
+    for p in &parts {
+        bounds.push(bounds.last().unwrap() + p.len());
+    }
+    let consistent: Vec<String> = bounds
+        .iter()
+        .filter(|&&b| b <= multi_at || b >= exec_end)
+        .map(|&b| digest_after(stream[..b].to_vec()))
+        .collect();
+    let whole = consistent.last().unwrap().clone();
+    for cut in 1..stream.len() {
+        let first = stream[..cut].to_vec();
+        let all = stream.clone();
+        let resumed = Arc::new(Mutex::new(None));
+        let seen = resumed.clone();
+        let f = fake(Box::new(move |n, s, _, psync| {
+            if n == 0 {
+                full_resync(s, &rdb(0));
+                let _ = s.write_all(&first);
+                std::thread::sleep(Duration::from_millis(50));
+                return; // the link is cut here
+            }
+            // Offset 100 was the start of the stream; PSYNC asks for the next byte.
+            let from = psync[2].parse::<usize>().unwrap() - 101;
+            *seen.lock().unwrap() = Some(from);
+            // Held a while, so the replica is away when the test captures.
+            std::thread::sleep(Duration::from_millis(150));
+            let _ = s.write_all(b"+CONTINUE\r\n");
+            let _ = s.write_all(&all[from..]);
+            std::thread::sleep(Duration::from_secs(5));
+        }));
+        let (h, t) = replica(&f.addr);
+        wait_for("the link cut", || {
+            h.status.link_errors.load(Ordering::Relaxed) >= 1
+        });
+        // While away: a capture holds none or all of the transaction.
+        if let Some((snap, _, _, _)) = h.snapshot(Duration::from_millis(100)) {
+            let d = replisnap::keyspace::digest_snapshot(snap, "redis-7.0".parse().unwrap(), 0)
+                .unwrap();
+            assert!(
+                consistent.contains(&d),
+                "cut at byte {cut}: a capture holds part of the transaction"
+            );
+        }
+        wait_for("the resume", || resumed.lock().unwrap().is_some());
+        let from = resumed.lock().unwrap().unwrap();
+        let want = if cut > multi_at && cut < exec_end {
+            multi_at
+        } else {
+            *bounds.iter().filter(|&&b| b <= cut).max().unwrap()
+        };
+        assert_eq!(from, want, "cut at byte {cut}: resumed from {from}");
+        wait_for("the whole stream applied", || {
+            h.status.offset.load(Ordering::Relaxed) == 100 + stream.len() as i64
+        });
+        assert_eq!(digest_of(&h), whole, "cut at byte {cut}: every write once");
+        h.stop();
+        t.join().expect("no panic");
+    }
+}

@@ -6,6 +6,11 @@
 //! as the server's replica does. A command arriving over many reads is parsed on from where
 //! the last read stopped, never again from its start. It must never apply a command it
 //! could not parse whole.
+//!
+//! A transaction (`MULTI` … `EXEC`) is queued and applied whole at `EXEC`, and the offset
+//! stays before `MULTI` until then, as the server's replica keeps it: a link lost inside
+//! one drops the queue, the partial resync sends the whole transaction again, and no
+//! capture can ever see half of one.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -31,6 +36,12 @@ fn send_ack(link: &mut Link, offset: i64) -> Result<(), LinkError> {
     Ok(())
 }
 
+/// A transaction being received: its commands (MULTI included) and their bytes.
+struct Queued {
+    cmds: Vec<Vec<Vec<u8>>>,
+    bytes: i64,
+}
+
 fn is_getack(argv: &[Vec<u8>]) -> bool {
     argv.len() >= 2
         && argv[0].eq_ignore_ascii_case(b"REPLCONF")
@@ -49,6 +60,8 @@ impl Replica {
         // Keeps a partly arrived command between reads: positions are relative to
         // `link.buffered()`, which reads only append to until the command is consumed.
         let mut parser = CommandParser::default();
+        // Dropped with the link: a resync sends the transaction again from MULTI.
+        let mut queued: Option<Queued> = None;
         loop {
             // Apply every complete command already buffered.
             loop {
@@ -69,17 +82,38 @@ impl Replica {
                     last_ack = Instant::now();
                 }
                 link.consume(used);
-                commands::apply(&mut self.ks, &mut self.stream_state, &argv).map_err(|e| {
-                    warn!(command = %String::from_utf8_lossy(&argv[0]), error = %e, "cannot apply; forcing a full resync");
-                    ReplError::Apply(format!("{}: {e}", String::from_utf8_lossy(&argv[0])))
-                })?;
-                self.status.commands.count(&argv[0]);
+                let name = argv.first().map(|a| a.to_ascii_uppercase());
+                if let Some(q) = queued.as_mut() {
+                    q.bytes += used as i64;
+                    let exec = name.as_deref() == Some(b"EXEC");
+                    q.cmds.push(argv);
+                    if !exec {
+                        continue;
+                    }
+                    let q = queued.take().unwrap_or(Queued {
+                        cmds: Vec::new(),
+                        bytes: 0,
+                    });
+                    for argv in &q.cmds {
+                        self.apply_one(argv)?;
+                    }
+                    self.offset += q.bytes;
+                    self.status.offset.store(self.offset, Ordering::Relaxed);
+                    continue;
+                }
+                if name.as_deref() == Some(b"MULTI") {
+                    queued = Some(Queued {
+                        cmds: vec![argv],
+                        bytes: used as i64,
+                    });
+                    continue;
+                }
+                self.apply_one(&argv)?;
                 self.offset += used as i64;
                 self.status.offset.store(self.offset, Ordering::Relaxed);
             }
-            if !self.stream_state.in_multi {
-                self.serve_controls()?;
-            }
+            // The keyspace never holds part of a transaction (see `queued`).
+            self.serve_controls()?;
             if self.stop.load(Ordering::Relaxed) {
                 return Err(ReplError::Stopped);
             }
@@ -105,5 +139,14 @@ impl Replica {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    fn apply_one(&mut self, argv: &[Vec<u8>]) -> Result<(), ReplError> {
+        commands::apply(&mut self.ks, &mut self.stream_state, argv).map_err(|e| {
+            warn!(command = %String::from_utf8_lossy(&argv[0]), error = %e, "cannot apply; forcing a full resync");
+            ReplError::Apply(format!("{}: {e}", String::from_utf8_lossy(&argv[0])))
+        })?;
+        self.status.commands.count(&argv[0]);
+        Ok(())
     }
 }
