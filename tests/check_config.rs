@@ -94,7 +94,14 @@ fn the_full_example_shows_every_accepted_key() {
         panic!("the uncommented example has a key the code refuses: {e}");
     }
     let tables = [
-        "", "source", "source.tls", "replica", "snapshot", "storage", "retention", "http",
+        "",
+        "source",
+        "source.tls",
+        "replica",
+        "snapshot",
+        "storage",
+        "retention",
+        "http",
         "verify",
     ];
     for table in tables {
