@@ -22,6 +22,13 @@ pub enum ConfigError {
         key: &'static str,
         msg: String,
     },
+    /// A file a key names (a secret) could not be read; the caller adds the config file.
+    #[error("{key} = {file:?}: cannot read: {err}")]
+    KeyFile {
+        key: &'static str,
+        file: String,
+        err: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -471,14 +478,16 @@ impl Config {
         Ok(())
     }
 
-    /// The source password from the config, its file, or the environment.
+    /// The source password from the config, its file, or the environment. An unreadable
+    /// file is [`ConfigError::KeyFile`] naming `source.password_file`.
     pub fn source_password(&self) -> Result<Option<String>, ConfigError> {
         if let Some(p) = &self.source.password {
             return Ok(Some(p.clone()));
         }
         if let Some(f) = &self.source.password_file {
-            let text = std::fs::read_to_string(f).map_err(|err| ConfigError::Read {
-                path: f.display().to_string(),
+            let text = std::fs::read_to_string(f).map_err(|err| ConfigError::KeyFile {
+                key: "source.password_file",
+                file: f.display().to_string(),
                 err,
             })?;
             return Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()));

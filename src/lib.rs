@@ -9,8 +9,9 @@
 //! - The command line: [`cli`] parses arguments, runs one verb per file and maps outcomes
 //!   to exit codes; [`config`] reads and validates the TOML config.
 //! - The daemon: [`daemon`] assembles the parts below (warm restart, replica, snapshots,
-//!   schedules, HTTP, metrics, signals) and stops them in order; `replisnap run` only
-//!   calls [`daemon::run`].
+//!   schedules, HTTP, metrics, signals, systemd notifications) and stops them in order;
+//!   `replisnap run` only calls [`daemon::run`]; [`heartbeat`] is how its long-running
+//!   threads show they still move.
 //! - Following the master: [`replication`] is the permanent replica (link, handshake, full
 //!   sync, stream) over [`resp`] frames; [`commands`] applies the stream to the
 //!   [`keyspace`], whose snapshots are iterate-and-record (no fork); [`hll`] keeps
@@ -32,6 +33,7 @@ pub mod config;
 pub mod convert;
 pub mod daemon;
 pub mod digest;
+pub mod heartbeat;
 pub mod hll;
 pub mod http;
 pub mod keyspace;

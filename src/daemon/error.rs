@@ -5,7 +5,6 @@
 //! source, so `error: {e:#}` prints the whole chain on one line. It must never hold a
 //! secret (a password, a token) in a message, and never import another file of the daemon.
 
-use crate::config::ConfigError;
 use crate::http::HttpError;
 use crate::metrics::MetricsError;
 use crate::snapshot::schedule::ScheduleError;
@@ -21,9 +20,6 @@ pub enum DaemonError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The source password could not be read (its file, its environment variable).
-    #[error(transparent)]
-    Password(#[from] ConfigError),
     /// Another writer holds the storage.
     #[error("{location}")]
     Claim {

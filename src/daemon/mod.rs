@@ -8,12 +8,15 @@
 //! poller and the scheduled verification on theirs, and the schedules and signal handling
 //! on a current-thread tokio runtime on the calling thread. The files beside this one are
 //! leaves: `start.rs` (checks, storage, warm restart), `observe.rs` (HTTP control, metric
-//! events, the master-offset poller), `verify.rs` (`[verify] schedule`), `signals.rs` (the
-//! wait for a stop), `error.rs` ([`DaemonError`]). It must never return `Ok` after a part
-//! failed, never leave the replica thread running when it returns after a stop, and never
-//! parse arguments or set up logging (the `run` verb does).
+//! events, the master-offset poller), `verify.rs` (`[verify] schedule`), `notify.rs`
+//! (systemd: READY, STATUS, the watchdog fed by the parts' heartbeats, STOPPING),
+//! `signals.rs` (the wait for a stop), `error.rs` ([`DaemonError`]). It must never return
+//! `Ok` after a part failed, never leave the replica thread running when it returns after
+//! a stop, never contact the master before the HTTP port and the storage are taken, and
+//! never parse arguments or set up logging (the `run` verb does).
 
 mod error;
+mod notify;
 mod observe;
 mod signals;
 mod start;
@@ -25,42 +28,42 @@ use tracing::{info, warn};
 
 pub use error::DaemonError;
 use signals::Ended;
+pub use start::{check, Checked};
 
 use crate::config::Config;
+use crate::heartbeat::Heartbeat;
 use crate::snapshot::{schedule, Options, SnapshotEvents, Snapshotter};
 
 /// Run the daemon with `cfg` (already loaded and validated) until SIGTERM/SIGINT or until
 /// the replica thread ends. `file` names the config file in errors.
+///
+/// The order is the contract of a start: every check that can refuse the config, then the
+/// HTTP port, then the storage (claimed, cleaned, its newest snapshot loaded), and only
+/// then the replica thread, the first thing to touch the master: a daemon that cannot
+/// start never costs the master a sync. systemd hears `READY=1` when the replica thread and
+/// the schedules run (not after the first sync: `STATUS=` says how that goes).
 pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
-    let start::Prepared {
-        replica,
-        handle,
-        storage,
+    let sd = notify::Systemd::from_env();
+    let Checked {
+        settings,
         retention,
         verify: verify_schedule,
-    } = start::prepare(cfg, file)?;
-    let replica_thread = std::thread::Builder::new()
-        .name("replica".into())
-        .spawn(move || replica.run())
-        .map_err(DaemonError::start("replica thread"))?;
+    } = start::check(cfg, file)?;
+    let address = settings.address.clone();
+    let (poll_user, poll_password) = (settings.username.clone(), settings.password.clone());
+    info!(address = %address, version = env!("CARGO_PKG_VERSION"), "replisnap starting");
+    let storage = start::open_storage(cfg, file)?;
+    let (mut replica, handle) = start::replica(cfg, settings);
 
     let metrics = Arc::new(crate::metrics::Metrics::new().map_err(DaemonError::Metrics)?);
     let events: Arc<dyn SnapshotEvents> = Arc::new(observe::MetricsEvents(metrics.clone()));
-    // Config validation guarantees storage when [verify] is set.
-    let verifier = match (&verify_schedule, &storage) {
-        (Some(_), Some(s)) => Some(Arc::new(
-            verify::Verifier::start(s.clone(), metrics.clone())
-                .map_err(DaemonError::start("verify thread"))?,
-        )),
-        _ => None,
-    };
-    let snapshotter = match storage {
+    let snapshotter = match &storage {
         Some(storage) => Some(
             Snapshotter::start(
                 handle.clone(),
-                storage,
+                storage.clone(),
                 Options {
-                    address: cfg.source.address.clone(),
+                    address: address.clone(),
                     compress: cfg.snapshot.rdb_compression,
                     retention,
                 },
@@ -71,7 +74,7 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         None => None,
     };
 
-    // HTTP on its own thread and runtime: /metrics, /healthz, /readyz, POST /snapshot.
+    // HTTP first: a taken port refuses the start before storage or the master is touched.
     let control = Arc::new(observe::DaemonControl {
         handle: handle.clone(),
         snapshotter: snapshotter.clone(),
@@ -82,15 +85,53 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
             source,
         }
     })?;
+    if let Some(s) = &storage {
+        sd.status(&format!(
+            "claiming {}, loading its newest snapshot",
+            s.describe()
+        ));
+        start::claim_and_restore(s.as_ref(), &mut replica, &address)?;
+    }
+    // Config validation guarantees storage when [verify] is set.
+    let verifier = match (&verify_schedule, &storage) {
+        (Some(_), Some(s)) => Some(Arc::new(
+            verify::Verifier::start(s.clone(), metrics.clone())
+                .map_err(DaemonError::start("verify thread"))?,
+        )),
+        _ => None,
+    };
+
+    // From here on the master is contacted.
+    let replica_thread = std::thread::Builder::new()
+        .name("replica".into())
+        .spawn(move || replica.run())
+        .map_err(DaemonError::start("replica thread"))?;
     let poller = observe::spawn_poller(
         handle.clone(),
         metrics.clone(),
-        cfg.source.address.clone(),
-        cfg.source.username.clone(),
-        cfg.source_password()?,
+        address.clone(),
+        poll_user,
+        poll_password,
         cfg.source.tls.is_some(),
     )
     .map_err(DaemonError::start("metrics poller"))?;
+    let main_beat = Arc::new(Heartbeat::default());
+    let mut reporter = notify::Reporter::new(
+        handle.status.clone(),
+        address.clone(),
+        metrics.clone(),
+        cfg.source.tls.is_some(),
+        snapshotter.clone(),
+    );
+    reporter.watch(
+        "replica",
+        notify::REPLICA_BOUND,
+        handle.status.heartbeat.clone(),
+    );
+    if let Some(s) = &snapshotter {
+        reporter.watch("snapshot writer", notify::WRITER_BOUND, s.heartbeat());
+    }
+    reporter.watch("main loop", notify::MAIN_BOUND, main_beat.clone());
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -114,7 +155,25 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
             }
             _ => None,
         };
-        let ended = signals::until_signal_or(|| replica_thread.is_finished()).await?;
+        main_beat.set_busy(true);
+        sd.ready(&format!("started, master {address}"));
+        let notifier = notify::Notifier::start(sd.clone(), reporter)
+            .map_err(DaemonError::start("systemd notifier"))?;
+        let ended = signals::until_signal_or(|| {
+            main_beat.beat();
+            replica_thread.is_finished()
+        })
+        .await?;
+        main_beat.set_busy(false);
+        // Told first (the status thread ended, so no line overwrites it): systemd stops
+        // watching the watchdog and shows why we linger.
+        if let Some(n) = notifier {
+            n.shutdown();
+        }
+        sd.stopping(&match snapshotter.as_ref().and_then(|s| s.running()) {
+            Some(id) => format!("stopping: finishing snapshot {id}"),
+            None => "stopping".into(),
+        });
         for s in [sched.as_mut(), verify_sched.as_mut()]
             .into_iter()
             .flatten()

@@ -1,13 +1,15 @@
-//! Everything the daemon does before the replica attaches: the config checks that can only
-//! be made here (the snapshot and verify cron expressions and time zones, the retention
-//! policy, the storage backend),
-//! taking the storage as its only writer, cleaning it, and the warm restart (the newest
-//! verified snapshot becomes the replica's preload, so its first attach is a PSYNC).
+//! Everything the daemon does before the replica attaches, in two steps. [`check`]: the
+//! config checks that need more than the config's own types (the password file, the TLS
+//! files, the snapshot and verify cron expressions and time zones, the retention policy,
+//! the storage settings) — side-effect free, so `replisnap check-config` runs exactly the
+//! same code. [`claim_and_restore`]: taking the storage as its only writer, cleaning it,
+//! and the warm restart (the newest verified snapshot becomes the replica's preload, so
+//! its first attach is a PSYNC).
 //!
 //! Owns the order "refuse, then claim, then clean, then load": whatever can be refused is
 //! refused before storage is claimed or the master is contacted. It must never start a
 //! thread, never contact the master, and never modify storage before [`Storage::claim`]
-//! succeeded.
+//! succeeded; [`check`] must never touch storage, the network or a port.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,31 +18,37 @@ use chrono_tz::Tz;
 use tracing::{info, warn};
 
 use super::error::DaemonError;
-use crate::config::Config;
-use crate::replication::tls::TlsSettings;
+use crate::config::{Config, StorageKind};
+use crate::replication::tls::{self, TlsSettings};
 use crate::replication::{Replica, ReplicaHandle, Settings};
 use crate::resp::Limits;
 use crate::retention::Policy;
 use crate::snapshot::{schedule, warm};
 use crate::storage::Storage;
 
-/// What the daemon starts from: a replica ready to run (preloaded or not), the storage it
-/// alone writes to, and the checked policies.
-pub struct Prepared {
-    pub replica: Replica,
-    pub handle: ReplicaHandle,
-    pub storage: Option<Arc<dyn Storage>>,
+/// What the checks produced: the replica's settings (password read) and the checked
+/// policies.
+pub struct Checked {
+    pub settings: Settings,
     pub retention: Option<Policy>,
     /// `[verify] schedule` and the zone it is read in, when set.
     pub verify: Option<(String, Tz)>,
 }
 
-/// The replica's settings from the config.
-pub fn replica_settings(cfg: &Config) -> Result<Settings, DaemonError> {
-    Ok(Settings {
+/// A config key's value refused by the part that uses it ("source.tls: …").
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {msg}")]
+struct KeyError {
+    key: &'static str,
+    msg: String,
+}
+
+/// The replica's settings from the config, with the password already read.
+fn replica_settings(cfg: &Config, password: Option<String>) -> Settings {
+    Settings {
         address: cfg.source.address.clone(),
         username: cfg.source.username.clone(),
-        password: cfg.source_password()?,
+        password,
         announce_port: cfg.replica.announce_port,
         psync_command: cfg
             .source
@@ -55,14 +63,28 @@ pub fn replica_settings(cfg: &Config) -> Result<Settings, DaemonError> {
             server_name: t.server_name.clone(),
             insecure_skip_verify: t.insecure_skip_verify,
         }),
-    })
+    }
 }
 
-/// Check what only the daemon checks, claim and clean storage, load the newest usable
-/// snapshot, and build the replica. `file` names the config file in errors.
-pub fn prepare(cfg: &Config, file: &str) -> Result<Prepared, DaemonError> {
-    let settings = replica_settings(cfg)?;
-    // Everything that can be refused is refused before attaching to the master.
+/// Everything `run` refuses about a config before it binds, claims or connects; `file`
+/// names the config file in errors. No side effect: `check-config` calls it too.
+pub fn check(cfg: &Config, file: &str) -> Result<Checked, DaemonError> {
+    let refuse = |e| DaemonError::config(file, e);
+    let password = cfg.source_password().map_err(refuse)?;
+    let settings = replica_settings(cfg, password);
+    if let Some(t) = &settings.tls {
+        let keyed = |e: tls::TlsError| {
+            DaemonError::config(
+                file,
+                KeyError {
+                    key: "source.tls",
+                    msg: e.to_string(),
+                },
+            )
+        };
+        tls::client_config(t).map_err(keyed)?;
+        tls::server_name(t, &settings.address).map_err(keyed)?;
+    }
     schedule::validate(&cfg.snapshot.schedule, cfg.snapshot.timezone.as_deref())
         .map_err(|e| DaemonError::config(file, e))?;
     let verify = match &cfg.verify {
@@ -84,57 +106,69 @@ pub fn prepare(cfg: &Config, file: &str) -> Result<Prepared, DaemonError> {
         .map(Policy::from_config)
         .transpose()
         .map_err(|e| DaemonError::config(file, e))?;
-    let storage: Option<Arc<dyn Storage>> = match &cfg.storage {
-        Some(s) => Some(Arc::from(
+    if let Some(s) = &cfg.storage {
+        if s.kind == StorageKind::S3 {
+            crate::storage::s3::Settings::from_config(s)
+                .map_err(|e| DaemonError::config(file, e))?;
+        }
+    }
+    Ok(Checked {
+        settings,
+        retention,
+        verify,
+    })
+}
+
+/// The storage `[storage]` names (an S3 client makes no request yet), or none.
+pub fn open_storage(cfg: &Config, file: &str) -> Result<Option<Arc<dyn Storage>>, DaemonError> {
+    match &cfg.storage {
+        Some(s) => Ok(Some(Arc::from(
             crate::storage::open(s).map_err(|e| DaemonError::config(file, e))?,
-        )),
+        ))),
         None => {
             warn!("no [storage] section: replicating only, no snapshots");
-            None
+            Ok(None)
         }
-    };
-    info!(address = %settings.address, version = env!("CARGO_PKG_VERSION"), "replisnap starting");
-
-    // One writer per storage: a second daemon refuses here, naming the holder.
-    if let Some(s) = &storage {
-        s.claim().map_err(|source| DaemonError::Claim {
-            location: s.describe(),
-            source,
-        })?;
     }
-    let restored = match &storage {
-        Some(s) => {
-            warm::cleanup_and_restore(s.as_ref()).map_err(|source| DaemonError::Cleanup {
-                location: s.describe(),
-                source,
-            })?
+}
+
+/// Claim `storage` (one writer per storage: a second daemon refuses here, naming the
+/// holder), clean it, and load its newest usable snapshot into `replica` (warm restart).
+/// `address` is the configured master's, for a warning when the snapshot came from another.
+pub fn claim_and_restore(
+    storage: &dyn Storage,
+    replica: &mut Replica,
+    address: &str,
+) -> Result<(), DaemonError> {
+    storage.claim().map_err(|source| DaemonError::Claim {
+        location: storage.describe(),
+        source,
+    })?;
+    let restored = warm::cleanup_and_restore(storage).map_err(|source| DaemonError::Cleanup {
+        location: storage.describe(),
+        source,
+    })?;
+    if let Some(r) = restored {
+        if r.source_address != address {
+            // Not refused: a master moved to a new address keeps its replication ID,
+            // and PSYNC decides (a foreign ID just means a full sync).
+            warn!(
+                id = %r.id, snapshot_source = %r.source_address, configured = %address,
+                "the stored snapshot came from another address; the master decides whether it continues"
+            );
         }
-        None => None,
-    };
-    let (mut replica, handle) = match restored {
-        Some(r) => {
-            if r.source_address != settings.address {
-                // Not refused: a master moved to a new address keeps its replication ID,
-                // and PSYNC decides (a foreign ID just means a full sync).
-                warn!(
-                    id = %r.id, snapshot_source = %r.source_address, configured = %settings.address,
-                    "the stored snapshot came from another address; the master decides whether it continues"
-                );
-            }
-            info!(id = %r.id, "resuming from the stored snapshot");
-            Replica::with_preload(settings, r.preload)
-        }
-        None => Replica::new(settings),
-    };
+        info!(id = %r.id, "resuming from the stored snapshot");
+        replica.preload(r.preload);
+    }
+    Ok(())
+}
+
+/// The replica, not started yet: settings and the command size cap from the config.
+pub fn replica(cfg: &Config, settings: Settings) -> (Replica, ReplicaHandle) {
+    let (mut replica, handle) = Replica::new(settings);
     replica.set_limits(Limits {
         max_command_bytes: cfg.replica.max_command_bytes,
         ..Limits::default()
     });
-    Ok(Prepared {
-        replica,
-        handle,
-        storage,
-        retention,
-        verify,
-    })
+    (replica, handle)
 }

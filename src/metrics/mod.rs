@@ -608,6 +608,15 @@ impl Metrics {
         self.master_last_io_age_seconds.set(age);
     }
 
+    /// The replication lag as a scrape now would show it: (bytes, seconds).
+    pub fn lag_now(&self) -> (i64, f64) {
+        self.refresh(Instant::now());
+        (
+            self.replication_lag_bytes.get(),
+            self.replication_lag_seconds.get(),
+        )
+    }
+
     /// Everything in the Prometheus text exposition format ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         self.refresh(Instant::now());

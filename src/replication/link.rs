@@ -6,10 +6,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::{ClientConnection, StreamOwned};
 
+use crate::heartbeat::Heartbeat;
 use crate::resp::{self, Frame, Limits, Parsed};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,8 @@ pub struct Link {
     /// `buf[..start]` has been consumed.
     start: usize,
     pub limits: Limits,
+    /// Beaten on every read that returns (data, timeout or error): the replica's liveness.
+    pub heartbeat: Option<Arc<Heartbeat>>,
 }
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -114,6 +118,7 @@ impl Link {
             buf: Vec::with_capacity(READ_CHUNK),
             start: 0,
             limits: Limits::default(),
+            heartbeat: None,
         })
     }
 
@@ -161,6 +166,9 @@ impl Link {
         let len = self.buf.len();
         self.buf.resize(len + READ_CHUNK, 0);
         let r = self.stream.read(&mut self.buf[len..]);
+        if let Some(h) = &self.heartbeat {
+            h.beat();
+        }
         match r {
             Ok(0) => {
                 self.buf.truncate(len);

@@ -16,7 +16,7 @@ pub mod link;
 mod stream;
 pub mod tls;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ pub use handshake::PsyncOutcome;
 use link::{Link, LinkError};
 
 use crate::commands::StreamState;
+use crate::heartbeat::Heartbeat;
 use crate::keyspace::{Keyspace, Snapshot};
 use crate::metrics::LinkErrorReason;
 use crate::resp::Limits;
@@ -125,6 +126,51 @@ pub struct Status {
     pub commands: CommandCounts,
     /// Keys per database, refreshed about once a second by the apply loop.
     pub keys_per_db: Mutex<Vec<(u64, u64)>>,
+    /// Beats on every read from the master and every turn of the replica's loops; busy
+    /// while the replica thread runs (systemd's watchdog watches it).
+    pub heartbeat: Arc<Heartbeat>,
+    /// [`Phase`] as a number.
+    phase: AtomicU8,
+}
+
+/// What the replica is doing, for status lines (systemd's `STATUS=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The thread has not started.
+    Starting,
+    /// Connecting and handshaking.
+    Connecting,
+    /// Receiving and loading a full-sync payload.
+    FullSync,
+    /// Following the command stream.
+    Streaming,
+    /// The link failed; waiting to reconnect.
+    Reconnecting,
+    /// The thread ended.
+    Stopped,
+}
+
+impl Phase {
+    const ALL: [Phase; 6] = [
+        Phase::Starting,
+        Phase::Connecting,
+        Phase::FullSync,
+        Phase::Streaming,
+        Phase::Reconnecting,
+        Phase::Stopped,
+    ];
+}
+
+impl Status {
+    pub fn phase(&self) -> Phase {
+        let i = usize::from(self.phase.load(Ordering::Relaxed));
+        Phase::ALL.get(i).copied().unwrap_or(Phase::Starting)
+    }
+
+    fn set_phase(&self, p: Phase) {
+        let i = Phase::ALL.iter().position(|q| *q == p).unwrap_or(0);
+        self.phase.store(i as u8, Ordering::Relaxed);
+    }
 }
 
 /// A snapshot with the replication position it is consistent at and the function
@@ -273,19 +319,7 @@ impl Replica {
             limits: Limits::default(),
         };
         if let Some(p) = preload {
-            r.ks = p.keyspace;
-            r.replid = p.replid;
-            r.offset = p.offset;
-            r.master_version = p.master_version;
-            r.master_aux = p.master_aux;
-            r.stream_state = StreamState::for_master(r.master_version);
-            r.stream_state.db = p.stream_db;
-            r.has_data = r.replid != "?" && !r.replid.is_empty();
-            r.synced = true;
-            status.offset.store(r.offset, Ordering::Relaxed);
-            if let Ok(mut id) = status.replid.lock() {
-                id.clone_from(&r.replid);
-            }
+            r.preload(p);
         }
         (
             r,
@@ -295,6 +329,24 @@ impl Replica {
                 controls: tx,
             },
         )
+    }
+
+    /// Start from a dataset loaded beforehand (see [`Replica::with_preload`]), before
+    /// [`Replica::run`]: the data held so far is replaced.
+    pub fn preload(&mut self, p: Preload) {
+        self.ks = p.keyspace;
+        self.replid = p.replid;
+        self.offset = p.offset;
+        self.master_version = p.master_version;
+        self.master_aux = p.master_aux;
+        self.stream_state = StreamState::for_master(self.master_version);
+        self.stream_state.db = p.stream_db;
+        self.has_data = self.replid != "?" && !self.replid.is_empty();
+        self.synced = true;
+        self.status.offset.store(self.offset, Ordering::Relaxed);
+        if let Ok(mut id) = self.status.replid.lock() {
+            id.clone_from(&self.replid);
+        }
     }
 
     /// Use these caps on what the master sends instead of the defaults (config
@@ -308,11 +360,13 @@ impl Replica {
     pub fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
         let mut jitter = 0x9e37_79b9u64;
+        self.status.heartbeat.set_busy(true);
         while !self.stop.load(Ordering::Relaxed) {
             let syncs_before = self.syncs();
             match self.session() {
                 Err(ReplError::Stopped) => break,
                 Err(e) => {
+                    self.status.set_phase(Phase::Reconnecting);
                     self.status.link_up.store(false, Ordering::Relaxed);
                     self.status.link_errors.fetch_add(1, Ordering::Relaxed);
                     let kind = link_error_kind(&e);
@@ -340,6 +394,7 @@ impl Replica {
             let extra = backoff.mul_f64((jitter % 1000) as f64 / 4000.0);
             let until = std::time::Instant::now() + backoff + extra;
             while std::time::Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
+                self.status.heartbeat.beat();
                 let _ = self.serve_controls();
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -351,6 +406,8 @@ impl Replica {
             };
         }
         self.status.link_up.store(false, Ordering::Relaxed);
+        self.status.set_phase(Phase::Stopped);
+        self.status.heartbeat.set_busy(false);
     }
 
     fn syncs(&self) -> u64 {
@@ -360,8 +417,11 @@ impl Replica {
 
     fn session(&mut self) -> Result<(), ReplError> {
         let s = &self.settings;
+        self.status.set_phase(Phase::Connecting);
+        self.status.heartbeat.beat();
         let mut link = Link::connect(&s.address, s.connect_timeout, s.tls.as_ref())?;
         link.limits = self.limits;
+        link.heartbeat = Some(self.status.heartbeat.clone());
         info!(address = %s.address, "connected to master");
         let resume = self.has_data.then(|| (self.replid.clone(), self.offset));
         let h = handshake::Handshake {
@@ -408,11 +468,13 @@ impl Replica {
         self.status.offset.store(self.offset, Ordering::Relaxed);
         self.status.ready.store(true, Ordering::Relaxed);
         self.status.link_up.store(true, Ordering::Relaxed);
+        self.status.set_phase(Phase::Streaming);
         self.stream(&mut link)
     }
 
     fn full_sync(&mut self, link: &mut Link) -> Result<(), ReplError> {
         // The master may take a while to produce the payload; it sends newlines meanwhile.
+        self.status.set_phase(Phase::FullSync);
         link.set_read_timeout(stream::MASTER_TIMEOUT)?;
         let payload = fullsync::read_header(link)?;
         match &payload {

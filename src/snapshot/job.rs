@@ -8,6 +8,7 @@
 //! bytes (storage refuses it), and never let a failed step leave a visible snapshot:
 //! dropping the sink or the stored RDB removes them.
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -56,6 +57,7 @@ pub(super) fn run(inner: &Inner, job: Job) {
                 "snapshot stored"
             );
             inner.events.stored(&manifest, started.elapsed());
+            inner.heartbeat.beat();
             if let Some(policy) = &inner.options.retention {
                 match super::retain::apply(inner.storage.as_ref(), policy, false) {
                     Ok(outcome) => inner.events.retention(&outcome),
@@ -105,7 +107,10 @@ fn store(inner: &Inner, job: Job) -> Result<Manifest, JobError> {
     let exported = export_snapshot(
         snapshot,
         &functions,
-        sink,
+        Beating {
+            out: sink,
+            heartbeat: &inner.heartbeat,
+        },
         target,
         &aux,
         opts,
@@ -113,9 +118,11 @@ fn store(inner: &Inner, job: Job) -> Result<Manifest, JobError> {
         at.timestamp_millis(),
     )?;
     let write_seconds = t.elapsed();
+    inner.heartbeat.beat();
     let t = Instant::now();
-    let stored = exported.out.commit()?;
+    let stored = exported.out.out.commit()?;
     let upload_seconds = t.elapsed();
+    inner.heartbeat.beat();
     let object = stored.object().clone();
     if object.bytes != exported.bytes {
         return Err(JobError::Length {
@@ -154,6 +161,27 @@ fn store(inner: &Inner, job: Job) -> Result<Manifest, JobError> {
     };
     stored.put_manifest(&manifest)?;
     Ok(manifest)
+}
+
+/// The storage sink, beating the writer's heartbeat on every write: a write that never
+/// returns (a wedged upload) stops the beats.
+struct Beating<'a, W> {
+    out: W,
+    heartbeat: &'a crate::heartbeat::Heartbeat,
+}
+
+impl<W: Write> Write for Beating<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.heartbeat.beat();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        self.heartbeat.beat();
+        Ok(())
+    }
 }
 
 fn secs(d: Duration) -> f64 {

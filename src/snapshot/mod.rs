@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::heartbeat::Heartbeat;
 use crate::replication::{CaptureError, ReplicaHandle};
 use crate::retention::Policy;
 use crate::storage::{Manifest, SnapshotId, Storage, StorageError};
@@ -172,6 +173,9 @@ pub(crate) struct Inner {
     state: Mutex<State>,
     /// Signalled whenever a snapshot finishes.
     done: Condvar,
+    /// Busy while the writer runs a job; beats on every write into storage and between
+    /// the job's steps (systemd's watchdog watches it).
+    heartbeat: Arc<Heartbeat>,
 }
 
 impl Inner {
@@ -219,6 +223,7 @@ impl Snapshotter {
             events,
             state: Mutex::new(State::default()),
             done: Condvar::new(),
+            heartbeat: Arc::default(),
         });
         // One slot: `take` refuses while a job runs, so there is never a second waiting.
         let (tx, rx) = mpsc::sync_channel::<Job>(1);
@@ -227,7 +232,9 @@ impl Snapshotter {
             .name("snapshot-writer".into())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
+                    worker.heartbeat.set_busy(true);
                     job::run(&worker, job);
+                    worker.heartbeat.set_busy(false);
                 }
             })?;
         Ok(Snapshotter {
@@ -235,6 +242,11 @@ impl Snapshotter {
             jobs: Arc::new(Mutex::new(Some(tx))),
             writer: Arc::new(Mutex::new(Some(handle))),
         })
+    }
+
+    /// The writer thread's liveness: busy while it writes a snapshot, beating as it goes.
+    pub fn heartbeat(&self) -> Arc<Heartbeat> {
+        self.inner.heartbeat.clone()
     }
 
     /// True once a full sync has completed: snapshots can be taken (`/readyz` also wants

@@ -22,6 +22,9 @@ pub enum ScheduleError {
     /// `key` is the config key that held the expression ("snapshot.schedule").
     #[error("{key} = {expr:?}: not a cron expression with a seconds field (sec min hour day month weekday)")]
     Cron { key: &'static str, expr: String },
+    /// A valid expression that matches no time from now on (February 30th).
+    #[error("{key} = {expr:?}: never fires (no matching time from now on)")]
+    Never { key: &'static str, expr: String },
     #[error("scheduler: {0}")]
     Scheduler(String),
 }
@@ -55,7 +58,8 @@ pub fn validate(expr: &str, zone_name: Option<&str>) -> Result<(), ScheduleError
 
 /// Check any cron schedule of the config (errors name `schedule_key` or `zone_key`) and
 /// return the zone it is read in. The same rules for every schedule: six fields, seconds
-/// first; an IANA zone name or UTC.
+/// first, parsed by the scheduler that will run it, with a next time to fire; an IANA
+/// zone name or UTC. `check-config` and `run` both call this.
 pub fn check(
     schedule_key: &'static str,
     expr: &str,
@@ -63,10 +67,17 @@ pub fn check(
     zone_name: Option<&str>,
 ) -> Result<Tz, ScheduleError> {
     let tz = zone_of(zone_key, zone_name)?;
-    Job::new_tz(expr, tz, |_, _| {}).map_err(|_| ScheduleError::Cron {
+    let mut job = Job::new_tz(expr, tz, |_, _| {}).map_err(|_| ScheduleError::Cron {
         key: schedule_key,
         expr: expr.to_string(),
     })?;
+    // The scheduler records 0 when the expression matches no time after now.
+    if job.job_data().map_or(0, |d| d.next_tick) == 0 {
+        return Err(ScheduleError::Never {
+            key: schedule_key,
+            expr: expr.to_string(),
+        });
+    }
     Ok(tz)
 }
 

@@ -85,6 +85,11 @@ impl Setup {
 
     /// Start `replisnap run` logging into `log_name` in the temp dir.
     pub fn start(&self, log_name: &str) -> Daemon {
+        self.start_with_env(log_name, &[])
+    }
+
+    /// [`Setup::start`] with extra environment variables (`NOTIFY_SOCKET`, `RUST_LOG` …).
+    pub fn start_with_env(&self, log_name: &str, env: &[(&str, &str)]) -> Daemon {
         let log = self.dir.path().join(log_name);
         let out = fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_replisnap"))
@@ -92,6 +97,11 @@ impl Setup {
             .arg("--config")
             .arg(self.config())
             .env("RUST_LOG", "info,tokio_cron_scheduler=warn")
+            // Never the test runner's own systemd (a CI service), only what a test gives.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(out)
