@@ -29,7 +29,7 @@ impl Progress {
         if self.bar.is_none() && self.started.elapsed() > Duration::from_secs(1) {
             let bar = ProgressBar::new(self.total);
             if let Ok(style) = ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
             ) {
                 bar.set_style(style);
             }
@@ -37,6 +37,13 @@ impl Progress {
         }
         if let Some(b) = &self.bar {
             b.set_position(pos);
+        }
+    }
+
+    /// A count shown after the bar ("1234567 keys").
+    pub fn note(&mut self, msg: String) {
+        if let Some(b) = &self.bar {
+            b.set_message(msg);
         }
     }
 

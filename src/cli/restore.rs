@@ -142,8 +142,11 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
     )
     .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let mut progress = Progress::bytes(len.unwrap_or(0));
-    let summary = restore(reader, &mut conn, &opts, now, |pos, _| progress.set(pos))
-        .with_context(|| format!("restore of {name} into {}", url.address));
+    let summary = restore(reader, &mut conn, &opts, now, |pos, keys| {
+        progress.set(pos);
+        progress.note(format!("{keys} keys"));
+    })
+    .with_context(|| format!("restore of {name} into {}", url.address));
     progress.finish();
     let summary = summary?;
     let mut problems = Vec::new();
