@@ -155,10 +155,10 @@ fn verbatim_script_replication_is_named() {
     t.join().expect("replica thread");
 }
 
-/// ElastiCache grants a renamed PSYNC per node and removes SYNC: a master configured so
-/// is followed through full sync and the live stream with `psync_command`.
+/// ElastiCache grants a renamed PSYNC per node: a master configured so is followed through
+/// full sync and the live stream with `psync_command`.
 #[test]
-fn a_renamed_psync_with_sync_removed_redis_7_0() {
+fn a_renamed_psync_redis_7_0() {
     let Some(bin) = support::require("redis-7.0") else {
         return;
     };
@@ -173,9 +173,6 @@ fn a_renamed_psync_with_sync_removed_redis_7_0() {
                 "--rename-command",
                 "PSYNC",
                 "xhma21yfkssync",
-                "--rename-command",
-                "SYNC",
-                "",
             ],
         )
         .expect("master");
@@ -200,6 +197,65 @@ fn a_renamed_psync_with_sync_removed_redis_7_0() {
         m.must(&["SET", "after", "1"]);
         assert_in_sync(&m, &h, &bin, &format!("renamed PSYNC, diskless {diskless}"));
         assert_eq!(h.status.link_errors.load(Ordering::Relaxed), 0);
+        h.stop();
+        t.join().expect("replica thread");
+    }
+}
+
+/// Handshake refusals a user can fix say what to do, and are kept for the status.
+#[test]
+fn handshake_refusals_name_their_fix() {
+    let Some(bin) = support::require("redis-7.0") else {
+        return;
+    };
+    let m = TestServer::start(
+        &bin,
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rename-command",
+            "PSYNC",
+            "renamedpsync",
+        ],
+    )
+    .expect("master");
+    m.must(&[
+        "ACL",
+        "SETUSER",
+        "backup",
+        "on",
+        ">secret",
+        "+ping",
+        "+replconf",
+    ]);
+    m.must(&["ACL", "SETUSER", "default", "on", ">masterpass"]);
+    let cases: [(Option<&str>, Option<&str>, &str, &str); 3] = [
+        (None, None, "PSYNC", "password_file"),
+        (None, Some("nope"), "PSYNC", "username/password_file"),
+        (
+            Some("backup"),
+            Some("secret"),
+            "renamedpsync",
+            "ACL SETUSER",
+        ),
+    ];
+    for (user, pass, cmd, fix) in cases {
+        let (r, h) = Replica::new(Settings {
+            address: m.addr(),
+            username: user.map(str::to_string),
+            password: pass.map(str::to_string),
+            announce_port: 6391,
+            psync_command: cmd.into(),
+            connect_timeout: Duration::from_secs(5),
+            tls: None,
+        });
+        let t = std::thread::spawn(move || r.run());
+        support::wait_for("a refusal", Duration::from_secs(20), || {
+            !h.status.last_link_error.lock().unwrap().is_empty()
+        });
+        let why = h.status.last_link_error.lock().unwrap().clone();
+        assert!(why.contains(fix), "{user:?}/{pass:?}: {why}");
+        assert!(!h.status.ready.load(Ordering::Relaxed));
         h.stop();
         t.join().expect("replica thread");
     }

@@ -18,7 +18,7 @@ pub const REPLICA_VERSION: &str = "255.255.255";
 pub enum HandshakeError {
     #[error("{0}")]
     Link(#[from] LinkError),
-    #[error("{step}: master answered {reply}")]
+    #[error("{step}: master answered {reply}{}", hint_suffix(step, reply))]
     Refused { step: &'static str, reply: String },
     /// The master is not ready (loading, or has no link to its own master): retry later.
     #[error("{step}: master not ready: {reply}")]
@@ -49,6 +49,32 @@ fn text(f: &Frame) -> String {
         Frame::Simple(s) | Frame::Error(s) => String::from_utf8_lossy(s).into_owned(),
         other => other.to_string(),
     }
+}
+
+/// What to do about a refusal the user can fix, from the master's reply.
+pub fn hint(step: &str, reply: &str) -> Option<&'static str> {
+    let r = reply.to_ascii_uppercase();
+    if r.starts_with("NOAUTH") {
+        Some("the master requires a password: set [source] password_file (and username for an ACL user)")
+    } else if r.starts_with("WRONGPASS")
+        || r.contains("INVALID PASSWORD")
+        || r.contains("INVALID USERNAME")
+    {
+        Some("the master refuses [source] username/password_file: check them against its requirepass or ACL users")
+    } else if r.starts_with("NOPERM") {
+        Some("the ACL user may not replicate: grant it the replication commands, e.g. ACL SETUSER <user> +psync +replconf +ping")
+    } else if step == "PSYNC" && (r.contains("UNKNOWN COMMAND") || r.contains("UNKNOWN SUBCOMMAND"))
+    {
+        Some("the master does not know this command (managed services such as ElastiCache rename it per node): set [source] psync_command to the name you were given")
+    } else {
+        None
+    }
+}
+
+fn hint_suffix(step: &str, reply: &str) -> String {
+    hint(step, reply)
+        .map(|h| format!(" ({h})"))
+        .unwrap_or_default()
 }
 
 fn is_not_ready(msg: &str) -> bool {
@@ -164,15 +190,56 @@ pub fn handshake(link: &mut Link, h: &Handshake) -> Result<PsyncOutcome, Handsha
             step: "PSYNC",
             reply: t,
         }),
+        // Refusals SYNC would meet as well (credentials, ACL): say what to do.
+        Frame::Error(_)
+            if hint("PSYNC", &t).is_some() && !t.to_ascii_uppercase().contains("UNKNOWN") =>
+        {
+            Err(HandshakeError::Refused {
+                step: "PSYNC",
+                reply: t,
+            })
+        }
         Frame::Error(_) => {
             // Masters (or proxies) that refuse PSYNC may still serve the old SYNC.
-            warn!(reply = %t, "PSYNC refused; falling back to SYNC");
+            warn!(reply = %t, "PSYNC refused; falling back to SYNC (if the master renamed PSYNC, set [source] psync_command)");
             link.send(&[b"SYNC"])?;
+            link.skip_keepalives()?;
+            if link.buffered().first() == Some(&b'-') {
+                let sync = text(&link.read_frame()?);
+                return Err(HandshakeError::Refused {
+                    step: "PSYNC",
+                    reply: format!("{t}; then SYNC: {sync}"),
+                });
+            }
             Ok(PsyncOutcome::LegacySync)
         }
         _ => Err(HandshakeError::Refused {
             step: "PSYNC",
             reply: t,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hint;
+
+    #[test]
+    fn refusals_a_user_can_fix_name_the_fix() {
+        let h = |step, reply| hint(step, reply).unwrap_or("");
+        assert!(h("AUTH", "NOAUTH Authentication required.").contains("password_file"));
+        assert!(h("AUTH", "WRONGPASS invalid username-password pair").contains("username"));
+        assert!(h("AUTH", "ERR invalid password").contains("username"));
+        assert!(h(
+            "PSYNC",
+            "NOPERM this user has no permissions to run the 'psync' command"
+        )
+        .contains("ACL SETUSER"));
+        assert!(h(
+            "PSYNC",
+            "ERR unknown command 'PSYNC'; then SYNC: ERR unknown command 'SYNC'"
+        )
+        .contains("psync_command"));
+        assert_eq!(hint("PSYNC", "LOADING Redis is loading"), None);
     }
 }

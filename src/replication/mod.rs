@@ -21,7 +21,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use handshake::PsyncOutcome;
 use link::{Link, LinkError};
@@ -122,6 +122,8 @@ pub struct Status {
     pub replid: Mutex<String>,
     /// Why the last forced full resync happened (the command and the error).
     pub last_forced_reason: Mutex<String>,
+    /// The last link error, as logged (a handshake refusal carries what to do about it).
+    pub last_link_error: Mutex<String>,
     /// Commands applied from the stream, by name.
     pub commands: CommandCounts,
     /// Keys per database, refreshed about once a second by the apply loop.
@@ -383,7 +385,19 @@ impl Replica {
                             r.clone_from(why);
                         }
                     }
-                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "link lost");
+                    let text = e.to_string();
+                    // The same refusal again and again (a wrong password, a missing ACL
+                    // permission) is logged once with its fix, then quietly.
+                    let repeated = matches!(e, ReplError::Handshake(_))
+                        && self.status.last_link_error.lock().is_ok_and(|l| *l == text);
+                    if repeated {
+                        debug!(error = %e, retry_in_ms = backoff.as_millis() as u64, "link lost again");
+                    } else {
+                        warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "link lost");
+                    }
+                    if let Ok(mut l) = self.status.last_link_error.lock() {
+                        *l = text;
+                    }
                 }
                 Ok(()) => {}
             }
