@@ -4,67 +4,14 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use replisnap::keyspace::digest_snapshot;
 use replisnap::replication::{Replica, ReplicaHandle, Settings};
 use support::{ServerBin, TestServer};
 
-/// Forwards connections to `upstream`; while `hold` is set, new connections wait before
-/// being forwarded (the replica cannot reach the master).
-struct Proxy {
-    addr: String,
-    upstream: Arc<Mutex<String>>,
-    hold: Arc<AtomicBool>,
-}
-
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
-    let mut buf = [0u8; 16384];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = to.shutdown(Shutdown::Both);
-    let _ = from.shutdown(Shutdown::Both);
-}
-
-fn proxy(upstream: String) -> Proxy {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let upstream = Arc::new(Mutex::new(upstream));
-    let hold = Arc::new(AtomicBool::new(false));
-    let (up, h) = (upstream.clone(), hold.clone());
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(client) = c else { continue };
-            while h.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let target = up.lock().unwrap().clone();
-            let Ok(server) = TcpStream::connect(&target) else {
-                continue;
-            };
-            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            std::thread::spawn(move || pipe(client, server));
-            std::thread::spawn(move || pipe(s2, c2));
-        }
-    });
-    Proxy {
-        addr,
-        upstream,
-        hold,
-    }
-}
+use support::proxy::proxy;
 
 fn now_ms() -> i64 {
     SystemTime::now()

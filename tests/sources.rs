@@ -260,3 +260,73 @@ fn handshake_refusals_name_their_fix() {
         t.join().expect("replica thread");
     }
 }
+
+fn failover_on(name: &str) {
+    let Some(bin) = support::require(name) else {
+        return;
+    };
+    let m = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("master");
+    let port = m.port().to_string();
+    let r = TestServer::start(&bin, &["--replicaof", "127.0.0.1", &port]).expect("replica");
+    for i in 0..500 {
+        m.must(&["SET", &format!("k{i}"), &format!("v{i}")]);
+    }
+    let p = support::proxy::proxy(m.addr());
+    let (h, t) = replica(&p.addr);
+    support::wait_for("first sync", Duration::from_secs(30), || {
+        h.status.ready.load(Ordering::Relaxed)
+    });
+    m.must(&["RPUSH", "list", "a", "b"]);
+    assert_in_sync(&m, &h, &bin, &format!("{name}: before the failover"));
+    support::wait_for(
+        "the server replica caught up",
+        Duration::from_secs(30),
+        || offset(&r) == offset(&m),
+    );
+    // The failover: the replica is promoted and the name now points at it.
+    r.must(&["REPLICAOF", "NO", "ONE"]);
+    *p.upstream.lock().unwrap() = r.addr();
+    p.cut();
+    drop(m);
+    r.must(&["SET", "after-failover", "1"]);
+    r.must(&["LPUSH", "list", "z"]);
+    assert_in_sync(&r, &h, &bin, &format!("{name}: after the failover"));
+    assert_eq!(
+        stat(&r, "sync_full"),
+        0,
+        "{name}: the new primary never forked"
+    );
+    assert_eq!(
+        stat(&r, "sync_partial_ok"),
+        1,
+        "{name}: continued with +CONTINUE"
+    );
+    assert_eq!(h.status.full_syncs.load(Ordering::Relaxed), 1);
+    assert_eq!(h.status.partial_syncs.load(Ordering::Relaxed), 1);
+    let replid = h.status.replid.lock().unwrap().clone();
+    assert_eq!(
+        Some(replid),
+        r.info_field("replication", "master_replid"),
+        "{name}: follows the new primary's replication ID"
+    );
+    h.stop();
+    t.join().expect("replica thread");
+}
+
+/// A promoted replica continues us: psync2 keeps the old replication ID as its replid2, so
+/// the PSYNC sent after the failover is answered `+CONTINUE <new id>` — no full sync, and
+/// the new primary never forks.
+#[test]
+fn failover_to_a_promoted_replica_redis_7_0() {
+    failover_on("redis-7.0");
+}
+
+#[test]
+fn failover_to_a_promoted_replica_valkey_9_1() {
+    failover_on("valkey-9.1");
+}
+
+#[test]
+fn failover_to_a_promoted_replica_redis_6_2() {
+    failover_on("redis-6.2");
+}

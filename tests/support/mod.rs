@@ -2,6 +2,7 @@
 //! `resp` is a minimal RESP2 client; `server` starts and stops real servers.
 #![allow(unused_imports)]
 pub mod pki;
+pub mod proxy;
 pub mod resp;
 pub mod server;
 pub use resp::*;
