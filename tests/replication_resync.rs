@@ -5,64 +5,19 @@
 mod support;
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use replisnap::keyspace::digest_snapshot;
-use replisnap::replication::{Replica, ReplicaHandle, Settings};
-use support::{ServerBin, TestServer};
+use support::replica::{assert_in_sync, replica, stat};
+use support::TestServer;
 
 use support::proxy::proxy;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn wait_for(what: &str, f: impl FnMut() -> bool) {
     support::wait_for(what, Duration::from_secs(30), f);
 }
 
-fn offset(m: &TestServer) -> i64 {
-    m.info_field("replication", "master_repl_offset")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1)
-}
-
-fn assert_in_sync(m: &TestServer, h: &ReplicaHandle, bin: &ServerBin, step: &str) {
-    wait_for(step, || {
-        h.status.link_up.load(Ordering::Relaxed)
-            && h.status.offset.load(Ordering::Relaxed) == offset(m)
-    });
-    let (snap, _, _, _) = h.snapshot(Duration::from_secs(5)).expect("snapshot");
-    let (a, b) = bin.major_minor();
-    let ours = digest_snapshot(
-        snap,
-        format!("{}-{a}.{b}", bin.kind).parse().unwrap(),
-        now_ms(),
-    )
-    .unwrap();
-    assert_eq!(ours, m.digest(), "{step}: digest");
-}
-
-fn replica(addr: &str) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
-    let (r, h) = Replica::new(Settings {
-        address: addr.to_string(),
-        username: None,
-        password: None,
-        announce_port: 6391,
-        psync_command: "PSYNC".into(),
-        connect_timeout: Duration::from_secs(5),
-        tls: None,
-    });
-    (h, std::thread::spawn(move || r.run()))
-}
-
 fn sync_full(m: &TestServer) -> u64 {
-    m.info_field("stats", "sync_full")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    stat(m, "sync_full")
 }
 
 fn check(name: &str) {

@@ -3,6 +3,7 @@
 #![allow(unused_imports)]
 pub mod pki;
 pub mod proxy;
+pub mod replica;
 pub mod resp;
 pub mod server;
 pub use resp::*;
