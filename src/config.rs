@@ -458,13 +458,19 @@ impl Config {
         }
         if let Some(t) = self.source.timeout {
             if !(1..=3600).contains(&t) {
-                return Err(bad("source.timeout", format!("{t}: expected 1 to 3600 seconds")));
+                return Err(bad(
+                    "source.timeout",
+                    format!("{t}: expected 1 to 3600 seconds"),
+                ));
             }
         }
         if !(self.http.ready_max_lag.is_finite() && self.http.ready_max_lag > 0.0) {
             return Err(bad(
                 "http.ready_max_lag",
-                format!("{}: expected a positive number of seconds", self.http.ready_max_lag),
+                format!(
+                    "{}: expected a positive number of seconds",
+                    self.http.ready_max_lag
+                ),
             ));
         }
         if !(10..=86400).contains(&self.snapshot.timeout) {

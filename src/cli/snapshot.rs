@@ -52,32 +52,33 @@ pub fn run(a: SnapshotArgs) -> Result<ExitCode> {
         request_with(addr, "POST", "/snapshot", token.as_deref()).map_err(|e| e.at(addr))?;
     let doc = reply.json();
     let field = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let id = match reply.status {
-        202 => match field("id") {
-            Some(id) if id_ok(&id) => id,
-            _ => bail!(
-                "the daemon at {addr} answered 202 without a usable id: {}",
-                reply.excerpt()
-            ),
-        },
-        401 => bail!(
+    let id =
+        match reply.status {
+            202 => match field("id") {
+                Some(id) if id_ok(&id) => id,
+                _ => bail!(
+                    "the daemon at {addr} answered 202 without a usable id: {}",
+                    reply.excerpt()
+                ),
+            },
+            401 => bail!(
             "the daemon at {addr} wants a bearer token{}: set [http] token_file or ${} as it has",
             if token.is_some() { " (ours was refused)" } else { "" },
             crate::config::HTTP_TOKEN_ENV
         ),
-        409 => bail!(
-            "{} (daemon at {addr})",
-            field("error").unwrap_or_else(|| "a snapshot is already running".into())
-        ),
-        503 => bail!(
-            "the daemon at {addr} cannot snapshot now: {}",
-            field("error").unwrap_or_else(|| reply.excerpt())
-        ),
-        s => bail!(
-            "the daemon at {addr} answered {s}: {}",
-            field("error").unwrap_or_else(|| reply.excerpt())
-        ),
-    };
+            409 => bail!(
+                "{} (daemon at {addr})",
+                field("error").unwrap_or_else(|| "a snapshot is already running".into())
+            ),
+            503 => bail!(
+                "the daemon at {addr} cannot snapshot now: {}",
+                field("error").unwrap_or_else(|| reply.excerpt())
+            ),
+            s => bail!(
+                "the daemon at {addr} answered {s}: {}",
+                field("error").unwrap_or_else(|| reply.excerpt())
+            ),
+        };
     tracing::debug!(id = %id, %addr, "snapshot requested");
     if !a.wait {
         println!("{id}");

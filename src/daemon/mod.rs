@@ -122,13 +122,9 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         bound: writer_bound,
         stuck: writer_stuck.clone(),
     });
-    let poller = observe::spawn_poller(
-        handle.clone(),
-        metrics.clone(),
-        poll_settings,
-        writer_watch,
-    )
-    .map_err(DaemonError::start("metrics poller"))?;
+    let poller =
+        observe::spawn_poller(handle.clone(), metrics.clone(), poll_settings, writer_watch)
+            .map_err(DaemonError::start("metrics poller"))?;
     let main_beat = Arc::new(Heartbeat::default());
     let mut reporter = notify::Reporter::new(
         handle.status.clone(),

@@ -278,12 +278,7 @@ mod tests {
             tls: None,
         });
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let r = Reporter::new(
-            handle.status.clone(),
-            "10.0.0.5:6379".into(),
-            metrics,
-            None,
-        );
+        let r = Reporter::new(handle.status.clone(), "10.0.0.5:6379".into(), metrics, None);
         (r, handle)
     }
 

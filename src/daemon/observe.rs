@@ -13,10 +13,10 @@ use std::time::{Duration, SystemTime};
 
 use tracing::debug;
 
+use crate::heartbeat::{Heartbeat, Watch};
 use crate::http::{Control, SnapshotRequestError, SnapshotStatus};
 use crate::metrics::{LinkErrorReason, Metrics, ResyncReason};
 use crate::replication::link::{Link, LinkError};
-use crate::heartbeat::{Heartbeat, Watch};
 use crate::replication::{Phase, ReplicaHandle, Settings};
 use crate::resp::Frame;
 use crate::snapshot::{JobState, Reason, RetentionOutcome, SnapshotEvents, Snapshotter, TakeError};
@@ -167,7 +167,8 @@ pub fn spawn_poller(
             while !handle.is_stopped() {
                 if let (Some(w), Some(watch)) = (&writer, watch.as_mut()) {
                     let stuck = watch.stalled(&w.heartbeat, std::time::Instant::now());
-                    w.stuck.store(stuck.map_or(0, |d| d.as_secs().max(1)), Ordering::Relaxed);
+                    w.stuck
+                        .store(stuck.map_or(0, |d| d.as_secs().max(1)), Ordering::Relaxed);
                 }
                 metrics.set_link_up(s.link_up.load(Ordering::Relaxed));
                 metrics.set_replication_offset(s.offset.load(Ordering::Relaxed));
@@ -184,12 +185,17 @@ pub fn spawn_poller(
                 }
                 let new_forced = delta(s.forced_resyncs.load(Ordering::Relaxed), &mut forced);
                 if new_forced > 0 {
-                    let why = s.last_forced_reason.lock().map(|g| g.clone()).unwrap_or_default();
-                    let reason = if why.contains("not supported") || why.contains("propagated verbatim") {
-                        ResyncReason::UnknownCommand
-                    } else {
-                        ResyncReason::ApplyError
-                    };
+                    let why = s
+                        .last_forced_reason
+                        .lock()
+                        .map(|g| g.clone())
+                        .unwrap_or_default();
+                    let reason =
+                        if why.contains("not supported") || why.contains("propagated verbatim") {
+                            ResyncReason::UnknownCommand
+                        } else {
+                            ResyncReason::ApplyError
+                        };
                     for _ in 0..new_forced {
                         metrics.inc_resyncs_forced(reason);
                     }

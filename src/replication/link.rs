@@ -242,7 +242,11 @@ impl Link {
                 Ok(0) => break Err(LinkError::Closed),
                 Ok(n) => break Ok(n),
                 Err(e) if is_timeout(&e) => {
-                    if self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    if self
+                        .stop
+                        .as_ref()
+                        .is_some_and(|s| s.load(Ordering::Relaxed))
+                    {
                         break Err(LinkError::Stopped);
                     }
                     if let Some(limit) = self.idle_limit {
