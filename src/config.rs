@@ -57,7 +57,20 @@ pub struct Source {
     pub password_file: Option<PathBuf>,
     /// The PSYNC command's name where a provider renamed it (ElastiCache).
     pub psync_command: Option<String>,
+    /// Seconds without a byte from the master (data or PING) before the link is declared
+    /// stalled; default [`DEFAULT_SOURCE_TIMEOUT`] (the servers' `repl-timeout`).
+    pub timeout: Option<u64>,
     pub tls: Option<Tls>,
+}
+
+pub const DEFAULT_SOURCE_TIMEOUT: u64 = 60;
+pub const DEFAULT_READY_MAX_LAG: f64 = 30.0;
+pub const DEFAULT_SNAPSHOT_TIMEOUT: u64 = 900;
+
+impl Source {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout.unwrap_or(DEFAULT_SOURCE_TIMEOUT))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -101,6 +114,9 @@ pub struct SnapshotConfig {
     pub schedule: String,
     pub timezone: Option<String>,
     pub rdb_compression: bool,
+    /// Seconds a snapshot's write may go without progress before it counts as stuck:
+    /// `/readyz` fails and systemd's watchdog stops.
+    pub timeout: u64,
 }
 
 impl Default for SnapshotConfig {
@@ -109,6 +125,7 @@ impl Default for SnapshotConfig {
             schedule: "0 0 * * * *".into(),
             timezone: None,
             rdb_compression: true,
+            timeout: DEFAULT_SNAPSHOT_TIMEOUT,
         }
     }
 }
@@ -188,12 +205,19 @@ pub struct Retention {
 #[serde(deny_unknown_fields, default)]
 pub struct Http {
     pub listen: SocketAddr,
+    /// A file holding the bearer token `POST /snapshot` requires (else
+    /// `$REPLISNAP_HTTP_TOKEN`; neither: no token).
+    pub token_file: Option<PathBuf>,
+    /// `/readyz` is 503 while `replication_lag_seconds` exceeds this.
+    pub ready_max_lag: f64,
 }
 
 impl Default for Http {
     fn default() -> Self {
         Http {
             listen: SocketAddr::from(([127, 0, 0, 1], 9187)),
+            token_file: None,
+            ready_max_lag: DEFAULT_READY_MAX_LAG,
         }
     }
 }
@@ -318,6 +342,34 @@ impl Storage {
 
 /// Where the source password comes from, resolved.
 pub const PASSWORD_ENV: &str = "REPLISNAP_SOURCE_PASSWORD";
+/// The bearer token `POST /snapshot` requires, when `[http] token_file` is not set.
+pub const HTTP_TOKEN_ENV: &str = "REPLISNAP_HTTP_TOKEN";
+
+/// Whether a config line may hold a secret: its key names a password, a secret, a token,
+/// a credential or a key (`secret_access_key`), wherever on the line.
+fn holds_secret(line: &str) -> bool {
+    let key = line.split('=').next().unwrap_or(line).to_ascii_lowercase();
+    ["password", "secret", "token", "credential", "key"]
+        .iter()
+        .any(|w| key.contains(w))
+}
+
+/// `key = <redacted>`: the key stays (the user needs to know which line), the value goes.
+fn redact_line(line: &str) -> String {
+    match line.split_once('=') {
+        Some((k, _)) => format!("{} = <redacted>", k.trim()),
+        None => "<redacted>".into(),
+    }
+}
+
+/// A parser message with every `quoted` part replaced (it may quote the value).
+fn mask_quoted(msg: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in msg.split('`').enumerate() {
+        out.push_str(if i % 2 == 1 { "`…`" } else { part });
+    }
+    out
+}
 
 impl Config {
     /// Read, parse and validate a file.
@@ -339,15 +391,22 @@ impl Config {
                 let line_start = before.rfind('\n').map_or(0, |i| i + 1);
                 let col = before.len() - line_start + 1;
                 let src = text[line_start..].lines().next().unwrap_or("").trim();
-                format!("line {line}, column {col} (`{src}`): ")
+                (format!("line {line}, column {col}"), src)
             });
+            let mut message = e.message().trim_end().replace('\n', " ");
+            let at = match at {
+                // A secret's line is named, never shown, and neither is any value the
+                // parser quotes from it (`invalid type: integer `1234``).
+                Some((place, src)) if holds_secret(src) => {
+                    message = mask_quoted(&message);
+                    format!("{place} (`{}`): ", redact_line(src))
+                }
+                Some((place, src)) => format!("{place} (`{src}`): "),
+                None => String::new(),
+            };
             ConfigError::Parse {
                 path: path.to_string(),
-                msg: format!(
-                    "{}{}",
-                    at.unwrap_or_default(),
-                    e.message().trim_end().replace('\n', " ")
-                ),
+                msg: format!("{at}{message}"),
             }
         })?;
         c.validate(path)?;
@@ -396,6 +455,29 @@ impl Config {
                     "cert_file and key_file go together".into(),
                 ));
             }
+        }
+        if let Some(t) = self.source.timeout {
+            if !(1..=3600).contains(&t) {
+                return Err(bad(
+                    "source.timeout",
+                    format!("{t}: expected 1 to 3600 seconds"),
+                ));
+            }
+        }
+        if !(self.http.ready_max_lag.is_finite() && self.http.ready_max_lag > 0.0) {
+            return Err(bad(
+                "http.ready_max_lag",
+                format!(
+                    "{}: expected a positive number of seconds",
+                    self.http.ready_max_lag
+                ),
+            ));
+        }
+        if !(10..=86400).contains(&self.snapshot.timeout) {
+            return Err(bad(
+                "snapshot.timeout",
+                format!("{}: expected 10 to 86400 seconds", self.snapshot.timeout),
+            ));
         }
         if self.replica.max_command_bytes < MIN_COMMAND_BYTES {
             return Err(bad(
@@ -493,6 +575,50 @@ impl Config {
             return Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()));
         }
         Ok(std::env::var(PASSWORD_ENV).ok())
+    }
+
+    /// The bearer token for `POST /snapshot`: `[http] token_file`'s contents (trailing
+    /// newline dropped), else `$REPLISNAP_HTTP_TOKEN`; `None` when neither is set. An
+    /// unreadable or empty file is [`ConfigError::KeyFile`] naming `http.token_file`.
+    pub fn http_token(&self) -> Result<Option<String>, ConfigError> {
+        let token = match &self.http.token_file {
+            Some(f) => {
+                let key_file = |err| ConfigError::KeyFile {
+                    key: "http.token_file",
+                    file: f.display().to_string(),
+                    err,
+                };
+                let text = std::fs::read_to_string(f).map_err(key_file)?;
+                let t = text.trim_end_matches(['\r', '\n']).to_string();
+                if t.is_empty() {
+                    return Err(key_file(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the file is empty",
+                    )));
+                }
+                t
+            }
+            None => match std::env::var(HTTP_TOKEN_ENV) {
+                Ok(t) if !t.is_empty() => t,
+                _ => return Ok(None),
+            },
+        };
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            let msg = "the token must be printable ASCII without spaces";
+            return Err(match &self.http.token_file {
+                Some(f) => ConfigError::KeyFile {
+                    key: "http.token_file",
+                    file: f.display().to_string(),
+                    err: std::io::Error::new(std::io::ErrorKind::InvalidData, msg),
+                },
+                None => ConfigError::Invalid {
+                    path: format!("${HTTP_TOKEN_ENV}"),
+                    key: "http.token_file",
+                    msg: msg.into(),
+                },
+            });
+        }
+        Ok(Some(token))
     }
 
     /// The effective configuration with every secret replaced.

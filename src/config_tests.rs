@@ -208,3 +208,27 @@ fn the_verify_section_is_optional_and_prints_back() {
     assert!(none.verify.is_none());
     assert!(!toml::to_string(&none).unwrap().contains("verify"));
 }
+
+#[test]
+fn parse_errors_on_secret_lines_never_show_the_value() {
+    for text in [
+        "[source]\naddress = \"h:1\"\npassword=hunter2-secret\n",
+        "[source]\naddress = \"h:1\"\npassword = 4242424242\n",
+        "[source]\naddress = \"h:1\"\npassword = \"hunter2-secret\" \"again\"\n",
+        "[source]\naddress = \"h:1\"\npassword = \"hunter2-secret\"\npassword = \"hunter2-secret\"\n",
+        "[http]\ntoken_file = 4242424242\n[source]\naddress = \"h:1\"\n",
+        "[storage]\nkind = \"s3\"\nbucket = \"b\"\nsecret_access_key = \"hunter2-secret\"\n[source]\naddress = \"h:1\"\n",
+    ] {
+        let e = Config::parse(text, "c.toml").unwrap_err().to_string();
+        assert!(
+            !e.contains("hunter2") && !e.contains("4242424242"),
+            "{text:?} → {e}"
+        );
+        assert!(e.starts_with("c.toml: line "), "{e}");
+    }
+    // Other lines are still quoted as they are.
+    let e = Config::parse("[source]\naddress = 5\n", "c.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("(`address = 5`)"), "{e}");
+}

@@ -8,6 +8,13 @@
 //! [`Metrics`]. It must never read a request body, never let a client's input become more
 //! than a bounded buffer or a closed route, and never block its runtime: [`Control`]
 //! implementations answer from state they already hold.
+//!
+//! Slow clients: a connection holds one of [`MAX_CONNECTIONS`] slots only once its first
+//! bytes arrived (until then it costs a socket and a parked task, at most
+//! [`MAX_WAITING`] of them, each for [`HEADER_READ_TIMEOUT`]); with every slot taken, a
+//! request whose first bytes are `GET /healthz` or `GET /readyz` still gets one of
+//! [`HEALTH_SLOTS`] reserved slots. `POST /snapshot` requires `Authorization: Bearer` when
+//! a token is configured, compared in constant time.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -77,6 +84,12 @@ pub enum HttpError {
 /// Connections served at once; more are closed on accept. Scrapers and the CLI need a
 /// handful; the cap keeps a flood from costing more than this many buffers.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Connections accepted that have not sent a byte yet: parked without a buffer.
+pub const MAX_WAITING: usize = 512;
+/// Extra slots only health checks (`GET /healthz`, `GET /readyz`) may take.
+pub const HEALTH_SLOTS: usize = 8;
+/// How long a connection that found every slot taken may take to show its request line.
+const PEEK_TIMEOUT: Duration = Duration::from_secs(1);
 /// A client must send a whole request head within this (slow-loris guard). hyper applies
 /// it to idle keep-alive connections too, so scrapers reconnect after 10 s idle.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,6 +139,32 @@ impl Drop for HttpServer {
 struct State {
     metrics: Arc<Metrics>,
     control: Arc<dyn Control>,
+    /// SHA-256 of the bearer token `POST /snapshot` requires, when one is set.
+    token: Option<[u8; 32]>,
+}
+
+/// How the server is run, beyond where it listens.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The bearer token `POST /snapshot` requires (401 without it); `None`: open.
+    pub token: Option<String>,
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
+}
+
+/// Whether an `Authorization` header carries the token. Both sides are hashed first, so
+/// the comparison takes the same time whatever the length or the first wrong byte.
+fn authorized(header: Option<&HeaderValue>, token: &[u8; 32]) -> bool {
+    let given = header
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let h = sha256(given.trim().as_bytes());
+    let diff = h.iter().zip(token).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    diff == 0 && !given.is_empty()
 }
 
 /// Bind `listen` now (so a taken port is an error here, not later in a log) and serve on
@@ -134,6 +173,16 @@ pub fn serve(
     listen: SocketAddr,
     metrics: Arc<Metrics>,
     control: Arc<dyn Control>,
+) -> Result<HttpServer, HttpError> {
+    serve_with(listen, metrics, control, Options::default())
+}
+
+/// [`serve`] with [`Options`] (the bearer token for `POST /snapshot`).
+pub fn serve_with(
+    listen: SocketAddr,
+    metrics: Arc<Metrics>,
+    control: Arc<dyn Control>,
+    options: Options,
 ) -> Result<HttpServer, HttpError> {
     let bind = |err| HttpError::Bind { addr: listen, err };
     let std_listener = std::net::TcpListener::bind(listen).map_err(bind)?;
@@ -150,7 +199,19 @@ pub fn serve(
         tokio::net::TcpListener::from_std(std_listener).map_err(bind)?
     };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let state = Arc::new(State { metrics, control });
+    let token = options.token.as_deref().map(|t| sha256(t.as_bytes()));
+    if token.is_none() && !addr.ip().is_loopback() {
+        warn!(
+            listen = %addr,
+            "http: listening beyond loopback with no token: anyone who reaches this port \
+             can request snapshots (set [http] token_file or $REPLISNAP_HTTP_TOKEN)"
+        );
+    }
+    let state = Arc::new(State {
+        metrics,
+        control,
+        token,
+    });
     let thread = std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
@@ -172,8 +233,60 @@ pub fn serve(
     })
 }
 
+const HEALTH_LINES: [&[u8]; 4] = [
+    b"GET /healthz ",
+    b"GET /readyz ",
+    b"HEAD /healthz ",
+    b"HEAD /readyz ",
+];
+
+/// Whether a request's first bytes are a health check's request line: `Some(true)` yes,
+/// `Some(false)` no, `None` cannot tell yet.
+fn health_check(start: &[u8]) -> Option<bool> {
+    if HEALTH_LINES.iter().any(|p| start.starts_with(p)) {
+        Some(true)
+    } else if HEALTH_LINES.iter().any(|p| p.starts_with(start)) {
+        None
+    } else {
+        Some(false)
+    }
+}
+
+/// Wait (parked, no buffer) for the connection's first bytes, then take a slot: a general
+/// one, else a health slot for a health check. `None`: close it.
+async fn admit(
+    stream: &tokio::net::TcpStream,
+    slots: &Arc<Semaphore>,
+    health: &Arc<Semaphore>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let mut probe = [0u8; 16];
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut probe[..1])).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return None,
+    }
+    if let Ok(slot) = slots.clone().try_acquire_owned() {
+        return Some(slot);
+    }
+    // Every slot taken: only a health check gets in, once its request line shows.
+    let deadline = tokio::time::Instant::now() + PEEK_TIMEOUT;
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut probe)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return None,
+        };
+        match health_check(&probe[..n]) {
+            Some(true) => return health.clone().try_acquire_owned().ok(),
+            Some(false) => return None,
+            None => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn accept_loop(listener: tokio::net::TcpListener, state: Arc<State>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let health = Arc::new(Semaphore::new(HEALTH_SLOTS));
+    let waiting = Arc::new(Semaphore::new(MAX_WAITING));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -190,11 +303,32 @@ async fn accept_loop(listener: tokio::net::TcpListener, state: Arc<State>) {
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let Ok(parked) = waiting.clone().try_acquire_owned() else {
             debug!(%peer, "http: too many connections, closing");
             continue;
         };
         let st = state.clone();
+        let (slots, health, http) = (slots.clone(), health.clone(), http.clone());
+        tokio::spawn(async move {
+            let admitted = admit(&stream, &slots, &health).await;
+            drop(parked);
+            let Some(slot) = admitted else {
+                debug!(%peer, "http: nothing sent in time or no slot free, closing");
+                return;
+            };
+            serve_one(&http, stream, peer, st, slot).await;
+        });
+    }
+}
+
+async fn serve_one(
+    http: &hyper::server::conn::http1::Builder,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    st: Arc<State>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    {
         let conn = http.serve_connection(
             TokioIo::new(stream),
             hyper::service::service_fn(move |req| {
@@ -212,14 +346,12 @@ async fn accept_loop(listener: tokio::net::TcpListener, state: Arc<State>) {
                 }
             }),
         );
-        tokio::spawn(async move {
-            match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => debug!(%peer, error = %e, "http: connection error"),
-                Err(_) => debug!(%peer, "http: connection lifetime reached, closing"),
-            }
-            drop(slot);
-        });
+        match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => debug!(%peer, error = %e, "http: connection error"),
+            Err(_) => debug!(%peer, "http: connection lifetime reached, closing"),
+        }
+        drop(slot);
     }
 }
 
@@ -279,7 +411,18 @@ fn plausible_id(id: &str) -> bool {
 fn handle(req: &Request<Incoming>, st: &State) -> Resp {
     let method = req.method();
     let path = req.uri().path();
-    let resp = route(method, path, st);
+    let resp = match (path, &st.token) {
+        ("/snapshot", Some(token))
+            if method == Method::POST
+                && !authorized(req.headers().get(header::AUTHORIZATION), token) =>
+        {
+            let mut r = json_error(StatusCode::UNAUTHORIZED, "a bearer token is required");
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
+        _ => route(method, path, st),
+    };
     debug!(%method, path = ?path, status = resp.status().as_u16(), "http request");
     resp
 }

@@ -246,3 +246,42 @@ fn secrets_are_redacted() {
     assert!(!out.contains("hunter2"), "{out}");
     assert!(out.contains("password = \"<redacted>\""), "{out}");
 }
+
+#[test]
+fn a_config_error_on_a_secret_line_never_prints_the_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("c.toml");
+    for (text, key) in [
+        ("[source]\naddress = \"127.0.0.1:6379\"\npassword=hunter2-secret\n", "password"),
+        ("[source]\naddress = \"127.0.0.1:6379\"\npassword = 424242\n", "password"),
+        (
+            "[source]\naddress = \"127.0.0.1:6379\"\n[storage]\nkind = \"s3\"\nbucket = \"b\"\nsecret_access_key = \"hunter2-secret\"\n",
+            "secret_access_key",
+        ),
+    ] {
+        fs::write(&file, text).expect("write");
+        let (code, out, err) = check(&file);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(!err.contains("hunter2") && !err.contains("424242"), "{err}");
+        assert!(err.contains(&format!("{key} = <redacted>")), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    // A secret file's contents are never shown either: a token file holding a space is
+    // refused naming the key, not quoting the file.
+    let token = dir.path().join("token");
+    fs::write(&token, "hunter2 secret\n").expect("write");
+    fs::write(
+        &file,
+        format!(
+            "[source]\naddress = \"127.0.0.1:6379\"\n[http]\ntoken_file = \"{}\"\n",
+            token.display()
+        ),
+    )
+    .expect("write");
+    let (code, _, err) = check(&file);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        !err.contains("hunter2") && err.contains("http.token_file"),
+        "{err}"
+    );
+}

@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use replisnap::http::{serve, Control, SnapshotRequestError, SnapshotStatus};
+use replisnap::http::{serve, serve_with, Control, Options, SnapshotRequestError, SnapshotStatus};
 use replisnap::metrics::{LinkErrorReason, Metrics, ResyncReason, COMMANDS};
 use support::{assert_exposition_parses, raw, req, sample, start, Fake};
 
@@ -476,4 +476,126 @@ fn cli_snapshot_reaches_a_daemon_listening_on_every_address_through_loopback() {
     let out = replisnap(&["snapshot", "--config", cfg.to_str().unwrap(), "--wait"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "20250101T000000Z\n");
+}
+
+// ---- issue 13 item 9: health under slow clients, the bearer token ----
+
+/// `GET /healthz` on a fresh connection: (status, how long it took).
+fn timed_healthz(a: std::net::SocketAddr) -> (u16, Duration) {
+    let t = std::time::Instant::now();
+    let r = req(a, "GET", "/healthz");
+    (r.status, t.elapsed())
+}
+
+#[test]
+fn healthz_answers_within_2_s_while_100_slow_clients_hold_connections() {
+    let fake = Fake::ready();
+    let (server, _) = start(&fake);
+    let a = server.local_addr();
+    // 100 that send nothing at all.
+    let silent: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(a).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, took) = timed_healthz(a);
+    eprintln!("100 silent clients: /healthz {status} in {took:?}");
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(req(a, "GET", "/readyz").status, 200);
+    // 100 that sent the start of a request and stall (slow loris): every general slot
+    // is taken, health checks still get theirs.
+    let loris: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = TcpStream::connect(a).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, took) = timed_healthz(a);
+    eprintln!("100 stalled clients: /healthz {status} in {took:?}");
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(req(a, "GET", "/readyz").status, 200);
+    drop((silent, loris));
+    server.shutdown();
+}
+
+#[test]
+fn post_snapshot_requires_the_bearer_token_when_one_is_set() {
+    let fake = Fake::ready();
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let control: Arc<dyn Control> = fake.clone();
+    let server = serve_with(
+        "127.0.0.1:0".parse().unwrap(),
+        metrics,
+        control,
+        Options {
+            token: Some("s3cret-token".into()),
+        },
+    )
+    .unwrap();
+    let a = server.local_addr();
+    let post = |auth: &str| {
+        raw(
+            a,
+            format!(
+                "POST /snapshot HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+    };
+    let r = post("");
+    assert_eq!(r.status, 401, "{}", r.head);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(post("Authorization: Bearer wrong\r\n").status, 401);
+    assert_eq!(post("Authorization: Bearer s3cret-toke\r\n").status, 401);
+    assert_eq!(
+        post("Authorization: Basic czNjcmV0LXRva2Vu\r\n").status,
+        401
+    );
+    fake.will_start("20250101T000000Z", &[SnapshotStatus::Stored]);
+    let r = post("Authorization: Bearer s3cret-token\r\n");
+    assert_eq!(r.status, 202, "{}", r.body);
+    // Everything else stays open.
+    assert_eq!(req(a, "GET", "/healthz").status, 200);
+    assert_eq!(req(a, "GET", "/metrics").status, 200);
+
+    // The verb sends it from the same config: a file, or the environment.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_for(&dir, &a.to_string());
+    let out = replisnap(&["snapshot", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("error: ") && err.contains("bearer token") && err.lines().count() == 1,
+        "{err}"
+    );
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let mut c = std::fs::read_to_string(&cfg).unwrap();
+    c.push_str(&format!("token_file = \"{}\"\n", token_file.display()));
+    std::fs::write(&cfg, c).unwrap();
+    fake.will_start("20250101T000001Z", &[SnapshotStatus::Stored]);
+    let out = replisnap(&["snapshot", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(
+        text(&out.stdout),
+        "20250101T000001Z\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let dir2 = tempfile::tempdir().unwrap();
+    let cfg2 = config_for(&dir2, &a.to_string());
+    fake.will_start("20250101T000002Z", &[SnapshotStatus::Stored]);
+    let out = Command::new(env!("CARGO_BIN_EXE_replisnap"))
+        .args(["snapshot", "--config", cfg2.to_str().unwrap()])
+        .env("REPLISNAP_HTTP_TOKEN", "s3cret-token")
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        "20250101T000002Z\n",
+        "{}",
+        text(&out.stderr)
+    );
+    server.shutdown();
 }

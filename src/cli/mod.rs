@@ -119,8 +119,71 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+/// The error and its causes on one line, each said once. Many of our errors print their
+/// cause in their own text (`{path}: {op}: {source}`) and also return it as `source()`,
+/// and a context often repeats the path the next error starts with: built from the
+/// innermost cause outwards, a layer that already holds the text so far replaces it, a
+/// layer the text already holds adds nothing, and a layer ending with the word the text
+/// starts with (`local directory /srv/b` + `/srv/b: read directory: …`) shares it.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let layers: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    let mut msg = String::new();
+    for layer in layers.iter().rev() {
+        let layer = layer.trim();
+        if msg.is_empty() || layer.contains(msg.as_str()) {
+            msg = layer.to_string();
+        } else if msg.contains(layer) {
+        } else {
+            match layer.rsplit_once(' ') {
+                Some((head, last)) if msg.starts_with(last) && last.len() > 1 => {
+                    msg = format!("{head} {msg}");
+                }
+                _ => msg = format!("{layer}: {msg}"),
+            }
+        }
+    }
+    msg.split(['\r', '\n'])
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {op}: {source}")]
+    struct Io {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let shown_io = io.to_string();
+        let e = anyhow::Error::new(Io {
+            op: "read directory",
+            path: "/srv/b".into(),
+            source: io,
+        })
+        .context("local directory /srv/b");
+        assert_eq!(
+            one_line(&e),
+            format!("local directory /srv/b: read directory: {shown_io}")
+        );
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&e), "outer: inner");
+        let e = anyhow::anyhow!("a\nb");
+        assert_eq!(one_line(&e), "a b");
     }
 }

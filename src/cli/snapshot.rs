@@ -44,31 +44,41 @@ const MAX_REPLY: u64 = 64 * 1024;
 
 pub fn run(a: SnapshotArgs) -> Result<ExitCode> {
     let cfg = Config::load(&a.config)?;
+    let token = cfg
+        .http_token()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.config.display()))?;
     let addr = connect_addr(cfg.http.listen);
-    let reply = request(addr, "POST", "/snapshot").map_err(|e| e.at(addr))?;
+    let reply =
+        request_with(addr, "POST", "/snapshot", token.as_deref()).map_err(|e| e.at(addr))?;
     let doc = reply.json();
     let field = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let id = match reply.status {
-        202 => match field("id") {
-            Some(id) if id_ok(&id) => id,
-            _ => bail!(
-                "the daemon at {addr} answered 202 without a usable id: {}",
-                reply.excerpt()
+    let id =
+        match reply.status {
+            202 => match field("id") {
+                Some(id) if id_ok(&id) => id,
+                _ => bail!(
+                    "the daemon at {addr} answered 202 without a usable id: {}",
+                    reply.excerpt()
+                ),
+            },
+            401 => bail!(
+            "the daemon at {addr} wants a bearer token{}: set [http] token_file or ${} as it has",
+            if token.is_some() { " (ours was refused)" } else { "" },
+            crate::config::HTTP_TOKEN_ENV
+        ),
+            409 => bail!(
+                "{} (daemon at {addr})",
+                field("error").unwrap_or_else(|| "a snapshot is already running".into())
             ),
-        },
-        409 => bail!(
-            "{} (daemon at {addr})",
-            field("error").unwrap_or_else(|| "a snapshot is already running".into())
-        ),
-        503 => bail!(
-            "the daemon at {addr} cannot snapshot now: {}",
-            field("error").unwrap_or_else(|| reply.excerpt())
-        ),
-        s => bail!(
-            "the daemon at {addr} answered {s}: {}",
-            field("error").unwrap_or_else(|| reply.excerpt())
-        ),
-    };
+            503 => bail!(
+                "the daemon at {addr} cannot snapshot now: {}",
+                field("error").unwrap_or_else(|| reply.excerpt())
+            ),
+            s => bail!(
+                "the daemon at {addr} answered {s}: {}",
+                field("error").unwrap_or_else(|| reply.excerpt())
+            ),
+        };
     tracing::debug!(id = %id, %addr, "snapshot requested");
     if !a.wait {
         println!("{id}");
@@ -208,14 +218,27 @@ impl Reply {
 
 /// One request on a fresh connection, read until the server closes it.
 pub fn request(addr: SocketAddr, method: &str, path: &str) -> Result<Reply, ClientError> {
+    request_with(addr, method, path, None)
+}
+
+/// [`request`] with `Authorization: Bearer <token>` when a token is given.
+pub fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<Reply, ClientError> {
     let mut s = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(ClientError::Connect)?;
     s.set_read_timeout(Some(IO_TIMEOUT))
         .and_then(|()| s.set_write_timeout(Some(IO_TIMEOUT)))
         .map_err(ClientError::Io)?;
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: replisnap/{}\r\n\
-         Accept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        env!("CARGO_PKG_VERSION")
+         Accept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n{}\r\n",
+        env!("CARGO_PKG_VERSION"),
+        token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default()
     );
     s.write_all(head.as_bytes()).map_err(ClientError::Io)?;
     let mut raw = Vec::new();

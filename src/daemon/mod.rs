@@ -48,9 +48,10 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         settings,
         retention,
         verify: verify_schedule,
+        http_token,
     } = start::check(cfg, file)?;
     let address = settings.address.clone();
-    let (poll_user, poll_password) = (settings.username.clone(), settings.password.clone());
+    let poll_settings = settings.clone();
     info!(address = %address, version = env!("CARGO_PKG_VERSION"), "replisnap starting");
     let storage = start::open_storage(cfg, file)?;
     let (mut replica, handle) = start::replica(cfg, settings);
@@ -75,15 +76,24 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
     };
 
     // HTTP first: a taken port refuses the start before storage or the master is touched.
+    let writer_stuck = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let control = Arc::new(observe::DaemonControl {
         handle: handle.clone(),
         snapshotter: snapshotter.clone(),
+        metrics: metrics.clone(),
+        master_timeout: cfg.source.timeout(),
+        ready_max_lag: cfg.http.ready_max_lag,
+        writer_stuck: writer_stuck.clone(),
     });
-    let http = crate::http::serve(cfg.http.listen, metrics.clone(), control).map_err(|source| {
-        DaemonError::Listen {
-            file: file.to_string(),
-            source,
-        }
+    let http = crate::http::serve_with(
+        cfg.http.listen,
+        metrics.clone(),
+        control,
+        crate::http::Options { token: http_token },
+    )
+    .map_err(|source| DaemonError::Listen {
+        file: file.to_string(),
+        source,
     })?;
     if let Some(s) = &storage {
         sd.status(&format!(
@@ -106,21 +116,20 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         .name("replica".into())
         .spawn(move || replica.run())
         .map_err(DaemonError::start("replica thread"))?;
-    let poller = observe::spawn_poller(
-        handle.clone(),
-        metrics.clone(),
-        address.clone(),
-        poll_user,
-        poll_password,
-        cfg.source.tls.is_some(),
-    )
-    .map_err(DaemonError::start("metrics poller"))?;
+    let writer_bound = std::time::Duration::from_secs(cfg.snapshot.timeout);
+    let writer_watch = snapshotter.as_ref().map(|s| observe::WriterWatch {
+        heartbeat: s.heartbeat(),
+        bound: writer_bound,
+        stuck: writer_stuck.clone(),
+    });
+    let poller =
+        observe::spawn_poller(handle.clone(), metrics.clone(), poll_settings, writer_watch)
+            .map_err(DaemonError::start("metrics poller"))?;
     let main_beat = Arc::new(Heartbeat::default());
     let mut reporter = notify::Reporter::new(
         handle.status.clone(),
         address.clone(),
         metrics.clone(),
-        cfg.source.tls.is_some(),
         snapshotter.clone(),
     );
     reporter.watch(
@@ -129,7 +138,7 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         handle.status.heartbeat.clone(),
     );
     if let Some(s) = &snapshotter {
-        reporter.watch("snapshot writer", notify::WRITER_BOUND, s.heartbeat());
+        reporter.watch("snapshot writer", writer_bound, s.heartbeat());
     }
     reporter.watch("main loop", notify::MAIN_BOUND, main_beat.clone());
 

@@ -29,9 +29,8 @@ use crate::snapshot::{JobState, Snapshotter};
 /// of its loops; the longest legitimate silence is one read while a full sync waits for a
 /// silent master (60 s, the servers' `repl-timeout`), before it gives up and reconnects.
 pub const REPLICA_BOUND: Duration = Duration::from_secs(90);
-/// How long a snapshot being written may go without a write accepted by storage or a step
-/// finished: S3 gives one request 120 s of silence, then retries (5 attempts, ≤ 20 s apart).
-pub const WRITER_BOUND: Duration = Duration::from_secs(15 * 60);
+// The snapshot writer's bound is `[snapshot] timeout` (default 900 s: S3 gives one request
+// 120 s of silence, then retries, 5 attempts ≤ 20 s apart).
 /// The daemon's main loop (schedules, signals) turns every 100 ms.
 pub const MAIN_BOUND: Duration = Duration::from_secs(30);
 
@@ -101,8 +100,6 @@ pub struct Reporter {
     pub status: Arc<Status>,
     pub address: String,
     pub metrics: Arc<Metrics>,
-    /// The master's offset is not polled over TLS: no lag to show.
-    pub tls: bool,
     pub snapshotter: Option<Snapshotter>,
     /// Each watched part with its heartbeat.
     pub watched: Vec<(Watch, Arc<Heartbeat>)>,
@@ -123,14 +120,12 @@ impl Reporter {
         status: Arc<Status>,
         address: String,
         metrics: Arc<Metrics>,
-        tls: bool,
         snapshotter: Option<Snapshotter>,
     ) -> Reporter {
         Reporter {
             status,
             address,
             metrics,
-            tls,
             snapshotter,
             watched: Vec::new(),
             wedged: Vec::new(),
@@ -196,9 +191,6 @@ impl Reporter {
             Phase::Connecting if errors == 0 => format!("connecting to {a}"),
             Phase::Connecting => format!("connecting to {a} ({errors} link errors so far)"),
             Phase::FullSync => format!("full sync from {a} in progress"),
-            Phase::Streaming if self.tls => {
-                format!("streaming from {a} (lag not measured over TLS)")
-            }
             Phase::Streaming => {
                 let (bytes, secs) = self.metrics.lag_now();
                 format!("streaming from {a}, lag {secs:.1} s ({bytes} bytes)")
@@ -286,13 +278,7 @@ mod tests {
             tls: None,
         });
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let r = Reporter::new(
-            handle.status.clone(),
-            "10.0.0.5:6379".into(),
-            metrics,
-            false,
-            None,
-        );
+        let r = Reporter::new(handle.status.clone(), "10.0.0.5:6379".into(), metrics, None);
         (r, handle)
     }
 

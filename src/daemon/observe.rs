@@ -7,17 +7,18 @@
 //! HTTP answers). It must never wait for a snapshot to be written, never touch the keyspace,
 //! never log a password, and never import another file of the daemon.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tracing::{debug, warn};
+use tracing::debug;
 
+use crate::heartbeat::{Heartbeat, Watch};
 use crate::http::{Control, SnapshotRequestError, SnapshotStatus};
 use crate::metrics::{LinkErrorReason, Metrics, ResyncReason};
-use crate::replication::ReplicaHandle;
+use crate::replication::link::{Link, LinkError};
+use crate::replication::{Phase, ReplicaHandle, Settings};
+use crate::resp::Frame;
 use crate::snapshot::{JobState, Reason, RetentionOutcome, SnapshotEvents, Snapshotter, TakeError};
 use crate::storage::{Manifest, SnapshotId};
 
@@ -25,15 +26,47 @@ use crate::storage::{Manifest, SnapshotId};
 pub struct DaemonControl {
     pub handle: ReplicaHandle,
     pub snapshotter: Option<Snapshotter>,
+    pub metrics: Arc<Metrics>,
+    /// `[source] timeout`: a master silent this long makes `/readyz` fail at once.
+    pub master_timeout: Duration,
+    /// `[http] ready_max_lag`, seconds.
+    pub ready_max_lag: f64,
+    /// Seconds the snapshot writer has been stuck past `[snapshot] timeout` (0: not),
+    /// kept by the poller.
+    pub writer_stuck: Arc<AtomicU64>,
 }
 
 impl Control for DaemonControl {
     fn ready(&self) -> Result<(), String> {
-        if !self.handle.status.ready.load(Ordering::Relaxed) {
+        let s = &self.handle.status;
+        let stuck = self.writer_stuck.load(Ordering::Relaxed);
+        if stuck > 0 {
+            return Err(format!(
+                "the snapshot writer made no progress for {stuck} s ([snapshot] timeout)"
+            ));
+        }
+        if s.phase() == Phase::FullSync {
+            return Err("full sync in progress".into());
+        }
+        if !s.ready.load(Ordering::Relaxed) {
             return Err("the first full sync has not completed".into());
         }
-        if !self.handle.status.link_up.load(Ordering::Relaxed) {
-            return Err("the link to the master is down".into());
+        if !s.link_up.load(Ordering::Relaxed) {
+            return Err("the link to the master is down, reconnecting".into());
+        }
+        if let Some(age) = s.io.age().filter(|a| *a >= self.master_timeout) {
+            return Err(format!(
+                "link stalled: nothing from the master for {} s ([source] timeout {} s)",
+                age.as_secs(),
+                self.master_timeout.as_secs()
+            ));
+        }
+        let (bytes, lag) = self.metrics.lag_now();
+        if lag > self.ready_max_lag {
+            return Err(format!(
+                "lagging {lag:.1} s ({bytes} bytes) behind the master ([http] ready_max_lag {} s)",
+                self.ready_max_lag
+            ));
         }
         Ok(())
     }
@@ -100,15 +133,25 @@ impl SnapshotEvents for MetricsEvents {
     }
 }
 
+/// How long the poller's connection to the master may take to connect, and to answer.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Copy the replica's status into the metrics every second, and read the master's offset
-/// on a connection of its own (plain TCP; with TLS the master offset is not polled).
+/// on a connection of its own (TLS too, with the replica's settings), every call on it
+/// bounded by [`POLL_TIMEOUT`].
+/// The snapshot writer's heartbeat, its bound (`[snapshot] timeout`) and where the poller
+/// writes how long it has been stuck past it (0: not stuck).
+pub struct WriterWatch {
+    pub heartbeat: Arc<Heartbeat>,
+    pub bound: Duration,
+    pub stuck: Arc<AtomicU64>,
+}
+
 pub fn spawn_poller(
     handle: ReplicaHandle,
     metrics: Arc<Metrics>,
-    address: String,
-    username: Option<String>,
-    password: Option<String>,
-    tls: bool,
+    settings: Settings,
+    writer: Option<WriterWatch>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("metrics-poller".into())
@@ -117,11 +160,16 @@ pub fn spawn_poller(
             let (mut full, mut partial, mut forced) = (0u64, 0u64, 0u64);
             let mut errors = [0u64; 8];
             let mut applied = vec![0u64; s.commands.0.len()];
-            let mut conn: Option<BufReader<TcpStream>> = None;
-            if tls {
-                warn!("[source.tls]: the master's own offset is not polled (replication_lag_* stay 0)");
-            }
+            let mut conn: Option<Link> = None;
+            let mut watch = writer
+                .as_ref()
+                .map(|w| Watch::new("snapshot writer", w.bound, std::time::Instant::now()));
             while !handle.is_stopped() {
+                if let (Some(w), Some(watch)) = (&writer, watch.as_mut()) {
+                    let stuck = watch.stalled(&w.heartbeat, std::time::Instant::now());
+                    w.stuck
+                        .store(stuck.map_or(0, |d| d.as_secs().max(1)), Ordering::Relaxed);
+                }
                 metrics.set_link_up(s.link_up.load(Ordering::Relaxed));
                 metrics.set_replication_offset(s.offset.load(Ordering::Relaxed));
                 let delta = |now: u64, last: &mut u64| {
@@ -137,12 +185,17 @@ pub fn spawn_poller(
                 }
                 let new_forced = delta(s.forced_resyncs.load(Ordering::Relaxed), &mut forced);
                 if new_forced > 0 {
-                    let why = s.last_forced_reason.lock().map(|g| g.clone()).unwrap_or_default();
-                    let reason = if why.contains("not supported") || why.contains("propagated verbatim") {
-                        ResyncReason::UnknownCommand
-                    } else {
-                        ResyncReason::ApplyError
-                    };
+                    let why = s
+                        .last_forced_reason
+                        .lock()
+                        .map(|g| g.clone())
+                        .unwrap_or_default();
+                    let reason =
+                        if why.contains("not supported") || why.contains("propagated verbatim") {
+                            ResyncReason::UnknownCommand
+                        } else {
+                            ResyncReason::ApplyError
+                        };
                     for _ in 0..new_forced {
                         metrics.inc_resyncs_forced(reason);
                     }
@@ -164,16 +217,14 @@ pub fn spawn_poller(
                 if let Ok(k) = s.keys_per_db.lock() {
                     metrics.set_dataset_keys(k.iter().copied());
                 }
-                if s.link_up.load(Ordering::Relaxed) {
-                    metrics.note_master_io();
+                if let Some(age) = s.io.age() {
+                    metrics.note_master_io_ago(age);
                 }
-                if !tls {
-                    match master_offset(&mut conn, &address, username.as_deref(), password.as_deref()) {
-                        Ok(off) => metrics.observe_master_offset(off),
-                        Err(e) => {
-                            debug!(error = %e, "cannot read the master's offset");
-                            conn = None;
-                        }
+                match master_offset(&mut conn, &settings) {
+                    Ok(off) => metrics.observe_master_offset(off),
+                    Err(e) => {
+                        debug!(error = %e, "cannot read the master's offset");
+                        conn = None;
                     }
                 }
                 std::thread::sleep(Duration::from_secs(1));
@@ -181,72 +232,47 @@ pub fn spawn_poller(
         })
 }
 
-fn command(w: &mut TcpStream, args: &[&[u8]]) -> std::io::Result<()> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    w.write_all(&out)
-}
-
-/// One bounded RESP reply: a simple line, or a bulk string of at most 1 MiB.
-fn reply(r: &mut BufReader<TcpStream>) -> std::io::Result<String> {
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
-    match line.as_bytes().first() {
-        Some(b'+') => Ok(line.trim_end().to_string()),
-        Some(b'-') => Err(bad(format!("master said {}", line.trim_end()))),
-        Some(b'$') => {
-            let n: usize = line[1..]
-                .trim()
-                .parse()
-                .map_err(|_| bad("bad bulk length".into()))?;
-            if n > 1 << 20 {
-                return Err(bad(format!("INFO reply of {n} bytes")));
-            }
-            let mut buf = vec![0u8; n + 2];
-            std::io::Read::read_exact(r, &mut buf)?;
-            Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
-        }
-        _ => Err(bad(format!("unexpected reply {line:?}"))),
+/// One reply, as text; an error reply is an error.
+fn reply(link: &mut Link) -> Result<String, LinkError> {
+    match link.read_frame()? {
+        Frame::Simple(b) | Frame::Bulk(Some(b)) => Ok(String::from_utf8_lossy(&b).into_owned()),
+        Frame::Error(e) => Err(LinkError::Io(std::io::Error::other(format!(
+            "master said {}",
+            String::from_utf8_lossy(&e)
+        )))),
+        other => Err(LinkError::Io(std::io::Error::other(format!(
+            "unexpected reply {other:?}"
+        )))),
     }
 }
 
 /// `master_repl_offset` from the master's `INFO replication`, reconnecting as needed.
-fn master_offset(
-    conn: &mut Option<BufReader<TcpStream>>,
-    address: &str,
-    username: Option<&str>,
-    password: Option<&str>,
-) -> std::io::Result<i64> {
+fn master_offset(conn: &mut Option<Link>, s: &Settings) -> Result<i64, LinkError> {
     if conn.is_none() {
-        let s = TcpStream::connect(address)?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-        s.set_write_timeout(Some(Duration::from_secs(2)))?;
-        let mut w = s.try_clone()?;
-        let mut r = BufReader::new(s);
-        if let Some(p) = password {
-            match username {
-                Some(u) => command(&mut w, &[b"AUTH", u.as_bytes(), p.as_bytes()])?,
-                None => command(&mut w, &[b"AUTH", p.as_bytes()])?,
+        let mut link = Link::connect(&s.address, POLL_TIMEOUT, s.tls.as_ref())?;
+        // INFO replication is a few hundred bytes.
+        link.limits.max_bulk = 1 << 20;
+        if let Some(p) = &s.password {
+            match &s.username {
+                Some(u) => link.send(&[b"AUTH", u.as_bytes(), p.as_bytes()])?,
+                None => link.send(&[b"AUTH", p.as_bytes()])?,
             }
-            reply(&mut r)?;
+            reply(&mut link)?;
         }
-        *conn = Some(r);
+        *conn = Some(link);
     }
-    let Some(r) = conn.as_mut() else {
-        return Err(std::io::Error::other("no connection"));
+    let Some(link) = conn.as_mut() else {
+        return Err(LinkError::Closed);
     };
-    let mut w = r.get_ref().try_clone()?;
-    command(&mut w, &[b"INFO", b"replication"])?;
-    let info = reply(r)?;
+    link.send(&[b"INFO", b"replication"])?;
+    let info = reply(link)?;
     info.lines()
         .find_map(|l| l.strip_prefix("master_repl_offset:"))
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "no master_repl_offset")
+            LinkError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "no master_repl_offset",
+            ))
         })
 }

@@ -33,6 +33,8 @@ pub struct Checked {
     pub retention: Option<Policy>,
     /// `[verify] schedule` and the zone it is read in, when set.
     pub verify: Option<(String, Tz)>,
+    /// The bearer token `POST /snapshot` requires (`[http] token_file`, else the env).
+    pub http_token: Option<String>,
 }
 
 /// A config key's value refused by the part that uses it ("source.tls: …").
@@ -72,6 +74,7 @@ pub fn check(cfg: &Config, file: &str) -> Result<Checked, DaemonError> {
     let refuse = |e| DaemonError::config(file, e);
     let password = cfg.source_password().map_err(refuse)?;
     let settings = replica_settings(cfg, password);
+    let http_token = cfg.http_token().map_err(refuse)?;
     if let Some(t) = &settings.tls {
         let keyed = |e: tls::TlsError| {
             DaemonError::config(
@@ -116,6 +119,7 @@ pub fn check(cfg: &Config, file: &str) -> Result<Checked, DaemonError> {
         settings,
         retention,
         verify,
+        http_token,
     })
 }
 
@@ -170,5 +174,6 @@ pub fn replica(cfg: &Config, settings: Settings) -> (Replica, ReplicaHandle) {
         max_command_bytes: cfg.replica.max_command_bytes,
         ..Limits::default()
     });
+    replica.set_master_timeout(cfg.source.timeout());
     (replica, handle)
 }

@@ -2,12 +2,17 @@
 //!
 //! Owns reading whole frames (replies, commands) and raw bytes (the sync payload) from one
 //! buffer, so nothing read ahead is ever lost between the phases of the protocol. Every
-//! read has a timeout: a master that stalls is an error, never a hang.
+//! read has a timeout: a master that stalls is an error, never a hang. A read waits in
+//! slices of at most [`READ_SLICE`], so a stop asked for ends it within that
+//! ([`LinkError::Stopped`]), and a link with an idle limit that saw no byte for that long
+//! ends with [`LinkError::Stalled`] (the `[source] timeout`), whatever the caller's own
+//! read timeout.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustls::{ClientConnection, StreamOwned};
 
@@ -26,6 +31,50 @@ pub enum LinkError {
     Protocol(#[from] resp::RespError),
     #[error("{0}")]
     Tls(#[from] super::tls::TlsError),
+    #[error("master silent for {}s (nothing, not even a PING; [source] timeout)", .0.as_secs())]
+    Stalled(Duration),
+    #[error("stopped")]
+    Stopped,
+}
+
+/// The longest a single socket read waits: how soon a stop or a stall is noticed.
+pub const READ_SLICE: Duration = Duration::from_millis(250);
+
+/// When the master last sent a byte (any link), and how many links were declared
+/// stalled: shared with other threads (`master_last_io_age_seconds`, `/readyz`).
+#[derive(Debug, Default)]
+pub struct IoClock {
+    /// Unix time in ms of the last byte received; 0: never.
+    last_ms: AtomicU64,
+    stalls: AtomicU64,
+}
+
+impl IoClock {
+    pub fn touch(&self) {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// When a byte last arrived; `None` before the first.
+    pub fn last(&self) -> Option<SystemTime> {
+        match self.last_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
+        }
+    }
+
+    /// How long since a byte arrived; `None` before the first.
+    pub fn age(&self) -> Option<Duration> {
+        self.last()
+            .map(|t| SystemTime::now().duration_since(t).unwrap_or_default())
+    }
+
+    /// Links declared stalled so far.
+    pub fn stalls(&self) -> u64 {
+        self.stalls.load(Ordering::Relaxed)
+    }
 }
 
 /// The byte stream under the link: plain TCP or TLS over it.
@@ -75,6 +124,16 @@ pub struct Link {
     pub limits: Limits,
     /// Beaten on every read that returns (data, timeout or error): the replica's liveness.
     pub heartbeat: Option<Arc<Heartbeat>>,
+    /// A read waits at most this long in all, in µs (the socket's own timeout is a slice of
+    /// it); atomic so `set_read_timeout` keeps taking `&self`.
+    read_timeout_us: AtomicU64,
+    /// Once true, a waiting read ends with [`LinkError::Stopped`].
+    pub stop: Option<Arc<AtomicBool>>,
+    /// A link that received nothing for this long is [`LinkError::Stalled`].
+    pub idle_limit: Option<Duration>,
+    /// Told of every byte received and of a stall.
+    pub io_clock: Option<Arc<IoClock>>,
+    last_data: Instant,
 }
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -96,7 +155,7 @@ impl Link {
             .ok_or_else(|| err(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
         let stream = TcpStream::connect_timeout(&sa, timeout).map_err(err)?;
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(timeout))?;
+        stream.set_read_timeout(Some(timeout.min(READ_SLICE)))?;
         stream.set_write_timeout(Some(timeout))?;
         let stream = match tls {
             None => Conn::Plain(stream),
@@ -119,11 +178,19 @@ impl Link {
             start: 0,
             limits: Limits::default(),
             heartbeat: None,
+            read_timeout_us: AtomicU64::new(timeout.as_micros() as u64),
+            stop: None,
+            idle_limit: None,
+            io_clock: None,
+            last_data: Instant::now(),
         })
     }
 
+    /// How long one [`Link::fill`] may wait for bytes before its timeout error.
     pub fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
-        self.stream.tcp().set_read_timeout(Some(t))
+        self.read_timeout_us
+            .store(t.as_micros() as u64, Ordering::Relaxed);
+        self.stream.tcp().set_read_timeout(Some(t.min(READ_SLICE)))
     }
 
     pub fn send(&mut self, args: &[&[u8]]) -> Result<(), LinkError> {
@@ -165,22 +232,52 @@ impl Link {
         }
         let len = self.buf.len();
         self.buf.resize(len + READ_CHUNK, 0);
-        let r = self.stream.read(&mut self.buf[len..]);
-        if let Some(h) = &self.heartbeat {
-            h.beat();
-        }
-        match r {
-            Ok(0) => {
-                self.buf.truncate(len);
-                Err(LinkError::Closed)
+        let started = Instant::now();
+        let r = loop {
+            let r = self.stream.read(&mut self.buf[len..]);
+            if let Some(h) = &self.heartbeat {
+                h.beat();
             }
+            match r {
+                Ok(0) => break Err(LinkError::Closed),
+                Ok(n) => break Ok(n),
+                Err(e) if is_timeout(&e) => {
+                    if self
+                        .stop
+                        .as_ref()
+                        .is_some_and(|s| s.load(Ordering::Relaxed))
+                    {
+                        break Err(LinkError::Stopped);
+                    }
+                    if let Some(limit) = self.idle_limit {
+                        if self.last_data.elapsed() >= limit {
+                            if let Some(c) = &self.io_clock {
+                                c.stalls.fetch_add(1, Ordering::Relaxed);
+                            }
+                            break Err(LinkError::Stalled(limit));
+                        }
+                    }
+                    let limit = Duration::from_micros(self.read_timeout_us.load(Ordering::Relaxed));
+                    if started.elapsed() >= limit {
+                        break Err(LinkError::Io(e));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(LinkError::Io(e)),
+            }
+        };
+        match r {
             Ok(n) => {
                 self.buf.truncate(len + n);
+                self.last_data = Instant::now();
+                if let Some(c) = &self.io_clock {
+                    c.touch();
+                }
                 Ok(n)
             }
             Err(e) => {
                 self.buf.truncate(len);
-                Err(LinkError::Io(e))
+                Err(e)
             }
         }
     }
@@ -224,6 +321,13 @@ impl Link {
         self.stream.write_all(b)?;
         self.stream.flush()
     }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// A `Read` over the link's buffer then its socket, for feeding the RDB reader. With a

@@ -131,6 +131,8 @@ pub struct Status {
     /// Beats on every read from the master and every turn of the replica's loops; busy
     /// while the replica thread runs (systemd's watchdog watches it).
     pub heartbeat: Arc<Heartbeat>,
+    /// When the master last sent a byte, and how many links were declared stalled.
+    pub io: Arc<link::IoClock>,
     /// [`Phase`] as a number.
     phase: AtomicU8,
 }
@@ -248,6 +250,8 @@ pub struct Replica {
     controls: Receiver<Control>,
     /// Size caps on what the master sends (replies and commands), for every link.
     limits: Limits,
+    /// Silence after which a link is declared stalled (`[source] timeout`).
+    master_timeout: Duration,
 }
 
 /// The other threads' side of a running replica.
@@ -319,6 +323,7 @@ impl Replica {
             stop: stop.clone(),
             controls: rx,
             limits: Limits::default(),
+            master_timeout: stream::MASTER_TIMEOUT,
         };
         if let Some(p) = preload {
             r.preload(p);
@@ -357,6 +362,14 @@ impl Replica {
         self.limits = limits;
     }
 
+    /// Declare a link stalled (a link error of kind `timeout`, then a reconnect) after
+    /// this long without a byte from the master, data or PING (`[source] timeout`; the
+    /// default is the servers' `repl-timeout`, 60 s). The stream loop's own 60 s check
+    /// (`stream::MASTER_TIMEOUT`) still bounds it from above.
+    pub fn set_master_timeout(&mut self, t: Duration) {
+        self.master_timeout = t;
+    }
+
     /// Run until stopped: connect, sync, stream; on any failure back off and reconnect,
     /// resuming with PSYNC from where the data stands.
     pub fn run(mut self) {
@@ -365,13 +378,21 @@ impl Replica {
         self.status.heartbeat.set_busy(true);
         while !self.stop.load(Ordering::Relaxed) {
             let syncs_before = self.syncs();
+            let stalls_before = self.status.io.stalls();
             match self.session() {
                 Err(ReplError::Stopped) => break,
+                // A read ended by the stop: not a link error.
+                Err(_) if self.stop.load(Ordering::Relaxed) => break,
                 Err(e) => {
                     self.status.set_phase(Phase::Reconnecting);
                     self.status.link_up.store(false, Ordering::Relaxed);
                     self.status.link_errors.fetch_add(1, Ordering::Relaxed);
-                    let kind = link_error_kind(&e);
+                    let kind = if self.status.io.stalls() > stalls_before {
+                        // However deep it surfaced (handshake, payload, stream).
+                        LinkErrorReason::Timeout
+                    } else {
+                        link_error_kind(&e)
+                    };
                     if let Some(i) = LinkErrorReason::ALL.iter().position(|r| *r == kind) {
                         self.status.link_error_kinds[i].fetch_add(1, Ordering::Relaxed);
                     }
@@ -436,6 +457,9 @@ impl Replica {
         let mut link = Link::connect(&s.address, s.connect_timeout, s.tls.as_ref())?;
         link.limits = self.limits;
         link.heartbeat = Some(self.status.heartbeat.clone());
+        link.stop = Some(self.stop.clone());
+        link.idle_limit = Some(self.master_timeout);
+        link.io_clock = Some(self.status.io.clone());
         info!(address = %s.address, "connected to master");
         let resume = self.has_data.then(|| (self.replid.clone(), self.offset));
         let h = handshake::Handshake {
@@ -489,7 +513,7 @@ impl Replica {
     fn full_sync(&mut self, link: &mut Link) -> Result<(), ReplError> {
         // The master may take a while to produce the payload; it sends newlines meanwhile.
         self.status.set_phase(Phase::FullSync);
-        link.set_read_timeout(stream::MASTER_TIMEOUT)?;
+        link.set_read_timeout(self.master_timeout)?;
         let payload = fullsync::read_header(link)?;
         match &payload {
             fullsync::Payload::Sized(n) => {

@@ -73,7 +73,10 @@ impl LocalStorage {
             .ancestors()
             .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
             .collect();
-        fs::create_dir_all(&self.root).map_err(StorageError::io("create directory", &self.root))?;
+        private_dirs()
+            .recursive(true)
+            .create(&self.root)
+            .map_err(StorageError::io("create directory", &self.root))?;
         for dir in missing {
             let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
             sync_dir(parent.unwrap_or(Path::new(".")))?;
@@ -87,7 +90,7 @@ impl LocalStorage {
         let mut failure = None;
         let id = SnapshotId::new_at(at, |candidate| {
             let dir = self.root.join(candidate);
-            match fs::create_dir(&dir) {
+            match private_dirs().create(&dir) {
                 Ok(()) => false,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => true,
                 Err(e) => {
@@ -572,6 +575,16 @@ fn remove_snapshot_dir(dir: &Path, root: &Path, removed: &mut Vec<String>) -> Re
         Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(false),
         Err(e) => Err(StorageError::io("remove directory", dir)(e)),
     }
+}
+
+/// Directories we create are 0700 whatever the umask (a mode is only ever narrowed by it):
+/// what they hold is a copy of someone's data. An existing storage root is left as the
+/// operator made it.
+fn private_dirs() -> fs::DirBuilder {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut b = fs::DirBuilder::new();
+    b.mode(0o700);
+    b
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -34,6 +34,7 @@ impl LockFile {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .custom_flags(OFlags::NOFOLLOW.bits() as i32)
             .open(&path)
             .map_err(StorageError::io("open lock file", &path))?;
@@ -84,6 +85,7 @@ impl WriterLock {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .custom_flags(OFlags::NOFOLLOW.bits() as i32)
             .open(&path)
             .map_err(StorageError::io("open writer lock", &path))?;
