@@ -45,7 +45,7 @@ pub enum ReplError {
     Protocol(#[from] crate::resp::RespError),
     #[error("apply: {0}")]
     Apply(String),
-    #[error("master silent for {}s", stream::MASTER_TIMEOUT.as_secs())]
+    #[error("master silent for longer than [source] timeout")]
     Timeout,
     #[error("stopped")]
     Stopped,
@@ -364,8 +364,8 @@ impl Replica {
 
     /// Declare a link stalled (a link error of kind `timeout`, then a reconnect) after
     /// this long without a byte from the master, data or PING (`[source] timeout`; the
-    /// default is the servers' `repl-timeout`, 60 s). The stream loop's own 60 s check
-    /// (`stream::MASTER_TIMEOUT`) still bounds it from above.
+    /// default is the servers' `repl-timeout`, 60 s), in the handshake, the full sync and
+    /// the stream alike.
     pub fn set_master_timeout(&mut self, t: Duration) {
         self.master_timeout = t;
     }

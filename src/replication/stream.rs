@@ -22,8 +22,9 @@ use super::{ReplError, Replica};
 use crate::commands;
 use crate::resp::{self, CommandParser, Parsed};
 
-/// How long the master may stay silent before the link is considered dead (its default
-/// `repl-timeout`; masters PING every 10 s).
+/// The default for how long the master may stay silent before the link is considered dead
+/// (the servers' default `repl-timeout`; masters PING every 10 s); `[source] timeout`
+/// changes it.
 pub const MASTER_TIMEOUT: Duration = Duration::from_secs(60);
 const ACK_EVERY: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(50);
@@ -132,7 +133,7 @@ impl Replica {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    if last_io.elapsed() > MASTER_TIMEOUT {
+                    if last_io.elapsed() > self.master_timeout {
                         return Err(ReplError::Timeout);
                     }
                 }
