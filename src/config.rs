@@ -50,8 +50,17 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
-    /// host:port of the master (or of a replica, for chained replication).
+    /// host:port of the master (or of a replica, for chained replication); empty when
+    /// the master is found through `sentinels`.
+    #[serde(default)]
     pub address: String,
+    /// Sentinels (host:port) asked for `master_name`'s address before every connection.
+    #[serde(default)]
+    pub sentinels: Vec<String>,
+    pub master_name: Option<String>,
+    /// The sentinels' own ACL user and password (a file), when they require one.
+    pub sentinel_username: Option<String>,
+    pub sentinel_password_file: Option<PathBuf>,
     pub username: Option<String>,
     pub password: Option<String>,
     pub password_file: Option<PathBuf>,
@@ -419,10 +428,42 @@ impl Config {
             key,
             msg,
         };
-        let addr = &self.source.address;
-        match addr.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
-            _ => return Err(bad("source.address", format!("{addr:?} is not host:port"))),
+        let host_port = |a: &str| {
+            a.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            })
+        };
+        let src = &self.source;
+        if src.sentinels.is_empty() {
+            if !host_port(&src.address) {
+                let addr = &src.address;
+                return Err(bad("source.address", format!("{addr:?} is not host:port")));
+            }
+            if src.master_name.is_some() {
+                return Err(bad("source.master_name", "needs source.sentinels".into()));
+            }
+        } else {
+            if !src.address.is_empty() {
+                return Err(bad(
+                    "source.sentinels",
+                    "give address or sentinels, not both".into(),
+                ));
+            }
+            if let Some(a) = src.sentinels.iter().find(|a| !host_port(a)) {
+                return Err(bad("source.sentinels", format!("{a:?} is not host:port")));
+            }
+            if src.master_name.as_deref().is_none_or(str::is_empty) {
+                return Err(bad(
+                    "source.master_name",
+                    "the name the sentinels monitor is required with sentinels".into(),
+                ));
+            }
+        }
+        if src.sentinel_username.is_some() && src.sentinel_password_file.is_none() {
+            return Err(bad(
+                "source.sentinel_username",
+                "needs source.sentinel_password_file".into(),
+            ));
         }
         if self.source.password.is_some() && self.source.password_file.is_some() {
             return Err(bad(
@@ -575,6 +616,19 @@ impl Config {
             return Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()));
         }
         Ok(std::env::var(PASSWORD_ENV).ok())
+    }
+
+    /// The sentinels' password, from `[source] sentinel_password_file`.
+    pub fn sentinel_password(&self) -> Result<Option<String>, ConfigError> {
+        let Some(f) = &self.source.sentinel_password_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(f).map_err(|err| ConfigError::KeyFile {
+            key: "source.sentinel_password_file",
+            file: f.display().to_string(),
+            err,
+        })?;
+        Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()))
     }
 
     /// The bearer token for `POST /snapshot`: `[http] token_file`'s contents (trailing

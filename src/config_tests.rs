@@ -232,3 +232,39 @@ fn parse_errors_on_secret_lines_never_show_the_value() {
         .to_string();
     assert!(e.contains("(`address = 5`)"), "{e}");
 }
+
+#[test]
+fn sentinels_replace_the_address() {
+    let ok = Config::parse(
+        "[source]\nsentinels = [\"10.0.0.7:26379\", \"10.0.0.8:26379\"]\nmaster_name = \"mymaster\"\n",
+        "c.toml",
+    )
+    .expect("sentinels without an address");
+    assert_eq!(ok.source.sentinels.len(), 2);
+    assert!(ok.source.address.is_empty());
+    let refused = |text: &str, key: &str| {
+        let e = Config::parse(text, "c.toml").expect_err(text).to_string();
+        assert!(e.contains(key), "{text}: {e}");
+    };
+    refused(
+        "[source]\nsentinels = [\"10.0.0.7:26379\"]\n",
+        "source.master_name",
+    );
+    refused(
+        "[source]\naddress = \"a:1\"\nsentinels = [\"10.0.0.7:26379\"]\nmaster_name = \"m\"\n",
+        "source.sentinels",
+    );
+    refused(
+        "[source]\nsentinels = [\"nope\"]\nmaster_name = \"m\"\n",
+        "source.sentinels",
+    );
+    refused(
+        "[source]\naddress = \"a:1\"\nmaster_name = \"m\"\n",
+        "source.master_name",
+    );
+    refused("[source]\n", "source.address");
+    refused(
+        "[source]\nsentinels = [\"s:1\"]\nmaster_name = \"m\"\nsentinel_username = \"u\"\n",
+        "source.sentinel_username",
+    );
+}

@@ -282,3 +282,148 @@ fn failover_to_a_promoted_replica_valkey_9_1() {
 fn failover_to_a_promoted_replica_redis_6_2() {
     failover_on("redis-6.2");
 }
+
+/// A sentinel process on a free port, monitoring `master` as "mymaster" (quorum 1).
+struct Sentinel {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sentinel(bin: &support::ServerBin, master: &TestServer) -> Sentinel {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {} 1\nsentinel down-after-milliseconds mymaster 2000\nsentinel failover-timeout mymaster 10000\n",
+            dir.path().display(),
+            master.port()
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(&bin.path)
+        .arg(&conf)
+        .arg("--sentinel")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the sentinel");
+    Sentinel {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+fn sentinel_cmd(port: u16, args: &[&str]) -> String {
+    let cli = support::servers_dir().join("bin").join("redis-cli");
+    let out = std::process::Command::new(cli)
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sentinel_failover_on(name: &str) {
+    let Some(bin) = support::require(name) else {
+        return;
+    };
+    let m = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("master");
+    let port = m.port().to_string();
+    let r = TestServer::start(&bin, &["--replicaof", "127.0.0.1", &port]).expect("replica");
+    for i in 0..300 {
+        m.must(&["SET", &format!("k{i}"), &format!("v{i}")]);
+    }
+    let s = sentinel(&bin, &m);
+    support::wait_for(
+        "the sentinel knows the replica",
+        Duration::from_secs(30),
+        || {
+            sentinel_cmd(s.port, &["SENTINEL", "replicas", "mymaster"])
+                .contains(&r.port().to_string())
+        },
+    );
+    let (mut rep, h) = Replica::new(Settings {
+        address: String::new(),
+        username: None,
+        password: None,
+        announce_port: 6391,
+        psync_command: "PSYNC".into(),
+        connect_timeout: Duration::from_secs(5),
+        tls: None,
+    });
+    rep.set_sentinel(replisnap::replication::sentinel::SentinelSettings {
+        // The first sentinel is down: the next one answers.
+        addresses: vec!["127.0.0.1:1".into(), format!("127.0.0.1:{}", s.port)],
+        master_name: "mymaster".into(),
+        username: None,
+        password: None,
+        tls: None,
+        timeout: Duration::from_secs(2),
+    });
+    let t = std::thread::spawn(move || rep.run());
+    support::wait_for("first sync", Duration::from_secs(30), || {
+        h.status.ready.load(Ordering::Relaxed)
+    });
+    assert_eq!(*h.status.master_address.lock().unwrap(), m.addr());
+    m.must(&["SET", "before", "1"]);
+    assert_in_sync(&m, &h, &bin, &format!("{name}: before the failover"));
+    support::wait_for(
+        "the server replica caught up",
+        Duration::from_secs(30),
+        || offset(&r) == offset(&m),
+    );
+    let answer = sentinel_cmd(s.port, &["SENTINEL", "FAILOVER", "mymaster"]);
+    assert!(answer.contains("OK"), "SENTINEL FAILOVER: {answer}");
+    // The promotion kills normal clients (the test's connection too): ask on new ones.
+    support::wait_for("the replica promoted", Duration::from_secs(30), || {
+        r.cmd_str(&["INFO", "replication"])
+            .ok()
+            .and_then(|i| i.as_string())
+            .is_some_and(|i| i.contains("role:master"))
+    });
+    r.must(&["SET", "after-failover", "1"]);
+    support::wait_for(
+        "replisnap on the new master",
+        Duration::from_secs(30),
+        || *h.status.master_address.lock().unwrap() == r.addr(),
+    );
+    assert_in_sync(&r, &h, &bin, &format!("{name}: after the failover"));
+    // Sentinel promotes without pausing the old master: its own hello PUBLISHes and the
+    // master's PINGs reach the old master's replicas after the promotion point, so a
+    // replica that was there (replisnap, and the old master itself, as its log shows)
+    // cannot continue that history: one resync, full or partial, as a server replica.
+    let syncs = h.status.full_syncs.load(Ordering::Relaxed)
+        + h.status.partial_syncs.load(Ordering::Relaxed);
+    assert_eq!(syncs, 2, "{name}: one resync after the failover");
+    h.stop();
+    t.join().expect("replica thread");
+}
+
+/// `[source] sentinels`: the master is asked of Sentinel before every connection (the first
+/// sentinel listed is down, the second answers); after `SENTINEL FAILOVER` the demoted
+/// master drops its replicas and replisnap follows the promoted one, digest equal. (A
+/// clean promotion continues with a partial resync: `failover_to_a_promoted_replica_*`.)
+#[test]
+fn sentinel_failover_redis_7_0() {
+    sentinel_failover_on("redis-7.0");
+}
+
+#[test]
+fn sentinel_failover_valkey_9_1() {
+    sentinel_failover_on("valkey-9.1");
+}

@@ -49,12 +49,13 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         retention,
         verify: verify_schedule,
         http_token,
+        sentinel,
     } = start::check(cfg, file)?;
     let address = settings.address.clone();
     let poll_settings = settings.clone();
     info!(address = %address, version = env!("CARGO_PKG_VERSION"), "replisnap starting");
     let storage = start::open_storage(cfg, file)?;
-    let (mut replica, handle) = start::replica(cfg, settings);
+    let (mut replica, handle) = start::replica(cfg, settings, sentinel);
 
     let metrics = Arc::new(crate::metrics::Metrics::new().map_err(DaemonError::Metrics)?);
     let events: Arc<dyn SnapshotEvents> = Arc::new(observe::MetricsEvents(metrics.clone()));

@@ -150,7 +150,7 @@ pub struct WriterWatch {
 pub fn spawn_poller(
     handle: ReplicaHandle,
     metrics: Arc<Metrics>,
-    settings: Settings,
+    mut settings: Settings,
     writer: Option<WriterWatch>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -219,6 +219,13 @@ pub fn spawn_poller(
                 }
                 if let Some(age) = s.io.age() {
                     metrics.note_master_io_ago(age);
+                }
+                // Through Sentinel, the master is wherever the replica connected last.
+                if let Ok(a) = s.master_address.lock() {
+                    if !a.is_empty() && *a != settings.address {
+                        settings.address.clone_from(&a);
+                        conn = None;
+                    }
                 }
                 match master_offset(&mut conn, &settings) {
                     Ok(off) => metrics.observe_master_offset(off),

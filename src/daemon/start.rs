@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use super::error::DaemonError;
 use crate::config::{Config, StorageKind};
+use crate::replication::sentinel::SentinelSettings;
 use crate::replication::tls::{self, TlsSettings};
 use crate::replication::{Replica, ReplicaHandle, Settings};
 use crate::resp::Limits;
@@ -35,6 +36,8 @@ pub struct Checked {
     pub verify: Option<(String, Tz)>,
     /// The bearer token `POST /snapshot` requires (`[http] token_file`, else the env).
     pub http_token: Option<String>,
+    /// Where to ask for the master's address (`[source] sentinels`), when set.
+    pub sentinel: Option<SentinelSettings>,
 }
 
 /// A config key's value refused by the part that uses it ("source.tls: …").
@@ -86,7 +89,10 @@ pub fn check(cfg: &Config, file: &str) -> Result<Checked, DaemonError> {
             )
         };
         tls::client_config(t).map_err(keyed)?;
-        tls::server_name(t, &settings.address).map_err(keyed)?;
+        // Through Sentinel the address is known per connection only.
+        if !settings.address.is_empty() {
+            tls::server_name(t, &settings.address).map_err(keyed)?;
+        }
     }
     schedule::validate(&cfg.snapshot.schedule, cfg.snapshot.timezone.as_deref())
         .map_err(|e| DaemonError::config(file, e))?;
@@ -115,11 +121,25 @@ pub fn check(cfg: &Config, file: &str) -> Result<Checked, DaemonError> {
                 .map_err(|e| DaemonError::config(file, e))?;
         }
     }
+    let sentinel = if cfg.source.sentinels.is_empty() {
+        None
+    } else {
+        Some(SentinelSettings {
+            addresses: cfg.source.sentinels.clone(),
+            master_name: cfg.source.master_name.clone().unwrap_or_default(),
+            username: cfg.source.sentinel_username.clone(),
+            password: cfg.sentinel_password().map_err(refuse)?,
+            // Sentinels of a TLS deployment speak TLS with the same CA.
+            tls: settings.tls.clone(),
+            timeout: Duration::from_secs(5),
+        })
+    };
     Ok(Checked {
         settings,
         retention,
         verify,
         http_token,
+        sentinel,
     })
 }
 
@@ -153,7 +173,7 @@ pub fn claim_and_restore(
         source,
     })?;
     if let Some(r) = restored {
-        if r.source_address != address {
+        if !address.is_empty() && r.source_address != address {
             // Not refused: a master moved to a new address keeps its replication ID,
             // and PSYNC decides (a foreign ID just means a full sync).
             warn!(
@@ -168,12 +188,19 @@ pub fn claim_and_restore(
 }
 
 /// The replica, not started yet: settings and the command size cap from the config.
-pub fn replica(cfg: &Config, settings: Settings) -> (Replica, ReplicaHandle) {
+pub fn replica(
+    cfg: &Config,
+    settings: Settings,
+    sentinel: Option<SentinelSettings>,
+) -> (Replica, ReplicaHandle) {
     let (mut replica, handle) = Replica::new(settings);
     replica.set_limits(Limits {
         max_command_bytes: cfg.replica.max_command_bytes,
         ..Limits::default()
     });
     replica.set_master_timeout(cfg.source.timeout());
+    if let Some(s) = sentinel {
+        replica.set_sentinel(s);
+    }
     (replica, handle)
 }

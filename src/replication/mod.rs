@@ -13,6 +13,7 @@
 mod fullsync;
 mod handshake;
 pub mod link;
+pub mod sentinel;
 mod stream;
 pub mod tls;
 
@@ -51,12 +52,16 @@ pub enum ReplError {
     Stopped,
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("sentinel: {0}")]
+    Sentinel(#[from] sentinel::SentinelError),
 }
 
 /// The kind a link error is counted under (`link_errors_total{reason}`).
 fn link_error_kind(e: &ReplError) -> LinkErrorReason {
     match e {
-        ReplError::Link(LinkError::Connect { .. }) => LinkErrorReason::Connect,
+        ReplError::Link(LinkError::Connect { .. }) | ReplError::Sentinel(_) => {
+            LinkErrorReason::Connect
+        }
         ReplError::Link(LinkError::Tls(_)) => LinkErrorReason::Tls,
         ReplError::Link(LinkError::Protocol(_)) | ReplError::Protocol(_) => {
             LinkErrorReason::Protocol
@@ -124,6 +129,8 @@ pub struct Status {
     pub last_forced_reason: Mutex<String>,
     /// The last link error, as logged (a handshake refusal carries what to do about it).
     pub last_link_error: Mutex<String>,
+    /// host:port of the master last connected to (Sentinel's answer, or the configured one).
+    pub master_address: Mutex<String>,
     /// Commands applied from the stream, by name.
     pub commands: CommandCounts,
     /// Keys per database, refreshed about once a second by the apply loop.
@@ -252,6 +259,10 @@ pub struct Replica {
     limits: Limits,
     /// Silence after which a link is declared stalled (`[source] timeout`).
     master_timeout: Duration,
+    /// Ask these sentinels for the master's address before each connection.
+    sentinel: Option<sentinel::SentinelSettings>,
+    /// The address of the last connection (Sentinel's answers are logged when they change).
+    last_address: String,
 }
 
 /// The other threads' side of a running replica.
@@ -324,6 +335,8 @@ impl Replica {
             controls: rx,
             limits: Limits::default(),
             master_timeout: stream::MASTER_TIMEOUT,
+            sentinel: None,
+            last_address: String::new(),
         };
         if let Some(p) = preload {
             r.preload(p);
@@ -368,6 +381,12 @@ impl Replica {
     /// the stream alike.
     pub fn set_master_timeout(&mut self, t: Duration) {
         self.master_timeout = t;
+    }
+
+    /// Find the master through Sentinel (`[source] sentinels`, `master_name`) before every
+    /// connection instead of using `Settings::address`.
+    pub fn set_sentinel(&mut self, s: sentinel::SentinelSettings) {
+        self.sentinel = Some(s);
     }
 
     /// Run until stopped: connect, sync, stream; on any failure back off and reconnect,
@@ -454,13 +473,28 @@ impl Replica {
         let s = &self.settings;
         self.status.set_phase(Phase::Connecting);
         self.status.heartbeat.beat();
-        let mut link = Link::connect(&s.address, s.connect_timeout, s.tls.as_ref())?;
+        let address = match &self.sentinel {
+            Some(sen) => {
+                let a = sentinel::master_address(sen)?;
+                if a != self.last_address {
+                    info!(master = %sen.master_name, address = %a, "sentinel: master address");
+                }
+                a
+            }
+            None => s.address.clone(),
+        };
+        self.last_address.clone_from(&address);
+        if let Ok(mut a) = self.status.master_address.lock() {
+            a.clone_from(&address);
+        }
+        let s = &self.settings;
+        let mut link = Link::connect(&address, s.connect_timeout, s.tls.as_ref())?;
         link.limits = self.limits;
         link.heartbeat = Some(self.status.heartbeat.clone());
         link.stop = Some(self.stop.clone());
         link.idle_limit = Some(self.master_timeout);
         link.io_clock = Some(self.status.io.clone());
-        info!(address = %s.address, "connected to master");
+        info!(address = %address, "connected to master");
         let resume = self.has_data.then(|| (self.replid.clone(), self.offset));
         let h = handshake::Handshake {
             username: s.username.as_deref(),
