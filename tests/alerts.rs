@@ -70,7 +70,7 @@ fn every_series_the_alerts_and_dashboard_use_is_exported() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let metrics = replisnap::metrics::Metrics::new().expect("metrics");
     // Per-database gauges exist once a database holds keys.
-    metrics.set_dataset_keys([(0u64, 1u64)].into_iter());
+    metrics.set_dataset_keys([(0u64, 1u64)]);
     let exported = series_names(&metrics.render());
     assert!(
         exported.contains("replisnap_master_link_up"),
