@@ -192,7 +192,11 @@ fn secs(d: Duration) -> f64 {
 /// them, then `redis-bits`, `ctime`, the replication position, `aof-base`. Redis and
 /// Valkey ignore `used-mem` on load; we do not know the master's, so it is left out rather
 /// than invented.
-fn aux_fields(c: &Capture, version: ServerVersion, at: DateTime<Utc>) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(super) fn aux_fields(
+    c: &Capture,
+    version: ServerVersion,
+    at: DateTime<Utc>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut aux: Vec<(Vec<u8>, Vec<u8>)> = c
         .master_aux
         .iter()
@@ -216,7 +220,7 @@ fn aux_fields(c: &Capture, version: ServerVersion, at: DateTime<Utc>) -> Vec<(Ve
 }
 
 /// The version the manifest records: the one the master wrote (`valkey-ver` first).
-fn version_text(aux: &[(Vec<u8>, Vec<u8>)], v: ServerVersion) -> String {
+pub(super) fn version_text(aux: &[(Vec<u8>, Vec<u8>)], v: ServerVersion) -> String {
     let find = |name: &[u8]| {
         aux.iter()
             .find(|(k, _)| k == name)

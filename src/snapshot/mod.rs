@@ -13,6 +13,7 @@
 //! that), never delete the newest snapshot or one in progress (retention guards), and never
 //! block the apply loop beyond the capture.
 
+pub mod checkpoint;
 mod job;
 pub mod retain;
 pub mod schedule;

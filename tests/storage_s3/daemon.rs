@@ -93,7 +93,8 @@ fn write_config(
         .expect("a free port")
         .port();
     let text = format!(
-        "[source]\naddress = \"{master}\"\n\n[replica]\nannounce_port = 6396\n\n\
+        "[source]\naddress = \"{master}\"\n\n[replica]\nannounce_port = 6396\n\
+         state_dir = \"{}\"\n\n\
          [snapshot]\nschedule = \"*/2 * * * * *\"\n\n\
          [storage]\nkind = \"s3\"\nbucket = \"{bucket}\"\nprefix = \"e2e/\"\n\
          region = \"us-east-1\"\nendpoint = \"{}\"\nforce_path_style = true\n\
@@ -101,6 +102,7 @@ fn write_config(
          [retention]\nkeep_last = 2\n\n\
          [http]\nlisten = \"127.0.0.1:{port}\"\n\n\
          [verify]\nschedule = \"*/3 * * * * *\"\n",
+        dir.join(format!("state-{name}")).display(),
         sw.endpoint
     );
     let path = dir.join(name);
