@@ -125,6 +125,15 @@ impl SnapshotEvents for MetricsEvents {
         self.0.upload_failed();
     }
 
+    fn refused(&self, _reason: Reason, error: &TakeError) {
+        self.0.snapshot_refused(match error {
+            TakeError::NotReady(_) => "not_ready",
+            TakeError::Busy(_) => "busy",
+            TakeError::Storage(_) => "storage_error",
+            TakeError::ShuttingDown => "shutting_down",
+        });
+    }
+
     fn retention(&self, outcome: &RetentionOutcome) {
         self.0.inc_retention_deleted(outcome.deleted.len() as u64);
         let oldest = outcome.kept.last().map(|m| SystemTime::from(m.created_at));

@@ -234,7 +234,14 @@ impl Snapshotter {
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
                     worker.heartbeat.set_busy(true);
-                    job::run(&worker, job);
+                    let (id, reason) = (job.id.clone(), job.reason);
+                    // A panic is one failed snapshot, not a dead writer: unwinding drops the
+                    // sink (its reservation goes) and the capture (the walk ends), so the
+                    // next snapshot starts from a clean slate.
+                    let run = std::panic::AssertUnwindSafe(|| job::run(&worker, job));
+                    if let Err(panic) = std::panic::catch_unwind(run) {
+                        job::panicked(&worker, &id, reason, panic.as_ref());
+                    }
                     worker.heartbeat.set_busy(false);
                 }
             })?;
