@@ -9,6 +9,9 @@
 //! It keeps the state of recent snapshots by id for the HTTP API, and reports every event
 //! to a [`SnapshotEvents`] observer (the metrics hook).
 //!
+//! `checkpoint.rs` is the shutdown checkpoint (local, never a stored snapshot); `warm.rs`
+//! loads either at start. A job that panics is a failed snapshot, not a dead writer.
+//!
 //! It must never write a manifest for anything but the bytes just stored (storage checks
 //! that), never delete the newest snapshot or one in progress (retention guards), and never
 //! block the apply loop beyond the capture.
