@@ -2,7 +2,10 @@
 //! made to panic once (`REPLISNAP_TEST_WRITER_PANIC=1`, read by debug builds only) is one
 //! failed snapshot — `snapshots_total{result="error"}` counted, logged, no snapshot left
 //! in storage — and the next snapshot is stored; refused requests are counted by reason
-//! (`snapshot_refusals_total{reason="not_ready"}` before the first sync).
+//! (`snapshot_refusals_total{reason="not_ready"}` before the first sync); storage that
+//! cannot take a snapshot (its directory replaced by a file: root ignores modes) is
+//! counted as `storage_error` and as a failed snapshot, and the next one, once the
+//! directory is back, is stored.
 
 mod daemon;
 mod support;
@@ -106,5 +109,53 @@ fn a_refusal_before_the_first_sync_is_counted() {
         "{page}"
     );
     let (st, log) = d.terminate(Duration::from_secs(30));
+    assert!(st.success(), "{log}");
+}
+
+#[test]
+fn broken_storage_is_counted_and_the_next_snapshot_is_stored() {
+    let Some(bin) = support::require("redis-7.0") else {
+        return;
+    };
+    let m = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("master");
+    m.must(&["SET", "k", "v"]);
+    let setup = Setup::new(&m.addr(), NEVER, "");
+    let http = setup.http_addr();
+    let mut d = setup.start("storage.log");
+    let ready = poll(Duration::from_secs(60), || {
+        d.assert_running();
+        status(http, "/readyz") == 200
+    });
+    assert!(ready, "{}", d.log_text());
+    let (code, out, err) = setup.verb(&["snapshot", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let away = setup.dir.path().join("backups.away");
+    std::fs::rename(setup.storage_path(), &away).expect("move storage away");
+    std::fs::write(setup.storage_path(), b"not a directory").expect("a file in its place");
+    let (code, out, err) = setup.verb(&["snapshot", "--wait"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let page = req(http, "GET", "/metrics").body;
+    assert_eq!(
+        sample(
+            &page,
+            "replisnap_snapshot_refusals_total{reason=\"storage_error\"}"
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "replisnap_snapshots_total{result=\"error\"}"),
+        Some(1.0),
+        "{page}"
+    );
+
+    std::fs::remove_file(setup.storage_path()).expect("remove the file");
+    std::fs::rename(&away, setup.storage_path()).expect("storage back");
+    m.must(&["SET", "k2", "v"]);
+    let (code, out, err) = setup.verb(&["snapshot", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}\n{}", d.log_text());
+    assert_eq!(setup.snapshots().len(), 2);
+    let (st, log) = d.terminate(Duration::from_secs(60));
     assert!(st.success(), "{log}");
 }

@@ -126,6 +126,11 @@ impl SnapshotEvents for MetricsEvents {
     }
 
     fn refused(&self, _reason: Reason, error: &TakeError) {
+        // Storage refusing the reservation (read-only, EACCES, full) is also a failed
+        // snapshot: the capture was taken, and failure alerts must see a broken disk.
+        if matches!(error, TakeError::Storage(_)) {
+            self.0.snapshot_failed();
+        }
         self.0.snapshot_refused(match error {
             TakeError::NotReady(_) => "not_ready",
             TakeError::Busy(_) => "busy",
