@@ -94,7 +94,7 @@ fn write_config(
         .port();
     let text = format!(
         "[source]\naddress = \"{master}\"\n\n[replica]\nannounce_port = 6396\n\
-         state_dir = \"{}\"\n\n\
+         state_dir = \"{}\"\ncheckpoint_on_shutdown = false\n\n\
          [snapshot]\nschedule = \"*/2 * * * * *\"\n\n\
          [storage]\nkind = \"s3\"\nbucket = \"{bucket}\"\nprefix = \"e2e/\"\n\
          region = \"us-east-1\"\nendpoint = \"{}\"\nforce_path_style = true\n\
@@ -244,7 +244,7 @@ fn daemon_snapshots_into_s3_with_the_masters_digest() {
     let log = d.terminate();
     assert!(log.contains("RDB uploaded and checked"), "{log}");
 
-    // Nothing local survives (no state dir is used): the next start resumes from S3.
+    // Nothing local survives (no shutdown checkpoint): the next start resumes from S3.
     m.must(&["SET", "after", "restart"]);
     let d = start(&config, &dir.path().join("a2.log"));
     let offset2 = master_offset(&m);
