@@ -3,7 +3,8 @@
 //! appears); the next start loads it and the master answers the PSYNC with `+CONTINUE`
 //! (`sync_partial_ok` + 1, `sync_full` unchanged), with the master's digest, also when the
 //! newest stored snapshot is older than the master's backlog reaches; a corrupted one is
-//! ignored with a log line and the stored snapshot used; `false` writes none.
+//! ignored with a log line and the stored snapshot used; `false` writes none; a second
+//! daemon on the same state dir is refused.
 
 mod daemon;
 mod support;
@@ -258,4 +259,40 @@ fn checkpoint_on_shutdown_false_writes_none() {
     let log = stop(d);
     assert!(!log.contains("checkpoint written"), "{log}");
     assert!(checkpoint_files(&setup).is_empty());
+}
+
+/// Two daemons on one state dir would read each other's checkpoint: the second exits 1,
+/// naming the key, before the master sees it.
+#[test]
+fn a_shared_state_dir_is_refused() {
+    let Some(m) = master("redis-7.0", None) else {
+        return;
+    };
+    m.must(&["SET", "a", "1"]);
+    let first = Setup::new(&m.addr(), NEVER, "");
+    let mut d = first.start("first.log");
+    caught_up(&m, &mut d);
+    let full = stat(&m, "sync_full");
+    let second = Setup::new(&m.addr(), NEVER, "");
+    let text = fs::read_to_string(second.config())
+        .expect("config")
+        .replace(
+            &second.state_dir().display().to_string(),
+            &first.state_dir().display().to_string(),
+        );
+    fs::write(second.config(), text).expect("config");
+    let mut other = second.start("second.log");
+    let exited = poll(Duration::from_secs(30), || {
+        other.child.try_wait().ok().flatten().is_some()
+    });
+    assert!(exited, "{}", other.log_text());
+    let st = other.child.wait().expect("wait");
+    let log = other.log_text();
+    assert_eq!(st.code(), Some(1), "{log}");
+    assert!(
+        log.contains("[replica] state_dir") && log.contains("used by another replisnap"),
+        "{log}"
+    );
+    assert_eq!(stat(&m, "sync_full"), full, "the master never saw it");
+    stop(d);
 }
