@@ -101,6 +101,9 @@ pub struct Replica {
     /// Most bytes one command of the stream (or one reply) may take; a larger one drops
     /// the link with an error naming the cap.
     pub max_command_bytes: usize,
+    /// SIGTERM writes a local checkpoint of the dataset into `state_dir`, so the next
+    /// start resumes with a partial resync (see `snapshot::checkpoint`).
+    pub checkpoint_on_shutdown: bool,
 }
 
 /// The smallest `[replica] max_command_bytes` accepted.
@@ -112,6 +115,7 @@ impl Default for Replica {
             state_dir: PathBuf::from("/var/lib/replisnap"),
             announce_port: 6379,
             max_command_bytes: crate::resp::Limits::default().max_command_bytes,
+            checkpoint_on_shutdown: true,
         }
     }
 }

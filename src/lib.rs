@@ -16,8 +16,9 @@
 //!   sync, stream) over [`resp`] frames; [`commands`] applies the stream to the
 //!   [`keyspace`], whose snapshots are iterate-and-record (no fork); [`hll`] keeps
 //!   HyperLogLog bytes exactly as servers write them.
-//! - Snapshots: [`snapshot`] captures, writes and schedules them; [`storage`] holds them
-//!   (local directory or S3) with their manifests; [`retention`] decides which to keep.
+//! - Snapshots: [`snapshot`] captures, writes and schedules them (and the local shutdown
+//!   checkpoint a restart resumes from); [`storage`] holds them (local directory or S3)
+//!   with their manifests; [`retention`] decides which to keep.
 //! - The RDB format: [`rdb`] reads and writes it; [`summary`] is what `inspect` prints and
 //!   manifests record; [`digest`] computes `DEBUG DIGEST` offline; [`convert`] rewrites a
 //!   file for another server; [`server_version`] names the targets.

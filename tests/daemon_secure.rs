@@ -1,5 +1,6 @@
-//! Secure by default (issue 13 item 9) with the real binary: what the daemon writes is
-//! 0600 in 0700 directories whatever the umask it was started with (000 and 022); a
+//! Secure by default (issue 13 item 9) with the real binary: what the daemon writes
+//! (snapshots, locks, the shutdown checkpoint) is 0600 in 0700 directories whatever the
+//! umask it was started with (000 and 022); a
 //! black-holed master (a listener that accepts and never answers) leaves `/metrics` live
 //! and SIGTERM honoured within 10 s; listening beyond loopback without a token warns.
 
@@ -105,6 +106,31 @@ fn files_are_0600_in_0700_directories_whatever_the_umask() {
             }
         }
         assert!(files >= 2, "umask {umask}: dump.rdb and manifest.json");
+        // The shutdown checkpoint: the state dir and its checkpoint/ created 0700, the files
+        // and the lock 0600.
+        assert!(log.contains("checkpoint written"), "{log}");
+        for dir in [setup.state_dir(), setup.checkpoint_dir()] {
+            assert_eq!(mode(&dir), 0o700, "umask {umask}: {}", dir.display());
+        }
+        let mut names = Vec::new();
+        for f in fs::read_dir(setup.checkpoint_dir())
+            .expect("checkpoint dir")
+            .flatten()
+        {
+            assert_eq!(
+                mode(&f.path()),
+                0o600,
+                "umask {umask}: {}",
+                f.path().display()
+            );
+            names.push(f.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        assert_eq!(
+            names,
+            [".lock", "checkpoint.json", "dump.rdb"],
+            "umask {umask}"
+        );
     }
 }
 

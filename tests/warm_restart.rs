@@ -3,7 +3,8 @@
 //! resync (the master's `sync_partial_ok` grows, `sync_full` does not), continuing in the
 //! database the stream had selected; when the master's backlog no longer covers the gap,
 //! a full sync happens and is logged; a kill during a snapshot write leaves no visible
-//! snapshot and the next start removes what it left.
+//! snapshot and the next start removes what it left. The shutdown checkpoint is off here
+//! (tests/checkpoint.rs covers it), so a SIGTERM restart uses the stored snapshot.
 
 mod daemon;
 mod support;
@@ -86,6 +87,8 @@ fn resume(name: &str, how: Stop) {
     cmd(&mut c, &["SET", "before", "1"]);
 
     let setup = Setup::new(&m.addr(), "* * * * * *", "keep_last = 3");
+    // The stored snapshot is what is tested here (tests/checkpoint.rs: the checkpoint).
+    setup.replica_line("checkpoint_on_shutdown = false");
     let mut d = setup.start("first.log");
     let first = snapshot_at_master(&setup, &m, &mut d, 0);
     assert_file_is_master(&setup, &m, &first);
@@ -161,6 +164,7 @@ fn backlog_overrun_means_a_logged_full_sync() {
     .expect("master");
     m.must(&["SET", "a", "1"]);
     let setup = Setup::new(&m.addr(), "* * * * * *", "");
+    setup.replica_line("checkpoint_on_shutdown = false");
     let mut d = setup.start("first.log");
     let first = snapshot_at_master(&setup, &m, &mut d, 0);
     let (st, _) = d.terminate(Duration::from_secs(60));

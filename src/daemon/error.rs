@@ -7,6 +7,7 @@
 
 use crate::http::HttpError;
 use crate::metrics::MetricsError;
+use crate::snapshot::checkpoint::CheckpointError;
 use crate::snapshot::schedule::ScheduleError;
 use crate::storage::StorageError;
 
@@ -33,6 +34,13 @@ pub enum DaemonError {
         location: String,
         #[source]
         source: StorageError,
+    },
+    /// `[replica] state_dir` cannot hold the checkpoint, or another daemon uses it.
+    #[error("{file}: [replica] state_dir")]
+    StateDir {
+        file: String,
+        #[source]
+        source: CheckpointError,
     },
     /// A thread or runtime of one part could not be started ("the replica thread").
     #[error("cannot start the {part}")]

@@ -10,7 +10,9 @@
 //! leaves: `start.rs` (checks, storage, warm restart), `observe.rs` (HTTP control, metric
 //! events, the master-offset poller), `verify.rs` (`[verify] schedule`), `notify.rs`
 //! (systemd: READY, STATUS, the watchdog fed by the parts' heartbeats, STOPPING),
-//! `signals.rs` (the wait for a stop), `error.rs` ([`DaemonError`]). It must never return
+//! `signals.rs` (the wait for a stop), `error.rs` ([`DaemonError`]). On SIGTERM, once the
+//! replica stopped and the writer finished, the stopped replica's data is written as the
+//! shutdown checkpoint (`[replica] checkpoint_on_shutdown`). It must never return
 //! `Ok` after a part failed, never leave the replica thread running when it returns after
 //! a stop, never contact the master before the HTTP port and the storage are taken, and
 //! never parse arguments or set up logging (the `run` verb does).
@@ -23,6 +25,7 @@ mod start;
 mod verify;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::{info, warn};
 
@@ -32,6 +35,8 @@ pub use start::{check, Checked};
 
 use crate::config::Config;
 use crate::heartbeat::Heartbeat;
+use crate::replication::Replica;
+use crate::snapshot::checkpoint::CheckpointDir;
 use crate::snapshot::{schedule, Options, SnapshotEvents, Snapshotter};
 
 /// Run the daemon with `cfg` (already loaded and validated) until SIGTERM/SIGINT or until
@@ -96,13 +101,14 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         file: file.to_string(),
         source,
     })?;
+    let checkpoints = start::open_checkpoints(cfg, file)?;
     if let Some(s) = &storage {
         sd.status(&format!(
             "claiming {}, loading its newest snapshot",
             s.describe()
         ));
-        start::claim_and_restore(s.as_ref(), &mut replica, &address)?;
     }
+    start::claim_and_restore(storage.as_deref(), &checkpoints, &mut replica, &address)?;
     // Config validation guarantees storage when [verify] is set.
     let verifier = match (&verify_schedule, &storage) {
         (Some(_), Some(s)) => Some(Arc::new(
@@ -115,7 +121,7 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
     // From here on the master is contacted.
     let replica_thread = std::thread::Builder::new()
         .name("replica".into())
-        .spawn(move || replica.run())
+        .spawn(move || replica.run_to_stop())
         .map_err(DaemonError::start("replica thread"))?;
     let writer_bound = std::time::Duration::from_secs(cfg.snapshot.timeout);
     let writer_watch = snapshotter.as_ref().map(|s| observe::WriterWatch {
@@ -202,13 +208,21 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
     // written goes on from its capture (it does not need the replica) and is finished,
     // so nothing half-done is left for the next start to clean.
     handle.stop();
-    let replica_ok = replica_thread.join().is_ok();
+    let stopped = replica_thread.join();
+    let replica_ok = stopped.is_ok();
     if let Some(s) = &snapshotter {
         s.shutdown();
     }
     // A verification still reading is abandoned at its next read (and not counted).
     if let Some(v) = &verifier {
         v.shutdown();
+    }
+    // The stopped replica's data, between two commands, with no walk left running.
+    if let (Ok(mut replica), Ended::Signal(_)) = (stopped, &ended) {
+        if cfg.replica.checkpoint_on_shutdown {
+            sd.status("stopping: writing the checkpoint");
+            write_checkpoint(&checkpoints, &mut replica, &address);
+        }
     }
     http.shutdown();
     let _ = poller.join();
@@ -217,4 +231,28 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The shutdown checkpoint of the stopped `replica` (logged; a failure only costs the
+/// next start its partial resync).
+fn write_checkpoint(dir: &CheckpointDir, replica: &mut Replica, address: &str) {
+    let capture = match replica.capture_now() {
+        Ok(c) => c,
+        Err(e) => {
+            info!(reason = %e, "no checkpoint written");
+            return;
+        }
+    };
+    let (offset, started) = (capture.offset, Instant::now());
+    match dir.write(capture, address) {
+        Ok(m) => info!(
+            path = %dir.path().display(), replid = %m.source.replid, offset = m.source.offset,
+            keys = m.keys_total, bytes = m.rdb.bytes, seconds = started.elapsed().as_secs_f64(),
+            "checkpoint written"
+        ),
+        Err(e) => warn!(
+            error = %e, offset,
+            "checkpoint not written; the next start resumes from the newest stored snapshot"
+        ),
+    }
 }

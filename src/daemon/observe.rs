@@ -125,6 +125,20 @@ impl SnapshotEvents for MetricsEvents {
         self.0.upload_failed();
     }
 
+    fn refused(&self, _reason: Reason, error: &TakeError) {
+        // Storage refusing the reservation (read-only, EACCES, full) is also a failed
+        // snapshot: the capture was taken, and failure alerts must see a broken disk.
+        if matches!(error, TakeError::Storage(_)) {
+            self.0.snapshot_failed();
+        }
+        self.0.snapshot_refused(match error {
+            TakeError::NotReady(_) => "not_ready",
+            TakeError::Busy(_) => "busy",
+            TakeError::Storage(_) => "storage_error",
+            TakeError::ShuttingDown => "shutting_down",
+        });
+    }
+
     fn retention(&self, outcome: &RetentionOutcome) {
         self.0.inc_retention_deleted(outcome.deleted.len() as u64);
         let oldest = outcome.kept.last().map(|m| SystemTime::from(m.created_at));

@@ -2,9 +2,10 @@
 //! config checks that need more than the config's own types (the password file, the TLS
 //! files, the snapshot and verify cron expressions and time zones, the retention policy,
 //! the storage settings) — side-effect free, so `replisnap check-config` runs exactly the
-//! same code. [`claim_and_restore`]: taking the storage as its only writer, cleaning it,
-//! and the warm restart (the newest verified snapshot becomes the replica's preload, so
-//! its first attach is a PSYNC).
+//! same code. [`open_checkpoints`]: locking `[replica] state_dir`. [`claim_and_restore`]:
+//! taking the storage as its only writer, cleaning it, and the warm restart (the newer of
+//! the shutdown checkpoint and the newest verified snapshot becomes the replica's
+//! preload, so its first attach is a PSYNC).
 //!
 //! Owns the order "refuse, then claim, then clean, then load": whatever can be refused is
 //! refused before storage is claimed or the master is contacted. It must never start a
@@ -12,7 +13,7 @@
 //! succeeded; [`check`] must never touch storage, the network or a port.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
 use tracing::{info, warn};
@@ -24,6 +25,7 @@ use crate::replication::tls::{self, TlsSettings};
 use crate::replication::{Replica, ReplicaHandle, Settings};
 use crate::resp::Limits;
 use crate::retention::Policy;
+use crate::snapshot::checkpoint::{self, CheckpointDir};
 use crate::snapshot::{schedule, warm};
 use crate::storage::Storage;
 
@@ -156,35 +158,92 @@ pub fn open_storage(cfg: &Config, file: &str) -> Result<Option<Arc<dyn Storage>>
     }
 }
 
-/// Claim `storage` (one writer per storage: a second daemon refuses here, naming the
-/// holder), clean it, and load its newest usable snapshot into `replica` (warm restart).
-/// `address` is the configured master's, for a warning when the snapshot came from another.
+/// Take `[replica] state_dir`'s checkpoint directory: created 0700, locked for this
+/// process (a second daemon on the same state dir refuses here), leftovers removed.
+pub fn open_checkpoints(cfg: &Config, file: &str) -> Result<CheckpointDir, DaemonError> {
+    CheckpointDir::open(&cfg.replica.state_dir).map_err(|source| DaemonError::StateDir {
+        file: file.to_string(),
+        source,
+    })
+}
+
+/// Claim `storage` when there is one (one writer per storage: a second daemon refuses
+/// here, naming the holder) and clean it, then load into `replica` the newer of the
+/// shutdown checkpoint and the newest usable stored snapshot (warm restart). A checkpoint
+/// is used once: removed when loaded, when older than the newest stored snapshot, or
+/// when it fails to verify. `address` is the configured master's, for a warning when the
+/// data came from another.
 pub fn claim_and_restore(
-    storage: &dyn Storage,
+    storage: Option<&dyn Storage>,
+    checkpoints: &CheckpointDir,
     replica: &mut Replica,
     address: &str,
 ) -> Result<(), DaemonError> {
-    storage.claim().map_err(|source| DaemonError::Claim {
-        location: storage.describe(),
-        source,
-    })?;
-    let restored = warm::cleanup_and_restore(storage).map_err(|source| DaemonError::Cleanup {
-        location: storage.describe(),
-        source,
-    })?;
-    if let Some(r) = restored {
-        if !address.is_empty() && r.source_address != address {
-            // Not refused: a master moved to a new address keeps its replication ID,
-            // and PSYNC decides (a foreign ID just means a full sync).
-            warn!(
-                id = %r.id, snapshot_source = %r.source_address, configured = %address,
-                "the stored snapshot came from another address; the master decides whether it continues"
+    let mut stored = Vec::new();
+    if let Some(storage) = storage {
+        storage.claim().map_err(|source| DaemonError::Claim {
+            location: storage.describe(),
+            source,
+        })?;
+        let cleanup = |source| DaemonError::Cleanup {
+            location: storage.describe(),
+            source,
+        };
+        warm::cleanup(storage).map_err(cleanup)?;
+        stored = warm::list(storage).map_err(cleanup)?;
+    }
+    if let Some(meta) = checkpoints.find() {
+        let path = checkpoints.path().display().to_string();
+        if checkpoint::prefer(&meta, stored.first()) {
+            let started = Instant::now();
+            match checkpoints.load(&meta) {
+                Ok((preload, keys)) => {
+                    info!(
+                        path = %path, replid = %meta.source.replid, offset = meta.source.offset,
+                        keys, seconds = started.elapsed().as_secs_f64(),
+                        "warm restart: loaded the shutdown checkpoint"
+                    );
+                    // Used once: from here the replica moves on from it.
+                    checkpoints.remove("the checkpoint just loaded");
+                    warn_other_address("checkpoint", &meta.source.address, address);
+                    replica.preload(preload);
+                    return Ok(());
+                }
+                Err(e) => {
+                    warn!(
+                        path = %path, error = %e,
+                        "checkpoint unusable: ignored and removed; trying the stored snapshots"
+                    );
+                    checkpoints.remove("an unusable checkpoint");
+                }
+            }
+        } else {
+            info!(
+                path = %path, offset = meta.source.offset,
+                newest = %stored.first().map(|m| m.id.to_string()).unwrap_or_default(),
+                "checkpoint older than the newest stored snapshot"
             );
+            checkpoints.remove("a checkpoint older than the newest stored snapshot");
         }
+    }
+    if let Some(r) = storage.and_then(|s| warm::restore_newest(s, &stored)) {
+        warn_other_address(r.id.as_str(), &r.source_address, address);
         info!(id = %r.id, "resuming from the stored snapshot");
         replica.preload(r.preload);
     }
     Ok(())
+}
+
+/// Not refused: a master moved to a new address keeps its replication ID, and PSYNC
+/// decides (a foreign ID just means a full sync).
+fn warn_other_address(what: &str, from: &str, configured: &str) {
+    // Through Sentinel there is no configured address to compare with.
+    if !configured.is_empty() && from != configured {
+        warn!(
+            data = %what, source = %from, configured = %configured,
+            "the data came from another address; the master decides whether it continues"
+        );
+    }
 }
 
 /// The replica, not started yet: settings and the command size cap from the config.

@@ -55,6 +55,10 @@ pub enum MetricsError {
     },
 }
 
+/// `snapshot_refusals_total{reason}`: before the first full sync, while another snapshot
+/// runs, storage refused the reservation, the daemon is stopping.
+pub const REFUSAL_REASONS: [&str; 4] = ["not_ready", "busy", "storage_error", "shutting_down"];
+
 /// All of replisnap's metrics. Cheap to share (`Arc<Metrics>`); every method takes `&self`.
 pub struct Metrics {
     registry: Registry,
@@ -82,6 +86,7 @@ pub struct Metrics {
     snapshot_pause_seconds: Histogram,
     snapshot_duration_seconds: Histogram,
     snapshots_total: IntCounterVec,
+    snapshot_refusals_total: IntCounterVec,
     snapshot_size_bytes: IntGauge,
     last_snapshot_success_timestamp_seconds: Gauge,
 
@@ -250,6 +255,16 @@ impl Metrics {
                     &["result"],
                 ),
             )?,
+            snapshot_refusals_total: r.add(
+                "snapshot_refusals_total",
+                IntCounterVec::new(
+                    opts(
+                        "snapshot_refusals_total",
+                        "Snapshot requests refused before a capture, by reason.",
+                    ),
+                    &["reason"],
+                ),
+            )?,
             snapshot_size_bytes: r.add(
                 "snapshot_size_bytes",
                 IntGauge::with_opts(opts(
@@ -356,6 +371,9 @@ impl Metrics {
         for o in VerifyOutcome::ALL {
             self.verify_total.with_label_values(&[o.as_str()]);
         }
+        for r in REFUSAL_REASONS {
+            self.snapshot_refusals_total.with_label_values(&[r]);
+        }
         let r = Reg(&self.registry);
         let applied = r.add(
             "commands_applied_total",
@@ -428,6 +446,16 @@ impl Metrics {
         self.snapshots_total
             .with_label_values(&[Outcome::Error.as_str()])
             .inc();
+    }
+
+    /// A snapshot request refused; `reason` is one of [`REFUSAL_REASONS`] (another name is
+    /// ignored: the label set stays closed).
+    pub fn snapshot_refused(&self, reason: &str) {
+        if REFUSAL_REASONS.contains(&reason) {
+            self.snapshot_refusals_total
+                .with_label_values(&[reason])
+                .inc();
+        }
     }
 
     // ---- storage ----

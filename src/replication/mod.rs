@@ -391,7 +391,13 @@ impl Replica {
 
     /// Run until stopped: connect, sync, stream; on any failure back off and reconnect,
     /// resuming with PSYNC from where the data stands.
-    pub fn run(mut self) {
+    pub fn run(self) {
+        drop(self.run_to_stop());
+    }
+
+    /// [`Replica::run`], handing the stopped replica back: its data stands between two
+    /// commands, for [`Replica::capture_now`] (the daemon's shutdown checkpoint).
+    pub fn run_to_stop(mut self) -> Replica {
         let mut backoff = BACKOFF_MIN;
         let mut jitter = 0x9e37_79b9u64;
         self.status.heartbeat.set_busy(true);
@@ -462,6 +468,7 @@ impl Replica {
         self.status.link_up.store(false, Ordering::Relaxed);
         self.status.set_phase(Phase::Stopped);
         self.status.heartbeat.set_busy(false);
+        self
     }
 
     fn syncs(&self) -> u64 {
@@ -584,29 +591,30 @@ impl Replica {
         while let Ok(c) = self.controls.try_recv() {
             match c {
                 Control::Capture(reply) => {
-                    let started = Instant::now();
-                    let result = if !self.synced {
-                        Err(CaptureError::NoData)
-                    } else {
-                        match self.ks.snapshot() {
-                            None => Err(CaptureError::Busy),
-                            Some(snapshot) => Ok(Capture {
-                                snapshot,
-                                replid: self.replid.clone(),
-                                offset: self.offset,
-                                functions: self.ks.functions.clone(),
-                                stream_db: self.stream_state.db,
-                                master_version: self.master_version,
-                                master_aux: self.master_aux.clone(),
-                                pause: Duration::ZERO,
-                            }),
-                        }
-                    };
-                    let pause = started.elapsed();
-                    let _ = reply.send(result.map(|c| Capture { pause, ..c }));
+                    let _ = reply.send(self.capture_now());
                 }
             }
         }
         Ok(())
+    }
+
+    /// A [`Capture`] of the data as it stands (between two commands: on the replica
+    /// thread, or on a stopped replica from [`Replica::run_to_stop`]).
+    pub fn capture_now(&mut self) -> Result<Capture, CaptureError> {
+        let started = Instant::now();
+        if !self.synced {
+            return Err(CaptureError::NoData);
+        }
+        let snapshot = self.ks.snapshot().ok_or(CaptureError::Busy)?;
+        Ok(Capture {
+            snapshot,
+            replid: self.replid.clone(),
+            offset: self.offset,
+            functions: self.ks.functions.clone(),
+            stream_db: self.stream_state.db,
+            master_version: self.master_version,
+            master_aux: self.master_aux.clone(),
+            pause: started.elapsed(),
+        })
     }
 }

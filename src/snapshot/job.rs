@@ -12,7 +12,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{Inner, Job, JobState};
 use crate::digest::Rules;
@@ -20,7 +20,7 @@ use crate::keyspace::{export_snapshot, RdbIoError};
 use crate::rdb::writer::{Target, WriteOptions};
 use crate::replication::{is_version_aux, Capture};
 use crate::server_version::ServerVersion;
-use crate::storage::{Durations, Manifest, RdbInfo, SourceInfo, StorageError};
+use crate::storage::{Durations, Manifest, RdbInfo, SnapshotId, SourceInfo, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -78,6 +78,38 @@ pub(super) fn run(inner: &Inner, job: Job) {
     }
 }
 
+/// The job for `id` panicked (caught on the writer thread): counted and logged as a
+/// failed snapshot, so its status is final and the next request is not refused as busy.
+pub(super) fn panicked(
+    inner: &Inner,
+    id: &SnapshotId,
+    reason: super::Reason,
+    panic: &(dyn std::any::Any + Send),
+) {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    let error = format!("the snapshot writer panicked: {what}");
+    error!(id = %id, %reason, error = %error, "snapshot failed");
+    inner.events.failed(id, &error);
+    inner.finish(id, JobState::Failed { error }, None);
+}
+
+/// Test hook (debug builds only): `REPLISNAP_TEST_WRITER_PANIC=1` makes the first
+/// snapshot's writer panic once, after the RDB is written and before it is committed.
+#[cfg(debug_assertions)]
+fn test_panic_once() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if std::env::var_os("REPLISNAP_TEST_WRITER_PANIC").is_some_and(|v| v == "1")
+        && !DONE.swap(true, Ordering::Relaxed)
+    {
+        panic!("REPLISNAP_TEST_WRITER_PANIC");
+    }
+}
+
 fn store(inner: &Inner, job: Job) -> Result<Manifest, JobError> {
     let Job {
         id,
@@ -119,6 +151,8 @@ fn store(inner: &Inner, job: Job) -> Result<Manifest, JobError> {
     )?;
     let write_seconds = t.elapsed();
     inner.heartbeat.beat();
+    #[cfg(debug_assertions)]
+    test_panic_once();
     let t = Instant::now();
     let stored = exported.out.out.commit()?;
     let upload_seconds = t.elapsed();
@@ -192,7 +226,11 @@ fn secs(d: Duration) -> f64 {
 /// them, then `redis-bits`, `ctime`, the replication position, `aof-base`. Redis and
 /// Valkey ignore `used-mem` on load; we do not know the master's, so it is left out rather
 /// than invented.
-fn aux_fields(c: &Capture, version: ServerVersion, at: DateTime<Utc>) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(super) fn aux_fields(
+    c: &Capture,
+    version: ServerVersion,
+    at: DateTime<Utc>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut aux: Vec<(Vec<u8>, Vec<u8>)> = c
         .master_aux
         .iter()
@@ -216,7 +254,7 @@ fn aux_fields(c: &Capture, version: ServerVersion, at: DateTime<Utc>) -> Vec<(Ve
 }
 
 /// The version the manifest records: the one the master wrote (`valkey-ver` first).
-fn version_text(aux: &[(Vec<u8>, Vec<u8>)], v: ServerVersion) -> String {
+pub(super) fn version_text(aux: &[(Vec<u8>, Vec<u8>)], v: ServerVersion) -> String {
     let find = |name: &[u8]| {
         aux.iter()
             .find(|(k, _)| k == name)

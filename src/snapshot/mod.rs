@@ -9,10 +9,14 @@
 //! It keeps the state of recent snapshots by id for the HTTP API, and reports every event
 //! to a [`SnapshotEvents`] observer (the metrics hook).
 //!
+//! `checkpoint.rs` is the shutdown checkpoint (local, never a stored snapshot); `warm.rs`
+//! loads either at start. A job that panics is a failed snapshot, not a dead writer.
+//!
 //! It must never write a manifest for anything but the bytes just stored (storage checks
 //! that), never delete the newest snapshot or one in progress (retention guards), and never
 //! block the apply loop beyond the capture.
 
+pub mod checkpoint;
 mod job;
 pub mod retain;
 pub mod schedule;
@@ -233,7 +237,14 @@ impl Snapshotter {
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
                     worker.heartbeat.set_busy(true);
-                    job::run(&worker, job);
+                    let (id, reason) = (job.id.clone(), job.reason);
+                    // A panic is one failed snapshot, not a dead writer: unwinding drops the
+                    // sink (its reservation goes) and the capture (the walk ends), so the
+                    // next snapshot starts from a clean slate.
+                    let run = std::panic::AssertUnwindSafe(|| job::run(&worker, job));
+                    if let Err(panic) = std::panic::catch_unwind(run) {
+                        job::panicked(&worker, &id, reason, panic.as_ref());
+                    }
                     worker.heartbeat.set_busy(false);
                 }
             })?;

@@ -32,9 +32,10 @@ impl Setup {
             .expect("a free port")
             .port();
         let mut text = format!(
-            "[source]\naddress = \"{addr}\"\n\n[replica]\nannounce_port = 6395\n\n\
+            "[source]\naddress = \"{addr}\"\n\n[replica]\nannounce_port = 6395\nstate_dir = \"{}\"\n\n\
              [snapshot]\nschedule = \"{schedule}\"\n\n[storage]\nkind = \"local\"\npath = \"{}\"\n\n\
              [http]\nlisten = \"127.0.0.1:{port}\"\n",
+            self.state_dir().display(),
             self.storage_path().display()
         );
         if !retention.is_empty() {
@@ -51,6 +52,13 @@ impl Setup {
         fs::write(self.config(), all).expect("write config");
     }
 
+    /// Add a line to the `[replica]` table (`checkpoint_on_shutdown = false`).
+    pub fn replica_line(&self, line: &str) {
+        let text = fs::read_to_string(self.config()).expect("config");
+        let text = text.replacen("[replica]\n", &format!("[replica]\n{line}\n"), 1);
+        fs::write(self.config(), text).expect("write config");
+    }
+
     /// The HTTP listener the config names.
     pub fn http_addr(&self) -> std::net::SocketAddr {
         let text = fs::read_to_string(self.config()).expect("config");
@@ -63,6 +71,15 @@ impl Setup {
 
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("replisnap.toml")
+    }
+
+    /// `[replica] state_dir`: the shutdown checkpoint is in its `checkpoint/`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.state_dir().join("checkpoint")
     }
 
     pub fn storage_path(&self) -> PathBuf {

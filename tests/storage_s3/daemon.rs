@@ -93,7 +93,8 @@ fn write_config(
         .expect("a free port")
         .port();
     let text = format!(
-        "[source]\naddress = \"{master}\"\n\n[replica]\nannounce_port = 6396\n\n\
+        "[source]\naddress = \"{master}\"\n\n[replica]\nannounce_port = 6396\n\
+         state_dir = \"{}\"\ncheckpoint_on_shutdown = false\n\n\
          [snapshot]\nschedule = \"*/2 * * * * *\"\n\n\
          [storage]\nkind = \"s3\"\nbucket = \"{bucket}\"\nprefix = \"e2e/\"\n\
          region = \"us-east-1\"\nendpoint = \"{}\"\nforce_path_style = true\n\
@@ -101,6 +102,7 @@ fn write_config(
          [retention]\nkeep_last = 2\n\n\
          [http]\nlisten = \"127.0.0.1:{port}\"\n\n\
          [verify]\nschedule = \"*/3 * * * * *\"\n",
+        dir.join(format!("state-{name}")).display(),
         sw.endpoint
     );
     let path = dir.join(name);
@@ -242,7 +244,7 @@ fn daemon_snapshots_into_s3_with_the_masters_digest() {
     let log = d.terminate();
     assert!(log.contains("RDB uploaded and checked"), "{log}");
 
-    // Nothing local survives (no state dir is used): the next start resumes from S3.
+    // Nothing local survives (no shutdown checkpoint): the next start resumes from S3.
     m.must(&["SET", "after", "restart"]);
     let d = start(&config, &dir.path().join("a2.log"));
     let offset2 = master_offset(&m);
