@@ -1,0 +1,216 @@
+//! Every key users may write (SPEC §2), its type and its default. A leaf: what a value
+//! means is checked in `validate.rs`, secrets are read in `mod.rs`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub source: Source,
+    #[serde(default)]
+    pub replica: Replica,
+    #[serde(default)]
+    pub snapshot: SnapshotConfig,
+    pub storage: Option<Storage>,
+    pub retention: Option<Retention>,
+    #[serde(default)]
+    pub http: Http,
+    /// Scheduled verification of the newest stored snapshot; absent: off.
+    pub verify: Option<VerifyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// host:port of the master (or of a replica, for chained replication); empty when
+    /// the master is found through `sentinels`.
+    #[serde(default)]
+    pub address: String,
+    /// Sentinels (host:port) asked for `master_name`'s address before every connection.
+    #[serde(default)]
+    pub sentinels: Vec<String>,
+    pub master_name: Option<String>,
+    /// The sentinels' own ACL user and password (a file), when they require one.
+    pub sentinel_username: Option<String>,
+    pub sentinel_password_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// The PSYNC command's name where a provider renamed it (ElastiCache).
+    pub psync_command: Option<String>,
+    /// Seconds without a byte from the master (data or PING) before the link is declared
+    /// stalled; default [`DEFAULT_SOURCE_TIMEOUT`] (the servers' `repl-timeout`).
+    pub timeout: Option<u64>,
+    pub tls: Option<Tls>,
+}
+
+pub const DEFAULT_SOURCE_TIMEOUT: u64 = 60;
+pub const DEFAULT_READY_MAX_LAG: f64 = 30.0;
+pub const DEFAULT_SNAPSHOT_TIMEOUT: u64 = 900;
+
+impl Source {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout.unwrap_or(DEFAULT_SOURCE_TIMEOUT))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Replica {
+    pub state_dir: PathBuf,
+    pub announce_port: u16,
+    /// Most bytes one command of the stream (or one reply) may take; a larger one drops
+    /// the link with an error naming the cap.
+    pub max_command_bytes: usize,
+    /// SIGTERM writes a local checkpoint of the dataset into `state_dir`, so the next
+    /// start resumes with a partial resync (see `snapshot::checkpoint`).
+    pub checkpoint_on_shutdown: bool,
+}
+
+/// The smallest `[replica] max_command_bytes` accepted.
+pub const MIN_COMMAND_BYTES: usize = 1 << 20;
+
+impl Default for Replica {
+    fn default() -> Self {
+        Replica {
+            state_dir: PathBuf::from("/var/lib/replisnap"),
+            announce_port: 6379,
+            max_command_bytes: crate::resp::Limits::default().max_command_bytes,
+            checkpoint_on_shutdown: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotConfig {
+    /// Cron with a seconds field.
+    pub schedule: String,
+    pub timezone: Option<String>,
+    pub rdb_compression: bool,
+    /// Seconds a snapshot's write may go without progress before it counts as stuck:
+    /// `/readyz` fails and systemd's watchdog stops.
+    pub timeout: u64,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            schedule: "0 0 * * * *".into(),
+            timezone: None,
+            rdb_compression: true,
+            timeout: DEFAULT_SNAPSHOT_TIMEOUT,
+        }
+    }
+}
+
+/// `[verify]`: the daemon checks the newest stored snapshot on this schedule, as
+/// `replisnap verify --config F latest` does.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Cron with a seconds field, like `[snapshot] schedule`.
+    pub schedule: String,
+    /// The zone the schedule is read in; absent: `[snapshot] timezone`, else UTC.
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    pub kind: StorageKind,
+    pub path: Option<PathBuf>,
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub prefix: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub force_path_style: bool,
+    pub sse: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub storage_class: Option<String>,
+    /// S3: bytes per multipart part (default 16 MiB; 5 MiB to 5 GiB). Memory held by one
+    /// upload is about `part_size × (upload_concurrency + 1)`.
+    pub part_size: Option<u64>,
+    /// S3: parts uploaded at once (default 4; 1 to 64).
+    pub upload_concurrency: Option<usize>,
+    /// S3: the whole-object checksum stored with `dump.rdb` and checked after the upload:
+    /// "crc64nvme" (default), "crc32c", or "none" for stores that support neither.
+    pub checksum: Option<String>,
+    /// S3: the SDK's `request_checksum_calculation` ("when_supported", the default, or
+    /// "when_required" for S3-compatible stores that reject the checksums AWS SDKs send
+    /// since 2025).
+    pub request_checksum_calculation: Option<String>,
+    /// S3: the SDK's `response_checksum_validation` ("when_supported" or "when_required").
+    pub response_checksum_validation: Option<String>,
+    /// S3: attempts per request, the first included (default 5), with exponential backoff
+    /// and jitter between them.
+    pub max_attempts: Option<u32>,
+    /// S3: how long the writer lease (`<prefix>lock`) lasts unless renewed (default 60 s;
+    /// renewed every third of it).
+    pub lease_seconds: Option<u64>,
+}
+
+/// Bounds of `[storage] part_size`: S3's own (5 MiB minimum part, 5 GiB maximum).
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+pub const MAX_PART_SIZE: u64 = 5 << 30;
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    pub timezone: Option<String>,
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    pub listen: SocketAddr,
+    /// A file holding the bearer token `POST /snapshot` requires (else
+    /// `$REPLISNAP_HTTP_TOKEN`; neither: no token).
+    pub token_file: Option<PathBuf>,
+    /// `/readyz` is 503 while `replication_lag_seconds` exceeds this.
+    pub ready_max_lag: f64,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9187)),
+            token_file: None,
+            ready_max_lag: DEFAULT_READY_MAX_LAG,
+        }
+    }
+}
+
+/// Where the source password comes from, resolved.
+pub const PASSWORD_ENV: &str = "REPLISNAP_SOURCE_PASSWORD";
+/// The bearer token `POST /snapshot` requires, when `[http] token_file` is not set.
+pub const HTTP_TOKEN_ENV: &str = "REPLISNAP_HTTP_TOKEN";

@@ -1,0 +1,305 @@
+//! What a parsed configuration must satisfy beyond its types: addresses, exclusive keys,
+//! ranges, the S3 settings. Every refusal names its key. It must never read a file or
+//! touch the network (`check-config` and `run` share it, and secrets are read elsewhere).
+
+use super::error::ConfigError;
+use super::model::*;
+
+impl Storage {
+    /// The S3-only keys: refused under `kind = "local"`, range-checked under `"s3"`.
+    pub(super) fn validate_s3(&self) -> Result<(), (&'static str, String)> {
+        let s3_only: [(&'static str, bool); 12] = [
+            ("storage.bucket", self.bucket.is_some()),
+            ("storage.region", self.region.is_some()),
+            ("storage.endpoint", self.endpoint.is_some()),
+            ("storage.sse", self.sse.is_some()),
+            ("storage.storage_class", self.storage_class.is_some()),
+            ("storage.part_size", self.part_size.is_some()),
+            (
+                "storage.upload_concurrency",
+                self.upload_concurrency.is_some(),
+            ),
+            ("storage.checksum", self.checksum.is_some()),
+            (
+                "storage.request_checksum_calculation",
+                self.request_checksum_calculation.is_some(),
+            ),
+            (
+                "storage.response_checksum_validation",
+                self.response_checksum_validation.is_some(),
+            ),
+            ("storage.max_attempts", self.max_attempts.is_some()),
+            ("storage.lease_seconds", self.lease_seconds.is_some()),
+        ];
+        if self.kind == StorageKind::Local {
+            if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
+                return Err((key, "only with kind = \"s3\"".into()));
+            }
+            return Ok(());
+        }
+        if self.path.is_some() {
+            return Err(("storage.path", "only with kind = \"local\"".into()));
+        }
+        if let Some(b) = &self.bucket {
+            let ok = (3..=63).contains(&b.len())
+                && b.bytes().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.'
+                });
+            if !ok {
+                return Err((
+                    "storage.bucket",
+                    format!("{b:?}: 3 to 63 characters of a-z, 0-9, '-' and '.'"),
+                ));
+            }
+        }
+        if self.prefix.starts_with('/') || self.prefix.split('/').any(|p| p == "..") {
+            return Err((
+                "storage.prefix",
+                format!("{:?}: must not start with '/' or hold '..'", self.prefix),
+            ));
+        }
+        if let Some(e) = &self.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err((
+                    "storage.endpoint",
+                    format!("{e:?}: expected an http:// or https:// URL"),
+                ));
+            }
+        }
+        if let Some(n) = self.part_size {
+            if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&n) {
+                return Err((
+                    "storage.part_size",
+                    format!("{n}: expected {MIN_PART_SIZE} (5 MiB) to {MAX_PART_SIZE} (5 GiB)"),
+                ));
+            }
+        }
+        if let Some(n) = self.upload_concurrency {
+            if !(1..=64).contains(&n) {
+                return Err((
+                    "storage.upload_concurrency",
+                    format!("{n}: expected 1 to 64"),
+                ));
+            }
+        }
+        if let Some(c) = &self.checksum {
+            if !["crc64nvme", "crc32c", "none"].contains(&c.as_str()) {
+                return Err((
+                    "storage.checksum",
+                    format!("{c:?}: expected \"crc64nvme\", \"crc32c\" or \"none\""),
+                ));
+            }
+        }
+        for (key, v) in [
+            (
+                "storage.request_checksum_calculation",
+                &self.request_checksum_calculation,
+            ),
+            (
+                "storage.response_checksum_validation",
+                &self.response_checksum_validation,
+            ),
+        ] {
+            if let Some(v) = v {
+                if v != "when_supported" && v != "when_required" {
+                    return Err((
+                        key,
+                        format!("{v:?}: expected \"when_supported\" or \"when_required\""),
+                    ));
+                }
+            }
+        }
+        if let Some(n) = self.max_attempts {
+            if !(1..=20).contains(&n) {
+                return Err(("storage.max_attempts", format!("{n}: expected 1 to 20")));
+            }
+        }
+        if let Some(n) = self.lease_seconds {
+            if !(10..=3600).contains(&n) {
+                return Err(("storage.lease_seconds", format!("{n}: expected 10 to 3600")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    pub(super) fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, msg: String| ConfigError::Invalid {
+            path: path.to_string(),
+            key,
+            msg,
+        };
+        let host_port = |a: &str| {
+            a.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            })
+        };
+        let src = &self.source;
+        if src.sentinels.is_empty() {
+            if !host_port(&src.address) {
+                let addr = &src.address;
+                return Err(bad("source.address", format!("{addr:?} is not host:port")));
+            }
+            if src.master_name.is_some() {
+                return Err(bad("source.master_name", "needs source.sentinels".into()));
+            }
+        } else {
+            if !src.address.is_empty() {
+                return Err(bad(
+                    "source.sentinels",
+                    "give address or sentinels, not both".into(),
+                ));
+            }
+            if let Some(a) = src.sentinels.iter().find(|a| !host_port(a)) {
+                return Err(bad("source.sentinels", format!("{a:?} is not host:port")));
+            }
+            if src.master_name.as_deref().is_none_or(str::is_empty) {
+                return Err(bad(
+                    "source.master_name",
+                    "the name the sentinels monitor is required with sentinels".into(),
+                ));
+            }
+        }
+        if src.sentinel_username.is_some() && src.sentinel_password_file.is_none() {
+            return Err(bad(
+                "source.sentinel_username",
+                "needs source.sentinel_password_file".into(),
+            ));
+        }
+        if self.source.password.is_some() && self.source.password_file.is_some() {
+            return Err(bad(
+                "source.password",
+                "give password or password_file, not both".into(),
+            ));
+        }
+        if self.source.username.is_some()
+            && self.source.password.is_none()
+            && self.source.password_file.is_none()
+            && std::env::var_os(PASSWORD_ENV).is_none()
+        {
+            return Err(bad(
+                "source.username",
+                format!("a username needs a password (password, password_file or ${PASSWORD_ENV})"),
+            ));
+        }
+        if let Some(cmd) = &self.source.psync_command {
+            if cmd.is_empty() || cmd.bytes().any(|b| b.is_ascii_whitespace()) {
+                return Err(bad(
+                    "source.psync_command",
+                    format!("{cmd:?} is not a command name"),
+                ));
+            }
+        }
+        if let Some(tls) = &self.source.tls {
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                return Err(bad(
+                    "source.tls.cert_file",
+                    "cert_file and key_file go together".into(),
+                ));
+            }
+        }
+        if let Some(t) = self.source.timeout {
+            if !(1..=3600).contains(&t) {
+                return Err(bad(
+                    "source.timeout",
+                    format!("{t}: expected 1 to 3600 seconds"),
+                ));
+            }
+        }
+        if !(self.http.ready_max_lag.is_finite() && self.http.ready_max_lag > 0.0) {
+            return Err(bad(
+                "http.ready_max_lag",
+                format!(
+                    "{}: expected a positive number of seconds",
+                    self.http.ready_max_lag
+                ),
+            ));
+        }
+        if !(10..=86400).contains(&self.snapshot.timeout) {
+            return Err(bad(
+                "snapshot.timeout",
+                format!("{}: expected 10 to 86400 seconds", self.snapshot.timeout),
+            ));
+        }
+        if self.replica.max_command_bytes < MIN_COMMAND_BYTES {
+            return Err(bad(
+                "replica.max_command_bytes",
+                format!(
+                    "{} is below the minimum of {MIN_COMMAND_BYTES} (1 MiB)",
+                    self.replica.max_command_bytes
+                ),
+            ));
+        }
+        if self.snapshot.schedule.split_whitespace().count() != 6 {
+            return Err(bad(
+                "snapshot.schedule",
+                format!(
+                    "{:?}: expected 6 cron fields (sec min hour day month weekday)",
+                    self.snapshot.schedule
+                ),
+            ));
+        }
+        if let Some(v) = &self.verify {
+            if v.schedule.split_whitespace().count() != 6 {
+                return Err(bad(
+                    "verify.schedule",
+                    format!(
+                        "{:?}: expected 6 cron fields (sec min hour day month weekday)",
+                        v.schedule
+                    ),
+                ));
+            }
+            if self.storage.is_none() {
+                return Err(bad(
+                    "verify.schedule",
+                    "needs a [storage] section: it verifies the newest stored snapshot".into(),
+                ));
+            }
+        }
+        if let Some(s) = &self.storage {
+            match s.kind {
+                StorageKind::Local if s.path.is_none() => {
+                    return Err(bad("storage.path", "required when kind = \"local\"".into()))
+                }
+                StorageKind::S3 if s.bucket.is_none() => {
+                    return Err(bad("storage.bucket", "required when kind = \"s3\"".into()))
+                }
+                _ => {}
+            }
+            if let Some(sse) = &s.sse {
+                if sse != "AES256" && sse != "aws:kms" {
+                    return Err(bad(
+                        "storage.sse",
+                        format!("{sse:?}: expected \"AES256\" or \"aws:kms\""),
+                    ));
+                }
+            }
+            if s.kms_key_id.is_some() && s.sse.as_deref() != Some("aws:kms") {
+                return Err(bad(
+                    "storage.kms_key_id",
+                    "only with sse = \"aws:kms\"".into(),
+                ));
+            }
+            s.validate_s3().map_err(|(key, msg)| bad(key, msg))?;
+        }
+        if let Some(r) = &self.retention {
+            let keeps = [
+                r.keep_last,
+                r.keep_hourly,
+                r.keep_daily,
+                r.keep_weekly,
+                r.keep_monthly,
+                r.keep_yearly,
+            ];
+            if keeps.iter().all(|k| k.is_none_or(|n| n == 0)) {
+                return Err(bad(
+                    "retention",
+                    "no keep_* rule keeps anything; remove the section to keep every snapshot"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
