@@ -285,3 +285,30 @@ fn a_config_error_on_a_secret_line_never_prints_the_secret() {
         "{err}"
     );
 }
+
+/// Without `--config`, the verbs read `$REPLISNAP_CONFIG`, else the unit files' path.
+#[test]
+fn the_config_comes_from_the_environment_or_etc() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/local.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_replisnap"))
+        .arg("check-config")
+        .env("REPLISNAP_CONFIG", example)
+        .output()
+        .expect("run replisnap");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if std::path::Path::new("/etc/replisnap/replisnap.toml").exists() {
+        return; // this machine has a real one: nothing to learn from its absence
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_replisnap"))
+        .arg("check-config")
+        .env_remove("REPLISNAP_CONFIG")
+        .output()
+        .expect("run replisnap");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("/etc/replisnap/replisnap.toml"), "{err}");
+}

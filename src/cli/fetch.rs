@@ -21,7 +21,7 @@ use crate::storage::{resolve, ObjectHasher};
 #[derive(Args, Debug)]
 pub struct FetchArgs {
     /// The configuration file (its [storage] section is read).
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", env = "REPLISNAP_CONFIG", default_value = super::DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// A snapshot id as `list` shows it, or `latest`.
     pub id: String,

@@ -18,7 +18,7 @@ use crate::storage::Manifest;
 #[derive(Args, Debug)]
 pub struct ListArgs {
     /// The configuration file.
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", env = "REPLISNAP_CONFIG", default_value = super::DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// Print one JSON array of manifests.
     #[arg(long)]

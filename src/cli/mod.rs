@@ -22,6 +22,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Where the verbs that need a configuration look for it without `--config` (the unit
+/// files' path), unless `$REPLISNAP_CONFIG` names another.
+pub const DEFAULT_CONFIG: &str = "/etc/replisnap/replisnap.toml";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "replisnap",

@@ -19,7 +19,7 @@ use crate::snapshot::retain;
 #[derive(Args, Debug)]
 pub struct RetentionArgs {
     /// The configuration file.
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", env = "REPLISNAP_CONFIG", default_value = super::DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// Show what would be kept and deleted; delete nothing.
     #[arg(long)]

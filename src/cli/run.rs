@@ -16,7 +16,7 @@ use crate::config::Config;
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// The configuration file.
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", env = "REPLISNAP_CONFIG", default_value = super::DEFAULT_CONFIG)]
     pub config: PathBuf,
 }
 

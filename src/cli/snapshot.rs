@@ -22,7 +22,7 @@ use crate::config::Config;
 #[derive(Args, Debug)]
 pub struct SnapshotArgs {
     /// The daemon's configuration file (its [http] listen address is where to ask).
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", env = "REPLISNAP_CONFIG", default_value = super::DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// Wait until the snapshot is stored, then print its id (exit 1 if it fails).
     #[arg(long)]
