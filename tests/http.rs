@@ -454,8 +454,18 @@ fn cli_snapshot_refusals_and_unreachable_daemons_exit_1_with_one_line() {
         "{err}"
     );
 
-    // Usage errors exit 2; a missing config exits 1 naming it.
-    assert_eq!(replisnap(&["snapshot"]).status.code(), Some(2));
+    // Usage errors exit 2; a missing config exits 1 naming it (without --config, the
+    // default path, when $REPLISNAP_CONFIG is unset).
+    assert_eq!(replisnap(&["snapshot", "--bogus"]).status.code(), Some(2));
+    if !std::path::Path::new("/etc/replisnap/replisnap.toml").exists() {
+        let out = Command::new(env!("CARGO_BIN_EXE_replisnap"))
+            .arg("snapshot")
+            .env_remove("REPLISNAP_CONFIG")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(text(&out.stderr).contains("/etc/replisnap/replisnap.toml"));
+    }
     let out = replisnap(&["snapshot", "--config", cfg, "--timeout", "soon"]);
     assert_eq!(out.status.code(), Some(2));
     let out = replisnap(&["snapshot", "--config", "/nonexistent/replisnap.toml"]);
