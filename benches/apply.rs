@@ -14,7 +14,8 @@
 //!
 //! `cargo bench --bench apply` (`BENCH_COMMANDS=1000000` by default; `BENCH_MIX=big` for
 //! writes into a few huge collections, held natively: see docs/decisions.md; `BENCH_MIX=stream`
-//! for XADD into a few growing streams).
+//! for XADD into a few growing streams). `BENCH_STREAM_FILE=path` records the stream once and
+//! reuses it; `BENCH_OURS_ONLY=1` skips the redis replica (for a profiler).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -266,22 +267,39 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let master = TestServer::start(&bin, &["--repl-diskless-sync", "no"]).expect("master");
-    let t = Instant::now();
-    let stream = record(&master, n);
-    println!(
-        "recorded {} commands from {name}: {:.1} MB of replication stream in {:.1} s",
-        n,
-        stream.len() as f64 / 1e6,
-        t.elapsed().as_secs_f64()
-    );
-    let rdb = std::fs::read(master.save()).expect("the master's empty RDB");
-    let empty_rdb = {
-        // The dataset the stream starts from is empty: serve an empty server's file.
-        let empty = TestServer::start(&bin, &[]).expect("empty server");
-        std::fs::read(empty.save()).unwrap_or(rdb)
+    // `BENCH_STREAM_FILE=path`: reuse a stream recorded by an earlier run (recorded and
+    // saved there when the file does not exist yet), so a profiler sees apply alone.
+    let saved = std::env::var_os("BENCH_STREAM_FILE").map(std::path::PathBuf::from);
+    let stream = match saved.as_ref().and_then(|p| std::fs::read(p).ok()) {
+        Some(s) => {
+            println!(
+                "stream read from {}: {:.1} MB",
+                saved.as_ref().unwrap().display(),
+                s.len() as f64 / 1e6
+            );
+            s
+        }
+        None => {
+            let master = TestServer::start(&bin, &["--repl-diskless-sync", "no"]).expect("master");
+            let t = Instant::now();
+            let stream = record(&master, n);
+            println!(
+                "recorded {} commands from {name}: {:.1} MB of replication stream in {:.1} s",
+                n,
+                stream.len() as f64 / 1e6,
+                t.elapsed().as_secs_f64()
+            );
+            if let Some(p) = &saved {
+                std::fs::write(p, &stream).expect("BENCH_STREAM_FILE written");
+            }
+            stream
+        }
     };
-    drop(master);
+    // The dataset the stream starts from is empty: serve an empty server's file.
+    let empty_rdb = {
+        let empty = TestServer::start(&bin, &[]).expect("empty server");
+        std::fs::read(empty.save()).expect("an empty server's RDB")
+    };
 
     // replisnap, on this thread.
     let limits = Limits::default();
@@ -303,6 +321,13 @@ fn main() {
     }
     let ours = t.elapsed().as_secs_f64();
     let our_cpu = cpu_seconds("/proc/thread-self/stat") - cpu0;
+    if std::env::var_os("BENCH_OURS_ONLY").is_some() {
+        println!(
+            "replisnap apply: {:.0} commands/s ({ours:.2} s wall, {our_cpu:.2} s CPU); redis replica skipped (BENCH_OURS_ONLY)",
+            applied as f64 / ours
+        );
+        return;
+    }
 
     // redis-server as a replica of a fake master serving the same bytes.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,10 +1,13 @@
 //! Hash commands in their propagated forms (HINCRBYFLOAT arrives as HSET).
 
-use super::value_ops::{load_typed, on_native, prepare, store, wrongtype, Decoded};
+use super::packed_edit::{self, Found, Item};
+use super::value_ops::{load_typed, on_native, prepare, prepare_found, store, wrongtype, Decoded};
 use super::{arg_i64, invalid, ApplyError};
-use crate::keyspace::native::{ChunkMap, HashRec};
-use crate::keyspace::{Hints, Keyspace, Kind, Native};
+use crate::keyspace::native::{ChunkMap, HashRec, NATIVE_MIN};
+use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native, Packed};
+use crate::rdb::types::HASH_LISTPACK;
 use crate::rdb::value::HashField;
+use crate::rdb::writer::target::thresholds::{HASH_MAX_LISTPACK_ENTRIES, HASH_MAX_LISTPACK_VALUE};
 use crate::rdb::Value;
 
 fn get_hash(
@@ -51,7 +54,16 @@ pub fn hset(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     if pairs.is_empty() || pairs.len() % 2 != 0 {
         return Err(invalid(cmd, "wrong number of arguments"));
     }
-    let found = prepare(ks, db, cmd, key, Kind::Hash, pairs.len() / 2, true)?;
+    let found = match packed_edit::find(ks, db, key, &[HASH_LISTPACK]) {
+        Found::Packed(p) => {
+            if hset_listpack(ks, db, &p, pairs) {
+                return Ok(());
+            }
+            Some(Entry::Packed(p))
+        }
+        Found::Other(e) => e,
+    };
+    let found = prepare_found(ks, db, cmd, key, Kind::Hash, pairs.len() / 2, true, found)?;
     if let Some(r) = found.run(|| {
         on_hash(ks, db, cmd, key, |m| {
             for p in pairs.chunks_exact(2) {
@@ -67,6 +79,35 @@ pub fn hset(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
         set_field(&mut fields, &p[0], &p[1]);
     }
     store(ks, db, key, &h, &Value::Hash(fields))
+}
+
+/// HSET on a hash held as a listpack, entry by entry; `false` (nothing stored) when the
+/// result would not be a listpack of fewer than NATIVE_MIN fields, as the general path
+/// decides.
+fn hset_listpack(ks: &mut Keyspace, db: u64, p: &Packed, pairs: &[Vec<u8>]) -> bool {
+    if pairs.iter().any(|x| x.len() > HASH_MAX_LISTPACK_VALUE) {
+        return false;
+    }
+    let Some(mut it) = packed_edit::blob(p.payload()).and_then(packed_edit::items) else {
+        return false;
+    };
+    if it.len() % 2 != 0 || it.len() / 2 + pairs.len() / 2 >= NATIVE_MIN {
+        return false;
+    }
+    for pair in pairs.chunks_exact(2) {
+        match (0..it.len()).step_by(2).find(|&i| it[i].is(&pair[0])) {
+            Some(i) => it[i + 1] = Item::new(&pair[1]),
+            None => {
+                it.push(Item::new(&pair[0]));
+                it.push(Item::new(&pair[1]));
+            }
+        }
+    }
+    if it.len() / 2 > HASH_MAX_LISTPACK_ENTRIES {
+        return false;
+    }
+    packed_edit::store(ks, db, p, HASH_LISTPACK, &packed_edit::listpack(&it));
+    true
 }
 
 /// Run `f` on a native hash (`None`: the key is absent or packed).

@@ -1,9 +1,11 @@
 //! List commands in their propagated forms (blocking pops arrive as LPOP/RPOP/LMOVE).
 
-use super::value_ops::{load_typed, on_native, prepare, store, wrongtype, Decoded};
+use super::packed_edit::{self, Found, Item};
+use super::value_ops::{load_typed, on_native, prepare, prepare_found, store, wrongtype, Decoded};
 use super::{arg_i64, invalid, ApplyError};
-use crate::keyspace::native::ChunkList;
-use crate::keyspace::{Hints, Keyspace, Kind, Native};
+use crate::keyspace::native::{ChunkList, NATIVE_MIN};
+use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native, Packed};
+use crate::rdb::types::LIST_QUICKLIST_2;
 use crate::rdb::Value;
 
 /// A key's hints and its elements.
@@ -39,7 +41,25 @@ pub fn push(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
         return Err(invalid(cmd, "wrong number of arguments"));
     }
     let only_if_exists = cmd.ends_with('X');
-    let found = prepare(ks, db, cmd, key, Kind::List, vals.len(), !only_if_exists)?;
+    let found = match packed_edit::find(ks, db, key, &[LIST_QUICKLIST_2]) {
+        Found::Packed(p) => {
+            if push_one_node(ks, db, &p, vals, cmd.starts_with('L')) {
+                return Ok(());
+            }
+            Some(Entry::Packed(p))
+        }
+        Found::Other(e) => e,
+    };
+    let found = prepare_found(
+        ks,
+        db,
+        cmd,
+        key,
+        Kind::List,
+        vals.len(),
+        !only_if_exists,
+        found,
+    )?;
     if let Some(r) = found.run(|| {
         on_list(ks, db, cmd, key, |l| {
             for v in vals {
@@ -67,6 +87,29 @@ pub fn push(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
         l.extend(vals.iter().cloned());
     }
     put(ks, db, key, &h, l)
+}
+
+/// A push onto a list held as one listpack node, in place; `false` (nothing stored) when
+/// the result would be held otherwise (more nodes, or native).
+fn push_one_node(ks: &mut Keyspace, db: u64, p: &Packed, vals: &[Vec<u8>], front: bool) -> bool {
+    let Some(mut it) = packed_edit::one_node(p.payload()).and_then(packed_edit::items) else {
+        return false;
+    };
+    if it.len() + vals.len() >= NATIVE_MIN {
+        return false;
+    }
+    if front {
+        let mut new: Vec<Item> = vals.iter().rev().map(|v| Item::new(v)).collect();
+        new.extend(it);
+        it = new;
+    } else {
+        it.extend(vals.iter().map(|v| Item::new(v)));
+    }
+    if !packed_edit::fits_one_node(&it) {
+        return false;
+    }
+    packed_edit::store_one_node(ks, db, p, &it);
+    true
 }
 
 /// LPOP/RPOP key [count].
@@ -155,7 +198,24 @@ pub fn ltrim(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
         return Err(invalid(cmd, "wrong number of arguments"));
     };
     let (start, stop) = (arg_i64(cmd, start)?, arg_i64(cmd, stop)?);
-    let found = prepare(ks, db, cmd, key, Kind::List, 0, false)?;
+    let found = match packed_edit::find(ks, db, key, &[LIST_QUICKLIST_2]) {
+        Found::Packed(p) => {
+            if let Some(it) = packed_edit::one_node(p.payload()).and_then(packed_edit::items) {
+                let (from, to) = trim_range(it.len(), start, stop);
+                if from == to {
+                    ks.remove(db, key);
+                    return Ok(());
+                }
+                if packed_edit::fits_one_node(&it[from..to]) {
+                    packed_edit::store_one_node(ks, db, &p, &it[from..to]);
+                    return Ok(());
+                }
+            }
+            Some(Entry::Packed(p))
+        }
+        Found::Other(e) => e,
+    };
+    let found = prepare_found(ks, db, cmd, key, Kind::List, 0, false, found)?;
     if let Some(r) = found.run(|| {
         on_list(ks, db, cmd, key, |l| {
             let (from, to) = trim_range(l.len(), start, stop);

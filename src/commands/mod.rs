@@ -13,6 +13,7 @@ mod hashes;
 mod hll;
 mod keys;
 mod lists;
+mod packed_edit;
 mod restore;
 mod sets;
 mod sort;

@@ -1,9 +1,16 @@
 //! Set commands in their propagated forms (SPOP arrives as SREM or DEL).
 
-use super::value_ops::{load_typed, on_native, prepare, store, wrongtype, Decoded};
+use super::packed_edit::{self, Found, Item};
+use super::value_ops::{load_typed, on_native, prepare, prepare_found, store, wrongtype, Decoded};
 use super::{invalid, ApplyError};
-use crate::keyspace::native::Member;
-use crate::keyspace::{Hints, Keyspace, Kind, Native};
+use crate::keyspace::native::{Member, NATIVE_MIN};
+use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native, Packed};
+use crate::rdb::packed::Elem;
+use crate::rdb::types::{SET_INTSET, SET_LISTPACK};
+use crate::rdb::writer::packed::{canonical_int, intset};
+use crate::rdb::writer::target::thresholds::{
+    SET_MAX_INTSET_ENTRIES, SET_MAX_LISTPACK_ENTRIES, SET_MAX_LISTPACK_VALUE,
+};
 use crate::rdb::Value;
 
 /// A key's hints and its elements.
@@ -25,7 +32,16 @@ pub fn sadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     let [key, members @ ..] = args else {
         return Err(invalid(cmd, "wrong number of arguments"));
     };
-    let found = prepare(ks, db, cmd, key, Kind::Set, members.len(), true)?;
+    let found = match packed_edit::find(ks, db, key, &[SET_LISTPACK, SET_INTSET]) {
+        Found::Packed(p) => {
+            if sadd_packed(ks, db, &p, members) {
+                return Ok(());
+            }
+            Some(Entry::Packed(p))
+        }
+        Found::Other(e) => e,
+    };
+    let found = prepare_found(ks, db, cmd, key, Kind::Set, members.len(), true, found)?;
     if let Some(r) = found.run(|| {
         on_native(ks, db, cmd, key, Kind::Set, |n| {
             if let Native::Set(s) = n {
@@ -48,6 +64,58 @@ pub fn sadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
         }
     }
     store(ks, db, key, &h, &Value::Set(m))
+}
+
+/// SADD on a set held as an intset or a listpack, in place; `false` (nothing stored) when
+/// the result would be held otherwise (another encoding, or native), as the general path
+/// decides.
+fn sadd_packed(ks: &mut Keyspace, db: u64, p: &Packed, members: &[Vec<u8>]) -> bool {
+    let Some(blob) = packed_edit::blob(p.payload()) else {
+        return false;
+    };
+    if p.rdb_type() == SET_INTSET {
+        let Ok(mut v) = crate::rdb::packed::intset(blob) else {
+            return false;
+        };
+        if v.len() + members.len() >= NATIVE_MIN {
+            return false;
+        }
+        for m in members {
+            let Some(x) = canonical_int(m) else {
+                return false;
+            };
+            if let Err(i) = v.binary_search(&x) {
+                v.insert(i, x);
+            }
+        }
+        if v.len() > SET_MAX_INTSET_ENTRIES {
+            return false;
+        }
+        packed_edit::store(ks, db, p, SET_INTSET, &intset(&v));
+        return true;
+    }
+    if members.iter().any(|m| m.len() > SET_MAX_LISTPACK_VALUE) {
+        return false;
+    }
+    let Some(mut it) = packed_edit::items(blob) else {
+        return false;
+    };
+    if it.len() + members.len() >= NATIVE_MIN {
+        return false;
+    }
+    for m in members {
+        if !it.iter().any(|x| x.is(m)) {
+            it.push(Item::new(m));
+        }
+    }
+    // All integers: the general path stores an intset.
+    if it.len() > SET_MAX_LISTPACK_ENTRIES
+        || it.iter().all(|x| matches!(x.elem, Some(Elem::Int(_))))
+    {
+        return false;
+    }
+    packed_edit::store(ks, db, p, SET_LISTPACK, &packed_edit::listpack(&it));
+    true
 }
 
 /// Whether `member` is in the set at `key` (absent key: false).

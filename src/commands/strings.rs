@@ -1,7 +1,7 @@
 //! String commands as masters propagate them.
 
 use super::{arg_i64, invalid, now_ms, ApplyError};
-use crate::keyspace::Keyspace;
+use crate::keyspace::{Entry, Keyspace, Packed};
 use crate::rdb::Value;
 
 /// The options SET and MSETEX share: NX/XX, an expiry (relative forms made absolute on
@@ -68,7 +68,12 @@ pub fn set(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<()
         mut expire,
         cond,
     } = SetOptions::parse(cmd, opts, true)?;
-    let old = ks.entry(db, key);
+    // Only NX, XX and KEEPTTL need what the key holds now.
+    let old = if nx || xx || keepttl {
+        ks.entry(db, key)
+    } else {
+        None
+    };
     if (nx && old.is_some()) || (xx && old.is_none()) {
         return Ok(());
     }
@@ -84,7 +89,7 @@ pub fn set(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<()
     if keepttl {
         expire = old.as_ref().and_then(|e| e.expire_ms());
     }
-    ks.set(db, key, expire, &Value::String(value.clone()), None)?;
+    ks.put(db, Entry::Packed(Packed::string(key, expire, value)));
     Ok(())
 }
 

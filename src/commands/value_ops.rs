@@ -127,7 +127,23 @@ pub fn prepare(
     extra: usize,
     create: bool,
 ) -> Result<Prepared, ApplyError> {
-    let e = match ks.entry(db, key) {
+    let found = ks.entry(db, key);
+    prepare_found(ks, db, cmd, key, kind, extra, create, found)
+}
+
+/// [`prepare`] with the key's entry already looked up (`found`).
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_found(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    kind: Kind,
+    extra: usize,
+    create: bool,
+    found: Option<Entry>,
+) -> Result<Prepared, ApplyError> {
+    let e = match found {
         None => {
             if create && extra >= NATIVE_MIN {
                 ks.put(

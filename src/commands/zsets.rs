@@ -1,11 +1,13 @@
 //! Sorted-set commands in their propagated forms (GEOADD arrives as ZADD, blocking pops
 //! as ZPOPMIN/ZPOPMAX).
 
-use super::value_ops::{load_typed, on_native, prepare, wrongtype, Decoded};
+use super::packed_edit::{self, Found, Item};
+use super::value_ops::{load_typed, on_native, prepare, prepare_found, wrongtype, Decoded};
 use super::{arg_i64, invalid, ApplyError, StreamState};
 use crate::keyspace::native::{ZSetNative, NATIVE_MIN};
-use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native};
-use crate::rdb::types::ZSET_2;
+use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native, Packed};
+use crate::rdb::types::{ZSET_2, ZSET_LISTPACK};
+use crate::rdb::writer::encode::score_text;
 use crate::rdb::writer::target::thresholds::{ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
 use crate::rdb::Value;
 
@@ -177,7 +179,16 @@ pub fn zadd(
     };
     // A new set the master creates as a skiplist is native from the start when it is big.
     let create = !xx && new_plain;
-    let found = prepare(ks, db, cmd, key, Kind::ZSet, parsed.len(), create)?;
+    let found = match packed_edit::find(ks, db, key, &[ZSET_LISTPACK]) {
+        Found::Packed(p) => {
+            if !convert_first && zadd_listpack(ks, st, cmd, &p, &flags, &parsed)? {
+                return Ok(());
+            }
+            Some(Entry::Packed(p))
+        }
+        Found::Other(e) => e,
+    };
+    let found = prepare_found(ks, db, cmd, key, Kind::ZSet, parsed.len(), create, found)?;
     if let Some(r) = found.run(|| {
         on_zset(ks, db, cmd, key, |z| {
             for &(s, m) in &parsed {
@@ -224,6 +235,94 @@ pub fn zadd(
         }
     }
     put(ks, db, key, z)
+}
+
+/// ZADD on a sorted set held as a listpack, entry by entry: a changed member is moved to
+/// its place by a binary search, the other entries are copied as stored. `Ok(false)`
+/// (nothing stored) when the master would convert the set, which the general path does.
+fn zadd_listpack(
+    ks: &mut Keyspace,
+    st: &StreamState,
+    cmd: &str,
+    p: &Packed,
+    flags: &ZaddFlags,
+    parsed: &[(f64, &[u8])],
+) -> Result<bool, ApplyError> {
+    if parsed
+        .iter()
+        .any(|(_, m)| m.len() > ZSET_MAX_LISTPACK_VALUE)
+    {
+        return Ok(false);
+    }
+    let Some(it) = packed_edit::blob(p.payload()).and_then(packed_edit::items) else {
+        return Ok(false);
+    };
+    if it.len() % 2 != 0 {
+        return Ok(false);
+    }
+    // (member, score entry, the score when this command set it)
+    let mut pairs: Vec<(Item, Item, Option<f64>)> = Vec::with_capacity(it.len() / 2 + parsed.len());
+    let mut entries = it.into_iter();
+    while let (Some(m), Some(s)) = (entries.next(), entries.next()) {
+        pairs.push((m, s, None));
+    }
+    let score_of =
+        |p: &(Item, Item, Option<f64>)| p.2.or_else(|| p.1.elem.and_then(|e| e.as_f64()));
+    for &(s, member) in parsed {
+        let j = pairs.iter().position(|(m, _, _)| m.is(member));
+        let cur = match j {
+            Some(j) => match score_of(&pairs[j]) {
+                Some(c) => Some(c),
+                None => return Ok(false),
+            },
+            None => None,
+        };
+        let Some(new) = zadd_one(cmd, flags, cur, s)? else {
+            continue;
+        };
+        if j.is_none() && pairs.len() + 1 > ZSET_MAX_LISTPACK_ENTRIES {
+            return Ok(false);
+        }
+        let new = if st.listpack_zero_is_positive && new == 0.0 {
+            0.0
+        } else {
+            new
+        };
+        if let Some(j) = j {
+            pairs.remove(j);
+        }
+        // The servers' order: by score, then member bytes (-0 and 0 compare equal).
+        let mut bad = false;
+        let at = pairs.partition_point(|p| {
+            let Some(sc) = score_of(p) else {
+                bad = true;
+                return false;
+            };
+            match sc.partial_cmp(&new).unwrap_or(std::cmp::Ordering::Equal) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal => match p.0.elem {
+                    Some(crate::rdb::packed::Elem::Str(b)) => b < member,
+                    Some(e) => e.to_bytes().as_slice() < member,
+                    None => false,
+                },
+            }
+        });
+        if bad {
+            return Ok(false);
+        }
+        pairs.insert(
+            at,
+            (
+                Item::new(member),
+                Item::encoded(&score_text(new)),
+                Some(new),
+            ),
+        );
+    }
+    let flat: Vec<Item> = pairs.into_iter().flat_map(|(m, s, _)| [m, s]).collect();
+    packed_edit::store(ks, st.db, p, ZSET_LISTPACK, &packed_edit::listpack(&flat));
+    Ok(true)
 }
 
 struct ZaddFlags {

@@ -90,6 +90,21 @@ impl Packed {
         Packed(Arc::from(v))
     }
 
+    /// A string key with only an expiry: the value encoded as the writer encodes
+    /// strings (small canonical integers as integers), built in one buffer.
+    pub fn string(key: &[u8], expire_ms: Option<i64>, value: &[u8]) -> Packed {
+        let mut v = Vec::with_capacity(1 + 5 + key.len() + 8 + 1 + 9 + value.len());
+        v.push(if expire_ms.is_some() { FLAG_EXPIRE } else { 0 });
+        put_varint(&mut v, key.len() as u64);
+        v.extend_from_slice(key);
+        if let Some(t) = expire_ms {
+            v.extend_from_slice(&t.to_le_bytes());
+        }
+        v.push(crate::rdb::types::STRING);
+        crate::rdb::writer::encode::string(&mut v, value, false);
+        Packed(Arc::from(v))
+    }
+
     fn flags(&self) -> u8 {
         self.0[0]
     }
@@ -178,6 +193,17 @@ impl Packed {
     /// Bytes this entry occupies (excluding allocator overhead and the table slot).
     pub fn size(&self) -> usize {
         self.0.len() + 16
+    }
+
+    /// The same key and hints with another value (its RDB type and payload), built in
+    /// one allocation from this entry's header bytes.
+    pub fn with_payload(&self, ty: u8, payload: &[u8]) -> Packed {
+        let head = &self.0[..self.type_at()];
+        let mut v = Vec::with_capacity(head.len() + 1 + payload.len());
+        v.extend_from_slice(head);
+        v.push(ty);
+        v.extend_from_slice(payload);
+        Packed(Arc::from(v))
     }
 
     /// The same key, value and access hints with another expiry.
@@ -307,6 +333,33 @@ mod tests {
                 (f.key(), f.expire_ms(), f.payload()),
                 (key, None, Some(&b"payload"[..]))
             );
+        }
+    }
+
+    #[test]
+    fn string_entries_match_the_general_encoding() {
+        let ks = crate::keyspace::Keyspace::new();
+        for v in [
+            &b""[..],
+            b"12",
+            b"-129",
+            b"007",
+            b"2147483648",
+            &[b'z'; 300][..],
+        ] {
+            for exp in [None, Some(1_700_000_000_000i64)] {
+                let h = Hints {
+                    expire_ms: exp,
+                    ..Hints::default()
+                };
+                let general = ks
+                    .encode(b"key", &h, &Value::String(v.to_vec()), None)
+                    .unwrap();
+                let Entry::Packed(g) = general else {
+                    panic!("a string is packed")
+                };
+                assert_eq!(&*Packed::string(b"key", exp, v).0, &*g.0);
+            }
         }
     }
 

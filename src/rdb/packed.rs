@@ -250,6 +250,31 @@ fn backlen_matches(bytes: &[u8], l: usize) -> bool {
 
 /// Decode and validate a listpack (types 16–21, 25, stream nodes, quicklist 2 nodes).
 pub fn listpack(b: &[u8]) -> Result<Vec<Elem<'_>>, PackedError> {
+    let mut out = Vec::with_capacity(listpack_declared(b).min(4096));
+    walk_listpack(b, |e, _| out.push(e))?;
+    Ok(out)
+}
+
+/// Decode and validate a listpack like [`listpack`], each element with the byte range of
+/// its whole entry (encoding, data and back length), for editing without re-encoding.
+pub fn listpack_entries(b: &[u8]) -> Result<Vec<(Elem<'_>, std::ops::Range<usize>)>, PackedError> {
+    let mut out = Vec::with_capacity(listpack_declared(b).min(4096));
+    walk_listpack(b, |e, r| out.push((e, r)))?;
+    Ok(out)
+}
+
+/// The element count a listpack's header declares (0 when it has no header).
+fn listpack_declared(b: &[u8]) -> usize {
+    match b.get(4..6) {
+        Some(n) => usize::from(u16::from_le_bytes([n[0], n[1]])),
+        None => 0,
+    }
+}
+
+fn walk_listpack<'a>(
+    b: &'a [u8],
+    mut emit: impl FnMut(Elem<'a>, std::ops::Range<usize>),
+) -> Result<(), PackedError> {
     const HEADER: usize = 6;
     if b.len() < HEADER + 1 {
         return perr(
@@ -265,7 +290,7 @@ pub fn listpack(b: &[u8]) -> Result<Vec<Elem<'_>>, PackedError> {
         );
     }
     let num = u16::from_le_bytes([b[4], b[5]]);
-    let mut out = Vec::with_capacity(usize::from(num).min(4096));
+    let mut seen = 0usize;
     let mut p = HEADER;
     loop {
         if p >= b.len() {
@@ -339,9 +364,12 @@ pub fn listpack(b: &[u8]) -> Result<Vec<Elem<'_>>, PackedError> {
                 format!("listpack back length does not encode the entry size {entry_len}"),
             );
         }
-        out.push(elem.unwrap_or(Elem::Str(&b[data_start..data_end])));
+        emit(
+            elem.unwrap_or(Elem::Str(&b[data_start..data_end])),
+            start..bl_end,
+        );
+        seen += 1;
         p = bl_end;
-        let _ = start;
     }
     if p != b.len() - 1 {
         return perr(
@@ -352,13 +380,13 @@ pub fn listpack(b: &[u8]) -> Result<Vec<Elem<'_>>, PackedError> {
             ),
         );
     }
-    if num != u16::MAX && usize::from(num) != out.len() {
+    if num != u16::MAX && usize::from(num) != seen {
         return perr(
             4,
-            format!("listpack declares {num} entries but holds {}", out.len()),
+            format!("listpack declares {num} entries but holds {seen}"),
         );
     }
-    Ok(out)
+    Ok(())
 }
 
 // ---------------------------------------------------------------- intset

@@ -419,7 +419,11 @@ pub fn command(r: &mut Rng, caps: super::gen_more::Caps, field_ttl: bool) -> Vec
             }
             for _ in 0..1 + r.below(3) {
                 c.push(score(r).into_bytes());
-                c.push(format!("m{}", r.below(12)).into_bytes());
+                // Integer members are stored as integer entries in a listpack.
+                c.push(match r.below(4) {
+                    0 => format!("{}", r.below(12) as i64 - 4).into_bytes(),
+                    _ => format!("m{}", r.below(12)).into_bytes(),
+                });
             }
             c
         }

@@ -5,7 +5,7 @@
 //! cannot represent (hash field TTLs for Redis 7.0, functions for 6.2, …) is a
 //! [`WriteError::Unrepresentable`] naming the key, never a silent loss.
 
-mod encode;
+pub(crate) mod encode;
 mod object;
 pub mod packed;
 mod stream;

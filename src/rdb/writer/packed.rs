@@ -69,6 +69,67 @@ fn backlen(l: usize, out: &mut Vec<u8>) {
     }
 }
 
+/// Append one listpack entry for `s` to `out` (canonical integers as integers, as the
+/// servers store them): encoding, data and back length.
+pub fn listpack_entry(s: &[u8], out: &mut Vec<u8>) {
+    match canonical_int(s) {
+        Some(v) => listpack_int_entry(v, out),
+        None => listpack_str_entry(s, out),
+    }
+}
+
+fn listpack_int_entry(v: i64, out: &mut Vec<u8>) {
+    let start = out.len();
+    if (0..=127).contains(&v) {
+        out.push(v as u8);
+    } else if (-4096..4096).contains(&v) {
+        let u = (v as u64 & 0x1fff) as u16;
+        out.push(0xc0 | (u >> 8) as u8);
+        out.push(u as u8);
+    } else if i64::from(v as i16) == v {
+        out.push(0xf1);
+        out.extend_from_slice(&(v as i16).to_le_bytes());
+    } else if (-(1 << 23)..(1 << 23)).contains(&v) {
+        out.push(0xf2);
+        out.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
+    } else if i64::from(v as i32) == v {
+        out.push(0xf3);
+        out.extend_from_slice(&(v as i32).to_le_bytes());
+    } else {
+        out.push(0xf4);
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let l = out.len() - start;
+    backlen(l, out);
+}
+
+fn listpack_str_entry(s: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    let n = s.len();
+    if n < 64 {
+        out.push(0x80 | n as u8);
+    } else if n < 4096 {
+        out.push(0xe0 | (n >> 8) as u8);
+        out.push(n as u8);
+    } else {
+        out.push(0xf0);
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+    }
+    out.extend_from_slice(s);
+    let l = out.len() - start;
+    backlen(l, out);
+}
+
+/// A finished listpack from entries already encoded back to back (`count` of them).
+pub fn listpack_from_entries(entries: &[u8], count: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() + 7);
+    out.extend_from_slice(&((entries.len() + 7) as u32).to_le_bytes());
+    out.extend_from_slice(&(count.min(65535) as u16).to_le_bytes());
+    out.extend_from_slice(entries);
+    out.push(0xff);
+    out
+}
+
 impl Listpack {
     pub fn new() -> Self {
         Listpack {
@@ -91,28 +152,7 @@ impl Listpack {
     }
 
     pub fn push_int(&mut self, v: i64) {
-        let start = self.buf.len();
-        if (0..=127).contains(&v) {
-            self.buf.push(v as u8);
-        } else if (-4096..4096).contains(&v) {
-            let u = (v as u64 & 0x1fff) as u16;
-            self.buf.push(0xc0 | (u >> 8) as u8);
-            self.buf.push(u as u8);
-        } else if i64::from(v as i16) == v {
-            self.buf.push(0xf1);
-            self.buf.extend_from_slice(&(v as i16).to_le_bytes());
-        } else if (-(1 << 23)..(1 << 23)).contains(&v) {
-            self.buf.push(0xf2);
-            self.buf.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
-        } else if i64::from(v as i32) == v {
-            self.buf.push(0xf3);
-            self.buf.extend_from_slice(&(v as i32).to_le_bytes());
-        } else {
-            self.buf.push(0xf4);
-            self.buf.extend_from_slice(&v.to_le_bytes());
-        }
-        let l = self.buf.len() - start;
-        backlen(l, &mut self.buf);
+        listpack_int_entry(v, &mut self.buf);
         self.count += 1;
     }
 
@@ -126,20 +166,7 @@ impl Listpack {
 
     /// Push bytes as a string entry, never as an integer.
     pub fn push_str(&mut self, s: &[u8]) {
-        let start = self.buf.len();
-        let n = s.len();
-        if n < 64 {
-            self.buf.push(0x80 | n as u8);
-        } else if n < 4096 {
-            self.buf.push(0xe0 | (n >> 8) as u8);
-            self.buf.push(n as u8);
-        } else {
-            self.buf.push(0xf0);
-            self.buf.extend_from_slice(&(n as u32).to_le_bytes());
-        }
-        self.buf.extend_from_slice(s);
-        let l = self.buf.len() - start;
-        backlen(l, &mut self.buf);
+        listpack_str_entry(s, &mut self.buf);
         self.count += 1;
     }
 
