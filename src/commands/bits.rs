@@ -7,8 +7,10 @@
 //! empty. Offsets are bounded as the server bounds them (a string of at most 512 MiB), so
 //! a hostile stream cannot make us allocate more than the master could hold.
 
+use super::error::{arg_i64, invalid, ApplyError};
+use super::parse::{Apply, Parse};
+use super::state::StreamState;
 use super::value_ops::{get_string, store};
-use super::{arg_i64, invalid, ApplyError};
 use crate::keyspace::{Hints, Keyspace};
 use crate::rdb::Value;
 
@@ -333,6 +335,35 @@ pub fn bitfield(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resu
         }
     }
     store(ks, db, key, &h, &Value::String(s))
+}
+
+// ---------------------------------------------------------------- parsed form
+// Transitional: the name and raw arguments, applied by the functions above. Each family
+// moves to typed variants (see parse.rs).
+
+/// A command of this family, parsed.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    args: &'a [Vec<u8>],
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    Ok(Cmd {
+        name: p.name(),
+        args: p.rest(),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let (name, args) = (self.name, self.args);
+        match name {
+            "SETBIT" => setbit(ks, st.db, name, args),
+            "BITOP" => bitop(ks, st.db, name, args),
+            "BITFIELD" => bitfield(ks, st.db, name, args),
+            _ => Err(ApplyError::Unknown(name.to_string())),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! FUNCTION LOAD / DELETE / FLUSH / RESTORE: the library code is stored, never run (the
 //! master propagates a script's effects, not its calls).
 
-use super::{invalid, ApplyError};
+use super::error::{invalid, ApplyError};
+use super::parse::{Apply, Parse};
+use super::state::StreamState;
 use crate::keyspace::Keyspace;
 
 /// The library name from the code's first line, `#!<engine> name=<lib> ...`.
@@ -88,5 +90,32 @@ pub fn function(ks: &mut Keyspace, args: &[Vec<u8>]) -> Result<(), ApplyError> {
             }
         }
         other => Err(ApplyError::Unknown(format!("FUNCTION {other}"))),
+    }
+}
+
+// ---------------------------------------------------------------- parsed form
+// Transitional: the name and raw arguments, applied by the functions above. Each family
+// moves to typed variants (see parse.rs).
+
+/// A command of this family, parsed.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    args: &'a [Vec<u8>],
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    Ok(Cmd {
+        name: p.name(),
+        args: p.rest(),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, _st: &mut StreamState) -> Result<(), ApplyError> {
+        let (name, args) = (self.name, self.args);
+        match name {
+            "FUNCTION" => function(ks, args),
+            _ => Err(ApplyError::Unknown(name.to_string())),
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! Hash commands in their propagated forms (HINCRBYFLOAT arrives as HSET).
 
+use super::error::{arg_i64, invalid, ApplyError};
 use super::packed_edit::{self, Found, Item};
+use super::parse::{Apply, Parse};
+use super::state::StreamState;
 use super::value_ops::{load_typed, on_native, prepare, prepare_found, store, wrongtype, Decoded};
-use super::{arg_i64, invalid, ApplyError};
 use crate::keyspace::native::{ChunkMap, HashRec, NATIVE_MIN};
 use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native, Packed};
 use crate::rdb::types::HASH_LISTPACK;
@@ -240,8 +242,8 @@ pub fn hexpire(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
     let when = match cmd {
         "HPEXPIREAT" => n,
         "HEXPIREAT" => n.saturating_mul(1000),
-        "HPEXPIRE" => super::now_ms().saturating_add(n),
-        _ => super::now_ms().saturating_add(n.saturating_mul(1000)),
+        "HPEXPIRE" => super::state::now_ms().saturating_add(n),
+        _ => super::state::now_ms().saturating_add(n.saturating_mul(1000)),
     };
     let cond = rest
         .iter()
@@ -360,8 +362,10 @@ pub fn hsetex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
             "FNX" => fnx = true,
             "FXX" => fxx = true,
             "KEEPTTL" => keepttl = true,
-            "EX" => expire = Some(super::now_ms().saturating_add(num()?.saturating_mul(1000))),
-            "PX" => expire = Some(super::now_ms().saturating_add(num()?)),
+            "EX" => {
+                expire = Some(super::state::now_ms().saturating_add(num()?.saturating_mul(1000)))
+            }
+            "PX" => expire = Some(super::state::now_ms().saturating_add(num()?)),
             "EXAT" => expire = Some(num()?.saturating_mul(1000)),
             "PXAT" => expire = Some(num()?),
             _ => return Err(invalid(cmd, format!("unknown option {o}"))),
@@ -394,4 +398,37 @@ pub fn hsetex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
         }
     }
     store(ks, db, key, &h, &Value::Hash(fields))
+}
+
+// ---------------------------------------------------------------- parsed form
+// Transitional: the name and raw arguments, applied by the functions above. Each family
+// moves to typed variants (see parse.rs).
+
+/// A command of this family, parsed.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    args: &'a [Vec<u8>],
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    Ok(Cmd {
+        name: p.name(),
+        args: p.rest(),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let (name, args) = (self.name, self.args);
+        match name {
+            "HSET" | "HMSET" => hset(ks, st.db, name, args),
+            "HSETNX" => hsetnx(ks, st.db, name, args),
+            "HDEL" => hdel(ks, st.db, name, args),
+            "HINCRBY" => hincrby(ks, st.db, name, args),
+            "HPEXPIREAT" | "HPEXPIRE" | "HEXPIREAT" | "HEXPIRE" => hexpire(ks, st.db, name, args),
+            "HPERSIST" => hpersist(ks, st.db, name, args),
+            "HSETEX" => hsetex(ks, st.db, name, args),
+            _ => Err(ApplyError::Unknown(name.to_string())),
+        }
+    }
 }

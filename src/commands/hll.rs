@@ -7,8 +7,10 @@
 //! and document it. A PFCOUNT that finds our cached count fresh means our bytes differ from
 //! the master's, which is drift.
 
+use super::error::{invalid, ApplyError};
+use super::parse::{Apply, Parse};
+use super::state::StreamState;
 use super::value_ops::{get_string, store};
-use super::{invalid, ApplyError};
 use crate::hll::{self, DEFAULT_SPARSE_MAX_BYTES};
 use crate::keyspace::Keyspace;
 use crate::rdb::Value;
@@ -96,5 +98,35 @@ pub fn pfdebug(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
     match hll::to_dense(&v).map_err(|e| hll_err(cmd, key, e))? {
         Some(new) => store(ks, db, key, &h, &Value::String(new)),
         None => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------- parsed form
+// Transitional: the name and raw arguments, applied by the functions above. Each family
+// moves to typed variants (see parse.rs).
+
+/// A command of this family, parsed.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    args: &'a [Vec<u8>],
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    Ok(Cmd {
+        name: p.name(),
+        args: p.rest(),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let (name, args) = (self.name, self.args);
+        match name {
+            "PFADD" => pfadd(ks, st.db, name, args),
+            "PFMERGE" => pfmerge(ks, st.db, name, args),
+            "PFCOUNT" => pfcount(ks, st.db, name, args),
+            "PFDEBUG" => pfdebug(ks, st.db, name, args),
+            _ => Err(ApplyError::Unknown(name.to_string())),
+        }
     }
 }

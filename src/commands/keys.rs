@@ -1,6 +1,8 @@
 //! Keyspace commands: deletion and expiry.
 
-use super::{arg_i64, invalid, ApplyError};
+use super::error::{arg_i64, invalid, ApplyError};
+use super::parse::{Apply, Parse};
+use super::state::StreamState;
 use crate::keyspace::Keyspace;
 
 pub fn del(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
@@ -25,8 +27,8 @@ pub fn expire(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
     let when = match cmd {
         "PEXPIREAT" => n,
         "EXPIREAT" => n.saturating_mul(1000),
-        "PEXPIRE" => super::now_ms().saturating_add(n),
-        _ => super::now_ms().saturating_add(n.saturating_mul(1000)),
+        "PEXPIRE" => super::state::now_ms().saturating_add(n),
+        _ => super::state::now_ms().saturating_add(n.saturating_mul(1000)),
     };
     let Some(e) = ks.entry(db, key) else {
         return Ok(());
@@ -146,4 +148,37 @@ pub fn swapdb(ks: &mut Keyspace, cmd: &str, args: &[Vec<u8>]) -> Result<(), Appl
     let b = u64::try_from(arg_i64(cmd, b)?).map_err(|_| invalid(cmd, "negative db"))?;
     ks.swap_db(a, b);
     Ok(())
+}
+
+// ---------------------------------------------------------------- parsed form
+// Transitional: the name and raw arguments, applied by the functions above. Each family
+// moves to typed variants (see parse.rs).
+
+/// A command of this family, parsed.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    args: &'a [Vec<u8>],
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    Ok(Cmd {
+        name: p.name(),
+        args: p.rest(),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let (name, args) = (self.name, self.args);
+        match name {
+            "DEL" | "UNLINK" => del(ks, st.db, name, args),
+            "PEXPIREAT" | "PEXPIRE" | "EXPIREAT" | "EXPIRE" => expire(ks, st.db, name, args),
+            "PERSIST" => persist(ks, st.db, name, args),
+            "RENAME" | "RENAMENX" => rename(ks, st.db, name, args),
+            "COPY" => copy(ks, st.db, name, args),
+            "MOVE" => move_key(ks, st.db, name, args),
+            "SWAPDB" => swapdb(ks, name, args),
+            _ => Err(ApplyError::Unknown(name.to_string())),
+        }
+    }
 }

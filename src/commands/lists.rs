@@ -1,8 +1,10 @@
 //! List commands in their propagated forms (blocking pops arrive as LPOP/RPOP/LMOVE).
 
+use super::error::{arg_i64, invalid, ApplyError};
 use super::packed_edit::{self, Found, Item};
+use super::parse::{Apply, Parse};
+use super::state::StreamState;
 use super::value_ops::{load_typed, on_native, prepare, prepare_found, store, wrongtype, Decoded};
-use super::{arg_i64, invalid, ApplyError};
 use crate::keyspace::native::{ChunkList, NATIVE_MIN};
 use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native, Packed};
 use crate::rdb::types::LIST_QUICKLIST_2;
@@ -383,4 +385,37 @@ fn pop_one(
     };
     put(ks, db, key, &h, l)?;
     Ok(v)
+}
+
+// ---------------------------------------------------------------- parsed form
+// Transitional: the name and raw arguments, applied by the functions above. Each family
+// moves to typed variants (see parse.rs).
+
+/// A command of this family, parsed.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    args: &'a [Vec<u8>],
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    Ok(Cmd {
+        name: p.name(),
+        args: p.rest(),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let (name, args) = (self.name, self.args);
+        match name {
+            "LPUSH" | "RPUSH" | "LPUSHX" | "RPUSHX" => push(ks, st.db, name, args),
+            "LPOP" | "RPOP" => pop(ks, st.db, name, args),
+            "LSET" => lset(ks, st.db, name, args),
+            "LTRIM" => ltrim(ks, st.db, name, args),
+            "LREM" => lrem(ks, st.db, name, args),
+            "LINSERT" => linsert(ks, st.db, name, args),
+            "LMOVE" | "RPOPLPUSH" => lmove(ks, st.db, name, args),
+            _ => Err(ApplyError::Unknown(name.to_string())),
+        }
+    }
 }

@@ -7,8 +7,10 @@
 //! module value or anything we cannot hold. A sorted set is stored in the encoding a server
 //! loading it picks (small ones compact, where -0 becomes 0 on Redis 7.0+/Valkey).
 
+use super::error::{arg_i64, invalid, ApplyError};
+use super::parse::{Apply, Parse};
+use super::state::{now_ms, StreamState};
 use super::zsets::{built, put as put_zset};
-use super::{arg_i64, invalid, now_ms, ApplyError, StreamState};
 use crate::keyspace::{Hints, Keyspace};
 use crate::rdb::{Dialect, Value};
 
@@ -93,6 +95,33 @@ pub fn restore(
             }
             ks.set_with(st.db, key, &hints, &v, None)?;
             Ok(())
+        }
+    }
+}
+
+// ---------------------------------------------------------------- parsed form
+// Transitional: the name and raw arguments, applied by the functions above. Each family
+// moves to typed variants (see parse.rs).
+
+/// A command of this family, parsed.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    args: &'a [Vec<u8>],
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    Ok(Cmd {
+        name: p.name(),
+        args: p.rest(),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let (name, args) = (self.name, self.args);
+        match name {
+            "RESTORE" | "RESTORE-ASKING" => restore(ks, st, name, args),
+            _ => Err(ApplyError::Unknown(name.to_string())),
         }
     }
 }

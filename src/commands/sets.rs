@@ -1,8 +1,10 @@
 //! Set commands in their propagated forms (SPOP arrives as SREM or DEL).
 
+use super::error::{invalid, ApplyError};
 use super::packed_edit::{self, Found, Item};
+use super::parse::{Apply, Parse};
+use super::state::StreamState;
 use super::value_ops::{load_typed, on_native, prepare, prepare_found, store, wrongtype, Decoded};
-use super::{invalid, ApplyError};
 use crate::keyspace::native::{Member, NATIVE_MIN};
 use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native, Packed};
 use crate::rdb::packed::Elem;
@@ -227,4 +229,34 @@ pub fn setop_store(
         }
     };
     store(ks, db, dest, &Hints::default(), &Value::Set(result))
+}
+
+// ---------------------------------------------------------------- parsed form
+// Transitional: the name and raw arguments, applied by the functions above. Each family
+// moves to typed variants (see parse.rs).
+
+/// A command of this family, parsed.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    args: &'a [Vec<u8>],
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    Ok(Cmd {
+        name: p.name(),
+        args: p.rest(),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let (name, args) = (self.name, self.args);
+        match name {
+            "SADD" => sadd(ks, st.db, name, args),
+            "SREM" => srem(ks, st.db, name, args),
+            "SMOVE" => smove(ks, st.db, name, args),
+            "SINTERSTORE" | "SUNIONSTORE" | "SDIFFSTORE" => setop_store(ks, st.db, name, args),
+            _ => Err(ApplyError::Unknown(name.to_string())),
+        }
+    }
 }

@@ -11,9 +11,11 @@
 
 use std::cmp::Ordering;
 
+use super::error::{arg_i64, invalid, ApplyError};
+use super::parse::{Apply, Parse};
+use super::state::StreamState;
 use super::value_ops::{load, store, wrongtype};
 use super::zsets::{get_zset, put as put_zset};
-use super::{arg_i64, invalid, ApplyError, StreamState};
 use crate::keyspace::{Hints, Keyspace};
 use crate::rdb::Value;
 
@@ -261,4 +263,31 @@ pub fn sort(
         return Ok(());
     }
     store(ks, db, dest, &Hints::default(), &Value::List(out))
+}
+
+// ---------------------------------------------------------------- parsed form
+// Transitional: the name and raw arguments, applied by the functions above. Each family
+// moves to typed variants (see parse.rs).
+
+/// A command of this family, parsed.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    args: &'a [Vec<u8>],
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    Ok(Cmd {
+        name: p.name(),
+        args: p.rest(),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let (name, args) = (self.name, self.args);
+        match name {
+            "SORT" => sort(ks, st, name, args),
+            _ => Err(ApplyError::Unknown(name.to_string())),
+        }
+    }
 }

@@ -12,8 +12,10 @@
 //! from the master's TIME argument, unclamped, so the pending list holds the master's
 //! values. None of these times is part of `DEBUG DIGEST`.
 
+use super::error::{arg_i64, invalid, ApplyError};
+use super::parse::{Apply, Parse};
+use super::state::{now_ms, StreamState};
 use super::streams::{delete_entries, parse_id, unpend, with_stream, DeleteRefs};
-use super::{arg_i64, invalid, now_ms, ApplyError, StreamState};
 use crate::keyspace::Keyspace;
 use crate::rdb::value::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamId};
 
@@ -366,4 +368,39 @@ pub fn xclaim(
         Ok(())
     })?;
     found.ok_or_else(|| invalid(cmd, "no such stream: our data differs"))
+}
+
+// ---------------------------------------------------------------- parsed form
+// Transitional: the name and raw arguments, applied by the functions above. Each family
+// moves to typed variants (see parse.rs).
+
+/// A command of this family, parsed.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    args: &'a [Vec<u8>],
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    Ok(Cmd {
+        name: p.name(),
+        args: p.rest(),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let (name, args) = (self.name, self.args);
+        match name {
+            "XGROUP" => xgroup(ks, st, args),
+            "XACK" => xack(ks, st.db, name, args),
+            "XACKDEL" => xackdel(ks, st.db, name, args),
+            "XCLAIM" => {
+                if st.in_multi && args.len() > 1 {
+                    st.claimed_in_multi = Some((st.db, args[0].clone(), args[1].clone()));
+                }
+                xclaim(ks, st, name, args)
+            }
+            _ => Err(ApplyError::Unknown(name.to_string())),
+        }
+    }
 }

@@ -8,8 +8,10 @@
 //! pending entries alone, DELREF removes them from every group, ACKED deletes only entries
 //! no group still references (pending somewhere, or not yet delivered to some group).
 
+use super::error::{arg_i64, invalid, ApplyError};
+use super::parse::{Apply, Parse};
+use super::state::StreamState;
 use super::value_ops::{load, on_native, store, wrongtype};
-use super::{arg_i64, invalid, ApplyError};
 use crate::keyspace::native::{Kind, Native, StreamNative};
 use crate::keyspace::{Entry, Hints, Keyspace};
 use crate::rdb::value::{ConsumerGroup, Stream, StreamId};
@@ -433,4 +435,35 @@ pub(super) fn unpend(g: &mut ConsumerGroup, id: StreamId) -> bool {
         }
     }
     true
+}
+
+// ---------------------------------------------------------------- parsed form
+// Transitional: the name and raw arguments, applied by the functions above. Each family
+// moves to typed variants (see parse.rs).
+
+/// A command of this family, parsed.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    args: &'a [Vec<u8>],
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    Ok(Cmd {
+        name: p.name(),
+        args: p.rest(),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let (name, args) = (self.name, self.args);
+        match name {
+            "XADD" => xadd(ks, st.db, name, args),
+            "XDEL" => xdel(ks, st.db, name, args),
+            "XTRIM" => xtrim(ks, st.db, name, args),
+            "XSETID" => xsetid(ks, st.db, name, args),
+            "XDELEX" => xdelex(ks, st.db, name, args),
+            _ => Err(ApplyError::Unknown(name.to_string())),
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! String commands as masters propagate them.
 
-use super::{arg_i64, invalid, now_ms, ApplyError};
+use super::error::{arg_i64, invalid, ApplyError};
+use super::parse::{Apply, Parse};
+use super::state::{now_ms, StreamState};
 use crate::keyspace::{Entry, Keyspace, Packed};
 use crate::rdb::Value;
 
@@ -283,5 +285,38 @@ pub fn multi_set(
             Ok(())
         }
         _ => Err(invalid(cmd, "not a multi-set command")),
+    }
+}
+
+// ---------------------------------------------------------------- parsed form
+// Transitional: the name and raw arguments, applied by the functions above. Each family
+// moves to typed variants (see parse.rs).
+
+/// A command of this family, parsed.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    args: &'a [Vec<u8>],
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    Ok(Cmd {
+        name: p.name(),
+        args: p.rest(),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let (name, args) = (self.name, self.args);
+        match name {
+            "SET" => set(ks, st.db, name, args),
+            "INCR" | "DECR" | "INCRBY" | "DECRBY" => incr(ks, st.db, name, args),
+            "APPEND" => append(ks, st.db, name, args),
+            "DELEX" | "DELIFEQ" => delex(ks, st.db, name, args),
+            "MSETEX" => msetex(ks, st.db, name, args),
+            "SETRANGE" => setrange(ks, st.db, name, args),
+            "MSET" | "MSETNX" | "SETNX" | "SETEX" | "PSETEX" => multi_set(ks, st.db, name, args),
+            _ => Err(ApplyError::Unknown(name.to_string())),
+        }
     }
 }

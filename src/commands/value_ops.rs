@@ -2,7 +2,7 @@
 //! shares: a change keeps the key's expiry, an emptied collection deletes the key, a value
 //! of the wrong type is drift.
 
-use super::{invalid, ApplyError};
+use super::error::{invalid, ApplyError};
 use crate::keyspace::native::NATIVE_MIN;
 use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native};
 use crate::rdb::Value;

@@ -1,9 +1,11 @@
 //! Sorted-set commands in their propagated forms (GEOADD arrives as ZADD, blocking pops
 //! as ZPOPMIN/ZPOPMAX).
 
+use super::error::{arg_i64, invalid, ApplyError};
 use super::packed_edit::{self, Found, Item};
+use super::parse::{Apply, Parse};
+use super::state::StreamState;
 use super::value_ops::{load_typed, on_native, prepare, prepare_found, wrongtype, Decoded};
-use super::{arg_i64, invalid, ApplyError, StreamState};
 use crate::keyspace::native::{ZSetNative, NATIVE_MIN};
 use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native, Packed};
 use crate::rdb::types::{ZSET_2, ZSET_LISTPACK};
@@ -163,7 +165,7 @@ pub fn zadd(
     let longest = parsed.iter().map(|p| p.1.len()).max().unwrap_or(0);
     let first = parsed.first().map_or(0, |p| p.1.len());
     let count = parsed.len();
-    use super::ZaddHint;
+    use super::state::ZaddHint;
     // What the command's own members decide (see ZaddHint): the encoding of a new set,
     // and whether an existing compact one is converted before anything is inserted.
     let (new_plain, convert_first) = match st.zadd_hint {
@@ -483,4 +485,34 @@ pub fn zpop(
         z.pairs.truncate(keep);
     }
     put(ks, db, key, z)
+}
+
+// ---------------------------------------------------------------- parsed form
+// Transitional: the name and raw arguments, applied by the functions above. Each family
+// moves to typed variants (see parse.rs).
+
+/// A command of this family, parsed.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    args: &'a [Vec<u8>],
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    Ok(Cmd {
+        name: p.name(),
+        args: p.rest(),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let (name, args) = (self.name, self.args);
+        match name {
+            "ZADD" => zadd(ks, st, name, args),
+            "ZINCRBY" => zincrby(ks, st, name, args),
+            "ZREM" => zrem(ks, st, name, args),
+            "ZPOPMIN" | "ZPOPMAX" => zpop(ks, st, name, args),
+            _ => Err(ApplyError::Unknown(name.to_string())),
+        }
+    }
 }

@@ -11,9 +11,11 @@
 
 use std::collections::HashMap;
 
+use super::error::{arg_i64, invalid, ApplyError};
+use super::parse::{Apply, Parse};
+use super::state::StreamState;
 use super::value_ops::{load, wrongtype};
 use super::zsets::{built, get_zset, new_zset, put, score, upsert, Pairs, ZSet};
-use super::{arg_i64, invalid, ApplyError, StreamState};
 use crate::keyspace::{Hints, Keyspace, Kind, Native};
 use crate::rdb::Value;
 
@@ -482,4 +484,35 @@ pub fn zremrange(
         .map(|(x, _)| x)
         .collect();
     put(ks, st.db, key, z)
+}
+
+// ---------------------------------------------------------------- parsed form
+// Transitional: the name and raw arguments, applied by the functions above. Each family
+// moves to typed variants (see parse.rs).
+
+/// A command of this family, parsed.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    args: &'a [Vec<u8>],
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    Ok(Cmd {
+        name: p.name(),
+        args: p.rest(),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let (name, args) = (self.name, self.args);
+        match name {
+            "ZUNIONSTORE" | "ZINTERSTORE" | "ZDIFFSTORE" => zsetop_store(ks, st, name, args),
+            "ZRANGESTORE" => zrangestore(ks, st, name, args),
+            "ZREMRANGEBYRANK" | "ZREMRANGEBYSCORE" | "ZREMRANGEBYLEX" => {
+                zremrange(ks, st, name, args)
+            }
+            _ => Err(ApplyError::Unknown(name.to_string())),
+        }
+    }
 }
