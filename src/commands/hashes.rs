@@ -1,8 +1,11 @@
-//! Hash commands in their propagated forms (HINCRBYFLOAT arrives as HSET).
+//! Hash commands in their propagated forms (HINCRBYFLOAT arrives as HSET), applied:
+//! each takes the typed form `hashes_parse` made of its arguments.
 
-use super::error::{arg_i64, invalid, ApplyError};
+use super::error::{invalid, ApplyError};
+pub(super) use super::hashes_parse::{parse, Cmd};
+use super::hashes_parse::{ExpireCond, FieldExpire, HSetEx, Op};
 use super::packed_edit::{self, Found, Item};
-use super::parse::{Apply, Parse};
+use super::parse::Apply;
 use super::state::StreamState;
 use super::value_ops::{load_typed, on_native, prepare, prepare_found, store, wrongtype, Decoded};
 use crate::keyspace::native::{ChunkMap, HashRec, NATIVE_MIN};
@@ -49,13 +52,13 @@ fn set_field(fields: &mut Vec<HashField>, f: &[u8], v: &[u8]) {
 }
 
 /// HSET/HMSET key field value [field value ...].
-pub fn hset(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, pairs @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    if pairs.is_empty() || pairs.len() % 2 != 0 {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    }
+fn hset(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    pairs: &[Vec<u8>],
+) -> Result<(), ApplyError> {
     let found = match packed_edit::find(ks, db, key, &[HASH_LISTPACK]) {
         Found::Packed(p) => {
             if hset_listpack(ks, db, &p, pairs) {
@@ -126,10 +129,14 @@ fn on_hash<R>(
     })
 }
 
-pub fn hsetnx(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, f, v] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
+fn hsetnx(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    f: &[u8],
+    v: &[u8],
+) -> Result<(), ApplyError> {
     let found = prepare(ks, db, cmd, key, Kind::Hash, 1, false)?;
     if let Some(r) = found.run(|| {
         on_hash(ks, db, cmd, key, |m| {
@@ -142,17 +149,20 @@ pub fn hsetnx(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
         return r;
     }
     let (h, mut fields) = as_hash(cmd, key, found.packed())?.unwrap_or_default();
-    if fields.iter().any(|x| &x.field == f) {
+    if fields.iter().any(|x| x.field == f) {
         return Ok(());
     }
     set_field(&mut fields, f, v);
     store(ks, db, key, &h, &Value::Hash(fields))
 }
 
-pub fn hdel(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, names @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
+fn hdel(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    names: &[Vec<u8>],
+) -> Result<(), ApplyError> {
     let found = prepare(ks, db, cmd, key, Kind::Hash, 0, false)?;
     if let Some(r) = found.run(|| {
         on_hash(ks, db, cmd, key, |m| {
@@ -172,11 +182,14 @@ pub fn hdel(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     store(ks, db, key, &h, &Value::Hash(fields))
 }
 
-pub fn hincrby(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, f, by] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let by = arg_i64(cmd, by)?;
+fn hincrby(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    f: &[u8],
+    by: i64,
+) -> Result<(), ApplyError> {
     let found = prepare(ks, db, cmd, key, Kind::Hash, 1, false)?;
     if let Some(r) = found.run(|| {
         on_hash(ks, db, cmd, key, |m| {
@@ -199,7 +212,7 @@ pub fn hincrby(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
         return r;
     }
     let (h, mut fields) = as_hash(cmd, key, found.packed())?.unwrap_or_default();
-    let cur = match fields.iter().find(|x| &x.field == f) {
+    let cur = match fields.iter().find(|x| x.field == f) {
         None => 0,
         Some(x) => super::strings::parse_strict_i64(&x.value)
             .ok_or_else(|| invalid(cmd, "field is not an integer: our data differs"))?,
@@ -208,56 +221,28 @@ pub fn hincrby(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
         .checked_add(by)
         .ok_or_else(|| invalid(cmd, "overflow: our data differs"))?;
     // The field keeps its TTL through HINCRBY.
-    match fields.iter_mut().find(|x| &x.field == f) {
+    match fields.iter_mut().find(|x| x.field == f) {
         Some(x) => x.value = n.to_string().into_bytes(),
         None => set_field(&mut fields, f, n.to_string().as_bytes()),
     }
     store(ks, db, key, &h, &Value::Hash(fields))
 }
 
-/// The fields of the `FIELDS n f1 … fn` tail of the field-expiry commands.
-fn fields_arg<'a>(cmd: &str, args: &'a [Vec<u8>]) -> Result<&'a [Vec<u8>], ApplyError> {
-    let i = args
-        .iter()
-        .position(|a| a.eq_ignore_ascii_case(b"FIELDS"))
-        .ok_or_else(|| invalid(cmd, "no FIELDS"))?;
-    let n = arg_i64(
-        cmd,
-        args.get(i + 1)
-            .ok_or_else(|| invalid(cmd, "FIELDS needs a count"))?,
-    )?;
-    let n = usize::try_from(n).map_err(|_| invalid(cmd, "negative field count"))?;
-    let start = i + 2;
-    args.get(start..start + n)
-        .ok_or_else(|| invalid(cmd, "fewer fields than announced"))
-}
-
 /// HPEXPIREAT (what 7.4+/Valkey 9 masters send for every field-expiry command) and the
 /// relative HEXPIRE/HPEXPIRE/HEXPIREAT, with NX/XX/GT/LT per field.
-pub fn hexpire(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, when, rest @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let n = arg_i64(cmd, when)?;
-    let when = match cmd {
-        "HPEXPIREAT" => n,
-        "HEXPIREAT" => n.saturating_mul(1000),
-        "HPEXPIRE" => super::state::now_ms().saturating_add(n),
-        _ => super::state::now_ms().saturating_add(n.saturating_mul(1000)),
-    };
-    let cond = rest
-        .iter()
-        .take_while(|a| !a.eq_ignore_ascii_case(b"FIELDS"))
-        .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
-        .next();
-    let names = fields_arg(cmd, rest)?;
-    let when = u64::try_from(when).map_err(|_| invalid(cmd, "negative time"))?;
-    let skip = |cur: Option<u64>| match cond.as_deref() {
-        Some("NX") => cur.is_some(),
-        Some("XX") => cur.is_none(),
-        Some("GT") => cur.is_none_or(|c| when <= c),
-        Some("LT") => cur.is_some_and(|c| when >= c),
-        _ => false,
+fn hexpire(ks: &mut Keyspace, db: u64, cmd: &str, e: FieldExpire<'_>) -> Result<(), ApplyError> {
+    let FieldExpire {
+        key,
+        when,
+        cond,
+        fields: names,
+    } = e;
+    let skip = |cur: Option<u64>| match cond {
+        ExpireCond::Nx => cur.is_some(),
+        ExpireCond::Xx => cur.is_none(),
+        ExpireCond::Gt => cur.is_none_or(|c| when <= c),
+        ExpireCond::Lt => cur.is_some_and(|c| when >= c),
+        ExpireCond::Always => false,
     };
     let found = prepare(ks, db, cmd, key, Kind::Hash, 0, false)?;
     if let Some(r) = found.run(|| {
@@ -290,11 +275,13 @@ pub fn hexpire(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
 }
 
 /// HPERSIST key FIELDS n f…
-pub fn hpersist(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, rest @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let names = fields_arg(cmd, rest)?;
+fn hpersist(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    names: &[Vec<u8>],
+) -> Result<(), ApplyError> {
     let found = prepare(ks, db, cmd, key, Kind::Hash, 0, false)?;
     if let Some(r) = found.run(|| {
         on_hash(ks, db, cmd, key, |m| {
@@ -325,53 +312,17 @@ pub fn hpersist(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resu
 
 /// HSETEX (Redis 8, Valkey 9): `key [NX|XX] [FNX|FXX] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]
 /// FIELDS n f v …`, sets the fields with one expiry (or none, or each keeping its own).
-pub fn hsetex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, rest @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let i = rest
-        .iter()
-        .position(|a| a.eq_ignore_ascii_case(b"FIELDS"))
-        .ok_or_else(|| invalid(cmd, "no FIELDS"))?;
-    let n = usize::try_from(arg_i64(
-        cmd,
-        rest.get(i + 1)
-            .ok_or_else(|| invalid(cmd, "FIELDS needs a count"))?,
-    )?)
-    .map_err(|_| invalid(cmd, "negative field count"))?;
-    let pairs = rest
-        .get(i + 2..i + 2 + 2 * n)
-        .ok_or_else(|| invalid(cmd, "fewer field/value pairs than announced"))?;
-    let (mut nx, mut xx, mut fnx, mut fxx, mut keepttl) = (false, false, false, false, false);
-    let mut expire: Option<i64> = None;
-    let mut j = 0;
-    let opts = &rest[..i];
-    while j < opts.len() {
-        let o = String::from_utf8_lossy(&opts[j]).to_ascii_uppercase();
-        let mut num = || -> Result<i64, ApplyError> {
-            j += 1;
-            arg_i64(
-                cmd,
-                opts.get(j)
-                    .ok_or_else(|| invalid(cmd, format!("{o} needs a value")))?,
-            )
-        };
-        match o.as_str() {
-            "NX" => nx = true,
-            "XX" => xx = true,
-            "FNX" => fnx = true,
-            "FXX" => fxx = true,
-            "KEEPTTL" => keepttl = true,
-            "EX" => {
-                expire = Some(super::state::now_ms().saturating_add(num()?.saturating_mul(1000)))
-            }
-            "PX" => expire = Some(super::state::now_ms().saturating_add(num()?)),
-            "EXAT" => expire = Some(num()?.saturating_mul(1000)),
-            "PXAT" => expire = Some(num()?),
-            _ => return Err(invalid(cmd, format!("unknown option {o}"))),
-        }
-        j += 1;
-    }
+fn hsetex(ks: &mut Keyspace, db: u64, cmd: &str, x: HSetEx<'_>) -> Result<(), ApplyError> {
+    let HSetEx {
+        key,
+        nx,
+        xx,
+        fnx,
+        fxx,
+        keepttl,
+        expire,
+        pairs,
+    } = x;
     let existing = get_hash(ks, db, cmd, key)?;
     if (nx && existing.is_some()) || (xx && existing.is_none()) {
         return Ok(());
@@ -384,9 +335,7 @@ pub fn hsetex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
     if fxx && !pairs.chunks_exact(2).all(|p| present(&p[0], &fields)) {
         return Ok(());
     }
-    let ttl = expire
-        .map(|e| u64::try_from(e).map_err(|_| invalid(cmd, "negative time")))
-        .transpose()?;
+    let ttl = expire;
     for p in pairs.chunks_exact(2) {
         let kept = fields
             .iter()
@@ -400,35 +349,17 @@ pub fn hsetex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
     store(ks, db, key, &h, &Value::Hash(fields))
 }
 
-// ---------------------------------------------------------------- parsed form
-// Transitional: the name and raw arguments, applied by the functions above. Each family
-// moves to typed variants (see parse.rs).
-
-/// A command of this family, parsed.
-pub(super) struct Cmd<'a> {
-    name: &'static str,
-    args: &'a [Vec<u8>],
-}
-
-pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
-    Ok(Cmd {
-        name: p.name(),
-        args: p.rest(),
-    })
-}
-
 impl Apply for Cmd<'_> {
     fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
-        let (name, args) = (self.name, self.args);
-        match name {
-            "HSET" | "HMSET" => hset(ks, st.db, name, args),
-            "HSETNX" => hsetnx(ks, st.db, name, args),
-            "HDEL" => hdel(ks, st.db, name, args),
-            "HINCRBY" => hincrby(ks, st.db, name, args),
-            "HPEXPIREAT" | "HPEXPIRE" | "HEXPIREAT" | "HEXPIRE" => hexpire(ks, st.db, name, args),
-            "HPERSIST" => hpersist(ks, st.db, name, args),
-            "HSETEX" => hsetex(ks, st.db, name, args),
-            _ => Err(ApplyError::Unknown(name.to_string())),
+        let (db, name) = (st.db, self.name);
+        match self.op {
+            Op::Set { key, pairs } => hset(ks, db, name, key, pairs),
+            Op::SetNx { key, field, value } => hsetnx(ks, db, name, key, field, value),
+            Op::Del { key, fields } => hdel(ks, db, name, key, fields),
+            Op::IncrBy { key, field, by } => hincrby(ks, db, name, key, field, by),
+            Op::Expire(e) => hexpire(ks, db, name, e),
+            Op::Persist { key, fields } => hpersist(ks, db, name, key, fields),
+            Op::SetEx(x) => hsetex(ks, db, name, x),
         }
     }
 }

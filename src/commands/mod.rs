@@ -17,6 +17,7 @@ mod bits;
 mod error;
 mod functions;
 mod hashes;
+mod hashes_parse;
 mod hll;
 mod keys;
 mod lists;

@@ -1,25 +1,116 @@
-//! String commands as masters propagate them.
+//! String commands as masters propagate them: parsed into a typed [`Cmd`] (the only place
+//! that reads a command's name and steps through its arguments), then applied.
 
-use super::error::{arg_i64, invalid, ApplyError};
+use super::error::{invalid, ApplyError};
 use super::parse::{Apply, Parse};
 use super::state::{now_ms, StreamState};
+use super::value_ops::{get_string, store};
 use crate::keyspace::{Entry, Keyspace, Packed};
 use crate::rdb::Value;
+
+/// A string command, parsed: its name (for messages) and what it does.
+pub(super) struct Cmd<'a> {
+    name: &'static str,
+    op: Op<'a>,
+}
+
+pub(super) enum Op<'a> {
+    /// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL] [IF… operand]`.
+    Set {
+        key: &'a [u8],
+        value: &'a [u8],
+        opts: SetOptions<'a>,
+    },
+    /// INCR, DECR, INCRBY, DECRBY: add `by`.
+    IncrBy {
+        key: &'a [u8],
+        by: i64,
+    },
+    Append {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    /// DELEX key [IF… operand], DELIFEQ key value.
+    DelEx {
+        key: &'a [u8],
+        cond: Option<Cond<'a>>,
+    },
+    /// MSETEX numkeys key value… [NX|XX] [expiry|KEEPTTL].
+    MSetEx {
+        pairs: &'a [Vec<u8>],
+        opts: SetOptions<'a>,
+    },
+    SetRange {
+        key: &'a [u8],
+        offset: usize,
+        value: &'a [u8],
+    },
+    /// MSET, or MSETNX (`nx`: all or nothing).
+    MSet {
+        pairs: &'a [Vec<u8>],
+        nx: bool,
+    },
+    SetNx {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    /// SETEX, PSETEX, with the expiry made absolute.
+    SetEx {
+        key: &'a [u8],
+        at_ms: i64,
+        value: &'a [u8],
+    },
+}
+
+/// A condition on the key's current value (Valkey 8.1+ IFEQ; Redis 8.4+ IFEQ/IFNE/IFDEQ/
+/// IFDNE; DELEX takes any word and an unknown one holds).
+pub(super) struct Cond<'a> {
+    kind: CondKind,
+    /// The condition as the master named it, for messages.
+    label: String,
+    operand: &'a [u8],
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum CondKind {
+    IfEq,
+    IfNe,
+    /// IFDEQ compares a digest (XXH3) the master computed: it holds wherever a value exists.
+    IfDEq,
+    /// IFDNE, or a word DELEX does not know: taken as holding.
+    Holds,
+}
+
+impl<'a> Cond<'a> {
+    fn new(word: &[u8], operand: &'a [u8]) -> Cond<'a> {
+        let label = String::from_utf8_lossy(word).to_ascii_uppercase();
+        let kind = match label.as_str() {
+            "IFEQ" => CondKind::IfEq,
+            "IFNE" => CondKind::IfNe,
+            "IFDEQ" => CondKind::IfDEq,
+            _ => CondKind::Holds,
+        };
+        Cond {
+            kind,
+            label,
+            operand,
+        }
+    }
+}
 
 /// The options SET and MSETEX share: NX/XX, an expiry (relative forms made absolute on
 /// arrival, as the server's replica does; 7.0+ masters send PXAT), KEEPTTL; SET also takes
 /// GET (nothing to do) and the IFEQ/IFNE/IFDEQ/IFDNE conditions.
-struct SetOptions {
+pub(super) struct SetOptions<'a> {
     nx: bool,
     xx: bool,
     keepttl: bool,
     expire: Option<i64>,
-    /// Valkey 8.1+ IFEQ, Redis 8.4+ IFEQ/IFNE/IFDEQ/IFDNE: (kind, operand).
-    cond: Option<(String, Vec<u8>)>,
+    cond: Option<Cond<'a>>,
 }
 
-impl SetOptions {
-    fn parse(cmd: &str, opts: &[Vec<u8>], set: bool) -> Result<SetOptions, ApplyError> {
+impl<'a> SetOptions<'a> {
+    fn parse(p: &mut Parse<'a>, set: bool) -> Result<SetOptions<'a>, ApplyError> {
         let mut o = SetOptions {
             nx: false,
             xx: false,
@@ -27,49 +118,199 @@ impl SetOptions {
             expire: None,
             cond: None,
         };
-        let mut i = 0;
-        while i < opts.len() {
-            let name = String::from_utf8_lossy(&opts[i]).to_ascii_uppercase();
-            let mut next = || {
-                i += 1;
-                opts.get(i)
-                    .ok_or_else(|| invalid(cmd, format!("{name} needs a value")))
+        while !p.is_done() {
+            let word = p.next()?;
+            let name = String::from_utf8_lossy(word).to_ascii_uppercase();
+            let needs = |p: &mut Parse<'a>| match p.next() {
+                Ok(v) => Ok(v),
+                Err(_) => Err(p.error(format!("{name} needs a value"))),
+            };
+            let num = |p: &mut Parse<'a>| {
+                let v = needs(p)?;
+                super::error::arg_i64(p.name(), v)
             };
             match name.as_str() {
                 "NX" => o.nx = true,
                 "XX" => o.xx = true,
                 "KEEPTTL" => o.keepttl = true,
-                "EX" => o.expire = Some(now_ms() + arg_i64(cmd, next()?)?.saturating_mul(1000)),
-                "PX" => o.expire = Some(now_ms() + arg_i64(cmd, next()?)?),
-                "EXAT" => o.expire = Some(arg_i64(cmd, next()?)?.saturating_mul(1000)),
-                "PXAT" => o.expire = Some(arg_i64(cmd, next()?)?),
+                "EX" => o.expire = Some(now_ms().saturating_add(num(p)?.saturating_mul(1000))),
+                "PX" => o.expire = Some(now_ms().saturating_add(num(p)?)),
+                "EXAT" => o.expire = Some(num(p)?.saturating_mul(1000)),
+                "PXAT" => o.expire = Some(num(p)?),
                 "GET" if set => {}
                 "IFEQ" | "IFNE" | "IFDEQ" | "IFDNE" if set => {
-                    let v = next()?.clone();
-                    o.cond = Some((name.clone(), v));
+                    o.cond = Some(Cond::new(word, needs(p)?));
                 }
-                _ => return Err(invalid(cmd, format!("unknown option {name}"))),
+                _ => return Err(p.error(format!("unknown option {name}"))),
             }
-            i += 1;
         }
         Ok(o)
     }
 }
 
-/// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]`. Masters 7.0+ send
-/// absolute PXAT; 6.2 sends the relative forms, which a replica makes absolute on arrival
-/// just as the server's replica does.
-pub fn set(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, value, opts @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
+pub(super) fn parse<'a>(mut p: Parse<'a>) -> Result<Cmd<'a>, ApplyError> {
+    let c = match p.name() {
+        "SET" => {
+            let (key, value) = (p.next()?, p.next()?);
+            let opts = SetOptions::parse(&mut p, true)?;
+            Op::Set { key, value, opts }
+        }
+        "INCR" => Op::IncrBy {
+            key: p.next()?,
+            by: 1,
+        },
+        "DECR" => Op::IncrBy {
+            key: p.next()?,
+            by: -1,
+        },
+        "INCRBY" => Op::IncrBy {
+            key: p.next()?,
+            by: p.next_i64()?,
+        },
+        // Redis 6.2 negates with wrap-around (DECRBY x -2^63 adds -2^63); 7.0+ refuses it,
+        // so it never arrives from those.
+        "DECRBY" => Op::IncrBy {
+            key: p.next()?,
+            by: p.next_i64()?.wrapping_neg(),
+        },
+        "APPEND" => Op::Append {
+            key: p.next()?,
+            value: p.next()?,
+        },
+        "DELIFEQ" => Op::DelEx {
+            key: p.next()?,
+            cond: Some(Cond::new(b"IFEQ", p.next()?)),
+        },
+        "DELEX" => {
+            let key = p.next()?;
+            let cond = match p.remaining() {
+                0 => None,
+                2 => Some(Cond::new(p.next()?, p.next()?)),
+                _ => return Err(p.error("wrong number of arguments")),
+            };
+            Op::DelEx { key, cond }
+        }
+        "MSETEX" => {
+            let n = usize::try_from(p.next_i64()?)
+                .ok()
+                .filter(|&n| n >= 1 && n.checked_mul(2).is_some_and(|m| m <= p.remaining()))
+                .ok_or_else(|| p.error("bad numkeys"))?;
+            let rest = p.rest();
+            let (pairs, opts) = rest.split_at(n * 2);
+            let mut o = Parse::new(p.name(), opts);
+            let opts = SetOptions::parse(&mut o, false)?;
+            Op::MSetEx { pairs, opts }
+        }
+        "SETRANGE" => {
+            let key = p.next()?;
+            let off = p.next_i64()?;
+            if !(0..512 << 20).contains(&off) {
+                return Err(p.error("offset out of range"));
+            }
+            Op::SetRange {
+                key,
+                offset: off as usize,
+                value: p.next()?,
+            }
+        }
+        "MSET" | "MSETNX" => Op::MSet {
+            nx: p.name() == "MSETNX",
+            pairs: p.pairs()?,
+        },
+        "SETNX" => Op::SetNx {
+            key: p.next()?,
+            value: p.next()?,
+        },
+        "SETEX" | "PSETEX" => {
+            let key = p.next()?;
+            let t = p.next_i64()?;
+            let ms = if p.name() == "SETEX" {
+                t.saturating_mul(1000)
+            } else {
+                t
+            };
+            Op::SetEx {
+                key,
+                at_ms: now_ms().saturating_add(ms),
+                value: p.next()?,
+            }
+        }
+        other => return Err(ApplyError::Unknown(other.to_string())),
     };
+    p.finish()?;
+    Ok(Cmd {
+        name: p.name(),
+        op: c,
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let (db, name) = (st.db, self.name);
+        match self.op {
+            Op::Set { key, value, opts } => set(ks, db, name, key, value, opts),
+            Op::IncrBy { key, by } => incr_by(ks, db, name, key, by),
+            Op::Append { key, value } => {
+                let (h, mut cur) = get_string(ks, db, name, key)?.unwrap_or_default();
+                cur.extend_from_slice(value);
+                store(ks, db, key, &h, &Value::String(cur))
+            }
+            Op::DelEx { key, cond } => {
+                if let Some(c) = &cond {
+                    if !condition_holds(ks, db, name, key, c)? {
+                        return Ok(());
+                    }
+                }
+                ks.remove(db, key);
+                Ok(())
+            }
+            Op::MSetEx { pairs, opts } => msetex(ks, db, pairs, opts),
+            Op::SetRange { key, offset, value } => setrange(ks, db, name, key, offset, value),
+            Op::MSet { pairs, nx } => {
+                if nx && pairs.chunks_exact(2).any(|p| ks.entry(db, &p[0]).is_some()) {
+                    return Ok(());
+                }
+                for p in pairs.chunks_exact(2) {
+                    put_string(ks, db, &p[0], None, &p[1]);
+                }
+                Ok(())
+            }
+            Op::SetNx { key, value } => {
+                if ks.entry(db, key).is_none() {
+                    put_string(ks, db, key, None, value);
+                }
+                Ok(())
+            }
+            Op::SetEx { key, at_ms, value } => {
+                put_string(ks, db, key, Some(at_ms), value);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Store a string under `key` with `expire_ms`, replacing whatever was there.
+fn put_string(ks: &mut Keyspace, db: u64, key: &[u8], expire_ms: Option<i64>, value: &[u8]) {
+    ks.put(db, Entry::Packed(Packed::string(key, expire_ms, value)));
+}
+
+/// SET: masters 7.0+ send absolute PXAT; 6.2 sends the relative forms, which a replica
+/// makes absolute on arrival just as the server's replica does.
+fn set(
+    ks: &mut Keyspace,
+    db: u64,
+    name: &str,
+    key: &[u8],
+    value: &[u8],
+    opts: SetOptions<'_>,
+) -> Result<(), ApplyError> {
     let SetOptions {
         nx,
         xx,
         keepttl,
         mut expire,
         cond,
-    } = SetOptions::parse(cmd, opts, true)?;
+    } = opts;
     // Only NX, XX and KEEPTTL need what the key holds now.
     let old = if nx || xx || keepttl {
         ks.entry(db, key)
@@ -79,19 +320,22 @@ pub fn set(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<()
     if (nx && old.is_some()) || (xx && old.is_none()) {
         return Ok(());
     }
-    if let Some((kind, operand)) = &cond {
-        if !condition_holds(ks, db, cmd, key, kind, operand)? {
+    if let Some(c) = &cond {
+        if !condition_holds(ks, db, name, key, c)? {
             // The master propagates a conditional SET only when it wrote.
             return Err(invalid(
-                cmd,
-                format!("{kind} condition false here, true on the master: our data differs"),
+                name,
+                format!(
+                    "{} condition false here, true on the master: our data differs",
+                    c.label
+                ),
             ));
         }
     }
     if keepttl {
         expire = old.as_ref().and_then(|e| e.expire_ms());
     }
-    ks.put(db, Entry::Packed(Packed::string(key, expire, value)));
+    put_string(ks, db, key, expire, value);
     Ok(())
 }
 
@@ -101,62 +345,34 @@ pub fn set(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<()
 fn condition_holds(
     ks: &Keyspace,
     db: u64,
-    cmd: &str,
+    name: &str,
     key: &[u8],
-    kind: &str,
-    operand: &[u8],
+    c: &Cond<'_>,
 ) -> Result<bool, ApplyError> {
-    let cur = get_string(ks, db, cmd, key)?.map(|(_, v)| v);
-    Ok(match kind {
-        "IFEQ" => cur.as_deref() == Some(operand),
-        "IFNE" => cur.as_deref() != Some(operand),
-        "IFDEQ" => cur.is_some(),
-        _ => true,
+    let cur = get_string(ks, db, name, key)?.map(|(_, v)| v);
+    Ok(match c.kind {
+        CondKind::IfEq => cur.as_deref() == Some(c.operand),
+        CondKind::IfNe => cur.as_deref() != Some(c.operand),
+        CondKind::IfDEq => cur.is_some(),
+        CondKind::Holds => true,
     })
 }
 
-/// DELEX key [IFEQ v|IFNE v|IFDEQ d|IFDNE d] (Redis 8.4+ propagate it as DEL) and Valkey
-/// 9's DELIFEQ key value, applied as typed should a master send them.
-pub fn delex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let (key, cond) = match (cmd, args) {
-        ("DELIFEQ", [k, v]) => (k, Some(("IFEQ".to_string(), v.clone()))),
-        ("DELEX", [k]) => (k, None),
-        ("DELEX", [k, kind, v]) => (
-            k,
-            Some((
-                String::from_utf8_lossy(kind).to_ascii_uppercase(),
-                v.clone(),
-            )),
-        ),
-        _ => return Err(invalid(cmd, "wrong number of arguments")),
-    };
-    if let Some((kind, operand)) = &cond {
-        if !condition_holds(ks, db, cmd, key, kind, operand)? {
-            return Ok(());
-        }
-    }
-    ks.remove(db, key);
-    Ok(())
-}
-
-/// MSETEX numkeys key value… [NX|XX] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL] (Redis 8.4+;
-/// masters rewrite EX/PX to PXAT). NX/XX hold for every key or nothing is written.
-pub fn msetex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [numkeys, rest @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let n = usize::try_from(arg_i64(cmd, numkeys)?)
-        .ok()
-        .filter(|&n| n >= 1 && n.checked_mul(2).is_some_and(|m| m <= rest.len()))
-        .ok_or_else(|| invalid(cmd, "bad numkeys"))?;
-    let (pairs, opts) = rest.split_at(n * 2);
+/// MSETEX (Redis 8.4+; masters rewrite EX/PX to PXAT): NX/XX hold for every key or nothing
+/// is written.
+fn msetex(
+    ks: &mut Keyspace,
+    db: u64,
+    pairs: &[Vec<u8>],
+    opts: SetOptions<'_>,
+) -> Result<(), ApplyError> {
     let SetOptions {
         nx,
         xx,
         keepttl,
         expire,
         ..
-    } = SetOptions::parse(cmd, opts, false)?;
+    } = opts;
     for p in pairs.chunks_exact(2) {
         let found = ks.entry(db, &p[0]).is_some();
         if (nx && found) || (xx && !found) {
@@ -169,7 +385,7 @@ pub fn msetex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
         } else {
             expire
         };
-        ks.set(db, &p[0], ttl, &Value::String(p[1].clone()), None)?;
+        put_string(ks, db, &p[0], ttl, &p[1]);
     }
     Ok(())
 }
@@ -179,144 +395,38 @@ pub fn parse_strict_i64(s: &[u8]) -> Option<i64> {
     crate::rdb::writer::packed::canonical_int(s)
 }
 
-use super::value_ops::get_string;
-
 /// INCR, DECR, INCRBY, DECRBY: the key keeps its TTL.
-pub fn incr(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let (key, by) = match (cmd, args) {
-        ("INCR", [k]) => (k, 1),
-        ("DECR", [k]) => (k, -1),
-        ("INCRBY", [k, n]) => (k, arg_i64(cmd, n)?),
-        // Redis 6.2 negates with wrap-around (DECRBY x -2^63 adds -2^63); 7.0+ refuses it,
-        // so it never arrives from those.
-        ("DECRBY", [k, n]) => (k, arg_i64(cmd, n)?.wrapping_neg()),
-        _ => return Err(invalid(cmd, "wrong number of arguments")),
-    };
-    let (h, cur) = get_string(ks, db, cmd, key)?.unwrap_or_default();
+fn incr_by(ks: &mut Keyspace, db: u64, name: &str, key: &[u8], by: i64) -> Result<(), ApplyError> {
+    let (h, cur) = get_string(ks, db, name, key)?.unwrap_or_default();
     let cur = if cur.is_empty() && ks.entry(db, key).is_none() {
         0
     } else {
         parse_strict_i64(&cur)
-            .ok_or_else(|| invalid(cmd, "value is not an integer: our data differs"))?
+            .ok_or_else(|| invalid(name, "value is not an integer: our data differs"))?
     };
     let n = cur
         .checked_add(by)
-        .ok_or_else(|| invalid(cmd, "overflow: our data differs"))?;
-    super::value_ops::store(ks, db, key, &h, &Value::String(n.to_string().into_bytes()))
-}
-
-pub fn append(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, v] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let (h, mut cur) = get_string(ks, db, cmd, key)?.unwrap_or_default();
-    cur.extend_from_slice(v);
-    super::value_ops::store(ks, db, key, &h, &Value::String(cur))
+        .ok_or_else(|| invalid(name, "overflow: our data differs"))?;
+    store(ks, db, key, &h, &Value::String(n.to_string().into_bytes()))
 }
 
 /// SETRANGE key offset value: zero-padded; an empty value on a missing key creates nothing.
-pub fn setrange(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, off, v] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let off = arg_i64(cmd, off)?;
-    if !(0..512 << 20).contains(&off) {
-        return Err(invalid(cmd, "offset out of range"));
-    }
-    let existing = get_string(ks, db, cmd, key)?;
+fn setrange(
+    ks: &mut Keyspace,
+    db: u64,
+    name: &str,
+    key: &[u8],
+    off: usize,
+    v: &[u8],
+) -> Result<(), ApplyError> {
+    let existing = get_string(ks, db, name, key)?;
     if v.is_empty() {
         return Ok(());
     }
     let (h, mut cur) = existing.unwrap_or_default();
-    let off = off as usize;
     if cur.len() < off + v.len() {
         cur.resize(off + v.len(), 0);
     }
     cur[off..off + v.len()].copy_from_slice(v);
-    super::value_ops::store(ks, db, key, &h, &Value::String(cur))
-}
-
-/// MSET and MSETNX (all or nothing), SETNX, SETEX, PSETEX.
-pub fn multi_set(
-    ks: &mut Keyspace,
-    db: u64,
-    cmd: &str,
-    args: &[Vec<u8>],
-) -> Result<(), ApplyError> {
-    match cmd {
-        "MSET" | "MSETNX" => {
-            if args.is_empty() || args.len() % 2 != 0 {
-                return Err(invalid(cmd, "wrong number of arguments"));
-            }
-            if cmd == "MSETNX" && args.chunks_exact(2).any(|p| ks.entry(db, &p[0]).is_some()) {
-                return Ok(());
-            }
-            for p in args.chunks_exact(2) {
-                ks.set(db, &p[0], None, &Value::String(p[1].clone()), None)?;
-            }
-            Ok(())
-        }
-        "SETNX" => {
-            let [k, v] = args else {
-                return Err(invalid(cmd, "wrong number of arguments"));
-            };
-            if ks.entry(db, k).is_none() {
-                ks.set(db, k, None, &Value::String(v.clone()), None)?;
-            }
-            Ok(())
-        }
-        "SETEX" | "PSETEX" => {
-            let [k, t, v] = args else {
-                return Err(invalid(cmd, "wrong number of arguments"));
-            };
-            let t = arg_i64(cmd, t)?;
-            let ms = if cmd == "SETEX" {
-                t.saturating_mul(1000)
-            } else {
-                t
-            };
-            ks.set(
-                db,
-                k,
-                Some(now_ms().saturating_add(ms)),
-                &Value::String(v.clone()),
-                None,
-            )?;
-            Ok(())
-        }
-        _ => Err(invalid(cmd, "not a multi-set command")),
-    }
-}
-
-// ---------------------------------------------------------------- parsed form
-// Transitional: the name and raw arguments, applied by the functions above. Each family
-// moves to typed variants (see parse.rs).
-
-/// A command of this family, parsed.
-pub(super) struct Cmd<'a> {
-    name: &'static str,
-    args: &'a [Vec<u8>],
-}
-
-pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
-    Ok(Cmd {
-        name: p.name(),
-        args: p.rest(),
-    })
-}
-
-impl Apply for Cmd<'_> {
-    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
-        let (name, args) = (self.name, self.args);
-        match name {
-            "SET" => set(ks, st.db, name, args),
-            "INCR" | "DECR" | "INCRBY" | "DECRBY" => incr(ks, st.db, name, args),
-            "APPEND" => append(ks, st.db, name, args),
-            "DELEX" | "DELIFEQ" => delex(ks, st.db, name, args),
-            "MSETEX" => msetex(ks, st.db, name, args),
-            "SETRANGE" => setrange(ks, st.db, name, args),
-            "MSET" | "MSETNX" | "SETNX" | "SETEX" | "PSETEX" => multi_set(ks, st.db, name, args),
-            _ => Err(ApplyError::Unknown(name.to_string())),
-        }
-    }
+    store(ks, db, key, &h, &Value::String(cur))
 }
