@@ -20,6 +20,8 @@ pub struct Config {
     pub http: Http,
     /// Scheduled verification of the newest stored snapshot; absent: off.
     pub verify: Option<VerifyConfig>,
+    /// The dead man's switch and hooks after each snapshot; absent: off.
+    pub notify: Option<NotifyConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -127,6 +129,29 @@ pub struct VerifyConfig {
     pub schedule: String,
     /// The zone the schedule is read in; absent: `[snapshot] timezone`, else UTC.
     pub timezone: Option<String>,
+}
+
+/// `[notify]`: what the daemon tells the outside after each snapshot.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// GET after each stored snapshot (a dead man's switch such as healthchecks.io); a
+    /// failed snapshot GETs `<url>/fail` when `heartbeat_fail` is set.
+    pub heartbeat_url: Option<String>,
+    /// Also GET `<heartbeat_url>/fail` after a failed snapshot (healthchecks.io's form).
+    #[serde(default)]
+    pub heartbeat_fail: bool,
+    /// Run after each stored snapshot, with `REPLISNAP_*` variables (absolute path).
+    pub on_success: Option<PathBuf>,
+    /// Run after each failed snapshot, with `REPLISNAP_*` variables (absolute path).
+    pub on_failure: Option<PathBuf>,
+    /// Seconds a hook may run before it is killed (and a heartbeat may take).
+    #[serde(default = "default_hook_timeout")]
+    pub timeout: u64,
+}
+
+fn default_hook_timeout() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]

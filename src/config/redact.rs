@@ -5,9 +5,16 @@
 /// a credential or a key (`secret_access_key`), wherever on the line.
 pub(super) fn holds_secret(line: &str) -> bool {
     let key = line.split('=').next().unwrap_or(line).to_ascii_lowercase();
-    ["password", "secret", "token", "credential", "key"]
-        .iter()
-        .any(|w| key.contains(w))
+    [
+        "password",
+        "secret",
+        "token",
+        "credential",
+        "key",
+        "heartbeat_url",
+    ]
+    .iter()
+    .any(|w| key.contains(w))
 }
 
 /// `key = <redacted>`: the key stays (the user needs to know which line), the value goes.

@@ -257,6 +257,38 @@ impl Config {
                 ));
             }
         }
+        if let Some(n) = &self.notify {
+            if let Some(u) = &n.heartbeat_url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(bad(
+                        "notify.heartbeat_url",
+                        "expected an http:// or https:// URL".into(),
+                    ));
+                }
+            }
+            for (key, hook) in [
+                ("notify.on_success", &n.on_success),
+                ("notify.on_failure", &n.on_failure),
+            ] {
+                if let Some(h) = hook {
+                    if !h.is_absolute() {
+                        return Err(bad(
+                            key,
+                            format!("{}: expected an absolute path", h.display()),
+                        ));
+                    }
+                }
+            }
+            if n.timeout == 0 {
+                return Err(bad("notify.timeout", "must be at least 1 (seconds)".into()));
+            }
+            if self.storage.is_none() {
+                return Err(bad(
+                    "notify",
+                    "needs a [storage] section: it reports stored snapshots".into(),
+                ));
+            }
+        }
         if let Some(s) = &self.storage {
             match s.kind {
                 StorageKind::Local if s.path.is_none() => {

@@ -8,7 +8,8 @@
 //! poller and the scheduled verification on theirs, and the schedules and signal handling
 //! on a current-thread tokio runtime on the calling thread. The files beside this one are
 //! leaves: `start.rs` (checks, storage, warm restart), `observe.rs` (HTTP control, metric
-//! events, the master-offset poller), `verify.rs` (`[verify] schedule`), `notify.rs`
+//! events, the master-offset poller), `verify.rs` (`[verify] schedule`), `hooks.rs`
+//! (`[notify]`: the heartbeat URL and the hooks after each snapshot), `notify.rs`
 //! (systemd: READY, STATUS, the watchdog fed by the parts' heartbeats, STOPPING),
 //! `signals.rs` (the wait for a stop), `error.rs` ([`DaemonError`]). On SIGTERM, once the
 //! replica stopped and the writer finished, the stopped replica's data is written as the
@@ -18,6 +19,7 @@
 //! never parse arguments or set up logging (the `run` verb does).
 
 mod error;
+mod hooks;
 mod notify;
 mod observe;
 mod signals;
@@ -63,7 +65,15 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
     let (mut replica, handle) = start::replica(cfg, settings, sentinel);
 
     let metrics = Arc::new(crate::metrics::Metrics::new().map_err(DaemonError::Metrics)?);
-    let events: Arc<dyn SnapshotEvents> = Arc::new(observe::MetricsEvents(metrics.clone()));
+    let metrics_events = observe::MetricsEvents(metrics.clone());
+    let events: Arc<dyn SnapshotEvents> = match (&cfg.notify, &storage) {
+        (Some(n), Some(s)) => Arc::new(hooks::HookedEvents {
+            metrics: Box::new(metrics_events),
+            hooks: hooks::Hooks::start(n, metrics.clone(), s.describe(), address.clone())
+                .map_err(DaemonError::start("notify hooks thread"))?,
+        }),
+        _ => Arc::new(metrics_events),
+    };
     let snapshotter = match &storage {
         Some(storage) => Some(
             Snapshotter::start(

@@ -117,6 +117,26 @@ pub fn check(cfg: &Config, file: &str) -> Result<Checked, DaemonError> {
         .map(Policy::from_config)
         .transpose()
         .map_err(|e| DaemonError::config(file, e))?;
+    if let Some(n) = &cfg.notify {
+        // A hook that cannot run would only show at the first snapshot: refuse it now.
+        for (key, hook) in [
+            ("notify.on_success", &n.on_success),
+            ("notify.on_failure", &n.on_failure),
+        ] {
+            if let Some(path) = hook {
+                let runnable = std::fs::metadata(path).map(|m| {
+                    use std::os::unix::fs::PermissionsExt;
+                    m.is_file() && m.permissions().mode() & 0o111 != 0
+                });
+                let msg = match runnable {
+                    Ok(true) => continue,
+                    Ok(false) => format!("{}: not an executable file", path.display()),
+                    Err(e) => format!("{}: {e}", path.display()),
+                };
+                return Err(DaemonError::config(file, KeyError { key, msg }));
+            }
+        }
+    }
     if let Some(s) = &cfg.storage {
         if s.kind == StorageKind::S3 {
             crate::storage::s3::Settings::from_config(s)

@@ -126,6 +126,11 @@ impl VerifyOutcome {
     }
 }
 
+/// The hooks of `[notify]` (`hooks_total{hook}`).
+pub const HOOKS: [&str; 2] = ["on_success", "on_failure"];
+/// How a hook ended (`hooks_total{result}`).
+pub const HOOK_RESULTS: [&str; 3] = ["ok", "error", "timeout"];
+
 /// The label for any command name not in [`COMMANDS`].
 pub const OTHER_COMMAND: &str = "other";
 

@@ -23,7 +23,8 @@ use prometheus::{
 };
 
 pub use labels::{
-    command_index, LinkErrorReason, Outcome, ResyncReason, VerifyOutcome, COMMANDS, OTHER_COMMAND,
+    command_index, LinkErrorReason, Outcome, ResyncReason, VerifyOutcome, COMMANDS, HOOKS,
+    HOOK_RESULTS, OTHER_COMMAND,
 };
 pub use lag::LagTracker;
 
@@ -100,6 +101,9 @@ pub struct Metrics {
 
     verify_total: IntCounterVec,
     last_verify_success_timestamp_seconds: Gauge,
+
+    heartbeats_total: IntCounterVec,
+    hooks_total: IntCounterVec,
 
     lag: Mutex<LagTracker>,
     /// Nanoseconds after `started` of the last byte from the master, plus one (0: never).
@@ -340,6 +344,28 @@ impl Metrics {
                     &["result"],
                 ),
             )?,
+            heartbeats_total: r.add(
+                "heartbeats_total",
+                IntCounterVec::new(
+                    opts(
+                        "heartbeats_total",
+                        "Calls of [notify] heartbeat_url after a snapshot, by result \
+                         (error: no answer, or not 2xx, within [notify] timeout).",
+                    ),
+                    &["result"],
+                ),
+            )?,
+            hooks_total: r.add(
+                "hooks_total",
+                IntCounterVec::new(
+                    opts(
+                        "hooks_total",
+                        "Runs of [notify] on_success/on_failure, by hook and result \
+                         (error: did not start or exited non-zero; timeout: killed).",
+                    ),
+                    &["hook", "result"],
+                ),
+            )?,
             last_verify_success_timestamp_seconds: r.add(
                 "last_verify_success_timestamp_seconds",
                 Gauge::with_opts(opts(
@@ -370,6 +396,14 @@ impl Metrics {
         }
         for o in VerifyOutcome::ALL {
             self.verify_total.with_label_values(&[o.as_str()]);
+        }
+        for o in Outcome::ALL {
+            self.heartbeats_total.with_label_values(&[o.as_str()]);
+        }
+        for h in HOOKS {
+            for r in HOOK_RESULTS {
+                self.hooks_total.with_label_values(&[h, r]);
+            }
         }
         for r in REFUSAL_REASONS {
             self.snapshot_refusals_total.with_label_values(&[r]);
@@ -499,6 +533,20 @@ impl Metrics {
             self.last_verify_success_timestamp_seconds
                 .set(unix_seconds(at));
         }
+    }
+
+    // ---- notify ----
+
+    /// A heartbeat call finished.
+    pub fn heartbeat(&self, outcome: Outcome) {
+        self.heartbeats_total
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+    }
+
+    /// A hook (one of [`HOOKS`]) finished with one of [`HOOK_RESULTS`].
+    pub fn hook(&self, hook: &str, result: &str) {
+        self.hooks_total.with_label_values(&[hook, result]).inc();
     }
 
     // ---- rendering ----

@@ -31,6 +31,8 @@ const SPEC_NAMES: &[&str] = &[
     "replisnap_oldest_snapshot_timestamp_seconds",
     "replisnap_verify_total",
     "replisnap_last_verify_success_timestamp_seconds",
+    "replisnap_heartbeats_total",
+    "replisnap_hooks_total",
     "replisnap_build_info",
 ];
 
