@@ -152,6 +152,10 @@ impl ZSetNative {
     pub fn order(&self) -> &ZIndex {
         &self.order
     }
+    /// The score order alone, the member map let go (a snapshot writes only the order).
+    pub fn into_order(self) -> ZIndex {
+        self.order
+    }
 }
 
 /// Whether `v` is a collection big enough to be held natively.
