@@ -4,8 +4,9 @@
 //! (measured, docs/decisions.md): every database is split into shards, each a hash table
 //! of packed [`Entry`]s behind its own mutex. A snapshot is an epoch bump, O(1) whatever
 //! the size. Until the snapshot walker has visited a shard, the first change to a key in
-//! it records the key's previous entry ("iterate and record"), so the walker sees each key
-//! as it was when the snapshot began, and the extra memory is proportional to what
+//! it records the key's previous entry ("iterate and record"; a big sorted set without its
+//! member map, which a snapshot never reads), so the walker sees each key as it was when
+//! the snapshot began, and the extra memory is proportional to what
 //! changed. Only the apply thread mutates (`&mut self`); walkers only read.
 //!
 //! It must never let a walker see a change made after its snapshot began, and never
@@ -275,9 +276,23 @@ impl Keyspace {
                 old: std::collections::HashMap::new(),
             });
         }
-        let current = shard.table.find(hash, |e| e.key() == key).cloned();
+        if shard
+            .record
+            .as_ref()
+            .is_some_and(|r| r.old.contains_key(key))
+        {
+            return;
+        }
+        // A big sorted set is recorded without its member map (`snapshot_view`): the live
+        // entry stays unshared and its changes copy no map chunk.
+        let current = shard.table.find(hash, |e| e.key() == key).map(|e| match e {
+            Entry::Native(n) => n
+                .snapshot_view()
+                .map_or_else(|| e.clone(), |v| Entry::Native(Arc::new(v))),
+            Entry::Packed(_) => e.clone(),
+        });
         if let Some(rec) = shard.record.as_mut() {
-            rec.old.entry(key.into()).or_insert(current);
+            rec.old.insert(key.into(), current);
         }
     }
 

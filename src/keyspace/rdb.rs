@@ -171,10 +171,34 @@ pub fn write_snapshot<W: Write>(
             w.select_db(db)?;
             current_db = Some(db);
         }
-        for e in &entries {
+        // Each entry is let go once written, a big set, hash or sorted set chunk by chunk
+        // as it is written: the live keyspace then changes what the walk has passed
+        // without copying it (docs/decisions.md).
+        for e in entries {
             let ty = e.rdb_type();
             let h = e.hints();
             let placeholder = Value::String(Vec::new());
+            let e = match e {
+                Entry::Native(n) if native::export::releases(&n.value) => {
+                    let n = native::export::own(n);
+                    let mut rec = KeyRecord {
+                        key: &n.key,
+                        value: &placeholder,
+                        expire_ms: h.expire_ms,
+                        idle: h.idle,
+                        freq: h.freq,
+                        meta: &h.meta,
+                        source_type: Some(ty),
+                    };
+                    if let Err(v) = native::export::write_owned(&mut w, &rec, n.value)? {
+                        let value = v.to_value();
+                        rec.value = &value;
+                        w.key(&rec)?;
+                    }
+                    continue;
+                }
+                e => e,
+            };
             let mut rec = KeyRecord {
                 key: e.key(),
                 value: &placeholder,
@@ -187,20 +211,29 @@ pub fn write_snapshot<W: Write>(
             let raw = e
                 .payload()
                 .filter(|_| !opts.compress && payload_fits(ty, &target));
-            let native_written = match (raw, e) {
+            let native_written = match (raw, &e) {
                 (None, Entry::Native(n)) => native::export::write(&mut w, &rec, &n.value)?,
                 _ => false,
             };
             if let Some(raw) = raw {
                 w.key_encoded(&rec, ty, raw)?;
             } else if !native_written {
-                let value = decode(e)?;
+                let value = decode(&e)?;
                 rec.value = &value;
                 w.key(&rec)?;
             }
         }
     }
     Ok(w.finish()?)
+}
+
+/// One more key of type `name` in a database's counts.
+fn count_key(summary: &mut DbSummary, name: &str, expires: bool) {
+    summary.keys += 1;
+    if expires {
+        summary.expires += 1;
+    }
+    *summary.types.entry(name.to_string()).or_insert(0) += 1;
 }
 
 /// What [`export_snapshot`] wrote.
@@ -251,11 +284,40 @@ pub fn export_snapshot<W: Write>(
             expires: 0,
             types: TYPE_NAMES.iter().map(|t| (t.to_string(), 0)).collect(),
         });
-        for e in &entries {
+        for e in entries {
             let ty = e.rdb_type();
             let h = e.hints();
             let placeholder = Value::String(Vec::new());
             let value;
+            // A big set, hash or sorted set: its digest from the shared handle, then written
+            // chunk by chunk, each let go once written (as in `write_snapshot`).
+            let e = match e {
+                Entry::Native(n)
+                    if native::export::releases(&n.value)
+                        && native::export::writes_natively(&n.value, &target) =>
+                {
+                    d.add_digest(db, &n.key, native::export::digest(&n, &rules, now_ms))?;
+                    let name = native::export::type_name(&n.value);
+                    let n = native::export::own(n);
+                    let rec = KeyRecord {
+                        key: &n.key,
+                        value: &placeholder,
+                        expire_ms: h.expire_ms,
+                        idle: h.idle,
+                        freq: h.freq,
+                        meta: &h.meta,
+                        source_type: Some(ty),
+                    };
+                    if native::export::write_owned(&mut w, &rec, n.value)?.is_err() {
+                        unreachable!("writes_natively said so");
+                    }
+                    count_key(summary, name, h.expire_ms.is_some());
+                    keys_total += 1;
+                    continue;
+                }
+                e => e,
+            };
+            let e = &e;
             let mut rec = KeyRecord {
                 key: e.key(),
                 value: &placeholder,
@@ -302,11 +364,7 @@ pub fn export_snapshot<W: Write>(
                     name
                 }
             };
-            summary.keys += 1;
-            if h.expire_ms.is_some() {
-                summary.expires += 1;
-            }
-            *summary.types.entry(name.to_string()).or_insert(0) += 1;
+            count_key(summary, name, h.expire_ms.is_some());
             keys_total += 1;
         }
     }

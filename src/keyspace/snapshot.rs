@@ -72,8 +72,9 @@ impl Snapshot {
     /// Visit every entry of the view, database by database.
     pub fn walk(mut self, mut f: impl FnMut(u64, &Entry)) {
         while let Some((db, entries)) = self.next_shard() {
-            for e in &entries {
-                f(db, e);
+            // Each entry let go once seen: the live keyspace then changes it in place.
+            for e in entries {
+                f(db, &e);
             }
         }
     }

@@ -108,11 +108,12 @@ pub struct ZSetNative {
 }
 
 impl ZSetNative {
+    /// Members, counted in the order (a snapshot's view has no member map).
     pub fn len(&self) -> usize {
-        self.dict.len()
+        self.order.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.dict.is_empty()
+        self.order.is_empty()
     }
     pub fn score(&self, member: &[u8]) -> Option<f64> {
         self.dict.get(member).map(|z| z.score)
@@ -151,6 +152,10 @@ impl ZSetNative {
     }
     pub fn order(&self) -> &ZIndex {
         &self.order
+    }
+    /// The score order alone, the member map let go (a snapshot writes only the order).
+    pub fn into_order(self) -> ZIndex {
+        self.order
     }
 }
 
@@ -236,6 +241,27 @@ pub struct NativeEntry {
     pub key: Box<[u8]>,
     pub hints: Hints,
     pub value: Native,
+}
+
+impl NativeEntry {
+    /// What a snapshot records of this key when it is first changed before the walk gets
+    /// there, when that is not the entry itself: a sorted set without its member map (a
+    /// snapshot writes, digests and decodes only the order). The live entry then stays
+    /// unshared, so its first change copies an order leaf, never a map chunk. Such a view
+    /// answers no score lookups; it is only walked.
+    pub fn snapshot_view(&self) -> Option<NativeEntry> {
+        match &self.value {
+            Native::ZSet(z) => Some(NativeEntry {
+                key: self.key.clone(),
+                hints: self.hints.clone(),
+                value: Native::ZSet(ZSetNative {
+                    dict: ChunkMap::new(),
+                    order: z.order.clone(),
+                }),
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl Native {
@@ -427,6 +453,36 @@ mod tests {
             let r = HashRec::new(f, v, t);
             assert_eq!((r.field(), r.value(), r.ttl()), (f, v, t));
         }
+    }
+
+    #[test]
+    fn a_sorted_sets_snapshot_view_is_its_order_alone() {
+        let pairs: Vec<(Vec<u8>, f64)> = (0..5000u32)
+            .map(|i| (i.to_string().into_bytes(), f64::from(i % 97)))
+            .collect();
+        let value = Native::from_value(&Value::SortedSet(pairs), true).unwrap();
+        let live = NativeEntry {
+            key: b"z".as_slice().into(),
+            hints: Hints::default(),
+            value,
+        };
+        let view = live.snapshot_view().unwrap();
+        assert_eq!(view.value.len(), live.value.len());
+        assert_eq!(view.value.to_value(), live.value.to_value());
+        let Native::ZSet(z) = &live.value else {
+            panic!()
+        };
+        assert_eq!(z.dict.shared_chunks(), 0, "a change copies no map chunk");
+        assert!(z.order().shared_leaves() > 0, "the order is shared");
+        let list = Native::List(ChunkList::default());
+        let other = NativeEntry {
+            value: list,
+            ..live
+        };
+        assert!(
+            other.snapshot_view().is_none(),
+            "other values are recorded as they are"
+        );
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! [`BRANCH_MAX`] leaves splits into the root. Popping either end is O(leaf), finding a
 //! rank walks leaf sizes (O(n / leaf)). Cloning shares every branch, so the first write to
 //! an index a snapshot still holds copies the root's handles, one branch and one leaf
-//! (a 2 M-member set: ~60 + 256 handles, not 15 000). A leaf: it never looks at members'
-//! scores anywhere but here, and never holds a NaN (callers refuse them).
+//! (a 2 M-member set: ~60 + 256 handles, not 15 000); a walker of its own copy
+//! ([`ZIndex::visit_rev_releasing`]) lets go of each leaf once it has seen it. A leaf: it
+//! never looks at members' scores anywhere but here, and never holds a NaN (callers
+//! refuse them).
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
@@ -131,6 +133,37 @@ impl ZIndex {
             .flat_map(|l| l.iter().map(|(s, m)| (*s, &m[..])))
     }
 
+    /// Every element from the highest (as the servers write a skiplist), consuming the
+    /// index: each leaf is let go as soon as `f` has seen it, so a live index sharing it
+    /// (a snapshot's view walks its own copy) changes it in place from then on.
+    pub fn visit_rev_releasing<E>(
+        self,
+        mut f: impl FnMut(f64, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for branch in self.branches.into_iter().rev() {
+            let branch = Arc::try_unwrap(branch).unwrap_or_else(|b| (*b).clone());
+            for leaf in branch.into_iter().rev() {
+                leaf.iter().rev().try_for_each(|(s, m)| f(*s, m))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Leaves a write would copy first, their own or their branch's handle being shared
+    /// with another index (a clone, a snapshot's view). For tests and diagnostics; O(leaves).
+    pub fn shared_leaves(&self) -> usize {
+        self.branches
+            .iter()
+            .map(|b| {
+                if Arc::strong_count(b) > 1 {
+                    b.len()
+                } else {
+                    b.iter().filter(|l| Arc::strong_count(l) > 1).count()
+                }
+            })
+            .sum()
+    }
+
     /// Elements in order from the first at or after (score, member): a seek, then a walk.
     pub fn iter_from<'a>(
         &'a self,
@@ -238,6 +271,29 @@ mod tests {
             }
         }
         assert!(z.is_empty() && z.branches.is_empty());
+    }
+
+    #[test]
+    fn a_releasing_visit_goes_highest_first_and_lets_go_of_each_leaf() {
+        let mut live = ZIndex::default();
+        for i in 0..100_000u32 {
+            live.insert(f64::from(i % 977), &i.to_le_bytes());
+        }
+        assert!(live.branches.len() >= 2 && live.shared_leaves() == 0);
+        let view = live.clone();
+        let want: Vec<(f64, Vec<u8>)> = view.iter().rev().map(|(s, m)| (s, m.to_vec())).collect();
+        let mut seen = Vec::new();
+        let mut shared = Vec::new();
+        view.visit_rev_releasing::<()>(|s, m| {
+            seen.push((s, m.to_vec()));
+            shared.push(live.shared_leaves());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, want);
+        assert!(shared.windows(2).all(|w| w[1] <= w[0]));
+        assert!(shared[0] > 50 && *shared.last().unwrap() <= 1);
+        assert_eq!(live.shared_leaves(), 0, "a write now copies nothing");
     }
 
     #[test]
