@@ -185,7 +185,35 @@ pub fn require(name: &str) -> Option<ServerBin> {
         "SKIP: test server {name} is not installed in {}; run {INSTALLER} to test against it",
         dir.display()
     );
+    record_skip(name);
     None
+}
+
+/// Where this `cargo test` run's skips are counted: one file per run (named by cargo's pid,
+/// the parent of every test binary), read by `tests/zz_skipped.rs`, which cargo runs after
+/// the other test binaries.
+pub fn skips_file() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("replisnap-skips-{}", std::os::unix::process::parent_id()))
+}
+
+/// Count one skipped test (the missing server's name and the test binary).
+fn record_skip(name: &str) {
+    use std::io::Write;
+    let exe = std::env::current_exe().ok();
+    let binary = exe
+        .as_deref()
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let binary = binary.rsplit_once('-').map_or(binary.as_str(), |(b, _)| b);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(skips_file())
+    {
+        let _ = writeln!(f, "{binary} {name}");
+    }
 }
 
 /// Every [`MATRIX`] server that is installed (missing ones are handled as by [`require`]).
