@@ -197,7 +197,7 @@ pub fn skips_file() -> std::path::PathBuf {
         .join(format!("replisnap-skips-{}", std::os::unix::process::parent_id()))
 }
 
-/// Count one skipped test (the missing server's name and the test binary).
+/// Record one skip: the test binary, the test and the missing server.
 fn record_skip(name: &str) {
     use std::io::Write;
     let exe = std::env::current_exe().ok();
@@ -212,7 +212,12 @@ fn record_skip(name: &str) {
         .append(true)
         .open(skips_file())
     {
-        let _ = writeln!(f, "{binary} {name}");
+        // libtest names each test's thread after the test.
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("main")
+            .replace(' ', "_");
+        let _ = writeln!(f, "{binary} {test} {name}");
     }
 }
 
