@@ -6,6 +6,7 @@
 //! stdout when `--json` is given.
 
 mod check_config;
+mod completions;
 mod convert;
 mod digest;
 mod fetch;
@@ -62,6 +63,10 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Push every key of a snapshot into a live server with pipelined RESTORE.
     Restore(restore::RestoreArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff).
+    Man(completions::ManArgs),
 }
 
 /// Open an RDB file for reading: the reader (header read), the file's size, and its name
@@ -119,6 +124,10 @@ pub fn main() -> ExitCode {
         Command::Fetch(a) => fetch::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Restore(a) => restore::run(a),
+        Command::Completions(a) => {
+            completions::completions(a, <Cli as clap::CommandFactory>::command())
+        }
+        Command::Man(a) => completions::man(a, <Cli as clap::CommandFactory>::command()),
     };
     match result {
         Ok(code) => code,

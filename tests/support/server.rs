@@ -193,8 +193,10 @@ pub fn require(name: &str) -> Option<ServerBin> {
 /// the parent of every test binary), read by `tests/zz_skipped.rs`, which cargo runs after
 /// the other test binaries.
 pub fn skips_file() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("replisnap-skips-{}", std::os::unix::process::parent_id()))
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "replisnap-skips-{}",
+        std::os::unix::process::parent_id()
+    ))
 }
 
 /// Record one skip: the test binary, the test and the missing server.
