@@ -335,3 +335,32 @@ impl Apply for Cmd<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &str) -> Vec<Vec<u8>> {
+        a.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn parse_types_and_checks_arity() {
+        for bad in ["SADD", "SMOVE a b", "SMOVE a b m x", "SUNIONSTORE d"] {
+            assert!(super::super::parse(&argv(bad)).is_err(), "{bad}");
+        }
+        let a = argv("d k1 k2");
+        let c = parse(Parse::new("SDIFFSTORE", &a));
+        assert!(
+            matches!(c, Ok(Cmd::Store { op: SetOp::Diff, dest: b"d", keys }) if keys.len() == 2)
+        );
+        // SADD/SREM with no member are accepted (nothing changes), as before.
+        let (mut ks, mut st) = (Keyspace::new(), StreamState::default());
+        super::super::apply(&mut ks, &mut st, &argv("SADD k")).unwrap();
+        super::super::apply(&mut ks, &mut st, &argv("SADD k 3 1 2")).unwrap();
+        super::super::apply(&mut ks, &mut st, &argv("SMOVE k j 2")).unwrap();
+        super::super::apply(&mut ks, &mut st, &argv("SINTERSTORE i k j")).unwrap();
+        assert!(ks.entry(0, b"i").is_none());
+        assert!(ks.entry(0, b"j").is_some());
+    }
+}

@@ -323,3 +323,38 @@ impl Apply for Cmd<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &str) -> Vec<Vec<u8>> {
+        a.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn options_are_parsed_before_anything_is_read() {
+        for (bad, msg) in [
+            ("SORT k LIMIT 0", "LIMIT needs a value"),
+            ("SORT k LIMIT x 1", "not an integer"),
+            ("SORT k STORE", "STORE needs a value"),
+            ("SORT k SIDEWAYS", "unknown option SIDEWAYS"),
+        ] {
+            let e = super::super::parse(&argv(bad)).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains(msg)),
+                "{bad}: {e:?}"
+            );
+        }
+        let a = argv("k desc BY nosort GET # alpha");
+        assert!(matches!(parse(Parse::new("SORT", &a)), Ok(Cmd::NoStore)));
+        let a = argv("k by w_* limit 1 -1 store d get # get h_*->f");
+        let Ok(Cmd::Store(s)) = parse(Parse::new("SORT", &a)) else {
+            panic!("not a SORT STORE");
+        };
+        assert_eq!(
+            (s.dest, s.limit, s.dontsort, s.gets.len()),
+            (&b"d"[..], (1, -1), false, 2)
+        );
+    }
+}
