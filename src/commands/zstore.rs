@@ -1,6 +1,8 @@
 //! Sorted-set commands that compute a range or a combination: ZUNIONSTORE, ZINTERSTORE,
 //! ZDIFFSTORE (WEIGHTS, AGGREGATE SUM|MIN|MAX|COUNT), ZRANGESTORE and ZREMRANGEBYRANK|
-//! SCORE|LEX, all propagated as typed.
+//! SCORE|LEX, all propagated as typed. [`parse`] checks and types their arguments (numkeys,
+//! weights, bounds, options: the only place that reads the name), then
+//! [`Cmd::apply`](Apply::apply) computes and stores.
 //!
 //! Floating-point results must equal the master's to the last bit, so the arithmetic
 //! follows the server step by step: sources ordered by size (stable among equals) for
