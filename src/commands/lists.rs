@@ -1,6 +1,8 @@
-//! List commands in their propagated forms (blocking pops arrive as LPOP/RPOP/LMOVE).
+//! List commands in their propagated forms (blocking pops arrive as LPOP/RPOP/LMOVE):
+//! [`parse`] checks and types a command's arguments (the only place that reads its name),
+//! then [`Cmd::apply`](Apply::apply) applies the typed command to the keyspace.
 
-use super::error::{arg_i64, invalid, ApplyError};
+use super::error::{invalid, ApplyError};
 use super::packed_edit::{self, Found, Item};
 use super::parse::{Apply, Parse};
 use super::state::StreamState;
@@ -35,17 +37,19 @@ fn put(
     store(ks, db, key, h, &Value::List(l))
 }
 
-pub fn push(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, vals @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    if vals.is_empty() {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    }
-    let only_if_exists = cmd.ends_with('X');
+/// LPUSH/RPUSH (`front`: LPUSH) and their X forms (`only_if_exists`).
+fn push(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    vals: &[Vec<u8>],
+    front: bool,
+    only_if_exists: bool,
+) -> Result<(), ApplyError> {
     let found = match packed_edit::find(ks, db, key, &[LIST_QUICKLIST_2]) {
         Found::Packed(p) => {
-            if push_one_node(ks, db, &p, vals, cmd.starts_with('L')) {
+            if push_one_node(ks, db, &p, vals, front) {
                 return Ok(());
             }
             Some(Entry::Packed(p))
@@ -65,7 +69,7 @@ pub fn push(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     if let Some(r) = found.run(|| {
         on_list(ks, db, cmd, key, |l| {
             for v in vals {
-                if cmd.starts_with('L') {
+                if front {
                     l.push_front(v);
                 } else {
                     l.push_back(v);
@@ -81,7 +85,7 @@ pub fn push(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
         return Ok(());
     }
     let (h, mut l) = existing.unwrap_or_default();
-    if cmd.starts_with('L') {
+    if front {
         for v in vals {
             l.insert(0, v.clone());
         }
@@ -114,18 +118,20 @@ fn push_one_node(ks: &mut Keyspace, db: u64, p: &Packed, vals: &[Vec<u8>], front
     true
 }
 
-/// LPOP/RPOP key [count].
-pub fn pop(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let (key, count) = match args {
-        [k] => (k, 1),
-        [k, c] => (k, arg_i64(cmd, c)?.max(0) as usize),
-        _ => return Err(invalid(cmd, "wrong number of arguments")),
-    };
+/// LPOP/RPOP key [count] (`front`: LPOP).
+fn pop(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    count: usize,
+    front: bool,
+) -> Result<(), ApplyError> {
     let found = prepare(ks, db, cmd, key, Kind::List, 0, false)?;
     if let Some(r) = found.run(|| {
         on_list(ks, db, cmd, key, |l| {
             for _ in 0..count.min(l.len()) {
-                if cmd == "LPOP" {
+                if front {
                     l.pop_front();
                 } else {
                     l.pop_back();
@@ -140,7 +146,7 @@ pub fn pop(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<()
         return Ok(());
     };
     let n = count.min(l.len());
-    if cmd == "LPOP" {
+    if front {
         l.drain(..n);
     } else {
         l.truncate(l.len() - n);
@@ -167,11 +173,8 @@ fn index(len: usize, i: i64) -> Option<usize> {
     (0..len as i64).contains(&i).then_some(i as usize)
 }
 
-pub fn lset(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, idx, v] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let idx = arg_i64(cmd, idx)?;
+fn lset(ks: &mut Keyspace, db: u64, key: &[u8], idx: i64, v: &[u8]) -> Result<(), ApplyError> {
+    let cmd = "LSET";
     let found = prepare(ks, db, cmd, key, Kind::List, 0, false)?;
     if let Some(r) = found.run(|| {
         on_list(ks, db, cmd, key, |l| {
@@ -191,15 +194,12 @@ pub fn lset(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     };
     let i =
         index(l.len(), idx).ok_or_else(|| invalid(cmd, "index out of range: our data differs"))?;
-    l[i] = v.clone();
+    l[i] = v.to_vec();
     put(ks, db, key, &h, l)
 }
 
-pub fn ltrim(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, start, stop] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let (start, stop) = (arg_i64(cmd, start)?, arg_i64(cmd, stop)?);
+fn ltrim(ks: &mut Keyspace, db: u64, key: &[u8], start: i64, stop: i64) -> Result<(), ApplyError> {
+    let cmd = "LTRIM";
     let found = match packed_edit::find(ks, db, key, &[LIST_QUICKLIST_2]) {
         Found::Packed(p) => {
             if let Some(it) = packed_edit::one_node(p.payload()).and_then(packed_edit::items) {
@@ -260,14 +260,10 @@ fn trim_range(len: usize, start: i64, stop: i64) -> (usize, usize) {
     }
 }
 
-pub fn lrem(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, count, v] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let Some((h, mut l)) = get_list(ks, db, cmd, key)? else {
+fn lrem(ks: &mut Keyspace, db: u64, key: &[u8], count: i64, v: &[u8]) -> Result<(), ApplyError> {
+    let Some((h, mut l)) = get_list(ks, db, "LREM", key)? else {
         return Ok(());
     };
-    let count = arg_i64(cmd, count)?;
     let limit = if count == 0 {
         usize::MAX
     } else {
@@ -286,7 +282,7 @@ pub fn lrem(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     } else {
         let mut keep = vec![true; l.len()];
         for i in (0..l.len()).rev() {
-            if removed < limit && &l[i] == v {
+            if removed < limit && l[i] == v {
                 keep[i] = false;
                 removed += 1;
             }
@@ -297,39 +293,35 @@ pub fn lrem(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     put(ks, db, key, &h, l)
 }
 
-pub fn linsert(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, wh, pivot, v] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let Some((h, mut l)) = get_list(ks, db, cmd, key)? else {
+/// LINSERT key BEFORE|AFTER pivot element.
+fn linsert(
+    ks: &mut Keyspace,
+    db: u64,
+    key: &[u8],
+    after: bool,
+    pivot: &[u8],
+    v: &[u8],
+) -> Result<(), ApplyError> {
+    let Some((h, mut l)) = get_list(ks, db, "LINSERT", key)? else {
         return Ok(());
     };
-    let after = match String::from_utf8_lossy(wh).to_ascii_uppercase().as_str() {
-        "BEFORE" => false,
-        "AFTER" => true,
-        o => return Err(invalid(cmd, format!("unknown position {o}"))),
-    };
     if let Some(i) = l.iter().position(|x| x == pivot) {
-        l.insert(if after { i + 1 } else { i }, v.clone());
+        l.insert(if after { i + 1 } else { i }, v.to_vec());
         put(ks, db, key, &h, l)?;
     }
     Ok(())
 }
 
-/// LMOVE src dst LEFT|RIGHT LEFT|RIGHT, and RPOPLPUSH src dst.
-pub fn lmove(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let (src, dst, from_left, to_left) = match (cmd, args) {
-        ("RPOPLPUSH", [s, d]) => (s, d, false, true),
-        ("LMOVE", [s, d, f, t]) => {
-            let side = |x: &[u8]| match String::from_utf8_lossy(x).to_ascii_uppercase().as_str() {
-                "LEFT" => Ok(true),
-                "RIGHT" => Ok(false),
-                o => Err(invalid(cmd, format!("unknown side {o}"))),
-            };
-            (s, d, side(f)?, side(t)?)
-        }
-        _ => return Err(invalid(cmd, "wrong number of arguments")),
-    };
+/// LMOVE src dst LEFT|RIGHT LEFT|RIGHT, and RPOPLPUSH src dst (`true`: LEFT).
+fn lmove(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    src: &[u8],
+    dst: &[u8],
+    from_left: bool,
+    to_left: bool,
+) -> Result<(), ApplyError> {
     let Some(len) = list_len(ks, db, cmd, src)? else {
         return Ok(());
     };
@@ -344,7 +336,8 @@ pub fn lmove(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
         return Ok(());
     };
     let push_cmd = if to_left { "LPUSH" } else { "RPUSH" };
-    push(ks, db, push_cmd, &[dst.clone(), v])
+    let one = std::slice::from_ref(&v);
+    push(ks, db, push_cmd, dst, one, to_left, false)
 }
 
 /// The length of the list at `key` (`None`: absent); another type is [`wrongtype`].
@@ -387,35 +380,227 @@ fn pop_one(
     Ok(v)
 }
 
-// ---------------------------------------------------------------- parsed form
-// Transitional: the name and raw arguments, applied by the functions above. Each family
-// moves to typed variants (see parse.rs).
+// ---------------------------------------------------------------- parse and apply
 
-/// A command of this family, parsed.
-pub(super) struct Cmd<'a> {
-    name: &'static str,
-    args: &'a [Vec<u8>],
+/// A command of this family, parsed: typed arguments, checked before anything changes.
+pub(super) enum Cmd<'a> {
+    /// LPUSH/RPUSH/LPUSHX/RPUSHX key element…
+    Push {
+        name: &'static str,
+        key: &'a [u8],
+        values: &'a [Vec<u8>],
+        front: bool,
+        only_if_exists: bool,
+    },
+    /// LPOP/RPOP key [count] (a negative count pops nothing).
+    Pop {
+        name: &'static str,
+        key: &'a [u8],
+        count: usize,
+        front: bool,
+    },
+    /// LSET key index element.
+    Set {
+        key: &'a [u8],
+        index: i64,
+        value: &'a [u8],
+    },
+    /// LTRIM key start stop.
+    Trim {
+        key: &'a [u8],
+        start: i64,
+        stop: i64,
+    },
+    /// LREM key count element.
+    Rem {
+        key: &'a [u8],
+        count: i64,
+        value: &'a [u8],
+    },
+    /// LINSERT key BEFORE|AFTER pivot element.
+    Insert {
+        key: &'a [u8],
+        after: bool,
+        pivot: &'a [u8],
+        value: &'a [u8],
+    },
+    /// LMOVE src dst LEFT|RIGHT LEFT|RIGHT, and RPOPLPUSH src dst (`true`: LEFT).
+    Move {
+        name: &'static str,
+        src: &'a [u8],
+        dst: &'a [u8],
+        from_left: bool,
+        to_left: bool,
+    },
 }
 
-pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
-    Ok(Cmd {
-        name: p.name(),
-        args: p.rest(),
-    })
+/// Which of `keywords` (any case) `a` is.
+fn keyword(a: &[u8], keywords: &[&str]) -> Option<usize> {
+    keywords
+        .iter()
+        .position(|k| a.eq_ignore_ascii_case(k.as_bytes()))
+}
+
+pub(super) fn parse<'a>(mut p: Parse<'a>) -> Result<Cmd<'a>, ApplyError> {
+    let name = p.name();
+    let cmd = match name {
+        "LPUSH" | "RPUSH" | "LPUSHX" | "RPUSHX" => {
+            let key = p.next()?;
+            let values = p.rest();
+            if values.is_empty() {
+                return Err(p.error("wrong number of arguments"));
+            }
+            Cmd::Push {
+                name,
+                key,
+                values,
+                front: matches!(name, "LPUSH" | "LPUSHX"),
+                only_if_exists: matches!(name, "LPUSHX" | "RPUSHX"),
+            }
+        }
+        "LPOP" | "RPOP" => {
+            let key = p.next()?;
+            let count = if p.is_done() {
+                1
+            } else {
+                p.next_i64()?.max(0) as usize
+            };
+            Cmd::Pop {
+                name,
+                key,
+                count,
+                front: name == "LPOP",
+            }
+        }
+        "LSET" => Cmd::Set {
+            key: p.next()?,
+            index: p.next_i64()?,
+            value: p.next()?,
+        },
+        "LTRIM" => Cmd::Trim {
+            key: p.next()?,
+            start: p.next_i64()?,
+            stop: p.next_i64()?,
+        },
+        "LREM" => Cmd::Rem {
+            key: p.next()?,
+            count: p.next_i64()?,
+            value: p.next()?,
+        },
+        "LINSERT" => {
+            let (key, wh, pivot, value) = (p.next()?, p.next()?, p.next()?, p.next()?);
+            p.finish()?;
+            let after = match keyword(wh, &["BEFORE", "AFTER"]) {
+                Some(i) => i == 1,
+                None => return Err(p.error(format!("unknown position {}", upper(wh)))),
+            };
+            Cmd::Insert {
+                key,
+                after,
+                pivot,
+                value,
+            }
+        }
+        "RPOPLPUSH" => Cmd::Move {
+            name,
+            src: p.next()?,
+            dst: p.next()?,
+            from_left: false,
+            to_left: true,
+        },
+        "LMOVE" => {
+            let (src, dst, f, t) = (p.next()?, p.next()?, p.next()?, p.next()?);
+            p.finish()?;
+            let side = |x: &[u8]| match keyword(x, &["LEFT", "RIGHT"]) {
+                Some(i) => Ok(i == 0),
+                None => Err(p.error(format!("unknown side {}", upper(x)))),
+            };
+            Cmd::Move {
+                name,
+                src,
+                dst,
+                from_left: side(f)?,
+                to_left: side(t)?,
+            }
+        }
+        _ => return Err(ApplyError::Unknown(name.to_string())),
+    };
+    p.finish()?;
+    Ok(cmd)
+}
+
+fn upper(a: &[u8]) -> String {
+    String::from_utf8_lossy(a).to_ascii_uppercase()
 }
 
 impl Apply for Cmd<'_> {
     fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
-        let (name, args) = (self.name, self.args);
-        match name {
-            "LPUSH" | "RPUSH" | "LPUSHX" | "RPUSHX" => push(ks, st.db, name, args),
-            "LPOP" | "RPOP" => pop(ks, st.db, name, args),
-            "LSET" => lset(ks, st.db, name, args),
-            "LTRIM" => ltrim(ks, st.db, name, args),
-            "LREM" => lrem(ks, st.db, name, args),
-            "LINSERT" => linsert(ks, st.db, name, args),
-            "LMOVE" | "RPOPLPUSH" => lmove(ks, st.db, name, args),
-            _ => Err(ApplyError::Unknown(name.to_string())),
+        let db = st.db;
+        match self {
+            Cmd::Push {
+                name,
+                key,
+                values,
+                front,
+                only_if_exists,
+            } => push(ks, db, name, key, values, front, only_if_exists),
+            Cmd::Pop {
+                name,
+                key,
+                count,
+                front,
+            } => pop(ks, db, name, key, count, front),
+            Cmd::Set { key, index, value } => lset(ks, db, key, index, value),
+            Cmd::Trim { key, start, stop } => ltrim(ks, db, key, start, stop),
+            Cmd::Rem { key, count, value } => lrem(ks, db, key, count, value),
+            Cmd::Insert {
+                key,
+                after,
+                pivot,
+                value,
+            } => linsert(ks, db, key, after, pivot, value),
+            Cmd::Move {
+                name,
+                src,
+                dst,
+                from_left,
+                to_left,
+            } => lmove(ks, db, name, src, dst, from_left, to_left),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{apply, parse as parse_argv};
+    use super::*;
+
+    fn argv(a: &str) -> Vec<Vec<u8>> {
+        a.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn malformed_fails_in_parse_before_anything_changes() {
+        let (mut ks, mut st) = (Keyspace::new(), StreamState::default());
+        apply(&mut ks, &mut st, &argv("RPUSH k a b a")).unwrap();
+        let bad =
+            "LREM k x a,LINSERT k middle a z,LMOVE k d up LEFT,LPUSH k,LPOP k 1 2,LSET k 1.5 z";
+        for bad in bad.split(',').chain(["LTRIM k 0", "RPOPLPUSH k"]) {
+            assert!(parse_argv(&argv(bad)).is_err(), "{bad}");
+        }
+        assert!(apply(&mut ks, &mut st, &argv("LREM absent x a")).is_err());
+        let a = argv("k -3");
+        let p = parse(Parse::new("RPOP", &a));
+        assert!(matches!(
+            p,
+            Ok(Cmd::Pop {
+                count: 0,
+                front: false,
+                ..
+            })
+        ));
+        apply(&mut ks, &mut st, &argv("lmove k k Right left")).unwrap();
+        let l = ks.get(0, b"k").unwrap().map(|(_, v)| v);
+        assert_eq!(l, Some(Value::List(argv("a a b"))));
     }
 }

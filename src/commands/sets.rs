@@ -1,4 +1,6 @@
-//! Set commands in their propagated forms (SPOP arrives as SREM or DEL).
+//! Set commands in their propagated forms (SPOP arrives as SREM or DEL): [`parse`] checks
+//! and types a command's arguments (the only place that reads its name), then
+//! [`Cmd::apply`](Apply::apply) applies the typed command to the keyspace.
 
 use super::error::{invalid, ApplyError};
 use super::packed_edit::{self, Found, Item};
@@ -30,10 +32,14 @@ fn as_set(cmd: &str, key: &[u8], d: Option<Decoded>) -> Result<Option<Loaded>, A
     }
 }
 
-pub fn sadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, members @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
+/// SADD key member… (and SMOVE's addition, named `cmd`).
+fn sadd(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    members: &[Vec<u8>],
+) -> Result<(), ApplyError> {
     let found = match packed_edit::find(ks, db, key, &[SET_LISTPACK, SET_INTSET]) {
         Found::Packed(p) => {
             if sadd_packed(ks, db, &p, members) {
@@ -137,10 +143,14 @@ fn is_member(
     Ok(get_set(ks, db, cmd, key)?.is_some_and(|(_, m)| m.iter().any(|x| x == member)))
 }
 
-pub fn srem(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, members @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
+/// SREM key member… (and SMOVE's removal, named `cmd`).
+fn srem(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    members: &[Vec<u8>],
+) -> Result<(), ApplyError> {
     let found = prepare(ks, db, cmd, key, Kind::Set, 0, false)?;
     if let Some(r) = found.run(|| {
         on_native(ks, db, cmd, key, Kind::Set, |n| {
@@ -162,10 +172,15 @@ pub fn srem(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     store(ks, db, key, &h, &Value::Set(m))
 }
 
-pub fn smove(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [src, dst, member] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
+/// SMOVE src dst member.
+fn smove(
+    ks: &mut Keyspace,
+    db: u64,
+    src: &[u8],
+    dst: &[u8],
+    member: &[u8],
+) -> Result<(), ApplyError> {
+    let cmd = "SMOVE";
     if ks.entry(db, src).is_none() {
         return Ok(());
     }
@@ -175,25 +190,21 @@ pub fn smove(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
     if !present || src == dst {
         return Ok(());
     }
-    let one = [src.clone(), member.clone()];
-    srem(ks, db, cmd, &one)?;
-    sadd(ks, db, cmd, &[dst.clone(), member.clone()])
+    let one = [member.to_vec()];
+    srem(ks, db, cmd, src, &one)?;
+    sadd(ks, db, cmd, dst, &one)
 }
 
 /// SINTERSTORE / SUNIONSTORE / SDIFFSTORE dest key…: the destination is replaced (no
 /// TTL), or deleted when the result is empty; a missing source reads as empty.
-pub fn setop_store(
+fn setop_store(
     ks: &mut Keyspace,
     db: u64,
-    cmd: &str,
-    args: &[Vec<u8>],
+    op: SetOp,
+    dest: &[u8],
+    keys: &[Vec<u8>],
 ) -> Result<(), ApplyError> {
-    let [dest, keys @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    if keys.is_empty() {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    }
+    let cmd = op.name();
     let mut sources = Vec::with_capacity(keys.len());
     for k in keys {
         sources.push(get_set(ks, db, cmd, k)?.map(|(_, m)| m).unwrap_or_default());
@@ -207,18 +218,18 @@ pub fn setop_store(
         .map(|s| s.iter().map(|x| x.as_slice()).collect())
         .collect();
     let contains = |s: &std::collections::HashSet<&[u8]>, x: &Vec<u8>| s.contains(x.as_slice());
-    let result: Vec<Vec<u8>> = match cmd {
-        "SINTERSTORE" => first
+    let result: Vec<Vec<u8>> = match op {
+        SetOp::Inter => first
             .iter()
             .filter(|x| rest.iter().all(|s| contains(s, x)))
             .cloned()
             .collect(),
-        "SDIFFSTORE" => first
+        SetOp::Diff => first
             .iter()
             .filter(|x| !rest.iter().any(|s| contains(s, x)))
             .cloned()
             .collect(),
-        _ => {
+        SetOp::Union => {
             let mut seen = std::collections::HashSet::new();
             sources
                 .iter()
@@ -231,32 +242,125 @@ pub fn setop_store(
     store(ks, db, dest, &Hints::default(), &Value::Set(result))
 }
 
-// ---------------------------------------------------------------- parsed form
-// Transitional: the name and raw arguments, applied by the functions above. Each family
-// moves to typed variants (see parse.rs).
+// ---------------------------------------------------------------- parse and apply
 
-/// A command of this family, parsed.
-pub(super) struct Cmd<'a> {
-    name: &'static str,
-    args: &'a [Vec<u8>],
+/// Which combination SINTERSTORE / SUNIONSTORE / SDIFFSTORE stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SetOp {
+    Inter,
+    Union,
+    Diff,
 }
 
-pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
-    Ok(Cmd {
-        name: p.name(),
-        args: p.rest(),
-    })
+impl SetOp {
+    /// The command's name, for errors.
+    fn name(self) -> &'static str {
+        match self {
+            SetOp::Inter => "SINTERSTORE",
+            SetOp::Union => "SUNIONSTORE",
+            SetOp::Diff => "SDIFFSTORE",
+        }
+    }
+}
+
+/// A command of this family, parsed: typed arguments, checked before anything changes.
+pub(super) enum Cmd<'a> {
+    /// SADD key member… (no member: nothing changes).
+    Add {
+        key: &'a [u8],
+        members: &'a [Vec<u8>],
+    },
+    /// SREM key member…
+    Rem {
+        key: &'a [u8],
+        members: &'a [Vec<u8>],
+    },
+    /// SMOVE src dst member.
+    Move {
+        src: &'a [u8],
+        dst: &'a [u8],
+        member: &'a [u8],
+    },
+    /// SINTERSTORE / SUNIONSTORE / SDIFFSTORE dest key…
+    Store {
+        op: SetOp,
+        dest: &'a [u8],
+        keys: &'a [Vec<u8>],
+    },
+}
+
+pub(super) fn parse<'a>(mut p: Parse<'a>) -> Result<Cmd<'a>, ApplyError> {
+    let name = p.name();
+    let cmd = match name {
+        "SADD" => Cmd::Add {
+            key: p.next()?,
+            members: p.rest(),
+        },
+        "SREM" => Cmd::Rem {
+            key: p.next()?,
+            members: p.rest(),
+        },
+        "SMOVE" => Cmd::Move {
+            src: p.next()?,
+            dst: p.next()?,
+            member: p.next()?,
+        },
+        "SINTERSTORE" | "SUNIONSTORE" | "SDIFFSTORE" => {
+            let op = match name {
+                "SINTERSTORE" => SetOp::Inter,
+                "SUNIONSTORE" => SetOp::Union,
+                _ => SetOp::Diff,
+            };
+            let dest = p.next()?;
+            let keys = p.rest();
+            if keys.is_empty() {
+                return Err(p.error("wrong number of arguments"));
+            }
+            Cmd::Store { op, dest, keys }
+        }
+        _ => return Err(ApplyError::Unknown(name.to_string())),
+    };
+    p.finish()?;
+    Ok(cmd)
 }
 
 impl Apply for Cmd<'_> {
     fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
-        let (name, args) = (self.name, self.args);
-        match name {
-            "SADD" => sadd(ks, st.db, name, args),
-            "SREM" => srem(ks, st.db, name, args),
-            "SMOVE" => smove(ks, st.db, name, args),
-            "SINTERSTORE" | "SUNIONSTORE" | "SDIFFSTORE" => setop_store(ks, st.db, name, args),
-            _ => Err(ApplyError::Unknown(name.to_string())),
+        let db = st.db;
+        match self {
+            Cmd::Add { key, members } => sadd(ks, db, "SADD", key, members),
+            Cmd::Rem { key, members } => srem(ks, db, "SREM", key, members),
+            Cmd::Move { src, dst, member } => smove(ks, db, src, dst, member),
+            Cmd::Store { op, dest, keys } => setop_store(ks, db, op, dest, keys),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &str) -> Vec<Vec<u8>> {
+        a.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn parse_types_and_checks_arity() {
+        for bad in ["SADD", "SMOVE a b", "SMOVE a b m x", "SUNIONSTORE d"] {
+            assert!(super::super::parse(&argv(bad)).is_err(), "{bad}");
+        }
+        let a = argv("d k1 k2");
+        let c = parse(Parse::new("SDIFFSTORE", &a));
+        assert!(
+            matches!(c, Ok(Cmd::Store { op: SetOp::Diff, dest: b"d", keys }) if keys.len() == 2)
+        );
+        // SADD/SREM with no member are accepted (nothing changes), as before.
+        let (mut ks, mut st) = (Keyspace::new(), StreamState::default());
+        super::super::apply(&mut ks, &mut st, &argv("SADD k")).unwrap();
+        super::super::apply(&mut ks, &mut st, &argv("SADD k 3 1 2")).unwrap();
+        super::super::apply(&mut ks, &mut st, &argv("SMOVE k j 2")).unwrap();
+        super::super::apply(&mut ks, &mut st, &argv("SINTERSTORE i k j")).unwrap();
+        assert!(ks.entry(0, b"i").is_none());
+        assert!(ks.entry(0, b"j").is_some());
     }
 }

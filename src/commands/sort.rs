@@ -8,6 +8,9 @@
 //! nothing is stored; with STORE we see it and mark ours plain too (the -0 rule depends on
 //! it). A SORT without STORE is never propagated, so that conversion is invisible to every
 //! replica (the servers' own included).
+//!
+//! [`parse`] checks and types SORT's options (the only place that reads them), then
+//! [`Cmd::apply`](Apply::apply) sorts and stores.
 
 use std::cmp::Ordering;
 
@@ -55,59 +58,20 @@ fn string2d(s: &[u8]) -> Option<f64> {
     t.parse::<f64>().ok().filter(|d| !d.is_nan())
 }
 
-pub fn sort(
-    ks: &mut Keyspace,
-    st: &StreamState,
-    cmd: &str,
-    args: &[Vec<u8>],
-) -> Result<(), ApplyError> {
+/// SORT key … STORE dest, its options parsed.
+fn sort(ks: &mut Keyspace, st: &StreamState, s: SortStore<'_>) -> Result<(), ApplyError> {
+    let cmd = "SORT";
     let db = st.db;
-    let [key, opts @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let (mut desc, mut alpha, mut dontsort) = (false, false, false);
-    let (mut limit_start, mut limit_count) = (0i64, -1i64);
-    let mut by: Option<&[u8]> = None;
-    let mut gets: Vec<&[u8]> = Vec::new();
-    let mut dest: Option<&[u8]> = None;
-    let mut i = 0;
-    while i < opts.len() {
-        let o = String::from_utf8_lossy(&opts[i]).to_ascii_uppercase();
-        let next = |k: usize| {
-            opts.get(i + k)
-                .ok_or_else(|| invalid(cmd, format!("{o} needs a value")))
-        };
-        match o.as_str() {
-            "ASC" => desc = false,
-            "DESC" => desc = true,
-            "ALPHA" => alpha = true,
-            "LIMIT" => {
-                limit_start = arg_i64(cmd, next(1)?)?;
-                limit_count = arg_i64(cmd, next(2)?)?;
-                i += 2;
-            }
-            "STORE" => {
-                dest = Some(next(1)?);
-                i += 1;
-            }
-            "BY" => {
-                let p = next(1)?;
-                dontsort = !p.contains(&b'*');
-                by = Some(p);
-                i += 1;
-            }
-            "GET" => {
-                gets.push(next(1)?);
-                i += 1;
-            }
-            _ => return Err(invalid(cmd, format!("unknown option {o}"))),
-        }
-        i += 1;
-    }
-    let Some(dest) = dest else {
-        // A SORT without STORE writes nothing and is never propagated.
-        return Ok(());
-    };
+    let SortStore {
+        key,
+        dest,
+        desc,
+        mut alpha,
+        mut dontsort,
+        limit: (limit_start, limit_count),
+        mut by,
+        gets,
+    } = s;
     enum Src {
         List(Vec<Vec<u8>>),
         Set(Vec<Vec<u8>>),
@@ -265,29 +229,132 @@ pub fn sort(
     store(ks, db, dest, &Hints::default(), &Value::List(out))
 }
 
-// ---------------------------------------------------------------- parsed form
-// Transitional: the name and raw arguments, applied by the functions above. Each family
-// moves to typed variants (see parse.rs).
+// ---------------------------------------------------------------- parse and apply
 
-/// A command of this family, parsed.
-pub(super) struct Cmd<'a> {
-    name: &'static str,
-    args: &'a [Vec<u8>],
+/// SORT key [BY pattern] [LIMIT offset count] [GET pattern…] [ASC|DESC] [ALPHA] STORE dest.
+pub(super) struct SortStore<'a> {
+    key: &'a [u8],
+    dest: &'a [u8],
+    desc: bool,
+    alpha: bool,
+    /// BY a pattern without `*`: the elements are not sorted.
+    dontsort: bool,
+    /// LIMIT offset count (default `(0, -1)`: everything).
+    limit: (i64, i64),
+    by: Option<&'a [u8]>,
+    gets: Vec<&'a [u8]>,
 }
 
-pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
-    Ok(Cmd {
-        name: p.name(),
-        args: p.rest(),
-    })
+/// A command of this family, parsed: typed arguments, checked before anything changes.
+pub(super) enum Cmd<'a> {
+    /// SORT … STORE dest.
+    Store(SortStore<'a>),
+    /// A SORT without STORE: it writes nothing (and is never propagated).
+    NoStore,
+}
+
+/// The value after option `o`; its absence is an error naming the option.
+fn value<'a>(p: &mut Parse<'a>, o: &str) -> Result<&'a [u8], ApplyError> {
+    if p.is_done() {
+        return Err(p.error(format!("{o} needs a value")));
+    }
+    p.next()
+}
+
+pub(super) fn parse<'a>(mut p: Parse<'a>) -> Result<Cmd<'a>, ApplyError> {
+    let name = p.name();
+    if name != "SORT" {
+        return Err(ApplyError::Unknown(name.to_string()));
+    }
+    let key = p.next()?;
+    let (mut desc, mut alpha, mut dontsort) = (false, false, false);
+    let (mut limit_start, mut limit_count) = (0i64, -1i64);
+    let mut by: Option<&[u8]> = None;
+    let mut gets: Vec<&[u8]> = Vec::new();
+    let mut dest: Option<&[u8]> = None;
+    const OPTIONS: [&str; 7] = ["ASC", "DESC", "ALPHA", "LIMIT", "STORE", "BY", "GET"];
+    while !p.is_done() {
+        let Some(i) = p.eat_any(&OPTIONS) else {
+            let o = p.next()?;
+            return Err(p.error(format!(
+                "unknown option {}",
+                String::from_utf8_lossy(o).to_ascii_uppercase()
+            )));
+        };
+        let o = OPTIONS[i];
+        match i {
+            0 => desc = false,
+            1 => desc = true,
+            2 => alpha = true,
+            3 => {
+                limit_start = arg_i64(name, value(&mut p, o)?)?;
+                limit_count = arg_i64(name, value(&mut p, o)?)?;
+            }
+            4 => dest = Some(value(&mut p, o)?),
+            5 => {
+                let pattern = value(&mut p, o)?;
+                dontsort = !pattern.contains(&b'*');
+                by = Some(pattern);
+            }
+            _ => gets.push(value(&mut p, o)?),
+        }
+    }
+    let Some(dest) = dest else {
+        return Ok(Cmd::NoStore);
+    };
+    Ok(Cmd::Store(SortStore {
+        key,
+        dest,
+        desc,
+        alpha,
+        dontsort,
+        limit: (limit_start, limit_count),
+        by,
+        gets,
+    }))
 }
 
 impl Apply for Cmd<'_> {
     fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
-        let (name, args) = (self.name, self.args);
-        match name {
-            "SORT" => sort(ks, st, name, args),
-            _ => Err(ApplyError::Unknown(name.to_string())),
+        match self {
+            Cmd::Store(s) => sort(ks, st, s),
+            // A SORT without STORE writes nothing and is never propagated.
+            Cmd::NoStore => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &str) -> Vec<Vec<u8>> {
+        a.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn options_are_parsed_before_anything_is_read() {
+        for (bad, msg) in [
+            ("SORT k LIMIT 0", "LIMIT needs a value"),
+            ("SORT k LIMIT x 1", "not an integer"),
+            ("SORT k STORE", "STORE needs a value"),
+            ("SORT k SIDEWAYS", "unknown option SIDEWAYS"),
+        ] {
+            let e = super::super::parse(&argv(bad)).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains(msg)),
+                "{bad}: {e:?}"
+            );
+        }
+        let a = argv("k desc BY nosort GET # alpha");
+        assert!(matches!(parse(Parse::new("SORT", &a)), Ok(Cmd::NoStore)));
+        let a = argv("k by w_* limit 1 -1 store d get # get h_*->f");
+        let Ok(Cmd::Store(s)) = parse(Parse::new("SORT", &a)) else {
+            panic!("not a SORT STORE");
+        };
+        assert_eq!(
+            (s.dest, s.limit, s.dontsort, s.gets.len()),
+            (&b"d"[..], (1, -1), false, 2)
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! Sorted-set commands in their propagated forms (GEOADD arrives as ZADD, blocking pops
-//! as ZPOPMIN/ZPOPMAX).
+//! as ZPOPMIN/ZPOPMAX): [`parse`] checks and types a command's arguments (the only place
+//! that reads its name), then [`Cmd::apply`](Apply::apply) applies the typed command. Also
+//! the sorted-set model `zstore` and `restore` share (`ZSet`, `upsert`, `built`, `put`).
 
-use super::error::{arg_i64, invalid, ApplyError};
+use super::error::{invalid, ApplyError};
 use super::packed_edit::{self, Found, Item};
 use super::parse::{Apply, Parse};
 use super::state::StreamState;
@@ -118,50 +120,18 @@ pub(super) fn score(cmd: &str, a: &[u8]) -> Result<f64, ApplyError> {
         })
 }
 
-/// ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...].
-pub fn zadd(
+/// ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...], its scores
+/// (`parsed`) checked.
+fn zadd(
     ks: &mut Keyspace,
     st: &StreamState,
-    cmd: &str,
-    args: &[Vec<u8>],
+    key: &[u8],
+    flags: &ZaddFlags,
+    parsed: &[(f64, &[u8])],
 ) -> Result<(), ApplyError> {
+    let cmd = "ZADD";
     let db = st.db;
-    let [key, rest @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let (mut nx, mut xx, mut gt, mut lt, mut incr) = (false, false, false, false, false);
-    let mut i = 0;
-    while i < rest.len() {
-        match String::from_utf8_lossy(&rest[i])
-            .to_ascii_uppercase()
-            .as_str()
-        {
-            "NX" => nx = true,
-            "XX" => xx = true,
-            "GT" => gt = true,
-            "LT" => lt = true,
-            "CH" => {}
-            "INCR" => incr = true,
-            _ => break,
-        }
-        i += 1;
-    }
-    let pairs = &rest[i..];
-    if pairs.is_empty() || pairs.len() % 2 != 0 {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    }
-    // Every score is checked before anything changes, as the server does.
-    let mut parsed = Vec::with_capacity(pairs.len() / 2);
-    for p in pairs.chunks_exact(2) {
-        parsed.push((score(cmd, &p[0])?, p[1].as_slice()));
-    }
-    let flags = ZaddFlags {
-        nx,
-        xx,
-        gt,
-        lt,
-        incr,
-    };
+    let xx = flags.xx;
     let longest = parsed.iter().map(|p| p.1.len()).max().unwrap_or(0);
     let first = parsed.first().map_or(0, |p| p.1.len());
     let count = parsed.len();
@@ -183,7 +153,7 @@ pub fn zadd(
     let create = !xx && new_plain;
     let found = match packed_edit::find(ks, db, key, &[ZSET_LISTPACK]) {
         Found::Packed(p) => {
-            if !convert_first && zadd_listpack(ks, st, cmd, &p, &flags, &parsed)? {
+            if !convert_first && zadd_listpack(ks, st, cmd, &p, flags, parsed)? {
                 return Ok(());
             }
             Some(Entry::Packed(p))
@@ -193,8 +163,8 @@ pub fn zadd(
     let found = prepare_found(ks, db, cmd, key, Kind::ZSet, parsed.len(), create, found)?;
     if let Some(r) = found.run(|| {
         on_zset(ks, db, cmd, key, |z| {
-            for &(s, m) in &parsed {
-                if let Some(n) = zadd_one(cmd, &flags, z.score(m), s)? {
+            for &(s, m) in parsed {
+                if let Some(n) = zadd_one(cmd, flags, z.score(m), s)? {
                     z.set(m, n);
                 }
             }
@@ -217,7 +187,7 @@ pub fn zadd(
     };
     for (i, &(s, m)) in parsed.iter().enumerate() {
         let cur = z.pairs.iter().find(|(x, _)| x == m).map(|(_, c)| *c);
-        if let Some(new) = zadd_one(cmd, &flags, cur, s)? {
+        if let Some(new) = zadd_one(cmd, flags, cur, s)? {
             upsert(&mut z, st, m, new);
         }
         let rest = &parsed[i + 1..];
@@ -228,7 +198,7 @@ pub fn zadd(
                 n.set(m, *s);
             }
             for &(s, m) in rest {
-                if let Some(v) = zadd_one(cmd, &flags, n.score(m), s)? {
+                if let Some(v) = zadd_one(cmd, flags, n.score(m), s)? {
                     n.set(m, v);
                 }
             }
@@ -327,7 +297,9 @@ fn zadd_listpack(
     Ok(true)
 }
 
-struct ZaddFlags {
+/// ZADD's options (CH changes only the reply).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ZaddFlags {
     nx: bool,
     xx: bool,
     gt: bool,
@@ -371,17 +343,16 @@ fn on_zset<R>(
     })
 }
 
-pub fn zincrby(
+/// ZINCRBY key increment member.
+fn zincrby(
     ks: &mut Keyspace,
     st: &StreamState,
-    cmd: &str,
-    args: &[Vec<u8>],
+    key: &[u8],
+    by: f64,
+    member: &[u8],
 ) -> Result<(), ApplyError> {
+    let cmd = "ZINCRBY";
     let db = st.db;
-    let [key, by, member] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let by = score(cmd, by)?;
     let found = prepare(ks, db, cmd, key, Kind::ZSet, 0, false)?;
     if let Some(r) = found.run(|| {
         on_zset(ks, db, cmd, key, |z| {
@@ -414,16 +385,15 @@ pub fn zincrby(
     put(ks, db, key, z)
 }
 
-pub fn zrem(
+/// ZREM key member…
+fn zrem(
     ks: &mut Keyspace,
     st: &StreamState,
-    cmd: &str,
-    args: &[Vec<u8>],
+    key: &[u8],
+    members: &[Vec<u8>],
 ) -> Result<(), ApplyError> {
+    let cmd = "ZREM";
     let db = st.db;
-    let [key, members @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
     let found = prepare(ks, db, cmd, key, Kind::ZSet, 0, false)?;
     if let Some(r) = found.run(|| {
         on_zset(ks, db, cmd, key, |z| {
@@ -443,24 +413,21 @@ pub fn zrem(
     put(ks, db, key, z)
 }
 
-/// ZPOPMIN/ZPOPMAX key [count].
-pub fn zpop(
+/// ZPOPMIN/ZPOPMAX key [count] (`min`: ZPOPMIN).
+fn zpop(
     ks: &mut Keyspace,
     st: &StreamState,
     cmd: &str,
-    args: &[Vec<u8>],
+    key: &[u8],
+    count: usize,
+    min: bool,
 ) -> Result<(), ApplyError> {
     let db = st.db;
-    let (key, count) = match args {
-        [k] => (k, 1usize),
-        [k, c] => (k, arg_i64(cmd, c)?.max(0) as usize),
-        _ => return Err(invalid(cmd, "wrong number of arguments")),
-    };
     let found = prepare(ks, db, cmd, key, Kind::ZSet, 0, false)?;
     if let Some(r) = found.run(|| {
         on_zset(ks, db, cmd, key, |z| {
             for _ in 0..count {
-                if z.pop(cmd == "ZPOPMIN").is_none() {
+                if z.pop(min).is_none() {
                     break;
                 }
             }
@@ -478,7 +445,7 @@ pub fn zpop(
             .then_with(|| a.0.cmp(&b.0))
     });
     let n = count.min(z.pairs.len());
-    if cmd == "ZPOPMIN" {
+    if min {
         z.pairs.drain(..n);
     } else {
         let keep = z.pairs.len() - n;
@@ -487,32 +454,152 @@ pub fn zpop(
     put(ks, db, key, z)
 }
 
-// ---------------------------------------------------------------- parsed form
-// Transitional: the name and raw arguments, applied by the functions above. Each family
-// moves to typed variants (see parse.rs).
+// ---------------------------------------------------------------- parse and apply
 
-/// A command of this family, parsed.
-pub(super) struct Cmd<'a> {
-    name: &'static str,
-    args: &'a [Vec<u8>],
+/// A command of this family, parsed: typed arguments, checked before anything changes.
+pub(super) enum Cmd<'a> {
+    /// ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member…, every score checked.
+    Add {
+        key: &'a [u8],
+        flags: ZaddFlags,
+        pairs: Vec<(f64, &'a [u8])>,
+    },
+    /// ZINCRBY key increment member.
+    IncrBy {
+        key: &'a [u8],
+        by: f64,
+        member: &'a [u8],
+    },
+    /// ZREM key member…
+    Rem {
+        key: &'a [u8],
+        members: &'a [Vec<u8>],
+    },
+    /// ZPOPMIN/ZPOPMAX key [count] (a negative count pops nothing).
+    Pop {
+        name: &'static str,
+        key: &'a [u8],
+        count: usize,
+        min: bool,
+    },
 }
 
-pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
-    Ok(Cmd {
-        name: p.name(),
-        args: p.rest(),
-    })
+pub(super) fn parse<'a>(mut p: Parse<'a>) -> Result<Cmd<'a>, ApplyError> {
+    let name = p.name();
+    let cmd = match name {
+        "ZADD" => {
+            let key = p.next()?;
+            let mut flags = ZaddFlags::default();
+            while let Some(i) = p.eat_any(&["NX", "XX", "GT", "LT", "CH", "INCR"]) {
+                match i {
+                    0 => flags.nx = true,
+                    1 => flags.xx = true,
+                    2 => flags.gt = true,
+                    3 => flags.lt = true,
+                    5 => flags.incr = true,
+                    _ => {}
+                }
+            }
+            // Every score is checked before anything changes, as the server does.
+            let rest = p.pairs()?;
+            let mut pairs = Vec::with_capacity(rest.len() / 2);
+            for sm in rest.chunks_exact(2) {
+                pairs.push((score(name, &sm[0])?, sm[1].as_slice()));
+            }
+            Cmd::Add { key, flags, pairs }
+        }
+        "ZINCRBY" => {
+            let (key, by, member) = (p.next()?, p.next()?, p.next()?);
+            p.finish()?;
+            Cmd::IncrBy {
+                key,
+                by: score(name, by)?,
+                member,
+            }
+        }
+        "ZREM" => Cmd::Rem {
+            key: p.next()?,
+            members: p.rest(),
+        },
+        "ZPOPMIN" | "ZPOPMAX" => {
+            let key = p.next()?;
+            let count = if p.is_done() {
+                1
+            } else {
+                p.next_i64()?.max(0) as usize
+            };
+            Cmd::Pop {
+                name,
+                key,
+                count,
+                min: name == "ZPOPMIN",
+            }
+        }
+        _ => return Err(ApplyError::Unknown(name.to_string())),
+    };
+    p.finish()?;
+    Ok(cmd)
 }
 
 impl Apply for Cmd<'_> {
     fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
-        let (name, args) = (self.name, self.args);
-        match name {
-            "ZADD" => zadd(ks, st, name, args),
-            "ZINCRBY" => zincrby(ks, st, name, args),
-            "ZREM" => zrem(ks, st, name, args),
-            "ZPOPMIN" | "ZPOPMAX" => zpop(ks, st, name, args),
-            _ => Err(ApplyError::Unknown(name.to_string())),
+        match self {
+            Cmd::Add { key, flags, pairs } => zadd(ks, st, key, &flags, &pairs),
+            Cmd::IncrBy { key, by, member } => zincrby(ks, st, key, by, member),
+            Cmd::Rem { key, members } => zrem(ks, st, key, members),
+            Cmd::Pop {
+                name,
+                key,
+                count,
+                min,
+            } => zpop(ks, st, name, key, count, min),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &str) -> Vec<Vec<u8>> {
+        a.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    /// zsets' commands and zstore's (that file is at its size limit).
+    #[test]
+    fn malformed_fails_in_parse() {
+        for bad in [
+            "ZADD k",
+            "ZADD k nx 1",
+            "ZADD k 1 a nan b",
+            "ZINCRBY k x m",
+            "ZPOPMIN k 1 2",
+            "ZUNIONSTORE d 0 k",
+            "ZUNIONSTORE d 2 k",
+            "ZINTERSTORE d 2 a b WEIGHTS 1",
+            "ZINTERSTORE d 1 a WEIGHTS x",
+            "ZINTERSTORE d 1 a AGGREGATE avg",
+            "ZRANGESTORE d s 0 1 LIMIT 0",
+            "ZRANGESTORE d s (x 5 BYSCORE",
+            "ZRANGESTORE d s a b BYLEX",
+            "ZREMRANGEBYSCORE k 1 x",
+            "ZREMRANGEBYLEX k - b",
+        ] {
+            assert!(super::super::parse(&argv(bad)).is_err(), "{bad}");
+        }
+        for good in [
+            "ZADD k nx CH 1 a 2 nx",
+            "ZUNIONSTORE d 2 a b aggregate MIN weights 1 -inf",
+            "ZRANGESTORE d s +inf (1 byscore rev limit 0 -1",
+            "ZREMRANGEBYLEX k [a +",
+        ] {
+            assert!(super::super::parse(&argv(good)).is_ok(), "{good}");
+        }
+        let a = argv("k xx incr 1.5 m");
+        let Ok(Cmd::Add { flags, pairs, .. }) = parse(Parse::new("ZADD", &a)) else {
+            panic!("not a ZADD");
+        };
+        assert!(flags.xx && flags.incr && !flags.nx);
+        assert_eq!(pairs, [(1.5, &b"m"[..])]);
     }
 }

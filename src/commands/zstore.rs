@@ -1,6 +1,8 @@
 //! Sorted-set commands that compute a range or a combination: ZUNIONSTORE, ZINTERSTORE,
 //! ZDIFFSTORE (WEIGHTS, AGGREGATE SUM|MIN|MAX|COUNT), ZRANGESTORE and ZREMRANGEBYRANK|
-//! SCORE|LEX, all propagated as typed.
+//! SCORE|LEX, all propagated as typed. [`parse`] checks and types their arguments (numkeys,
+//! weights, bounds, options: the only place that reads the name), then
+//! [`Cmd::apply`](Apply::apply) computes and stores.
 //!
 //! Floating-point results must equal the master's to the last bit, so the arithmetic
 //! follows the server step by step: sources ordered by size (stable among equals) for
@@ -34,7 +36,7 @@ fn source(ks: &Keyspace, db: u64, cmd: &str, key: &[u8]) -> Result<Pairs, ApplyE
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Aggregate {
+pub(super) enum Aggregate {
     Sum,
     Min,
     Max,
@@ -93,53 +95,23 @@ fn store_result(
     put(ks, st.db, dest, built(Hints::default(), pairs, st))
 }
 
-/// ZUNIONSTORE / ZINTERSTORE / ZDIFFSTORE dest numkeys key… [WEIGHTS w…] [AGGREGATE a].
-pub fn zsetop_store(
+/// ZUNIONSTORE / ZINTERSTORE / ZDIFFSTORE dest numkeys key… [WEIGHTS w…] [AGGREGATE a],
+/// one weight per key.
+fn zsetop_store(
     ks: &mut Keyspace,
     st: &StreamState,
-    cmd: &str,
-    args: &[Vec<u8>],
+    op: &SetOpStore<'_>,
 ) -> Result<(), ApplyError> {
-    let [dest, numkeys, rest @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let n = usize::try_from(arg_i64(cmd, numkeys)?)
-        .ok()
-        .filter(|&n| n >= 1 && n <= rest.len())
-        .ok_or_else(|| invalid(cmd, "bad number of keys"))?;
-    let (keys, opts) = rest.split_at(n);
-    let mut weights = vec![1.0f64; n];
-    let mut agg = Aggregate::Sum;
-    let mut i = 0;
-    while i < opts.len() {
-        match upper(&opts[i]).as_str() {
-            "WEIGHTS" if opts.len() > i + n => {
-                for (j, w) in weights.iter_mut().enumerate() {
-                    *w = crate::rdb::parse_double(&opts[i + 1 + j])
-                        .filter(|d| !d.is_nan())
-                        .ok_or_else(|| invalid(cmd, "weight is not a float"))?;
-                }
-                i += 1 + n;
-            }
-            "AGGREGATE" if opts.len() > i + 1 => {
-                agg = match upper(&opts[i + 1]).as_str() {
-                    "SUM" => Aggregate::Sum,
-                    "MIN" => Aggregate::Min,
-                    "MAX" => Aggregate::Max,
-                    "COUNT" => Aggregate::Count,
-                    o => return Err(invalid(cmd, format!("unknown AGGREGATE {o}"))),
-                };
-                i += 2;
-            }
-            o => return Err(invalid(cmd, format!("unknown option {o}"))),
-        }
-    }
+    let cmd = op.name;
+    let (keys, agg) = (op.keys, op.agg);
+    let weights = op.weights.iter().copied();
+    let n = keys.len();
     let mut srcs = Vec::with_capacity(n);
     for (k, w) in keys.iter().zip(weights) {
         srcs.push((source(ks, st.db, cmd, k)?, w, k.as_slice()));
     }
-    let result: Pairs = match cmd {
-        "ZDIFFSTORE" => {
+    let result: Pairs = match op.op {
+        ZSetOp::Diff => {
             let (first, others) = srcs
                 .split_first()
                 .map_or((None, &[][..]), |(f, o)| (Some(f), o));
@@ -153,7 +125,7 @@ pub fn zsetop_store(
             }
             out
         }
-        "ZINTERSTORE" => {
+        ZSetOp::Inter => {
             // The smallest source drives; a key named twice is the same object.
             srcs.sort_by_key(|(p, _, _)| p.len());
             let lookups: Vec<HashMap<&[u8], f64>> = srcs
@@ -180,7 +152,7 @@ pub fn zsetop_store(
             }
             out
         }
-        "ZUNIONSTORE" => {
+        ZSetOp::Union => {
             srcs.sort_by_key(|(p, _, _)| p.len());
             let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
             let mut out: Pairs = Vec::new();
@@ -198,9 +170,8 @@ pub fn zsetop_store(
             }
             out
         }
-        _ => return Err(invalid(cmd, "not a set operation")),
     };
-    store_result(ks, st, dest, result)
+    store_result(ks, st, op.dest, result)
 }
 
 /// Pairs in the set's order: score, then member bytes.
@@ -222,39 +193,39 @@ fn score_bound(cmd: &str, a: &[u8]) -> Result<(f64, bool), ApplyError> {
 }
 
 /// A lex bound: `-`, `+`, `[x` or `(x`.
-#[derive(Debug, Clone)]
-enum Lex {
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Lex<'a> {
     Min,
     Max,
-    Incl(Vec<u8>),
-    Excl(Vec<u8>),
+    Incl(&'a [u8]),
+    Excl(&'a [u8]),
 }
 
-fn lex_bound(cmd: &str, a: &[u8]) -> Result<Lex, ApplyError> {
+fn lex_bound<'a>(cmd: &str, a: &'a [u8]) -> Result<Lex<'a>, ApplyError> {
     match a.split_first() {
         Some((b'-', [])) => Ok(Lex::Min),
         Some((b'+', [])) => Ok(Lex::Max),
-        Some((b'[', r)) => Ok(Lex::Incl(r.to_vec())),
-        Some((b'(', r)) => Ok(Lex::Excl(r.to_vec())),
+        Some((b'[', r)) => Ok(Lex::Incl(r)),
+        Some((b'(', r)) => Ok(Lex::Excl(r)),
         _ => Err(invalid(cmd, "bad lex range")),
     }
 }
 
-fn above_min(m: &[u8], b: &Lex) -> bool {
-    match b {
+fn above_min(m: &[u8], b: &Lex<'_>) -> bool {
+    match *b {
         Lex::Min => true,
         Lex::Max => false,
-        Lex::Incl(x) => m >= x.as_slice(),
-        Lex::Excl(x) => m > x.as_slice(),
+        Lex::Incl(x) => m >= x,
+        Lex::Excl(x) => m > x,
     }
 }
 
-fn below_max(m: &[u8], b: &Lex) -> bool {
-    match b {
+fn below_max(m: &[u8], b: &Lex<'_>) -> bool {
+    match *b {
         Lex::Min => false,
         Lex::Max => true,
-        Lex::Incl(x) => m <= x.as_slice(),
-        Lex::Excl(x) => m < x.as_slice(),
+        Lex::Incl(x) => m <= x,
+        Lex::Excl(x) => m < x,
     }
 }
 
@@ -271,10 +242,10 @@ fn rank_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
 }
 
 /// The selection ZRANGESTORE and ZREMRANGEBY* share, in emission order.
-enum Selection {
+pub(super) enum Selection<'a> {
     Rank(i64, i64),
     Score((f64, bool), (f64, bool)),
-    Lex(Lex, Lex),
+    Lex(Lex<'a>, Lex<'a>),
 }
 
 fn in_score_range(s: f64, (min, min_ex): (f64, bool), (max, max_ex): (f64, bool)) -> bool {
@@ -285,7 +256,7 @@ fn in_score_range(s: f64, (min, min_ex): (f64, bool), (max, max_ex): (f64, bool)
 /// member at or above `min` (nothing if that one is above `max`), then on while members
 /// stay at or below `max` (REV: the mirror image from the tail). On members of one score
 /// this is the lexicographic range; on mixed scores it is what a listpack gives.
-fn lex_walk(p: &Pairs, min: &Lex, max: &Lex, rev: bool) -> Vec<usize> {
+fn lex_walk(p: &Pairs, min: &Lex<'_>, max: &Lex<'_>, rev: bool) -> Vec<usize> {
     let empty_range = match (min, max) {
         (Lex::Max, _) | (_, Lex::Min) => true,
         (Lex::Incl(a) | Lex::Excl(a), Lex::Incl(b) | Lex::Excl(b)) => {
@@ -324,7 +295,7 @@ fn lex_walk(p: &Pairs, min: &Lex, max: &Lex, rev: bool) -> Vec<usize> {
     out
 }
 
-fn select(p: &Pairs, sel: &Selection, rev: bool, limit: Option<(i64, i64)>) -> Vec<usize> {
+fn select(p: &Pairs, sel: &Selection<'_>, rev: bool, limit: Option<(i64, i64)>) -> Vec<usize> {
     let mut picked: Vec<usize> = match sel {
         Selection::Rank(a, b) => match rank_range(*a, *b, p.len()) {
             Some((s, e)) if rev => (s..=e).map(|r| p.len() - 1 - r).collect(),
@@ -357,7 +328,7 @@ fn select(p: &Pairs, sel: &Selection, rev: bool, limit: Option<(i64, i64)>) -> V
 
 /// A lex range over a plain (skiplist) set whose scores differ is decided by the master's
 /// random skiplist levels: no replica can know it.
-fn check_lex(cmd: &str, z: &ZSet, sel: &Selection) -> Result<(), ApplyError> {
+fn check_lex(cmd: &str, z: &ZSet, sel: &Selection<'_>) -> Result<(), ApplyError> {
     let mixed = z.pairs.windows(2).any(|w| w[0].1 != w[1].1);
     if matches!(sel, Selection::Lex(..)) && !z.listpack && mixed {
         return Err(invalid(
@@ -370,76 +341,49 @@ fn check_lex(cmd: &str, z: &ZSet, sel: &Selection) -> Result<(), ApplyError> {
 }
 
 /// ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count].
-pub fn zrangestore(
+fn zrangestore(
     ks: &mut Keyspace,
     st: &StreamState,
-    cmd: &str,
-    args: &[Vec<u8>],
+    dest: &[u8],
+    src: &[u8],
+    sel: &Selection<'_>,
+    rev: bool,
+    limit: Option<(i64, i64)>,
 ) -> Result<(), ApplyError> {
-    let [dest, src, a, b, opts @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let (mut by, mut rev, mut limit) = ("RANK", false, None);
-    let mut i = 0;
-    while i < opts.len() {
-        match upper(&opts[i]).as_str() {
-            "BYSCORE" => by = "SCORE",
-            "BYLEX" => by = "LEX",
-            "REV" => rev = true,
-            "LIMIT" if i + 2 < opts.len() => {
-                limit = Some((arg_i64(cmd, &opts[i + 1])?, arg_i64(cmd, &opts[i + 2])?));
-                i += 2;
-            }
-            o => return Err(invalid(cmd, format!("unknown option {o}"))),
-        }
-        i += 1;
-    }
-    // With REV the bounds come max first.
-    let (lo, hi) = if rev && by != "RANK" { (b, a) } else { (a, b) };
-    let sel = match by {
-        "RANK" => Selection::Rank(arg_i64(cmd, lo)?, arg_i64(cmd, hi)?),
-        "SCORE" => Selection::Score(score_bound(cmd, lo)?, score_bound(cmd, hi)?),
-        _ => Selection::Lex(lex_bound(cmd, lo)?, lex_bound(cmd, hi)?),
-    };
+    let cmd = "ZRANGESTORE";
     let p = match get_zset(ks, st.db, cmd, src)? {
         Some(z) => {
-            check_lex(cmd, &z, &sel)?;
+            check_lex(cmd, &z, sel)?;
             sorted(z.pairs)
         }
         None => Vec::new(),
     };
-    let picked = select(&p, &sel, rev, limit);
+    let picked = select(&p, sel, rev, limit);
     // The server starts compact unless a rank range already counts more than the
     // threshold, then adds in emission order, converting on the way (-0 stored compact
     // becomes 0 and stays so after the conversion).
-    let mut z = new_zset(if by == "RANK" { picked.len() } else { 0 }, 0);
+    let by_rank = matches!(sel, Selection::Rank(..));
+    let mut z = new_zset(if by_rank { picked.len() } else { 0 }, 0);
     for &i in &picked {
         upsert(&mut z, st, &p[i].0, p[i].1);
     }
     put(ks, st.db, dest, z)
 }
 
-/// ZREMRANGEBYRANK|BYSCORE|BYLEX key a b.
-pub fn zremrange(
+/// ZREMRANGEBYRANK|BYSCORE|BYLEX key a b (`cmd`: which, for errors).
+fn zremrange(
     ks: &mut Keyspace,
     st: &StreamState,
     cmd: &str,
-    args: &[Vec<u8>],
+    key: &[u8],
+    sel: &Selection<'_>,
 ) -> Result<(), ApplyError> {
-    let [key, a, b] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let sel = match cmd {
-        "ZREMRANGEBYRANK" => Selection::Rank(arg_i64(cmd, a)?, arg_i64(cmd, b)?),
-        "ZREMRANGEBYSCORE" => Selection::Score(score_bound(cmd, a)?, score_bound(cmd, b)?),
-        _ => Selection::Lex(lex_bound(cmd, a)?, lex_bound(cmd, b)?),
-    };
     // A native set: seek and remove, O(k log n) (plus a walk of leaf sizes for ranks).
-    let native = match &sel {
+    let native = match sel {
         Selection::Lex(..) => None,
         _ => super::value_ops::on_native(ks, st.db, cmd, key, Kind::ZSet, |n| {
             if let Native::ZSet(z) = n {
-                let gone: Vec<Box<[u8]>> = match &sel {
+                let gone: Vec<Box<[u8]>> = match sel {
                     Selection::Rank(a, b) => match rank_range(*a, *b, z.len()) {
                         Some((s, e)) => z
                             .order()
@@ -471,10 +415,10 @@ pub fn zremrange(
     let Some(mut z) = get_zset(ks, st.db, cmd, key)? else {
         return Ok(());
     };
-    check_lex(cmd, &z, &sel)?;
+    check_lex(cmd, &z, sel)?;
     let p = sorted(std::mem::take(&mut z.pairs));
     let mut gone = vec![false; p.len()];
-    for i in select(&p, &sel, false, None) {
+    for i in select(&p, sel, false, None) {
         gone[i] = true;
     }
     z.pairs = p
@@ -486,33 +430,176 @@ pub fn zremrange(
     put(ks, st.db, key, z)
 }
 
-// ---------------------------------------------------------------- parsed form
-// Transitional: the name and raw arguments, applied by the functions above. Each family
-// moves to typed variants (see parse.rs).
+// ---------------------------------------------------------------- parse and apply
 
-/// A command of this family, parsed.
-pub(super) struct Cmd<'a> {
-    name: &'static str,
-    args: &'a [Vec<u8>],
+/// Which combination ZUNIONSTORE / ZINTERSTORE / ZDIFFSTORE stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ZSetOp {
+    Union,
+    Inter,
+    Diff,
 }
 
-pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
-    Ok(Cmd {
-        name: p.name(),
-        args: p.rest(),
+/// ZUNIONSTORE / ZINTERSTORE / ZDIFFSTORE, parsed.
+pub(super) struct SetOpStore<'a> {
+    name: &'static str,
+    op: ZSetOp,
+    dest: &'a [u8],
+    keys: &'a [Vec<u8>],
+    /// One per key (1 unless WEIGHTS).
+    weights: Vec<f64>,
+    agg: Aggregate,
+}
+
+/// A command of this family, parsed: typed arguments, checked before anything changes.
+pub(super) enum Cmd<'a> {
+    /// ZUNIONSTORE / ZINTERSTORE / ZDIFFSTORE dest numkeys key… [WEIGHTS w…] [AGGREGATE a].
+    SetOp(SetOpStore<'a>),
+    /// ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]: the bounds
+    /// in `sel` are min first, whatever REV.
+    RangeStore {
+        dest: &'a [u8],
+        src: &'a [u8],
+        sel: Selection<'a>,
+        rev: bool,
+        limit: Option<(i64, i64)>,
+    },
+    /// ZREMRANGEBYRANK|BYSCORE|BYLEX key a b.
+    RemRange {
+        name: &'static str,
+        key: &'a [u8],
+        sel: Selection<'a>,
+    },
+}
+
+pub(super) fn parse<'a>(mut p: Parse<'a>) -> Result<Cmd<'a>, ApplyError> {
+    let name = p.name();
+    let cmd = match name {
+        "ZUNIONSTORE" | "ZINTERSTORE" | "ZDIFFSTORE" => {
+            let op = match name {
+                "ZUNIONSTORE" => ZSetOp::Union,
+                "ZINTERSTORE" => ZSetOp::Inter,
+                _ => ZSetOp::Diff,
+            };
+            Cmd::SetOp(parse_setop(p, op)?)
+        }
+        "ZRANGESTORE" => {
+            let (dest, src, a, b) = (p.next()?, p.next()?, p.next()?, p.next()?);
+            #[derive(PartialEq)]
+            enum By {
+                Rank,
+                Score,
+                Lex,
+            }
+            let (mut by, mut rev, mut limit) = (By::Rank, false, None);
+            while !p.is_done() {
+                if p.eat("BYSCORE") {
+                    by = By::Score;
+                } else if p.eat("BYLEX") {
+                    by = By::Lex;
+                } else if p.eat("REV") {
+                    rev = true;
+                } else if p.remaining() > 2 && p.eat("LIMIT") {
+                    limit = Some((p.next_i64()?, p.next_i64()?));
+                } else {
+                    let o = p.next()?;
+                    return Err(p.error(format!("unknown option {}", upper(o))));
+                }
+            }
+            // With REV the bounds come max first.
+            let (lo, hi) = if rev && by != By::Rank {
+                (b, a)
+            } else {
+                (a, b)
+            };
+            let sel = match by {
+                By::Rank => Selection::Rank(arg_i64(name, lo)?, arg_i64(name, hi)?),
+                By::Score => Selection::Score(score_bound(name, lo)?, score_bound(name, hi)?),
+                By::Lex => Selection::Lex(lex_bound(name, lo)?, lex_bound(name, hi)?),
+            };
+            Cmd::RangeStore {
+                dest,
+                src,
+                sel,
+                rev,
+                limit,
+            }
+        }
+        "ZREMRANGEBYRANK" | "ZREMRANGEBYSCORE" | "ZREMRANGEBYLEX" => {
+            let (key, a, b) = (p.next()?, p.next()?, p.next()?);
+            p.finish()?;
+            let sel = match name {
+                "ZREMRANGEBYRANK" => Selection::Rank(arg_i64(name, a)?, arg_i64(name, b)?),
+                "ZREMRANGEBYSCORE" => {
+                    Selection::Score(score_bound(name, a)?, score_bound(name, b)?)
+                }
+                _ => Selection::Lex(lex_bound(name, a)?, lex_bound(name, b)?),
+            };
+            Cmd::RemRange { name, key, sel }
+        }
+        _ => return Err(ApplyError::Unknown(name.to_string())),
+    };
+    Ok(cmd)
+}
+
+/// dest numkeys key… [WEIGHTS w…] [AGGREGATE SUM|MIN|MAX|COUNT], in any order, repeated.
+fn parse_setop<'a>(mut p: Parse<'a>, op: ZSetOp) -> Result<SetOpStore<'a>, ApplyError> {
+    let name = p.name();
+    let (dest, numkeys) = (p.next()?, p.next()?);
+    let rest = p.rest();
+    let n = usize::try_from(arg_i64(name, numkeys)?)
+        .ok()
+        .filter(|&n| n >= 1 && n <= rest.len())
+        .ok_or_else(|| invalid(name, "bad number of keys"))?;
+    let (keys, opts) = rest.split_at(n);
+    let mut p = Parse::new(name, opts);
+    let mut weights = vec![1.0f64; n];
+    let mut agg = Aggregate::Sum;
+    while !p.is_done() {
+        if p.remaining() > n && p.eat("WEIGHTS") {
+            for w in weights.iter_mut() {
+                *w = crate::rdb::parse_double(p.next()?)
+                    .filter(|d| !d.is_nan())
+                    .ok_or_else(|| invalid(name, "weight is not a float"))?;
+            }
+        } else if p.remaining() > 1 && p.eat("AGGREGATE") {
+            agg = match p.eat_any(&["SUM", "MIN", "MAX", "COUNT"]) {
+                Some(0) => Aggregate::Sum,
+                Some(1) => Aggregate::Min,
+                Some(2) => Aggregate::Max,
+                Some(_) => Aggregate::Count,
+                None => {
+                    let o = p.next()?;
+                    return Err(p.error(format!("unknown AGGREGATE {}", upper(o))));
+                }
+            };
+        } else {
+            let o = p.next()?;
+            return Err(p.error(format!("unknown option {}", upper(o))));
+        }
+    }
+    Ok(SetOpStore {
+        name,
+        op,
+        dest,
+        keys,
+        weights,
+        agg,
     })
 }
 
 impl Apply for Cmd<'_> {
     fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
-        let (name, args) = (self.name, self.args);
-        match name {
-            "ZUNIONSTORE" | "ZINTERSTORE" | "ZDIFFSTORE" => zsetop_store(ks, st, name, args),
-            "ZRANGESTORE" => zrangestore(ks, st, name, args),
-            "ZREMRANGEBYRANK" | "ZREMRANGEBYSCORE" | "ZREMRANGEBYLEX" => {
-                zremrange(ks, st, name, args)
-            }
-            _ => Err(ApplyError::Unknown(name.to_string())),
+        match self {
+            Cmd::SetOp(op) => zsetop_store(ks, st, &op),
+            Cmd::RangeStore {
+                dest,
+                src,
+                sel,
+                rev,
+                limit,
+            } => zrangestore(ks, st, dest, src, &sel, rev, limit),
+            Cmd::RemRange { name, key, sel } => zremrange(ks, st, name, key, &sel),
         }
     }
 }
