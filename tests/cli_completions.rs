@@ -72,7 +72,10 @@ fn the_man_page_has_a_section_per_verb() {
         let section = format!(".SH \"{}\"", v.to_uppercase());
         assert!(page.contains(&section), "{section} missing");
     }
-    assert!(page.contains("REPLISNAP_CONFIG"), "the config's env var is documented");
+    assert!(
+        page.contains("REPLISNAP_CONFIG"),
+        "the config's env var is documented"
+    );
 }
 
 #[test]
