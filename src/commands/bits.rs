@@ -6,6 +6,10 @@
 //! key's TTL; BITOP replaces its destination (no TTL) or deletes it when every source is
 //! empty. Offsets are bounded as the server bounds them (a string of at most 512 MiB), so
 //! a hostile stream cannot make us allocate more than the master could hold.
+//!
+//! [`parse`] checks every argument (offsets and their bound, bit values, operations, the
+//! BITFIELD types and subcommands) into a typed [`Cmd`]; its [`Apply`] reads the strings
+//! and stores the result.
 
 use super::error::{arg_i64, invalid, ApplyError};
 use super::parse::{Apply, Parse};
@@ -17,12 +21,18 @@ use crate::rdb::Value;
 /// The largest string a bit command may grow: the server's default proto-max-bulk-len.
 const MAX_STRING_BYTES: u64 = 512 * 1024 * 1024;
 
-/// Grow `s` with zero bytes so that bit `bit` exists.
-fn grow_for_bit(cmd: &str, s: &mut Vec<u8>, bit: u64) -> Result<(), ApplyError> {
-    let need = bit / 8 + 1;
-    if need > MAX_STRING_BYTES {
+/// Whether bit `bit` fits in a string the server could hold.
+fn check_bit(cmd: &str, bit: u64) -> Result<(), ApplyError> {
+    if bit / 8 + 1 > MAX_STRING_BYTES {
         return Err(invalid(cmd, format!("bit offset {bit} beyond 512 MiB")));
     }
+    Ok(())
+}
+
+/// Grow `s` with zero bytes so that bit `bit` exists.
+fn grow_for_bit(cmd: &str, s: &mut Vec<u8>, bit: u64) -> Result<(), ApplyError> {
+    check_bit(cmd, bit)?;
+    let need = bit / 8 + 1;
     if (s.len() as u64) < need {
         s.resize(need as usize, 0);
     }
@@ -41,31 +51,8 @@ fn bit_offset(cmd: &str, a: &[u8], hash_bits: Option<u32>) -> Result<u64, ApplyE
         .ok_or_else(|| invalid(cmd, "bit offset out of range"))
 }
 
-/// SETBIT key offset 0|1.
-pub fn setbit(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, offset, on] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let bit = bit_offset(cmd, offset, None)?;
-    let on = match on.as_slice() {
-        b"0" => false,
-        b"1" => true,
-        _ => return Err(invalid(cmd, "bit value must be 0 or 1")),
-    };
-    let (h, mut s) = get_string(ks, db, cmd, key)?.unwrap_or_default();
-    grow_for_bit(cmd, &mut s, bit)?;
-    let mask = 1u8 << (7 - (bit & 7));
-    let byte = &mut s[(bit / 8) as usize];
-    if on {
-        *byte |= mask;
-    } else {
-        *byte &= !mask;
-    }
-    store(ks, db, key, &h, &Value::String(s))
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BitOp {
+pub(super) enum BitOp {
     And,
     Or,
     Xor,
@@ -76,69 +63,9 @@ enum BitOp {
     One,
 }
 
-/// BITOP op dest src…: sources shorter than the longest read as zero bytes.
-pub fn bitop(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [op, dest, srcs @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let op = match String::from_utf8_lossy(op).to_ascii_uppercase().as_str() {
-        "AND" => BitOp::And,
-        "OR" => BitOp::Or,
-        "XOR" => BitOp::Xor,
-        "NOT" => BitOp::Not,
-        "DIFF" => BitOp::Diff,
-        "DIFF1" => BitOp::Diff1,
-        "ANDOR" => BitOp::AndOr,
-        "ONE" => BitOp::One,
-        o => return Err(invalid(cmd, format!("unknown operation {o}"))),
-    };
-    let needs_two = matches!(op, BitOp::Diff | BitOp::Diff1 | BitOp::AndOr);
-    if srcs.is_empty() || (op == BitOp::Not && srcs.len() != 1) || (needs_two && srcs.len() < 2) {
-        return Err(invalid(cmd, "wrong number of source keys"));
-    }
-    let mut values = Vec::with_capacity(srcs.len());
-    for k in srcs {
-        values.push(
-            get_string(ks, db, cmd, k)?
-                .map(|(_, s)| s)
-                .unwrap_or_default(),
-        );
-    }
-    let len = values.iter().map(Vec::len).max().unwrap_or(0);
-    if len == 0 {
-        ks.remove(db, dest);
-        return Ok(());
-    }
-    let byte = |v: &Vec<u8>, j: usize| v.get(j).copied().unwrap_or(0);
-    let mut out = vec![0u8; len];
-    for (j, o) in out.iter_mut().enumerate() {
-        let first = byte(&values[0], j);
-        let rest = values[1..].iter().map(|v| byte(v, j));
-        *o = match op {
-            BitOp::And => rest.fold(first, |a, b| a & b),
-            BitOp::Or => rest.fold(first, |a, b| a | b),
-            BitOp::Xor => rest.fold(first, |a, b| a ^ b),
-            BitOp::Not => !first,
-            BitOp::Diff => first & !rest.fold(0, |a, b| a | b),
-            BitOp::Diff1 => !first & rest.fold(0, |a, b| a | b),
-            BitOp::AndOr => first & rest.fold(0, |a, b| a | b),
-            BitOp::One => {
-                let (mut acc, mut common) = (first, 0u8);
-                for b in rest {
-                    common |= acc & b;
-                    acc ^= b;
-                    acc &= !common;
-                }
-                acc
-            }
-        };
-    }
-    store(ks, db, dest, &Hints::default(), &Value::String(out))
-}
-
 /// How BITFIELD handles a value that does not fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Overflow {
+pub(super) enum Overflow {
     Wrap,
     Sat,
     Fail,
@@ -256,76 +183,257 @@ fn bit_type(cmd: &str, a: &[u8]) -> Result<(bool, u32), ApplyError> {
     Ok((signed, bits))
 }
 
-/// One BITFIELD write: (signed, bits, offset, is SET, value, overflow).
-type FieldOp = (bool, u32, u64, bool, i64, Overflow);
+/// One BITFIELD write (SET or INCRBY), with the OVERFLOW rule in force where it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FieldOp {
+    signed: bool,
+    bits: u32,
+    offset: u64,
+    /// SET (else INCRBY).
+    set: bool,
+    value: i64,
+    overflow: Overflow,
+}
 
-/// BITFIELD key [GET t o] [SET t o v] [INCRBY t o n] [OVERFLOW WRAP|SAT|FAIL]…: the string
-/// first grows to the farthest bit any SET/INCRBY names, even one that then fails.
-pub fn bitfield(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, rest @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let mut ops: Vec<FieldOp> = Vec::new();
+/// A command of this family, parsed.
+pub(super) enum Cmd<'a> {
+    SetBit {
+        key: &'a [u8],
+        bit: u64,
+        on: bool,
+    },
+    /// BITOP op dest src… (the source count checked against the operation).
+    BitOp {
+        op: BitOp,
+        dest: &'a [u8],
+        srcs: &'a [Vec<u8>],
+    },
+    /// BITFIELD key …: its writes in order (GETs write nothing) and the farthest bit they
+    /// name.
+    BitField {
+        key: &'a [u8],
+        ops: Vec<FieldOp>,
+        farthest: u64,
+    },
+}
+
+const SETBIT: &str = "SETBIT";
+const BITOP: &str = "BITOP";
+const BITFIELD: &str = "BITFIELD";
+
+fn upper(a: &[u8]) -> String {
+    String::from_utf8_lossy(a).to_ascii_uppercase()
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    let name = p.name();
+    Ok(match name {
+        SETBIT => {
+            let (key, offset, on) = (p.next()?, p.next()?, p.next()?);
+            p.finish()?;
+            let bit = bit_offset(name, offset, None)?;
+            let on = match on {
+                b"0" => false,
+                b"1" => true,
+                _ => return Err(p.error("bit value must be 0 or 1")),
+            };
+            Cmd::SetBit { key, bit, on }
+        }
+        BITOP => {
+            let (op, dest) = (p.next()?, p.next()?);
+            let op = match upper(op).as_str() {
+                "AND" => BitOp::And,
+                "OR" => BitOp::Or,
+                "XOR" => BitOp::Xor,
+                "NOT" => BitOp::Not,
+                "DIFF" => BitOp::Diff,
+                "DIFF1" => BitOp::Diff1,
+                "ANDOR" => BitOp::AndOr,
+                "ONE" => BitOp::One,
+                o => return Err(p.error(format!("unknown operation {o}"))),
+            };
+            let srcs = p.rest();
+            let needs_two = matches!(op, BitOp::Diff | BitOp::Diff1 | BitOp::AndOr);
+            if srcs.is_empty()
+                || (op == BitOp::Not && srcs.len() != 1)
+                || (needs_two && srcs.len() < 2)
+            {
+                return Err(p.error("wrong number of source keys"));
+            }
+            Cmd::BitOp { op, dest, srcs }
+        }
+        BITFIELD => parse_bitfield(p)?,
+        _ => return Err(ApplyError::Unknown(name.to_string())),
+    })
+}
+
+/// The next argument of subcommand `sub`, which needs it.
+fn sub_arg<'a>(p: &mut Parse<'a>, sub: &str) -> Result<&'a [u8], ApplyError> {
+    if p.is_done() {
+        return Err(p.error(format!("{sub} needs more arguments")));
+    }
+    p.next()
+}
+
+/// BITFIELD key [GET t o] [SET t o v] [INCRBY t o n] [OVERFLOW WRAP|SAT|FAIL]…
+fn parse_bitfield(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    let name = p.name();
+    let key = p.next()?;
+    let mut ops = Vec::new();
     let mut ow = Overflow::Wrap;
-    let mut i = 0;
-    while i < rest.len() {
-        let sub = String::from_utf8_lossy(&rest[i]).to_ascii_uppercase();
-        let arg = |k: usize| {
-            rest.get(i + k)
-                .ok_or_else(|| invalid(cmd, format!("{sub} needs more arguments")))
-        };
+    while !p.is_done() {
+        let sub = upper(p.next()?);
         match sub.as_str() {
             "OVERFLOW" => {
-                ow = match String::from_utf8_lossy(arg(1)?)
-                    .to_ascii_uppercase()
-                    .as_str()
-                {
+                ow = match upper(sub_arg(&mut p, &sub)?).as_str() {
                     "WRAP" => Overflow::Wrap,
                     "SAT" => Overflow::Sat,
                     "FAIL" => Overflow::Fail,
-                    o => return Err(invalid(cmd, format!("unknown OVERFLOW {o}"))),
+                    o => return Err(p.error(format!("unknown OVERFLOW {o}"))),
                 };
-                i += 2;
             }
             "GET" => {
-                bit_type(cmd, arg(1)?)?;
-                i += 3;
+                bit_type(name, sub_arg(&mut p, &sub)?)?;
+                // The offset of a GET is not looked at (it writes nothing).
+                if !p.is_done() {
+                    p.next()?;
+                }
             }
             "SET" | "INCRBY" => {
-                let (signed, bits) = bit_type(cmd, arg(1)?)?;
-                let offset = bit_offset(cmd, arg(2)?, Some(bits))?;
-                let v = arg_i64(cmd, arg(3)?)?;
-                ops.push((signed, bits, offset, sub == "SET", v, ow));
-                i += 4;
+                let (signed, bits) = bit_type(name, sub_arg(&mut p, &sub)?)?;
+                let offset = bit_offset(name, sub_arg(&mut p, &sub)?, Some(bits))?;
+                let value = arg_i64(name, sub_arg(&mut p, &sub)?)?;
+                ops.push(FieldOp {
+                    signed,
+                    bits,
+                    offset,
+                    set: sub == "SET",
+                    value,
+                    overflow: ow,
+                });
             }
-            o => return Err(invalid(cmd, format!("unknown subcommand {o}"))),
+            o => return Err(p.error(format!("unknown subcommand {o}"))),
         }
     }
+    let farthest = ops
+        .iter()
+        .map(|o| o.offset + u64::from(o.bits) - 1)
+        .max()
+        .unwrap_or(0);
+    if !ops.is_empty() {
+        // The string grows to the farthest bit even when that write then fails.
+        check_bit(name, farthest)?;
+    }
+    Ok(Cmd::BitField { key, ops, farthest })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let db = st.db;
+        match self {
+            Cmd::SetBit { key, bit, on } => setbit(ks, db, key, bit, on),
+            Cmd::BitOp { op, dest, srcs } => bitop(ks, db, op, dest, srcs),
+            Cmd::BitField { key, ops, farthest } => bitfield(ks, db, key, &ops, farthest),
+        }
+    }
+}
+
+/// SETBIT key offset 0|1.
+fn setbit(ks: &mut Keyspace, db: u64, key: &[u8], bit: u64, on: bool) -> Result<(), ApplyError> {
+    let (h, mut s) = get_string(ks, db, SETBIT, key)?.unwrap_or_default();
+    grow_for_bit(SETBIT, &mut s, bit)?;
+    let mask = 1u8 << (7 - (bit & 7));
+    if let Some(byte) = s.get_mut((bit / 8) as usize) {
+        if on {
+            *byte |= mask;
+        } else {
+            *byte &= !mask;
+        }
+    }
+    store(ks, db, key, &h, &Value::String(s))
+}
+
+/// BITOP op dest src…: sources shorter than the longest read as zero bytes.
+fn bitop(
+    ks: &mut Keyspace,
+    db: u64,
+    op: BitOp,
+    dest: &[u8],
+    srcs: &[Vec<u8>],
+) -> Result<(), ApplyError> {
+    let mut values = Vec::with_capacity(srcs.len());
+    for k in srcs {
+        values.push(
+            get_string(ks, db, BITOP, k)?
+                .map(|(_, s)| s)
+                .unwrap_or_default(),
+        );
+    }
+    let len = values.iter().map(Vec::len).max().unwrap_or(0);
+    let Some((first_v, rest_v)) = values.split_first() else {
+        return Ok(());
+    };
+    if len == 0 {
+        ks.remove(db, dest);
+        return Ok(());
+    }
+    let byte = |v: &Vec<u8>, j: usize| v.get(j).copied().unwrap_or(0);
+    let mut out = vec![0u8; len];
+    for (j, o) in out.iter_mut().enumerate() {
+        let first = byte(first_v, j);
+        let rest = rest_v.iter().map(|v| byte(v, j));
+        *o = match op {
+            BitOp::And => rest.fold(first, |a, b| a & b),
+            BitOp::Or => rest.fold(first, |a, b| a | b),
+            BitOp::Xor => rest.fold(first, |a, b| a ^ b),
+            BitOp::Not => !first,
+            BitOp::Diff => first & !rest.fold(0, |a, b| a | b),
+            BitOp::Diff1 => !first & rest.fold(0, |a, b| a | b),
+            BitOp::AndOr => first & rest.fold(0, |a, b| a | b),
+            BitOp::One => {
+                let (mut acc, mut common) = (first, 0u8);
+                for b in rest {
+                    common |= acc & b;
+                    acc ^= b;
+                    acc &= !common;
+                }
+                acc
+            }
+        };
+    }
+    store(ks, db, dest, &Hints::default(), &Value::String(out))
+}
+
+/// BITFIELD's writes, in order: the string first grows to the farthest bit any of them
+/// names, even one that then fails.
+fn bitfield(
+    ks: &mut Keyspace,
+    db: u64,
+    key: &[u8],
+    ops: &[FieldOp],
+    farthest: u64,
+) -> Result<(), ApplyError> {
     if ops.is_empty() {
         return Ok(());
     }
-    let (h, mut s) = get_string(ks, db, cmd, key)?.unwrap_or_default();
-    let farthest = ops
-        .iter()
-        .map(|&(_, bits, off, ..)| off + u64::from(bits) - 1)
-        .max()
-        .unwrap_or(0);
-    grow_for_bit(cmd, &mut s, farthest)?;
-    for (signed, bits, offset, is_set, v, ow) in ops {
+    let (h, mut s) = get_string(ks, db, BITFIELD, key)?.unwrap_or_default();
+    grow_for_bit(BITFIELD, &mut s, farthest)?;
+    for op in ops {
+        let (bits, offset, v, ow) = (op.bits, op.offset, op.value, op.overflow);
         let old = get_bits(&s, offset, bits);
-        let new = if signed {
+        let new = if op.signed {
             let old = if bits < 64 && old & (1u64 << (bits - 1)) != 0 {
                 (old | (u64::MAX << bits)) as i64
             } else {
                 old as i64
             };
-            let r = if is_set {
+            let r = if op.set {
                 signed_result(v, 0, bits, ow)
             } else {
                 signed_result(old, v, bits, ow)
             };
             r.map(|x| x as u64)
-        } else if is_set {
+        } else if op.set {
             unsigned_result(v as u64, 0, bits, ow)
         } else {
             unsigned_result(old, v, bits, ow)
@@ -335,35 +443,6 @@ pub fn bitfield(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resu
         }
     }
     store(ks, db, key, &h, &Value::String(s))
-}
-
-// ---------------------------------------------------------------- parsed form
-// Transitional: the name and raw arguments, applied by the functions above. Each family
-// moves to typed variants (see parse.rs).
-
-/// A command of this family, parsed.
-pub(super) struct Cmd<'a> {
-    name: &'static str,
-    args: &'a [Vec<u8>],
-}
-
-pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
-    Ok(Cmd {
-        name: p.name(),
-        args: p.rest(),
-    })
-}
-
-impl Apply for Cmd<'_> {
-    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
-        let (name, args) = (self.name, self.args);
-        match name {
-            "SETBIT" => setbit(ks, st.db, name, args),
-            "BITOP" => bitop(ks, st.db, name, args),
-            "BITFIELD" => bitfield(ks, st.db, name, args),
-            _ => Err(ApplyError::Unknown(name.to_string())),
-        }
-    }
 }
 
 #[cfg(test)]

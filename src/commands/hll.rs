@@ -6,6 +6,8 @@
 //! The master's `hll-sparse-max-bytes` is not replicated; we use the server default (3000)
 //! and document it. A PFCOUNT that finds our cached count fresh means our bytes differ from
 //! the master's, which is drift.
+//!
+//! [`parse`] checks the arguments into a typed [`Cmd`]; its [`Apply`] changes the values.
 
 use super::error::{invalid, ApplyError};
 use super::parse::{Apply, Parse};
@@ -25,11 +27,72 @@ fn hll_err(cmd: &str, key: &[u8], e: hll::HllError) -> ApplyError {
     )
 }
 
+/// A command of this family, parsed.
+pub(super) enum Cmd<'a> {
+    Add {
+        key: &'a [u8],
+        elements: &'a [Vec<u8>],
+    },
+    Merge {
+        dest: &'a [u8],
+        sources: &'a [Vec<u8>],
+    },
+    /// PFCOUNT with one key (`None`: the multi-key form, which writes nothing and is never
+    /// propagated).
+    Count { key: Option<&'a [u8]> },
+    /// PFDEBUG TODENSE|GETREG key: both leave a sparse value dense.
+    Debug { key: &'a [u8] },
+}
+
+const PFADD: &str = "PFADD";
+const PFMERGE: &str = "PFMERGE";
+const PFCOUNT: &str = "PFCOUNT";
+const PFDEBUG: &str = "PFDEBUG";
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    let name = p.name();
+    Ok(match name {
+        PFADD => Cmd::Add {
+            key: p.next()?,
+            elements: p.rest(),
+        },
+        PFMERGE => Cmd::Merge {
+            dest: p.next()?,
+            sources: p.rest(),
+        },
+        PFCOUNT => match p.rest() {
+            [key] => Cmd::Count { key: Some(key) },
+            _ => Cmd::Count { key: None },
+        },
+        PFDEBUG => {
+            let (sub, key) = (p.next()?, p.next()?);
+            p.finish()?;
+            let sub = String::from_utf8_lossy(sub).to_ascii_uppercase();
+            if sub != "TODENSE" && sub != "GETREG" {
+                return Err(p.error(format!("unsupported PFDEBUG {sub}")));
+            }
+            Cmd::Debug { key }
+        }
+        _ => return Err(ApplyError::Unknown(name.to_string())),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let db = st.db;
+        match self {
+            Cmd::Add { key, elements } => pfadd(ks, db, key, elements),
+            Cmd::Merge { dest, sources } => pfmerge(ks, db, dest, sources),
+            Cmd::Count { key: Some(key) } => pfcount(ks, db, key),
+            Cmd::Count { key: None } => Ok(()),
+            Cmd::Debug { key } => pfdebug(ks, db, key),
+        }
+    }
+}
+
 /// PFADD key element…
-pub fn pfadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, elements @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
+fn pfadd(ks: &mut Keyspace, db: u64, key: &[u8], elements: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let cmd = PFADD;
     let cur = get_string(ks, db, cmd, key)?;
     let els: Vec<&[u8]> = elements.iter().map(Vec::as_slice).collect();
     let (new, changed) = hll::pfadd(
@@ -46,10 +109,8 @@ pub fn pfadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<
 }
 
 /// PFMERGE dest source…: the destination (kept TTL) is merged with the existing sources.
-pub fn pfmerge(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [dest, sources @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
+fn pfmerge(ks: &mut Keyspace, db: u64, dest: &[u8], sources: &[Vec<u8>]) -> Result<(), ApplyError> {
+    let cmd = PFMERGE;
     let cur = get_string(ks, db, cmd, dest)?;
     let mut srcs = Vec::new();
     for k in sources {
@@ -69,11 +130,8 @@ pub fn pfmerge(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
 }
 
 /// PFCOUNT key: arrives only when the master refreshed the cached count.
-pub fn pfcount(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key] = args else {
-        // The multi-key form writes nothing and is never propagated.
-        return Ok(());
-    };
+fn pfcount(ks: &mut Keyspace, db: u64, key: &[u8]) -> Result<(), ApplyError> {
+    let cmd = PFCOUNT;
     let Some((h, v)) = get_string(ks, db, cmd, key)? else {
         return Ok(());
     };
@@ -83,15 +141,9 @@ pub fn pfcount(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
     }
 }
 
-/// PFDEBUG TODENSE|GETREG key: both leave a sparse value dense.
-pub fn pfdebug(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [sub, key] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let sub = String::from_utf8_lossy(sub).to_ascii_uppercase();
-    if sub != "TODENSE" && sub != "GETREG" {
-        return Err(invalid(cmd, format!("unsupported PFDEBUG {sub}")));
-    }
+/// PFDEBUG TODENSE|GETREG key.
+fn pfdebug(ks: &mut Keyspace, db: u64, key: &[u8]) -> Result<(), ApplyError> {
+    let cmd = PFDEBUG;
     let Some((h, v)) = get_string(ks, db, cmd, key)? else {
         return Ok(());
     };
@@ -101,32 +153,26 @@ pub fn pfdebug(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Resul
     }
 }
 
-// ---------------------------------------------------------------- parsed form
-// Transitional: the name and raw arguments, applied by the functions above. Each family
-// moves to typed variants (see parse.rs).
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A command of this family, parsed.
-pub(super) struct Cmd<'a> {
-    name: &'static str,
-    args: &'a [Vec<u8>],
-}
+    fn argv(a: &[&str]) -> Vec<Vec<u8>> {
+        a.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
 
-pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
-    Ok(Cmd {
-        name: p.name(),
-        args: p.rest(),
-    })
-}
-
-impl Apply for Cmd<'_> {
-    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
-        let (name, args) = (self.name, self.args);
-        match name {
-            "PFADD" => pfadd(ks, st.db, name, args),
-            "PFMERGE" => pfmerge(ks, st.db, name, args),
-            "PFCOUNT" => pfcount(ks, st.db, name, args),
-            "PFDEBUG" => pfdebug(ks, st.db, name, args),
-            _ => Err(ApplyError::Unknown(name.to_string())),
-        }
+    #[test]
+    fn parse_checks_what_apply_used_to() {
+        let ok = |n, a: &[&str]| parse(Parse::new(n, &argv(a))).is_ok();
+        assert!(!ok(PFADD, &[]));
+        assert!(ok(PFADD, &["k"]));
+        assert!(!ok(PFMERGE, &[]));
+        assert!(ok(PFCOUNT, &[]));
+        assert!(ok(PFCOUNT, &["a", "b"]));
+        assert!(ok(PFDEBUG, &["todense", "k"]));
+        assert!(ok(PFDEBUG, &["GetReg", "k"]));
+        assert!(!ok(PFDEBUG, &["decode", "k"]));
+        assert!(!ok(PFDEBUG, &["todense"]));
+        assert!(!ok(PFDEBUG, &["todense", "k", "x"]));
     }
 }

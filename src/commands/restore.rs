@@ -6,6 +6,10 @@
 //! decoded with the same reader as RDB files, and refused (forcing a resync) when it is a
 //! module value or anything we cannot hold. A sorted set is stored in the encoding a server
 //! loading it picks (small ones compact, where -0 becomes 0 on Redis 7.0+/Valkey).
+//!
+//! [`parse`] checks the arguments and the payload's framing and checksum into a typed
+//! [`Cmd`] (TTL made absolute); its [`Apply`] decodes the value in the master's dialect and
+//! stores it.
 
 use super::error::{arg_i64, invalid, ApplyError};
 use super::parse::{Apply, Parse};
@@ -29,48 +33,100 @@ fn split_payload<'a>(cmd: &str, p: &'a [u8]) -> Result<(u8, &'a [u8]), ApplyErro
     Ok((body[0], value))
 }
 
-pub fn restore(
-    ks: &mut Keyspace,
-    st: &StreamState,
-    cmd: &str,
-    args: &[Vec<u8>],
-) -> Result<(), ApplyError> {
-    let [key, ttl, payload, opts @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let ttl = arg_i64(cmd, ttl)?;
+/// A command of this family, parsed.
+pub(super) enum Cmd<'a> {
+    /// RESTORE / RESTORE-ASKING key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f]:
+    /// the payload checked (its type byte and value bytes), the TTL made absolute in
+    /// `hints.expire_ms`. The value is decoded on apply (its dialect is the master's).
+    Restore {
+        name: &'static str,
+        key: &'a [u8],
+        ty: u8,
+        bytes: &'a [u8],
+        replace: bool,
+        hints: Hints,
+    },
+}
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    let name = p.name();
+    if name != "RESTORE" && name != "RESTORE-ASKING" {
+        return Err(ApplyError::Unknown(name.to_string()));
+    }
+    let key = p.next()?;
+    let ttl = p.next()?;
+    let payload = p.next()?;
+    let ttl = arg_i64(name, ttl)?;
     let (mut replace, mut absttl) = (false, false);
     let mut hints = Hints::default();
-    let mut i = 0;
-    while i < opts.len() {
-        let o = String::from_utf8_lossy(&opts[i]).to_ascii_uppercase();
-        match o.as_str() {
-            "REPLACE" => replace = true,
-            "ABSTTL" => absttl = true,
-            "IDLETIME" | "FREQ" => {
-                i += 1;
-                let v = arg_i64(
-                    cmd,
-                    opts.get(i)
-                        .ok_or_else(|| invalid(cmd, format!("{o} needs a value")))?,
-                )?;
-                if o == "IDLETIME" {
+    while !p.is_done() {
+        match p.eat_any(&["REPLACE", "ABSTTL", "IDLETIME", "FREQ"]) {
+            Some(0) => replace = true,
+            Some(1) => absttl = true,
+            Some(i) => {
+                let o = if i == 2 { "IDLETIME" } else { "FREQ" };
+                if p.is_done() {
+                    return Err(p.error(format!("{o} needs a value")));
+                }
+                let v = p.next_i64()?;
+                if i == 2 {
                     hints.idle = u64::try_from(v).ok();
                 } else {
                     hints.freq = u8::try_from(v).ok();
                 }
             }
-            _ => return Err(invalid(cmd, format!("unknown option {o}"))),
+            None => {
+                let o = String::from_utf8_lossy(p.next()?).to_ascii_uppercase();
+                return Err(p.error(format!("unknown option {o}")));
+            }
         }
-        i += 1;
     }
+    let (ty, bytes) = split_payload(name, payload)?;
+    hints.expire_ms = match ttl {
+        0 => None,
+        t if absttl => Some(t),
+        t => Some(now_ms().saturating_add(t)),
+    };
+    Ok(Cmd::Restore {
+        name,
+        key,
+        ty,
+        bytes,
+        replace,
+        hints,
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        match self {
+            Cmd::Restore {
+                name,
+                key,
+                ty,
+                bytes,
+                replace,
+                hints,
+            } => restore(ks, st, name, key, (ty, bytes), replace, hints),
+        }
+    }
+}
+
+fn restore(
+    ks: &mut Keyspace,
+    st: &StreamState,
+    cmd: &str,
+    key: &[u8],
+    (ty, bytes): (u8, &[u8]),
+    replace: bool,
+    hints: Hints,
+) -> Result<(), ApplyError> {
     if !replace && ks.entry(st.db, key).is_some() {
         return Err(invalid(
             cmd,
             "BUSYKEY here, restored on the master: our data differs",
         ));
     }
-    let (ty, bytes) = split_payload(cmd, payload)?;
     let dialect = if st.valkey {
         Dialect::Valkey
     } else {
@@ -81,11 +137,6 @@ pub fn restore(
     if matches!(value, Value::Module(_)) {
         return Err(invalid(cmd, "module values are not supported"));
     }
-    hints.expire_ms = match ttl {
-        0 => None,
-        t if absttl => Some(t),
-        t => Some(now_ms().saturating_add(t)),
-    };
     ks.remove(st.db, key);
     match value {
         Value::SortedSet(pairs) => put_zset(ks, st.db, key, built(hints, pairs, st)),
@@ -99,29 +150,44 @@ pub fn restore(
     }
 }
 
-// ---------------------------------------------------------------- parsed form
-// Transitional: the name and raw arguments, applied by the functions above. Each family
-// moves to typed variants (see parse.rs).
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A command of this family, parsed.
-pub(super) struct Cmd<'a> {
-    name: &'static str,
-    args: &'a [Vec<u8>],
-}
+    fn argv(a: &[&str]) -> Vec<Vec<u8>> {
+        a.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
 
-pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
-    Ok(Cmd {
-        name: p.name(),
-        args: p.rest(),
-    })
-}
+    fn parsed(a: &[Vec<u8>]) -> Result<(), String> {
+        parse(Parse::new("RESTORE", a))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 
-impl Apply for Cmd<'_> {
-    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
-        let (name, args) = (self.name, self.args);
-        match name {
-            "RESTORE" | "RESTORE-ASKING" => restore(ks, st, name, args),
-            _ => Err(ApplyError::Unknown(name.to_string())),
-        }
+    #[test]
+    fn options_and_payload_checked_in_parse() {
+        // A string "v" as DUMP writes it: type 0, length 1, "v", RDB version 11, CRC.
+        let mut payload = vec![0u8, 1, b'v', 11, 0];
+        payload.extend_from_slice(&crate::rdb::crc::crc64(&payload).to_le_bytes());
+        let with = |opts: &[&str]| {
+            let mut a = argv(&["k", "0"]);
+            a.push(payload.clone());
+            a.extend(argv(opts));
+            parsed(&a)
+        };
+        assert!(with(&[]).is_ok());
+        assert!(with(&["replace", "absttl", "IDLETIME", "5", "freq", "3"]).is_ok());
+        assert!(with(&["IDLETIME", "-5"]).is_ok());
+        assert!(with(&["IDLETIME"])
+            .unwrap_err()
+            .contains("IDLETIME needs a value"));
+        assert!(with(&["FREQ", "x"]).is_err());
+        assert!(with(&["bogus"])
+            .unwrap_err()
+            .contains("unknown option BOGUS"));
+        assert!(parsed(&argv(&["k", "0"])).is_err());
+        assert!(parsed(&argv(&["k", "x", "payload-bytes"])).is_err());
+        let e = parsed(&argv(&["k", "0", "not a dump payload"])).unwrap_err();
+        assert!(e.contains("checksum"), "{e}");
     }
 }

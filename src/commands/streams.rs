@@ -7,6 +7,10 @@
 //! policies decide what a deletion does to consumer groups: KEEPREF (the default) leaves
 //! pending entries alone, DELREF removes them from every group, ACKED deletes only entries
 //! no group still references (pending somewhere, or not yet delivered to some group).
+//!
+//! [`parse`] checks a command into a typed [`Cmd`] (IDs, trimming thresholds, policies,
+//! options), so a malformed one fails before anything changes; its [`Apply`] changes the
+//! stream through [`with_stream`].
 
 use super::error::{arg_i64, invalid, ApplyError};
 use super::parse::{Apply, Parse};
@@ -107,53 +111,48 @@ pub(super) enum DeleteRefs {
 }
 
 impl DeleteRefs {
-    fn from_arg(a: &[u8]) -> Option<DeleteRefs> {
-        match String::from_utf8_lossy(a).to_ascii_uppercase().as_str() {
-            "KEEPREF" => Some(DeleteRefs::Keep),
-            "DELREF" => Some(DeleteRefs::Del),
-            "ACKED" => Some(DeleteRefs::Acked),
-            _ => None,
-        }
+    const KEYWORDS: [&'static str; 3] = ["KEEPREF", "DELREF", "ACKED"];
+    const ALL: [DeleteRefs; 3] = [DeleteRefs::Keep, DeleteRefs::Del, DeleteRefs::Acked];
+
+    /// The next argument if it is a policy keyword, consumed.
+    fn eat(p: &mut Parse<'_>) -> Option<DeleteRefs> {
+        p.eat_any(&Self::KEYWORDS)
+            .and_then(|i| Self::ALL.get(i).copied())
     }
 
-    /// `[KEEPREF|DELREF|ACKED] IDS n id…` as XDELEX and XACKDEL take it.
+    /// `[KEEPREF|DELREF|ACKED] IDS n id…` as XDELEX and XACKDEL take it, to the end.
     pub(super) fn parse_with_ids(
-        cmd: &str,
-        args: &[Vec<u8>],
+        p: &mut Parse<'_>,
     ) -> Result<(DeleteRefs, Vec<StreamId>), ApplyError> {
         let mut refs = None;
-        let mut i = 0;
-        while let Some(a) = args.get(i) {
-            if let Some(r) = DeleteRefs::from_arg(a) {
+        loop {
+            if let Some(r) = DeleteRefs::eat(p) {
                 if refs.replace(r).is_some() {
-                    return Err(invalid(cmd, "two deletion policies"));
+                    return Err(p.error("two deletion policies"));
                 }
-                i += 1;
-            } else if a.eq_ignore_ascii_case(b"IDS") {
-                let n = usize::try_from(arg_i64(
-                    cmd,
-                    args.get(i + 1)
-                        .ok_or_else(|| invalid(cmd, "IDS without a count"))?,
-                )?)
-                .map_err(|_| invalid(cmd, "negative ID count"))?;
-                let ids = args
-                    .get(i + 2..)
-                    .filter(|r| r.len() == n)
-                    .ok_or_else(|| invalid(cmd, "ID count does not match the IDs"))?;
-                let ids = ids
-                    .iter()
-                    .map(|a| parse_id(cmd, a))
-                    .collect::<Result<Vec<_>, _>>()?;
-                return Ok((refs.unwrap_or_default(), ids));
+            } else if p.eat("IDS") {
+                if p.is_done() {
+                    return Err(p.error("IDS without a count"));
+                }
+                let n = usize::try_from(p.next_i64()?).map_err(|_| p.error("negative ID count"))?;
+                let ids = p.rest();
+                if ids.len() != n {
+                    return Err(p.error("ID count does not match the IDs"));
+                }
+                return Ok((refs.unwrap_or_default(), parse_ids(p.name(), ids)?));
+            } else if p.is_done() {
+                return Err(p.error("no IDS"));
             } else {
-                return Err(invalid(
-                    cmd,
-                    format!("unknown option {}", String::from_utf8_lossy(a)),
-                ));
+                let a = p.next()?;
+                return Err(p.error(format!("unknown option {}", String::from_utf8_lossy(a))));
             }
         }
-        Err(invalid(cmd, "no IDS"))
     }
+}
+
+/// Every argument of `args` as a stream ID.
+pub(super) fn parse_ids(cmd: &str, args: &[Vec<u8>]) -> Result<Vec<StreamId>, ApplyError> {
+    args.iter().map(|a| parse_id(cmd, a)).collect()
 }
 
 /// Whether some group still needs `id`: pending in a group, or not yet delivered to one.
@@ -190,8 +189,8 @@ pub(super) fn delete_entries(s: &mut StreamNative, ids: &[StreamId], refs: Delet
 }
 
 /// A trimming request: MAXLEN keeps the newest `n`, MINID drops IDs below it.
-#[derive(Debug, Clone, Copy)]
-enum Trim {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trim {
     MaxLen(usize),
     MinId(StreamId),
 }
@@ -226,56 +225,55 @@ fn trim(s: &mut StreamNative, t: Trim, refs: DeleteRefs) {
     }
 }
 
-/// The options XADD and XTRIM share, parsed from `args` until the first argument that is
-/// not one (XADD's ID); returns the trimming, the policy, NOMKSTREAM and that index.
+/// The next argument; its absence is the error `msg`.
+fn next_or<'a>(p: &mut Parse<'a>, msg: &str) -> Result<&'a [u8], ApplyError> {
+    if p.is_done() {
+        return Err(p.error(msg));
+    }
+    p.next()
+}
+
+/// The options XADD and XTRIM share, consumed up to the first argument that is not one
+/// (XADD's ID; XTRIM refuses it): the trimming, the policy and NOMKSTREAM (XADD only).
 fn trim_options(
-    cmd: &str,
-    args: &[Vec<u8>],
+    p: &mut Parse<'_>,
     xadd: bool,
-) -> Result<(Option<Trim>, DeleteRefs, bool, usize), ApplyError> {
+) -> Result<(Option<Trim>, DeleteRefs, bool), ApplyError> {
     let mut trimming = None;
     let mut refs = None;
     let mut nomkstream = false;
-    let mut i = 0;
-    while let Some(a) = args.get(i) {
-        let up = String::from_utf8_lossy(a).to_ascii_uppercase();
-        match up.as_str() {
-            "NOMKSTREAM" if xadd => nomkstream = true,
-            "MAXLEN" | "MINID" => {
-                i += 1;
-                let mut v = args
-                    .get(i)
-                    .ok_or_else(|| invalid(cmd, "trim without a threshold"))?;
-                if v.as_slice() == b"~" {
-                    return Err(invalid(
-                        cmd,
-                        "approximate trimming arrived (masters propagate it exact)",
-                    ));
-                }
-                if v.as_slice() == b"=" {
-                    i += 1;
-                    v = args
-                        .get(i)
-                        .ok_or_else(|| invalid(cmd, "trim without a threshold"))?;
-                }
-                trimming = Some(if up == "MAXLEN" {
-                    Trim::MaxLen(
-                        usize::try_from(arg_i64(cmd, v)?)
-                            .map_err(|_| invalid(cmd, "negative MAXLEN"))?,
-                    )
-                } else {
-                    Trim::MinId(parse_id(cmd, v)?)
-                });
+    while !p.is_done() {
+        if xadd && p.eat("NOMKSTREAM") {
+            nomkstream = true;
+        } else if let Some(k) = p.eat_any(&["MAXLEN", "MINID"]) {
+            let mut v = next_or(p, "trim without a threshold")?;
+            if v == b"~" {
+                return Err(p.error("approximate trimming arrived (masters propagate it exact)"));
             }
+            if v == b"=" {
+                v = next_or(p, "trim without a threshold")?;
+            }
+            trimming = Some(if k == 0 {
+                Trim::MaxLen(
+                    usize::try_from(arg_i64(p.name(), v)?)
+                        .map_err(|_| p.error("negative MAXLEN"))?,
+                )
+            } else {
+                Trim::MinId(parse_id(p.name(), v)?)
+            });
+        } else if p.eat("LIMIT") {
             // A replica ignores LIMIT: the threshold was rewritten to what the master kept.
-            "LIMIT" => i += 1,
-            _ => match DeleteRefs::from_arg(a) {
-                Some(r) => refs = Some(r),
-                None if xadd => break,
-                None => return Err(invalid(cmd, format!("unknown option {up}"))),
-            },
+            if !p.is_done() {
+                p.next()?;
+            }
+        } else if let Some(r) = DeleteRefs::eat(p) {
+            refs = Some(r);
+        } else if xadd {
+            break;
+        } else {
+            let up = String::from_utf8_lossy(p.next()?).to_ascii_uppercase();
+            return Err(p.error(format!("unknown option {up}")));
         }
-        i += 1;
     }
     let refs = refs.unwrap_or_default();
     if matches!(trimming, Some(Trim::MinId(_))) && refs != DeleteRefs::Keep {
@@ -284,13 +282,12 @@ fn trim_options(
         // inside that node cannot be told from the command (measured: a Redis 8.6.3
         // replica keeps entries its master deleted). An exact MINID looks the same. A full
         // resync is the only exact answer.
-        return Err(invalid(
-            cmd,
+        return Err(p.error(
             "MINID trimming under DELREF/ACKED cannot be replayed exactly (Redis 8.2+ \
              propagate an approximate one as a node's first ID)",
         ));
     }
-    Ok((trimming, refs, nomkstream, i))
+    Ok((trimming, refs, nomkstream))
 }
 
 /// A stream as XADD or XGROUP CREATE … MKSTREAM makes it.
@@ -303,24 +300,181 @@ pub(super) fn new_stream() -> Stream {
     }
 }
 
-pub fn xadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, rest @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
+/// Remove `id` from the group's pending list and from its owner's.
+pub(super) fn unpend(g: &mut ConsumerGroup, id: StreamId) -> bool {
+    let Ok(i) = g.pending.binary_search_by(|p| p.id.cmp(&id)) else {
+        return false;
     };
-    let (trimming, refs, nomkstream, i) = trim_options(cmd, rest, true)?;
-    let id = parse_id(cmd, rest.get(i).ok_or_else(|| invalid(cmd, "no ID"))?)?;
-    let pairs = &rest[i + 1..];
-    if pairs.is_empty() || pairs.len() % 2 != 0 {
-        return Err(invalid(cmd, "wrong number of arguments"));
+    g.pending.remove(i);
+    for c in &mut g.consumers {
+        if let Ok(j) = c.pending.binary_search(&id) {
+            c.pending.remove(j);
+            break;
+        }
     }
+    true
+}
+
+// ---------------------------------------------------------------- parse and apply
+
+/// A command of this family, parsed.
+pub(super) enum Cmd<'a> {
+    /// XADD key [NOMKSTREAM] [MAXLEN|MINID [=] t] [LIMIT n] [policy] id field value…
+    Add {
+        key: &'a [u8],
+        trim: Option<Trim>,
+        refs: DeleteRefs,
+        nomkstream: bool,
+        id: StreamId,
+        /// `field value` pairs (at least one).
+        pairs: &'a [Vec<u8>],
+    },
+    Del {
+        key: &'a [u8],
+        ids: Vec<StreamId>,
+    },
+    /// XDELEX key [KEEPREF|DELREF|ACKED] IDS n id… (Redis 8.2+).
+    DelEx {
+        key: &'a [u8],
+        refs: DeleteRefs,
+        ids: Vec<StreamId>,
+    },
+    Trim {
+        key: &'a [u8],
+        trim: Trim,
+        refs: DeleteRefs,
+    },
+    /// XSETID key last-id [ENTRIESADDED n] [MAXDELETEDID id].
+    SetId {
+        key: &'a [u8],
+        last: StreamId,
+        added: Option<u64>,
+        max_deleted: Option<StreamId>,
+    },
+}
+
+const XADD: &str = "XADD";
+const XDEL: &str = "XDEL";
+const XDELEX: &str = "XDELEX";
+const XTRIM: &str = "XTRIM";
+const XSETID: &str = "XSETID";
+
+pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
+    let name = p.name();
+    Ok(match name {
+        XADD => {
+            let key = p.next()?;
+            let (trim, refs, nomkstream) = trim_options(&mut p, true)?;
+            if p.is_done() {
+                return Err(p.error("no ID"));
+            }
+            let id = parse_id(name, p.next()?)?;
+            let pairs = p.pairs()?;
+            Cmd::Add {
+                key,
+                trim,
+                refs,
+                nomkstream,
+                id,
+                pairs,
+            }
+        }
+        XDEL => Cmd::Del {
+            key: p.next()?,
+            ids: parse_ids(name, p.rest())?,
+        },
+        XDELEX => {
+            let key = p.next()?;
+            let (refs, ids) = DeleteRefs::parse_with_ids(&mut p)?;
+            Cmd::DelEx { key, refs, ids }
+        }
+        XTRIM => {
+            let key = p.next()?;
+            let (trim, refs, _) = trim_options(&mut p, false)?;
+            let Some(trim) = trim else {
+                return Err(p.error("no trimming strategy"));
+            };
+            Cmd::Trim { key, trim, refs }
+        }
+        XSETID => {
+            let key = p.next()?;
+            let last = parse_id(name, p.next()?)?;
+            let (mut added, mut max_deleted) = (None, None);
+            // Options come in pairs; a lone last argument is not looked at.
+            while p.remaining() >= 2 {
+                match p.eat_any(&["ENTRIESADDED", "MAXDELETEDID"]) {
+                    Some(0) => {
+                        added = Some(u64::try_from(p.next_i64()?).map_err(|_| p.error("negative"))?)
+                    }
+                    Some(_) => max_deleted = Some(parse_id(name, p.next()?)?),
+                    None => {
+                        let o = String::from_utf8_lossy(p.next()?).to_ascii_uppercase();
+                        return Err(p.error(format!("unknown option {o}")));
+                    }
+                }
+            }
+            p.rest();
+            Cmd::SetId {
+                key,
+                last,
+                added,
+                max_deleted,
+            }
+        }
+        _ => return Err(ApplyError::Unknown(name.to_string())),
+    })
+}
+
+impl Apply for Cmd<'_> {
+    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
+        let db = st.db;
+        match self {
+            Cmd::Add {
+                key,
+                trim,
+                refs,
+                nomkstream,
+                id,
+                pairs,
+            } => xadd(ks, db, key, trim, refs, nomkstream, id, pairs),
+            Cmd::Del { key, ids } => delete(ks, db, XDEL, key, &ids, DeleteRefs::Keep),
+            Cmd::DelEx { key, refs, ids } => delete(ks, db, XDELEX, key, &ids, refs),
+            Cmd::Trim { key, trim: t, refs } => {
+                with_stream(ks, db, XTRIM, key, false, |s| {
+                    trim(s, t, refs);
+                    Ok(())
+                })?;
+                Ok(())
+            }
+            Cmd::SetId {
+                key,
+                last,
+                added,
+                max_deleted,
+            } => xsetid(ks, db, key, last, added, max_deleted),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn xadd(
+    ks: &mut Keyspace,
+    db: u64,
+    key: &[u8],
+    trimming: Option<Trim>,
+    refs: DeleteRefs,
+    nomkstream: bool,
+    id: StreamId,
+    pairs: &[Vec<u8>],
+) -> Result<(), ApplyError> {
     let fields: Vec<(&[u8], &[u8])> = pairs
         .chunks_exact(2)
         .map(|p| (&p[0][..], &p[1][..]))
         .collect();
-    with_stream(ks, db, cmd, key, !nomkstream, |s| {
+    with_stream(ks, db, XADD, key, !nomkstream, |s| {
         if id <= s.head.last_id {
             return Err(invalid(
-                cmd,
+                XADD,
                 format!(
                     "ID {id} is not above the last ID {}: our data differs",
                     s.head.last_id
@@ -342,74 +496,31 @@ pub fn xadd(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(
     Ok(())
 }
 
-pub fn xdel(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, ids @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let ids = ids
-        .iter()
-        .map(|a| parse_id(cmd, a))
-        .collect::<Result<Vec<_>, _>>()?;
+/// XDEL and XDELEX: delete `ids` under `refs`.
+fn delete(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    ids: &[StreamId],
+    refs: DeleteRefs,
+) -> Result<(), ApplyError> {
     with_stream(ks, db, cmd, key, false, |s| {
-        delete_entries(s, &ids, DeleteRefs::Keep);
+        delete_entries(s, ids, refs);
         Ok(())
     })?;
     Ok(())
 }
 
-/// XDELEX key [KEEPREF|DELREF|ACKED] IDS n id… (Redis 8.2+).
-pub fn xdelex(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, rest @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let (refs, ids) = DeleteRefs::parse_with_ids(cmd, rest)?;
-    with_stream(ks, db, cmd, key, false, |s| {
-        delete_entries(s, &ids, refs);
-        Ok(())
-    })?;
-    Ok(())
-}
-
-pub fn xtrim(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, rest @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let (trimming, refs, _, _) = trim_options(cmd, rest, false)?;
-    let Some(t) = trimming else {
-        return Err(invalid(cmd, "no trimming strategy"));
-    };
-    with_stream(ks, db, cmd, key, false, |s| {
-        trim(s, t, refs);
-        Ok(())
-    })?;
-    Ok(())
-}
-
-/// XSETID key last-id [ENTRIESADDED n] [MAXDELETEDID id].
-pub fn xsetid(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result<(), ApplyError> {
-    let [key, last, opts @ ..] = args else {
-        return Err(invalid(cmd, "wrong number of arguments"));
-    };
-    let last = parse_id(cmd, last)?;
-    let (mut added, mut max_deleted) = (None, None);
-    let mut i = 0;
-    while i + 1 < opts.len() {
-        match String::from_utf8_lossy(&opts[i])
-            .to_ascii_uppercase()
-            .as_str()
-        {
-            "ENTRIESADDED" => {
-                added = Some(
-                    u64::try_from(arg_i64(cmd, &opts[i + 1])?)
-                        .map_err(|_| invalid(cmd, "negative"))?,
-                )
-            }
-            "MAXDELETEDID" => max_deleted = Some(parse_id(cmd, &opts[i + 1])?),
-            o => return Err(invalid(cmd, format!("unknown option {o}"))),
-        }
-        i += 2;
-    }
-    let found = with_stream(ks, db, cmd, key, false, |s| {
+fn xsetid(
+    ks: &mut Keyspace,
+    db: u64,
+    key: &[u8],
+    last: StreamId,
+    added: Option<u64>,
+    max_deleted: Option<StreamId>,
+) -> Result<(), ApplyError> {
+    let found = with_stream(ks, db, XSETID, key, false, |s| {
         s.head.last_id = last;
         if added.is_some() {
             s.head.entries_added = added;
@@ -419,51 +530,63 @@ pub fn xsetid(ks: &mut Keyspace, db: u64, cmd: &str, args: &[Vec<u8>]) -> Result
         }
         Ok(())
     })?;
-    found.ok_or_else(|| invalid(cmd, "no such stream: our data differs"))
+    found.ok_or_else(|| invalid(XSETID, "no such stream: our data differs"))
 }
 
-/// Remove `id` from the group's pending list and from its owner's.
-pub(super) fn unpend(g: &mut ConsumerGroup, id: StreamId) -> bool {
-    let Ok(i) = g.pending.binary_search_by(|p| p.id.cmp(&id)) else {
-        return false;
-    };
-    g.pending.remove(i);
-    for c in &mut g.consumers {
-        if let Ok(j) = c.pending.binary_search(&id) {
-            c.pending.remove(j);
-            break;
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(name: &'static str, a: &[&str]) -> Result<(), String> {
+        let a: Vec<Vec<u8>> = a.iter().map(|s| s.as_bytes().to_vec()).collect();
+        parse(Parse::new(name, &a))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
-    true
-}
 
-// ---------------------------------------------------------------- parsed form
-// Transitional: the name and raw arguments, applied by the functions above. Each family
-// moves to typed variants (see parse.rs).
-
-/// A command of this family, parsed.
-pub(super) struct Cmd<'a> {
-    name: &'static str,
-    args: &'a [Vec<u8>],
-}
-
-pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
-    Ok(Cmd {
-        name: p.name(),
-        args: p.rest(),
-    })
-}
-
-impl Apply for Cmd<'_> {
-    fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
-        let (name, args) = (self.name, self.args);
-        match name {
-            "XADD" => xadd(ks, st.db, name, args),
-            "XDEL" => xdel(ks, st.db, name, args),
-            "XTRIM" => xtrim(ks, st.db, name, args),
-            "XSETID" => xsetid(ks, st.db, name, args),
-            "XDELEX" => xdelex(ks, st.db, name, args),
-            _ => Err(ApplyError::Unknown(name.to_string())),
-        }
+    #[test]
+    fn malformed_commands_fail_in_parse() {
+        assert!(parsed(XADD, &["k", "1-1", "f", "v"]).is_ok());
+        let opts = [
+            "k",
+            "nomkstream",
+            "MAXLEN",
+            "=",
+            "5",
+            "LIMIT",
+            "9",
+            "1",
+            "f",
+            "v",
+        ];
+        assert!(parsed(XADD, &opts).is_ok());
+        assert!(parsed(XADD, &["k", "MAXLEN", "~", "5", "1-1", "f", "v"]).is_err());
+        assert!(parsed(XADD, &["k", "1-1", "f"]).is_err());
+        assert!(parsed(XADD, &["k", "*", "f", "v"]).is_err());
+        assert!(parsed(XADD, &["k", "LIMIT"]).unwrap_err().contains("no ID"));
+        assert!(parsed(XADD, &["k", "MINID", "5", "DELREF", "1-1", "f", "v"]).is_err());
+        assert!(parsed(XADD, &["k", "MAXLEN", "-1", "1-1", "f", "v"]).is_err());
+        assert!(parsed(XTRIM, &["k", "MAXLEN", "5", "acked"]).is_ok());
+        assert!(parsed(XTRIM, &["k", "NOMKSTREAM", "MAXLEN", "5"]).is_err());
+        let e = parsed(XTRIM, &["k"]).unwrap_err();
+        assert!(e.contains("no trimming strategy"), "{e}");
+        assert!(parsed(XTRIM, &["k", "MAXLEN"]).is_err());
+        assert!(parsed(XSETID, &["k", "5-0", "ENTRIESADDED"]).is_ok());
+        assert!(parsed(
+            XSETID,
+            &["k", "5-0", "entriesadded", "3", "MAXDELETEDID", "1"]
+        )
+        .is_ok());
+        assert!(parsed(XSETID, &["k", "5-0", "BOGUS", "1"]).is_err());
+        assert!(parsed(XSETID, &["k", "5-0", "ENTRIESADDED", "-1"]).is_err());
+        assert!(parsed(XSETID, &["k"]).is_err());
+        assert!(parsed(XDEL, &["k"]).is_ok());
+        assert!(parsed(XDEL, &["k", "1-0", "x"]).is_err());
+        assert!(parsed(XDELEX, &["k", "IDS", "2", "1-0", "2-0"]).is_ok());
+        assert!(parsed(XDELEX, &["k", "ACKED", "IDS", "1", "1-0"]).is_ok());
+        assert!(parsed(XDELEX, &["k", "ACKED", "DELREF", "IDS", "1", "1-0"]).is_err());
+        assert!(parsed(XDELEX, &["k", "IDS", "2", "1-0"]).is_err());
+        assert!(parsed(XDELEX, &["k", "IDS"]).is_err());
+        assert!(parsed(XDELEX, &["k"]).unwrap_err().contains("no IDS"));
     }
 }
