@@ -12,7 +12,7 @@
 //! and stores the result.
 
 use super::error::{arg_i64, invalid, ApplyError};
-use super::parse::{Apply, Parse};
+use super::parse::{upper, Apply, Parse};
 use super::state::StreamState;
 use super::value_ops::{get_string, store};
 use crate::keyspace::{Hints, Keyspace};
@@ -221,10 +221,6 @@ const SETBIT: &str = "SETBIT";
 const BITOP: &str = "BITOP";
 const BITFIELD: &str = "BITFIELD";
 
-fn upper(a: &[u8]) -> String {
-    String::from_utf8_lossy(a).to_ascii_uppercase()
-}
-
 pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
     let name = p.name();
     Ok(match name {
@@ -267,14 +263,6 @@ pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
     })
 }
 
-/// The next argument of subcommand `sub`, which needs it.
-fn sub_arg<'a>(p: &mut Parse<'a>, sub: &str) -> Result<&'a [u8], ApplyError> {
-    if p.is_done() {
-        return Err(p.error(format!("{sub} needs more arguments")));
-    }
-    p.next()
-}
-
 /// BITFIELD key [GET t o] [SET t o v] [INCRBY t o n] [OVERFLOW WRAP|SAT|FAIL]…
 fn parse_bitfield(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
     let name = p.name();
@@ -285,7 +273,7 @@ fn parse_bitfield(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
         let sub = upper(p.next()?);
         match sub.as_str() {
             "OVERFLOW" => {
-                ow = match upper(sub_arg(&mut p, &sub)?).as_str() {
+                ow = match upper(p.next_or(format!("{sub} needs more arguments"))?).as_str() {
                     "WRAP" => Overflow::Wrap,
                     "SAT" => Overflow::Sat,
                     "FAIL" => Overflow::Fail,
@@ -293,16 +281,21 @@ fn parse_bitfield(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {
                 };
             }
             "GET" => {
-                bit_type(name, sub_arg(&mut p, &sub)?)?;
+                bit_type(name, p.next_or(format!("{sub} needs more arguments"))?)?;
                 // The offset of a GET is not looked at (it writes nothing).
                 if !p.is_done() {
                     p.next()?;
                 }
             }
             "SET" | "INCRBY" => {
-                let (signed, bits) = bit_type(name, sub_arg(&mut p, &sub)?)?;
-                let offset = bit_offset(name, sub_arg(&mut p, &sub)?, Some(bits))?;
-                let value = arg_i64(name, sub_arg(&mut p, &sub)?)?;
+                let (signed, bits) =
+                    bit_type(name, p.next_or(format!("{sub} needs more arguments"))?)?;
+                let offset = bit_offset(
+                    name,
+                    p.next_or(format!("{sub} needs more arguments"))?,
+                    Some(bits),
+                )?;
+                let value = arg_i64(name, p.next_or(format!("{sub} needs more arguments"))?)?;
                 ops.push(FieldOp {
                     signed,
                     bits,

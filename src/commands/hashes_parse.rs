@@ -3,7 +3,7 @@
 //! changes nothing and knows nothing of how a hash is held.
 
 use super::error::{arg_i64, ApplyError};
-use super::parse::Parse;
+use super::parse::{upper, Parse};
 use super::state::now_ms;
 
 /// A hash command, parsed: its name (for messages) and what it does.
@@ -139,6 +139,16 @@ pub(crate) fn parse<'a>(mut p: Parse<'a>) -> Result<Cmd<'a>, ApplyError> {
 /// The fields of the `FIELDS n f1 … fn` tail of the field-expiry commands (what follows
 /// them is not read).
 fn fields_arg<'a>(cmd: &str, args: &'a [Vec<u8>]) -> Result<&'a [Vec<u8>], ApplyError> {
+    Ok(fields_tail(cmd, args, 1, "fewer fields than announced")?.1)
+}
+
+/// Where `FIELDS n` stands in `args`, and the `n × per` arguments after it.
+fn fields_tail<'a>(
+    cmd: &str,
+    args: &'a [Vec<u8>],
+    per: usize,
+    short: &str,
+) -> Result<(usize, &'a [Vec<u8>]), ApplyError> {
     let err = |m: &str| super::error::invalid(cmd, m);
     let i = args
         .iter()
@@ -150,8 +160,11 @@ fn fields_arg<'a>(cmd: &str, args: &'a [Vec<u8>]) -> Result<&'a [Vec<u8>], Apply
     )?;
     let n = usize::try_from(n).map_err(|_| err("negative field count"))?;
     let start = i + 2;
-    args.get(start..start.saturating_add(n))
-        .ok_or_else(|| err("fewer fields than announced"))
+    let got = n
+        .checked_mul(per)
+        .and_then(|m| args.get(start..start.checked_add(m)?))
+        .ok_or_else(|| err(short))?;
+    Ok((i, got))
 }
 
 fn hsetex<'a>(p: &mut Parse<'a>) -> Result<HSetEx<'a>, ApplyError> {
@@ -159,20 +172,7 @@ fn hsetex<'a>(p: &mut Parse<'a>) -> Result<HSetEx<'a>, ApplyError> {
     let key = p.next()?;
     let rest = p.rest();
     let err = |m: String| super::error::invalid(cmd, m);
-    let i = rest
-        .iter()
-        .position(|a| a.eq_ignore_ascii_case(b"FIELDS"))
-        .ok_or_else(|| err("no FIELDS".into()))?;
-    let n = usize::try_from(arg_i64(
-        cmd,
-        rest.get(i + 1)
-            .ok_or_else(|| err("FIELDS needs a count".into()))?,
-    )?)
-    .map_err(|_| err("negative field count".into()))?;
-    let pairs = n
-        .checked_mul(2)
-        .and_then(|m| rest.get(i + 2..(i + 2).checked_add(m)?))
-        .ok_or_else(|| err("fewer field/value pairs than announced".into()))?;
+    let (i, pairs) = fields_tail(cmd, rest, 2, "fewer field/value pairs than announced")?;
     let mut x = HSetEx {
         key,
         nx: false,
@@ -186,11 +186,8 @@ fn hsetex<'a>(p: &mut Parse<'a>) -> Result<HSetEx<'a>, ApplyError> {
     let mut expire: Option<i64> = None;
     let mut o = Parse::new(cmd, &rest[..i]);
     while !o.is_done() {
-        let word = String::from_utf8_lossy(o.next()?).to_ascii_uppercase();
-        let mut num = || match o.next() {
-            Ok(v) => arg_i64(cmd, v),
-            Err(_) => Err(err(format!("{word} needs a value"))),
-        };
+        let word = upper(o.next()?);
+        let mut num = || arg_i64(cmd, o.next_or(format!("{word} needs a value"))?);
         match word.as_str() {
             "NX" => x.nx = true,
             "XX" => x.xx = true,

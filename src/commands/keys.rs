@@ -5,7 +5,7 @@
 //! [`Apply`] then changes the keyspace, each handler seeing typed fields only.
 
 use super::error::ApplyError;
-use super::parse::{Apply, Parse};
+use super::parse::{upper, Apply, Parse};
 use super::state::{now_ms, StreamState};
 use crate::keyspace::Keyspace;
 
@@ -72,10 +72,6 @@ pub(super) enum Cmd<'a> {
 fn next_db(p: &mut Parse<'_>) -> Result<u64, ApplyError> {
     let n = p.next_i64()?;
     u64::try_from(n).map_err(|_| p.error("negative db"))
-}
-
-fn upper(a: &[u8]) -> String {
-    String::from_utf8_lossy(a).to_ascii_uppercase()
 }
 
 pub(super) fn parse(mut p: Parse<'_>) -> Result<Cmd<'_>, ApplyError> {

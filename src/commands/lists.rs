@@ -4,7 +4,7 @@
 
 use super::error::{invalid, ApplyError};
 use super::packed_edit::{self, Found, Item};
-use super::parse::{Apply, Parse};
+use super::parse::{upper, Apply, Parse};
 use super::state::StreamState;
 use super::value_ops::{load_typed, on_native, prepare, prepare_found, store, wrongtype, Decoded};
 use crate::keyspace::native::{ChunkList, NATIVE_MIN};
@@ -460,11 +460,7 @@ pub(super) fn parse<'a>(mut p: Parse<'a>) -> Result<Cmd<'a>, ApplyError> {
         }
         "LPOP" | "RPOP" => {
             let key = p.next()?;
-            let count = if p.is_done() {
-                1
-            } else {
-                p.next_i64()?.max(0) as usize
-            };
+            let count = p.optional_count()?;
             Cmd::Pop {
                 name,
                 key,
@@ -529,10 +525,6 @@ pub(super) fn parse<'a>(mut p: Parse<'a>) -> Result<Cmd<'a>, ApplyError> {
     Ok(cmd)
 }
 
-fn upper(a: &[u8]) -> String {
-    String::from_utf8_lossy(a).to_ascii_uppercase()
-}
-
 impl Apply for Cmd<'_> {
     fn apply(self, ks: &mut Keyspace, st: &mut StreamState) -> Result<(), ApplyError> {
         let db = st.db;
@@ -571,36 +563,5 @@ impl Apply for Cmd<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::{apply, parse as parse_argv};
-    use super::*;
-
-    fn argv(a: &str) -> Vec<Vec<u8>> {
-        a.split(' ').map(|s| s.as_bytes().to_vec()).collect()
-    }
-
-    #[test]
-    fn malformed_fails_in_parse_before_anything_changes() {
-        let (mut ks, mut st) = (Keyspace::new(), StreamState::default());
-        apply(&mut ks, &mut st, &argv("RPUSH k a b a")).unwrap();
-        let bad =
-            "LREM k x a,LINSERT k middle a z,LMOVE k d up LEFT,LPUSH k,LPOP k 1 2,LSET k 1.5 z";
-        for bad in bad.split(',').chain(["LTRIM k 0", "RPOPLPUSH k"]) {
-            assert!(parse_argv(&argv(bad)).is_err(), "{bad}");
-        }
-        assert!(apply(&mut ks, &mut st, &argv("LREM absent x a")).is_err());
-        let a = argv("k -3");
-        let p = parse(Parse::new("RPOP", &a));
-        assert!(matches!(
-            p,
-            Ok(Cmd::Pop {
-                count: 0,
-                front: false,
-                ..
-            })
-        ));
-        apply(&mut ks, &mut st, &argv("lmove k k Right left")).unwrap();
-        let l = ks.get(0, b"k").unwrap().map(|(_, v)| v);
-        assert_eq!(l, Some(Value::List(argv("a a b"))));
-    }
-}
+#[path = "lists_tests.rs"]
+mod tests;

@@ -31,6 +31,7 @@ mod stream_groups;
 mod streams;
 mod strings;
 mod value_ops;
+mod zrange;
 mod zsets;
 mod zstore;
 

@@ -171,15 +171,7 @@ pub fn one_node(payload: &[u8]) -> Option<&[u8]> {
 }
 
 fn put_len(out: &mut Vec<u8>, n: usize) {
-    if n < 1 << 6 {
-        out.push(n as u8);
-    } else if n < 1 << 14 {
-        out.push(0x40 | (n >> 8) as u8);
-        out.push(n as u8);
-    } else {
-        out.push(0x80);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    }
+    crate::rdb::writer::encode::len(out, n as u64);
 }
 
 /// What a key holds for a fast path: a packed entry of one of the wanted types, or

@@ -47,6 +47,22 @@ impl<'a> Parse<'a> {
         Ok(a)
     }
 
+    /// The next argument; its absence is an error saying `msg` ("EX needs a value").
+    pub fn next_or(&mut self, msg: impl Into<String>) -> Result<&'a [u8], ApplyError> {
+        if self.is_done() {
+            return Err(self.error(msg));
+        }
+        self.next()
+    }
+
+    /// An optional trailing count (LPOP/RPOP/ZPOPMIN/ZPOPMAX): absent 1, negative 0.
+    pub fn optional_count(&mut self) -> Result<usize, ApplyError> {
+        if self.is_done() {
+            return Ok(1);
+        }
+        Ok(usize::try_from(self.next_i64()?.max(0)).unwrap_or(usize::MAX))
+    }
+
     /// The next argument as a decimal integer.
     pub fn next_i64(&mut self) -> Result<i64, ApplyError> {
         let a = self.next()?;
@@ -110,6 +126,11 @@ impl<'a> Parse<'a> {
     }
 }
 
+/// An argument upper-cased, for matching a keyword and naming it in a message.
+pub fn upper(a: &[u8]) -> String {
+    String::from_utf8_lossy(a).to_ascii_uppercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +157,13 @@ mod tests {
         let e = Parse::new("INCRBY", &bad).next_i64().unwrap_err();
         assert!(e.to_string().contains("not an integer"), "{e}");
         assert!(Parse::new("HSET", &argv(&["f"])).pairs().is_err());
+        let c = argv(&["k", "-3"]);
+        let mut p = Parse::new("LPOP", &c);
+        assert_eq!(p.next_or("needs a key").unwrap(), b"k");
+        assert_eq!(p.optional_count().unwrap(), 0);
+        assert_eq!(p.optional_count().unwrap(), 1);
+        let e = p.next_or("EX needs a value").unwrap_err().to_string();
+        assert_eq!(e, "LPOP: EX needs a value");
+        assert_eq!(upper(b"nx"), "NX");
     }
 }

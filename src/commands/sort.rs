@@ -253,14 +253,6 @@ pub(super) enum Cmd<'a> {
     NoStore,
 }
 
-/// The value after option `o`; its absence is an error naming the option.
-fn value<'a>(p: &mut Parse<'a>, o: &str) -> Result<&'a [u8], ApplyError> {
-    if p.is_done() {
-        return Err(p.error(format!("{o} needs a value")));
-    }
-    p.next()
-}
-
 pub(super) fn parse<'a>(mut p: Parse<'a>) -> Result<Cmd<'a>, ApplyError> {
     let name = p.name();
     if name != "SORT" {
@@ -287,16 +279,16 @@ pub(super) fn parse<'a>(mut p: Parse<'a>) -> Result<Cmd<'a>, ApplyError> {
             1 => desc = true,
             2 => alpha = true,
             3 => {
-                limit_start = arg_i64(name, value(&mut p, o)?)?;
-                limit_count = arg_i64(name, value(&mut p, o)?)?;
+                limit_start = arg_i64(name, p.next_or(format!("{o} needs a value"))?)?;
+                limit_count = arg_i64(name, p.next_or(format!("{o} needs a value"))?)?;
             }
-            4 => dest = Some(value(&mut p, o)?),
+            4 => dest = Some(p.next_or(format!("{o} needs a value"))?),
             5 => {
-                let pattern = value(&mut p, o)?;
+                let pattern = p.next_or(format!("{o} needs a value"))?;
                 dontsort = !pattern.contains(&b'*');
                 by = Some(pattern);
             }
-            _ => gets.push(value(&mut p, o)?),
+            _ => gets.push(p.next_or(format!("{o} needs a value"))?),
         }
     }
     let Some(dest) = dest else {

@@ -21,7 +21,7 @@ mod claim;
 mod lookup;
 
 use super::error::{invalid, ApplyError};
-use super::parse::{Apply, Parse};
+use super::parse::{upper, Apply, Parse};
 use super::state::{now_ms, StreamState};
 use super::streams::{delete_entries, parse_id, parse_ids, unpend, with_stream, DeleteRefs};
 use crate::keyspace::Keyspace;
@@ -31,10 +31,6 @@ use lookup::{consumer_index, group_index, group_mut};
 
 /// The server's marker for an unknown `entries_read`.
 const ENTRIES_READ_INVALID: i64 = -1;
-
-fn upper(a: &[u8]) -> String {
-    String::from_utf8_lossy(a).to_ascii_uppercase()
-}
 
 /// A group position argument: an ID, or `$` (the stream's last ID, when applied).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -225,14 +225,6 @@ fn trim(s: &mut StreamNative, t: Trim, refs: DeleteRefs) {
     }
 }
 
-/// The next argument; its absence is the error `msg`.
-fn next_or<'a>(p: &mut Parse<'a>, msg: &str) -> Result<&'a [u8], ApplyError> {
-    if p.is_done() {
-        return Err(p.error(msg));
-    }
-    p.next()
-}
-
 /// The options XADD and XTRIM share, consumed up to the first argument that is not one
 /// (XADD's ID; XTRIM refuses it): the trimming, the policy and NOMKSTREAM (XADD only).
 fn trim_options(
@@ -246,12 +238,12 @@ fn trim_options(
         if xadd && p.eat("NOMKSTREAM") {
             nomkstream = true;
         } else if let Some(k) = p.eat_any(&["MAXLEN", "MINID"]) {
-            let mut v = next_or(p, "trim without a threshold")?;
+            let mut v = p.next_or("trim without a threshold")?;
             if v == b"~" {
                 return Err(p.error("approximate trimming arrived (masters propagate it exact)"));
             }
             if v == b"=" {
-                v = next_or(p, "trim without a threshold")?;
+                v = p.next_or("trim without a threshold")?;
             }
             trimming = Some(if k == 0 {
                 Trim::MaxLen(

@@ -2,7 +2,7 @@
 //! that reads a command's name and steps through its arguments), then applied.
 
 use super::error::{invalid, ApplyError};
-use super::parse::{Apply, Parse};
+use super::parse::{upper, Apply, Parse};
 use super::state::{now_ms, StreamState};
 use super::value_ops::{get_string, store};
 use crate::keyspace::{Entry, Keyspace, Packed};
@@ -120,11 +120,8 @@ impl<'a> SetOptions<'a> {
         };
         while !p.is_done() {
             let word = p.next()?;
-            let name = String::from_utf8_lossy(word).to_ascii_uppercase();
-            let needs = |p: &mut Parse<'a>| match p.next() {
-                Ok(v) => Ok(v),
-                Err(_) => Err(p.error(format!("{name} needs a value"))),
-            };
+            let name = upper(word);
+            let needs = |p: &mut Parse<'a>| p.next_or(format!("{name} needs a value"));
             let num = |p: &mut Parse<'a>| {
                 let v = needs(p)?;
                 super::error::arg_i64(p.name(), v)

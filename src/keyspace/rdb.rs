@@ -181,15 +181,7 @@ pub fn write_snapshot<W: Write>(
             let e = match e {
                 Entry::Native(n) if native::export::releases(&n.value) => {
                     let n = native::export::own(n);
-                    let mut rec = KeyRecord {
-                        key: &n.key,
-                        value: &placeholder,
-                        expire_ms: h.expire_ms,
-                        idle: h.idle,
-                        freq: h.freq,
-                        meta: &h.meta,
-                        source_type: Some(ty),
-                    };
+                    let mut rec = record(&n.key, &h, ty, &placeholder);
                     if let Err(v) = native::export::write_owned(&mut w, &rec, n.value)? {
                         let value = v.to_value();
                         rec.value = &value;
@@ -199,15 +191,7 @@ pub fn write_snapshot<W: Write>(
                 }
                 e => e,
             };
-            let mut rec = KeyRecord {
-                key: e.key(),
-                value: &placeholder,
-                expire_ms: h.expire_ms,
-                idle: h.idle,
-                freq: h.freq,
-                meta: &h.meta,
-                source_type: Some(ty),
-            };
+            let mut rec = record(e.key(), &h, ty, &placeholder);
             let raw = e
                 .payload()
                 .filter(|_| !opts.compress && payload_fits(ty, &target));
@@ -299,17 +283,15 @@ pub fn export_snapshot<W: Write>(
                     d.add_digest(db, &n.key, native::export::digest(&n, &rules, now_ms))?;
                     let name = native::export::type_name(&n.value);
                     let n = native::export::own(n);
-                    let rec = KeyRecord {
-                        key: &n.key,
-                        value: &placeholder,
-                        expire_ms: h.expire_ms,
-                        idle: h.idle,
-                        freq: h.freq,
-                        meta: &h.meta,
-                        source_type: Some(ty),
-                    };
-                    if native::export::write_owned(&mut w, &rec, n.value)?.is_err() {
-                        unreachable!("writes_natively said so");
+                    let rec = record(&n.key, &h, ty, &placeholder);
+                    // `writes_natively` said it takes this value; were it to give it back,
+                    // it is written decoded.
+                    if let Err(v) = native::export::write_owned(&mut w, &rec, n.value)? {
+                        let value = v.to_value();
+                        w.key(&KeyRecord {
+                            value: &value,
+                            ..rec
+                        })?;
                     }
                     count_key(summary, name, h.expire_ms.is_some());
                     keys_total += 1;
@@ -318,15 +300,7 @@ pub fn export_snapshot<W: Write>(
                 e => e,
             };
             let e = &e;
-            let mut rec = KeyRecord {
-                key: e.key(),
-                value: &placeholder,
-                expire_ms: h.expire_ms,
-                idle: h.idle,
-                freq: h.freq,
-                meta: &h.meta,
-                source_type: Some(ty),
-            };
+            let mut rec = record(e.key(), &h, ty, &placeholder);
             // A native value is written from its chunks where it can be: no decoded copy.
             let native_written = match e {
                 Entry::Native(n) => native::export::write(&mut w, &rec, &n.value)?,
@@ -434,4 +408,17 @@ pub fn digest_snapshot_with(
         }
     }
     Ok(crate::digest::mix::hex(&d.finish()))
+}
+
+/// A key's record for the writer, its value still to be set (`placeholder`).
+fn record<'a>(key: &'a [u8], h: &'a Hints, ty: u8, placeholder: &'a Value) -> KeyRecord<'a> {
+    KeyRecord {
+        key,
+        value: placeholder,
+        expire_ms: h.expire_ms,
+        idle: h.idle,
+        freq: h.freq,
+        meta: &h.meta,
+        source_type: Some(ty),
+    }
 }

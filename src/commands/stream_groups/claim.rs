@@ -3,7 +3,7 @@
 //! entries with the server's rules for each option. A leaf of `stream_groups`.
 
 use super::super::error::{invalid, ApplyError};
-use super::super::parse::Parse;
+use super::super::parse::{upper, Parse};
 use super::super::state::{now_ms, StreamState};
 use super::super::streams::{parse_id, unpend, with_stream};
 use super::lookup::{consumer_index, group_mut};
@@ -11,10 +11,6 @@ use crate::keyspace::Keyspace;
 use crate::rdb::value::{PendingEntry, StreamId};
 
 const XCLAIM: &str = "XCLAIM";
-
-fn upper(a: &[u8]) -> String {
-    String::from_utf8_lossy(a).to_ascii_uppercase()
-}
 
 /// When XCLAIM says the claimed entries were delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
