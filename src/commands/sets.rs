@@ -7,7 +7,7 @@ use super::packed_edit::{self, Found, Item};
 use super::parse::{Apply, Parse};
 use super::state::StreamState;
 use super::value_ops::{load_typed, on_native, prepare, prepare_found, store, wrongtype, Decoded};
-use crate::keyspace::native::{Member, NATIVE_MIN};
+use crate::keyspace::native::{Member, Thin, NATIVE_MIN};
 use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native, Packed};
 use crate::rdb::packed::Elem;
 use crate::rdb::types::{SET_INTSET, SET_LISTPACK};
@@ -55,7 +55,7 @@ fn sadd(
             if let Native::Set(s) = n {
                 for x in members {
                     if !s.contains(x) {
-                        s.insert(Member(x.as_slice().into()));
+                        s.insert(Member(Thin::new(x.as_slice())));
                     }
                 }
             }

@@ -83,10 +83,28 @@ impl Chunk {
 }
 
 impl Chunk {
+    /// A chunk at a list's end, made for the pushes that follow: room for a full chunk of
+    /// elements the size of `v`, so filling it does not regrow its buffers step by step.
     fn with(v: &[u8]) -> Chunk {
-        let mut c = Chunk::default();
+        let elems = (CHUNK_BYTES / v.len().max(1)).clamp(1, CHUNK_ELEMS);
+        let mut c = Chunk {
+            data: Vec::with_capacity(v.len().max(CHUNK_BYTES)),
+            ends: Vec::with_capacity(elems),
+        };
         c.push_back(v);
         c
+    }
+
+    /// Give back the room kept for pushes once the chunk is no longer at the list's end.
+    /// A copy, not `shrink_to_fit`: the allocator keeps a block in place when at least half
+    /// of it is used, and a full chunk's end offsets use about half of what growing gave them.
+    fn seal(&mut self) {
+        if self.data.capacity() > self.data.len() + self.data.len() / 16 {
+            self.data = self.data.as_slice().to_vec();
+        }
+        if self.ends.capacity() > self.ends.len() + self.ends.len() / 16 {
+            self.ends = self.ends.as_slice().to_vec();
+        }
     }
 }
 
@@ -127,7 +145,7 @@ impl ChunkList {
                     Some(c) if fits => Arc::make_mut(c).push_back(v),
                     last => {
                         if let Some(c) = last {
-                            Arc::make_mut(c).data.shrink_to_fit();
+                            Arc::make_mut(c).seal();
                         }
                         b.chunks.push_back(Arc::new(Chunk::with(v)));
                     }
@@ -152,7 +170,7 @@ impl ChunkList {
                     Some(c) if fits => Arc::make_mut(c).push_front(v),
                     first => {
                         if let Some(c) = first {
-                            Arc::make_mut(c).data.shrink_to_fit();
+                            Arc::make_mut(c).seal();
                         }
                         b.chunks.push_front(Arc::new(Chunk::with(v)));
                     }

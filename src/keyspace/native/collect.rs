@@ -7,7 +7,7 @@
 //! more, plain lists of as many, and quicklists of [`MIN_NODES`] nodes or more. It never
 //! changes an element: the reader has checked them as it does for decoded values.
 
-use super::{ChunkList, ChunkMap, HashRec, Member, Native, ZSetNative, NATIVE_MIN};
+use super::{ChunkList, ChunkMap, HashRec, Member, Native, Thin, ZSetNative, NATIVE_MIN};
 use crate::rdb::collect::Collector;
 use crate::rdb::types::{HASH, LIST, LIST_QUICKLIST, LIST_QUICKLIST_2, SET, ZSET, ZSET_2};
 
@@ -51,7 +51,7 @@ impl Collector for NativeCollector {
 
     fn member(&mut self, m: Vec<u8>) {
         if let Some(Native::Set(s)) = &mut self.current {
-            s.insert(Member(m.into_boxed_slice()));
+            s.insert(Member(Thin::new(&m)));
         }
     }
 

@@ -15,6 +15,7 @@ pub mod chunkmap;
 pub mod collect;
 pub mod export;
 pub mod streamlog;
+pub mod thin;
 pub mod zindex;
 
 use crate::rdb::types::{HASH, LIST_QUICKLIST_2, SET, STREAM_LISTPACKS_3, ZSET_2};
@@ -25,6 +26,7 @@ use super::Hints;
 pub use chunklist::ChunkList;
 pub use chunkmap::{ChunkMap, MapItem};
 pub use streamlog::StreamLog;
+pub use thin::Thin;
 pub use zindex::ZIndex;
 
 /// Elements from which a collection is held natively (measured: docs/decisions.md).
@@ -34,7 +36,7 @@ pub const NATIVE_MIN_BYTES: usize = 64 * 1024;
 
 /// A set member.
 #[derive(Clone)]
-pub struct Member(pub Box<[u8]>);
+pub struct Member(pub Thin);
 
 impl MapItem for Member {
     fn key(&self) -> &[u8] {
@@ -42,41 +44,57 @@ impl MapItem for Member {
     }
 }
 
-/// One hash field in one allocation: flag, field length, field, optional TTL, value.
+/// One hash field in one allocation: flag, field length (LEB128), field, optional TTL,
+/// value.
 #[derive(Clone)]
-pub struct HashRec(Box<[u8]>);
+pub struct HashRec(Thin);
 
 impl HashRec {
     pub fn new(field: &[u8], value: &[u8], ttl: Option<u64>) -> HashRec {
-        let mut v = Vec::with_capacity(1 + 5 + field.len() + 8 + value.len());
+        // Exactly sized, then copied once into its thin allocation.
+        let mut v = Vec::with_capacity(1 + 10 + field.len() + 8 + value.len());
         v.push(u8::from(ttl.is_some()));
-        v.extend_from_slice(&(field.len() as u32).to_le_bytes());
+        let mut n = field.len();
+        while n >= 0x80 {
+            v.push((n & 0x7f) as u8 | 0x80);
+            n >>= 7;
+        }
+        v.push(n as u8);
         v.extend_from_slice(field);
         if let Some(t) = ttl {
             v.extend_from_slice(&t.to_le_bytes());
         }
         v.extend_from_slice(value);
-        HashRec(v.into_boxed_slice())
+        HashRec(Thin::new(&v))
     }
-    fn field_end(&self) -> usize {
-        let mut n = [0u8; 4];
-        n.copy_from_slice(&self.0[1..5]);
-        5 + u32::from_le_bytes(n) as usize
+    /// Where the field starts and ends.
+    fn field_span(&self) -> (usize, usize) {
+        let b: &[u8] = &self.0;
+        let (mut n, mut i) = (0usize, 1);
+        loop {
+            let x = b[i];
+            n |= ((x & 0x7f) as usize) << (7 * (i - 1));
+            i += 1;
+            if x & 0x80 == 0 {
+                return (i, i + n);
+            }
+        }
     }
     pub fn field(&self) -> &[u8] {
-        &self.0[5..self.field_end()]
+        let (a, b) = self.field_span();
+        &self.0[a..b]
     }
     pub fn ttl(&self) -> Option<u64> {
         if self.0[0] == 0 {
             return None;
         }
-        let at = self.field_end();
+        let at = self.field_span().1;
         let mut t = [0u8; 8];
         t.copy_from_slice(&self.0[at..at + 8]);
         Some(u64::from_le_bytes(t))
     }
     pub fn value(&self) -> &[u8] {
-        let at = self.field_end() + if self.0[0] == 0 { 0 } else { 8 };
+        let at = self.field_span().1 + if self.0[0] == 0 { 0 } else { 8 };
         &self.0[at..]
     }
 }
@@ -90,7 +108,7 @@ impl MapItem for HashRec {
 /// A sorted-set member and its score.
 #[derive(Clone)]
 pub struct ZMember {
-    pub member: Box<[u8]>,
+    pub member: Thin,
     pub score: f64,
 }
 
@@ -334,7 +352,7 @@ impl Native {
             Value::Set(m) => {
                 let mut s = ChunkMap::new();
                 for x in m {
-                    s.insert(Member(x.into_boxed_slice()));
+                    s.insert(Member(Thin::new(&x)));
                 }
                 Native::Set(s)
             }

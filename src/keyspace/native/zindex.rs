@@ -16,12 +16,14 @@ use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::thin::Thin;
+
 pub const LEAF_MAX: usize = 256;
 pub const BRANCH_MAX: usize = 256;
 
 /// Deques, so that inserting at either end is O(1): a file lists a sorted set highest
 /// first, so loading one inserts every member at the front.
-type Leaf = VecDeque<(f64, Box<[u8]>)>;
+type Leaf = VecDeque<(f64, Thin)>;
 type Branch = VecDeque<Arc<Leaf>>;
 
 fn cmp(a: (f64, &[u8]), b: (f64, &[u8])) -> Ordering {
@@ -193,7 +195,7 @@ impl ZIndex {
             if end > start && base <= stop {
                 let from = start.saturating_sub(base);
                 let to = (stop + 1 - base).min(l.len());
-                out.extend(l.range(from..to).cloned());
+                out.extend(l.range(from..to).map(|(s, m)| (*s, Box::from(&**m))));
             }
             if base > stop {
                 break;
