@@ -135,7 +135,9 @@ mod tests {
 
     #[test]
     fn lengths_across_prefix_widths_round_trip() {
-        for n in [0usize, 1, 14, 127, 128, 129, 16_383, 16_384, 70_000, 2_100_000] {
+        for n in [
+            0usize, 1, 14, 127, 128, 129, 16_383, 16_384, 70_000, 2_100_000,
+        ] {
             let v: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
             let t = Thin::new(&v);
             assert_eq!(t.as_bytes(), &v[..], "length {n}");
