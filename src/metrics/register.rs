@@ -139,7 +139,12 @@ impl Metrics {
             )?,
             dataset_memory_bytes: r.add(
                 "dataset_memory_bytes",
-                IntGauge::with_opts(opts("dataset_memory_bytes", "Bytes held by our dataset.")),
+                IntGauge::with_opts(opts(
+                    "dataset_memory_bytes",
+                    "Resident memory of the replisnap process (VmRSS, polled each second): the \
+                     dataset plus buffers and code, and freed pages the allocator has not yet \
+                     returned to the OS. Not a sum of value sizes.",
+                )),
             )?,
             dataset_dbs: Mutex::new(Vec::new()),
             snapshot_pause_seconds: r.add(
