@@ -231,6 +231,9 @@ pub fn spawn_poller(
                 if let Ok(k) = s.keys_per_db.lock() {
                     metrics.set_dataset_keys(k.iter().copied());
                 }
+                if let Some(b) = resident_bytes() {
+                    metrics.set_dataset_memory_bytes(b);
+                }
                 if let Some(age) = s.io.age() {
                     metrics.note_master_io_ago(age);
                 }
@@ -251,6 +254,21 @@ pub fn spawn_poller(
                 std::thread::sleep(Duration::from_secs(1));
             }
         })
+}
+
+/// What `dataset_memory_bytes` shows: the process's resident memory (`VmRSS` of
+/// `/proc/self/status`), one small read, the same cost at any dataset size, never a walk of
+/// the keyspace. It is the dataset plus buffers and code, and pages mimalloc freed but has
+/// not yet returned to the OS. `None` off Linux or if the line is missing.
+fn resident_bytes() -> Option<u64> {
+    vm_rss(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// `VmRSS:   97760 kB` out of `/proc/<pid>/status`, in bytes.
+fn vm_rss(status: &str) -> Option<u64> {
+    let v = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let kb: u64 = v.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    kb.checked_mul(1024)
 }
 
 /// One reply, as text; an error reply is an error.
@@ -296,4 +314,21 @@ fn master_offset(conn: &mut Option<Link>, s: &Settings) -> Result<i64, LinkError
                 "no master_repl_offset",
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resident_bytes_come_from_vmrss() {
+        let status = "Name:\treplisnap\nVmPeak:\t  200000 kB\nVmRSS:\t   97760 kB\nThreads:\t9\n";
+        assert_eq!(vm_rss(status), Some(97760 * 1024));
+        assert_eq!(vm_rss("VmRSS:\t12 MB\n"), None);
+        assert_eq!(vm_rss("VmRSS:\t-1 kB\n"), None);
+        assert_eq!(vm_rss("VmRSS:\t99999999999999999999 kB\n"), None);
+        assert_eq!(vm_rss("VmHWM:\t5 kB\n"), None);
+        #[cfg(target_os = "linux")]
+        assert!(resident_bytes().is_some_and(|b| b > 0));
+    }
 }
