@@ -107,6 +107,16 @@ impl ParallelDigest {
         Ok(())
     }
 
+    /// Fold in one key's digest computed by the caller (a big value hashed where it is).
+    pub fn add_digest(
+        &mut self,
+        db: u64,
+        key: &[u8],
+        d: Option<super::Acc>,
+    ) -> Result<(), DigestError> {
+        self.base.add_digest(db, key, d)
+    }
+
     /// Wait for the workers; `Ok` with everything merged, or the earliest error among
     /// theirs and `own` (found at file offset `at` by the caller).
     fn join(&mut self) -> Vec<(u64, DigestError)> {

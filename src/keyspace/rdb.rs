@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use super::{native, Entry, Hints, Keyspace, KeyspaceError, Snapshot};
-use crate::digest::{DatasetDigest, DigestError, Rules};
+use crate::digest::parallel::default_workers;
+use crate::digest::{DatasetDigest, DigestError, ParallelDigest, Rules};
 use crate::rdb::types::*;
 use crate::rdb::writer::{KeyRecord, RdbWriter, Target, WriteError, WriteOptions};
 use crate::rdb::{Dialect, Item, KeyEntry, RdbError, RdbReader, Value};
@@ -234,7 +235,9 @@ pub struct Exported<W> {
 /// Write the snapshot as an RDB file for `target` (like [`write_snapshot`]) and, in the
 /// same walk, compute the digest a server under `rules` answers after loading it at
 /// `now_ms`, and the per-database counts a manifest records. One walk, because a
-/// snapshot can be walked once and a second one would be at another offset.
+/// snapshot can be walked once and a second one would be at another offset. The digest of
+/// packed values is computed by worker threads ([`ParallelDigest`]) while this one writes:
+/// hashing is SHA-1 per element, more work than writing (`cargo bench --bench rdb_write`).
 #[allow(clippy::too_many_arguments)]
 pub fn export_snapshot<W: Write>(
     mut snap: Snapshot,
@@ -253,10 +256,12 @@ pub fn export_snapshot<W: Write>(
     for f in functions {
         w.function(f)?;
     }
-    let mut d = DatasetDigest::new(rules, now_ms);
+    let mut d = ParallelDigest::new(rules, now_ms, default_workers());
     let mut dbs: BTreeMap<u64, DbSummary> = BTreeMap::new();
     let mut keys_total = 0;
     let mut current_db = None;
+    // Where each key starts in the output, roughly: the workers' batches are cut by it.
+    let mut approx_offset = 0u64;
     while let Some((db, entries)) = snap.next_shard() {
         if current_db != Some(db) {
             w.select_db(db)?;
@@ -324,7 +329,8 @@ pub fn export_snapshot<W: Write>(
                         continue;
                     }
                     let name = value.type_name();
-                    d.add(&KeyEntry {
+                    approx_offset += (e.key().len() + e.payload().map_or(64, <[u8]>::len)) as u64;
+                    d.add(Box::new(KeyEntry {
                         db,
                         key: e.key().to_vec(),
                         expire_ms: e.expire_ms(),
@@ -333,8 +339,8 @@ pub fn export_snapshot<W: Write>(
                         meta: Vec::new(),
                         rdb_type: ty,
                         value,
-                        offset: 0,
-                    })?;
+                        offset: approx_offset,
+                    }))?;
                     name
                 }
             };
@@ -343,6 +349,7 @@ pub fn export_snapshot<W: Write>(
         }
     }
     let (out, bytes) = w.finish()?;
+    let d = d.finish()?;
     Ok(Exported {
         out,
         bytes,
