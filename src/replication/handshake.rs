@@ -3,7 +3,8 @@
 //! Owns the order of the steps and the reading of each reply. Non-critical refusals
 //! (REPLCONF options an old or proxied master does not know) are logged and passed over as
 //! the server's own replica does; everything else that is unexpected is an error naming
-//! the step and the reply.
+//! the step and the reply. It must never send PSYNC before every earlier reply was read,
+//! nor take a reply it cannot parse for an answer.
 
 use tracing::{debug, info, warn};
 

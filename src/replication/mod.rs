@@ -14,21 +14,22 @@ mod fullsync;
 mod handshake;
 pub mod link;
 pub mod sentinel;
+pub mod status;
 mod stream;
 pub mod tls;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
 pub use handshake::PsyncOutcome;
 use link::{Link, LinkError};
+pub use status::{CommandCounts, IoClock, Phase, Status};
 
 use crate::commands::StreamState;
-use crate::heartbeat::Heartbeat;
 use crate::keyspace::{Keyspace, Snapshot};
 use crate::metrics::LinkErrorReason;
 use crate::resp::Limits;
@@ -85,103 +86,6 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// TLS to the master, when configured.
     pub tls: Option<tls::TlsSettings>,
-}
-
-/// Commands applied, by `metrics::command_index` (the last slot: any other name).
-#[derive(Debug)]
-pub struct CommandCounts(pub Box<[AtomicU64]>);
-
-impl Default for CommandCounts {
-    fn default() -> Self {
-        CommandCounts(
-            (0..=crate::metrics::COMMANDS.len())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-        )
-    }
-}
-
-impl CommandCounts {
-    /// Count one applied command (a binary search over the known names, one atomic add).
-    pub fn count(&self, name: &[u8]) {
-        let i = crate::metrics::command_index(name).unwrap_or(crate::metrics::COMMANDS.len());
-        if let Some(c) = self.0.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// What other threads can read at any time.
-#[derive(Debug, Default)]
-pub struct Status {
-    pub link_up: AtomicBool,
-    pub offset: AtomicI64,
-    pub full_syncs: AtomicU64,
-    pub partial_syncs: AtomicU64,
-    pub forced_resyncs: AtomicU64,
-    pub link_errors: AtomicU64,
-    /// The same link errors by kind, in `metrics::LinkErrorReason::ALL` order.
-    pub link_error_kinds: [AtomicU64; 8],
-    /// Set once the first full sync completed.
-    pub ready: AtomicBool,
-    pub replid: Mutex<String>,
-    /// Why the last forced full resync happened (the command and the error).
-    pub last_forced_reason: Mutex<String>,
-    /// The last link error, as logged (a handshake refusal carries what to do about it).
-    pub last_link_error: Mutex<String>,
-    /// host:port of the master last connected to (Sentinel's answer, or the configured one).
-    pub master_address: Mutex<String>,
-    /// Commands applied from the stream, by name.
-    pub commands: CommandCounts,
-    /// Keys per database, refreshed about once a second by the apply loop.
-    pub keys_per_db: Mutex<Vec<(u64, u64)>>,
-    /// Beats on every read from the master and every turn of the replica's loops; busy
-    /// while the replica thread runs (systemd's watchdog watches it).
-    pub heartbeat: Arc<Heartbeat>,
-    /// When the master last sent a byte, and how many links were declared stalled.
-    pub io: Arc<link::IoClock>,
-    /// [`Phase`] as a number.
-    phase: AtomicU8,
-}
-
-/// What the replica is doing, for status lines (systemd's `STATUS=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// The thread has not started.
-    Starting,
-    /// Connecting and handshaking.
-    Connecting,
-    /// Receiving and loading a full-sync payload.
-    FullSync,
-    /// Following the command stream.
-    Streaming,
-    /// The link failed; waiting to reconnect.
-    Reconnecting,
-    /// The thread ended.
-    Stopped,
-}
-
-impl Phase {
-    const ALL: [Phase; 6] = [
-        Phase::Starting,
-        Phase::Connecting,
-        Phase::FullSync,
-        Phase::Streaming,
-        Phase::Reconnecting,
-        Phase::Stopped,
-    ];
-}
-
-impl Status {
-    pub fn phase(&self) -> Phase {
-        let i = usize::from(self.phase.load(Ordering::Relaxed));
-        Phase::ALL.get(i).copied().unwrap_or(Phase::Starting)
-    }
-
-    fn set_phase(&self, p: Phase) {
-        let i = Phase::ALL.iter().position(|q| *q == p).unwrap_or(0);
-        self.phase.store(i as u8, Ordering::Relaxed);
-    }
 }
 
 /// A snapshot with the replication position it is consistent at and the function
