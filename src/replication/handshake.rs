@@ -99,7 +99,15 @@ fn expect_ok(link: &mut Link, step: &'static str) -> Result<(), HandshakeError> 
     }
 }
 
+/// The whole handshake: [`prepare`], then [`psync`].
 pub fn handshake(link: &mut Link, h: &Handshake) -> Result<PsyncOutcome, HandshakeError> {
+    prepare(link, h)?;
+    psync(link, h)
+}
+
+/// AUTH, PING and the REPLCONF options: after it the link is still an ordinary client
+/// (a question such as `INFO replication` may be asked before [`psync`]).
+pub fn prepare(link: &mut Link, h: &Handshake) -> Result<(), HandshakeError> {
     if let Some(pass) = h.password {
         match h.username {
             Some(user) => link.send(&[b"AUTH", user.as_bytes(), pass.as_bytes()])?,
@@ -127,6 +135,11 @@ pub fn handshake(link: &mut Link, h: &Handshake) -> Result<PsyncOutcome, Handsha
     if let Err(e) = expect_ok(link, "REPLCONF version") {
         debug!(error = %e, "master does not take REPLCONF version (Redis masters do not)");
     }
+    Ok(())
+}
+
+/// PSYNC (from `h.resume`, else `? -1`) and its answer, after [`prepare`].
+pub fn psync(link: &mut Link, h: &Handshake) -> Result<PsyncOutcome, HandshakeError> {
     let (replid, off) = match h.resume {
         Some((id, offset)) => (id.to_string(), (offset + 1).to_string()),
         None => ("?".to_string(), "-1".to_string()),

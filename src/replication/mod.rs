@@ -9,8 +9,13 @@
 //! It must never leave a half-loaded dataset (a full sync loads into a fresh keyspace that
 //! replaces the live one only when complete), and never drift silently: a command it
 //! cannot apply drops the link and asks for a full resync.
+//!
+//! With `[source] full_sync_from`, full syncs come from a replica of the primary and the
+//! link then moves to the primary (`handoff.rs`): the primary must never be sent a PSYNC
+//! it would refuse, since a refusal is a fork.
 
 mod fullsync;
+pub mod handoff;
 mod handshake;
 pub mod link;
 pub mod sentinel;
@@ -55,6 +60,8 @@ pub enum ReplError {
     Io(#[from] std::io::Error),
     #[error("sentinel: {0}")]
     Sentinel(#[from] sentinel::SentinelError),
+    #[error("{0}")]
+    Handoff(#[from] handoff::HandoffError),
 }
 
 /// The kind a link error is counted under (`link_errors_total{reason}`).
@@ -67,7 +74,7 @@ fn link_error_kind(e: &ReplError) -> LinkErrorReason {
         ReplError::Link(LinkError::Protocol(_)) | ReplError::Protocol(_) => {
             LinkErrorReason::Protocol
         }
-        ReplError::Handshake(_) => LinkErrorReason::Handshake,
+        ReplError::Handshake(_) | ReplError::Handoff(_) => LinkErrorReason::Handshake,
         ReplError::Sync(_) => LinkErrorReason::FullSync,
         ReplError::Apply(_) => LinkErrorReason::Apply,
         ReplError::Timeout => LinkErrorReason::Timeout,
@@ -167,6 +174,8 @@ pub struct Replica {
     sentinel: Option<sentinel::SentinelSettings>,
     /// The address of the last connection (Sentinel's answers are logged when they change).
     last_address: String,
+    /// Take full syncs from this replica of the primary (`[source] full_sync_from`).
+    full_sync_from: Option<handoff::FullSyncFrom>,
 }
 
 /// The other threads' side of a running replica.
@@ -241,6 +250,7 @@ impl Replica {
             master_timeout: stream::MASTER_TIMEOUT,
             sentinel: None,
             last_address: String::new(),
+            full_sync_from: None,
         };
         if let Some(p) = preload {
             r.preload(p);
@@ -293,6 +303,13 @@ impl Replica {
         self.sentinel = Some(s);
     }
 
+    /// Take full syncs from a replica of the primary (`[source] full_sync_from`), so the
+    /// primary never forks for us: see [`handoff`]. The replica is reached with the same
+    /// credentials, TLS settings and `psync_command` as the primary.
+    pub fn set_full_sync_from(&mut self, f: handoff::FullSyncFrom) {
+        self.full_sync_from = Some(f);
+    }
+
     /// Run until stopped: connect, sync, stream; on any failure back off and reconnect,
     /// resuming with PSYNC from where the data stands.
     pub fn run(self) {
@@ -308,7 +325,16 @@ impl Replica {
         while !self.stop.load(Ordering::Relaxed) {
             let syncs_before = self.syncs();
             let stalls_before = self.status.io.stalls();
-            match self.session() {
+            let result = self.session();
+            // The primary could not continue from the replica's full sync: that sync does
+            // not start the backoff over, or the replica would be asked again and again.
+            let handed_off = !matches!(
+                result,
+                Err(ReplError::Handoff(
+                    handoff::HandoffError::CannotContinue { .. }
+                ))
+            );
+            match result {
                 Err(ReplError::Stopped) => break,
                 // A read ended by the stop: not a link error.
                 Err(_) if self.stop.load(Ordering::Relaxed) => break,
@@ -338,8 +364,18 @@ impl Replica {
                     let text = e.to_string();
                     // The same refusal again and again (a wrong password, a missing ACL
                     // permission) is logged once with its fix, then quietly.
-                    let repeated = matches!(e, ReplError::Handshake(_))
-                        && self.status.last_link_error.lock().is_ok_and(|l| *l == text);
+                    let repeated = match &e {
+                        ReplError::Handshake(_) => {
+                            self.status.last_link_error.lock().is_ok_and(|l| *l == text)
+                        }
+                        // Its offsets differ each time: the same reason is the same kind.
+                        ReplError::Handoff(handoff::HandoffError::CannotContinue { .. }) => self
+                            .status
+                            .last_link_error
+                            .lock()
+                            .is_ok_and(|l| l.starts_with("primary cannot continue")),
+                        _ => false,
+                    };
                     if repeated {
                         debug!(error = %e, retry_in_ms = backoff.as_millis() as u64, "link lost again");
                     } else {
@@ -363,7 +399,7 @@ impl Replica {
                 std::thread::sleep(Duration::from_millis(20));
             }
             // A session that got as far as a sync starts the backoff over.
-            backoff = if self.syncs() > syncs_before {
+            backoff = if self.syncs() > syncs_before && handed_off {
                 BACKOFF_MIN
             } else {
                 (backoff * 2).min(BACKOFF_MAX)
@@ -398,23 +434,42 @@ impl Replica {
         if let Ok(mut a) = self.status.master_address.lock() {
             a.clone_from(&address);
         }
-        let s = &self.settings;
-        let mut link = Link::connect(&address, s.connect_timeout, s.tls.as_ref())?;
-        link.limits = self.limits;
-        link.heartbeat = Some(self.status.heartbeat.clone());
-        link.stop = Some(self.stop.clone());
-        link.idle_limit = Some(self.master_timeout);
-        link.io_clock = Some(self.status.io.clone());
+        if let Some(f) = self.full_sync_from.clone() {
+            if !self.has_data {
+                self.full_sync_from_replica(&f.address)?;
+            }
+        }
+        let mut link = self.connect(&address)?;
         info!(address = %address, "connected to master");
         let resume = self.has_data.then(|| (self.replid.clone(), self.offset));
-        let h = handshake::Handshake {
+        let s = &self.settings;
+        let mut h = handshake::Handshake {
             username: s.username.as_deref(),
             password: s.password.as_deref(),
             announce_port: s.announce_port,
             psync_command: &s.psync_command,
             resume: resume.as_ref().map(|(id, off)| (id.as_str(), *off)),
         };
-        let outcome = handshake::handshake(&mut link, &h)?;
+        handshake::prepare(&mut link, &h)?;
+        if let (Some(f), Some((id, off))) = (&self.full_sync_from, &resume) {
+            // A PSYNC the primary refuses makes it fork: ask first.
+            if let Err(e) = handoff::ask_primary(&mut link, &f.address, id, *off) {
+                self.status.handoff_refusals.fetch_add(1, Ordering::Relaxed);
+                match f.fallback {
+                    handoff::Fallback::Primary => {
+                        warn!(error = %e, "full_sync_fallback = \"primary\": full sync from the primary");
+                        h.resume = None;
+                    }
+                    handoff::Fallback::Never => {
+                        // The data stays consistent at its offset (snapshots of it are
+                        // still right); the next attach takes a fresh full sync.
+                        self.has_data = false;
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        let outcome = handshake::psync(&mut link, &h)?;
         match outcome {
             PsyncOutcome::Full { replid, offset } => {
                 if resume.is_some() {
@@ -455,7 +510,66 @@ impl Replica {
         self.stream(&mut link)
     }
 
-    fn full_sync(&mut self, link: &mut Link) -> Result<(), ReplError> {
+    /// A link with this replica's limits, clocks and stop flag.
+    fn connect(&self, address: &str) -> Result<Link, ReplError> {
+        let s = &self.settings;
+        let mut link = Link::connect(address, s.connect_timeout, s.tls.as_ref())?;
+        link.limits = self.limits;
+        link.heartbeat = Some(self.status.heartbeat.clone());
+        link.stop = Some(self.stop.clone());
+        link.idle_limit = Some(self.master_timeout);
+        link.io_clock = Some(self.status.io.clone());
+        Ok(link)
+    }
+
+    /// A full sync from `[source] full_sync_from` (a replica of the primary), loaded as
+    /// the data to continue on the primary; the replica's link is closed at once.
+    fn full_sync_from_replica(&mut self, from: &str) -> Result<(), ReplError> {
+        let mut link = self.connect(from)?;
+        info!(address = %from, "connected to full_sync_from for a full sync");
+        let s = &self.settings;
+        let h = handshake::Handshake {
+            username: s.username.as_deref(),
+            password: s.password.as_deref(),
+            announce_port: s.announce_port,
+            psync_command: &s.psync_command,
+            resume: None,
+        };
+        let not_full = |what: String| handoff::HandoffError::NotAFullResync {
+            from: from.to_string(),
+            what,
+        };
+        let (replid, offset) = match handshake::handshake(&mut link, &h)? {
+            PsyncOutcome::Full { replid, offset } => (replid, offset),
+            PsyncOutcome::LegacySync => {
+                return Err(not_full("answered as to SYNC, without a replication ID".into()).into())
+            }
+            PsyncOutcome::Continue { .. } => {
+                return Err(not_full("answered +CONTINUE to PSYNC ? -1".into()).into())
+            }
+        };
+        let stream_db = self.full_sync(&mut link)?;
+        // The primary's backlog after `offset` holds no SELECT for the database the
+        // replica's stream had selected: its RDB says which (`repl-stream-db`).
+        self.stream_state.db = stream_db.unwrap_or_else(|| {
+            warn!(address = %from, "the replica's payload has no repl-stream-db: database 0 assumed");
+            0
+        });
+        self.replid = replid;
+        self.offset = offset;
+        self.has_data = true;
+        self.status
+            .full_syncs_from_replica
+            .fetch_add(1, Ordering::Relaxed);
+        info!(
+            address = %from, replid = %self.replid, offset = self.offset,
+            "full sync from the replica loaded; continuing on the primary"
+        );
+        Ok(())
+    }
+
+    /// Load a full-sync payload; the payload's `repl-stream-db`, when it has one.
+    fn full_sync(&mut self, link: &mut Link) -> Result<Option<u64>, ReplError> {
         // The master may take a while to produce the payload; it sends newlines meanwhile.
         self.status.set_phase(Phase::FullSync);
         link.set_read_timeout(self.master_timeout)?;
@@ -479,7 +593,7 @@ impl Replica {
         // The master selects a database before its first command after a full sync.
         self.stream_state = StreamState::for_master(self.master_version);
         self.status.full_syncs.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(handoff::stream_db(&report.aux))
     }
 }
 

@@ -87,6 +87,11 @@ pub struct Status {
     pub full_syncs: AtomicU64,
     pub partial_syncs: AtomicU64,
     pub forced_resyncs: AtomicU64,
+    /// Full syncs taken from `[source] full_sync_from` (counted in `full_syncs` too).
+    pub full_syncs_from_replica: AtomicU64,
+    /// Times the primary could not continue from such a full sync (its `INFO replication`
+    /// did not cover our offset): no PSYNC was sent, so it did not fork.
+    pub handoff_refusals: AtomicU64,
     pub link_errors: AtomicU64,
     /// The same link errors by kind, in `metrics::LinkErrorReason::ALL` order.
     pub link_error_kinds: [AtomicU64; 8],

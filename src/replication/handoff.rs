@@ -1,0 +1,237 @@
+//! A primary that never forks for us (`[source] full_sync_from`): the full sync is taken
+//! from a replica of the same primary (psync2 replicas answer `+FULLRESYNC` with the
+//! primary's replication ID and their offset in its history), then the link moves to the
+//! primary with `PSYNC <replid> <offset+1>`.
+//!
+//! Owns the question asked of the primary before that PSYNC (`INFO replication`: do its
+//! replication IDs and backlog cover our offset, by the rule of the servers'
+//! `masterTryPartialResynchronization`) and the reading of the answer. A refused PSYNC
+//! already makes the primary fork, so this check must never say yes on an answer it
+//! cannot read whole: a missing or malformed field is a "no" naming the field. It must
+//! never send PSYNC itself nor touch the keyspace.
+//!
+//! What remains is a race the protocol cannot close: the backlog may move on between the
+//! answer and the PSYNC (a few milliseconds on the same connection); the primary then
+//! forks once, as it would for any replica.
+
+use super::link::{Link, LinkError};
+use crate::resp::Frame;
+
+/// Where full syncs come from and what to do when the primary cannot continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullSyncFrom {
+    /// host:port of a replica of the primary, reached with the source's credentials, TLS
+    /// and `psync_command`.
+    pub address: String,
+    pub fallback: Fallback,
+}
+
+/// `[source] full_sync_fallback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fallback {
+    /// Back to the replica for a fresh full sync after a backoff: the primary never forks.
+    #[default]
+    Never,
+    /// An ordinary full sync from the primary (it forks).
+    Primary,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandoffError {
+    /// The primary's `INFO replication` says a `PSYNC <replid> <offset+1>` would be
+    /// refused (and the refusal would fork it).
+    #[error(
+        "primary cannot continue from the full sync taken from {from} ({replid} at offset {offset}): {why}; full_sync_fallback = \"never\": back to {from} for a fresh full sync"
+    )]
+    CannotContinue {
+        from: String,
+        replid: String,
+        offset: i64,
+        why: String,
+    },
+    /// The replica answered without a replication ID (as to SYNC), or not with a full
+    /// sync: nothing the primary could continue.
+    #[error("full_sync_from {from}: {what} (a replica of the primary answering +FULLRESYNC <replid> <offset> is needed)")]
+    NotAFullResync { from: String, what: String },
+    #[error("{0}")]
+    Link(#[from] LinkError),
+}
+
+/// The fields of `INFO replication` the decision reads.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct ReplInfo {
+    replid: String,
+    replid2: String,
+    second_offset: i64,
+    backlog_active: bool,
+    backlog_first: i64,
+    backlog_histlen: i64,
+}
+
+fn parse_info(info: &str) -> Result<ReplInfo, String> {
+    let field = |name: &str| {
+        info.lines()
+            .filter_map(|l| l.trim_end_matches('\r').split_once(':'))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim())
+            .ok_or_else(|| format!("its INFO replication has no {name}"))
+    };
+    let number = |name: &str| {
+        field(name)?
+            .parse::<i64>()
+            .map_err(|_| format!("its INFO replication field {name} is not a number"))
+    };
+    Ok(ReplInfo {
+        replid: field("master_replid")?.to_string(),
+        replid2: field("master_replid2")?.to_string(),
+        second_offset: number("second_repl_offset")?,
+        backlog_active: number("repl_backlog_active")? == 1,
+        backlog_first: number("repl_backlog_first_byte_offset")?,
+        backlog_histlen: number("repl_backlog_histlen")?,
+    })
+}
+
+/// Whether `PSYNC replid offset+1` would be answered `+CONTINUE`, from the primary's
+/// `INFO replication` text; `Err` names why not.
+pub fn can_continue(info: &str, replid: &str, offset: i64) -> Result<(), String> {
+    let i = parse_info(info)?;
+    let psync_offset = offset.checked_add(1).ok_or("offset out of range")?;
+    let same = i.replid.eq_ignore_ascii_case(replid);
+    let previous = i.replid2.eq_ignore_ascii_case(replid) && psync_offset <= i.second_offset;
+    if !same && !previous {
+        return Err(format!(
+            "its replication IDs are {} and {} (up to offset {}), not {replid}",
+            i.replid, i.replid2, i.second_offset
+        ));
+    }
+    if !i.backlog_active {
+        return Err("it has no backlog".into());
+    }
+    let end = i.backlog_first.saturating_add(i.backlog_histlen);
+    if psync_offset < i.backlog_first || psync_offset > end {
+        return Err(format!(
+            "its backlog holds offsets {}..{end}, not {psync_offset} (raise its repl-backlog-size)",
+            i.backlog_first
+        ));
+    }
+    Ok(())
+}
+
+/// Ask the primary on a prepared link (after AUTH and REPLCONF, before PSYNC) whether it
+/// can continue at `offset`; an error reply (no `+info` for the ACL user) is a "no".
+pub fn ask_primary(
+    link: &mut Link,
+    from: &str,
+    replid: &str,
+    offset: i64,
+) -> Result<(), HandoffError> {
+    link.send(&[b"INFO", b"replication"])?;
+    let why = match link.read_frame()? {
+        Frame::Bulk(Some(b)) => match std::str::from_utf8(&b) {
+            Ok(text) => can_continue(text, replid, offset).err(),
+            Err(_) => Some("its INFO replication is not text".into()),
+        },
+        Frame::Error(e) => Some(format!(
+            "INFO replication refused ({}): the user needs +info",
+            String::from_utf8_lossy(&e)
+        )),
+        other => Some(format!("INFO replication answered {other}")),
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(HandoffError::CannotContinue {
+            from: from.to_string(),
+            replid: replid.to_string(),
+            offset,
+            why,
+        }),
+    }
+}
+
+/// `repl-stream-db` of a payload's aux fields: the database the replica's stream had
+/// selected, which the primary's backlog after that offset assumes (it holds no SELECT).
+pub fn stream_db(aux: &[(Vec<u8>, Vec<u8>)]) -> Option<u64> {
+    aux.iter()
+        .find(|(k, _)| k == b"repl-stream-db")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "8a7b9c0d1e2f30415263748596a7b8c9d0e1f203";
+    const OLD: &str = "0000000000000000000000000000000000000001";
+
+    fn info(replid2: &str, second: i64, first: i64, histlen: i64) -> String {
+        format!(
+            "# Replication\r\nrole:master\r\nconnected_slaves:1\r\nmaster_replid:{ID}\r\nmaster_replid2:{replid2}\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:{second}\r\nrepl_backlog_active:1\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:{first}\r\nrepl_backlog_histlen:{histlen}\r\n",
+            first + histlen - 1
+        )
+    }
+
+    #[test]
+    fn the_servers_rule() {
+        let zero = "0000000000000000000000000000000000000000";
+        let i = info(zero, -1, 1001, 5000);
+        assert_eq!(
+            can_continue(&i, ID, 1000),
+            Ok(()),
+            "the backlog's first byte"
+        );
+        assert_eq!(can_continue(&i, ID, 6000), Ok(()), "up to date");
+        assert!(can_continue(&i, ID, 999).unwrap_err().contains("backlog"));
+        assert!(can_continue(&i, ID, 6001).unwrap_err().contains("backlog"));
+        assert!(can_continue(&i, OLD, 3000).unwrap_err().contains(OLD));
+        assert!(can_continue(&i, &ID.to_uppercase(), 3000).is_ok());
+        // The previous history counts up to where it ended.
+        let promoted = info(OLD, 2001, 1001, 5000);
+        assert_eq!(can_continue(&promoted, OLD, 2000), Ok(()));
+        assert!(can_continue(&promoted, OLD, 2001).is_err());
+        assert!(can_continue(&i, ID, i64::MAX).is_err());
+    }
+
+    #[test]
+    fn an_answer_not_read_whole_is_a_no() {
+        let i = info("0", -1, 1, 10);
+        let no_backlog = i.replace("repl_backlog_active:1", "repl_backlog_active:0");
+        assert!(can_continue(&no_backlog, ID, 5)
+            .unwrap_err()
+            .contains("no backlog"));
+        for field in [
+            "master_replid:",
+            "repl_backlog_histlen:",
+            "second_repl_offset:",
+        ] {
+            let cut: String = i
+                .lines()
+                .filter(|l| !l.starts_with(field))
+                .collect::<Vec<_>>()
+                .join("\r\n");
+            let e = can_continue(&cut, ID, 5).unwrap_err();
+            assert!(e.contains(field.trim_end_matches(':')), "{e}");
+        }
+        let garbled = i.replace(
+            "repl_backlog_first_byte_offset:1",
+            "repl_backlog_first_byte_offset:x",
+        );
+        assert!(can_continue(&garbled, ID, 5)
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(can_continue("", ID, 5).is_err());
+    }
+
+    #[test]
+    fn the_stream_db_of_a_payload() {
+        let aux = vec![
+            (b"redis-ver".to_vec(), b"7.0.15".to_vec()),
+            (b"repl-stream-db".to_vec(), b"3".to_vec()),
+        ];
+        assert_eq!(stream_db(&aux), Some(3));
+        assert_eq!(
+            stream_db(&[(b"repl-stream-db".to_vec(), b"-1".to_vec())]),
+            None
+        );
+        assert_eq!(stream_db(&[]), None);
+    }
+}
