@@ -3,18 +3,26 @@
 //! primary's replication ID and their offset in its history), then the link moves to the
 //! primary with `PSYNC <replid> <offset+1>`.
 //!
-//! Owns the question asked of the primary before that PSYNC (`INFO replication`: do its
+//! Owns the full sync from the replica (its link closed once the payload has loaded, the
+//! stream's database taken from the payload's `repl-stream-db`) and the question asked of
+//! the primary before every PSYNC to it (`INFO replication`: do its
 //! replication IDs and backlog cover our offset, by the rule of the servers'
 //! `masterTryPartialResynchronization`) and the reading of the answer. A refused PSYNC
 //! already makes the primary fork, so this check must never say yes on an answer it
 //! cannot read whole: a missing or malformed field is a "no" naming the field. It must
-//! never send PSYNC itself nor touch the keyspace.
+//! never send PSYNC to the primary itself (the handshake does, after it).
 //!
 //! What remains is a race the protocol cannot close: the backlog may move on between the
 //! answer and the PSYNC (a few milliseconds on the same connection); the primary then
 //! forks once, as it would for any replica.
 
+use std::sync::atomic::Ordering;
+
+use tracing::{info, warn};
+
+use super::handshake::{self, PsyncOutcome};
 use super::link::{Link, LinkError};
+use super::{ReplError, Replica};
 use crate::resp::Frame;
 
 /// Where full syncs come from and what to do when the primary cannot continue.
@@ -154,6 +162,86 @@ pub fn stream_db(aux: &[(Vec<u8>, Vec<u8>)]) -> Option<u64> {
     aux.iter()
         .find(|(k, _)| k == b"repl-stream-db")
         .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+}
+
+impl Replica {
+    /// A full sync from `[source] full_sync_from` (a replica of the primary), loaded as
+    /// the data to continue on the primary; the replica's link is closed at once.
+    pub(super) fn full_sync_from_replica(&mut self, from: &str) -> Result<(), ReplError> {
+        let mut link = self.connect(from)?;
+        info!(address = %from, "connected to full_sync_from for a full sync");
+        let s = &self.settings;
+        let h = handshake::Handshake {
+            username: s.username.as_deref(),
+            password: s.password.as_deref(),
+            announce_port: s.announce_port,
+            psync_command: &s.psync_command,
+            resume: None,
+        };
+        let not_full = |what: String| HandoffError::NotAFullResync {
+            from: from.to_string(),
+            what,
+        };
+        let (replid, offset) = match handshake::handshake(&mut link, &h)? {
+            PsyncOutcome::Full { replid, offset } => (replid, offset),
+            PsyncOutcome::LegacySync => {
+                return Err(not_full("answered as to SYNC, without a replication ID".into()).into())
+            }
+            PsyncOutcome::Continue { .. } => {
+                return Err(not_full("answered +CONTINUE to PSYNC ? -1".into()).into())
+            }
+        };
+        let stream_db = self.full_sync(&mut link)?;
+        // The primary's backlog after `offset` holds no SELECT for the database the
+        // replica's stream had selected: its RDB says which (`repl-stream-db`).
+        self.stream_state.db = stream_db.unwrap_or_else(|| {
+            warn!(address = %from, "the replica's payload has no repl-stream-db: database 0 assumed");
+            0
+        });
+        self.replid = replid;
+        self.offset = offset;
+        self.has_data = true;
+        self.status
+            .full_syncs_from_replica
+            .fetch_add(1, Ordering::Relaxed);
+        info!(
+            address = %from, replid = %self.replid, offset = self.offset,
+            "full sync from the replica loaded; continuing on the primary"
+        );
+        Ok(())
+    }
+
+    /// Before PSYNC to the primary with data at (`replid`, `offset`): `true` to resume,
+    /// `false` for an ordinary full sync (`full_sync_fallback = "primary"`), an error when
+    /// the primary cannot continue and must not be asked (the default). Without
+    /// `full_sync_from`, always `true`.
+    pub(super) fn may_resume_on_primary(
+        &mut self,
+        link: &mut Link,
+        replid: &str,
+        offset: i64,
+    ) -> Result<bool, ReplError> {
+        let Some(f) = &self.full_sync_from else {
+            return Ok(true);
+        };
+        // A PSYNC the primary refuses makes it fork: ask first.
+        let Err(e) = ask_primary(link, &f.address, replid, offset) else {
+            return Ok(true);
+        };
+        self.status.handoff_refusals.fetch_add(1, Ordering::Relaxed);
+        match f.fallback {
+            Fallback::Primary => {
+                warn!(error = %e, "full_sync_fallback = \"primary\": full sync from the primary");
+                Ok(false)
+            }
+            Fallback::Never => {
+                // The data stays consistent at its offset (snapshots of it are still
+                // right); the next attach takes a fresh full sync from the replica.
+                self.has_data = false;
+                Err(e.into())
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -442,7 +442,8 @@ impl Replica {
         let mut link = self.connect(&address)?;
         info!(address = %address, "connected to master");
         let resume = self.has_data.then(|| (self.replid.clone(), self.offset));
-        let s = &self.settings;
+        // A copy: the check below (`handoff.rs`) changes the replica between the steps.
+        let s = self.settings.clone();
         let mut h = handshake::Handshake {
             username: s.username.as_deref(),
             password: s.password.as_deref(),
@@ -451,22 +452,9 @@ impl Replica {
             resume: resume.as_ref().map(|(id, off)| (id.as_str(), *off)),
         };
         handshake::prepare(&mut link, &h)?;
-        if let (Some(f), Some((id, off))) = (&self.full_sync_from, &resume) {
-            // A PSYNC the primary refuses makes it fork: ask first.
-            if let Err(e) = handoff::ask_primary(&mut link, &f.address, id, *off) {
-                self.status.handoff_refusals.fetch_add(1, Ordering::Relaxed);
-                match f.fallback {
-                    handoff::Fallback::Primary => {
-                        warn!(error = %e, "full_sync_fallback = \"primary\": full sync from the primary");
-                        h.resume = None;
-                    }
-                    handoff::Fallback::Never => {
-                        // The data stays consistent at its offset (snapshots of it are
-                        // still right); the next attach takes a fresh full sync.
-                        self.has_data = false;
-                        return Err(e.into());
-                    }
-                }
+        if let Some((id, off)) = &resume {
+            if !self.may_resume_on_primary(&mut link, id, *off)? {
+                h.resume = None;
             }
         }
         let outcome = handshake::psync(&mut link, &h)?;
@@ -511,7 +499,7 @@ impl Replica {
     }
 
     /// A link with this replica's limits, clocks and stop flag.
-    fn connect(&self, address: &str) -> Result<Link, ReplError> {
+    pub(super) fn connect(&self, address: &str) -> Result<Link, ReplError> {
         let s = &self.settings;
         let mut link = Link::connect(address, s.connect_timeout, s.tls.as_ref())?;
         link.limits = self.limits;
@@ -522,54 +510,8 @@ impl Replica {
         Ok(link)
     }
 
-    /// A full sync from `[source] full_sync_from` (a replica of the primary), loaded as
-    /// the data to continue on the primary; the replica's link is closed at once.
-    fn full_sync_from_replica(&mut self, from: &str) -> Result<(), ReplError> {
-        let mut link = self.connect(from)?;
-        info!(address = %from, "connected to full_sync_from for a full sync");
-        let s = &self.settings;
-        let h = handshake::Handshake {
-            username: s.username.as_deref(),
-            password: s.password.as_deref(),
-            announce_port: s.announce_port,
-            psync_command: &s.psync_command,
-            resume: None,
-        };
-        let not_full = |what: String| handoff::HandoffError::NotAFullResync {
-            from: from.to_string(),
-            what,
-        };
-        let (replid, offset) = match handshake::handshake(&mut link, &h)? {
-            PsyncOutcome::Full { replid, offset } => (replid, offset),
-            PsyncOutcome::LegacySync => {
-                return Err(not_full("answered as to SYNC, without a replication ID".into()).into())
-            }
-            PsyncOutcome::Continue { .. } => {
-                return Err(not_full("answered +CONTINUE to PSYNC ? -1".into()).into())
-            }
-        };
-        let stream_db = self.full_sync(&mut link)?;
-        // The primary's backlog after `offset` holds no SELECT for the database the
-        // replica's stream had selected: its RDB says which (`repl-stream-db`).
-        self.stream_state.db = stream_db.unwrap_or_else(|| {
-            warn!(address = %from, "the replica's payload has no repl-stream-db: database 0 assumed");
-            0
-        });
-        self.replid = replid;
-        self.offset = offset;
-        self.has_data = true;
-        self.status
-            .full_syncs_from_replica
-            .fetch_add(1, Ordering::Relaxed);
-        info!(
-            address = %from, replid = %self.replid, offset = self.offset,
-            "full sync from the replica loaded; continuing on the primary"
-        );
-        Ok(())
-    }
-
     /// Load a full-sync payload; the payload's `repl-stream-db`, when it has one.
-    fn full_sync(&mut self, link: &mut Link) -> Result<Option<u64>, ReplError> {
+    pub(super) fn full_sync(&mut self, link: &mut Link) -> Result<Option<u64>, ReplError> {
         // The master may take a while to produce the payload; it sends newlines meanwhile.
         self.status.set_phase(Phase::FullSync);
         link.set_read_timeout(self.master_timeout)?;
