@@ -1,6 +1,7 @@
 //! A TCP proxy the test controls: where it forwards new connections (`upstream`), whether
-//! they wait (`hold`), and cutting every open connection (`cut`) — a failover or a network
-//! partition without touching the servers.
+//! they wait (`hold`), cutting every open connection (`cut`) — a failover or a network
+//! partition without touching the servers — and bytes added to what the server sends
+//! (`inject`), as a managed master's own additions to its replication stream.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -16,21 +17,24 @@ pub struct Proxy {
     pub upstream: Arc<Mutex<String>>,
     pub hold: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
+    /// The client side of every connection, written whole chunk by chunk under its lock
+    /// (the server's bytes and injected ones never interleave inside a write).
+    to_clients: Arc<Mutex<Vec<Arc<Mutex<TcpStream>>>>>,
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+fn pipe(mut from: TcpStream, to: Arc<Mutex<TcpStream>>) {
     let mut buf = [0u8; 16384];
     loop {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
+                if to.lock().unwrap().write_all(&buf[..n]).is_err() {
                     break;
                 }
             }
         }
     }
-    let _ = to.shutdown(Shutdown::Both);
+    let _ = to.lock().unwrap().shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);
 }
 
@@ -40,7 +44,13 @@ pub fn proxy(upstream: String) -> Proxy {
     let upstream = Arc::new(Mutex::new(upstream));
     let hold = Arc::new(AtomicBool::new(false));
     let open = Arc::new(Mutex::new(Vec::new()));
-    let (up, h, o) = (upstream.clone(), hold.clone(), open.clone());
+    let to_clients = Arc::new(Mutex::new(Vec::new()));
+    let (up, h, o, tc) = (
+        upstream.clone(),
+        hold.clone(),
+        open.clone(),
+        to_clients.clone(),
+    );
     std::thread::spawn(move || {
         for c in l.incoming() {
             let Ok(client) = c else { continue };
@@ -53,7 +63,9 @@ pub fn proxy(upstream: String) -> Proxy {
             };
             o.lock().unwrap().push(client.try_clone().unwrap());
             let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            std::thread::spawn(move || pipe(client, server));
+            let c2 = Arc::new(Mutex::new(c2));
+            tc.lock().unwrap().push(c2.clone());
+            std::thread::spawn(move || pipe(client, Arc::new(Mutex::new(server))));
             std::thread::spawn(move || pipe(s2, c2));
         }
     });
@@ -62,6 +74,7 @@ pub fn proxy(upstream: String) -> Proxy {
         upstream,
         hold,
         open,
+        to_clients,
     }
 }
 
@@ -71,5 +84,19 @@ impl Proxy {
         for c in self.open.lock().unwrap().drain(..) {
             let _ = c.shutdown(Shutdown::Both);
         }
+        self.to_clients.lock().unwrap().clear();
+    }
+
+    /// Send `bytes` to every open connection's client as if the server had sent them,
+    /// between two of the server's writes (the caller picks a quiet moment when it must
+    /// fall between two commands). Returns the connections written to.
+    pub fn inject(&self, bytes: &[u8]) -> usize {
+        let mut n = 0;
+        for c in self.to_clients.lock().unwrap().iter() {
+            if c.lock().unwrap().write_all(bytes).is_ok() {
+                n += 1;
+            }
+        }
+        n
     }
 }
