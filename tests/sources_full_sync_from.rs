@@ -4,6 +4,7 @@
 //! the primary cannot continue (another history, a backlog too short), no PSYNC reaches
 //! it under the default `full_sync_fallback = "never"`: replisnap goes back to the replica.
 
+mod daemon;
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -289,4 +290,61 @@ fn a_backlog_too_short_is_refused_before_psync_redis_7_0() {
     assert_eq!(h.status.partial_syncs.load(Ordering::Relaxed), 1);
     h.stop();
     t.join().expect("replica thread");
+}
+
+/// `replisnap run` with `[source] full_sync_from`: the config key reaches the replica, the
+/// primary does not fork, and a stored snapshot's digest is the primary's `DEBUG DIGEST`.
+#[test]
+fn the_daemon_takes_its_full_sync_from_the_replica_redis_7_0() {
+    let Some(bin) = support::require("redis-7.0") else {
+        return;
+    };
+    let m = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("primary");
+    for i in 0..1000 {
+        m.must(&["HSET", &format!("h{}", i % 10), &format!("f{i}"), "v"]);
+    }
+    let r = server_replica(&bin, &m, &[]);
+    let full_before = stat(&m, "sync_full");
+    let partial_before = stat(&m, "sync_partial_ok");
+    let setup = daemon::Setup::new(&m.addr(), "* * * * * *", "keep_last = 2");
+    let text = std::fs::read_to_string(setup.config()).unwrap();
+    let text = text.replacen(
+        "[source]\n",
+        &format!("[source]\nfull_sync_from = \"{}\"\n", r.addr()),
+        1,
+    );
+    std::fs::write(setup.config(), text).unwrap();
+    let mut d = setup.start("daemon.log");
+    assert!(
+        daemon::poll(Duration::from_secs(30), || {
+            d.assert_running();
+            stat(&m, "sync_partial_ok") > partial_before
+        }),
+        "replisnap did not continue on the primary:\n{}",
+        d.log_text()
+    );
+    m.must(&["SET", "after", "1"]);
+    let target = offset(&m) as u64;
+    let digest = m.digest();
+    assert!(
+        daemon::poll(Duration::from_secs(30), || {
+            d.assert_running();
+            setup
+                .snapshots()
+                .iter()
+                .any(|s| s.source.offset == target && s.digest == digest)
+        }),
+        "no snapshot at offset {target} with the primary's digest {digest}:\n{}",
+        d.log_text()
+    );
+    assert_eq!(
+        stat(&m, "sync_full"),
+        full_before,
+        "the primary never forked"
+    );
+    assert_eq!(stat(&m, "sync_partial_ok"), partial_before + 1);
+    assert_eq!(stat(&r, "sync_full"), 1, "the replica served the full sync");
+    let (status, log) = d.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{log}");
+    assert!(log.contains("full sync from the replica loaded"), "{log}");
 }
