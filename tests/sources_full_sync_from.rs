@@ -223,6 +223,44 @@ fn another_history_on(name: &str) {
     t.join().expect("replica thread");
 }
 
+/// The replica cannot be reached: under the default the primary is never asked for a full
+/// sync (replisnap keeps trying the replica); with `"primary"` it is.
+#[test]
+fn a_replica_down_redis_7_0() {
+    let Some(bin) = support::require("redis-7.0") else {
+        return;
+    };
+    let m = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("primary");
+    m.must(&["SET", "mine", "1"]);
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let (h, t) = replisnap(&m.addr(), &down, Fallback::Never);
+    support::wait_for("three link errors", Duration::from_secs(30), || {
+        h.status.link_errors.load(Ordering::Relaxed) >= 3
+    });
+    assert!(!h.status.ready.load(Ordering::Relaxed));
+    assert_eq!(stat(&m, "sync_full"), 0, "the primary was not asked");
+    assert_eq!(
+        m.info_field("replication", "connected_slaves").as_deref(),
+        Some("0")
+    );
+    h.stop();
+    t.join().expect("replica thread");
+
+    let (h, t) = replisnap(&m.addr(), &down, Fallback::Primary);
+    support::wait_for("the fallback full sync", Duration::from_secs(30), || {
+        h.status.ready.load(Ordering::Relaxed)
+    });
+    assert_in_sync(&m, &h, &bin, "after the fallback");
+    assert_eq!(stat(&m, "sync_full"), 1);
+    assert_eq!(h.status.full_syncs_from_replica.load(Ordering::Relaxed), 0);
+    h.stop();
+    t.join().expect("replica thread");
+}
+
 #[test]
 fn another_history_is_refused_before_psync_redis_7_0() {
     another_history_on("redis-7.0");

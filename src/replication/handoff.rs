@@ -167,7 +167,25 @@ pub fn stream_db(aux: &[(Vec<u8>, Vec<u8>)]) -> Option<u64> {
 impl Replica {
     /// A full sync from `[source] full_sync_from` (a replica of the primary), loaded as
     /// the data to continue on the primary; the replica's link is closed at once.
-    pub(super) fn full_sync_from_replica(&mut self, from: &str) -> Result<(), ReplError> {
+    ///
+    /// When that fails (the replica down, not in sync with its own master, refusing us),
+    /// `full_sync_fallback = "primary"` goes on to an ordinary full sync from the primary
+    /// (`Ok` without data); under `"never"` the error ends the session and the replica is
+    /// asked again after the backoff.
+    pub(super) fn full_sync_from_replica(&mut self, f: &FullSyncFrom) -> Result<(), ReplError> {
+        match self.sync_from(&f.address) {
+            Err(e) if f.fallback == Fallback::Primary && !matches!(e, ReplError::Stopped) => {
+                warn!(
+                    address = %f.address, error = %e,
+                    "no full sync from full_sync_from; full_sync_fallback = \"primary\": full sync from the primary"
+                );
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    fn sync_from(&mut self, from: &str) -> Result<(), ReplError> {
         let mut link = self.connect(from)?;
         info!(address = %from, "connected to full_sync_from for a full sync");
         let s = &self.settings;

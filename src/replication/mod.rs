@@ -436,7 +436,7 @@ impl Replica {
         }
         if let Some(f) = self.full_sync_from.clone() {
             if !self.has_data {
-                self.full_sync_from_replica(&f.address)?;
+                self.full_sync_from_replica(&f)?;
             }
         }
         let mut link = self.connect(&address)?;
