@@ -22,10 +22,20 @@ fn replisnap(
     from: &str,
     fallback: Fallback,
 ) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
+    replisnap_as(primary, from, fallback, None)
+}
+
+/// [`replisnap`] as an ACL user (user, password) on both servers.
+fn replisnap_as(
+    primary: &str,
+    from: &str,
+    fallback: Fallback,
+    user: Option<(&str, &str)>,
+) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
     let (mut r, h) = Replica::new(Settings {
         address: primary.to_string(),
-        username: None,
-        password: None,
+        username: user.map(|u| u.0.to_string()),
+        password: user.map(|u| u.1.to_string()),
         announce_port: 6391,
         psync_command: "PSYNC".into(),
         connect_timeout: Duration::from_secs(5),
@@ -162,6 +172,36 @@ fn full_sync_from_a_replica_redis_8_6() {
     from_a_replica_on("redis-8.6");
 }
 
+#[test]
+fn full_sync_from_a_replica_redis_7_2() {
+    from_a_replica_on("redis-7.2");
+}
+
+#[test]
+fn full_sync_from_a_replica_redis_7_4() {
+    from_a_replica_on("redis-7.4");
+}
+
+#[test]
+fn full_sync_from_a_replica_redis_8_2() {
+    from_a_replica_on("redis-8.2");
+}
+
+#[test]
+fn full_sync_from_a_replica_valkey_8_0() {
+    from_a_replica_on("valkey-8.0");
+}
+
+#[test]
+fn full_sync_from_a_replica_valkey_8_1() {
+    from_a_replica_on("valkey-8.1");
+}
+
+#[test]
+fn full_sync_from_a_replica_valkey_9_0() {
+    from_a_replica_on("valkey-9.0");
+}
+
 /// The replica given belongs to another primary: its replication ID is not the
 /// primary's. Under the default no PSYNC reaches the primary (its `sync_full` stays 1),
 /// the reason is kept for the status, and the replica is asked again after a backoff;
@@ -257,6 +297,61 @@ fn a_replica_down_redis_7_0() {
     assert_in_sync(&m, &h, &bin, "after the fallback");
     assert_eq!(stat(&m, "sync_full"), 1);
     assert_eq!(h.status.full_syncs_from_replica.load(Ordering::Relaxed), 0);
+    h.stop();
+    t.join().expect("replica thread");
+}
+
+/// An ACL user that may replicate but not run INFO: the primary's answer cannot be read,
+/// which is a "no" — the primary is not sent a PSYNC it might refuse.
+#[test]
+fn info_refused_is_a_no_redis_7_0() {
+    let Some(bin) = support::require("redis-7.0") else {
+        return;
+    };
+    let m = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("primary");
+    m.must(&["SET", "mine", "1"]);
+    let r = server_replica(&bin, &m, &[]);
+    let grant = [
+        "ACL",
+        "SETUSER",
+        "backup",
+        "on",
+        ">secret",
+        "+ping",
+        "+replconf",
+        "+psync",
+        "+sync",
+    ];
+    m.must(&grant);
+    r.must(&grant);
+    let (h, t) = replisnap_as(
+        &m.addr(),
+        &r.addr(),
+        Fallback::Never,
+        Some(("backup", "secret")),
+    );
+    support::wait_for("two refusals", Duration::from_secs(30), || {
+        h.status.handoff_refusals.load(Ordering::Relaxed) >= 2
+    });
+    let why = h.status.last_link_error.lock().unwrap().clone();
+    assert!(why.contains("NOPERM") && why.contains("+info"), "{why}");
+    assert!(h.status.full_syncs_from_replica.load(Ordering::Relaxed) >= 2);
+    assert_eq!(stat(&m, "sync_full"), 1, "the primary never forked");
+    h.stop();
+    t.join().expect("replica thread");
+    // With +info the same user continues on the primary.
+    m.must(&["ACL", "SETUSER", "backup", "+info"]);
+    let (h, t) = replisnap_as(
+        &m.addr(),
+        &r.addr(),
+        Fallback::Never,
+        Some(("backup", "secret")),
+    );
+    support::wait_for("on the primary", Duration::from_secs(30), || {
+        h.status.ready.load(Ordering::Relaxed)
+    });
+    assert_in_sync(&m, &h, &bin, "with +info");
+    assert_eq!(stat(&m, "sync_full"), 1, "the primary never forked");
     h.stop();
     t.join().expect("replica thread");
 }

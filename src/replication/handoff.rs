@@ -65,6 +65,9 @@ pub enum HandoffError {
     Link(#[from] LinkError),
 }
 
+/// The most `INFO replication` may take (it is a few hundred bytes, a line per replica).
+const INFO_MAX_BYTES: usize = 1 << 20;
+
 /// The fields of `INFO replication` the decision reads.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct ReplInfo {
@@ -89,9 +92,19 @@ fn parse_info(info: &str) -> Result<ReplInfo, String> {
             .parse::<i64>()
             .map_err(|_| format!("its INFO replication field {name} is not a number"))
     };
+    let id = |name: &str| {
+        let v = field(name)?;
+        if v.len() == 40 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(v.to_string())
+        } else {
+            Err(format!(
+                "its INFO replication field {name} is not 40 hex digits"
+            ))
+        }
+    };
     Ok(ReplInfo {
-        replid: field("master_replid")?.to_string(),
-        replid2: field("master_replid2")?.to_string(),
+        replid: id("master_replid")?,
+        replid2: id("master_replid2")?,
         second_offset: number("second_repl_offset")?,
         backlog_active: number("repl_backlog_active")? == 1,
         backlog_first: number("repl_backlog_first_byte_offset")?,
@@ -134,16 +147,25 @@ pub fn ask_primary(
     offset: i64,
 ) -> Result<(), HandoffError> {
     link.send(&[b"INFO", b"replication"])?;
-    let why = match link.read_frame()? {
-        Frame::Bulk(Some(b)) => match std::str::from_utf8(&b) {
+    // INFO replication is a few hundred bytes: a larger answer is refused, not held.
+    let limits = link.limits;
+    link.limits.max_bulk = INFO_MAX_BYTES;
+    let reply = link.read_frame();
+    link.limits = limits;
+    let why = match reply {
+        Ok(Frame::Bulk(Some(b))) => match std::str::from_utf8(&b) {
             Ok(text) => can_continue(text, replid, offset).err(),
             Err(_) => Some("its INFO replication is not text".into()),
         },
-        Frame::Error(e) => Some(format!(
+        Ok(Frame::Error(e)) => Some(format!(
             "INFO replication refused ({}): the user needs +info",
             String::from_utf8_lossy(&e)
         )),
-        other => Some(format!("INFO replication answered {other}")),
+        Ok(other) => Some(format!("INFO replication answered {other}")),
+        // An answer past the cap or not RESP: not read whole, so a "no".
+        Err(LinkError::Protocol(e)) => Some(format!("INFO replication unreadable: {e}")),
+        // The link failed: an ordinary link error, the data kept for the next attach.
+        Err(e) => return Err(e.into()),
     };
     match why {
         None => Ok(()),
@@ -243,8 +265,10 @@ impl Replica {
             return Ok(true);
         };
         // A PSYNC the primary refuses makes it fork: ask first.
-        let Err(e) = ask_primary(link, &f.address, replid, offset) else {
-            return Ok(true);
+        let e = match ask_primary(link, &f.address, replid, offset) {
+            Ok(()) => return Ok(true),
+            Err(e @ HandoffError::CannotContinue { .. }) => e,
+            Err(e) => return Err(e.into()),
         };
         self.status.handoff_refusals.fetch_add(1, Ordering::Relaxed);
         match f.fallback {
@@ -299,7 +323,7 @@ mod tests {
 
     #[test]
     fn an_answer_not_read_whole_is_a_no() {
-        let i = info("0", -1, 1, 10);
+        let i = info(OLD, -1, 1, 10);
         let no_backlog = i.replace("repl_backlog_active:1", "repl_backlog_active:0");
         assert!(can_continue(&no_backlog, ID, 5)
             .unwrap_err()
@@ -317,6 +341,13 @@ mod tests {
             let e = can_continue(&cut, ID, 5).unwrap_err();
             assert!(e.contains(field.trim_end_matches(':')), "{e}");
         }
+        let long_id = i.replace(
+            &format!("master_replid:{ID}"),
+            &format!("master_replid:{ID}{ID}"),
+        );
+        assert!(can_continue(&long_id, ID, 5)
+            .unwrap_err()
+            .contains("40 hex"));
         let garbled = i.replace(
             "repl_backlog_first_byte_offset:1",
             "repl_backlog_first_byte_offset:x",
