@@ -481,3 +481,81 @@ fn the_daemon_takes_its_full_sync_from_the_replica_redis_7_0() {
     assert!(status.success(), "{log}");
     assert!(log.contains("full sync from the replica loaded"), "{log}");
 }
+
+/// A long outage after the move: the primary's backlog (16 KiB) no longer covers our
+/// offset when the link comes back. The check sees it before any PSYNC, the next full sync
+/// comes from the replica again, and the primary still never forks.
+fn outage_on(name: &str) {
+    let Some(bin) = support::require(name) else {
+        return;
+    };
+    let m = TestServer::start(
+        &bin,
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--repl-backlog-size",
+            "16384",
+        ],
+    )
+    .expect("primary");
+    for i in 0..500 {
+        m.must(&["SET", &format!("k{i}"), "v"]);
+    }
+    let r = server_replica(&bin, &m, &[]);
+    let partial_before = stat(&m, "sync_partial_ok");
+    let p = support::proxy::proxy(m.addr());
+    let (h, t) = replisnap(&p.addr, &r.addr(), Fallback::Never);
+    support::wait_for("replisnap on the primary", Duration::from_secs(30), || {
+        h.status.ready.load(Ordering::Relaxed)
+    });
+    assert_in_sync(&m, &h, &bin, "before the outage");
+    // The outage: new connections wait, the open one is cut, the primary writes on.
+    p.hold.store(true, Ordering::Relaxed);
+    p.cut();
+    let value = "x".repeat(1024);
+    for i in 0..200 {
+        m.must(&["SET", &format!("during{i}"), &value]);
+    }
+    support::wait_for(
+        "the server replica caught up",
+        Duration::from_secs(30),
+        || offset(&r) == offset(&m),
+    );
+    p.hold.store(false, Ordering::Relaxed);
+    support::wait_for(
+        "a second full sync from the replica",
+        Duration::from_secs(30),
+        || {
+            h.status.full_syncs_from_replica.load(Ordering::Relaxed) == 2
+                && h.status.link_up.load(Ordering::Relaxed)
+        },
+    );
+    m.must(&["SET", "after", "1"]);
+    assert_in_sync(&m, &h, &bin, "after the outage");
+    let s = &h.status;
+    assert_eq!(s.handoff_refusals.load(Ordering::Relaxed), 1);
+    assert!(
+        s.last_link_error.lock().unwrap().contains("backlog"),
+        "{}",
+        s.last_link_error.lock().unwrap()
+    );
+    assert_eq!(s.full_syncs.load(Ordering::Relaxed), 2);
+    assert_eq!(s.partial_syncs.load(Ordering::Relaxed), 2);
+    assert_eq!(stat(&m, "sync_full"), 1, "the primary never forked");
+    assert_eq!(stat(&m, "sync_partial_err"), 0, "no PSYNC it refused");
+    assert_eq!(stat(&m, "sync_partial_ok"), partial_before + 2);
+    assert_eq!(stat(&r, "sync_full"), 2, "the replica served both");
+    h.stop();
+    t.join().expect("replica thread");
+}
+
+#[test]
+fn an_outage_past_the_backlog_resyncs_from_the_replica_redis_7_0() {
+    outage_on("redis-7.0");
+}
+
+#[test]
+fn an_outage_past_the_backlog_resyncs_from_the_replica_valkey_9_1() {
+    outage_on("valkey-9.1");
+}
