@@ -138,3 +138,97 @@ fn replconf_timestamp_injected_valkey_9_1() {
 fn replconf_timestamp_injected_redis_6_2() {
     replconf_injected_on("redis-6.2");
 }
+
+/// The same injections into a busy stream: a writer runs while a TIMESTAMP (or the unknown
+/// REPLCONF) is put between two of the master's commands every few milliseconds, the
+/// first one right after the full-sync payload.
+fn replconf_in_a_busy_stream_on(name: &str, diskless: &str) {
+    let Some(bin) = support::require(name) else {
+        return;
+    };
+    let m = TestServer::start(
+        &bin,
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--repl-diskless-sync",
+            diskless,
+        ],
+    )
+    .expect("master");
+    for i in 0..500 {
+        m.must(&["SET", &format!("k{i}"), &format!("v{i}")]);
+    }
+    let p = support::proxy::proxy_tapped(m.addr());
+    p.inject_between_commands(timestamp());
+    let (h, t) = replica(&p.addr);
+    support::wait_for("first sync", Duration::from_secs(30), || {
+        h.status.ready.load(Ordering::Relaxed)
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = m.port();
+    let stop_w = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let mut c = support::Conn::connect(port, Duration::from_secs(5)).expect("writer");
+        c.cmd(&[b"SELECT", b"2"]).expect("SELECT");
+        let mut n = 0u64;
+        while !stop_w.load(Ordering::Relaxed) {
+            let key = format!("w{}", n % 300);
+            let r = match n % 3 {
+                0 => c.cmd(&[b"SET", key.as_bytes(), b"some value"]),
+                1 => c.cmd(&[b"INCR", b"counter"]),
+                _ => c.cmd(&[b"LPUSH", b"list", key.as_bytes()]),
+            };
+            assert!(!r.expect("write").is_error());
+            n += 1;
+        }
+        n
+    });
+    let mut queued = 1;
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < until {
+        let extra = if queued % 5 == 0 {
+            UNKNOWN.to_vec()
+        } else {
+            timestamp()
+        };
+        p.inject_between_commands(extra);
+        queued += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The writer's next commands carry the last queued injections out.
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.join().expect("writer");
+    m.must(&["SET", "last", "1"]);
+    let injected = p.injected.load(Ordering::Relaxed);
+    // Every queued one went out: 13-digit TIMESTAMPs (all of one length) and the unknown.
+    let unknown = ((queued - 1) / 5) as i64;
+    let expected =
+        unknown * UNKNOWN.len() as i64 + (queued as i64 - unknown) * timestamp().len() as i64;
+    assert_eq!(injected, expected, "{name}: {queued} queued");
+    assert!(
+        queued > 50 && written > 1000,
+        "{name}: {queued} injections, {written} writes"
+    );
+    caught_up(&m, &h, injected, &format!("{name}: busy stream"));
+    let (snap, _, _, _) = h.snapshot(Duration::from_secs(5)).expect("snapshot");
+    assert_eq!(digest(snap, &bin), m.digest(), "{name}: digest");
+    let s = &h.status;
+    assert_eq!(s.full_syncs.load(Ordering::Relaxed), 1, "{name}: no resync");
+    assert_eq!(s.forced_resyncs.load(Ordering::Relaxed), 0);
+    assert_eq!(s.link_errors.load(Ordering::Relaxed), 0);
+    assert_eq!(stat(&m, "sync_full"), 1);
+    h.stop();
+    t.join().expect("replica thread");
+}
+
+#[test]
+fn replconf_in_a_busy_stream_redis_7_0_diskless() {
+    replconf_in_a_busy_stream_on("redis-7.0", "yes");
+}
+
+#[test]
+fn replconf_in_a_busy_stream_valkey_9_1_disk() {
+    replconf_in_a_busy_stream_on("valkey-9.1", "no");
+}
