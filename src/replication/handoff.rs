@@ -196,7 +196,7 @@ impl Replica {
     /// asked again after the backoff.
     pub(super) fn full_sync_from_replica(&mut self, f: &FullSyncFrom) -> Result<(), ReplError> {
         match self.sync_from(&f.address) {
-            Err(e) if f.fallback == Fallback::Primary && !matches!(e, ReplError::Stopped) => {
+            Err(e) if f.fallback == Fallback::Primary && !self.stop.load(Ordering::Relaxed) => {
                 warn!(
                     address = %f.address, error = %e,
                     "no full sync from full_sync_from; full_sync_fallback = \"primary\": full sync from the primary"
