@@ -46,7 +46,26 @@ pub struct Source {
     /// Seconds without a byte from the master (data or PING) before the link is declared
     /// stalled; default [`DEFAULT_SOURCE_TIMEOUT`] (the servers' `repl-timeout`).
     pub timeout: Option<u64>,
+    /// host:port of a replica of the same primary to take full syncs from, so the primary
+    /// never forks for us: the payload is loaded from it, then the link moves to the
+    /// primary with `PSYNC <replid> <offset+1>`. Reached with the source's credentials and
+    /// TLS.
+    pub full_sync_from: Option<String>,
+    /// What to do when the primary cannot continue from a full sync taken from
+    /// `full_sync_from`; default [`FullSyncFallback::Never`].
+    pub full_sync_fallback: Option<FullSyncFallback>,
     pub tls: Option<Tls>,
+}
+
+/// `[source] full_sync_fallback`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FullSyncFallback {
+    /// Never make the primary fork: back to `full_sync_from` for a fresh full sync.
+    #[default]
+    Never,
+    /// An ordinary full sync from the primary (it forks).
+    Primary,
 }
 
 pub const DEFAULT_SOURCE_TIMEOUT: u64 = 60;

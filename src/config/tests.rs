@@ -268,3 +268,48 @@ fn sentinels_replace_the_address() {
         "source.sentinel_username",
     );
 }
+
+#[test]
+fn full_sync_from_is_a_replica_address_with_a_fallback() {
+    let ok = Config::parse(
+        "[source]\naddress = \"10.0.0.5:6379\"\nfull_sync_from = \"10.0.0.6:6379\"\n",
+        "c.toml",
+    )
+    .expect("full_sync_from");
+    assert_eq!(ok.source.full_sync_from.as_deref(), Some("10.0.0.6:6379"));
+    assert_eq!(ok.source.full_sync_fallback, None, "default: never");
+    assert_eq!(FullSyncFallback::default(), FullSyncFallback::Never);
+    let ok = Config::parse(
+        "[source]\naddress = \"a:1\"\nfull_sync_from = \"b:1\"\nfull_sync_fallback = \"primary\"\n",
+        "c.toml",
+    )
+    .expect("fallback primary");
+    assert_eq!(
+        ok.source.full_sync_fallback,
+        Some(FullSyncFallback::Primary)
+    );
+    let refused = |text: &str, key: &str| {
+        let e = Config::parse(text, "c.toml").expect_err(text).to_string();
+        assert!(e.contains(key), "{text}: {e}");
+    };
+    refused(
+        "[source]\naddress = \"a:1\"\nfull_sync_from = \"b\"\n",
+        "source.full_sync_from",
+    );
+    refused(
+        "[source]\naddress = \"a:1\"\nfull_sync_from = \"A:1\"\n",
+        "source.full_sync_from",
+    );
+    refused(
+        "[source]\nsentinels = [\"s:1\"]\nmaster_name = \"m\"\nfull_sync_from = \"b:1\"\n",
+        "source.full_sync_from",
+    );
+    refused(
+        "[source]\naddress = \"a:1\"\nfull_sync_fallback = \"never\"\n",
+        "source.full_sync_fallback",
+    );
+    refused(
+        "[source]\naddress = \"a:1\"\nfull_sync_from = \"b:1\"\nfull_sync_fallback = \"sometimes\"\n",
+        "full_sync_fallback",
+    );
+}

@@ -199,6 +199,33 @@ impl Config {
                 ));
             }
         }
+        if let Some(f) = &src.full_sync_from {
+            if !host_port(f) {
+                return Err(bad(
+                    "source.full_sync_from",
+                    format!("{f:?} is not host:port"),
+                ));
+            }
+            if f.eq_ignore_ascii_case(&src.address) {
+                return Err(bad(
+                    "source.full_sync_from",
+                    "is source.address: give a replica of that primary".into(),
+                ));
+            }
+            // Sentinel moves the primary role: the replica named here may be the primary
+            // after a failover, and a "full sync from the replica" would fork it.
+            if !src.sentinels.is_empty() {
+                return Err(bad(
+                    "source.full_sync_from",
+                    "not with source.sentinels (after a failover it may be the primary)".into(),
+                ));
+            }
+        } else if src.full_sync_fallback.is_some() {
+            return Err(bad(
+                "source.full_sync_fallback",
+                "needs source.full_sync_from".into(),
+            ));
+        }
         if let Some(t) = self.source.timeout {
             if !(1..=3600).contains(&t) {
                 return Err(bad(

@@ -281,5 +281,16 @@ pub fn replica(
     if let Some(s) = sentinel {
         replica.set_sentinel(s);
     }
+    if let Some(address) = &cfg.source.full_sync_from {
+        use crate::replication::handoff::{Fallback, FullSyncFrom};
+        let fallback = match cfg.source.full_sync_fallback.unwrap_or_default() {
+            crate::config::FullSyncFallback::Never => Fallback::Never,
+            crate::config::FullSyncFallback::Primary => Fallback::Primary,
+        };
+        replica.set_full_sync_from(FullSyncFrom {
+            address: address.clone(),
+            fallback,
+        });
+    }
     (replica, handle)
 }

@@ -3,7 +3,8 @@
 //! Owns the order of the steps and the reading of each reply. Non-critical refusals
 //! (REPLCONF options an old or proxied master does not know) are logged and passed over as
 //! the server's own replica does; everything else that is unexpected is an error naming
-//! the step and the reply.
+//! the step and the reply. It must never send PSYNC before every earlier reply was read,
+//! nor take a reply it cannot parse for an answer.
 
 use tracing::{debug, info, warn};
 
@@ -98,7 +99,15 @@ fn expect_ok(link: &mut Link, step: &'static str) -> Result<(), HandshakeError> 
     }
 }
 
+/// The whole handshake: [`prepare`], then [`psync`].
 pub fn handshake(link: &mut Link, h: &Handshake) -> Result<PsyncOutcome, HandshakeError> {
+    prepare(link, h)?;
+    psync(link, h)
+}
+
+/// AUTH, PING and the REPLCONF options: after it the link is still an ordinary client
+/// (a question such as `INFO replication` may be asked before [`psync`]).
+pub fn prepare(link: &mut Link, h: &Handshake) -> Result<(), HandshakeError> {
     if let Some(pass) = h.password {
         match h.username {
             Some(user) => link.send(&[b"AUTH", user.as_bytes(), pass.as_bytes()])?,
@@ -126,6 +135,11 @@ pub fn handshake(link: &mut Link, h: &Handshake) -> Result<PsyncOutcome, Handsha
     if let Err(e) = expect_ok(link, "REPLCONF version") {
         debug!(error = %e, "master does not take REPLCONF version (Redis masters do not)");
     }
+    Ok(())
+}
+
+/// PSYNC (from `h.resume`, else `? -1`) and its answer, after [`prepare`].
+pub fn psync(link: &mut Link, h: &Handshake) -> Result<PsyncOutcome, HandshakeError> {
     let (replid, off) = match h.resume {
         Some((id, offset)) => (id.to_string(), (offset + 1).to_string()),
         None => ("?".to_string(), "-1".to_string()),

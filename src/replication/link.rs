@@ -6,13 +6,13 @@
 //! slices of at most [`READ_SLICE`], so a stop asked for ends it within that
 //! ([`LinkError::Stopped`]), and a link with an idle limit that saw no byte for that long
 //! ends with [`LinkError::Stalled`] (the `[source] timeout`), whatever the caller's own
-//! read timeout.
+//! read timeout. It must never drop a byte it read ahead, nor wait without bound.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
 
@@ -40,42 +40,7 @@ pub enum LinkError {
 /// The longest a single socket read waits: how soon a stop or a stall is noticed.
 pub const READ_SLICE: Duration = Duration::from_millis(250);
 
-/// When the master last sent a byte (any link), and how many links were declared
-/// stalled: shared with other threads (`master_last_io_age_seconds`, `/readyz`).
-#[derive(Debug, Default)]
-pub struct IoClock {
-    /// Unix time in ms of the last byte received; 0: never.
-    last_ms: AtomicU64,
-    stalls: AtomicU64,
-}
-
-impl IoClock {
-    pub fn touch(&self) {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// When a byte last arrived; `None` before the first.
-    pub fn last(&self) -> Option<SystemTime> {
-        match self.last_ms.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
-        }
-    }
-
-    /// How long since a byte arrived; `None` before the first.
-    pub fn age(&self) -> Option<Duration> {
-        self.last()
-            .map(|t| SystemTime::now().duration_since(t).unwrap_or_default())
-    }
-
-    /// Links declared stalled so far.
-    pub fn stalls(&self) -> u64 {
-        self.stalls.load(Ordering::Relaxed)
-    }
-}
+pub use super::status::IoClock;
 
 /// The byte stream under the link: plain TCP or TLS over it.
 enum Conn {
@@ -252,7 +217,7 @@ impl Link {
                     if let Some(limit) = self.idle_limit {
                         if self.last_data.elapsed() >= limit {
                             if let Some(c) = &self.io_clock {
-                                c.stalls.fetch_add(1, Ordering::Relaxed);
+                                c.stalled();
                             }
                             break Err(LinkError::Stalled(limit));
                         }

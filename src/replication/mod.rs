@@ -9,26 +9,32 @@
 //! It must never leave a half-loaded dataset (a full sync loads into a fresh keyspace that
 //! replaces the live one only when complete), and never drift silently: a command it
 //! cannot apply drops the link and asks for a full resync.
+//!
+//! With `[source] full_sync_from`, full syncs come from a replica of the primary and the
+//! link then moves to the primary (`handoff.rs`): the primary must never be sent a PSYNC
+//! it would refuse, since a refusal is a fork.
 
 mod fullsync;
+pub mod handoff;
 mod handshake;
 pub mod link;
 pub mod sentinel;
+pub mod status;
 mod stream;
 pub mod tls;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
 pub use handshake::PsyncOutcome;
 use link::{Link, LinkError};
+pub use status::{CommandCounts, IoClock, Phase, Status};
 
 use crate::commands::StreamState;
-use crate::heartbeat::Heartbeat;
 use crate::keyspace::{Keyspace, Snapshot};
 use crate::metrics::LinkErrorReason;
 use crate::resp::Limits;
@@ -54,6 +60,8 @@ pub enum ReplError {
     Io(#[from] std::io::Error),
     #[error("sentinel: {0}")]
     Sentinel(#[from] sentinel::SentinelError),
+    #[error("{0}")]
+    Handoff(#[from] handoff::HandoffError),
 }
 
 /// The kind a link error is counted under (`link_errors_total{reason}`).
@@ -66,7 +74,7 @@ fn link_error_kind(e: &ReplError) -> LinkErrorReason {
         ReplError::Link(LinkError::Protocol(_)) | ReplError::Protocol(_) => {
             LinkErrorReason::Protocol
         }
-        ReplError::Handshake(_) => LinkErrorReason::Handshake,
+        ReplError::Handshake(_) | ReplError::Handoff(_) => LinkErrorReason::Handshake,
         ReplError::Sync(_) => LinkErrorReason::FullSync,
         ReplError::Apply(_) => LinkErrorReason::Apply,
         ReplError::Timeout => LinkErrorReason::Timeout,
@@ -85,103 +93,6 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// TLS to the master, when configured.
     pub tls: Option<tls::TlsSettings>,
-}
-
-/// Commands applied, by `metrics::command_index` (the last slot: any other name).
-#[derive(Debug)]
-pub struct CommandCounts(pub Box<[AtomicU64]>);
-
-impl Default for CommandCounts {
-    fn default() -> Self {
-        CommandCounts(
-            (0..=crate::metrics::COMMANDS.len())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-        )
-    }
-}
-
-impl CommandCounts {
-    /// Count one applied command (a binary search over the known names, one atomic add).
-    pub fn count(&self, name: &[u8]) {
-        let i = crate::metrics::command_index(name).unwrap_or(crate::metrics::COMMANDS.len());
-        if let Some(c) = self.0.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// What other threads can read at any time.
-#[derive(Debug, Default)]
-pub struct Status {
-    pub link_up: AtomicBool,
-    pub offset: AtomicI64,
-    pub full_syncs: AtomicU64,
-    pub partial_syncs: AtomicU64,
-    pub forced_resyncs: AtomicU64,
-    pub link_errors: AtomicU64,
-    /// The same link errors by kind, in `metrics::LinkErrorReason::ALL` order.
-    pub link_error_kinds: [AtomicU64; 8],
-    /// Set once the first full sync completed.
-    pub ready: AtomicBool,
-    pub replid: Mutex<String>,
-    /// Why the last forced full resync happened (the command and the error).
-    pub last_forced_reason: Mutex<String>,
-    /// The last link error, as logged (a handshake refusal carries what to do about it).
-    pub last_link_error: Mutex<String>,
-    /// host:port of the master last connected to (Sentinel's answer, or the configured one).
-    pub master_address: Mutex<String>,
-    /// Commands applied from the stream, by name.
-    pub commands: CommandCounts,
-    /// Keys per database, refreshed about once a second by the apply loop.
-    pub keys_per_db: Mutex<Vec<(u64, u64)>>,
-    /// Beats on every read from the master and every turn of the replica's loops; busy
-    /// while the replica thread runs (systemd's watchdog watches it).
-    pub heartbeat: Arc<Heartbeat>,
-    /// When the master last sent a byte, and how many links were declared stalled.
-    pub io: Arc<link::IoClock>,
-    /// [`Phase`] as a number.
-    phase: AtomicU8,
-}
-
-/// What the replica is doing, for status lines (systemd's `STATUS=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// The thread has not started.
-    Starting,
-    /// Connecting and handshaking.
-    Connecting,
-    /// Receiving and loading a full-sync payload.
-    FullSync,
-    /// Following the command stream.
-    Streaming,
-    /// The link failed; waiting to reconnect.
-    Reconnecting,
-    /// The thread ended.
-    Stopped,
-}
-
-impl Phase {
-    const ALL: [Phase; 6] = [
-        Phase::Starting,
-        Phase::Connecting,
-        Phase::FullSync,
-        Phase::Streaming,
-        Phase::Reconnecting,
-        Phase::Stopped,
-    ];
-}
-
-impl Status {
-    pub fn phase(&self) -> Phase {
-        let i = usize::from(self.phase.load(Ordering::Relaxed));
-        Phase::ALL.get(i).copied().unwrap_or(Phase::Starting)
-    }
-
-    fn set_phase(&self, p: Phase) {
-        let i = Phase::ALL.iter().position(|q| *q == p).unwrap_or(0);
-        self.phase.store(i as u8, Ordering::Relaxed);
-    }
 }
 
 /// A snapshot with the replication position it is consistent at and the function
@@ -263,6 +174,8 @@ pub struct Replica {
     sentinel: Option<sentinel::SentinelSettings>,
     /// The address of the last connection (Sentinel's answers are logged when they change).
     last_address: String,
+    /// Take full syncs from this replica of the primary (`[source] full_sync_from`).
+    full_sync_from: Option<handoff::FullSyncFrom>,
 }
 
 /// The other threads' side of a running replica.
@@ -337,6 +250,7 @@ impl Replica {
             master_timeout: stream::MASTER_TIMEOUT,
             sentinel: None,
             last_address: String::new(),
+            full_sync_from: None,
         };
         if let Some(p) = preload {
             r.preload(p);
@@ -389,6 +303,13 @@ impl Replica {
         self.sentinel = Some(s);
     }
 
+    /// Take full syncs from a replica of the primary (`[source] full_sync_from`), so the
+    /// primary never forks for us: see [`handoff`]. The replica is reached with the same
+    /// credentials, TLS settings and `psync_command` as the primary.
+    pub fn set_full_sync_from(&mut self, f: handoff::FullSyncFrom) {
+        self.full_sync_from = Some(f);
+    }
+
     /// Run until stopped: connect, sync, stream; on any failure back off and reconnect,
     /// resuming with PSYNC from where the data stands.
     pub fn run(self) {
@@ -404,7 +325,16 @@ impl Replica {
         while !self.stop.load(Ordering::Relaxed) {
             let syncs_before = self.syncs();
             let stalls_before = self.status.io.stalls();
-            match self.session() {
+            let result = self.session();
+            // The primary could not continue from the replica's full sync: that sync does
+            // not start the backoff over, or the replica would be asked again and again.
+            let handed_off = !matches!(
+                result,
+                Err(ReplError::Handoff(
+                    handoff::HandoffError::CannotContinue { .. }
+                ))
+            );
+            match result {
                 Err(ReplError::Stopped) => break,
                 // A read ended by the stop: not a link error.
                 Err(_) if self.stop.load(Ordering::Relaxed) => break,
@@ -434,8 +364,18 @@ impl Replica {
                     let text = e.to_string();
                     // The same refusal again and again (a wrong password, a missing ACL
                     // permission) is logged once with its fix, then quietly.
-                    let repeated = matches!(e, ReplError::Handshake(_))
-                        && self.status.last_link_error.lock().is_ok_and(|l| *l == text);
+                    let repeated = match &e {
+                        ReplError::Handshake(_) => {
+                            self.status.last_link_error.lock().is_ok_and(|l| *l == text)
+                        }
+                        // Its offsets differ each time: the same reason is the same kind.
+                        ReplError::Handoff(handoff::HandoffError::CannotContinue { .. }) => self
+                            .status
+                            .last_link_error
+                            .lock()
+                            .is_ok_and(|l| l.starts_with("primary cannot continue")),
+                        _ => false,
+                    };
                     if repeated {
                         debug!(error = %e, retry_in_ms = backoff.as_millis() as u64, "link lost again");
                     } else {
@@ -459,7 +399,7 @@ impl Replica {
                 std::thread::sleep(Duration::from_millis(20));
             }
             // A session that got as far as a sync starts the backoff over.
-            backoff = if self.syncs() > syncs_before {
+            backoff = if self.syncs() > syncs_before && handed_off {
                 BACKOFF_MIN
             } else {
                 (backoff * 2).min(BACKOFF_MAX)
@@ -494,23 +434,30 @@ impl Replica {
         if let Ok(mut a) = self.status.master_address.lock() {
             a.clone_from(&address);
         }
-        let s = &self.settings;
-        let mut link = Link::connect(&address, s.connect_timeout, s.tls.as_ref())?;
-        link.limits = self.limits;
-        link.heartbeat = Some(self.status.heartbeat.clone());
-        link.stop = Some(self.stop.clone());
-        link.idle_limit = Some(self.master_timeout);
-        link.io_clock = Some(self.status.io.clone());
+        if let Some(f) = self.full_sync_from.clone() {
+            if !self.has_data {
+                self.full_sync_from_replica(&f)?;
+            }
+        }
+        let mut link = self.connect(&address)?;
         info!(address = %address, "connected to master");
         let resume = self.has_data.then(|| (self.replid.clone(), self.offset));
-        let h = handshake::Handshake {
+        // A copy: the check below (`handoff.rs`) changes the replica between the steps.
+        let s = self.settings.clone();
+        let mut h = handshake::Handshake {
             username: s.username.as_deref(),
             password: s.password.as_deref(),
             announce_port: s.announce_port,
             psync_command: &s.psync_command,
             resume: resume.as_ref().map(|(id, off)| (id.as_str(), *off)),
         };
-        let outcome = handshake::handshake(&mut link, &h)?;
+        handshake::prepare(&mut link, &h)?;
+        if let Some((id, off)) = &resume {
+            if !self.may_resume_on_primary(&mut link, id, *off)? {
+                h.resume = None;
+            }
+        }
+        let outcome = handshake::psync(&mut link, &h)?;
         match outcome {
             PsyncOutcome::Full { replid, offset } => {
                 if resume.is_some() {
@@ -551,7 +498,20 @@ impl Replica {
         self.stream(&mut link)
     }
 
-    fn full_sync(&mut self, link: &mut Link) -> Result<(), ReplError> {
+    /// A link with this replica's limits, clocks and stop flag.
+    pub(super) fn connect(&self, address: &str) -> Result<Link, ReplError> {
+        let s = &self.settings;
+        let mut link = Link::connect(address, s.connect_timeout, s.tls.as_ref())?;
+        link.limits = self.limits;
+        link.heartbeat = Some(self.status.heartbeat.clone());
+        link.stop = Some(self.stop.clone());
+        link.idle_limit = Some(self.master_timeout);
+        link.io_clock = Some(self.status.io.clone());
+        Ok(link)
+    }
+
+    /// Load a full-sync payload; the payload's `repl-stream-db`, when it has one.
+    pub(super) fn full_sync(&mut self, link: &mut Link) -> Result<Option<u64>, ReplError> {
         // The master may take a while to produce the payload; it sends newlines meanwhile.
         self.status.set_phase(Phase::FullSync);
         link.set_read_timeout(self.master_timeout)?;
@@ -575,7 +535,7 @@ impl Replica {
         // The master selects a database before its first command after a full sync.
         self.stream_state = StreamState::for_master(self.master_version);
         self.status.full_syncs.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(handoff::stream_db(&report.aux))
     }
 }
 
