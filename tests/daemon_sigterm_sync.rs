@@ -44,13 +44,10 @@ fn files(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-// Fails today (measured: exit 0 after 13.8 s, once the whole payload was loaded): the link
-// checks the stop only when a read times out (`Link::fill`, 250 ms slices), and a payload
-// that keeps trickling in never times out. The fix belongs in `src/replication` (check the
-// stop before each read of `PayloadReader`), which this test's owner does not edit. Run it
-// with `cargo test --test daemon_sigterm_sync -- --ignored`; remove the ignore with the fix.
+// Before the link checked its stop before every read (`Link::fill`), this measured an exit
+// after 13.8 s, once the whole payload had loaded: a payload that keeps trickling in never
+// times out, and the stop was looked at only on a timeout.
 #[test]
-#[ignore = "needs the replica to check its stop between payload reads (src/replication/link.rs)"]
 fn sigterm_during_a_full_sync_exits_at_once_and_leaves_nothing() {
     let Some(bin) = support::require("redis-7.0") else {
         return;
@@ -101,7 +98,9 @@ fn sigterm_during_a_full_sync_exits_at_once_and_leaves_nothing() {
     );
     assert_eq!(st.code(), Some(0), "{log}");
     assert!(!log.contains("full sync loaded"), "{log}");
-    assert!(!log.contains("checkpoint written"), "{log}");
+    // "no checkpoint written" is the expected line (nothing was loaded to checkpoint).
+    assert!(!log.contains("daemon: checkpoint written"), "{log}");
+    assert!(log.contains("no checkpoint written"), "{log}");
     assert!(setup.snapshots().is_empty(), "a snapshot was stored");
     let left: Vec<PathBuf> = files(&setup.storage_path())
         .into_iter()
@@ -125,11 +124,20 @@ fn sigterm_during_a_full_sync_exits_at_once_and_leaves_nothing() {
     assert!(
         poll(Duration::from_secs(60), || {
             d.assert_running();
-            req(http, "GET", "/readyz").status == 200
+            // Not listening yet is "not ready", not a failure.
+            std::net::TcpStream::connect(http).is_ok() && req(http, "GET", "/readyz").status == 200
         }),
         "the next start never became ready:\n{}",
         d.log_text()
     );
+    // The metrics poller counts keys once a second: wait for its next round.
+    let keys = || {
+        sample(
+            &req(http, "GET", "/metrics").body,
+            "replisnap_dataset_keys{db=\"db0\"}",
+        )
+    };
+    poll(Duration::from_secs(5), || keys() == Some(KEYS as f64));
     let page = req(http, "GET", "/metrics").body;
     assert_eq!(
         sample(&page, "replisnap_dataset_keys{db=\"db0\"}"),

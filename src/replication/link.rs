@@ -191,6 +191,11 @@ impl Link {
     /// a parser's positions there stay valid until [`Link::consume`]; the buffer grows by
     /// doubling, so a frame of n bytes costs O(n) here whatever the number of reads.
     pub fn fill(&mut self) -> Result<usize, LinkError> {
+        // A stop is honoured before every read, not only when one times out: a full sync
+        // that keeps trickling in never times out, and SIGTERM must not wait for its end.
+        if self.stop_asked() {
+            return Err(LinkError::Stopped);
+        }
         if self.start > 0 && self.start * 2 > self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -207,11 +212,7 @@ impl Link {
                 Ok(0) => break Err(LinkError::Closed),
                 Ok(n) => break Ok(n),
                 Err(e) if is_timeout(&e) => {
-                    if self
-                        .stop
-                        .as_ref()
-                        .is_some_and(|s| s.load(Ordering::Relaxed))
-                    {
+                    if self.stop_asked() {
                         break Err(LinkError::Stopped);
                     }
                     if let Some(limit) = self.idle_limit {
@@ -245,6 +246,12 @@ impl Link {
                 Err(e)
             }
         }
+    }
+
+    fn stop_asked(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
     }
 
     /// Read until the buffer holds at least `n` unconsumed bytes.
