@@ -186,7 +186,9 @@ impl ClientError {
     fn at(self, addr: SocketAddr) -> anyhow::Error {
         match self {
             ClientError::Connect(e) => {
-                anyhow::anyhow!("cannot reach the daemon at {addr}: {e}")
+                anyhow::anyhow!(
+                    "cannot reach the daemon at {addr}: {e} (is `replisnap run` running with this [http] listen?)"
+                )
             }
             e => anyhow::anyhow!("the daemon at {addr}: {e}"),
         }

@@ -8,7 +8,7 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use crate::replication::link::Link;
+use crate::replication::link::{Link, LinkError};
 use crate::replication::tls::TlsSettings;
 use crate::resp::Frame;
 use crate::server_version::ServerVersion;
@@ -161,7 +161,11 @@ impl Conn {
         } else {
             None
         };
-        let link = Link::connect(&addr, timeout, tls).map_err(|e| fail(e.to_string()))?;
+        let link = Link::connect(&addr, timeout, tls).map_err(|e| match e {
+            // The address is already the line's first word: the cause alone.
+            LinkError::Connect { err, .. } => fail(format!("cannot connect: {err}")),
+            e => fail(e.to_string()),
+        })?;
         let mut c = Conn {
             link,
             addr: addr.clone(),
