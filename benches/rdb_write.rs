@@ -110,7 +110,11 @@ fn main() {
             0,
         )
         .expect("export");
-        e.out.into_inner().expect("flush").sync_all().expect("fsync");
+        e.out
+            .into_inner()
+            .expect("flush")
+            .sync_all()
+            .expect("fsync");
         export_s = export_s.min(t.elapsed().as_secs_f64());
     }
     let _ = std::fs::remove_file(&out_path);
