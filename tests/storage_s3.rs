@@ -30,6 +30,8 @@ mod big;
 mod crash;
 #[path = "storage_s3/daemon.rs"]
 mod daemon;
+#[path = "storage_s3/daemon_faults.rs"]
+mod daemon_faults;
 #[path = "storage_s3/faults.rs"]
 mod faults;
 #[path = "storage_s3/proxy.rs"]

@@ -18,7 +18,15 @@ use super::daemon::{master_offset, metrics, replisnap, sample, start};
 use super::proxy::{Fault, Proxy, Rule};
 use super::support::{self, TestServer};
 
-fn write_config(dir: &Path, endpoint: &str, bucket: &str, master: &str) -> (String, u16) {
+/// A config for `master` and `bucket` through `endpoint`: one attempt per request, 5 MiB
+/// parts, snapshots on request only; `staging` is that key's value.
+pub(super) fn write_config(
+    dir: &Path,
+    endpoint: &str,
+    bucket: &str,
+    master: &str,
+    staging: &str,
+) -> (String, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -30,7 +38,7 @@ fn write_config(dir: &Path, endpoint: &str, bucket: &str, master: &str) -> (Stri
          [storage]\nkind = \"s3\"\nbucket = \"{bucket}\"\nprefix = \"st/\"\n\
          region = \"us-east-1\"\nendpoint = \"{endpoint}\"\nforce_path_style = true\n\
          part_size = 5242880\nupload_concurrency = 2\nmax_attempts = 1\n\
-         lease_seconds = 15\nstaging = \"local\"\n\n\
+         lease_seconds = 15\nstaging = \"{staging}\"\n\n\
          [http]\nlisten = \"127.0.0.1:{port}\"\n",
         dir.join("state").display(),
     );
@@ -40,7 +48,7 @@ fn write_config(dir: &Path, endpoint: &str, bucket: &str, master: &str) -> (Stri
 }
 
 /// The status line's code of `GET path`, 0 if the daemon does not answer.
-fn get_status(port: u16, path: &str) -> u16 {
+pub(super) fn get_status(port: u16, path: &str) -> u16 {
     use std::io::{Read, Write};
     let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return 0;
@@ -56,7 +64,7 @@ fn get_status(port: u16, path: &str) -> u16 {
         .unwrap_or(0)
 }
 
-fn snapshot_wait(config: &str) -> Output {
+pub(super) fn snapshot_wait(config: &str) -> Output {
     replisnap(
         Path::new(config),
         &["snapshot", "--wait", "--timeout", "180s"],
@@ -105,7 +113,7 @@ fn staged_snapshots_are_retried_pruned_and_restart_without_download() {
     // About 11 MB of RDB: a multipart upload of three 5 MiB parts.
     m.must(&["DEBUG", "POPULATE", "350000", "key", "64"]);
     let dir = tempfile::tempdir().expect("temp dir");
-    let (config, port) = write_config(dir.path(), &proxy.endpoint, &bucket, &m.addr());
+    let (config, port) = write_config(dir.path(), &proxy.endpoint, &bucket, &m.addr(), "local");
     let reader = sw.storage_in(&bucket, "st/", |_| {});
     let stored = |offset: u64| {
         reader
