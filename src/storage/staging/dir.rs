@@ -246,3 +246,97 @@ fn remove_if_present(path: &Path) -> Result<bool> {
         Err(e) => Err(StorageError::io("remove", path)(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::manifest::tests::sample;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn id(s: &str) -> SnapshotId {
+        SnapshotId::parse(s).unwrap()
+    }
+
+    fn stage(d: &StagingDir, s: &str) {
+        let mut f = d.create_rdb(&id(s)).unwrap();
+        f.write_all(b"REDIS0011 bytes").unwrap();
+        f.commit().unwrap();
+        let mut m = sample();
+        m.id = id(s);
+        d.write_pending(&m).unwrap();
+    }
+
+    fn names(d: &StagingDir) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn states_pruning_and_cleanup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = StagingDir::new(tmp.path());
+        assert!(
+            d.entries().unwrap().is_empty(),
+            "absent directory: nothing staged"
+        );
+        stage(&d, "20260101T000000Z");
+        stage(&d, "20260102T000000Z");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(d.path()), 0o700);
+        assert_eq!(mode(&d.rdb(&id("20260101T000000Z"))), 0o600);
+        d.mark_stored(&id("20260101T000000Z")).unwrap();
+        let states: Vec<(String, State)> = d
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.id.to_string(), e.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("20260101T000000Z".to_string(), State::Stored),
+                ("20260102T000000Z".to_string(), State::Pending),
+            ]
+        );
+        // A pending snapshot is the only copy: never removed as "stored".
+        assert!(!d.remove_stored(&id("20260102T000000Z")).unwrap());
+        assert!(d.open_stored(&id("20260102T000000Z")).is_none());
+        assert!(d.open_stored(&id("20260101T000000Z")).is_some());
+        // Taken under another id by the bucket: renamed, recorded as stored.
+        let mut m = d
+            .manifest(&Entry {
+                id: id("20260102T000000Z"),
+                state: State::Pending,
+            })
+            .unwrap();
+        m.id = id("20260102T000000Z-1");
+        d.adopt(&id("20260102T000000Z"), &m).unwrap();
+        assert!(d.remove_stored(&id("20260101T000000Z")).unwrap());
+        assert_eq!(
+            names(&d),
+            ["20260102T000000Z-1.json", "20260102T000000Z-1.rdb"]
+        );
+        // Leftovers of interrupted writes go; what we did not create stays.
+        let f = d.create_rdb(&id("20260103T000000Z")).unwrap();
+        std::mem::forget(f);
+        fs::write(d.path().join("20260104T000000Z.rdb"), b"no manifest").unwrap();
+        fs::write(d.path().join("20260105T000000Z.pending.json"), b"{}").unwrap();
+        fs::write(d.path().join("notes.txt"), b"an operator's").unwrap();
+        let mut report = CleanupReport::default();
+        d.cleanup(&mut report).unwrap();
+        assert_eq!(report.removed.len(), 3, "{:?}", report.removed);
+        assert_eq!(
+            names(&d),
+            [
+                "20260102T000000Z-1.json",
+                "20260102T000000Z-1.rdb",
+                "notes.txt"
+            ]
+        );
+    }
+}
