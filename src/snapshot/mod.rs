@@ -229,6 +229,8 @@ impl Snapshotter {
             done: Condvar::new(),
             heartbeat: Arc::default(),
         });
+        // Work storage does inside a step (staging's retries) beats it too.
+        inner.storage.set_heartbeat(inner.heartbeat.clone());
         // One slot: `take` refuses while a job runs, so there is never a second waiting.
         let (tx, rx) = mpsc::sync_channel::<Job>(1);
         let worker = inner.clone();

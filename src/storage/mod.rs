@@ -144,6 +144,10 @@ pub trait Storage: Send + Sync {
     fn open_staged(&self, _id: &SnapshotId) -> Option<Box<dyn Read + Send>> {
         None
     }
+
+    /// The snapshot writer's heartbeat, for work a backend does on its own within a write
+    /// step (staging's uploads from the staged file beat it on every write they make).
+    fn set_heartbeat(&self, _heartbeat: std::sync::Arc<crate::heartbeat::Heartbeat>) {}
 }
 
 /// Where an RDB is written. Dropped without [`commit`](RdbSink::commit), it removes what

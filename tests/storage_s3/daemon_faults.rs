@@ -104,7 +104,8 @@ fn upload_faults_are_counted_and_leave_nothing() {
     assert!(out.status.success(), "{}", d.log_text());
     let l = reader.list().expect("list");
     assert_eq!(l.snapshots.len(), 1);
-    assert_eq!(l.snapshots[0].source.offset, offset);
+    // The offset also moves with the master's replication PINGs, its data not.
+    assert!(l.snapshots[0].source.offset >= offset);
     assert_eq!(l.snapshots[0].digest, digest);
     let text = metrics(port);
     assert_eq!(sample(&text, "replisnap_uploads_total{result=\"ok\"}"), 1.0);

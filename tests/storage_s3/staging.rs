@@ -4,7 +4,8 @@
 //! past every retry stays staged as pending and is stored after the next snapshot; only
 //! the newest stored snapshot stays staged (0600 files in a 0700 directory); and a restart
 //! reads the staged copy instead of downloading it (no GET of a `dump.rdb` through the
-//! proxy), then resumes with a partial resync.
+//! proxy), then resumes with a partial resync. The retries beat the writer's heartbeat:
+//! `/readyz` stays 200 through 31 s of them under `[snapshot] timeout = 10`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use replisnap::storage::Storage;
+use replisnap::storage::{SnapshotId, Storage};
 
 use super::daemon::{master_offset, metrics, replisnap, sample, start};
 use super::proxy::{Fault, Proxy, Rule};
@@ -34,7 +35,7 @@ pub(super) fn write_config(
     let text = format!(
         "[source]\naddress = \"{master}\"\n\n[replica]\nannounce_port = 6397\n\
          state_dir = \"{}\"\ncheckpoint_on_shutdown = false\n\n\
-         [snapshot]\nschedule = \"0 0 0 1 1 *\"\n\n\
+         [snapshot]\nschedule = \"0 0 0 1 1 *\"\ntimeout = 10\n\n\
          [storage]\nkind = \"s3\"\nbucket = \"{bucket}\"\nprefix = \"st/\"\n\
          region = \"us-east-1\"\nendpoint = \"{endpoint}\"\nforce_path_style = true\n\
          part_size = 5242880\nupload_concurrency = 2\nmax_attempts = 1\n\
@@ -115,13 +116,17 @@ fn staged_snapshots_are_retried_pruned_and_restart_without_download() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (config, port) = write_config(dir.path(), &proxy.endpoint, &bucket, &m.addr(), "local");
     let reader = sw.storage_in(&bucket, "st/", |_| {});
-    let stored = |offset: u64| {
-        reader
-            .list()
-            .unwrap()
-            .snapshots
-            .into_iter()
-            .find(|s| s.source.offset == offset)
+    // By id: the master's offset also moves with its replication PINGs, its data not.
+    let stored = |id: &str, offset: u64| {
+        let m = reader
+            .get_manifest(&SnapshotId::parse(id).expect("an id"))
+            .ok()?;
+        assert!(
+            m.source.offset >= offset,
+            "{id}: offset {}",
+            m.source.offset
+        );
+        Some(m)
     };
 
     let mut d = start(Path::new(&config), &dir.path().join("1.log"));
@@ -145,7 +150,7 @@ fn staged_snapshots_are_retried_pruned_and_restart_without_download() {
     );
     let id1 = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(proxy.take_injected().len(), 3, "{}", d.log_text());
-    let s1 = stored(offset1).unwrap_or_else(|| panic!("not stored:\n{}", d.log_text()));
+    let s1 = stored(&id1, offset1).unwrap_or_else(|| panic!("not stored:\n{}", d.log_text()));
     assert_eq!(s1.id.as_str(), id1);
     assert_eq!(
         s1.digest, digest1,
@@ -169,7 +174,31 @@ fn staged_snapshots_are_retried_pruned_and_restart_without_download() {
     m.must(&["SET", "phase", "2"]);
     let (offset2, digest2) = (master_offset(&m), m.digest());
     proxy.add(rule(100_000));
+    // The retries (31 s of backoff, 16 s in one go) are progress, not a wedged writer:
+    // `/readyz` stays 200 under `[snapshot] timeout = 10`.
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let watching = watching.clone();
+        std::thread::spawn(move || {
+            let mut bad = Vec::new();
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                let code = get_status(port, "/readyz");
+                if code != 200 {
+                    bad.push(code);
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            bad
+        })
+    };
     let out = snapshot_wait(&config);
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let bad = watcher.join().unwrap();
+    assert!(
+        bad.is_empty(),
+        "/readyz {bad:?} during the retries:\n{}",
+        d.log_text()
+    );
     assert!(!out.status.success(), "stored through a dead store?");
     proxy.clear();
     let id2 = staged(dir.path())
@@ -177,7 +206,7 @@ fn staged_snapshots_are_retried_pruned_and_restart_without_download() {
         .find_map(|n| n.strip_suffix(".pending.json").map(String::from))
         .unwrap_or_else(|| panic!("nothing pending:\n{}", d.log_text()));
     assert!(d.log_text().contains("kept staged in"), "{}", d.log_text());
-    assert!(stored(offset2).is_none());
+    assert!(stored(&id2, offset2).is_none());
     assert_eq!(
         staged(dir.path()),
         [
@@ -204,8 +233,9 @@ fn staged_snapshots_are_retried_pruned_and_restart_without_download() {
     let out = snapshot_wait(&config);
     assert!(out.status.success(), "{}", d.log_text());
     let id3 = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(stored(offset3).expect("third stored").digest, digest3);
-    let s2 = stored(offset2).unwrap_or_else(|| panic!("pending not stored:\n{}", d.log_text()));
+    assert_eq!(stored(&id3, offset3).expect("third stored").digest, digest3);
+    let s2 =
+        stored(&id2, offset2).unwrap_or_else(|| panic!("pending not stored:\n{}", d.log_text()));
     assert_eq!(s2.id.as_str(), id2);
     assert_eq!(s2.digest, digest2, "digest of the snapshot stored late");
     assert_eq!(
@@ -226,7 +256,11 @@ fn staged_snapshots_are_retried_pruned_and_restart_without_download() {
     let (offset4, digest4) = (master_offset(&m), m.digest());
     let out = snapshot_wait(&config);
     assert!(out.status.success(), "{}", d.log_text());
-    assert_eq!(stored(offset4).expect("fourth stored").digest, digest4);
+    let id4 = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        stored(&id4, offset4).expect("fourth stored").digest,
+        digest4
+    );
     let log = d.terminate();
     assert!(
         log.contains("warm restart: read the staged copy, no download"),

@@ -22,13 +22,14 @@ mod dir;
 
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::atomic_file::AtomicFile;
+use crate::heartbeat::Heartbeat;
 use crate::storage::{
     CleanupReport, Listing, Manifest, ObjectHasher, RdbSink, Result, SnapshotId, Storage,
     StorageError, StoredObject, StoredRdb,
@@ -57,6 +58,9 @@ pub struct StagedStorage {
 struct Shared {
     inner: Box<dyn Storage>,
     dir: StagingDir,
+    /// The snapshot writer's: beaten on every write of a retry and through its backoff,
+    /// so a retry is progress and only a write that never returns looks wedged.
+    heartbeat: OnceLock<Arc<Heartbeat>>,
 }
 
 impl StagedStorage {
@@ -66,6 +70,7 @@ impl StagedStorage {
             shared: Arc::new(Shared {
                 inner,
                 dir: StagingDir::new(state_dir),
+                heartbeat: OnceLock::new(),
             }),
         }
     }
@@ -76,13 +81,46 @@ impl StagedStorage {
 }
 
 impl Shared {
+    fn beat(&self) {
+        if let Some(h) = self.heartbeat.get() {
+            h.beat();
+        }
+    }
+
+    /// Wait `d`, beating every second.
+    fn wait(&self, d: Duration) {
+        let end = std::time::Instant::now() + d;
+        loop {
+            self.beat();
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_secs(1)));
+        }
+    }
+
     /// Upload the staged RDB of `m.id` with manifest `m` (its id replaced if the bucket
     /// gave another); the id it is stored under.
     fn upload_staged(&self, m: &Manifest) -> Result<SnapshotId> {
         let path = self.dir.rdb(&m.id);
         let mut file = std::fs::File::open(&path).map_err(StorageError::io("open", &path))?;
         let mut sink = self.inner.create_rdb(m.created_at)?;
-        io::copy(&mut file, &mut sink).map_err(|source| StorageError::Io {
+        let mut buf = vec![0u8; 1 << 20];
+        let copied: io::Result<()> = loop {
+            match file.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    if let Err(e) = sink.write_all(&buf[..n]) {
+                        break Err(e);
+                    }
+                    self.beat();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        copied.map_err(|source| StorageError::Io {
             op: "upload from staging",
             path: path.display().to_string(),
             source,
@@ -212,6 +250,11 @@ impl Storage for StagedStorage {
 
     fn claim(&self) -> Result<()> {
         self.shared.inner.claim()
+    }
+
+    fn set_heartbeat(&self, heartbeat: Arc<Heartbeat>) {
+        let _ = self.shared.heartbeat.set(heartbeat.clone());
+        self.shared.inner.set_heartbeat(heartbeat);
     }
 }
 
@@ -397,7 +440,7 @@ impl StoredRdb for StagedRdb {
                 error = %last.as_ref().map(|e| e.to_string()).unwrap_or_default(),
                 "upload failed; retrying from the staged file"
             );
-            std::thread::sleep(wait);
+            shared.wait(wait);
             match shared.upload_staged(manifest) {
                 Ok(stored_id) => {
                     info!(id = %stored_id, attempt = n + 1, "uploaded from the staged file");
