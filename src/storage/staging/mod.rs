@@ -362,6 +362,7 @@ impl RdbSink for StagedSink {
         };
         if let Some(stored) = &upload {
             if stored.object() != &object {
+                let _ = std::fs::remove_file(self.shared.dir.rdb(&self.id));
                 return Err(StorageError::Mismatch {
                     id: self.id.to_string(),
                     what: "the upload and the staged file differ".into(),
