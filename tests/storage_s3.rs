@@ -3,8 +3,9 @@
 //! `If-None-Match` refusing an overwrite, nothing left by an aborted write, cleanup of an
 //! orphan multipart upload, list / delete / retention, and one writer per prefix; and
 //! the daemon end to end (`daemon.rs`), a writer killed mid-upload (`crash.rs`), and
-//! faults injected by a proxy (`faults.rs`), and a 1 GiB snapshot in bounded memory
-//! (`big.rs`).
+//! faults injected by a proxy (`faults.rs`), a 1 GiB snapshot in bounded memory
+//! (`big.rs`), and local staging: uploads retried from the staged file, a warm restart
+//! without download (`staging.rs`).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -29,12 +30,16 @@ mod big;
 mod crash;
 #[path = "storage_s3/daemon.rs"]
 mod daemon;
+#[path = "storage_s3/daemon_faults.rs"]
+mod daemon_faults;
 #[path = "storage_s3/faults.rs"]
 mod faults;
 #[path = "storage_s3/proxy.rs"]
 mod proxy;
 #[path = "storage_s3/seaweed.rs"]
 mod seaweed;
+#[path = "storage_s3/staging.rs"]
+mod staging;
 
 use seaweed::{server, Seaweed, KMS_KEY};
 

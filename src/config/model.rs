@@ -215,6 +215,20 @@ pub struct Storage {
     /// S3: how long the writer lease (`<prefix>lock`) lasts unless renewed (default 60 s;
     /// renewed every third of it).
     pub lease_seconds: Option<u64>,
+    /// S3: `"local"` also keeps each snapshot file in `[replica] state_dir`/staging (a
+    /// failed upload is retried from it, a warm restart reads it instead of downloading);
+    /// `"none"` (default) streams to the bucket only. Refused with `kind = "local"`.
+    #[serde(default)]
+    pub staging: Staging,
+}
+
+/// `[storage] staging`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Staging {
+    #[default]
+    None,
+    Local,
 }
 
 /// Bounds of `[storage] part_size`: S3's own (5 MiB minimum part, 5 GiB maximum).

@@ -313,3 +313,23 @@ fn full_sync_from_is_a_replica_address_with_a_fallback() {
         "full_sync_fallback",
     );
 }
+
+#[test]
+fn staging_is_for_s3_with_a_state_dir() {
+    let s3 = "[source]\naddress = \"h:1\"\n[storage]\nkind = \"s3\"\nbucket = \"abc\"\n";
+    let c = Config::parse(s3, "c.toml").unwrap();
+    assert_eq!(c.storage.unwrap().staging, Staging::None, "default");
+    let c = Config::parse(&format!("{s3}staging = \"local\"\n"), "c.toml").unwrap();
+    assert_eq!(c.storage.unwrap().staging, Staging::Local);
+    let refused = [
+        format!("{s3}staging = \"disk\"\n"),
+        "[source]\naddress = \"h:1\"\n[storage]\nkind = \"local\"\npath = \"/x\"\n\
+         staging = \"local\"\n"
+            .to_string(),
+        format!("{s3}staging = \"local\"\n[replica]\nstate_dir = \"\"\n"),
+    ];
+    for text in refused {
+        let e = Config::parse(&text, "c.toml").unwrap_err().to_string();
+        assert!(e.contains("staging"), "{text}: {e}");
+    }
+}

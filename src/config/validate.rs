@@ -35,6 +35,14 @@ impl Storage {
             if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
                 return Err((key, "only with kind = \"s3\"".into()));
             }
+            // Local storage is already on this machine: a second local copy would only
+            // double the disk used, so it is refused rather than silently ignored.
+            if self.staging == Staging::Local {
+                return Err((
+                    "storage.staging",
+                    "only with kind = \"s3\" (local storage is already a local copy)".into(),
+                ));
+            }
             return Ok(());
         }
         if self.path.is_some() {
@@ -341,6 +349,12 @@ impl Config {
                 ));
             }
             s.validate_s3().map_err(|(key, msg)| bad(key, msg))?;
+            if s.staging == Staging::Local && self.replica.state_dir.as_os_str().is_empty() {
+                return Err(bad(
+                    "storage.staging",
+                    "needs [replica] state_dir: staged files are kept there".into(),
+                ));
+            }
         }
         if let Some(r) = &self.retention {
             let keeps = [

@@ -169,7 +169,8 @@ pub fn check(cfg: &Config, file: &str) -> Result<Checked, DaemonError> {
 pub fn open_storage(cfg: &Config, file: &str) -> Result<Option<Arc<dyn Storage>>, DaemonError> {
     match &cfg.storage {
         Some(s) => Ok(Some(Arc::from(
-            crate::storage::open(s).map_err(|e| DaemonError::config(file, e))?,
+            crate::storage::open_with_staging(s, &cfg.replica.state_dir)
+                .map_err(|e| DaemonError::config(file, e))?,
         ))),
         None => {
             warn!("no [storage] section: replicating only, no snapshots");

@@ -9,6 +9,7 @@
 //! dropping the sink or the stored RDB removes them.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -30,6 +31,9 @@ pub enum JobError {
     Target(String),
     #[error("writing the RDB: {0}")]
     Write(#[from] RdbIoError),
+    /// The storage sink refused a write (an upload failed while the RDB streamed into it).
+    #[error("writing the RDB into storage: {0}")]
+    Sink(RdbIoError),
     #[error("{0}")]
     Storage(#[from] StorageError),
     #[error("the sink stored {stored} bytes, the writer produced {written}")]
@@ -70,7 +74,10 @@ pub(super) fn run(inner: &Inner, job: Job) {
             let error = e.to_string();
             warn!(id = %id, %reason, error = %error, "snapshot failed");
             inner.events.failed(&id, &error);
-            if matches!(e, JobError::Storage(_) | JobError::Length { .. }) {
+            if matches!(
+                e,
+                JobError::Storage(_) | JobError::Length { .. } | JobError::Sink(_)
+            ) {
                 inner.events.upload_failed(&id, &error);
             }
             inner.finish(&id, JobState::Failed { error }, None);
@@ -134,6 +141,7 @@ fn store(inner: &Inner, job: Job) -> Result<Manifest, JobError> {
         compress: inner.options.compress,
     };
     let t = Instant::now();
+    let sink_failed = AtomicBool::new(false);
     // The digest is what a server loading the file at the capture time answers: keys whose
     // TTL has passed by then are left out, as that server drops them.
     let exported = export_snapshot(
@@ -142,13 +150,18 @@ fn store(inner: &Inner, job: Job) -> Result<Manifest, JobError> {
         Beating {
             out: sink,
             heartbeat: &inner.heartbeat,
+            failed: &sink_failed,
         },
         target,
         &aux,
         opts,
         rules,
         at.timestamp_millis(),
-    )?;
+    )
+    .map_err(|e| match sink_failed.load(Ordering::Relaxed) {
+        true => JobError::Sink(e),
+        false => JobError::Write(e),
+    })?;
     let write_seconds = t.elapsed();
     inner.heartbeat.beat();
     #[cfg(debug_assertions)]
@@ -198,21 +211,28 @@ fn store(inner: &Inner, job: Job) -> Result<Manifest, JobError> {
 }
 
 /// The storage sink, beating the writer's heartbeat on every write: a write that never
-/// returns (a wedged upload) stops the beats.
+/// returns (a wedged upload) stops the beats. A write the sink refuses sets `failed`: the
+/// snapshot then failed in storage (an upload error), not in the RDB writer.
 struct Beating<'a, W> {
     out: W,
     heartbeat: &'a crate::heartbeat::Heartbeat,
+    failed: &'a AtomicBool,
 }
 
 impl<W: Write> Write for Beating<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.out.write(buf)?;
+        let n = self
+            .out
+            .write(buf)
+            .inspect_err(|_| self.failed.store(true, Ordering::Relaxed))?;
         self.heartbeat.beat();
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()?;
+        self.out
+            .flush()
+            .inspect_err(|_| self.failed.store(true, Ordering::Relaxed))?;
         self.heartbeat.beat();
         Ok(())
     }

@@ -124,8 +124,8 @@ pub trait SnapshotEvents: Send + Sync {
     /// Failed after the capture (`snapshots_total{result="failure"}`).
     fn failed(&self, _id: &SnapshotId, _error: &str) {}
     /// Storage refused or lost the file (commit, checks or manifest), after `failed`
-    /// (`uploads_total{result="error"}`). A failure the sink reports while the RDB is being
-    /// written surfaces as a write error and counts under `failed` only.
+    /// (`uploads_total{result="error"}`), also when the sink refused a write while the RDB
+    /// streamed into it (a part's upload failed).
     fn upload_failed(&self, _id: &SnapshotId, _error: &str) {}
     /// A request was refused (busy, not ready): a scheduled tick skipped.
     fn refused(&self, _reason: Reason, _error: &TakeError) {}
@@ -229,6 +229,8 @@ impl Snapshotter {
             done: Condvar::new(),
             heartbeat: Arc::default(),
         });
+        // Work storage does inside a step (staging's retries) beats it too.
+        inner.storage.set_heartbeat(inner.heartbeat.clone());
         // One slot: `take` refuses while a job runs, so there is never a second waiting.
         let (tx, rx) = mpsc::sync_channel::<Job>(1);
         let worker = inner.clone();

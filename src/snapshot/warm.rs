@@ -8,6 +8,9 @@
 //! is the loading and checking itself, which the shutdown checkpoint
 //! (`snapshot::checkpoint`, a local file with its own small manifest) goes through too.
 //!
+//! With local staging, the newest stored snapshot's staged copy is read instead of the
+//! stored RDB (same checks against the stored manifest).
+//!
 //! It must never start from data it has not fully verified (a corrupt file would be
 //! followed by a stream that assumes it), and never delete a snapshot it could not use.
 
@@ -127,6 +130,25 @@ fn load(storage: &dyn Storage, m: &Manifest) -> Result<Restored, WarmError> {
         replid: m.source.replid.clone(),
         offset: m.source.offset,
     };
+    // A staged copy (`[storage] staging = "local"`) is checked against the stored
+    // manifest like the stored RDB, and read instead of downloading it; unusable, the
+    // stored RDB is read after all.
+    if let Some(local) = storage.open_staged(&m.id) {
+        match load_checked(local, &expected) {
+            Ok((preload, keys)) => {
+                info!(id = %m.id, "warm restart: read the staged copy, no download");
+                return Ok(Restored {
+                    id: m.id.clone(),
+                    source_address: m.source.address.clone(),
+                    keys,
+                    preload,
+                });
+            }
+            Err(e) => {
+                warn!(id = %m.id, error = %e, "warm restart: staged copy unusable; reading the stored one")
+            }
+        }
+    }
     let (preload, keys) = load_checked(storage.open_rdb(&m.id)?, &expected)?;
     Ok(Restored {
         id: m.id.clone(),

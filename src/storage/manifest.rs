@@ -239,7 +239,7 @@ fn de_databases<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<DbSummary>, D::Er
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::storage::hash::ObjectHasher;
 

@@ -23,6 +23,7 @@ pub mod local;
 mod lock;
 pub mod manifest;
 pub mod s3;
+pub mod staging;
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -71,6 +72,17 @@ pub enum StorageError {
     /// An object that replisnap writes once is already there; it is never overwritten.
     #[error("{key}: already exists; replisnap never overwrites an object")]
     Exists { key: String },
+    /// An upload failed, and so did every retry from the staged copy, which stays.
+    #[error(
+        "snapshot {id}: upload failed {attempts} times, the last: {last}; kept staged in \
+         {path} and uploaded after the next stored snapshot"
+    )]
+    Staged {
+        id: String,
+        attempts: u32,
+        path: String,
+        last: String,
+    },
     /// Another writer holds the storage's lease (S3) or writer lock (local).
     #[error("{location}: held by {holder} (lease until {until}); another replisnap writes here")]
     Held {
@@ -125,6 +137,17 @@ pub trait Storage: Send + Sync {
     /// exclusive `flock` on `<path>/.replisnap.writer`. A daemon calls this first, so a
     /// second one refuses to start rather than write beside the first.
     fn claim(&self) -> Result<()>;
+
+    /// A local copy of a stored snapshot's RDB (`[storage] staging = "local"`), read by a
+    /// warm restart instead of the stored one; the caller checks it against the manifest
+    /// exactly as it would the stored RDB. None (the default) when there is none.
+    fn open_staged(&self, _id: &SnapshotId) -> Option<Box<dyn Read + Send>> {
+        None
+    }
+
+    /// The snapshot writer's heartbeat, for work a backend does on its own within a write
+    /// step (staging's uploads from the staged file beat it on every write they make).
+    fn set_heartbeat(&self, _heartbeat: std::sync::Arc<crate::heartbeat::Heartbeat>) {}
 }
 
 /// Where an RDB is written. Dropped without [`commit`](RdbSink::commit), it removes what
@@ -210,6 +233,19 @@ pub fn open(cfg: &crate::config::Storage) -> Result<Box<dyn Storage>> {
         },
         StorageKind::S3 => Ok(Box::new(s3::S3Storage::open(cfg, None)?)),
     }
+}
+
+/// The backend the config names, as the daemon runs it: with `staging = "local"`, wrapped
+/// so each snapshot is also kept in `<state_dir>/staging` ([`staging::StagedStorage`]).
+pub fn open_with_staging(
+    cfg: &crate::config::Storage,
+    state_dir: &Path,
+) -> Result<Box<dyn Storage>> {
+    let inner = open(cfg)?;
+    Ok(match cfg.staging {
+        crate::config::Staging::Local => Box::new(staging::StagedStorage::new(inner, state_dir)),
+        crate::config::Staging::None => inner,
+    })
 }
 
 /// The manifest an `ID|latest` argument names (fetch, verify, restore).

@@ -14,21 +14,21 @@ use replisnap::storage::Storage;
 use super::seaweed::{Seaweed, ACCESS_KEY, SECRET_KEY};
 use super::support::{self, TestServer};
 
-struct Daemon {
+pub(super) struct Daemon {
     child: Child,
     log: PathBuf,
 }
 
 impl Daemon {
-    fn log_text(&self) -> String {
+    pub(super) fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+    pub(super) fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().expect("wait")
     }
 
-    fn terminate(mut self) -> String {
+    pub(super) fn terminate(mut self) -> String {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -52,7 +52,7 @@ impl Drop for Daemon {
     }
 }
 
-fn replisnap(config: &Path, args: &[&str]) -> Command {
+pub(super) fn replisnap(config: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_replisnap"));
     c.args(args)
         .arg("--config")
@@ -66,7 +66,7 @@ fn replisnap(config: &Path, args: &[&str]) -> Command {
     c
 }
 
-fn start(config: &Path, log: &Path) -> Daemon {
+pub(super) fn start(config: &Path, log: &Path) -> Daemon {
     let out = fs::File::create(log).expect("log file");
     let child = replisnap(config, &["run"])
         .stdin(Stdio::null())
@@ -111,7 +111,7 @@ fn write_config(
 }
 
 /// `GET /metrics` as text.
-fn metrics(port: u16) -> String {
+pub(super) fn metrics(port: u16) -> String {
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect /metrics");
     c.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -122,13 +122,13 @@ fn metrics(port: u16) -> String {
 }
 
 /// The value of the sample whose line starts with `name` (labels included).
-fn sample(text: &str, name: &str) -> f64 {
+pub(super) fn sample(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or_else(|| panic!("{name} not in:\n{text}"))
 }
 
-fn master_offset(m: &TestServer) -> u64 {
+pub(super) fn master_offset(m: &TestServer) -> u64 {
     m.info_field("replication", "master_repl_offset")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
