@@ -467,6 +467,9 @@ mod tests {
             (&b""[..], &b""[..], None),
             (&b"field"[..], &b"value"[..], Some(123u64)),
             (&b"f"[..], &[0u8; 300][..], Some(u64::MAX)),
+            // Field lengths whose LEB128 takes two and three bytes.
+            (&[7u8; 128][..], &b"v"[..], None),
+            (&[9u8; 20_000][..], &b""[..], Some(1)),
         ] {
             let r = HashRec::new(f, v, t);
             assert_eq!((r.field(), r.value(), r.ttl()), (f, v, t));
