@@ -4,7 +4,12 @@
 //! (`inject`), as a managed master's own additions to its replication stream. A proxy made
 //! with [`proxy_tapped`] follows the replication protocol in what the server sends (replies,
 //! the full-sync payload, then commands) and puts queued bytes between two commands of a
-//! busy stream ([`Proxy::inject_between_commands`]).
+//! busy stream ([`Proxy::inject_between_commands`]). It also records the name of every
+//! command each client sent (`sent`), and follows the server's side of a connection as a
+//! replication link only once its client sent the PSYNC command (`PSYNC`, `SYNC`, or a name
+//! given to [`Proxy::replication_command`]): other connections (a poller's `INFO`) pass as
+//! they are. [`tls_front`] and [`tls_back`] put TLS on either side of such a proxy, so the
+//! plain bytes in the middle can be watched and added to on a TLS link.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -27,6 +32,10 @@ pub struct Proxy {
     pending: Arc<Mutex<Vec<Vec<u8>>>>,
     /// Bytes put into the stream so far at command boundaries.
     pub injected: Arc<AtomicI64>,
+    /// The name (upper case) of every command the clients sent, in order ([`proxy_tapped`]).
+    pub sent: Arc<Mutex<Vec<String>>>,
+    /// Command names (upper case) after which a connection is a replication link.
+    replication_names: Arc<Mutex<Vec<String>>>,
 }
 
 /// Where the server's side of a replication link stands.
@@ -154,14 +163,93 @@ impl Tapper {
     }
 }
 
-fn pipe_tapped(mut from: TcpStream, to: Arc<Mutex<TcpStream>>, mut tap: Tapper) {
+fn pipe_tapped(
+    mut from: TcpStream,
+    to: Arc<Mutex<TcpStream>>,
+    mut tap: Tapper,
+    replication: Arc<AtomicBool>,
+) {
     let mut buf = [0u8; 16384];
     loop {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let out = tap.feed(&buf[..n]);
+                // Before the client's PSYNC the server only answers commands: passed as is.
+                let out = if replication.load(Ordering::SeqCst) {
+                    tap.feed(&buf[..n])
+                } else {
+                    buf[..n].to_vec()
+                };
                 if to.lock().unwrap().write_all(&out).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.lock().unwrap().shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
+}
+
+/// The name and whole length of the command at the start of `b`, if complete; `Err` when
+/// `b` does not start with a RESP array of bulk strings (nothing more is parsed).
+fn client_command(b: &[u8]) -> Result<Option<(String, usize)>, ()> {
+    if b.first() != Some(&b'*') {
+        return Err(());
+    }
+    let Some(len) = command_len(b) else {
+        return Ok(None);
+    };
+    let at = b.windows(2).position(|w| w == b"\r\n").ok_or(())? + 2;
+    let name = if b.get(at) == Some(&b'$') {
+        let end = at + b[at..].windows(2).position(|w| w == b"\r\n").ok_or(())?;
+        let n: usize = std::str::from_utf8(&b[at + 1..end])
+            .map_err(|_| ())?
+            .parse()
+            .map_err(|_| ())?;
+        String::from_utf8_lossy(&b[end + 2..end + 2 + n]).to_ascii_uppercase()
+    } else {
+        String::new()
+    };
+    Ok(Some((name, len)))
+}
+
+/// Client-to-server bytes of a [`proxy_tapped`] connection: each command's name recorded;
+/// `replication` set before a replication command is passed on.
+fn pipe_watched(
+    mut from: TcpStream,
+    to: Arc<Mutex<TcpStream>>,
+    sent: Arc<Mutex<Vec<String>>>,
+    names: Arc<Mutex<Vec<String>>>,
+    replication: Arc<AtomicBool>,
+) {
+    let mut buf = [0u8; 16384];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut parsing = true;
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                pending.extend_from_slice(&buf[..n]);
+                while parsing && !pending.is_empty() {
+                    match client_command(&pending) {
+                        Ok(Some((name, len))) => {
+                            if names.lock().unwrap().contains(&name) {
+                                replication.store(true, Ordering::SeqCst);
+                            }
+                            sent.lock().unwrap().push(name);
+                            pending.drain(..len);
+                        }
+                        Ok(None) => break,
+                        Err(()) => {
+                            sent.lock().unwrap().push("<not RESP>".into());
+                            parsing = false;
+                        }
+                    }
+                }
+                if !parsing {
+                    pending.clear();
+                }
+                if to.lock().unwrap().write_all(&buf[..n]).is_err() {
                     break;
                 }
             }
@@ -206,6 +294,9 @@ fn start(upstream: String, tapped: bool) -> Proxy {
     let to_clients = Arc::new(Mutex::new(Vec::new()));
     let pending = Arc::new(Mutex::new(Vec::new()));
     let injected = Arc::new(AtomicI64::new(0));
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let replication_names = Arc::new(Mutex::new(vec!["PSYNC".to_string(), "SYNC".to_string()]));
+    let (se, rn) = (sent.clone(), replication_names.clone());
     let (up, h, o, tc) = (
         upstream.clone(),
         hold.clone(),
@@ -227,16 +318,21 @@ fn start(upstream: String, tapped: bool) -> Proxy {
             let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
             let c2 = Arc::new(Mutex::new(c2));
             tc.lock().unwrap().push(c2.clone());
-            std::thread::spawn(move || pipe(client, Arc::new(Mutex::new(server))));
             if tapped {
+                let replication = Arc::new(AtomicBool::new(false));
+                let (se, rn, r2) = (se.clone(), rn.clone(), replication.clone());
+                std::thread::spawn(move || {
+                    pipe_watched(client, Arc::new(Mutex::new(server)), se, rn, r2)
+                });
                 let tap = Tapper {
                     state: Tap::Replies,
                     buf: Vec::new(),
                     pending: pe.clone(),
                     injected: inj.clone(),
                 };
-                std::thread::spawn(move || pipe_tapped(s2, c2, tap));
+                std::thread::spawn(move || pipe_tapped(s2, c2, tap, replication));
             } else {
+                std::thread::spawn(move || pipe(client, Arc::new(Mutex::new(server))));
                 std::thread::spawn(move || pipe(s2, c2));
             }
         }
@@ -249,10 +345,20 @@ fn start(upstream: String, tapped: bool) -> Proxy {
         to_clients,
         pending,
         injected,
+        sent,
+        replication_names,
     }
 }
 
 impl Proxy {
+    /// A renamed PSYNC: connections whose client sends `name` are replication links too.
+    pub fn replication_command(&self, name: &str) {
+        self.replication_names
+            .lock()
+            .unwrap()
+            .push(name.to_ascii_uppercase());
+    }
+
     /// Close every connection made so far (new ones go to `upstream`).
     pub fn cut(&self) {
         for c in self.open.lock().unwrap().drain(..) {
@@ -279,4 +385,140 @@ impl Proxy {
         }
         n
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS on either side of a proxy
+// ---------------------------------------------------------------------------------------------
+
+trait Rw: Read + Write + Send {}
+impl<T: Read + Write + Send> Rw for T {}
+
+fn would_block(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// `write_all` through a socket with a read timeout (rustls may read while it writes,
+/// e.g. to finish its handshake): a timeout is retried, not an error.
+fn write_all_retry(w: &mut dyn Rw, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        match w.write(data) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if would_block(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    loop {
+        match w.flush() {
+            Ok(()) => return Ok(()),
+            Err(e) if would_block(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One thread moves bytes both ways between a TLS stream and a plain one; both sockets
+/// have a short read timeout, so neither side waits on the other.
+fn pump(mut tls: Box<dyn Rw>, mut plain: TcpStream) {
+    let _ = plain.set_read_timeout(Some(Duration::from_millis(2)));
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if plain.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if would_block(&e) => {}
+            Err(_) => break,
+        }
+        match plain.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if write_all_retry(tls.as_mut(), &buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if would_block(&e) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = plain.shutdown(Shutdown::Both);
+}
+
+fn pem_chain(cert: &std::path::Path) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_file_iter(cert)
+        .expect("certificate file")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificates")
+}
+
+/// A TLS server on a free port (certificate `cert`, key `key`, no client certificates)
+/// whose connections are forwarded in plain TCP to `upstream`. Returns its address.
+pub fn tls_front(upstream: String, cert: &std::path::Path, key: &std::path::Path) -> String {
+    use rustls::pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            pem_chain(cert),
+            rustls::pki_types::PrivateKeyDer::from_pem_file(key).expect("key file"),
+        )
+        .expect("server config");
+    let config = Arc::new(config);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(client) = c else { continue };
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let _ = client.set_read_timeout(Some(Duration::from_millis(2)));
+            let conn = rustls::ServerConnection::new(config.clone()).expect("TLS session");
+            let tls = Box::new(rustls::StreamOwned::new(conn, client));
+            std::thread::spawn(move || pump(tls, server));
+        }
+    });
+    addr
+}
+
+/// A plain TCP server on a free port whose connections are forwarded over TLS to
+/// `tls_upstream` (a 127.0.0.1 address), verified with the CA in `ca`. Returns its address.
+pub fn tls_back(tls_upstream: String, ca: &std::path::Path) -> String {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in pem_chain(ca) {
+        roots.add(c).expect("CA certificate");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let config = Arc::new(config);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(client) = c else { continue };
+            let Ok(server) = TcpStream::connect(&tls_upstream) else {
+                continue;
+            };
+            let _ = server.set_read_timeout(Some(Duration::from_millis(2)));
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let conn = rustls::ClientConnection::new(config.clone(), name).expect("TLS session");
+            let tls = Box::new(rustls::StreamOwned::new(conn, server));
+            std::thread::spawn(move || pump(tls, client));
+        }
+    });
+    addr
 }
