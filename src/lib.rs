@@ -23,7 +23,8 @@
 //!   manifests record; [`digest`] computes `DEBUG DIGEST` offline; [`convert`] rewrites a
 //!   file for another server; [`server_version`] names the targets.
 //! - Getting data back: [`verify`] proves a snapshot good; [`restore`] pushes one into a
-//!   live server; [`atomic_file`] is how every output file appears.
+//!   live server; [`atomic_file`] is how every output file appears; [`mem`] gives freed
+//!   memory back to the OS after bulk frees.
 //! - Outward faces: [`http`] serves `/metrics`, `/healthz`, `/readyz` and `/snapshot`;
 //!   [`metrics`] owns every Prometheus series.
 
@@ -38,6 +39,7 @@ pub mod heartbeat;
 pub mod hll;
 pub mod http;
 pub mod keyspace;
+pub mod mem;
 pub mod metrics;
 pub mod rdb;
 pub mod replication;

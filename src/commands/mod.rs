@@ -179,10 +179,12 @@ impl Command<'_> {
             }
             Parsed::FlushDb => {
                 ks.flush_db(st.db);
+                crate::mem::return_freed();
                 Ok(())
             }
             Parsed::FlushAll => {
                 ks.flush_all();
+                crate::mem::return_freed();
                 Ok(())
             }
             Parsed::Strings(c) => c.apply(ks, st),

@@ -525,6 +525,7 @@ impl Replica {
         let (ks, report) = fullsync::load_payload(link, &payload)?;
         // Only now, complete and checked, does the new data replace the old.
         self.ks = ks;
+        crate::mem::return_freed();
         self.master_version = report.writer;
         self.master_aux = report
             .aux
