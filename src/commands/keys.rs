@@ -260,7 +260,7 @@ fn copy(ks: &mut Keyspace, db: u64, src: &[u8], dst: &[u8], to_db: u64, replace:
     if (to_db == db && src == dst) || (!replace && ks.entry(to_db, dst).is_some()) {
         return;
     }
-    ks.put(to_db, e.with_key(dst));
+    ks.put(to_db, e.copied_to(dst));
 }
 
 /// MOVE key db: only when the key is absent there (the master propagates only a move).

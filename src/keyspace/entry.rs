@@ -298,7 +298,21 @@ impl Entry {
         }
     }
 
-    /// The same value and hints under another key.
+    /// A copy of the value and hints under another key, sharing nothing a write changes in
+    /// place (COPY: both keys stay live).
+    pub fn copied_to(&self, key: &[u8]) -> Entry {
+        match self {
+            Entry::Packed(_) => self.with_key(key),
+            Entry::Native(n) => Entry::Native(Arc::new(NativeEntry {
+                key: key.into(),
+                hints: n.hints.clone(),
+                value: n.value.deep_clone(),
+            })),
+        }
+    }
+
+    /// The same value and hints under another key (RENAME: the old key goes at once; a
+    /// snapshot may keep it, read-only).
     pub fn with_key(&self, key: &[u8]) -> Entry {
         match self {
             Entry::Packed(p) => Entry::build(key, &p.hints(), p.rdb_type(), p.payload()),

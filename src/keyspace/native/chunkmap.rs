@@ -18,13 +18,15 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
+use super::alias::{Body, Node, Raw};
+
 /// Items per chunk before it splits: a full 2048-bucket `hashbrown` table (7/8 load).
 pub const CHUNK_MAX: usize = 1792;
 /// Directory bits are taken from bit 32 up, away from the table's own bucket (low) and tag
 /// (top 7) bits; 25 bits keep them clear of the tag.
 const MAX_DEPTH: u32 = 25;
 
-/// What the map holds: anything with key bytes.
+/// What the map holds: anything with key bytes (`Clone` for a deep copy, [`ChunkMap::deep_clone`]).
 pub trait MapItem: Clone {
     fn key(&self) -> &[u8];
 }
@@ -34,11 +36,38 @@ pub fn hash_bytes(b: &[u8]) -> u64 {
     foldhash::fast::FixedState::with_seed(0x6e61_7469_7665).hash_one(b)
 }
 
-#[derive(Clone)]
+fn rehash<T: MapItem>(t: &Raw<T>) -> u64 {
+    hash_bytes(t.key())
+}
+
 struct Chunk<T> {
     depth: u32,
-    table: HashTable<T>,
+    table: HashTable<Raw<T>>,
 }
+
+impl<T> Default for Chunk<T> {
+    fn default() -> Self {
+        Chunk {
+            depth: 0,
+            table: HashTable::new(),
+        }
+    }
+}
+
+impl<T> Body for Chunk<T> {
+    type Item = T;
+    fn alias(&self) -> Self {
+        Chunk {
+            depth: self.depth,
+            table: self.table.clone(),
+        }
+    }
+    fn drain_into(&mut self, out: &mut Vec<Raw<T>>) {
+        out.extend(self.table.drain());
+    }
+}
+
+type Shared<T> = Arc<Node<Chunk<T>>>;
 
 /// Chunks per segment: the chunk list is itself split in shared segments, so cloning a map
 /// of 16 k chunks touches 64 handles, not 16 k (each a cache miss on its chunk's count).
@@ -47,17 +76,17 @@ const SEGMENT: usize = 256;
 /// The chunks, in segments of [`SEGMENT`], each segment shared until written.
 #[derive(Clone)]
 struct Chunks<T> {
-    segs: Vec<Arc<Vec<Arc<Chunk<T>>>>>,
+    segs: Vec<Arc<Vec<Shared<T>>>>,
     len: usize,
 }
 
-impl<T: Clone> Chunks<T> {
+impl<T: MapItem> Chunks<T> {
     fn one(c: Chunk<T>) -> Self {
         let mut s = Chunks {
             segs: Vec::new(),
             len: 0,
         };
-        s.push(c);
+        s.push(Node::new(c));
         s
     }
 
@@ -66,15 +95,16 @@ impl<T: Clone> Chunks<T> {
     }
 
     fn get(&self, i: usize) -> &Chunk<T> {
-        &self.segs[i / SEGMENT][i % SEGMENT]
+        self.segs[i / SEGMENT][i % SEGMENT].body()
     }
 
-    /// Chunk `i` for a change: its segment and then it are copied first if shared.
-    fn get_mut(&mut self, i: usize) -> &mut Chunk<T> {
-        Arc::make_mut(&mut Arc::make_mut(&mut self.segs[i / SEGMENT])[i % SEGMENT])
+    /// Chunk `i` for a change: its segment is copied first if shared, and the chunk gets a
+    /// node of its own (its slots copied, its items shared) if a snapshot holds it.
+    fn get_mut(&mut self, i: usize) -> &mut Node<Chunk<T>> {
+        Node::make_mut(&mut Arc::make_mut(&mut self.segs[i / SEGMENT])[i % SEGMENT])
     }
 
-    fn push(&mut self, c: Chunk<T>) {
+    fn push(&mut self, c: Node<Chunk<T>>) {
         if self.len % SEGMENT == 0 {
             self.segs.push(Arc::new(Vec::with_capacity(SEGMENT)));
         }
@@ -84,10 +114,12 @@ impl<T: Clone> Chunks<T> {
     }
 
     fn iter(&self) -> impl Iterator<Item = &Chunk<T>> + '_ {
-        self.segs.iter().flat_map(|s| s.iter().map(|c| &**c))
+        self.segs.iter().flat_map(|s| s.iter().map(|c| c.body()))
     }
 }
 
+/// `Clone` shares every chunk: for a snapshot's read-only view. A second live value (COPY)
+/// takes [`ChunkMap::deep_clone`] (see [`super::alias`]).
 #[derive(Clone)]
 pub struct ChunkMap<T> {
     /// `2^depth` entries: directory slot → index into `chunks`.
@@ -111,10 +143,7 @@ impl<T: MapItem> ChunkMap<T> {
     pub fn new() -> Self {
         ChunkMap {
             dir: Arc::new(vec![0]),
-            chunks: Chunks::one(Chunk {
-                depth: 0,
-                table: HashTable::new(),
-            }),
+            chunks: Chunks::one(Chunk::default()),
             depth: 0,
             len: 0,
         }
@@ -140,12 +169,36 @@ impl<T: MapItem> ChunkMap<T> {
             len: 0,
         };
         for _ in 0..chunks {
-            m.chunks.push(Chunk {
+            m.chunks.push(Node::new(Chunk {
                 depth,
                 table: HashTable::with_capacity(each.min(CHUNK_MAX)),
-            });
+            }));
         }
         m
+    }
+
+    /// A map of fresh copies of every item, sharing nothing with this one.
+    pub fn deep_clone(&self) -> Self {
+        let mut chunks = Chunks {
+            segs: Vec::new(),
+            len: 0,
+        };
+        for c in self.chunks.iter() {
+            let mut table = HashTable::with_capacity(c.table.len());
+            for t in c.table.iter() {
+                table.insert_unique(rehash(t), Raw::new(T::clone(t)), rehash);
+            }
+            chunks.push(Node::new(Chunk {
+                depth: c.depth,
+                table,
+            }));
+        }
+        ChunkMap {
+            dir: Arc::new((*self.dir).clone()),
+            chunks,
+            depth: self.depth,
+            len: self.len,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -166,49 +219,68 @@ impl<T: MapItem> ChunkMap<T> {
             .get(self.chunk_of(h))
             .table
             .find(h, |t| t.key() == key)
+            .map(|r| &**r)
     }
 
     pub fn contains(&self, key: &[u8]) -> bool {
         self.get(key).is_some()
     }
 
-    /// The item under `key` for a change (its chunk is copied first if shared).
-    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut T> {
-        let h = hash_bytes(key);
-        let c = self.chunk_of(h);
-        self.chunks.get_mut(c).table.find_mut(h, |t| t.key() == key)
+    /// Insert or replace; whether an item was replaced.
+    pub fn insert(&mut self, item: T) -> bool {
+        self.insert_with(item, |_| ()).is_some()
     }
 
-    /// Insert or replace; returns the item it replaced.
-    pub fn insert(&mut self, item: T) -> Option<T> {
+    /// Insert or replace; `old` sees the item replaced, if any, before it is let go.
+    pub fn insert_with<R>(&mut self, item: T, old: impl FnOnce(&T) -> R) -> Option<R> {
         let h = hash_bytes(item.key());
         let c = self.chunk_of(h);
-        let chunk = self.chunks.get_mut(c);
-        let old = match chunk.table.find_mut(h, |t| t.key() == item.key()) {
-            Some(slot) => Some(std::mem::replace(slot, item)),
+        let node = self.chunks.get_mut(c);
+        let chunk = node.body_mut();
+        let replaced = match chunk.table.find_mut(h, |t| t.key() == item.key()) {
+            Some(slot) => Some(std::mem::replace(slot, Raw::new(item))),
             None => {
-                chunk.table.insert_unique(h, item, |t| hash_bytes(t.key()));
+                chunk.table.insert_unique(h, Raw::new(item), rehash);
                 None
             }
         };
-        if old.is_none() {
+        let grow = replaced.is_none() && chunk.table.len() > CHUNK_MAX && chunk.depth < MAX_DEPTH;
+        let r = replaced.map(|gone| {
+            let r = old(&gone);
+            node.evict(gone);
+            r
+        });
+        if r.is_none() {
             self.len += 1;
-            if chunk.table.len() > CHUNK_MAX && chunk.depth < MAX_DEPTH {
+            if grow {
                 self.split(c);
             }
         }
-        old
+        r
     }
 
-    pub fn remove(&mut self, key: &[u8]) -> Option<T> {
+    /// Remove the item under `key`; whether it was there.
+    pub fn remove(&mut self, key: &[u8]) -> bool {
+        self.remove_with(key, |_| ()).is_some()
+    }
+
+    /// Remove the item under `key`; `f` sees it before it is let go.
+    pub fn remove_with<R>(&mut self, key: &[u8], f: impl FnOnce(&T) -> R) -> Option<R> {
         let h = hash_bytes(key);
         let c = self.chunk_of(h);
         // Look before copying: removing what is absent must not copy a shared chunk.
         self.chunks.get(c).table.find(h, |t| t.key() == key)?;
-        let chunk = self.chunks.get_mut(c);
-        let (item, _) = chunk.table.find_entry(h, |t| t.key() == key).ok()?.remove();
+        let node = self.chunks.get_mut(c);
+        let (gone, _) = node
+            .body_mut()
+            .table
+            .find_entry(h, |t| t.key() == key)
+            .ok()?
+            .remove();
+        let r = f(&gone);
+        node.evict(gone);
         self.len -= 1;
-        Some(item)
+        Some(r)
     }
 
     /// Split chunk `c` on its next hash bit, doubling the directory first if needed.
@@ -220,21 +292,24 @@ impl<T: MapItem> ChunkMap<T> {
             self.depth += 1;
         }
         let new_index = self.chunks.len() as u32;
-        let chunk = self.chunks.get_mut(c);
+        let node = self.chunks.get_mut(c);
+        let chunk = node.body_mut();
         chunk.depth = d + 1;
         let bit = 1u64 << (32 + d);
         let mut moved = HashTable::with_capacity(chunk.table.len() / 2 + 1);
         let mut keep = HashTable::with_capacity(chunk.table.len() / 2 + 1);
         for item in std::mem::take(&mut chunk.table) {
-            let h = hash_bytes(item.key());
+            let h = rehash(&item);
             let dest = if h & bit != 0 { &mut moved } else { &mut keep };
-            dest.insert_unique(h, item, |t| hash_bytes(t.key()));
+            dest.insert_unique(h, item, rehash);
         }
         chunk.table = keep;
-        self.chunks.push(Chunk {
+        // The moved items may still be read by the snapshots this chunk's items are.
+        let sibling = node.sibling(Chunk {
             depth: d + 1,
             table: moved,
         });
+        self.chunks.push(sibling);
         // Slots that pointed at `c` and have bit `d` set now point at the new chunk.
         let low = (1usize << d) - 1;
         let pattern = dir
@@ -250,7 +325,9 @@ impl<T: MapItem> ChunkMap<T> {
 
     /// Every item, chunk by chunk (no order).
     pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
-        self.chunks.iter().flat_map(|c| c.table.iter())
+        self.chunks
+            .iter()
+            .flat_map(|c| c.table.iter().map(|r| &**r))
     }
 
     /// Every item in [`ChunkMap::iter`]'s order, consuming the map: each chunk is let go
@@ -264,7 +341,7 @@ impl<T: MapItem> ChunkMap<T> {
             // map still shares the segment), so each chunk can be let go on its own.
             let seg = Arc::try_unwrap(seg).unwrap_or_else(|s| (*s).clone());
             for chunk in seg {
-                chunk.table.iter().try_for_each(&mut f)?;
+                chunk.body().table.iter().try_for_each(|r| f(r))?;
             }
         }
         Ok(())
@@ -289,13 +366,15 @@ impl<T: MapItem> ChunkMap<T> {
     /// Keep only the items `f` accepts.
     pub fn retain(&mut self, mut f: impl FnMut(&T) -> bool) {
         for c in 0..self.chunks.len() {
-            if self.chunks.get(c).table.iter().all(&mut f) {
+            if self.chunks.get(c).table.iter().all(|r| f(r)) {
                 continue;
             }
-            let chunk = self.chunks.get_mut(c);
-            let before = chunk.table.len();
-            chunk.table.retain(|t| f(t));
-            self.len -= before - chunk.table.len();
+            let node = self.chunks.get_mut(c);
+            let gone: Vec<Raw<T>> = node.body_mut().table.extract_if(|r| !f(r)).collect();
+            self.len -= gone.len();
+            for g in gone {
+                node.evict(g);
+            }
         }
     }
 }
@@ -323,9 +402,9 @@ mod tests {
             x ^= x << 17;
             let k = (x % 20_000).to_string().into_bytes();
             if i % 3 == 2 {
-                assert_eq!(m.remove(&k).map(|t: It| t.1), model.remove(&k));
+                assert_eq!(m.remove_with(&k, |t: &It| t.1), model.remove(&k));
             } else {
-                assert_eq!(m.insert(It(k.clone(), i)).map(|t| t.1), model.insert(k, i));
+                assert_eq!(m.insert_with(It(k.clone(), i), |t| t.1), model.insert(k, i));
             }
             assert_eq!(m.len(), model.len());
         }
@@ -350,7 +429,7 @@ mod tests {
         assert_eq!(m.len(), 60_000);
         for i in (0..60_000u32).step_by(7) {
             assert_eq!(m.get(&i.to_le_bytes()).map(|t| t.1), Some(i));
-            assert_eq!(m.remove(&i.to_le_bytes()).map(|t| t.1), Some(i));
+            assert_eq!(m.remove_with(&i.to_le_bytes(), |t| t.1), Some(i));
         }
         for (c, chunk) in m.chunks.iter().enumerate() {
             for t in chunk.table.iter() {
@@ -424,5 +503,92 @@ mod tests {
             segs + 2 >= m.chunks.segs.len(),
             "at most two segments copied"
         );
+    }
+
+    /// Counts live items: an item freed twice, or freed while a snapshot reads it, shows as
+    /// a wrong count or wrong bytes.
+    struct Tr(Vec<u8>, &'static std::sync::atomic::AtomicUsize);
+    impl Tr {
+        fn new(k: Vec<u8>, live: &'static std::sync::atomic::AtomicUsize) -> Tr {
+            live.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Tr(k, live)
+        }
+    }
+    impl Clone for Tr {
+        fn clone(&self) -> Tr {
+            Tr::new(self.0.clone(), self.1)
+        }
+    }
+    impl Drop for Tr {
+        fn drop(&mut self) {
+            self.1.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    impl MapItem for Tr {
+        fn key(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn a_snapshot_walked_on_another_thread_reads_its_items_while_the_live_map_changes() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static LIVE: AtomicUsize = AtomicUsize::new(0);
+        let mut live = ChunkMap::new();
+        for i in 0..40_000u32 {
+            live.insert(Tr::new(i.to_be_bytes().to_vec(), &LIVE));
+        }
+        let mut want: Vec<Vec<u8>> = live.iter().map(|t| t.0.clone()).collect();
+        want.sort();
+        for round in 0..3u32 {
+            let snap = live.clone();
+            let walker = std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                snap.visit_releasing::<()>(|t| {
+                    seen.push(t.0.clone());
+                    if seen.len() % 64 == 0 {
+                        std::thread::yield_now();
+                    }
+                    Ok(())
+                })
+                .unwrap();
+                seen.sort();
+                seen
+            });
+            // Replace, remove and add (with splits) while the walk goes on.
+            let mut x = 0x2545_f491_4f6c_dd1d_u64 ^ u64::from(round);
+            for _ in 0..60_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let k = ((x % 80_000) as u32).to_be_bytes().to_vec();
+                match x % 3 {
+                    0 => {
+                        live.remove(&k);
+                    }
+                    _ => {
+                        live.insert(Tr::new(k, &LIVE));
+                    }
+                }
+            }
+            let seen = walker.join().expect("walker");
+            assert_eq!(seen, want, "round {round}: the snapshot saw the map as it was");
+            want = live.iter().map(|t| t.0.clone()).collect();
+            want.sort();
+            assert_eq!(LIVE.load(Ordering::SeqCst), live.len(), "round {round}: nothing leaked");
+        }
+        // COPY's deep copy shares nothing: dropping either leaves the other whole.
+        let copy = live.deep_clone();
+        assert_eq!(LIVE.load(Ordering::SeqCst), 2 * live.len());
+        let snap = live.clone();
+        live.retain(|t| t.0[3] % 2 == 0);
+        drop(copy);
+        let mut seen: Vec<Vec<u8>> = snap.iter().map(|t| t.0.clone()).collect();
+        seen.sort();
+        assert_eq!(seen, want);
+        drop(snap);
+        assert_eq!(LIVE.load(Ordering::SeqCst), live.len());
+        drop(live);
+        assert_eq!(LIVE.load(Ordering::SeqCst), 0);
     }
 }

@@ -10,6 +10,7 @@
 //! what the data is. It must never lose a fact the packed form keeps (field TTLs,
 //! element order of lists).
 
+pub mod alias;
 pub mod chunklist;
 pub mod chunkmap;
 pub mod collect;
@@ -138,12 +139,15 @@ impl ZSetNative {
     }
     /// Set a member's score (adding it if absent).
     pub fn set(&mut self, member: &[u8], score: f64) {
-        let old = self.dict.insert(ZMember {
-            member: member.into(),
-            score,
-        });
+        let old = self.dict.insert_with(
+            ZMember {
+                member: member.into(),
+                score,
+            },
+            |old| old.score,
+        );
         if let Some(old) = old {
-            self.order.remove(old.score, member);
+            self.order.remove(old, member);
         }
         self.order.insert(score, member);
     }
@@ -157,8 +161,8 @@ impl ZSetNative {
     }
 
     pub fn remove(&mut self, member: &[u8]) -> bool {
-        match self.dict.remove(member) {
-            Some(z) => self.order.remove(z.score, member),
+        match self.dict.remove_with(member, |z| z.score) {
+            Some(score) => self.order.remove(score, member),
             None => false,
         }
     }
@@ -204,6 +208,24 @@ pub enum Native {
     ZSet(ZSetNative),
     List(ChunkList),
     Stream(Box<StreamNative>),
+}
+
+impl Native {
+    /// A copy sharing no item with this value, for a second key (COPY). `Clone` shares the
+    /// nodes and is only for a snapshot's read-only view: two live values must never
+    /// share a set's, hash's or sorted set's nodes (see [`alias`]). Lists and streams copy
+    /// whole byte chunks on write and may share.
+    pub fn deep_clone(&self) -> Native {
+        match self {
+            Native::Set(m) => Native::Set(m.deep_clone()),
+            Native::Hash(m) => Native::Hash(m.deep_clone()),
+            Native::ZSet(z) => Native::ZSet(ZSetNative {
+                dict: z.dict.deep_clone(),
+                order: z.order.deep_clone(),
+            }),
+            Native::List(_) | Native::Stream(_) => self.clone(),
+        }
+    }
 }
 
 /// A big stream: its entries natively, the rest (metadata, consumer groups, IDMP state)

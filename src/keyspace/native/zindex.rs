@@ -16,15 +16,43 @@ use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::alias::{Body, Node, Raw};
 use super::thin::Thin;
 
 pub const LEAF_MAX: usize = 256;
 pub const BRANCH_MAX: usize = 256;
 
-/// Deques, so that inserting at either end is O(1): a file lists a sorted set highest
-/// first, so loading one inserts every member at the front.
-type Leaf = VecDeque<(f64, Thin)>;
-type Branch = VecDeque<Arc<Leaf>>;
+type Pair = (f64, Thin);
+
+/// A leaf's pairs in order. Deques, so that inserting at either end is O(1): a file lists
+/// a sorted set highest first, so loading one inserts every member at the front. Behind a
+/// [`Node`]: a snapshot's leaf and the live copy share their pairs (see [`super::alias`]).
+#[derive(Default)]
+struct Leaf(VecDeque<Raw<Pair>>);
+
+impl Body for Leaf {
+    type Item = Pair;
+    fn alias(&self) -> Leaf {
+        Leaf(self.0.clone())
+    }
+    fn drain_into(&mut self, out: &mut Vec<Raw<Pair>>) {
+        out.extend(self.0.drain(..));
+    }
+}
+
+impl Leaf {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn iter(&self) -> impl DoubleEndedIterator<Item = (f64, &[u8])> + '_ {
+        self.0.iter().map(|p| (p.0, &p.1[..]))
+    }
+    fn search(&self, score: f64, member: &[u8]) -> Result<usize, usize> {
+        self.0.binary_search_by(|p| cmp((p.0, &p.1), (score, member)))
+    }
+}
+
+type Branch = VecDeque<Arc<Node<Leaf>>>;
 
 fn cmp(a: (f64, &[u8]), b: (f64, &[u8])) -> Ordering {
     a.0.partial_cmp(&b.0)
@@ -33,11 +61,15 @@ fn cmp(a: (f64, &[u8]), b: (f64, &[u8])) -> Ordering {
 }
 
 /// Whether every element of `l` sorts before (score, member).
-fn before(l: &Leaf, score: f64, member: &[u8]) -> bool {
-    l.back()
-        .is_some_and(|(s, m)| cmp((*s, m), (score, member)) == Ordering::Less)
+fn before(l: &Node<Leaf>, score: f64, member: &[u8]) -> bool {
+    l.body()
+        .0
+        .back()
+        .is_some_and(|p| cmp((p.0, &p.1), (score, member)) == Ordering::Less)
 }
 
+/// `Clone` shares every branch: for a snapshot's read-only view. A second live value
+/// (COPY) takes [`ZIndex::deep_clone`].
 #[derive(Clone, Default)]
 pub struct ZIndex {
     branches: VecDeque<Arc<Branch>>,
@@ -51,6 +83,28 @@ impl ZIndex {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// An index of fresh copies of every pair, sharing nothing with this one.
+    pub fn deep_clone(&self) -> ZIndex {
+        let branches = self
+            .branches
+            .iter()
+            .map(|b| {
+                Arc::new(
+                    b.iter()
+                        .map(|l| {
+                            let pairs = l.body().iter().map(|(s, m)| Raw::new((s, Thin::new(m))));
+                            Arc::new(Node::new(Leaf(pairs.collect())))
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        ZIndex {
+            branches,
+            len: self.len,
+        }
     }
 
     /// The (branch, leaf) that holds, or would hold, (score, member); the index is not
@@ -69,18 +123,21 @@ impl ZIndex {
 
     pub fn insert(&mut self, score: f64, member: &[u8]) {
         if self.branches.is_empty() {
-            let leaf: Leaf = VecDeque::new();
-            self.branches
-                .push_back(Arc::new(VecDeque::from([Arc::new(leaf)])));
+            self.branches.push_back(Arc::new(VecDeque::from([Arc::new(
+                Node::new(Leaf::default()),
+            )])));
         }
         let (bi, li) = self.locate(score, member);
         let branch = Arc::make_mut(&mut self.branches[bi]);
-        let leaf = Arc::make_mut(&mut branch[li]);
-        let at = leaf.partition_point(|(s, m)| cmp((*s, m), (score, member)) == Ordering::Less);
-        leaf.insert(at, (score, member.into()));
+        let node = Node::make_mut(&mut branch[li]);
+        let leaf = node.body_mut();
+        let at = leaf.search(score, member).unwrap_or_else(|at| at);
+        leaf.0.insert(at, Raw::new((score, member.into())));
         self.len += 1;
         if leaf.len() > LEAF_MAX {
-            let tail = leaf.split_off(leaf.len() / 2);
+            let tail = leaf.0.split_off(leaf.len() / 2);
+            // The moved pairs may still be read by the snapshots this leaf's pairs are.
+            let tail = node.sibling(Leaf(tail));
             branch.insert(li + 1, Arc::new(tail));
             if branch.len() > BRANCH_MAX {
                 let tail = branch.split_off(branch.len() / 2);
@@ -96,17 +153,16 @@ impl ZIndex {
         }
         let (bi, li) = self.locate(score, member);
         // Look before copying: removing what is absent must not copy shared nodes.
-        let found = self.branches[bi][li]
-            .binary_search_by(|(s, m)| cmp((*s, m), (score, member)))
-            .ok();
-        let Some(at) = found else {
+        let Ok(at) = self.branches[bi][li].body().search(score, member) else {
             return false;
         };
         let branch = Arc::make_mut(&mut self.branches[bi]);
-        let leaf = Arc::make_mut(&mut branch[li]);
-        leaf.remove(at);
+        let node = Node::make_mut(&mut branch[li]);
+        if let Some(gone) = node.body_mut().0.remove(at) {
+            node.evict(gone);
+        }
         self.len -= 1;
-        if leaf.is_empty() {
+        if node.body().len() == 0 {
             branch.remove(li);
             if branch.is_empty() {
                 self.branches.remove(bi);
@@ -118,21 +174,20 @@ impl ZIndex {
     /// The lowest (`min`) or highest element.
     pub fn end(&self, min: bool) -> Option<(f64, &[u8])> {
         let e = if min {
-            self.branches.front()?.front()?.front()
+            self.branches.front()?.front()?.body().0.front()
         } else {
-            self.branches.back()?.back()?.back()
+            self.branches.back()?.back()?.body().0.back()
         };
-        e.map(|(s, m)| (*s, &m[..]))
+        e.map(|p| (p.0, &p.1[..]))
     }
 
     fn leaves(&self) -> impl DoubleEndedIterator<Item = &Leaf> + '_ {
-        self.branches.iter().flat_map(|b| b.iter().map(|l| &**l))
+        self.branches.iter().flat_map(|b| b.iter().map(|l| l.body()))
     }
 
     /// Every element from the lowest.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (f64, &[u8])> + '_ {
-        self.leaves()
-            .flat_map(|l| l.iter().map(|(s, m)| (*s, &m[..])))
+        self.leaves().flat_map(Leaf::iter)
     }
 
     /// Every element from the highest (as the servers write a skiplist), consuming the
@@ -145,7 +200,7 @@ impl ZIndex {
         for branch in self.branches.into_iter().rev() {
             let branch = Arc::try_unwrap(branch).unwrap_or_else(|b| (*b).clone());
             for leaf in branch.into_iter().rev() {
-                leaf.iter().rev().try_for_each(|(s, m)| f(*s, m))?;
+                leaf.body().iter().rev().try_for_each(|(s, m)| f(s, m))?;
             }
         }
         Ok(())
@@ -182,7 +237,7 @@ impl ZIndex {
             .skip(bi)
             .enumerate()
             .flat_map(move |(k, b)| b.iter().skip(if k == 0 { li } else { 0 }))
-            .flat_map(|l| l.iter().map(|(s, m)| (*s, &m[..])))
+            .flat_map(|l| l.body().iter())
             .skip_while(move |(s, m)| cmp((*s, m), (score, member)) == Ordering::Less)
     }
 
@@ -195,7 +250,7 @@ impl ZIndex {
             if end > start && base <= stop {
                 let from = start.saturating_sub(base);
                 let to = (stop + 1 - base).min(l.len());
-                out.extend(l.range(from..to).map(|(s, m)| (*s, Box::from(&**m))));
+                out.extend(l.0.range(from..to).map(|p| (p.0, Box::from(&p.1[..]))));
             }
             if base > stop {
                 break;
