@@ -6,8 +6,9 @@
 //! edits one leaf (O(leaf)); a leaf past [`LEAF_MAX`] splits into its branch, a branch past
 //! [`BRANCH_MAX`] leaves splits into the root. Popping either end is O(leaf), finding a
 //! rank walks leaf sizes (O(n / leaf)). Cloning shares every branch, so the first write to
-//! an index a snapshot still holds copies the root's handles, one branch and one leaf
-//! (a 2 M-member set: ~60 + 256 handles, not 15 000); a walker of its own copy
+//! an index a snapshot still holds copies the root's handles, one branch and one leaf's
+//! slots (a 2 M-member set: ~60 + 256 handles, not 15 000; the pairs stay shared,
+//! [`super::alias`]); a walker of its own copy
 //! ([`ZIndex::visit_rev_releasing`]) lets go of each leaf once it has seen it. A leaf: it
 //! never looks at members' scores anywhere but here, and never holds a NaN (callers
 //! refuse them).
