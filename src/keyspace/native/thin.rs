@@ -8,9 +8,9 @@
 //! a 16-byte block either way). Measured on the 2 M / 3 M-member collections of
 //! `BENCH_DATASET=big`: see docs/decisions.md.
 //!
-//! A leaf, and with [`super::alias`] the only `unsafe` of the keyspace: it must never hand out bytes past the
-//! length it wrote, and every allocation it makes is freed exactly once, with the layout
-//! it was made with.
+//! A leaf, and with [`super::alias`] the only `unsafe` of the keyspace: it must never
+//! hand out bytes past the length it wrote, and every allocation it makes is freed
+//! exactly once, with the layout it was made with.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::fmt;
