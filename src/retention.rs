@@ -27,6 +27,7 @@ use std::fmt;
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime, Offset, Timelike, Utc};
 
 use crate::config;
+use crate::storage::SnapshotId;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RetentionError {
@@ -327,18 +328,26 @@ pub struct Verdict {
     pub decision: Decision,
 }
 
-/// Newest first: later time first and, for equal times, the greater id first, so a tie is
-/// decided the same way on every run whatever order storage listed the snapshots in. (With
-/// our ids, `YYYYMMDDTHHMMSSZ` plus `-N` when the second was taken, the greater id is usually
-/// the later one; determinism is what matters.)
+/// Newest first. Our ids (`YYYYMMDDTHHMMSSZ-N`) only grow (`SnapshotId::new_after`), so
+/// when both ids are ours their order is the order the snapshots were taken in, whatever
+/// the clock did meanwhile: a clock stepped back names a fresh snapshot after the newest,
+/// and ordering by time would rank it older and let `keep_last` delete it. Other ids (a
+/// pure function's input can be anything) go by time, then id, so a tie is decided the
+/// same way on every run; they rank below ours, which keeps the order total.
 fn newest_first(a: &Snapshot, b: &Snapshot) -> Ordering {
-    b.created_at
-        .cmp(&a.created_at)
-        .then_with(|| b.id.cmp(&a.id))
+    match (SnapshotId::parse(&a.id), SnapshotId::parse(&b.id)) {
+        (Ok(x), Ok(y)) => y.cmp(&x),
+        (Ok(_), Err(_)) => Ordering::Less,
+        (Err(_), Ok(_)) => Ordering::Greater,
+        (Err(_), Err(_)) => b
+            .created_at
+            .cmp(&a.created_at)
+            .then_with(|| b.id.cmp(&a.id)),
+    }
 }
 
-/// Decide every snapshot: one verdict each, newest first (by time, then by id for equal
-/// times).
+/// Decide every snapshot: one verdict each, newest first (by our id, which only grows;
+/// by time for other ids).
 pub fn apply(policy: &Policy, snapshots: &[Snapshot]) -> Vec<Verdict> {
     let mut sorted: Vec<&Snapshot> = snapshots.iter().collect();
     sorted.sort_by(|a, b| newest_first(a, b));

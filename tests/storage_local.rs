@@ -78,7 +78,16 @@ fn manifest_for(stored: &dyn StoredRdb, at: DateTime<Utc>) -> Manifest {
 
 /// Store `data` as a snapshot taken at `at`, the way the snapshot thread will.
 fn store(s: &dyn Storage, at: &str, data: &[u8]) -> Manifest {
-    let mut sink = s.create_rdb(t(at)).unwrap();
+    store_with(s, at, data, false)
+}
+
+/// `taken_earlier`: a snapshot stored late (a staged retry), named for its own time.
+fn store_with(s: &dyn Storage, at: &str, data: &[u8], taken_earlier: bool) -> Manifest {
+    let mut sink = if taken_earlier {
+        s.create_rdb_as_taken(t(at)).unwrap()
+    } else {
+        s.create_rdb(t(at)).unwrap()
+    };
     // In uneven pieces, as a writer's buffer would.
     for chunk in data.chunks(7777) {
         sink.write_all(chunk).unwrap();
@@ -122,7 +131,8 @@ fn stored_snapshots_list_newest_first_with_their_checksums() {
     let c = rdb_bytes(100_000, 3);
     store(&s, "2026-11-25T08:30:00Z", &a);
     store(&s, "2026-11-25T10:00:00Z", &c);
-    store(&s, "2026-11-25T09:00:00.999Z", &b);
+    // Stored after a newer one (a staged retry): listed by its own time.
+    store_with(&s, "2026-11-25T09:00:00.999Z", &b, true);
 
     let listing = s.list().unwrap();
     assert!(listing.problems.is_empty(), "{:?}", listing.problems);
@@ -182,6 +192,53 @@ fn stored_snapshots_list_newest_first_with_their_checksums() {
 }
 
 #[test]
+fn a_clock_stepped_back_names_fresh_snapshots_after_the_newest_and_retention_keeps_them() {
+    use replisnap::retention::{apply, Count, Decision, Policy, Snapshot};
+    let dir = tempfile::tempdir().unwrap();
+    let s = LocalStorage::new(dir.path());
+    store(&s, "2026-11-25T10:00:00Z", &rdb_bytes(50, 1));
+    // The clock steps back an hour; two snapshots follow, the second within one second.
+    let fresh = store(&s, "2026-11-25T09:00:00.200Z", &rdb_bytes(60, 2));
+    let fresher = store(&s, "2026-11-25T09:00:00.700Z", &rdb_bytes(70, 3));
+    assert_eq!(fresh.id.as_str(), "20261125T100001Z");
+    assert_eq!(fresher.id.as_str(), "20261125T100002Z");
+    // The manifest keeps the real capture time (expiries are judged at it).
+    assert_eq!(fresher.created_at, t("2026-11-25T09:00:00.700Z"));
+    assert_eq!(
+        ids(&s),
+        ["20261125T100002Z", "20261125T100001Z", "20261125T100000Z"]
+    );
+    assert_eq!(
+        resolve(&s, "latest").unwrap().id,
+        fresher.id,
+        "latest is the last one taken"
+    );
+    // keep_last = 1 keeps the last one taken, not the one with the latest clock reading.
+    let policy = Policy {
+        last: Some(Count::Limit(1)),
+        ..Policy::default()
+    };
+    let listed: Vec<Snapshot> = s
+        .list()
+        .unwrap()
+        .snapshots
+        .iter()
+        .map(|m| Snapshot {
+            id: m.id.to_string(),
+            created_at: m.created_at,
+            in_progress: false,
+        })
+        .collect();
+    let verdicts = apply(&policy, &listed);
+    let kept: Vec<&str> = verdicts
+        .iter()
+        .filter(|v| matches!(v.decision, Decision::Keep { .. }))
+        .map(|v| v.id.as_str())
+        .collect();
+    assert_eq!(kept, ["20261125T100002Z"]);
+}
+
+#[test]
 fn id_collisions_get_a_suffix() {
     let dir = tempfile::tempdir().unwrap();
     let s = LocalStorage::new(dir.path());
@@ -191,10 +248,14 @@ fn id_collisions_get_a_suffix() {
     assert_eq!(open.id().as_str(), "20261125T083000Z-1");
     store(&s, "2026-11-25T08:30:00.900Z", &rdb_bytes(50, 2));
     drop(open);
+    // The dropped sink's -1 is free again, but a fresh snapshot is named after the newest
+    // (-2), never into a gap below it; a late one (a staged retry) takes the free -1.
     store(&s, "2026-11-25T08:30:00Z", &rdb_bytes(50, 3));
+    store_with(&s, "2026-11-25T08:30:00Z", &rdb_bytes(50, 4), true);
     assert_eq!(
         ids(&s),
         [
+            "20261125T083000Z-3",
             "20261125T083000Z-2",
             "20261125T083000Z-1",
             "20261125T083000Z"

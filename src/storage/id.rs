@@ -52,6 +52,29 @@ impl SnapshotId {
             .ok_or_else(|| IdError::Exhausted(time_text(&truncate(at))))
     }
 
+    /// The id of a snapshot taken now, at `at`, in a storage whose newest id is `newest`:
+    /// ids only grow. Normally that is [`SnapshotId::new_at`]; when the clock is behind the
+    /// newest id (it stepped back, or another machine's was ahead) the snapshot is named for
+    /// the second after it, and within the newest id's own second only a greater `-N` is
+    /// taken. Listings and retention order snapshots by id, so a fresh snapshot is never
+    /// ranked older than one taken before it.
+    pub fn new_after(
+        at: DateTime<Utc>,
+        newest: Option<&SnapshotId>,
+        taken: impl FnMut(&str) -> bool,
+    ) -> Result<Self, IdError> {
+        let mut taken = taken;
+        let (at, min_seq) = match newest {
+            Some(n) if truncate(at) < n.at => (n.at + chrono::Duration::seconds(1), 0),
+            Some(n) if truncate(at) == n.at => (n.at, n.seq + 1),
+            _ => (at, 0),
+        };
+        Self::candidates(at)?
+            .filter(|c| c.seq >= min_seq)
+            .find(|c| !taken(c.as_str()))
+            .ok_or_else(|| IdError::Exhausted(time_text(&truncate(at))))
+    }
+
     /// Every id for the second of `at`, in the order they are tried. Backends that reserve
     /// an id atomically (the local one creates its directory) walk this themselves.
     pub fn candidates(at: DateTime<Utc>) -> Result<impl Iterator<Item = SnapshotId>, IdError> {
@@ -273,6 +296,27 @@ mod tests {
             SnapshotId::new_at(t, |_| true),
             Err(IdError::Exhausted(_))
         ));
+    }
+
+    #[test]
+    fn a_fresh_id_is_greater_than_the_newest_whatever_the_clock_says() {
+        let newest = SnapshotId::parse("20261125T083000Z-2").unwrap();
+        // The clock stepped back an hour: the second after the newest.
+        let id = SnapshotId::new_after(at("2026-11-25T07:30:00Z"), Some(&newest), |_| false);
+        assert_eq!(id.unwrap().as_str(), "20261125T083001Z");
+        // The same second: a greater -N, never a free lower one.
+        let id = SnapshotId::new_after(at("2026-11-25T08:30:00.9Z"), Some(&newest), |_| false);
+        assert_eq!(id.unwrap().as_str(), "20261125T083000Z-3");
+        // A clock ahead of the newest: its own time, as new_at gives.
+        let t = at("2026-11-25T09:00:00Z");
+        let id = SnapshotId::new_after(t, Some(&newest), |_| false).unwrap();
+        assert_eq!(id.as_str(), "20261125T090000Z");
+        assert_eq!(SnapshotId::new_after(t, None, |_| false).unwrap(), id);
+        for back in [1i64, 60, 86_400 * 400] {
+            let t = newest.at - chrono::Duration::seconds(back);
+            let id = SnapshotId::new_after(t, Some(&newest), |_| false).unwrap();
+            assert!(id > newest, "{back} s back: {id}");
+        }
     }
 
     #[test]

@@ -84,11 +84,50 @@ impl LocalStorage {
         Ok(())
     }
 
-    /// Claim the first free id at `at` by creating its directory: `mkdir` fails on an
-    /// existing name, so two writers can never share an id.
-    fn reserve(&self, at: DateTime<Utc>) -> Result<(SnapshotId, PathBuf)> {
+    fn create(&self, at: DateTime<Utc>, fresh: bool) -> Result<Box<dyn RdbSink>> {
+        self.ensure_root()?;
+        let lock = LockFile::shared(&self.root)?;
+        let (id, dir) = self.reserve(at, fresh)?;
+        let path = dir.join(RDB_NAME);
+        let file = match AtomicFile::create(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                return Err(StorageError::io("create", &path)(e));
+            }
+        };
+        Ok(Box::new(LocalSink {
+            id,
+            dir,
+            file: Some(file),
+            hasher: ObjectHasher::new(),
+            lock: Some(lock),
+            done: false,
+        }))
+    }
+
+    /// The greatest id among the root's entries (complete or not).
+    fn newest_id(&self) -> Result<Option<SnapshotId>> {
+        let rd = fs::read_dir(&self.root).map_err(StorageError::io("list", &self.root))?;
+        let mut newest: Option<SnapshotId> = None;
+        for e in rd {
+            let e = e.map_err(StorageError::io("list", &self.root))?;
+            if let Some(id) = e.file_name().to_str().and_then(|n| SnapshotId::parse(n).ok()) {
+                if newest.as_ref().is_none_or(|n| id > *n) {
+                    newest = Some(id);
+                }
+            }
+        }
+        Ok(newest)
+    }
+
+    /// Claim the first free id at `at` (`fresh`: and greater than every id here, see
+    /// [`SnapshotId::new_after`]) by creating its directory: `mkdir` fails on an existing
+    /// name, so two writers can never share an id.
+    fn reserve(&self, at: DateTime<Utc>, fresh: bool) -> Result<(SnapshotId, PathBuf)> {
+        let newest = if fresh { self.newest_id()? } else { None };
         let mut failure = None;
-        let id = SnapshotId::new_at(at, |candidate| {
+        let id = SnapshotId::new_after(at, newest.as_ref(), |candidate| {
             let dir = self.root.join(candidate);
             match private_dirs().create(&dir) {
                 Ok(()) => false,
@@ -180,25 +219,11 @@ impl Storage for LocalStorage {
     }
 
     fn create_rdb(&self, at: DateTime<Utc>) -> Result<Box<dyn RdbSink>> {
-        self.ensure_root()?;
-        let lock = LockFile::shared(&self.root)?;
-        let (id, dir) = self.reserve(at)?;
-        let path = dir.join(RDB_NAME);
-        let file = match AtomicFile::create(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = fs::remove_dir(&dir);
-                return Err(StorageError::io("create", &path)(e));
-            }
-        };
-        Ok(Box::new(LocalSink {
-            id,
-            dir,
-            file: Some(file),
-            hasher: ObjectHasher::new(),
-            lock: Some(lock),
-            done: false,
-        }))
+        self.create(at, true)
+    }
+
+    fn create_rdb_as_taken(&self, at: DateTime<Utc>) -> Result<Box<dyn RdbSink>> {
+        self.create(at, false)
     }
 
     fn list(&self) -> Result<Listing> {

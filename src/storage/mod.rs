@@ -106,9 +106,17 @@ pub trait Storage: Send + Sync {
     /// Where this is, for logs and errors: "local directory /var/backups/redis".
     fn describe(&self) -> String;
 
-    /// Reserve a fresh id for the second of `at` (`-N` appended if taken) and open a sink
-    /// for its RDB. Nothing the sink writes is visible until the manifest is written.
+    /// Reserve an id for a snapshot taken now, at `at`, and open a sink for its RDB: the
+    /// second of `at` (`-N` appended if taken), or past the newest id here when the clock
+    /// is behind it, so ids only grow ([`SnapshotId::new_after`]). Nothing the sink writes
+    /// is visible until the manifest is written.
     fn create_rdb(&self, at: DateTime<Utc>) -> Result<Box<dyn RdbSink>>;
+
+    /// As [`Storage::create_rdb`] for a snapshot taken earlier and stored late (a staged
+    /// retry): named for its own time even when newer ones exist, so it ranks as old as it is.
+    fn create_rdb_as_taken(&self, at: DateTime<Utc>) -> Result<Box<dyn RdbSink>> {
+        self.create_rdb(at)
+    }
 
     /// Snapshots with a valid manifest and an RDB of the recorded size, newest first; the
     /// ones whose manifest is present but unusable are reported beside them, not skipped in

@@ -296,12 +296,10 @@ impl Inner {
     }
 }
 
-impl Storage for S3Storage {
-    fn describe(&self) -> String {
-        format!("S3 {}", self.inner.s.location())
-    }
-
-    fn create_rdb(&self, at: DateTime<Utc>) -> Result<Box<dyn RdbSink>> {
+impl S3Storage {
+    /// Reserve an id (`fresh`: greater than every id in the bucket or being written here,
+    /// [`SnapshotId::new_after`]) and open its upload.
+    fn create(&self, at: DateTime<Utc>, fresh: bool) -> Result<Box<dyn RdbSink>> {
         let inner = &self.inner;
         inner.lease.acquire(inner)?;
         // Ids already in the bucket (any key under `<id>/`) or being written here are taken;
@@ -309,13 +307,28 @@ impl Storage for S3Storage {
         let stored = inner.entries("")?;
         let id = {
             let mut writing = inner.writing.lock().unwrap_or_else(|e| e.into_inner());
-            let id = SnapshotId::new_at(at, |c| {
+            let newest = stored.keys().chain(writing.iter()).max().filter(|_| fresh);
+            let id = SnapshotId::new_after(at, newest, |c| {
                 stored.keys().any(|k| k.as_str() == c) || writing.iter().any(|k| k.as_str() == c)
             })?;
             writing.insert(id.clone());
             id
         };
         Ok(Box::new(upload::S3Sink::new(inner.clone(), id)))
+    }
+}
+
+impl Storage for S3Storage {
+    fn describe(&self) -> String {
+        format!("S3 {}", self.inner.s.location())
+    }
+
+    fn create_rdb(&self, at: DateTime<Utc>) -> Result<Box<dyn RdbSink>> {
+        self.create(at, true)
+    }
+
+    fn create_rdb_as_taken(&self, at: DateTime<Utc>) -> Result<Box<dyn RdbSink>> {
+        self.create(at, false)
     }
 
     fn list(&self) -> Result<Listing> {

@@ -105,7 +105,7 @@ impl Shared {
     fn upload_staged(&self, m: &Manifest) -> Result<SnapshotId> {
         let path = self.dir.rdb(&m.id);
         let mut file = std::fs::File::open(&path).map_err(StorageError::io("open", &path))?;
-        let mut sink = self.inner.create_rdb(m.created_at)?;
+        let mut sink = self.inner.create_rdb_as_taken(m.created_at)?;
         let mut buf = vec![0u8; 1 << 20];
         let copied: io::Result<()> = loop {
             match file.read(&mut buf) {
