@@ -336,7 +336,10 @@ fn our_ids_order_snapshots_whatever_their_clock_said() {
     // newest id (SnapshotId::new_after), and its creation time is the clock's.
     let before = snap("20250301T100000Z", "2025-03-01 10:00:00");
     let after = snap("20250301T100001Z", "2025-03-01 09:00:00");
-    for input in [[before.clone(), after.clone()], [after.clone(), before.clone()]] {
+    for input in [
+        [before.clone(), after.clone()],
+        [after.clone(), before.clone()],
+    ] {
         let v = apply(&policy("l1"), &input);
         assert_eq!(v[0].id, after.id, "the one taken last is the newest");
         assert_eq!(

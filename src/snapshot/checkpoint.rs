@@ -60,8 +60,11 @@ pub enum CheckpointError {
     NoData(String),
     #[error("{0}")]
     Target(String),
-    #[error("writing the RDB: {0}")]
-    Write(#[from] RdbIoError),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: Box<RdbIoError>,
+    },
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CheckpointError {
@@ -249,7 +252,11 @@ impl CheckpointDir {
             WriteOptions { compress: false },
             rules,
             at.timestamp_millis(),
-        )?;
+        )
+        .map_err(|source| CheckpointError::Write {
+            path: rdb_path.clone(),
+            source: Box::new(source),
+        })?;
         let HashingWriter { inner, hasher } = exported.out;
         inner.commit().map_err(io_err("commit", &rdb_path))?;
         let write_seconds = started.elapsed();

@@ -112,7 +112,11 @@ impl LocalStorage {
         let mut newest: Option<SnapshotId> = None;
         for e in rd {
             let e = e.map_err(StorageError::io("list", &self.root))?;
-            if let Some(id) = e.file_name().to_str().and_then(|n| SnapshotId::parse(n).ok()) {
+            if let Some(id) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| SnapshotId::parse(n).ok())
+            {
                 if newest.as_ref().is_none_or(|n| id > *n) {
                     newest = Some(id);
                 }
@@ -326,13 +330,24 @@ impl Write for LocalSink {
             .file
             .as_mut()
             .ok_or_else(|| io::Error::other("sink already committed"))?;
-        let n = f.write(buf)?;
+        let n = f.write(buf).map_err(|e| self.naming(e))?;
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().map_or(Ok(()), |f| f.flush())
+        let r = self.file.as_mut().map_or(Ok(()), |f| f.flush());
+        r.map_err(|e| self.naming(e))
+    }
+}
+
+impl LocalSink {
+    /// The error with the file it happened to (a full disk must say where).
+    fn naming(&self, e: io::Error) -> io::Error {
+        io::Error::new(
+            e.kind(),
+            format!("{}: {e}", self.dir.join(RDB_NAME).display()),
+        )
     }
 }
 

@@ -220,14 +220,20 @@ mod tests {
     }
 
     fn values(n: &Node<V>) -> Vec<u64> {
-        n.body().0.iter().map(|t| *Tracked::clone_ref(t).0).collect()
+        n.body()
+            .0
+            .iter()
+            .map(|t| *Tracked::clone_ref(t).0)
+            .collect()
     }
 
     #[test]
     fn copies_share_items_and_every_item_is_dropped_once_after_its_last_reader() {
         static LIVE: AtomicUsize = AtomicUsize::new(0);
         let base = 0;
-        let mut live = Arc::new(Node::new(V((0..10).map(|i| Raw::new(Tracked::new(i, &LIVE))).collect())));
+        let mut live = Arc::new(Node::new(V((0..10)
+            .map(|i| Raw::new(Tracked::new(i, &LIVE)))
+            .collect())));
         let snap1 = live.clone();
         {
             let n = Node::make_mut(&mut live);
@@ -235,8 +241,16 @@ mod tests {
             n.evict(gone);
             n.body_mut().0.push(Raw::new(Tracked::new(100, &LIVE)));
         }
-        assert_eq!(values(&snap1), (0..10).collect::<Vec<_>>(), "the snapshot reads its items");
-        assert_eq!(LIVE.load(Ordering::SeqCst) - base, 11, "nothing freed, one made");
+        assert_eq!(
+            values(&snap1),
+            (0..10).collect::<Vec<_>>(),
+            "the snapshot reads its items"
+        );
+        assert_eq!(
+            LIVE.load(Ordering::SeqCst) - base,
+            11,
+            "nothing freed, one made"
+        );
         // A second snapshot of the live node, then more changes and a split.
         let snap2 = live.clone();
         let sib = {

@@ -573,10 +573,17 @@ mod tests {
                 }
             }
             let seen = walker.join().expect("walker");
-            assert_eq!(seen, want, "round {round}: the snapshot saw the map as it was");
+            assert_eq!(
+                seen, want,
+                "round {round}: the snapshot saw the map as it was"
+            );
             want = live.iter().map(|t| t.0.clone()).collect();
             want.sort();
-            assert_eq!(LIVE.load(Ordering::SeqCst), live.len(), "round {round}: nothing leaked");
+            assert_eq!(
+                LIVE.load(Ordering::SeqCst),
+                live.len(),
+                "round {round}: nothing leaked"
+            );
         }
         // COPY's deep copy shares nothing: dropping either leaves the other whole.
         let copy = live.deep_clone();

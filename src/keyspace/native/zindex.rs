@@ -49,7 +49,8 @@ impl Leaf {
         self.0.iter().map(|p| (p.0, &p.1[..]))
     }
     fn search(&self, score: f64, member: &[u8]) -> Result<usize, usize> {
-        self.0.binary_search_by(|p| cmp((p.0, &p.1), (score, member)))
+        self.0
+            .binary_search_by(|p| cmp((p.0, &p.1), (score, member)))
     }
 }
 
@@ -124,9 +125,10 @@ impl ZIndex {
 
     pub fn insert(&mut self, score: f64, member: &[u8]) {
         if self.branches.is_empty() {
-            self.branches.push_back(Arc::new(VecDeque::from([Arc::new(
-                Node::new(Leaf::default()),
-            )])));
+            self.branches
+                .push_back(Arc::new(VecDeque::from([Arc::new(Node::new(
+                    Leaf::default(),
+                ))])));
         }
         let (bi, li) = self.locate(score, member);
         let branch = Arc::make_mut(&mut self.branches[bi]);
@@ -183,7 +185,9 @@ impl ZIndex {
     }
 
     fn leaves(&self) -> impl DoubleEndedIterator<Item = &Leaf> + '_ {
-        self.branches.iter().flat_map(|b| b.iter().map(|l| l.body()))
+        self.branches
+            .iter()
+            .flat_map(|b| b.iter().map(|l| l.body()))
     }
 
     /// Every element from the lowest.
