@@ -217,6 +217,8 @@ impl Replica {
             announce_port: s.announce_port,
             psync_command: &s.psync_command,
             resume: None,
+            // The replica serves the RDB on this link: one connection is enough here.
+            dual_channel: false,
         };
         let not_full = |what: String| HandoffError::NotAFullResync {
             from: from.to_string(),
@@ -229,6 +231,9 @@ impl Replica {
             }
             PsyncOutcome::Continue { .. } => {
                 return Err(not_full("answered +CONTINUE to PSYNC ? -1".into()).into())
+            }
+            PsyncOutcome::DualChannel | PsyncOutcome::RdbChannel { .. } => {
+                return Err(not_full("offered a second connection, which was not asked for".into()).into())
             }
         };
         let stream_db = self.full_sync(&mut link)?;

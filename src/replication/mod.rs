@@ -14,6 +14,7 @@
 //! link then moves to the primary (`handoff.rs`): the primary must never be sent a PSYNC
 //! it would refuse, since a refusal is a fork.
 
+pub mod dualchannel;
 mod fullsync;
 pub mod handoff;
 mod handshake;
@@ -62,6 +63,8 @@ pub enum ReplError {
     Sentinel(#[from] sentinel::SentinelError),
     #[error("{0}")]
     Handoff(#[from] handoff::HandoffError),
+    #[error("dual-channel full sync: {0}")]
+    Dual(#[from] dualchannel::DualError),
 }
 
 /// The kind a link error is counted under (`link_errors_total{reason}`).
@@ -74,7 +77,10 @@ fn link_error_kind(e: &ReplError) -> LinkErrorReason {
         ReplError::Link(LinkError::Protocol(_)) | ReplError::Protocol(_) => {
             LinkErrorReason::Protocol
         }
-        ReplError::Handshake(_) | ReplError::Handoff(_) => LinkErrorReason::Handshake,
+        ReplError::Handshake(_)
+        | ReplError::Handoff(_)
+        | ReplError::Dual(dualchannel::DualError::Refused { .. }) => LinkErrorReason::Handshake,
+        ReplError::Dual(dualchannel::DualError::EndOff(_)) => LinkErrorReason::Protocol,
         ReplError::Sync(_) => LinkErrorReason::FullSync,
         ReplError::Apply(_) => LinkErrorReason::Apply,
         ReplError::Timeout => LinkErrorReason::Timeout,
@@ -176,6 +182,13 @@ pub struct Replica {
     last_address: String,
     /// Take full syncs from this replica of the primary (`[source] full_sync_from`).
     full_sync_from: Option<handoff::FullSyncFrom>,
+    /// Offer a full sync on a second connection (`[source] dual_channel`).
+    dual_channel: bool,
+    /// The master offered it and then refused a step: not offered again.
+    dual_channel_refused: bool,
+    /// Where the stream buffered during such a sync goes past `spool_memory` bytes.
+    spool_dir: std::path::PathBuf,
+    spool_memory: usize,
 }
 
 /// The other threads' side of a running replica.
@@ -251,6 +264,10 @@ impl Replica {
             sentinel: None,
             last_address: String::new(),
             full_sync_from: None,
+            dual_channel: true,
+            dual_channel_refused: false,
+            spool_dir: std::env::temp_dir(),
+            spool_memory: dualchannel::SPOOL_MEMORY,
         };
         if let Some(p) = preload {
             r.preload(p);
@@ -308,6 +325,19 @@ impl Replica {
     /// credentials, TLS settings and `psync_command` as the primary.
     pub fn set_full_sync_from(&mut self, f: handoff::FullSyncFrom) {
         self.full_sync_from = Some(f);
+    }
+
+    /// Offer (default) or not a full sync on a second connection where the master has it
+    /// (`[source] dual_channel`): see [`dualchannel`].
+    pub fn set_dual_channel(&mut self, on: bool) {
+        self.dual_channel = on;
+    }
+
+    /// During such a sync, hold at most `memory` bytes of the stream in memory and the
+    /// rest in a file in `dir` (`state_dir`; default: the system's temp dir, 64 MiB).
+    pub fn set_dual_channel_spool(&mut self, dir: std::path::PathBuf, memory: usize) {
+        self.spool_dir = dir;
+        self.spool_memory = memory;
     }
 
     /// Run until stopped: connect, sync, stream; on any failure back off and reconnect,
@@ -450,6 +480,7 @@ impl Replica {
             announce_port: s.announce_port,
             psync_command: &s.psync_command,
             resume: resume.as_ref().map(|(id, off)| (id.as_str(), *off)),
+            dual_channel: self.dual_channel && !self.dual_channel_refused,
         };
         handshake::prepare(&mut link, &h)?;
         if let Some((id, off)) = &resume {
@@ -471,6 +502,12 @@ impl Replica {
                 self.full_sync(&mut link)?;
                 self.replid = replid;
                 self.offset = offset;
+            }
+            PsyncOutcome::DualChannel | PsyncOutcome::RdbChannel { .. } => {
+                if resume.is_some() {
+                    warn!("master refused to continue from our data: full resync (dual-channel)");
+                }
+                self.dual_channel_sync(&mut link, &address, &outcome)?;
             }
             PsyncOutcome::LegacySync => {
                 self.full_sync(&mut link)?;
