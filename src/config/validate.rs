@@ -234,6 +234,20 @@ impl Config {
                 "needs source.full_sync_from".into(),
             ));
         }
+        if let Some(mb) = src.dual_channel_memory_mb {
+            if !(1..=65536).contains(&mb) {
+                return Err(bad(
+                    "source.dual_channel_memory_mb",
+                    format!("{mb} is not 1 to 65536 (MiB)"),
+                ));
+            }
+            if src.dual_channel == Some(false) {
+                return Err(bad(
+                    "source.dual_channel_memory_mb",
+                    "has no use with source.dual_channel = false".into(),
+                ));
+            }
+        }
         if let Some(t) = self.source.timeout {
             if !(1..=3600).contains(&t) {
                 return Err(bad(
