@@ -43,6 +43,10 @@ pub struct Source {
     pub password_file: Option<PathBuf>,
     /// The PSYNC command's name where a provider renamed it (ElastiCache).
     pub psync_command: Option<String>,
+    /// A PSYNC name per node address (host:port, as connected to), overriding
+    /// `psync_command` there: ElastiCache grants one per node, and a failover moves the link.
+    #[serde(default)]
+    pub psync_commands: std::collections::BTreeMap<String, String>,
     /// Seconds without a byte from the master (data or PING) before the link is declared
     /// stalled; default [`DEFAULT_SOURCE_TIMEOUT`] (the servers' `repl-timeout`).
     pub timeout: Option<u64>,

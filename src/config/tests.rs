@@ -315,6 +315,25 @@ fn full_sync_from_is_a_replica_address_with_a_fallback() {
 }
 
 #[test]
+fn psync_commands_are_names_per_address() {
+    let c = Config::parse(
+        "[source]\naddress = \"a:1\"\npsync_commands = { \"10.0.0.1:6379\" = \"xyz\" }\n",
+        "c.toml",
+    )
+    .unwrap();
+    assert_eq!(c.source.psync_commands.get("10.0.0.1:6379").map(String::as_str), Some("xyz"));
+    for (bad, what) in [
+        ("{ \"10.0.0.1\" = \"xyz\" }", "not host:port"),
+        ("{ \"10.0.0.1:6379\" = \"\" }", "not a command name"),
+        ("{ \"10.0.0.1:6379\" = \"x y\" }", "not a command name"),
+    ] {
+        let text = format!("[source]\naddress = \"a:1\"\npsync_commands = {bad}\n");
+        let e = Config::parse(&text, "c.toml").expect_err(bad).to_string();
+        assert!(e.contains("source.psync_commands") && e.contains(what), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn dual_channel_is_on_by_default_and_its_memory_bounded() {
     let c = Config::parse("[source]\naddress = \"a:1\"\n", "c.toml").unwrap();
     assert_eq!(c.source.dual_channel, None, "default: on");

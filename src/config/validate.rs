@@ -199,6 +199,20 @@ impl Config {
                 ));
             }
         }
+        for (addr, cmd) in &src.psync_commands {
+            if !host_port(addr) {
+                return Err(bad(
+                    "source.psync_commands",
+                    format!("{addr:?} is not host:port"),
+                ));
+            }
+            if cmd.is_empty() || cmd.bytes().any(|b| b.is_ascii_whitespace()) {
+                return Err(bad(
+                    "source.psync_commands",
+                    format!("{cmd:?} (for {addr}) is not a command name"),
+                ));
+            }
+        }
         if let Some(tls) = &self.source.tls {
             if tls.cert_file.is_some() != tls.key_file.is_some() {
                 return Err(bad(

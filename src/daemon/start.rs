@@ -283,6 +283,7 @@ pub fn replica(
         replica.set_sentinel(s);
     }
     replica.set_dual_channel(cfg.source.dual_channel.unwrap_or(true));
+    replica.set_psync_commands(cfg.source.psync_commands.clone());
     let mb = cfg
         .source
         .dual_channel_memory_mb

@@ -273,7 +273,7 @@ impl Replica {
     ) -> Result<(), ReplError> {
         let started = Instant::now();
         let mut rdb = self.connect(address)?;
-        let r = self.rdb_channel_handshake(main, &mut rdb, outcome);
+        let r = self.rdb_channel_handshake(main, &mut rdb, address, outcome);
         let (replid, offset, db) = match r {
             Ok(v) => v,
             Err(e) => {
@@ -344,9 +344,11 @@ impl Replica {
         &mut self,
         main: &mut Link,
         rdb: &mut Link,
+        address: &str,
         outcome: &PsyncOutcome,
     ) -> Result<(String, i64, Option<u64>), ReplError> {
-        let s = self.settings.clone();
+        let mut s = self.settings.clone();
+        s.psync_command = self.psync_command_for(address);
         rdb.set_read_timeout(self.master_timeout)?;
         if let Some(pass) = &s.password {
             match &s.username {

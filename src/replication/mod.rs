@@ -77,6 +77,9 @@ fn link_error_kind(e: &ReplError) -> LinkErrorReason {
         ReplError::Link(LinkError::Protocol(_)) | ReplError::Protocol(_) => {
             LinkErrorReason::Protocol
         }
+        ReplError::Handoff(handoff::HandoffError::CannotContinue { .. }) => {
+            LinkErrorReason::HandoffRefused
+        }
         ReplError::Handshake(_)
         | ReplError::Handoff(_)
         | ReplError::Dual(dualchannel::DualError::Refused { .. }) => LinkErrorReason::Handshake,
@@ -189,6 +192,8 @@ pub struct Replica {
     /// Where the stream buffered during such a sync goes past `spool_memory` bytes.
     spool_dir: std::path::PathBuf,
     spool_memory: usize,
+    /// PSYNC names per address, overriding `Settings::psync_command` there.
+    psync_commands: std::collections::BTreeMap<String, String>,
 }
 
 /// The other threads' side of a running replica.
@@ -268,6 +273,7 @@ impl Replica {
             dual_channel_refused: false,
             spool_dir: std::env::temp_dir(),
             spool_memory: dualchannel::SPOOL_MEMORY,
+            psync_commands: Default::default(),
         };
         if let Some(p) = preload {
             r.preload(p);
@@ -338,6 +344,21 @@ impl Replica {
     pub fn set_dual_channel_spool(&mut self, dir: std::path::PathBuf, memory: usize) {
         self.spool_dir = dir;
         self.spool_memory = memory;
+    }
+
+    /// PSYNC names per node address (`[source] psync_commands`), used instead of
+    /// `Settings::psync_command` when connecting to that address (as given or as
+    /// Sentinel answers it; case-insensitive).
+    pub fn set_psync_commands(&mut self, m: std::collections::BTreeMap<String, String>) {
+        self.psync_commands = m;
+    }
+
+    /// The PSYNC command to send to `address`.
+    pub(super) fn psync_command_for(&self, address: &str) -> String {
+        self.psync_commands
+            .iter()
+            .find(|(a, _)| a.eq_ignore_ascii_case(address))
+            .map_or_else(|| self.settings.psync_command.clone(), |(_, c)| c.clone())
     }
 
     /// Run until stopped: connect, sync, stream; on any failure back off and reconnect,
@@ -473,7 +494,8 @@ impl Replica {
         info!(address = %address, "connected to master");
         let resume = self.has_data.then(|| (self.replid.clone(), self.offset));
         // A copy: the check below (`handoff.rs`) changes the replica between the steps.
-        let s = self.settings.clone();
+        let mut s = self.settings.clone();
+        s.psync_command = self.psync_command_for(&address);
         let mut h = handshake::Handshake {
             username: s.username.as_deref(),
             password: s.password.as_deref(),

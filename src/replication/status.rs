@@ -100,7 +100,7 @@ pub struct Status {
     pub dual_channel_spilled_bytes: AtomicU64,
     pub link_errors: AtomicU64,
     /// The same link errors by kind, in `metrics::LinkErrorReason::ALL` order.
-    pub link_error_kinds: [AtomicU64; 8],
+    pub link_error_kinds: [AtomicU64; 9],
     /// Set once the first full sync completed.
     pub ready: AtomicBool,
     pub replid: Mutex<String>,
