@@ -213,3 +213,83 @@ fn dual_channel_off_is_classic_valkey_9_1() {
 fn dual_channel_off_is_classic_redis_8_6() {
     full_sync_under_writes("redis-8.6", false, None);
 }
+
+/// The second connection gets the main one's TLS (CA verification, client certificate)
+/// and ACL user: a TLS-only redis 8.6 master with an ACL user and no default user.
+#[test]
+fn dual_channel_over_tls_as_an_acl_user_redis_8_6() {
+    use replisnap::replication::tls::TlsSettings;
+    let Some(bin) = support::require("redis-8.6") else {
+        return;
+    };
+    let pki = tempfile::tempdir().unwrap();
+    let d = pki.path();
+    support::pki::make_pki(d, "ca");
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = |f: &str| d.join(f).to_string_lossy().into_owned();
+    let m = TestServer::start(
+        &bin,
+        &[
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &p("server.crt"),
+            "--tls-key-file",
+            &p("server.key"),
+            "--tls-ca-cert-file",
+            &p("ca.crt"),
+            "--tls-auth-clients",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+            "--repl-rdb-channel",
+            "yes",
+        ],
+    )
+    .expect("TLS master");
+    for i in 0..5000 {
+        m.must(&["SET", &format!("k{i}"), "v"]);
+    }
+    m.must(&["CONFIG", "SET", "rdb-key-save-delay", "100"]);
+    m.must(&[
+        "ACL", "SETUSER", "backup", "on", ">secret", "+ping", "+replconf", "+psync", "+sync",
+    ]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(&m, stop.clone());
+    let (r, h) = Replica::new(Settings {
+        address: format!("127.0.0.1:{tls_port}"),
+        username: Some("backup".into()),
+        password: Some("secret".into()),
+        announce_port: 6391,
+        psync_command: "PSYNC".into(),
+        connect_timeout: Duration::from_secs(5),
+        tls: Some(TlsSettings {
+            ca_file: Some(d.join("ca.crt")),
+            cert_file: Some(d.join("client.crt")),
+            key_file: Some(d.join("client.key")),
+            server_name: None,
+            insecure_skip_verify: false,
+        }),
+    });
+    let t = std::thread::spawn(move || r.run());
+    support::wait_for("synced over TLS", Duration::from_secs(60), || {
+        h.status.ready.load(Ordering::Relaxed)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let written = w.join().expect("writer");
+    assert!(written > 100, "{written} writes");
+    m.must(&["SET", "after", "1"]);
+    assert_in_sync(&m, &h, &bin, "dual-channel over TLS");
+    let s = &h.status;
+    assert_eq!(s.dual_channel_syncs.load(Ordering::Relaxed), 1);
+    assert!(s.dual_channel_buffered_bytes.load(Ordering::Relaxed) > 0);
+    assert_eq!(s.link_errors.load(Ordering::Relaxed), 0, "{}", s.last_link_error.lock().unwrap());
+    assert!(m.log().contains(dual_log_line(&bin)), "{}", m.log());
+    h.stop();
+    t.join().expect("replica thread");
+}
