@@ -208,14 +208,20 @@ fn online(m: &mut Conn, port: u16) -> bool {
 /// One case: a fresh primary (and, with `from_replica`, a real replica of it, in sync
 /// before anything is measured), probes, an idle second, then `start` begins the sync and
 /// the primary must list `port` online.
+/// How the primary of a case is set up: with a real replica of it in sync (for
+/// `full_sync_from`), and its `repl-backlog-size`.
+struct Primary {
+    from_replica: bool,
+    backlog: &'static str,
+}
+
 fn run_case(
     name: &'static str,
     bin: &ServerBin,
     rdb: &std::path::Path,
     str_keys: u64,
     per_sec: u64,
-    from_replica: bool,
-    backlog: &str,
+    primary: Primary,
     start: impl FnOnce(&TestServer, Option<&TestServer>) -> (u16, Box<dyn FnOnce()>),
 ) -> Case {
     let m = TestServer::start_with_rdb(
@@ -231,10 +237,11 @@ fn run_case(
             // refuses, under full_sync_fallback = "never", is never sent) and (c) never
             // ends. Allocated as written (7.0), so the same for every case.
             "--repl-backlog-size",
-            backlog,
+            primary.backlog,
         ],
     )
     .expect("primary loads the dataset");
+    let from_replica = primary.from_replica;
     let port = m.port().to_string();
     let replica = from_replica.then(|| {
         let r = TestServer::start(
@@ -374,8 +381,10 @@ fn main() {
             &rdb,
             str_keys,
             per_sec,
-            false,
-            "256mb",
+            Primary {
+                from_replica: false,
+                backlog: "256mb",
+            },
             |m, _| {
                 let r = TestServer::start(&bin, &[]).expect("replica");
                 r.must(&["REPLICAOF", "127.0.0.1", &m.port().to_string()]);
@@ -389,8 +398,10 @@ fn main() {
             &rdb,
             str_keys,
             per_sec,
-            false,
-            "256mb",
+            Primary {
+                from_replica: false,
+                backlog: "256mb",
+            },
             |m, _| {
                 let (_, stop) = replisnap(m, None, false);
                 (REPLISNAP_PORT, stop)
@@ -402,8 +413,10 @@ fn main() {
             &rdb,
             str_keys,
             per_sec,
-            true,
-            "256mb",
+            Primary {
+                from_replica: true,
+                backlog: "256mb",
+            },
             |m, r| {
                 let (_, stop) = replisnap(m, r, false);
                 (REPLISNAP_PORT, stop)
@@ -420,8 +433,10 @@ fn main() {
                 &rdb,
                 str_keys,
                 per_sec,
-                false,
-                "1mb",
+                Primary {
+                    from_replica: false,
+                    backlog: "1mb",
+                },
                 |m, _| {
                     let r =
                         TestServer::start(&bin86, &["--repl-rdb-channel", "no"]).expect("replica");
@@ -436,8 +451,10 @@ fn main() {
                 &rdb,
                 str_keys,
                 per_sec,
-                false,
-                "1mb",
+                Primary {
+                    from_replica: false,
+                    backlog: "1mb",
+                },
                 |m, _| {
                     let (_, stop) = replisnap(m, None, false);
                     (REPLISNAP_PORT, stop)
@@ -449,8 +466,10 @@ fn main() {
                 &rdb,
                 str_keys,
                 per_sec,
-                false,
-                "1mb",
+                Primary {
+                    from_replica: false,
+                    backlog: "1mb",
+                },
                 |m, _| {
                     let (_, stop) = replisnap(m, None, true);
                     (REPLISNAP_PORT, stop)

@@ -163,9 +163,11 @@ fn a_psync_name_per_node_address_redis_7_0() {
         .into(),
     );
     let t = std::thread::spawn(move || r.run());
-    support::wait_for("first sync through this node's name", Duration::from_secs(30), || {
-        h.status.ready.load(Ordering::Relaxed)
-    });
+    support::wait_for(
+        "first sync through this node's name",
+        Duration::from_secs(30),
+        || h.status.ready.load(Ordering::Relaxed),
+    );
     m.must(&["SET", "after", "1"]);
     assert_in_sync(&m, &h, &bin, "psync_commands");
     assert_eq!(h.status.link_errors.load(Ordering::Relaxed), 0);

@@ -117,11 +117,7 @@ fn full_sync_under_writes(name: &str, dual: bool, spool_memory: Option<usize>) {
     let stop = Arc::new(AtomicBool::new(false));
     let w = writer(&m, stop.clone());
     std::thread::sleep(Duration::from_millis(100));
-    let (h, t) = replisnap(
-        &m.addr(),
-        dual,
-        spool_memory.map(|n| (spool_dir.path(), n)),
-    );
+    let (h, t) = replisnap(&m.addr(), dual, spool_memory.map(|n| (spool_dir.path(), n)));
     support::wait_for("replisnap synced", Duration::from_secs(60), || {
         h.status.ready.load(Ordering::Relaxed)
     });
@@ -135,7 +131,12 @@ fn full_sync_under_writes(name: &str, dual: bool, spool_memory: Option<usize>) {
     let log = m.log();
     assert_eq!(stat(&m, "sync_full"), 1, "{name}: one full sync");
     assert_eq!(s.full_syncs.load(Ordering::Relaxed), 1, "{name}");
-    assert_eq!(s.link_errors.load(Ordering::Relaxed), 0, "{name}: {}", s.last_link_error.lock().unwrap());
+    assert_eq!(
+        s.link_errors.load(Ordering::Relaxed),
+        0,
+        "{name}: {}",
+        s.last_link_error.lock().unwrap()
+    );
     let buffered = s.dual_channel_buffered_bytes.load(Ordering::Relaxed);
     let spilled = s.dual_channel_spilled_bytes.load(Ordering::Relaxed);
     if dual {
@@ -165,11 +166,19 @@ fn full_sync_under_writes(name: &str, dual: bool, spool_memory: Option<usize>) {
         assert_eq!(buffered, 0, "{name}");
     }
     // The master sees one replica, online, at our offset.
-    support::wait_for("the master's replica online", Duration::from_secs(10), || {
-        let info = m.info("replication");
-        info.contains("connected_slaves:1") && info.contains("state=online")
-    });
-    assert_eq!(h.status.offset.load(Ordering::Relaxed), offset(&m), "{name}");
+    support::wait_for(
+        "the master's replica online",
+        Duration::from_secs(10),
+        || {
+            let info = m.info("replication");
+            info.contains("connected_slaves:1") && info.contains("state=online")
+        },
+    );
+    assert_eq!(
+        h.status.offset.load(Ordering::Relaxed),
+        offset(&m),
+        "{name}"
+    );
     h.stop();
     t.join().expect("replica thread");
 }
@@ -256,7 +265,15 @@ fn dual_channel_over_tls_as_an_acl_user_redis_8_6() {
     }
     m.must(&["CONFIG", "SET", "rdb-key-save-delay", "100"]);
     m.must(&[
-        "ACL", "SETUSER", "backup", "on", ">secret", "+ping", "+replconf", "+psync", "+sync",
+        "ACL",
+        "SETUSER",
+        "backup",
+        "on",
+        ">secret",
+        "+ping",
+        "+replconf",
+        "+psync",
+        "+sync",
     ]);
     let stop = Arc::new(AtomicBool::new(false));
     let w = writer(&m, stop.clone());
@@ -288,7 +305,12 @@ fn dual_channel_over_tls_as_an_acl_user_redis_8_6() {
     let s = &h.status;
     assert_eq!(s.dual_channel_syncs.load(Ordering::Relaxed), 1);
     assert!(s.dual_channel_buffered_bytes.load(Ordering::Relaxed) > 0);
-    assert_eq!(s.link_errors.load(Ordering::Relaxed), 0, "{}", s.last_link_error.lock().unwrap());
+    assert_eq!(
+        s.link_errors.load(Ordering::Relaxed),
+        0,
+        "{}",
+        s.last_link_error.lock().unwrap()
+    );
     assert!(m.log().contains(dual_log_line(&bin)), "{}", m.log());
     h.stop();
     t.join().expect("replica thread");

@@ -321,7 +321,13 @@ fn psync_commands_are_names_per_address() {
         "c.toml",
     )
     .unwrap();
-    assert_eq!(c.source.psync_commands.get("10.0.0.1:6379").map(String::as_str), Some("xyz"));
+    assert_eq!(
+        c.source
+            .psync_commands
+            .get("10.0.0.1:6379")
+            .map(String::as_str),
+        Some("xyz")
+    );
     for (bad, what) in [
         ("{ \"10.0.0.1\" = \"xyz\" }", "not host:port"),
         ("{ \"10.0.0.1:6379\" = \"\" }", "not a command name"),
@@ -329,7 +335,10 @@ fn psync_commands_are_names_per_address() {
     ] {
         let text = format!("[source]\naddress = \"a:1\"\npsync_commands = {bad}\n");
         let e = Config::parse(&text, "c.toml").expect_err(bad).to_string();
-        assert!(e.contains("source.psync_commands") && e.contains(what), "{bad}: {e}");
+        assert!(
+            e.contains("source.psync_commands") && e.contains(what),
+            "{bad}: {e}"
+        );
     }
 }
 
@@ -358,9 +367,12 @@ fn dual_channel_is_on_by_default_and_its_memory_bounded() {
         let e = Config::parse(&text, "c.toml").expect_err(bad).to_string();
         assert!(e.contains("source.dual_channel_memory_mb"), "{bad}: {e}");
     }
-    let e = Config::parse("[source]\naddress = \"a:1\"\ndual_channel = \"yes\"\n", "c.toml")
-        .expect_err("a string")
-        .to_string();
+    let e = Config::parse(
+        "[source]\naddress = \"a:1\"\ndual_channel = \"yes\"\n",
+        "c.toml",
+    )
+    .expect_err("a string")
+    .to_string();
     assert!(e.contains("dual_channel"), "{e}");
 }
 

@@ -234,7 +234,9 @@ impl Replica {
                 return Err(not_full("answered +CONTINUE to PSYNC ? -1".into()).into())
             }
             PsyncOutcome::DualChannel | PsyncOutcome::RdbChannel { .. } => {
-                return Err(not_full("offered a second connection, which was not asked for".into()).into())
+                return Err(
+                    not_full("offered a second connection, which was not asked for".into()).into(),
+                )
             }
         };
         let stream_db = self.full_sync(&mut link)?;

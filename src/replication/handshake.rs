@@ -229,13 +229,17 @@ pub fn psync(link: &mut Link, h: &Handshake) -> Result<PsyncOutcome, HandshakeEr
             Ok(PsyncOutcome::DualChannel)
         }
         Frame::Simple(_) if h.dual_channel && t.starts_with("RDBCHANNELSYNC ") => {
-            let id = t["RDBCHANNELSYNC ".len()..].trim().parse::<u64>().map_err(|_| {
-                HandshakeError::Refused {
+            let id = t["RDBCHANNELSYNC ".len()..]
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| HandshakeError::Refused {
                     step: "PSYNC",
                     reply: t.clone(),
-                }
-            })?;
-            info!(main_client_id = id, "full resync on a second connection (rdb-channel)");
+                })?;
+            info!(
+                main_client_id = id,
+                "full resync on a second connection (rdb-channel)"
+            );
             Ok(PsyncOutcome::RdbChannel { main_client_id: id })
         }
         Frame::Error(_) if is_not_ready(&t) => Err(HandshakeError::NotReady {

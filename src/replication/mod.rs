@@ -14,9 +14,9 @@
 //! link then moves to the primary (`handoff.rs`): the primary must never be sent a PSYNC
 //! it would refuse, since a refusal is a fork.
 
+mod capture;
 pub mod dualchannel;
 mod fullsync;
-mod capture;
 pub mod handoff;
 mod handshake;
 pub mod link;
