@@ -315,3 +315,85 @@ fn dual_channel_over_tls_as_an_acl_user_redis_8_6() {
     h.stop();
     t.join().expect("replica thread");
 }
+
+/// The ids of the master's replica connections, oldest first.
+fn replica_client_ids(m: &TestServer) -> Vec<u64> {
+    let list = m
+        .must(&["CLIENT", "LIST", "TYPE", "replica"])
+        .as_string()
+        .unwrap_or_default();
+    let mut ids: Vec<u64> = list
+        .lines()
+        .filter_map(|l| l.strip_prefix("id=")?.split(' ').next()?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// One channel of a dual-channel sync killed by the master while the RDB is on its way: a
+/// link error, a reconnect, and a complete sync after it.
+fn a_channel_lost_mid_transfer(name: &str, rdb_channel: bool) {
+    let Some(bin) = support::require(name) else {
+        return;
+    };
+    let m = master(&bin);
+    // About 4 s of transfer: room to see both connections and cut one.
+    m.must(&["CONFIG", "SET", "rdb-key-save-delay", "200"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(&m, stop.clone());
+    let (h, t) = replisnap(&m.addr(), true, None);
+    support::wait_for("both channels open", Duration::from_secs(30), || {
+        replica_client_ids(&m).len() == 2
+            && m.info_field("persistence", "rdb_bgsave_in_progress")
+                .as_deref()
+                == Some("1")
+    });
+    let ids = replica_client_ids(&m);
+    // The rdb channel is the second connection made.
+    let victim = if rdb_channel { ids[1] } else { ids[0] };
+    m.must(&["CLIENT", "KILL", "ID", &victim.to_string()]);
+    support::wait_for("the link error", Duration::from_secs(30), || {
+        h.status.link_errors.load(Ordering::Relaxed) >= 1
+    });
+    assert!(
+        !h.status.ready.load(Ordering::Relaxed),
+        "{name}: not ready before a whole sync"
+    );
+    m.must(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    support::wait_for("synced after the retry", Duration::from_secs(60), || {
+        h.status.ready.load(Ordering::Relaxed)
+    });
+    stop.store(true, Ordering::Relaxed);
+    w.join().expect("writer");
+    m.must(&["SET", "after", "1"]);
+    assert_in_sync(&m, &h, &bin, &format!("{name}: rdb_channel={rdb_channel}"));
+    let s = &h.status;
+    assert_eq!(s.dual_channel_syncs.load(Ordering::Relaxed), 1, "{name}");
+    assert_eq!(
+        s.full_syncs.load(Ordering::Relaxed),
+        1,
+        "{name}: one completed"
+    );
+    h.stop();
+    t.join().expect("replica thread");
+}
+
+#[test]
+fn dual_channel_rdb_channel_lost_valkey_9_1() {
+    a_channel_lost_mid_transfer("valkey-9.1", true);
+}
+
+#[test]
+fn dual_channel_main_channel_lost_valkey_9_1() {
+    a_channel_lost_mid_transfer("valkey-9.1", false);
+}
+
+#[test]
+fn dual_channel_rdb_channel_lost_redis_8_6() {
+    a_channel_lost_mid_transfer("redis-8.6", true);
+}
+
+#[test]
+fn dual_channel_main_channel_lost_redis_8_6() {
+    a_channel_lost_mid_transfer("redis-8.6", false);
+}
