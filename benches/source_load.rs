@@ -2,7 +2,14 @@
 //! its peak memory and its longest stall — for (a) a real redis-server 7.0 replica's full
 //! sync (the reference), (b) replisnap's classic full sync from the primary, (c) replisnap
 //! with `[source] full_sync_from` a real replica of the primary (the primary never forks).
-//! Dual-channel sync is not built: it prints "not built".
+//! Then the same on a redis-server 8.6 primary (`repl-rdb-channel yes`, its default):
+//! (d) a real 8.6 replica with `repl-rdb-channel no` (the reference), (e) replisnap classic
+//! (`dual_channel = false`), (f) replisnap dual-channel (the RDB on a second connection,
+//! the stream buffered on replisnap's side). This group keeps the default 1 MB backlog: with
+//! a 256 MB one the writes of the whole window stay in the shared replication buffer
+//! whatever the replica does, and the replica's pending output (what dual-channel moves to
+//! replisnap) cannot be seen (measured: +7.9 MB dual vs +5.2 MB classic, both the backlog).
+//! `BENCH_GROUPS=8.6` runs only this group.
 //!
 //! Each case gets a fresh primary loaded from the same RDB (`BENCH_RDB_GB`, default 0.2:
 //! `common::dataset`), diskless sync with no delay (7.0's default mode) and a 256 MB backlog
@@ -201,13 +208,20 @@ fn online(m: &mut Conn, port: u16) -> bool {
 /// One case: a fresh primary (and, with `from_replica`, a real replica of it, in sync
 /// before anything is measured), probes, an idle second, then `start` begins the sync and
 /// the primary must list `port` online.
+/// How the primary of a case is set up: with a real replica of it in sync (for
+/// `full_sync_from`), and its `repl-backlog-size`.
+struct Primary {
+    from_replica: bool,
+    backlog: &'static str,
+}
+
 fn run_case(
     name: &'static str,
     bin: &ServerBin,
     rdb: &std::path::Path,
     str_keys: u64,
     per_sec: u64,
-    from_replica: bool,
+    primary: Primary,
     start: impl FnOnce(&TestServer, Option<&TestServer>) -> (u16, Box<dyn FnOnce()>),
 ) -> Case {
     let m = TestServer::start_with_rdb(
@@ -223,10 +237,11 @@ fn run_case(
             // refuses, under full_sync_fallback = "never", is never sent) and (c) never
             // ends. Allocated as written (7.0), so the same for every case.
             "--repl-backlog-size",
-            "256mb",
+            primary.backlog,
         ],
     )
     .expect("primary loads the dataset");
+    let from_replica = primary.from_replica;
     let port = m.port().to_string();
     let replica = from_replica.then(|| {
         let r = TestServer::start(
@@ -306,7 +321,11 @@ fn run_case(
     }
 }
 
-fn replisnap(m: &TestServer, from: Option<&TestServer>) -> (ReplicaHandle, Box<dyn FnOnce()>) {
+fn replisnap(
+    m: &TestServer,
+    from: Option<&TestServer>,
+    dual: bool,
+) -> (ReplicaHandle, Box<dyn FnOnce()>) {
     let (mut r, h) = Replica::new(Settings {
         address: m.addr(),
         username: None,
@@ -316,6 +335,7 @@ fn replisnap(m: &TestServer, from: Option<&TestServer>) -> (ReplicaHandle, Box<d
         connect_timeout: Duration::from_secs(30),
         tls: None,
     });
+    r.set_dual_channel(dual);
     if let Some(from) = from {
         r.set_full_sync_from(FullSyncFrom {
             address: from.addr(),
@@ -352,51 +372,123 @@ fn main() {
     // `str:0 .. str:N-1` (common::dataset: 8 M per GB).
     let str_keys = ((8_000_000.0 * gb) as u64).max(1);
 
-    let a = run_case(
-        "redis-server replica",
-        &bin,
-        &rdb,
-        str_keys,
-        per_sec,
-        false,
-        |m, _| {
-            let r = TestServer::start(&bin, &[]).expect("replica");
-            r.must(&["REPLICAOF", "127.0.0.1", &m.port().to_string()]);
-            let port = r.port();
-            (port, Box::new(move || drop(r)))
-        },
-    );
-    let b = run_case(
-        "replisnap classic",
-        &bin,
-        &rdb,
-        str_keys,
-        per_sec,
-        false,
-        |m, _| {
-            let (_, stop) = replisnap(m, None);
-            (REPLISNAP_PORT, stop)
-        },
-    );
-    let c = run_case(
-        "replisnap full_sync_from a replica",
-        &bin,
-        &rdb,
-        str_keys,
-        per_sec,
-        true,
-        |m, r| {
-            let (_, stop) = replisnap(m, r);
-            (REPLISNAP_PORT, stop)
-        },
-    );
+    let groups = std::env::var("BENCH_GROUPS").unwrap_or_default();
+    let mut rows = Vec::new();
+    if groups != "8.6" {
+        let a = run_case(
+            "redis-server replica",
+            &bin,
+            &rdb,
+            str_keys,
+            per_sec,
+            Primary {
+                from_replica: false,
+                backlog: "256mb",
+            },
+            |m, _| {
+                let r = TestServer::start(&bin, &[]).expect("replica");
+                r.must(&["REPLICAOF", "127.0.0.1", &m.port().to_string()]);
+                let port = r.port();
+                (port, Box::new(move || drop(r)))
+            },
+        );
+        let b = run_case(
+            "replisnap classic",
+            &bin,
+            &rdb,
+            str_keys,
+            per_sec,
+            Primary {
+                from_replica: false,
+                backlog: "256mb",
+            },
+            |m, _| {
+                let (_, stop) = replisnap(m, None, false);
+                (REPLISNAP_PORT, stop)
+            },
+        );
+        let c = run_case(
+            "replisnap full_sync_from a replica",
+            &bin,
+            &rdb,
+            str_keys,
+            per_sec,
+            Primary {
+                from_replica: true,
+                backlog: "256mb",
+            },
+            |m, r| {
+                let (_, stop) = replisnap(m, r, false);
+                (REPLISNAP_PORT, stop)
+            },
+        );
 
+        rows.push((a, vec![b, c]));
+    }
+    match support::require("redis-8.6") {
+        Some(bin86) => {
+            let d = run_case(
+                "redis-server 8.6 replica (no rdb-channel)",
+                &bin86,
+                &rdb,
+                str_keys,
+                per_sec,
+                Primary {
+                    from_replica: false,
+                    backlog: "1mb",
+                },
+                |m, _| {
+                    let r =
+                        TestServer::start(&bin86, &["--repl-rdb-channel", "no"]).expect("replica");
+                    r.must(&["REPLICAOF", "127.0.0.1", &m.port().to_string()]);
+                    let port = r.port();
+                    (port, Box::new(move || drop(r)))
+                },
+            );
+            let e = run_case(
+                "replisnap classic (8.6)",
+                &bin86,
+                &rdb,
+                str_keys,
+                per_sec,
+                Primary {
+                    from_replica: false,
+                    backlog: "1mb",
+                },
+                |m, _| {
+                    let (_, stop) = replisnap(m, None, false);
+                    (REPLISNAP_PORT, stop)
+                },
+            );
+            let f = run_case(
+                "replisnap dual-channel (8.6)",
+                &bin86,
+                &rdb,
+                str_keys,
+                per_sec,
+                Primary {
+                    from_replica: false,
+                    backlog: "1mb",
+                },
+                |m, _| {
+                    let (_, stop) = replisnap(m, None, true);
+                    (REPLISNAP_PORT, stop)
+                },
+            );
+            rows.push((d, vec![e, f]));
+        }
+        None => println!("dual-channel: no redis-8.6 installed"),
+    }
+    print_rows(&bin, &rdb, per_sec, &rows);
+}
+
+fn print_rows(bin: &ServerBin, rdb: &std::path::Path, per_sec: u64, rows: &[(Case, Vec<Case>)]) {
     let mb = |b: u64| b as f64 / 1e6;
     println!(
-        "dataset: {} ({:.2} GB RDB), primary redis-server {}, diskless sync, \
+        "dataset: {} ({:.2} GB RDB), first primary redis-server {}, diskless sync, \
          {per_sec} writes/s asked",
         rdb.display(),
-        std::fs::metadata(&rdb).map(|m| m.len()).unwrap_or(0) as f64 / 1e9,
+        std::fs::metadata(rdb).map(|m| m.len()).unwrap_or(0) as f64 / 1e9,
         bin.version
     );
     let ratio = |x: f64, y: f64| {
@@ -410,32 +502,35 @@ fn main() {
             format!("{:.2}x", x / y)
         }
     };
-    for case in [&a, &b, &c] {
-        println!(
-            "{:<36} sync {:.2} s; primary peak used_memory +{:.1} MB (replication buffers +{:.1} MB) \
-             + fork COW {:.1} MB = {:.1} MB; latest_fork_usec {}; longest PING gap {:.1} ms \
-             (idle {:.1} ms); sync_full +{}; {:.0} writes/s",
-            case.name,
-            case.sync_s,
-            mb(case.peak_delta),
-            mb(case.buffers_delta),
-            mb(case.cow),
-            mb(case.memory()),
-            case.fork_usec,
-            case.stall_ms,
-            case.idle_stall_ms,
-            case.sync_full,
-            case.writes_per_sec
-        );
+    for (a, others) in rows {
+        for case in std::iter::once(a).chain(others) {
+            println!(
+                "{:<42} sync {:.2} s; primary peak used_memory +{:.1} MB (replication buffers +{:.1} MB) \
+                 + fork COW {:.1} MB = {:.1} MB; latest_fork_usec {}; longest PING gap {:.1} ms \
+                 (idle {:.1} ms); sync_full +{}; {:.0} writes/s",
+                case.name,
+                case.sync_s,
+                mb(case.peak_delta),
+                mb(case.buffers_delta),
+                mb(case.cow),
+                mb(case.memory()),
+                case.fork_usec,
+                case.stall_ms,
+                case.idle_stall_ms,
+                case.sync_full,
+                case.writes_per_sec
+            );
+        }
+        for case in others {
+            println!(
+                "{} vs {}: peak memory {}, replication buffers {}, longest stall {}, fork time {}",
+                case.name,
+                a.name,
+                ratio(case.memory() as f64, a.memory() as f64),
+                ratio(case.buffers_delta as f64, a.buffers_delta as f64),
+                ratio(case.stall_ms, a.stall_ms),
+                ratio(case.fork_usec as f64, a.fork_usec as f64),
+            );
+        }
     }
-    for case in [&b, &c] {
-        println!(
-            "{} vs redis-server replica: peak memory {}, longest stall {}, fork time {}",
-            case.name,
-            ratio(case.memory() as f64, a.memory() as f64),
-            ratio(case.stall_ms, a.stall_ms),
-            ratio(case.fork_usec as f64, a.fork_usec as f64),
-        );
-    }
-    println!("dual-channel: not built");
 }

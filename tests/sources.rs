@@ -107,6 +107,74 @@ fn verbatim_script_replication_is_named() {
     t.join().expect("replica thread");
 }
 
+/// `psync_commands`: the name given for the address connected to wins over
+/// `psync_command`; a map naming only other nodes leaves `psync_command`, and its refusal
+/// names the fix.
+#[test]
+fn a_psync_name_per_node_address_redis_7_0() {
+    let Some(bin) = support::require("redis-7.0") else {
+        return;
+    };
+    let m = TestServer::start(
+        &bin,
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rename-command",
+            "PSYNC",
+            "nodeapsync",
+            "--rename-command",
+            "SYNC",
+            "",
+        ],
+    )
+    .expect("master");
+    for i in 0..200 {
+        m.must(&["SET", &format!("k{i}"), "v"]);
+    }
+    let settings = || Settings {
+        address: m.addr(),
+        username: None,
+        password: None,
+        announce_port: 6391,
+        psync_command: "nodebpsync".into(),
+        connect_timeout: Duration::from_secs(5),
+        tls: None,
+    };
+    // Only another node's name: psync_command ("nodebpsync") is sent and refused.
+    let (mut r, h) = Replica::new(settings());
+    r.set_psync_commands([("10.9.9.9:6379".to_string(), "nodeapsync".to_string())].into());
+    let t = std::thread::spawn(move || r.run());
+    support::wait_for("a refused handshake", Duration::from_secs(30), || {
+        h.status.link_errors.load(Ordering::Relaxed) >= 1
+    });
+    let why = h.status.last_link_error.lock().unwrap().clone();
+    assert!(why.contains("psync_command"), "{why}");
+    assert!(!h.status.ready.load(Ordering::Relaxed));
+    h.stop();
+    t.join().expect("replica thread");
+    // This node's name, given for its address (in other case).
+    let (mut r, h) = Replica::new(settings());
+    r.set_psync_commands(
+        [
+            ("10.9.9.9:6379".to_string(), "nodebpsync".to_string()),
+            (m.addr().to_uppercase(), "nodeapsync".to_string()),
+        ]
+        .into(),
+    );
+    let t = std::thread::spawn(move || r.run());
+    support::wait_for(
+        "first sync through this node's name",
+        Duration::from_secs(30),
+        || h.status.ready.load(Ordering::Relaxed),
+    );
+    m.must(&["SET", "after", "1"]);
+    assert_in_sync(&m, &h, &bin, "psync_commands");
+    assert_eq!(h.status.link_errors.load(Ordering::Relaxed), 0);
+    h.stop();
+    t.join().expect("replica thread");
+}
+
 /// ElastiCache grants a renamed PSYNC per node: a master configured so is followed through
 /// full sync and the live stream with `psync_command`.
 #[test]

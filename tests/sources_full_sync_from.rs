@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use replisnap::metrics::LinkErrorReason;
 use replisnap::replication::handoff::{Fallback, FullSyncFrom};
 use replisnap::replication::{Replica, ReplicaHandle, Settings};
 use support::replica::{assert_in_sync, offset, stat};
@@ -232,8 +233,14 @@ fn another_history_on(name: &str) {
     assert!(s.full_syncs_from_replica.load(Ordering::Relaxed) >= 2);
     assert!(!s.ready.load(Ordering::Relaxed), "{name}: never attached");
     assert_eq!(s.partial_syncs.load(Ordering::Relaxed), 0);
-    // Counted as link errors of reason "handshake" (LinkErrorReason::ALL[2]).
-    assert!(s.link_error_kinds[2].load(Ordering::Relaxed) >= 2);
+    // Counted as link errors of their own reason, not as handshake refusals.
+    let kind = |r: LinkErrorReason| {
+        let i = LinkErrorReason::ALL.iter().position(|k| *k == r).unwrap();
+        s.link_error_kinds[i].load(Ordering::Relaxed)
+    };
+    assert!(kind(LinkErrorReason::HandoffRefused) >= 2, "{name}");
+    assert_eq!(LinkErrorReason::HandoffRefused.as_str(), "handoff_refused");
+    assert_eq!(kind(LinkErrorReason::Handshake), 0, "{name}");
     assert_eq!(
         stat(&m, "sync_full"),
         full_before,

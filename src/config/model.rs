@@ -43,6 +43,10 @@ pub struct Source {
     pub password_file: Option<PathBuf>,
     /// The PSYNC command's name where a provider renamed it (ElastiCache).
     pub psync_command: Option<String>,
+    /// A PSYNC name per node address (host:port, as connected to), overriding
+    /// `psync_command` there: ElastiCache grants one per node, and a failover moves the link.
+    #[serde(default)]
+    pub psync_commands: std::collections::BTreeMap<String, String>,
     /// Seconds without a byte from the master (data or PING) before the link is declared
     /// stalled; default [`DEFAULT_SOURCE_TIMEOUT`] (the servers' `repl-timeout`).
     pub timeout: Option<u64>,
@@ -54,6 +58,12 @@ pub struct Source {
     /// What to do when the primary cannot continue from a full sync taken from
     /// `full_sync_from`; default [`FullSyncFallback::Never`].
     pub full_sync_fallback: Option<FullSyncFallback>,
+    /// Take a full sync on a second connection where the master offers it (Valkey 8+
+    /// `dual-channel-replication-enabled`, Redis 8 `repl-rdb-channel`); default true.
+    pub dual_channel: Option<bool>,
+    /// MiB of the stream held in memory during such a sync before the rest goes to a file
+    /// in `[replica] state_dir`; default [`DEFAULT_DUAL_CHANNEL_MEMORY_MB`].
+    pub dual_channel_memory_mb: Option<u64>,
     pub tls: Option<Tls>,
 }
 
@@ -69,6 +79,7 @@ pub enum FullSyncFallback {
 }
 
 pub const DEFAULT_SOURCE_TIMEOUT: u64 = 60;
+pub const DEFAULT_DUAL_CHANNEL_MEMORY_MB: u64 = 64;
 pub const DEFAULT_READY_MAX_LAG: f64 = 30.0;
 pub const DEFAULT_SNAPSHOT_TIMEOUT: u64 = 900;
 

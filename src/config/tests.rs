@@ -315,6 +315,68 @@ fn full_sync_from_is_a_replica_address_with_a_fallback() {
 }
 
 #[test]
+fn psync_commands_are_names_per_address() {
+    let c = Config::parse(
+        "[source]\naddress = \"a:1\"\npsync_commands = { \"10.0.0.1:6379\" = \"xyz\" }\n",
+        "c.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.source
+            .psync_commands
+            .get("10.0.0.1:6379")
+            .map(String::as_str),
+        Some("xyz")
+    );
+    for (bad, what) in [
+        ("{ \"10.0.0.1\" = \"xyz\" }", "not host:port"),
+        ("{ \"10.0.0.1:6379\" = \"\" }", "not a command name"),
+        ("{ \"10.0.0.1:6379\" = \"x y\" }", "not a command name"),
+    ] {
+        let text = format!("[source]\naddress = \"a:1\"\npsync_commands = {bad}\n");
+        let e = Config::parse(&text, "c.toml").expect_err(bad).to_string();
+        assert!(
+            e.contains("source.psync_commands") && e.contains(what),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
+fn dual_channel_is_on_by_default_and_its_memory_bounded() {
+    let c = Config::parse("[source]\naddress = \"a:1\"\n", "c.toml").unwrap();
+    assert_eq!(c.source.dual_channel, None, "default: on");
+    let c = Config::parse(
+        "[source]\naddress = \"a:1\"\ndual_channel = false\n",
+        "c.toml",
+    )
+    .unwrap();
+    assert_eq!(c.source.dual_channel, Some(false));
+    let c = Config::parse(
+        "[source]\naddress = \"a:1\"\ndual_channel_memory_mb = 256\n",
+        "c.toml",
+    )
+    .unwrap();
+    assert_eq!(c.source.dual_channel_memory_mb, Some(256));
+    for bad in [
+        "dual_channel_memory_mb = 0",
+        "dual_channel_memory_mb = 65537",
+        "dual_channel = false\ndual_channel_memory_mb = 64",
+    ] {
+        let text = format!("[source]\naddress = \"a:1\"\n{bad}\n");
+        let e = Config::parse(&text, "c.toml").expect_err(bad).to_string();
+        assert!(e.contains("source.dual_channel_memory_mb"), "{bad}: {e}");
+    }
+    let e = Config::parse(
+        "[source]\naddress = \"a:1\"\ndual_channel = \"yes\"\n",
+        "c.toml",
+    )
+    .expect_err("a string")
+    .to_string();
+    assert!(e.contains("dual_channel"), "{e}");
+}
+
+#[test]
 fn staging_is_for_s3_with_a_state_dir() {
     let s3 = "[source]\naddress = \"h:1\"\n[storage]\nkind = \"s3\"\nbucket = \"abc\"\n";
     let c = Config::parse(s3, "c.toml").unwrap();

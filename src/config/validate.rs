@@ -199,6 +199,20 @@ impl Config {
                 ));
             }
         }
+        for (addr, cmd) in &src.psync_commands {
+            if !host_port(addr) {
+                return Err(bad(
+                    "source.psync_commands",
+                    format!("{addr:?} is not host:port"),
+                ));
+            }
+            if cmd.is_empty() || cmd.bytes().any(|b| b.is_ascii_whitespace()) {
+                return Err(bad(
+                    "source.psync_commands",
+                    format!("{cmd:?} (for {addr}) is not a command name"),
+                ));
+            }
+        }
         if let Some(tls) = &self.source.tls {
             if tls.cert_file.is_some() != tls.key_file.is_some() {
                 return Err(bad(
@@ -233,6 +247,20 @@ impl Config {
                 "source.full_sync_fallback",
                 "needs source.full_sync_from".into(),
             ));
+        }
+        if let Some(mb) = src.dual_channel_memory_mb {
+            if !(1..=65536).contains(&mb) {
+                return Err(bad(
+                    "source.dual_channel_memory_mb",
+                    format!("{mb} is not 1 to 65536 (MiB)"),
+                ));
+            }
+            if src.dual_channel == Some(false) {
+                return Err(bad(
+                    "source.dual_channel_memory_mb",
+                    "has no use with source.dual_channel = false".into(),
+                ));
+            }
         }
         if let Some(t) = self.source.timeout {
             if !(1..=3600).contains(&t) {

@@ -172,7 +172,7 @@ pub fn spawn_poller(
         .spawn(move || {
             let s = &handle.status;
             let (mut full, mut partial, mut forced) = (0u64, 0u64, 0u64);
-            let mut errors = [0u64; 8];
+            let mut errors = [0u64; LinkErrorReason::ALL.len()];
             let mut applied = vec![0u64; s.commands.0.len()];
             let mut conn: Option<Link> = None;
             let mut watch = writer

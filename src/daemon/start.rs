@@ -282,6 +282,13 @@ pub fn replica(
     if let Some(s) = sentinel {
         replica.set_sentinel(s);
     }
+    replica.set_dual_channel(cfg.source.dual_channel.unwrap_or(true));
+    replica.set_psync_commands(cfg.source.psync_commands.clone());
+    let mb = cfg
+        .source
+        .dual_channel_memory_mb
+        .unwrap_or(crate::config::DEFAULT_DUAL_CHANNEL_MEMORY_MB);
+    replica.set_dual_channel_spool(cfg.replica.state_dir.clone(), (mb as usize) << 20);
     if let Some(address) = &cfg.source.full_sync_from {
         use crate::replication::handoff::{Fallback, FullSyncFrom};
         let fallback = match cfg.source.full_sync_fallback.unwrap_or_default() {

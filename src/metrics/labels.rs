@@ -24,10 +24,13 @@ pub enum LinkErrorReason {
     Io,
     /// We dropped the link ourselves because a command could not be applied.
     Apply,
+    /// `[source] full_sync_from`: the primary could not continue from the replica's full
+    /// sync (its `INFO replication`), so no PSYNC was sent to it.
+    HandoffRefused,
 }
 
 impl LinkErrorReason {
-    pub const ALL: [LinkErrorReason; 8] = [
+    pub const ALL: [LinkErrorReason; 9] = [
         LinkErrorReason::Connect,
         LinkErrorReason::Tls,
         LinkErrorReason::Handshake,
@@ -36,6 +39,7 @@ impl LinkErrorReason {
         LinkErrorReason::Timeout,
         LinkErrorReason::Io,
         LinkErrorReason::Apply,
+        LinkErrorReason::HandoffRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,7 @@ impl LinkErrorReason {
             LinkErrorReason::Timeout => "timeout",
             LinkErrorReason::Io => "io",
             LinkErrorReason::Apply => "apply",
+            LinkErrorReason::HandoffRefused => "handoff_refused",
         }
     }
 }

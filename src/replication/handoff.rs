@@ -211,12 +211,15 @@ impl Replica {
         let mut link = self.connect(from)?;
         info!(address = %from, "connected to full_sync_from for a full sync");
         let s = &self.settings;
+        let psync_command = self.psync_command_for(from);
         let h = handshake::Handshake {
             username: s.username.as_deref(),
             password: s.password.as_deref(),
             announce_port: s.announce_port,
-            psync_command: &s.psync_command,
+            psync_command: &psync_command,
             resume: None,
+            // The replica serves the RDB on this link: one connection is enough here.
+            dual_channel: false,
         };
         let not_full = |what: String| HandoffError::NotAFullResync {
             from: from.to_string(),
@@ -229,6 +232,11 @@ impl Replica {
             }
             PsyncOutcome::Continue { .. } => {
                 return Err(not_full("answered +CONTINUE to PSYNC ? -1".into()).into())
+            }
+            PsyncOutcome::DualChannel | PsyncOutcome::RdbChannel { .. } => {
+                return Err(
+                    not_full("offered a second connection, which was not asked for".into()).into(),
+                )
             }
         };
         let stream_db = self.full_sync(&mut link)?;

@@ -33,6 +33,9 @@ pub struct Handshake<'a> {
     pub psync_command: &'a str,
     /// The replication ID and offset to resume from, if we hold a dataset.
     pub resume: Option<(&'a str, i64)>,
+    /// Offer a full sync on a second connection (Valkey's `capa dual-channel`, Redis 8's
+    /// `capa rdb-channel-repl`): see `dualchannel.rs`.
+    pub dual_channel: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +46,12 @@ pub enum PsyncOutcome {
     Continue { new_replid: Option<String> },
     /// The master refused PSYNC; the legacy SYNC was sent and its payload follows.
     LegacySync,
+    /// Valkey 8+ (`+DUALCHANNELSYNC`): the RDB comes on a second connection, which says
+    /// the offset the main one then resumes from.
+    DualChannel,
+    /// Redis 8+ (`+RDBCHANNELSYNC <id>`): the RDB comes on a second connection that names
+    /// this one's client id; this one then carries the stream.
+    RdbChannel { main_client_id: u64 },
 }
 
 fn text(f: &Frame) -> String {
@@ -122,7 +131,22 @@ pub fn prepare(link: &mut Link, h: &Handshake) -> Result<(), HandshakeError> {
     if let Err(e) = expect_ok(link, "REPLCONF listening-port") {
         warn!(error = %e, "master does not take REPLCONF listening-port (not critical)");
     }
-    link.send(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])?;
+    if h.dual_channel {
+        // Masters ignore a capability they do not know (or have turned off).
+        link.send(&[
+            b"REPLCONF",
+            b"capa",
+            b"eof",
+            b"capa",
+            b"psync2",
+            b"capa",
+            b"dual-channel",
+            b"capa",
+            b"rdb-channel-repl",
+        ])?;
+    } else {
+        link.send(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])?;
+    }
     if let Err(e) = expect_ok(link, "REPLCONF capa") {
         warn!(error = %e, "master does not take REPLCONF capa (not critical)");
     }
@@ -199,6 +223,24 @@ pub fn psync(link: &mut Link, h: &Handshake) -> Result<PsyncOutcome, HandshakeEr
             }
             info!(new_replid = ?new_replid, "partial resync accepted");
             Ok(PsyncOutcome::Continue { new_replid })
+        }
+        Frame::Simple(_) if h.dual_channel && t == "DUALCHANNELSYNC" => {
+            info!("full resync on a second connection (dual-channel)");
+            Ok(PsyncOutcome::DualChannel)
+        }
+        Frame::Simple(_) if h.dual_channel && t.starts_with("RDBCHANNELSYNC ") => {
+            let id = t["RDBCHANNELSYNC ".len()..]
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| HandshakeError::Refused {
+                    step: "PSYNC",
+                    reply: t.clone(),
+                })?;
+            info!(
+                main_client_id = id,
+                "full resync on a second connection (rdb-channel)"
+            );
+            Ok(PsyncOutcome::RdbChannel { main_client_id: id })
         }
         Frame::Error(_) if is_not_ready(&t) => Err(HandshakeError::NotReady {
             step: "PSYNC",

@@ -14,6 +14,8 @@
 //! link then moves to the primary (`handoff.rs`): the primary must never be sent a PSYNC
 //! it would refuse, since a refusal is a fork.
 
+mod capture;
+pub mod dualchannel;
 mod fullsync;
 pub mod handoff;
 mod handshake;
@@ -26,10 +28,11 @@ pub mod tls;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
+pub use capture::{Capture, CaptureError};
 pub use handshake::PsyncOutcome;
 use link::{Link, LinkError};
 pub use status::{CommandCounts, IoClock, Phase, Status};
@@ -62,6 +65,8 @@ pub enum ReplError {
     Sentinel(#[from] sentinel::SentinelError),
     #[error("{0}")]
     Handoff(#[from] handoff::HandoffError),
+    #[error("dual-channel full sync: {0}")]
+    Dual(#[from] dualchannel::DualError),
 }
 
 /// The kind a link error is counted under (`link_errors_total{reason}`).
@@ -74,7 +79,13 @@ fn link_error_kind(e: &ReplError) -> LinkErrorReason {
         ReplError::Link(LinkError::Protocol(_)) | ReplError::Protocol(_) => {
             LinkErrorReason::Protocol
         }
-        ReplError::Handshake(_) | ReplError::Handoff(_) => LinkErrorReason::Handshake,
+        ReplError::Handoff(handoff::HandoffError::CannotContinue { .. }) => {
+            LinkErrorReason::HandoffRefused
+        }
+        ReplError::Handshake(_)
+        | ReplError::Handoff(_)
+        | ReplError::Dual(dualchannel::DualError::Refused { .. }) => LinkErrorReason::Handshake,
+        ReplError::Dual(dualchannel::DualError::EndOff(_)) => LinkErrorReason::Protocol,
         ReplError::Sync(_) => LinkErrorReason::FullSync,
         ReplError::Apply(_) => LinkErrorReason::Apply,
         ReplError::Timeout => LinkErrorReason::Timeout,
@@ -98,37 +109,6 @@ pub struct Settings {
 /// A snapshot with the replication position it is consistent at and the function
 /// libraries of that moment.
 pub type SnapshotAt = (Snapshot, String, i64, Vec<Vec<u8>>);
-
-/// Everything a snapshot file needs, taken between two commands in one step.
-pub struct Capture {
-    pub snapshot: Snapshot,
-    /// Replication ID and offset the snapshot is consistent at.
-    pub replid: String,
-    pub offset: i64,
-    /// Function libraries of that moment.
-    pub functions: Vec<Vec<u8>>,
-    /// The database the stream had selected (`repl-stream-db`): a partial resync from
-    /// this offset continues in it without a SELECT.
-    pub stream_db: u64,
-    /// The master's server, as its last full-sync payload said.
-    pub master_version: Option<ServerVersion>,
-    /// The master's own version aux fields (`redis-ver`, `valkey-ver`) as it wrote them,
-    /// so a file we write is read back as the same server's.
-    pub master_aux: Vec<(Vec<u8>, Vec<u8>)>,
-    /// How long the apply loop stood still to take it.
-    pub pause: Duration,
-}
-
-/// Why no capture was made.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CaptureError {
-    #[error("no data yet: the first sync has not completed")]
-    NoData,
-    #[error("a snapshot is still being walked")]
-    Busy,
-    #[error("the replica did not answer in time or has stopped")]
-    NoAnswer,
-}
 
 /// A dataset loaded before the replica starts (warm restart), with the replication
 /// position it is consistent at.
@@ -176,6 +156,15 @@ pub struct Replica {
     last_address: String,
     /// Take full syncs from this replica of the primary (`[source] full_sync_from`).
     full_sync_from: Option<handoff::FullSyncFrom>,
+    /// Offer a full sync on a second connection (`[source] dual_channel`).
+    dual_channel: bool,
+    /// The master offered it and then refused a step: not offered again.
+    dual_channel_refused: bool,
+    /// Where the stream buffered during such a sync goes past `spool_memory` bytes.
+    spool_dir: std::path::PathBuf,
+    spool_memory: usize,
+    /// PSYNC names per address, overriding `Settings::psync_command` there.
+    psync_commands: std::collections::BTreeMap<String, String>,
 }
 
 /// The other threads' side of a running replica.
@@ -251,6 +240,11 @@ impl Replica {
             sentinel: None,
             last_address: String::new(),
             full_sync_from: None,
+            dual_channel: true,
+            dual_channel_refused: false,
+            spool_dir: std::env::temp_dir(),
+            spool_memory: dualchannel::SPOOL_MEMORY,
+            psync_commands: Default::default(),
         };
         if let Some(p) = preload {
             r.preload(p);
@@ -308,6 +302,34 @@ impl Replica {
     /// credentials, TLS settings and `psync_command` as the primary.
     pub fn set_full_sync_from(&mut self, f: handoff::FullSyncFrom) {
         self.full_sync_from = Some(f);
+    }
+
+    /// Offer (default) or not a full sync on a second connection where the master has it
+    /// (`[source] dual_channel`): see [`dualchannel`].
+    pub fn set_dual_channel(&mut self, on: bool) {
+        self.dual_channel = on;
+    }
+
+    /// During such a sync, hold at most `memory` bytes of the stream in memory and the
+    /// rest in a file in `dir` (`state_dir`; default: the system's temp dir, 64 MiB).
+    pub fn set_dual_channel_spool(&mut self, dir: std::path::PathBuf, memory: usize) {
+        self.spool_dir = dir;
+        self.spool_memory = memory;
+    }
+
+    /// PSYNC names per node address (`[source] psync_commands`), used instead of
+    /// `Settings::psync_command` when connecting to that address (as given or as
+    /// Sentinel answers it; case-insensitive).
+    pub fn set_psync_commands(&mut self, m: std::collections::BTreeMap<String, String>) {
+        self.psync_commands = m;
+    }
+
+    /// The PSYNC command to send to `address`.
+    pub(super) fn psync_command_for(&self, address: &str) -> String {
+        self.psync_commands
+            .iter()
+            .find(|(a, _)| a.eq_ignore_ascii_case(address))
+            .map_or_else(|| self.settings.psync_command.clone(), |(_, c)| c.clone())
     }
 
     /// Run until stopped: connect, sync, stream; on any failure back off and reconnect,
@@ -443,13 +465,15 @@ impl Replica {
         info!(address = %address, "connected to master");
         let resume = self.has_data.then(|| (self.replid.clone(), self.offset));
         // A copy: the check below (`handoff.rs`) changes the replica between the steps.
-        let s = self.settings.clone();
+        let mut s = self.settings.clone();
+        s.psync_command = self.psync_command_for(&address);
         let mut h = handshake::Handshake {
             username: s.username.as_deref(),
             password: s.password.as_deref(),
             announce_port: s.announce_port,
             psync_command: &s.psync_command,
             resume: resume.as_ref().map(|(id, off)| (id.as_str(), *off)),
+            dual_channel: self.dual_channel && !self.dual_channel_refused,
         };
         handshake::prepare(&mut link, &h)?;
         if let Some((id, off)) = &resume {
@@ -471,6 +495,12 @@ impl Replica {
                 self.full_sync(&mut link)?;
                 self.replid = replid;
                 self.offset = offset;
+            }
+            PsyncOutcome::DualChannel | PsyncOutcome::RdbChannel { .. } => {
+                if resume.is_some() {
+                    warn!("master refused to continue from our data: full resync (dual-channel)");
+                }
+                self.dual_channel_sync(&mut link, &address, &outcome)?;
             }
             PsyncOutcome::LegacySync => {
                 self.full_sync(&mut link)?;
@@ -543,39 +573,4 @@ impl Replica {
 /// The aux fields that say which server wrote a file.
 pub fn is_version_aux(key: &[u8]) -> bool {
     key == b"redis-ver" || key == b"valkey-ver"
-}
-
-impl Replica {
-    /// Answer requests from other threads. Called only between commands, never inside
-    /// MULTI/EXEC; the time the capture takes is the whole pause of the apply loop.
-    pub(super) fn serve_controls(&mut self) -> Result<(), ReplError> {
-        while let Ok(c) = self.controls.try_recv() {
-            match c {
-                Control::Capture(reply) => {
-                    let _ = reply.send(self.capture_now());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// A [`Capture`] of the data as it stands (between two commands: on the replica
-    /// thread, or on a stopped replica from [`Replica::run_to_stop`]).
-    pub fn capture_now(&mut self) -> Result<Capture, CaptureError> {
-        let started = Instant::now();
-        if !self.synced {
-            return Err(CaptureError::NoData);
-        }
-        let snapshot = self.ks.snapshot().ok_or(CaptureError::Busy)?;
-        Ok(Capture {
-            snapshot,
-            replid: self.replid.clone(),
-            offset: self.offset,
-            functions: self.ks.functions.clone(),
-            stream_db: self.stream_state.db,
-            master_version: self.master_version,
-            master_aux: self.master_aux.clone(),
-            pause: started.elapsed(),
-        })
-    }
 }

@@ -92,9 +92,15 @@ pub struct Status {
     /// Times the primary could not continue from such a full sync (its `INFO replication`
     /// did not cover our offset): no PSYNC was sent, so it did not fork.
     pub handoff_refusals: AtomicU64,
+    /// Full syncs whose RDB came on a second connection (Valkey dual-channel, Redis
+    /// rdb-channel; counted in `full_syncs` too).
+    pub dual_channel_syncs: AtomicU64,
+    /// Stream bytes buffered during those syncs, and the part of them spilled to a file.
+    pub dual_channel_buffered_bytes: AtomicU64,
+    pub dual_channel_spilled_bytes: AtomicU64,
     pub link_errors: AtomicU64,
     /// The same link errors by kind, in `metrics::LinkErrorReason::ALL` order.
-    pub link_error_kinds: [AtomicU64; 8],
+    pub link_error_kinds: [AtomicU64; 9],
     /// Set once the first full sync completed.
     pub ready: AtomicBool,
     pub replid: Mutex<String>,

@@ -142,7 +142,7 @@ impl Replica {
         }
     }
 
-    fn apply_one(&mut self, argv: &[Vec<u8>]) -> Result<(), ReplError> {
+    pub(super) fn apply_one(&mut self, argv: &[Vec<u8>]) -> Result<(), ReplError> {
         commands::apply(&mut self.ks, &mut self.stream_state, argv).map_err(|e| {
             warn!(command = %String::from_utf8_lossy(&argv[0]), error = %e, "cannot apply; forcing a full resync");
             ReplError::Apply(format!("{}: {e}", String::from_utf8_lossy(&argv[0])))
