@@ -34,10 +34,20 @@ pub struct DaemonControl {
     /// Seconds the snapshot writer has been stuck past `[snapshot] timeout` (0: not),
     /// kept by the poller.
     pub writer_stuck: Arc<AtomicU64>,
+    /// Why the daemon waits for the storage's writer lease, while it does.
+    pub waiting: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Control for DaemonControl {
     fn ready(&self) -> Result<(), String> {
+        if let Some(why) = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(why);
+        }
         let s = &self.handle.status;
         let stuck = self.writer_stuck.load(Ordering::Relaxed);
         if stuck > 0 {
