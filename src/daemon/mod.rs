@@ -186,6 +186,7 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         heartbeat: s.heartbeat(),
         bound: writer_bound,
         stuck: writer_stuck.clone(),
+        storage: storage.clone(),
     });
     let poller =
         observe::spawn_poller(handle.clone(), metrics.clone(), poll_settings, writer_watch)

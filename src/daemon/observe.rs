@@ -169,6 +169,8 @@ pub struct WriterWatch {
     pub heartbeat: Arc<Heartbeat>,
     pub bound: Duration,
     pub stuck: Arc<AtomicU64>,
+    /// Read for its retried attempts (`upload_retries_total{op}`).
+    pub storage: Option<Arc<dyn crate::storage::Storage>>,
 }
 
 pub fn spawn_poller(
@@ -193,6 +195,11 @@ pub fn spawn_poller(
                     let stuck = watch.stalled(&w.heartbeat, std::time::Instant::now());
                     w.stuck
                         .store(stuck.map_or(0, |d| d.as_secs().max(1)), Ordering::Relaxed);
+                }
+                if let Some(st) = writer.as_ref().and_then(|w| w.storage.as_ref()) {
+                    for (op, total) in st.retries() {
+                        metrics.set_upload_retries(op, total);
+                    }
                 }
                 metrics.set_link_up(s.link_up.load(Ordering::Relaxed));
                 metrics.set_replication_offset(s.offset.load(Ordering::Relaxed));
