@@ -138,9 +138,15 @@ fn s3_keys_are_checked() {
     assert_eq!(s.part_size, Some(5 << 20));
     assert_eq!(s.upload_concurrency, Some(2));
     // Both kinds wait for the holder when asked to.
-    for kind in ["kind = \"s3\"\nbucket = \"abc\"", "kind = \"local\"\npath = \"/x\""] {
-        let c = Config::parse(&format!("{base}{kind}\nlease_wait_seconds = 300\n"), "c.toml")
-            .unwrap();
+    for kind in [
+        "kind = \"s3\"\nbucket = \"abc\"",
+        "kind = \"local\"\npath = \"/x\"",
+    ] {
+        let c = Config::parse(
+            &format!("{base}{kind}\nlease_wait_seconds = 300\n"),
+            "c.toml",
+        )
+        .unwrap();
         assert_eq!(c.storage.unwrap().lease_wait_seconds, Some(300), "{kind}");
     }
     let cases = [

@@ -7,7 +7,8 @@
 //! the replica runs on its own thread, the snapshot writer on another, HTTP and the metrics
 //! poller and the scheduled verification on theirs, and the schedules and signal handling
 //! on a current-thread tokio runtime on the calling thread. The files beside this one are
-//! leaves: `start.rs` (checks, storage, warm restart), `observe.rs` (HTTP control, metric
+//! leaves: `start.rs` (checks, storage, warm restart), `claim.rs` (waiting for another
+//! writer's lease, `[storage] lease_wait_seconds`), `observe.rs` (HTTP control, metric
 //! events, the master-offset poller), `verify.rs` (`[verify] schedule`), `hooks.rs`
 //! (`[notify]`: the heartbeat URL and the hooks after each snapshot), `notify.rs`
 //! (systemd: READY, STATUS, the watchdog fed by the parts' heartbeats, STOPPING),
@@ -149,7 +150,10 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
                 source,
             })?;
             if let claim::Claimed::Stopped(signal) = claimed {
-                info!(signal, "stopped while waiting for the storage; nothing was written");
+                info!(
+                    signal,
+                    "stopped while waiting for the storage; nothing was written"
+                );
                 if let Some(s) = &snapshotter {
                     s.shutdown();
                 }

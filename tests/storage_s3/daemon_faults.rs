@@ -147,7 +147,11 @@ fn retried_attempts_are_counted_and_the_snapshot_stored() {
     // The SDK retries here (5 attempts per request); the faulted test above allows one.
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("max_attempts = 1"));
-    std::fs::write(&config, text.replace("max_attempts = 1", "max_attempts = 5")).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("max_attempts = 1", "max_attempts = 5"),
+    )
+    .unwrap();
     let reader = sw.storage_in(&bucket, "st/", |_| {});
     let mut d = start(Path::new(&config), &dir.path().join("d.log"));
     let ready = support::wait_until(Duration::from_secs(60), || {
@@ -165,10 +169,22 @@ fn retried_attempts_are_counted_and_the_snapshot_stored() {
         times: 1,
         fault,
     };
-    proxy.add(rule("PUT", "partNumber=1&", Fault::Status(500, "InternalError")));
-    proxy.add(rule("PUT", "partNumber=3&", Fault::Status(500, "InternalError")));
+    proxy.add(rule(
+        "PUT",
+        "partNumber=1&",
+        Fault::Status(500, "InternalError"),
+    ));
+    proxy.add(rule(
+        "PUT",
+        "partNumber=3&",
+        Fault::Status(500, "InternalError"),
+    ));
     proxy.add(rule("POST", "uploadId=", Fault::Status(503, "SlowDown")));
-    proxy.add(rule("PUT", "manifest.json", Fault::Status(500, "InternalError")));
+    proxy.add(rule(
+        "PUT",
+        "manifest.json",
+        Fault::Status(500, "InternalError"),
+    ));
     let (offset, digest) = (master_offset(&m), m.digest());
     let out = snapshot_wait(&config);
     assert!(out.status.success(), "not stored:\n{}", d.log_text());
@@ -180,21 +196,31 @@ fn retried_attempts_are_counted_and_the_snapshot_stored() {
     assert!(l.snapshots[0].source.offset >= offset);
     assert_eq!(l.snapshots[0].digest, digest);
     // The poller copies the storage's counts every second.
-    let counted = support::wait_until(Duration::from_secs(5), || {
-        retries(&metrics(port)).0 >= 4.0
-    });
+    let counted = support::wait_until(Duration::from_secs(5), || retries(&metrics(port)).0 >= 4.0);
     let text = metrics(port);
     let (total, per) = retries(&text);
     assert!(counted, "retries {per:?}");
     assert_eq!(total, 4.0, "exactly one retry per injected fault: {per:?}");
-    let op = |name: &str| per.iter().find(|(o, _)| o == name).map_or(-1.0, |(_, v)| *v);
+    let op = |name: &str| {
+        per.iter()
+            .find(|(o, _)| o == name)
+            .map_or(-1.0, |(_, v)| *v)
+    };
     assert_eq!(op("upload_part"), 2.0, "{per:?}");
     assert_eq!(op("complete_multipart_upload"), 1.0, "{per:?}");
     assert_eq!(op("put_object"), 1.0, "{per:?}");
     assert_eq!(sample(&text, "replisnap_uploads_total{result=\"ok\"}"), 1.0);
-    assert_eq!(sample(&text, "replisnap_uploads_total{result=\"error\"}"), 0.0);
-    assert_eq!(sample(&text, "replisnap_snapshots_total{result=\"error\"}"), 0.0);
-    let left = support::wait_until(Duration::from_secs(10), || pending_uploads(&reader).is_empty());
+    assert_eq!(
+        sample(&text, "replisnap_uploads_total{result=\"error\"}"),
+        0.0
+    );
+    assert_eq!(
+        sample(&text, "replisnap_snapshots_total{result=\"error\"}"),
+        0.0
+    );
+    let left = support::wait_until(Duration::from_secs(10), || {
+        pending_uploads(&reader).is_empty()
+    });
     assert!(left, "pending uploads: {:?}", pending_uploads(&reader));
     d.terminate();
 }

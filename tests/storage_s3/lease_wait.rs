@@ -25,7 +25,13 @@ fn free_port() -> u16 {
 }
 
 /// A daemon's config: `storage` is the `[storage]` body, `wait` its lease_wait_seconds.
-fn config(dir: &Path, name: &str, master: &str, storage: &str, wait: u64) -> (std::path::PathBuf, u16) {
+fn config(
+    dir: &Path,
+    name: &str,
+    master: &str,
+    storage: &str,
+    wait: u64,
+) -> (std::path::PathBuf, u16) {
     let port = free_port();
     let text = format!(
         "[source]\naddress = \"{master}\"\n\n[replica]\nannounce_port = 6395\n\
@@ -72,7 +78,11 @@ fn exit_code(d: &mut Daemon, within: Duration) -> Option<i32> {
         if let Some(st) = d.exited() {
             return st.code();
         }
-        assert!(t.elapsed() < within, "still running after {within:?}:\n{}", d.log_text());
+        assert!(
+            t.elapsed() < within,
+            "still running after {within:?}:\n{}",
+            d.log_text()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -83,7 +93,10 @@ fn wrote_nothing_before_taking(log: &str) {
     let taken = log.find(TAKEN).unwrap_or(log.len());
     let before = &log[..taken];
     for what in ["snapshot stored", "removed", "deleted", "aborted"] {
-        assert!(!before.contains(what), "{what:?} before the lease was taken:\n{log}");
+        assert!(
+            !before.contains(what),
+            "{what:?} before the lease was taken:\n{log}"
+        );
     }
 }
 
@@ -111,25 +124,50 @@ fn scenario(kind: &str, section: &str, reader: &dyn Storage, lease_s: u64) {
     wait_log(&b, WAITING, Duration::from_secs(30));
     let a_pid = a.pid().to_string();
     let blog = b.log_text();
-    assert!(blog.contains("held by") && blog.contains(&a_pid), "{kind}: holder not named:\n{blog}");
+    assert!(
+        blog.contains("held by") && blog.contains(&a_pid),
+        "{kind}: holder not named:\n{blog}"
+    );
     let ready = support::wait_until(Duration::from_secs(10), || {
         let (code, body) = get(port_b, "/readyz");
         code == 503 && body.contains("waiting up to 120 s for the storage's writer lease")
     });
-    assert!(ready, "{kind}: /readyz while waiting: {:?}", get(port_b, "/readyz"));
+    assert!(
+        ready,
+        "{kind}: /readyz while waiting: {:?}",
+        get(port_b, "/readyz")
+    );
     // A keeps writing meanwhile (its lease is untouched); B still waits after 2 retries.
     let (_, newest_before) = newest(reader);
     std::thread::sleep(Duration::from_secs((2 * lease_s / 3).max(3)));
-    assert!(b.exited().is_none(), "{kind}: B gave up early:\n{}", b.log_text());
-    assert!(!b.log_text().contains(TAKEN), "{kind}: B took a held lease:\n{}", b.log_text());
-    assert_eq!(b.log_text().matches(WAITING).count(), 1, "{kind}: said more than once");
+    assert!(
+        b.exited().is_none(),
+        "{kind}: B gave up early:\n{}",
+        b.log_text()
+    );
+    assert!(
+        !b.log_text().contains(TAKEN),
+        "{kind}: B took a held lease:\n{}",
+        b.log_text()
+    );
+    assert_eq!(
+        b.log_text().matches(WAITING).count(),
+        1,
+        "{kind}: said more than once"
+    );
     let (_, newest_now) = newest(reader);
-    assert_ne!(newest_now, newest_before, "{kind}: A stopped writing while B waited");
+    assert_ne!(
+        newest_now, newest_before,
+        "{kind}: A stopped writing while B waited"
+    );
 
     // A stops (SIGTERM releases the lease): B takes it within one retry interval and
     // stores a snapshot with the master's digest.
     let alog = a.terminate();
-    assert!(!alog.contains("lease lost"), "{kind}: A lost its lease:\n{alog}");
+    assert!(
+        !alog.contains("lease lost"),
+        "{kind}: A lost its lease:\n{alog}"
+    );
     let released = Instant::now();
     wait_log(&b, TAKEN, Duration::from_secs(lease_s / 3 + 10));
     let took = released.elapsed();
@@ -141,12 +179,23 @@ fn scenario(kind: &str, section: &str, reader: &dyn Storage, lease_s: u64) {
             .list()
             .is_ok_and(|l| l.snapshots.iter().any(|s| s.source.offset >= offset))
     });
-    assert!(found, "{kind}: B stored nothing at {offset}:\n{}", b.log_text());
+    assert!(
+        found,
+        "{kind}: B stored nothing at {offset}:\n{}",
+        b.log_text()
+    );
     let l = reader.list().unwrap();
-    let snap = l.snapshots.iter().find(|s| s.source.offset >= offset).unwrap();
+    let snap = l
+        .snapshots
+        .iter()
+        .find(|s| s.source.offset >= offset)
+        .unwrap();
     assert_eq!(snap.digest, digest, "{kind}: B's snapshot digest");
     wrote_nothing_before_taking(&b.log_text());
-    eprintln!("{kind}: B took the lease {:.1} s after A stopped", took.as_secs_f64());
+    eprintln!(
+        "{kind}: B took the lease {:.1} s after A stopped",
+        took.as_secs_f64()
+    );
 
     // C's wait is too short: it refuses as without a wait, naming B.
     let (cc, _) = config(dir.path(), "c", &m.addr(), section, 2);
@@ -155,7 +204,10 @@ fn scenario(kind: &str, section: &str, reader: &dyn Storage, lease_s: u64) {
     let code = exit_code(&mut c, Duration::from_secs(lease_s / 3 + 20));
     let clog = c.log_text();
     assert_eq!(code, Some(1), "{kind}: C:\n{clog}");
-    assert!(t.elapsed() >= Duration::from_secs(2), "{kind}: C did not wait");
+    assert!(
+        t.elapsed() >= Duration::from_secs(2),
+        "{kind}: C did not wait"
+    );
     assert!(clog.contains(WAITING), "{kind}: {clog}");
     assert!(
         clog.contains("held by") && clog.contains(&b.pid().to_string()),
@@ -175,8 +227,14 @@ fn scenario(kind: &str, section: &str, reader: &dyn Storage, lease_s: u64) {
     let stopped_in = t.elapsed();
     let dlog = d.log_text();
     assert_eq!(code, Some(0), "{kind}: D:\n{dlog}");
-    assert!(stopped_in < Duration::from_secs(2), "{kind}: SIGTERM took {stopped_in:?}");
-    assert!(dlog.contains("stopped while waiting for the storage"), "{dlog}");
+    assert!(
+        stopped_in < Duration::from_secs(2),
+        "{kind}: SIGTERM took {stopped_in:?}"
+    );
+    assert!(
+        dlog.contains("stopped while waiting for the storage"),
+        "{dlog}"
+    );
     wrote_nothing_before_taking(&dlog);
 
     // B was never disturbed: still the writer.
@@ -188,7 +246,11 @@ fn scenario(kind: &str, section: &str, reader: &dyn Storage, lease_s: u64) {
 /// (count, newest id) of the listed snapshots.
 fn newest(reader: &dyn Storage) -> (usize, String) {
     let l = reader.list().unwrap();
-    let n = l.snapshots.first().map(|s| s.id.to_string()).unwrap_or_default();
+    let n = l
+        .snapshots
+        .first()
+        .map(|s| s.id.to_string())
+        .unwrap_or_default();
     (l.snapshots.len(), n)
 }
 

@@ -13,9 +13,9 @@
 //! the first is writing; within one process, ids being written are skipped by cleanup.
 
 mod client;
-mod retries;
 mod lease;
 mod read;
+mod retries;
 mod upload;
 
 use std::collections::{BTreeMap, HashSet};
