@@ -34,6 +34,8 @@ mod daemon;
 mod daemon_faults;
 #[path = "storage_s3/faults.rs"]
 mod faults;
+#[path = "storage_s3/lease_wait.rs"]
+mod lease_wait;
 #[path = "storage_s3/proxy.rs"]
 mod proxy;
 #[path = "storage_s3/seaweed.rs"]

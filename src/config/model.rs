@@ -226,6 +226,10 @@ pub struct Storage {
     /// S3: how long the writer lease (`<prefix>lock`) lasts unless renewed (default 60 s;
     /// renewed every third of it).
     pub lease_seconds: Option<u64>,
+    /// Seconds `run` waits for the lease (S3) or writer lock (local) when another process
+    /// holds it, retrying every third of `lease_seconds` (S3) or every second (local);
+    /// absent or 0: refuse at once, naming the holder.
+    pub lease_wait_seconds: Option<u64>,
     /// S3: `"local"` also keeps each snapshot file in `[replica] state_dir`/staging (a
     /// failed upload is retried from it, a warm restart reads it instead of downloading);
     /// `"none"` (default) streams to the bucket only. Refused with `kind = "local"`.
@@ -241,6 +245,9 @@ pub enum Staging {
     None,
     Local,
 }
+
+/// Most `[storage] lease_wait_seconds` accepted: a day.
+pub const MAX_LEASE_WAIT_SECONDS: u64 = 86_400;
 
 /// Bounds of `[storage] part_size`: S3's own (5 MiB minimum part, 5 GiB maximum).
 pub const MIN_PART_SIZE: u64 = 5 << 20;

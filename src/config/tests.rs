@@ -137,6 +137,18 @@ fn s3_keys_are_checked() {
     let s = c.storage.unwrap();
     assert_eq!(s.part_size, Some(5 << 20));
     assert_eq!(s.upload_concurrency, Some(2));
+    // Both kinds wait for the holder when asked to.
+    for kind in [
+        "kind = \"s3\"\nbucket = \"abc\"",
+        "kind = \"local\"\npath = \"/x\"",
+    ] {
+        let c = Config::parse(
+            &format!("{base}{kind}\nlease_wait_seconds = 300\n"),
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(c.storage.unwrap().lease_wait_seconds, Some(300), "{kind}");
+    }
     let cases = [
         ("kind = \"s3\"\nbucket = \"b\"\n", "storage.bucket"),
         ("kind = \"s3\"\nbucket = \"My_Bucket\"\n", "storage.bucket"),
@@ -167,6 +179,14 @@ fn s3_keys_are_checked() {
         (
             "kind = \"s3\"\nbucket = \"abc\"\nlease_seconds = 1\n",
             "storage.lease_seconds",
+        ),
+        (
+            "kind = \"s3\"\nbucket = \"abc\"\nlease_wait_seconds = 86401\n",
+            "storage.lease_wait_seconds",
+        ),
+        (
+            "kind = \"local\"\npath = \"/x\"\nlease_wait_seconds = 100000\n",
+            "storage.lease_wait_seconds",
         ),
         (
             "kind = \"s3\"\nbucket = \"abc\"\npath = \"/x\"\n",

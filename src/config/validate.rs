@@ -8,6 +8,15 @@ use super::model::*;
 impl Storage {
     /// The S3-only keys: refused under `kind = "local"`, range-checked under `"s3"`.
     pub(super) fn validate_s3(&self) -> Result<(), (&'static str, String)> {
+        // Both kinds: the lock file waits like the lease.
+        if let Some(n) = self.lease_wait_seconds {
+            if n > MAX_LEASE_WAIT_SECONDS {
+                return Err((
+                    "storage.lease_wait_seconds",
+                    format!("{n}: expected 0 to {MAX_LEASE_WAIT_SECONDS} (a day)"),
+                ));
+            }
+        }
         let s3_only: [(&'static str, bool); 12] = [
             ("storage.bucket", self.bucket.is_some()),
             ("storage.region", self.region.is_some()),

@@ -7,7 +7,8 @@
 //! the replica runs on its own thread, the snapshot writer on another, HTTP and the metrics
 //! poller and the scheduled verification on theirs, and the schedules and signal handling
 //! on a current-thread tokio runtime on the calling thread. The files beside this one are
-//! leaves: `start.rs` (checks, storage, warm restart), `observe.rs` (HTTP control, metric
+//! leaves: `start.rs` (checks, storage, warm restart), `claim.rs` (waiting for another
+//! writer's lease, `[storage] lease_wait_seconds`), `observe.rs` (HTTP control, metric
 //! events, the master-offset poller), `verify.rs` (`[verify] schedule`), `hooks.rs`
 //! (`[notify]`: the heartbeat URL and the hooks after each snapshot), `notify.rs`
 //! (systemd: READY, STATUS, the watchdog fed by the parts' heartbeats, STOPPING),
@@ -18,6 +19,7 @@
 //! a stop, never contact the master before the HTTP port and the storage are taken, and
 //! never parse arguments or set up logging (the `run` verb does).
 
+mod claim;
 mod error;
 mod hooks;
 mod notify;
@@ -32,7 +34,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 pub use error::DaemonError;
-use signals::Ended;
+use signals::{Ended, Stop};
 pub use start::{check, Checked};
 
 use crate::config::Config;
@@ -92,6 +94,7 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
     };
 
     // HTTP first: a taken port refuses the start before storage or the master is touched.
+    let waiting = claim::Waiting::default();
     let writer_stuck = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let control = Arc::new(observe::DaemonControl {
         handle: handle.clone(),
@@ -100,6 +103,7 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         master_timeout: cfg.source.timeout(),
         ready_max_lag: cfg.http.ready_max_lag,
         writer_stuck: writer_stuck.clone(),
+        waiting: waiting.clone(),
     });
     let http = crate::http::serve_with(
         cfg.http.listen,
@@ -112,6 +116,54 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         source,
     })?;
     let checkpoints = start::open_checkpoints(cfg, file)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::start("tokio runtime"))?;
+    // `[storage] lease_wait_seconds`: wait for another writer to let go, stoppable.
+    let wait = cfg.storage.as_ref().and_then(claim::Wait::from_config);
+    let early_stop = match (&storage, wait) {
+        (Some(s), Some(wait)) => {
+            let stop = {
+                let _in_rt = rt.enter();
+                Stop::install()?
+            };
+            let pause = |d: std::time::Duration| {
+                let until = Instant::now() + d;
+                rt.block_on(async {
+                    while stop.received().is_none() && Instant::now() < until {
+                        let left = until.saturating_duration_since(Instant::now());
+                        tokio::time::sleep(left.min(std::time::Duration::from_millis(100))).await;
+                    }
+                });
+                stop.received()
+            };
+            let claimed = claim::claim_waiting(
+                s.as_ref(),
+                wait,
+                &waiting,
+                |reason| sd.status(reason),
+                pause,
+            )
+            .map_err(|source| DaemonError::Claim {
+                location: s.describe(),
+                source,
+            })?;
+            if let claim::Claimed::Stopped(signal) = claimed {
+                info!(
+                    signal,
+                    "stopped while waiting for the storage; nothing was written"
+                );
+                if let Some(s) = &snapshotter {
+                    s.shutdown();
+                }
+                http.shutdown();
+                return Ok(());
+            }
+            Some(stop)
+        }
+        _ => None,
+    };
     if let Some(s) = &storage {
         sd.status(&format!(
             "claiming {}, loading its newest snapshot",
@@ -138,6 +190,7 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         heartbeat: s.heartbeat(),
         bound: writer_bound,
         stuck: writer_stuck.clone(),
+        storage: storage.clone(),
     });
     let poller =
         observe::spawn_poller(handle.clone(), metrics.clone(), poll_settings, writer_watch)
@@ -159,10 +212,6 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
     }
     reporter.watch("main loop", notify::MAIN_BOUND, main_beat.clone());
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(DaemonError::start("tokio runtime"))?;
     let ended = rt.block_on(async {
         let mut sched = match &snapshotter {
             Some(s) => Some(
@@ -185,11 +234,16 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         sd.ready(&format!("started, master {address}"));
         let notifier = notify::Notifier::start(sd.clone(), reporter)
             .map_err(DaemonError::start("systemd notifier"))?;
-        let ended = signals::until_signal_or(|| {
-            main_beat.beat();
-            replica_thread.is_finished()
-        })
-        .await?;
+        let stop = match early_stop {
+            Some(s) => s,
+            None => Stop::install()?,
+        };
+        let ended = stop
+            .until_or(|| {
+                main_beat.beat();
+                replica_thread.is_finished()
+            })
+            .await;
         main_beat.set_busy(false);
         // Told first (the status thread ended, so no line overwrites it): systemd stops
         // watching the watchdog and shows why we linger.

@@ -34,10 +34,20 @@ pub struct DaemonControl {
     /// Seconds the snapshot writer has been stuck past `[snapshot] timeout` (0: not),
     /// kept by the poller.
     pub writer_stuck: Arc<AtomicU64>,
+    /// Why the daemon waits for the storage's writer lease, while it does.
+    pub waiting: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Control for DaemonControl {
     fn ready(&self) -> Result<(), String> {
+        if let Some(why) = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(why);
+        }
         let s = &self.handle.status;
         let stuck = self.writer_stuck.load(Ordering::Relaxed);
         if stuck > 0 {
@@ -159,6 +169,8 @@ pub struct WriterWatch {
     pub heartbeat: Arc<Heartbeat>,
     pub bound: Duration,
     pub stuck: Arc<AtomicU64>,
+    /// Read for its retried attempts (`upload_retries_total{op}`).
+    pub storage: Option<Arc<dyn crate::storage::Storage>>,
 }
 
 pub fn spawn_poller(
@@ -183,6 +195,11 @@ pub fn spawn_poller(
                     let stuck = watch.stalled(&w.heartbeat, std::time::Instant::now());
                     w.stuck
                         .store(stuck.map_or(0, |d| d.as_secs().max(1)), Ordering::Relaxed);
+                }
+                if let Some(st) = writer.as_ref().and_then(|w| w.storage.as_ref()) {
+                    for (op, total) in st.retries() {
+                        metrics.set_upload_retries(op, total);
+                    }
                 }
                 metrics.set_link_up(s.link_up.load(Ordering::Relaxed));
                 metrics.set_replication_offset(s.offset.load(Ordering::Relaxed));

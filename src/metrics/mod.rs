@@ -65,6 +65,17 @@ pub enum MetricsError {
 /// runs, storage refused the reservation, the daemon is stopping.
 pub const REFUSAL_REASONS: [&str; 4] = ["not_ready", "busy", "storage_error", "shutting_down"];
 
+/// `upload_retries_total{op}`: the S3 operations an upload is made of, `other` (lease,
+/// listing, reads), and `staged_upload` (a whole upload retried from the staged file).
+pub const UPLOAD_RETRY_OPS: [&str; 6] = [
+    "put_object",
+    "upload_part",
+    "complete_multipart_upload",
+    "create_multipart_upload",
+    "other",
+    "staged_upload",
+];
+
 /// All of replisnap's metrics. Cheap to share (`Arc<Metrics>`); every method takes `&self`.
 pub struct Metrics {
     registry: Registry,
@@ -97,6 +108,7 @@ pub struct Metrics {
     last_snapshot_success_timestamp_seconds: Gauge,
 
     uploads_total: IntCounterVec,
+    upload_retries_total: IntCounterVec,
     upload_bytes_total: IntCounter,
     upload_duration_seconds: Histogram,
     last_upload_success_timestamp_seconds: Gauge,
@@ -180,6 +192,19 @@ impl Metrics {
         self.uploads_total
             .with_label_values(&[Outcome::Error.as_str()])
             .inc();
+    }
+
+    /// Storage's retried attempts of `op` so far (a running total the backend keeps):
+    /// the counter catches up to it. An op not in [`UPLOAD_RETRY_OPS`] is ignored.
+    pub fn set_upload_retries(&self, op: &str, total: u64) {
+        if !UPLOAD_RETRY_OPS.contains(&op) {
+            return;
+        }
+        let c = self.upload_retries_total.with_label_values(&[op]);
+        let seen = c.get();
+        if total > seen {
+            c.inc_by(total - seen);
+        }
     }
 
     pub fn inc_retention_deleted(&self, n: u64) {

@@ -18,7 +18,7 @@ use prometheus::{
 use super::{
     LagTracker, LinkErrorReason, Metrics, MetricsError, Outcome, ResyncReason, VerifyOutcome,
     COMMANDS, DURATION_BUCKETS, HOOKS, HOOK_RESULTS, NAMESPACE, OTHER_COMMAND, PAUSE_BUCKETS,
-    REFUSAL_REASONS,
+    REFUSAL_REASONS, UPLOAD_RETRY_OPS,
 };
 
 /// Registers metrics one after another, remembering the first error's name.
@@ -204,6 +204,16 @@ impl Metrics {
                     &["result"],
                 ),
             )?,
+            upload_retries_total: r.add(
+                "upload_retries_total",
+                IntCounterVec::new(
+                    opts(
+                        "upload_retries_total",
+                        "Storage request attempts that failed and were tried again, by operation.",
+                    ),
+                    &["op"],
+                ),
+            )?,
             upload_bytes_total: r.add(
                 "upload_bytes_total",
                 IntCounter::with_opts(opts("upload_bytes_total", "Bytes of successful uploads.")),
@@ -304,6 +314,9 @@ impl Metrics {
         for o in Outcome::ALL {
             self.snapshots_total.with_label_values(&[o.as_str()]);
             self.uploads_total.with_label_values(&[o.as_str()]);
+        }
+        for op in UPLOAD_RETRY_OPS {
+            self.upload_retries_total.with_label_values(&[op]);
         }
         for o in VerifyOutcome::ALL {
             self.verify_total.with_label_values(&[o.as_str()]);

@@ -23,6 +23,8 @@ const SPEC_NAMES: &[&str] = &[
     "replisnap_snapshot_size_bytes",
     "replisnap_last_snapshot_success_timestamp_seconds",
     "replisnap_uploads_total",
+    // SPEC proposal (issue 11): retried storage attempts by operation.
+    "replisnap_upload_retries_total",
     "replisnap_upload_bytes_total",
     "replisnap_upload_duration_seconds",
     "replisnap_last_upload_success_timestamp_seconds",

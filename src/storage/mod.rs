@@ -156,6 +156,13 @@ pub trait Storage: Send + Sync {
     /// The snapshot writer's heartbeat, for work a backend does on its own within a write
     /// step (staging's uploads from the staged file beat it on every write they make).
     fn set_heartbeat(&self, _heartbeat: std::sync::Arc<crate::heartbeat::Heartbeat>) {}
+
+    /// Retried attempts so far, by operation (`upload_retries_total{op}`): an attempt
+    /// that failed and was tried again, whether or not it then succeeded. Empty for
+    /// backends that do not retry.
+    fn retries(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// Where an RDB is written. Dropped without [`commit`](RdbSink::commit), it removes what

@@ -28,10 +28,19 @@ impl Daemon {
         self.child.try_wait().expect("wait")
     }
 
-    pub(super) fn terminate(mut self) -> String {
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send SIGTERM without waiting.
+    pub(super) fn signal_term(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+    }
+
+    pub(super) fn terminate(mut self) -> String {
+        self.signal_term();
         let start = Instant::now();
         while self.exited().is_none() {
             assert!(

@@ -190,6 +190,7 @@ pub fn config_for(endpoint: &str, bucket: &str, prefix: &str) -> StorageConfig {
         response_checksum_validation: None,
         max_attempts: None,
         lease_seconds: None,
+        lease_wait_seconds: None,
         staging: Default::default(),
     }
 }

@@ -194,6 +194,7 @@ pub fn build(
     rt: &Runtime,
     s: &Settings,
     credentials: Option<Credentials>,
+    retries: Arc<super::retries::RetryCounts>,
 ) -> Result<aws_sdk_s3::Client> {
     let s = s.clone();
     rt.run(async move {
@@ -230,6 +231,7 @@ pub fn build(
         }
         let shared = loader.load().await;
         let mut b = aws_sdk_s3::config::Builder::from(&shared)
+            .interceptor(super::retries::CountRetries(retries))
             .force_path_style(s.force_path_style)
             .request_checksum_calculation(if s.request_checksums_when_required {
                 RequestChecksumCalculation::WhenRequired

@@ -15,6 +15,7 @@
 mod client;
 mod lease;
 mod read;
+mod retries;
 mod upload;
 
 use std::collections::{BTreeMap, HashSet};
@@ -54,6 +55,8 @@ pub(crate) struct Inner {
     /// Ids this process is writing: cleanup leaves them alone, `create_rdb` skips them.
     writing: Mutex<HashSet<SnapshotId>>,
     lease: Lease,
+    /// Retried attempts by operation, counted by the client's interceptor.
+    retries: Arc<retries::RetryCounts>,
 }
 
 /// What the listing of a prefix holds for one id.
@@ -75,7 +78,8 @@ impl S3Storage {
 
     pub fn with_settings(s: Settings, credentials: Option<Credentials>) -> Result<Self> {
         let rt = Runtime::new()?;
-        let client = client::build(&rt, &s, credentials)?;
+        let retries = Arc::new(retries::RetryCounts::default());
+        let client = client::build(&rt, &s, credentials, retries.clone())?;
         let lease = Lease::new(format!("{}{LEASE_NAME}", s.prefix), s.lease);
         Ok(S3Storage {
             inner: Arc::new(Inner {
@@ -84,6 +88,7 @@ impl S3Storage {
                 rt,
                 writing: Mutex::new(HashSet::new()),
                 lease,
+                retries,
             }),
         })
     }
@@ -433,6 +438,10 @@ impl Storage for S3Storage {
 
     fn claim(&self) -> Result<()> {
         self.inner.lease.acquire(&self.inner)
+    }
+
+    fn retries(&self) -> Vec<(&'static str, u64)> {
+        self.inner.retries.totals()
     }
 }
 

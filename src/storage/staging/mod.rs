@@ -61,6 +61,8 @@ struct Shared {
     /// The snapshot writer's: beaten on every write of a retry and through its backoff,
     /// so a retry is progress and only a write that never returns looks wedged.
     heartbeat: OnceLock<Arc<Heartbeat>>,
+    /// Uploads tried again from the staged file (`upload_retries_total{op="staged_upload"}`).
+    staged_retries: std::sync::atomic::AtomicU64,
 }
 
 impl StagedStorage {
@@ -71,6 +73,7 @@ impl StagedStorage {
                 inner,
                 dir: StagingDir::new(state_dir),
                 heartbeat: OnceLock::new(),
+                staged_retries: Default::default(),
             }),
         }
     }
@@ -250,6 +253,16 @@ impl Storage for StagedStorage {
 
     fn claim(&self) -> Result<()> {
         self.shared.inner.claim()
+    }
+
+    fn retries(&self) -> Vec<(&'static str, u64)> {
+        let mut r = self.shared.inner.retries();
+        let staged = self
+            .shared
+            .staged_retries
+            .load(std::sync::atomic::Ordering::Relaxed);
+        r.push(("staged_upload", staged));
+        r
     }
 
     fn set_heartbeat(&self, heartbeat: Arc<Heartbeat>) {
@@ -442,6 +455,9 @@ impl StoredRdb for StagedRdb {
                 "upload failed; retrying from the staged file"
             );
             shared.wait(wait);
+            shared
+                .staged_retries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match shared.upload_staged(manifest) {
                 Ok(stored_id) => {
                     info!(id = %stored_id, attempt = n + 1, "uploaded from the staged file");
