@@ -60,6 +60,7 @@ pub(super) struct Writer {
     expected: Option<i64>,
     open: Option<Open>,
     stopping: bool,
+    reconciled: bool,
 }
 
 pub fn read_state(state_dir: &std::path::Path) -> Option<ArchiveState> {
@@ -87,6 +88,7 @@ impl Writer {
             state,
             open: None,
             stopping: false,
+            reconciled: false,
         }
     }
 
@@ -147,10 +149,37 @@ impl Writer {
     /// Resumed with a partial resync: continue the recorded history, or start one if
     /// there is none (the first archive of data loaded from a snapshot).
     fn resumed(&mut self, replid: &str, offset: i64) {
+        self.reconcile();
         if self.state.is_none() {
             let history = history_name(replid, offset);
             info!(history = %history, "archive: no history recorded; one starts here");
             self.set_state(history, offset);
+        }
+    }
+
+    /// The storage is the truth: a kill between storing a segment and recording it leaves
+    /// the state file behind; the history's stored end is taken from its listing (once).
+    fn reconcile(&mut self) {
+        if self.reconciled {
+            return;
+        }
+        let Some(st) = self.state.as_mut() else { return };
+        let prefix = format!("archive/{}/", st.history);
+        match self.storage.list_objects(&prefix) {
+            Ok(objects) => {
+                let end = objects
+                    .iter()
+                    .filter_map(|o| segment::parse_key(&o.key))
+                    .map(|k| k.end)
+                    .max();
+                if let Some(end) = end.filter(|e| *e > st.end) {
+                    info!(history = %st.history, recorded = st.end, stored = end, "archive: stored end ahead of the recorded one");
+                    st.end = end;
+                    self.expected = Some(end);
+                }
+                self.reconciled = true;
+            }
+            Err(e) => warn!(error = %e, "archive: cannot list the stored history; trusting the recorded end"),
         }
     }
 
