@@ -24,7 +24,11 @@ fn writes(m: &TestServer, tag: &str, sets: usize, txs: usize) {
     let mut c = Conn::connect(m.port(), Duration::from_secs(5)).expect("connect");
     let mut ok = |args: &[&[u8]]| {
         let r = c.cmd(args).expect("reply");
-        assert!(!r.is_error(), "{:?}: {r:?}", String::from_utf8_lossy(args[0]));
+        assert!(
+            !r.is_error(),
+            "{:?}: {r:?}",
+            String::from_utf8_lossy(args[0])
+        );
     };
     for i in 0..sets {
         let k = format!("{tag}:{i}");
@@ -46,7 +50,10 @@ fn setup(m: &TestServer) -> Setup {
 }
 
 fn keys(l: &replisnap::archive::ArchiveListing) -> BTreeSet<String> {
-    l.histories.iter().flat_map(|h| h.keys.iter().cloned()).collect()
+    l.histories
+        .iter()
+        .flat_map(|h| h.keys.iter().cloned())
+        .collect()
 }
 
 #[test]
@@ -94,7 +101,10 @@ fn the_stream_is_archived_whole_survives_kill9_and_a_full_resync_starts_a_histor
     let log = d.kill9();
     assert!(!log.contains("panicked"), "{log}");
     let after_kill = keys(&replisnap::archive::list(&st).expect("list"));
-    assert!(stored_before.is_subset(&after_kill), "a stored segment vanished");
+    assert!(
+        stored_before.is_subset(&after_kill),
+        "a stored segment vanished"
+    );
 
     // As if killed between storing a segment and recording it: the state file behind the
     // storage. The stored listing wins; nothing is stored twice.
@@ -111,7 +121,11 @@ fn the_stream_is_archived_whole_survives_kill9_and_a_full_resync_starts_a_histor
     let l = wait_archived(&st, &m, Duration::from_secs(60));
     d.assert_running();
     assert!(d.log_text().contains("partial resync"), "{}", d.log_text());
-    assert_eq!(l.histories.len(), 1, "the restart must continue the history: {l:?}");
+    assert_eq!(
+        l.histories.len(),
+        1,
+        "the restart must continue the history: {l:?}"
+    );
     assert_eq!(l.histories[0].name, history);
     assert!(l.gaps.is_empty(), "{:?}", l.gaps);
     assert!(stored_before.is_subset(&keys(&l)));
@@ -143,7 +157,14 @@ fn the_stream_is_archived_whole_survives_kill9_and_a_full_resync_starts_a_histor
     assert_eq!(between.len(), l.gaps.len(), "a gap inside a history: {l:?}");
     let newest = l.histories.last().unwrap();
     let cmds = commands(&st, newest);
-    assert_eq!(count(&cmds, "SET"), 100, "the newest history holds the writes after it: {l:?} {:?}", cmds.iter().map(|c| String::from_utf8_lossy(&c[0]).into_owned()).collect::<Vec<_>>());
+    assert_eq!(
+        count(&cmds, "SET"),
+        100,
+        "the newest history holds the writes after it: {l:?} {:?}",
+        cmds.iter()
+            .map(|c| String::from_utf8_lossy(&c[0]).into_owned())
+            .collect::<Vec<_>>()
+    );
     for h in &l.histories {
         transactions_whole(&commands(&st, h));
     }
@@ -156,15 +177,24 @@ fn the_stream_is_archived_whole_survives_kill9_and_a_full_resync_starts_a_histor
     assert!(status.success(), "{log}");
     let l = replisnap::archive::list(&st).expect("list");
     let end = l.histories.iter().map(|h| h.end_offset).max();
-    assert!(end >= Some(want), "end {end:?} < master {want} after SIGTERM:\n{log}");
+    assert!(
+        end >= Some(want),
+        "end {end:?} < master {want} after SIGTERM:\n{log}"
+    );
 
     let (code, out, err) = setup.verb(&["list", "--archive"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains(&history) && out.contains("gap: history"), "{out}");
+    assert!(
+        out.contains(&history) && out.contains("gap: history"),
+        "{out}"
+    );
     let (code, out, err) = setup.verb(&["list", "--archive", "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    assert_eq!(v["histories"].as_array().map(Vec::len), Some(l.histories.len()));
+    assert_eq!(
+        v["histories"].as_array().map(Vec::len),
+        Some(l.histories.len())
+    );
     assert_eq!(v["gaps"].as_array().map(Vec::len), Some(l.gaps.len()));
 }
 

@@ -58,7 +58,9 @@ pub fn list(storage: &dyn Storage) -> Result<ArchiveListing, StorageError> {
             None => out.unknown.push(o.key),
         }
     }
-    segs.sort_by(|a, b| (&a.0.history, a.0.first, a.0.end).cmp(&(&b.0.history, b.0.first, b.0.end)));
+    segs.sort_by(|a, b| {
+        (&a.0.history, a.0.first, a.0.end).cmp(&(&b.0.history, b.0.first, b.0.end))
+    });
     let mut histories: Vec<History> = Vec::new();
     for (k, key, size) in segs {
         match histories.last_mut().filter(|h| h.name == k.history) {
@@ -117,15 +119,35 @@ mod tests {
     fn holes_and_history_changes_are_gaps() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStorage::new(dir.path());
-        for (h, a, b, t) in [("a-1", 1, 10, 100), ("a-1", 10, 20, 110), ("a-1", 25, 30, 120), ("b-5", 5, 9, 130)] {
-            s.put_object(&object_key(h, a, b, t * 1000, t * 1000 + 5), b"x").unwrap();
+        for (h, a, b, t) in [
+            ("a-1", 1, 10, 100),
+            ("a-1", 10, 20, 110),
+            ("a-1", 25, 30, 120),
+            ("b-5", 5, 9, 130),
+        ] {
+            s.put_object(&object_key(h, a, b, t * 1000, t * 1000 + 5), b"x")
+                .unwrap();
         }
         s.put_object("archive/a-1/junk", b"x").unwrap();
         let l = list(&s).unwrap();
         assert_eq!(l.histories.len(), 2);
-        assert_eq!((l.histories[0].first_offset, l.histories[0].end_offset, l.histories[0].segments), (1, 30, 3));
+        assert_eq!(
+            (
+                l.histories[0].first_offset,
+                l.histories[0].end_offset,
+                l.histories[0].segments
+            ),
+            (1, 30, 3)
+        );
         assert_eq!(l.gaps.len(), 2);
-        assert_eq!((l.gaps[0].from, l.gaps[0].to, l.gaps[0].next_history.is_none()), (20, 25, true));
+        assert_eq!(
+            (
+                l.gaps[0].from,
+                l.gaps[0].to,
+                l.gaps[0].next_history.is_none()
+            ),
+            (20, 25, true)
+        );
         assert_eq!(l.gaps[1].next_history.as_deref(), Some("b-5"));
         assert_eq!(l.unknown, vec!["archive/a-1/junk".to_string()]);
     }

@@ -29,10 +29,20 @@ pub(super) fn now_ms() -> i64 {
 #[derive(Debug)]
 pub(super) enum Item {
     /// A full sync: a new history starts at `offset`.
-    History { replid: String, offset: i64 },
+    History {
+        replid: String,
+        offset: i64,
+    },
     /// A partial resync: the history goes on (or starts, if none is recorded).
-    Resumed { replid: String, offset: i64 },
-    Bytes { offset: i64, data: Vec<u8>, at: i64 },
+    Resumed {
+        replid: String,
+        offset: i64,
+    },
+    Bytes {
+        offset: i64,
+        data: Vec<u8>,
+        at: i64,
+    },
     /// `len` bytes from `offset`, in `path` from `pos`.
     Spooled {
         offset: i64,
@@ -42,7 +52,10 @@ pub(super) enum Item {
         at: i64,
     },
     /// Bytes that could be neither queued nor spooled.
-    Gap { offset: i64, len: u64 },
+    Gap {
+        offset: i64,
+        len: u64,
+    },
 }
 
 #[derive(Default)]
@@ -237,7 +250,11 @@ pub(super) fn read_spooled(path: &Path, pos: u64, len: u64) -> io::Result<Vec<u8
     if out.len() as u64 != len {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
-            format!("{}: {} bytes where {len} were spooled", path.display(), out.len()),
+            format!(
+                "{}: {} bytes where {len} were spooled",
+                path.display(),
+                out.len()
+            ),
         ));
     }
     let _ = fs::remove_file(path);

@@ -83,15 +83,18 @@ pub fn decode(data: &[u8], what: &str) -> Result<Segment, ArchiveError> {
     if hlen > HEADER_LIMIT || 12 + hlen > data.len() {
         return Err(bad(format!("header length {hlen} out of bounds")));
     }
-    let header: Header = serde_json::from_slice(&data[12..12 + hlen])
-        .map_err(|e| bad(format!("header: {e}")))?;
+    let header: Header =
+        serde_json::from_slice(&data[12..12 + hlen]).map_err(|e| bad(format!("header: {e}")))?;
     if header.version != FORMAT_VERSION || header.compression != "lz4" {
         return Err(bad(format!(
             "format {} compression {:?}: not supported",
             header.version, header.compression
         )));
     }
-    let raw = header.end_offset.checked_sub(header.first_offset).filter(|n| *n >= 0);
+    let raw = header
+        .end_offset
+        .checked_sub(header.first_offset)
+        .filter(|n| *n >= 0);
     let raw = match raw {
         Some(n) if (n as u64) <= RAW_LIMIT && header.first_offset >= 0 => n as usize,
         _ => {
@@ -104,7 +107,10 @@ pub fn decode(data: &[u8], what: &str) -> Result<Segment, ArchiveError> {
     let bytes = lz4_flex::block::decompress(&data[12 + hlen..], raw)
         .map_err(|e| bad(format!("decompress: {e}")))?;
     if bytes.len() != raw {
-        return Err(bad(format!("{} bytes where the offsets say {raw}", bytes.len())));
+        return Err(bad(format!(
+            "{} bytes where the offsets say {raw}",
+            bytes.len()
+        )));
     }
     let sum = sha_hex(&bytes);
     if sum != header.sha256 {
@@ -178,13 +184,22 @@ mod tests {
 
     #[test]
     fn keys_sort_by_offset_and_parse_back() {
-        let k = object_key("r-00000000000000000001", 10, 200, 1_700_000_000_123, 1_700_000_009_999);
+        let k = object_key(
+            "r-00000000000000000001",
+            10,
+            200,
+            1_700_000_000_123,
+            1_700_000_009_999,
+        );
         assert_eq!(
             k,
             "archive/r-00000000000000000001/00000000000000000010-00000000000000000200-1700000000-1700000009.seg"
         );
         let i = parse_key(&k).unwrap();
-        assert_eq!((i.first, i.end, i.t0, i.t1), (10, 200, 1_700_000_000, 1_700_000_009));
+        assert_eq!(
+            (i.first, i.end, i.t0, i.t1),
+            (10, 200, 1_700_000_000, 1_700_000_009)
+        );
         assert!(object_key("h", 9, 10, 0, 0) < object_key("h", 10, 11, 0, 0));
         assert!(parse_key("archive/h/1-2.seg").is_none());
         assert!(parse_key("archive/h/2-1-0-0.seg").is_none());

@@ -140,7 +140,11 @@ impl Writer {
                 }
             },
             Item::Gap { offset, len } => {
-                warn!(offset, bytes = len, "archive: bytes neither queued nor spooled; a gap is recorded");
+                warn!(
+                    offset,
+                    bytes = len,
+                    "archive: bytes neither queued nor spooled; a gap is recorded"
+                );
                 self.gap(offset, len);
             }
         }
@@ -163,7 +167,9 @@ impl Writer {
         if self.reconciled {
             return;
         }
-        let Some(st) = self.state.as_mut() else { return };
+        let Some(st) = self.state.as_mut() else {
+            return;
+        };
         let prefix = format!("archive/{}/", st.history);
         match self.storage.list_objects(&prefix) {
             Ok(objects) => {
@@ -179,7 +185,9 @@ impl Writer {
                 }
                 self.reconciled = true;
             }
-            Err(e) => warn!(error = %e, "archive: cannot list the stored history; trusting the recorded end"),
+            Err(e) => {
+                warn!(error = %e, "archive: cannot list the stored history; trusting the recorded end")
+            }
         }
     }
 
@@ -203,7 +211,10 @@ impl Writer {
             Some(e) => e,
             None => {
                 // Bytes before any history (cannot happen with the replica's calls).
-                warn!(offset, "archive: stream bytes without a history; not archived");
+                warn!(
+                    offset,
+                    "archive: stream bytes without a history; not archived"
+                );
                 return;
             }
         };
@@ -217,7 +228,9 @@ impl Writer {
         };
         if offset > expected {
             warn!(
-                from = expected, to = offset, bytes = offset - expected,
+                from = expected,
+                to = offset,
+                bytes = offset - expected,
                 "archive: the stream resumed past the stored end; a gap is recorded"
             );
             self.store_open();
@@ -268,7 +281,11 @@ impl Writer {
                     let give_up = self.stopping && attempt >= ATTEMPTS_WHEN_STOPPING;
                     warn!(error = %e, attempt, key = %key, "archive: storing a segment failed");
                     if give_up {
-                        warn!(from = o.first, to = end, "archive: giving up at exit; a gap is recorded");
+                        warn!(
+                            from = o.first,
+                            to = end,
+                            "archive: giving up at exit; a gap is recorded"
+                        );
                         return;
                     }
                     self.report_lag_with(o.t0);

@@ -345,13 +345,22 @@ fn archive_keys_are_validated() {
         ("segment_bytes = 100", "archive.segment_bytes"),
         ("segment_bytes = 1000000000000", "archive.segment_bytes"),
     ] {
-        let e = Config::parse(&format!("{base}[archive]\nenabled = true\n{extra}\n"), "a.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains(key), "{e}");
-    }
-    let e = Config::parse("[source]\naddress = \"h:1\"\n[archive]\nenabled = true\n", "a.toml")
+        let e = Config::parse(
+            &format!("{base}[archive]\nenabled = true\n{extra}\n"),
+            "a.toml",
+        )
         .unwrap_err()
         .to_string();
-    assert!(e.contains("archive.enabled") && e.contains("[storage]"), "{e}");
+        assert!(e.contains(key), "{e}");
+    }
+    let e = Config::parse(
+        "[source]\naddress = \"h:1\"\n[archive]\nenabled = true\n",
+        "a.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("archive.enabled") && e.contains("[storage]"),
+        "{e}"
+    );
 }

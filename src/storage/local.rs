@@ -22,9 +22,8 @@ use rustix::fs::OFlags;
 
 use super::lock::{LockFile, WriterLock};
 use super::{
-    ObjectInfo,
-    CleanupReport, ListProblem, Listing, Manifest, ObjectHasher, RdbSink, Result, SnapshotId,
-    Storage, StorageError, StoredObject, StoredRdb, MANIFEST_LIMIT,
+    CleanupReport, ListProblem, Listing, Manifest, ObjectHasher, ObjectInfo, RdbSink, Result,
+    SnapshotId, Storage, StorageError, StoredObject, StoredRdb, MANIFEST_LIMIT,
 };
 use crate::atomic_file::{is_temp_name, AtomicFile};
 

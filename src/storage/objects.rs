@@ -193,7 +193,13 @@ mod tests {
     fn keys_stay_under_archive() {
         assert!(check_key("archive/abc-1/0001-0002.seg").is_ok());
         assert!(check_key("archive/").is_ok());
-        for k in ["x/y", "archive/../etc", "archive/a/./b", "archive/a b", "archive//a"] {
+        for k in [
+            "x/y",
+            "archive/../etc",
+            "archive/a/./b",
+            "archive/a b",
+            "archive//a",
+        ] {
             assert!(check_key(k).is_err(), "{k}");
         }
     }
@@ -207,13 +213,25 @@ mod tests {
             s.put_object("archive/h/1-2.seg", b"xyz"),
             Err(StorageError::Exists { .. })
         ));
-        assert_eq!(s.get_object("archive/h/1-2.seg", 3).unwrap().unwrap(), b"abc");
+        assert_eq!(
+            s.get_object("archive/h/1-2.seg", 3).unwrap().unwrap(),
+            b"abc"
+        );
         assert!(s.get_object("archive/h/1-2.seg", 2).is_err());
         assert_eq!(s.get_object("archive/h/none", 9).unwrap(), None);
         let l = s.list_objects("archive/").unwrap();
-        assert_eq!(l, vec![ObjectInfo { key: "archive/h/1-2.seg".into(), size: 3 }]);
+        assert_eq!(
+            l,
+            vec![ObjectInfo {
+                key: "archive/h/1-2.seg".into(),
+                size: 3
+            }]
+        );
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(dir.path().join("st/archive/h/1-2.seg")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("st/archive/h/1-2.seg"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         s.delete_object("archive/h/1-2.seg").unwrap();
         assert!(s.list_objects("archive/").unwrap().is_empty());

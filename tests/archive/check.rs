@@ -23,24 +23,46 @@ pub fn wait_archived(s: &dyn Storage, m: &TestServer, timeout: Duration) -> Arch
     let mut last = None;
     let ok = poll(timeout, || {
         let want = master_offset(m);
-        let Ok(l) = archive::list(s) else { return false };
-        let end = l.histories.iter().max_by_key(|h| h.last_time).map(|h| h.end_offset);
+        let Ok(l) = archive::list(s) else {
+            return false;
+        };
+        let end = l
+            .histories
+            .iter()
+            .max_by_key(|h| h.last_time)
+            .map(|h| h.end_offset);
         last = Some((want, end, l.histories.len()));
         end == Some(want)
     });
-    assert!(ok, "archive never reached the master's offset: (master, end, histories) {last:?}");
+    assert!(
+        ok,
+        "archive never reached the master's offset: (master, end, histories) {last:?}"
+    );
     archive::list(s).expect("list archive")
 }
 
 /// Every command of a history, in order, after checking each segment and their continuity
 /// from the history's start offset (the number after the replid in its name).
 pub fn commands(s: &dyn Storage, h: &History) -> Vec<Vec<Vec<u8>>> {
-    let start: i64 = h.name.rsplit('-').next().unwrap().parse().expect("history offset");
+    let start: i64 = h
+        .name
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("history offset");
     let mut next = start;
     let mut bytes = Vec::new();
-    assert_eq!(h.first_offset, start, "history {} does not start at its own offset", h.name);
+    assert_eq!(
+        h.first_offset, start,
+        "history {} does not start at its own offset",
+        h.name
+    );
     for key in &h.keys {
-        let data = s.get_object(key, 1 << 30).expect("get").expect("listed segment exists");
+        let data = s
+            .get_object(key, 1 << 30)
+            .expect("get")
+            .expect("listed segment exists");
         let seg = segment::decode(&data, key).expect("segment decodes and its checksum matches");
         assert_eq!(seg.header.history, h.name);
         assert_eq!(seg.header.first_offset, next, "{key}: not contiguous");

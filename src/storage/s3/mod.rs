@@ -434,7 +434,8 @@ impl Storage for S3Storage {
 
     fn delete_object(&self, key: &str) -> Result<()> {
         objects::check_key(key)?;
-        self.inner.delete_key(&format!("{}{key}", self.inner.s.prefix))
+        self.inner
+            .delete_key(&format!("{}{key}", self.inner.s.prefix))
     }
 
     fn claim(&self) -> Result<()> {
