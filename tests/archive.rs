@@ -11,6 +11,10 @@ mod support;
 #[path = "archive/check.rs"]
 mod check;
 
+#[path = "http/support.rs"]
+#[allow(dead_code)]
+mod http_support;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -90,6 +94,20 @@ fn the_stream_is_archived_whole_survives_kill9_and_a_full_resync_starts_a_histor
     assert_eq!((count(&cmds, "MULTI"), count(&cmds, "EXEC")), (20, 20));
     assert_eq!(count(&cmds, "INCR"), 40);
     transactions_whole(&cmds);
+    // Metrics (SPEC §5): segments stored, and the lag back to 0 once all is stored.
+    let metrics_ok = poll(Duration::from_secs(5), || {
+        let text = http_support::req(setup.http_addr(), "GET", "/metrics").body;
+        let get = |s: &str| http_support::sample(&text, s);
+        get("replisnap_archive_segments_total{result=\"ok\"}") >= Some(2.0)
+            && get("replisnap_archive_segments_total{result=\"error\"}") == Some(0.0)
+            && get("replisnap_archive_lag_bytes") == Some(0.0)
+            && get("replisnap_archive_lag_seconds") == Some(0.0)
+    });
+    assert!(
+        metrics_ok,
+        "{}",
+        http_support::req(setup.http_addr(), "GET", "/metrics").body
+    );
 
     // A stored snapshot, so the restart resumes with a partial resync.
     let (code, out, err) = setup.verb(&["snapshot", "--wait"]);
