@@ -28,6 +28,7 @@
 //! - Outward faces: [`http`] serves `/metrics`, `/healthz`, `/readyz` and `/snapshot`;
 //!   [`metrics`] owns every Prometheus series.
 
+pub mod archive;
 pub mod atomic_file;
 pub mod cli;
 pub mod commands;

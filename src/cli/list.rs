@@ -1,5 +1,5 @@
-//! `replisnap list --config F [--json]`: the snapshots in the configured storage, newest
-//! first.
+//! `replisnap list --config F [--json] [--archive]`: the snapshots in the configured
+//! storage, newest first; with `--archive`, the stream archive's histories and gaps.
 //!
 //! Owns the listing's presentation: a table for people, or one JSON array of manifests
 //! (the manifest's own fields) with `--json`. Snapshots whose manifest is unusable are
@@ -23,6 +23,10 @@ pub struct ListArgs {
     /// Print one JSON array of manifests.
     #[arg(long)]
     pub json: bool,
+    /// List the stream archive instead: histories (offset and time ranges, segments,
+    /// bytes) and every gap between and within them.
+    #[arg(long)]
+    pub archive: bool,
 }
 
 /// The storage the config names; an error naming the file when it names none.
@@ -41,6 +45,9 @@ pub(crate) fn open_storage(
 
 pub fn run(a: ListArgs) -> Result<ExitCode> {
     let (_, storage) = open_storage(&a.config)?;
+    if a.archive {
+        return archive(&*storage, a.json);
+    }
     let listing = storage.list().with_context(|| storage.describe())?;
     for p in &listing.problems {
         eprintln!("warning: snapshot {}: not listed: {}", p.id, p.error);
@@ -82,4 +89,62 @@ fn table(snaps: &[Manifest]) -> String {
         out.push_str("(no snapshots)\n");
     }
     out
+}
+
+fn archive(storage: &dyn crate::storage::Storage, json: bool) -> Result<ExitCode> {
+    let l = crate::archive::list(storage).with_context(|| storage.describe())?;
+    for k in &l.unknown {
+        eprintln!("warning: {k}: not an archive segment; ignored");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&l)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let time = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| t.to_string())
+    };
+    println!(
+        "{:<62} {:>14} {:>14} {:<20} {:<20} {:>8} {:>12}",
+        "HISTORY", "FIRST", "END", "FROM", "TO", "SEGMENTS", "BYTES"
+    );
+    for h in &l.histories {
+        println!(
+            "{:<62} {:>14} {:>14} {:<20} {:<20} {:>8} {:>12}",
+            h.name,
+            h.first_offset,
+            h.end_offset,
+            time(h.first_time),
+            time(h.last_time),
+            h.segments,
+            h.bytes
+        );
+    }
+    if l.histories.is_empty() {
+        println!("(no archive)");
+    }
+    for g in &l.gaps {
+        match &g.next_history {
+            Some(n) => println!(
+                "gap: history {} ends at {} ({}), {} starts at {} ({})",
+                g.history,
+                g.from,
+                time(g.from_time),
+                n,
+                g.to,
+                time(g.to_time)
+            ),
+            None => println!(
+                "gap: history {}: offsets {}..{} missing ({} bytes, {} to {})",
+                g.history,
+                g.from,
+                g.to,
+                g.to - g.from,
+                time(g.from_time),
+                time(g.to_time)
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

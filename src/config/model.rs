@@ -22,6 +22,8 @@ pub struct Config {
     pub verify: Option<VerifyConfig>,
     /// The dead man's switch and hooks after each snapshot; absent: off.
     pub notify: Option<NotifyConfig>,
+    /// The stream archive for point-in-time recovery (SPEC §6); absent: off.
+    pub archive: Option<ArchiveConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -178,6 +180,33 @@ pub struct NotifyConfig {
     /// Seconds a hook may run before it is killed (and a heartbeat may take).
     #[serde(default = "default_hook_timeout")]
     pub timeout: u64,
+}
+
+/// `[archive]`: the replication stream, as applied, stored in segments beside the snapshots.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// A segment is closed after this many seconds since its first byte.
+    #[serde(default = "default_segment_seconds")]
+    pub segment_seconds: u64,
+    /// … or once it holds this many stream bytes.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+}
+
+pub const DEFAULT_SEGMENT_SECONDS: u64 = 10;
+pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
+/// The largest `segment_bytes` accepted: a segment is held whole in memory to be stored.
+pub const MAX_SEGMENT_BYTES: u64 = 256 << 20;
+
+fn default_segment_seconds() -> u64 {
+    DEFAULT_SEGMENT_SECONDS
+}
+
+fn default_segment_bytes() -> u64 {
+    DEFAULT_SEGMENT_BYTES
 }
 
 fn default_hook_timeout() -> u64 {

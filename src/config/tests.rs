@@ -415,3 +415,34 @@ fn staging_is_for_s3_with_a_state_dir() {
         assert!(e.contains("staging"), "{text}: {e}");
     }
 }
+
+#[test]
+fn archive_keys_are_validated() {
+    let base = "[source]\naddress = \"h:1\"\n[storage]\nkind = \"local\"\npath = \"/b\"\n";
+    let c = Config::parse(&format!("{base}[archive]\nenabled = true\n"), "a.toml").unwrap();
+    let a = c.archive.unwrap();
+    assert_eq!((a.segment_seconds, a.segment_bytes), (10, 16 << 20));
+    for (extra, key) in [
+        ("segment_seconds = 0", "archive.segment_seconds"),
+        ("segment_bytes = 100", "archive.segment_bytes"),
+        ("segment_bytes = 1000000000000", "archive.segment_bytes"),
+    ] {
+        let e = Config::parse(
+            &format!("{base}[archive]\nenabled = true\n{extra}\n"),
+            "a.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(key), "{e}");
+    }
+    let e = Config::parse(
+        "[source]\naddress = \"h:1\"\n[archive]\nenabled = true\n",
+        "a.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("archive.enabled") && e.contains("[storage]"),
+        "{e}"
+    );
+}

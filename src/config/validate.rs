@@ -361,6 +361,30 @@ impl Config {
                 ));
             }
         }
+        if let Some(a) = self.archive.as_ref().filter(|a| a.enabled) {
+            if a.segment_seconds == 0 || a.segment_seconds > 3600 {
+                return Err(bad(
+                    "archive.segment_seconds",
+                    format!("{}: expected 1 to 3600 (seconds)", a.segment_seconds),
+                ));
+            }
+            if a.segment_bytes < 4096 || a.segment_bytes > super::model::MAX_SEGMENT_BYTES {
+                return Err(bad(
+                    "archive.segment_bytes",
+                    format!(
+                        "{}: expected 4096 to {} (bytes)",
+                        a.segment_bytes,
+                        super::model::MAX_SEGMENT_BYTES
+                    ),
+                ));
+            }
+            if self.storage.is_none() {
+                return Err(bad(
+                    "archive.enabled",
+                    "needs a [storage] section: segments are stored beside the snapshots".into(),
+                ));
+            }
+        }
         if let Some(s) = &self.storage {
             match s.kind {
                 StorageKind::Local if s.path.is_none() => {

@@ -180,6 +180,23 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         _ => None,
     };
 
+    // Config validation guarantees storage when [archive] is enabled.
+    let archiver = match (cfg.archive.as_ref().filter(|a| a.enabled), &storage) {
+        (Some(a), Some(s)) => {
+            let settings = crate::archive::Settings {
+                segment_seconds: a.segment_seconds,
+                segment_bytes: a.segment_bytes,
+                state_dir: cfg.replica.state_dir.clone(),
+            };
+            let (archiver, tap) =
+                crate::archive::Archiver::start(s.clone(), settings, Some(metrics.clone()))
+                    .map_err(DaemonError::start("archive thread"))?;
+            replica.set_stream_sink(tap);
+            Some(archiver)
+        }
+        _ => None,
+    };
+
     // From here on the master is contacted.
     let replica_thread = std::thread::Builder::new()
         .name("replica".into())
@@ -274,6 +291,11 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
     handle.stop();
     let stopped = replica_thread.join();
     let replica_ok = stopped.is_ok();
+    // Everything applied is handed over: the open segment is stored before exit.
+    if let Some(a) = archiver {
+        sd.status("stopping: storing the stream archive's open segment");
+        a.finish();
+    }
     if let Some(s) = &snapshotter {
         s.shutdown();
     }

@@ -122,6 +122,10 @@ pub struct Metrics {
     heartbeats_total: IntCounterVec,
     hooks_total: IntCounterVec,
 
+    archive_lag_seconds: Gauge,
+    archive_lag_bytes: IntGauge,
+    archive_segments_total: IntCounterVec,
+
     lag: Mutex<LagTracker>,
     /// Nanoseconds after `started` of the last byte from the master, plus one (0: never).
     last_master_io: AtomicU64,
@@ -230,6 +234,22 @@ impl Metrics {
             self.last_verify_success_timestamp_seconds
                 .set(unix_seconds(at));
         }
+    }
+
+    // ---- stream archive ----
+
+    /// How far the stored archive is behind what was applied: the age of the oldest
+    /// byte not yet stored, and the bytes applied but not yet stored.
+    pub fn archive_lag(&self, seconds: f64, bytes: i64) {
+        self.archive_lag_seconds.set(seconds);
+        self.archive_lag_bytes.set(bytes);
+    }
+
+    /// A segment store attempt finished.
+    pub fn archive_segment(&self, outcome: Outcome) {
+        self.archive_segments_total
+            .with_label_values(&[outcome.as_str()])
+            .inc();
     }
 
     // ---- notify ----

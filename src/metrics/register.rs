@@ -276,6 +276,31 @@ impl Metrics {
                     &["result"],
                 ),
             )?,
+            archive_lag_seconds: r.add(
+                "archive_lag_seconds",
+                Gauge::with_opts(opts(
+                    "archive_lag_seconds",
+                    "Age of the oldest applied stream byte not yet stored in the archive \
+                     (the archive's RPO); 0 when everything is stored.",
+                )),
+            )?,
+            archive_lag_bytes: r.add(
+                "archive_lag_bytes",
+                IntGauge::with_opts(opts(
+                    "archive_lag_bytes",
+                    "Stream bytes applied but not yet stored in the archive.",
+                )),
+            )?,
+            archive_segments_total: r.add(
+                "archive_segments_total",
+                IntCounterVec::new(
+                    opts(
+                        "archive_segments_total",
+                        "Archive segments stored (ok) or failed attempts to store one (error).",
+                    ),
+                    &["result"],
+                ),
+            )?,
             hooks_total: r.add(
                 "hooks_total",
                 IntCounterVec::new(
@@ -314,6 +339,7 @@ impl Metrics {
         for o in Outcome::ALL {
             self.snapshots_total.with_label_values(&[o.as_str()]);
             self.uploads_total.with_label_values(&[o.as_str()]);
+            self.archive_segments_total.with_label_values(&[o.as_str()]);
         }
         for op in UPLOAD_RETRY_OPS {
             self.upload_retries_total.with_label_values(&[op]);

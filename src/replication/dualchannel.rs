@@ -311,6 +311,9 @@ impl Replica {
         loaded?;
         self.replid = replid;
         self.offset = offset;
+        if let Some(s) = &self.sink {
+            s.full_sync(&self.replid, self.offset);
+        }
         // Not resumable until the buffer has been applied (a failure before would leave
         // data between two offsets).
         self.has_data = false;
@@ -441,8 +444,9 @@ impl Replica {
         // `buf[..committed]` is applied; `buf[pos..]` is not parsed yet.
         let (mut pos, mut committed) = (0usize, 0usize);
         let mut parser = CommandParser::default();
-        // The transaction being read: its commands and bytes, applied at EXEC.
-        let mut queued: Option<(Vec<Vec<Vec<u8>>>, i64)> = None;
+        // The transaction being read: its commands, bytes and raw bytes (for the archive),
+        // applied at EXEC.
+        let mut queued: Option<(Vec<Vec<Vec<u8>>>, i64, Vec<u8>)> = None;
         let mut chunk = vec![0u8; 1 << 20];
         loop {
             let n = src.read(&mut chunk)?;
@@ -465,24 +469,35 @@ impl Replica {
                 let Parsed::Done(argv, used) = parsed else {
                     break;
                 };
+                let raw = &buf[pos..pos + used];
                 pos += used;
                 let name = argv.first().map(|a| a.to_ascii_uppercase());
-                if let Some((cmds, bytes)) = queued.as_mut() {
+                if let Some((cmds, bytes, q_raw)) = queued.as_mut() {
                     *bytes += used as i64;
+                    if self.sink.is_some() {
+                        q_raw.extend_from_slice(raw);
+                    }
                     let exec = name.as_deref() == Some(b"EXEC");
                     cmds.push(argv);
                     if exec {
-                        let (cmds, bytes) = queued.take().unwrap_or_default();
+                        let (cmds, bytes, q_raw) = queued.take().unwrap_or_default();
                         for argv in &cmds {
                             self.apply_one(argv)?;
+                        }
+                        if let Some(s) = &self.sink {
+                            s.applied(self.offset, &q_raw);
                         }
                         self.offset += bytes;
                         committed = pos;
                     }
                 } else if name.as_deref() == Some(b"MULTI") {
-                    queued = Some((vec![argv], used as i64));
+                    let r = if self.sink.is_some() { raw.to_vec() } else { Vec::new() };
+                    queued = Some((vec![argv], used as i64, r));
                 } else {
                     self.apply_one(&argv)?;
+                    if let Some(s) = &self.sink {
+                        s.applied(self.offset, raw);
+                    }
                     self.offset += used as i64;
                     committed = pos;
                 }

@@ -248,6 +248,9 @@ impl Replica {
         });
         self.replid = replid;
         self.offset = offset;
+        if let Some(s) = &self.sink {
+            s.full_sync(&self.replid, self.offset);
+        }
         self.has_data = true;
         self.status
             .full_syncs_from_replica

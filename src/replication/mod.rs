@@ -93,6 +93,17 @@ fn link_error_kind(e: &ReplError) -> LinkErrorReason {
     }
 }
 
+/// Where the applied stream is handed, in order (the stream archive). Called on the apply
+/// thread: an implementation must never wait on I/O it does not bound.
+pub trait StreamSink: Send + Sync {
+    /// A full sync loaded data at (`replid`, `offset`): a new history starts.
+    fn full_sync(&self, replid: &str, offset: i64);
+    /// A partial resync continues from (`replid`, `offset`).
+    fn resumed(&self, replid: &str, offset: i64);
+    /// `bytes` from `offset` were applied (a transaction whole, at its EXEC).
+    fn applied(&self, offset: i64, bytes: &[u8]);
+}
+
 /// How to reach and authenticate to the master.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -165,6 +176,8 @@ pub struct Replica {
     spool_memory: usize,
     /// PSYNC names per address, overriding `Settings::psync_command` there.
     psync_commands: std::collections::BTreeMap<String, String>,
+    /// The stream archive's tap (`[archive] enabled`).
+    sink: Option<Arc<dyn StreamSink>>,
 }
 
 /// The other threads' side of a running replica.
@@ -245,6 +258,7 @@ impl Replica {
             spool_dir: std::env::temp_dir(),
             spool_memory: dualchannel::SPOOL_MEMORY,
             psync_commands: Default::default(),
+            sink: None,
         };
         if let Some(p) = preload {
             r.preload(p);
@@ -275,6 +289,11 @@ impl Replica {
         if let Ok(mut id) = self.status.replid.lock() {
             id.clone_from(&self.replid);
         }
+    }
+
+    /// Hand every applied byte of the stream to `sink` (the archive).
+    pub fn set_stream_sink(&mut self, sink: Arc<dyn StreamSink>) {
+        self.sink = Some(sink);
     }
 
     /// Use these caps on what the master sends instead of the defaults (config
@@ -495,6 +514,9 @@ impl Replica {
                 self.full_sync(&mut link)?;
                 self.replid = replid;
                 self.offset = offset;
+                if let Some(s) = &self.sink {
+                    s.full_sync(&self.replid, self.offset);
+                }
             }
             PsyncOutcome::DualChannel | PsyncOutcome::RdbChannel { .. } => {
                 if resume.is_some() {
@@ -507,12 +529,18 @@ impl Replica {
                 // SYNC gives no replication ID: the next attach cannot resume.
                 self.replid = "?".into();
                 self.offset = 0;
+                if let Some(s) = &self.sink {
+                    s.full_sync("unknown", 0);
+                }
             }
             PsyncOutcome::Continue { new_replid } => {
                 if let Some(id) = new_replid {
                     self.replid = id;
                 }
                 self.status.partial_syncs.fetch_add(1, Ordering::Relaxed);
+                if let Some(s) = &self.sink {
+                    s.resumed(&self.replid, self.offset);
+                }
                 info!(replid = %self.replid, offset = self.offset, "partial resync: continuing");
             }
         }

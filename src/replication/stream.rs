@@ -37,10 +37,12 @@ fn send_ack(link: &mut Link, offset: i64) -> Result<(), LinkError> {
     Ok(())
 }
 
-/// A transaction being received: its commands (MULTI included) and their bytes.
+/// A transaction being received: its commands (MULTI included) and their bytes (kept
+/// only for the archive).
 struct Queued {
     cmds: Vec<Vec<Vec<u8>>>,
     bytes: i64,
+    raw: Vec<u8>,
 }
 
 fn is_getack(argv: &[Vec<u8>]) -> bool {
@@ -82,10 +84,18 @@ impl Replica {
                     send_ack(link, self.offset)?;
                     last_ack = Instant::now();
                 }
+                // The command's bytes, for the archive, before they leave the buffer.
+                let raw = self
+                    .sink
+                    .as_ref()
+                    .map(|_| link.buffered().get(..used).unwrap_or_default().to_vec());
                 link.consume(used);
                 let name = argv.first().map(|a| a.to_ascii_uppercase());
                 if let Some(q) = queued.as_mut() {
                     q.bytes += used as i64;
+                    if let Some(r) = &raw {
+                        q.raw.extend_from_slice(r);
+                    }
                     let exec = name.as_deref() == Some(b"EXEC");
                     q.cmds.push(argv);
                     if !exec {
@@ -94,9 +104,13 @@ impl Replica {
                     let q = queued.take().unwrap_or(Queued {
                         cmds: Vec::new(),
                         bytes: 0,
+                        raw: Vec::new(),
                     });
                     for argv in &q.cmds {
                         self.apply_one(argv)?;
+                    }
+                    if let Some(s) = &self.sink {
+                        s.applied(self.offset, &q.raw);
                     }
                     self.offset += q.bytes;
                     self.status.offset.store(self.offset, Ordering::Relaxed);
@@ -106,10 +120,14 @@ impl Replica {
                     queued = Some(Queued {
                         cmds: vec![argv],
                         bytes: used as i64,
+                        raw: raw.unwrap_or_default(),
                     });
                     continue;
                 }
                 self.apply_one(&argv)?;
+                if let (Some(s), Some(r)) = (&self.sink, &raw) {
+                    s.applied(self.offset, r);
+                }
                 self.offset += used as i64;
                 self.status.offset.store(self.offset, Ordering::Relaxed);
             }

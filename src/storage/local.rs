@@ -22,8 +22,8 @@ use rustix::fs::OFlags;
 
 use super::lock::{LockFile, WriterLock};
 use super::{
-    CleanupReport, ListProblem, Listing, Manifest, ObjectHasher, RdbSink, Result, SnapshotId,
-    Storage, StorageError, StoredObject, StoredRdb, MANIFEST_LIMIT,
+    CleanupReport, ListProblem, Listing, Manifest, ObjectHasher, ObjectInfo, RdbSink, Result,
+    SnapshotId, Storage, StorageError, StoredObject, StoredRdb, MANIFEST_LIMIT,
 };
 use crate::atomic_file::{is_temp_name, AtomicFile};
 
@@ -56,7 +56,7 @@ impl LocalStorage {
     }
 
     /// Create the storage directory if missing, fsyncing every parent that gained an entry.
-    fn ensure_root(&self) -> Result<()> {
+    pub(super) fn ensure_root(&self) -> Result<()> {
         match fs::metadata(&self.root) {
             Ok(m) if m.is_dir() => return Ok(()),
             Ok(_) => {
@@ -271,6 +271,22 @@ impl Storage for LocalStorage {
             );
         }
         Ok(())
+    }
+
+    fn put_object(&self, key: &str, data: &[u8]) -> Result<()> {
+        super::objects::local_put(self, key, data)
+    }
+
+    fn get_object(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        super::objects::local_get(self, key, limit)
+    }
+
+    fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        super::objects::local_list(self, prefix)
+    }
+
+    fn delete_object(&self, key: &str) -> Result<()> {
+        super::objects::local_delete(self, key)
     }
 
     fn claim(&self) -> Result<()> {
@@ -620,14 +636,14 @@ fn remove_snapshot_dir(dir: &Path, root: &Path, removed: &mut Vec<String>) -> Re
 /// Directories we create are 0700 whatever the umask (a mode is only ever narrowed by it):
 /// what they hold is a copy of someone's data. An existing storage root is left as the
 /// operator made it.
-fn private_dirs() -> fs::DirBuilder {
+pub(super) fn private_dirs() -> fs::DirBuilder {
     use std::os::unix::fs::DirBuilderExt;
     let mut b = fs::DirBuilder::new();
     b.mode(0o700);
     b
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(StorageError::io("fsync directory", dir))

@@ -22,6 +22,7 @@ pub mod id;
 pub mod local;
 mod lock;
 pub mod manifest;
+mod objects;
 pub mod s3;
 pub mod staging;
 
@@ -153,6 +154,27 @@ pub trait Storage: Send + Sync {
         None
     }
 
+    /// Store `data` under `key` (`archive/…`, see [`objects::check_key`]) once: an existing
+    /// object is never overwritten ([`StorageError::Exists`]). Durable when this returns.
+    fn put_object(&self, key: &str, _data: &[u8]) -> Result<()> {
+        Err(objects::unsupported(key))
+    }
+
+    /// The object under `key` if it exists and has at most `limit` bytes.
+    fn get_object(&self, key: &str, _limit: u64) -> Result<Option<Vec<u8>>> {
+        Err(objects::unsupported(key))
+    }
+
+    /// Every object whose key starts with `prefix` (`archive/…`), sorted by key.
+    fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        Err(objects::unsupported(prefix))
+    }
+
+    /// Delete one object (absent is fine).
+    fn delete_object(&self, key: &str) -> Result<()> {
+        Err(objects::unsupported(key))
+    }
+
     /// The snapshot writer's heartbeat, for work a backend does on its own within a write
     /// step (staging's uploads from the staged file beat it on every write they make).
     fn set_heartbeat(&self, _heartbeat: std::sync::Arc<crate::heartbeat::Heartbeat>) {}
@@ -191,6 +213,13 @@ pub trait StoredRdb: Send {
     /// SHA-256 and CRC-64, and the RDB's trailer matched its bytes
     /// ([`Manifest::check_describes`]). On failure the snapshot does not exist.
     fn put_manifest(self: Box<Self>, manifest: &Manifest) -> Result<()>;
+}
+
+/// One object under `archive/`: its key (relative to the storage's root or prefix) and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
 }
 
 /// What `list` found.

@@ -14,6 +14,7 @@
 
 mod client;
 mod lease;
+mod objects;
 mod read;
 mod retries;
 mod upload;
@@ -434,6 +435,25 @@ impl Storage for S3Storage {
             }
         }
         Ok(report)
+    }
+
+    fn put_object(&self, key: &str, data: &[u8]) -> Result<()> {
+        objects::put(self, key, data)
+    }
+
+    fn get_object(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        objects::check_key(key)?;
+        read::get_small(&self.inner, &format!("{}{key}", self.inner.s.prefix), limit)
+    }
+
+    fn list_objects(&self, prefix: &str) -> Result<Vec<super::ObjectInfo>> {
+        objects::list(self, prefix)
+    }
+
+    fn delete_object(&self, key: &str) -> Result<()> {
+        objects::check_key(key)?;
+        self.inner
+            .delete_key(&format!("{}{key}", self.inner.s.prefix))
     }
 
     fn claim(&self) -> Result<()> {

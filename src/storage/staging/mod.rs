@@ -251,6 +251,22 @@ impl Storage for StagedStorage {
         Ok(report)
     }
 
+    fn put_object(&self, key: &str, data: &[u8]) -> Result<()> {
+        self.shared.inner.put_object(key, data)
+    }
+
+    fn get_object(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        self.shared.inner.get_object(key, limit)
+    }
+
+    fn list_objects(&self, prefix: &str) -> Result<Vec<super::ObjectInfo>> {
+        self.shared.inner.list_objects(prefix)
+    }
+
+    fn delete_object(&self, key: &str) -> Result<()> {
+        self.shared.inner.delete_object(key)
+    }
+
     fn claim(&self) -> Result<()> {
         self.shared.inner.claim()
     }
