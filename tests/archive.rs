@@ -286,3 +286,67 @@ fn the_stream_is_archived_to_s3_write_once() {
     let l = replisnap::archive::list(&st).expect("list");
     assert!(l.histories[0].end_offset >= want, "{l:?} < {want}\n{log}");
 }
+
+/// A Redis 8 master with its rdb channel (the default there): the full sync's RDB comes on
+/// a second connection while the stream is buffered and replayed after the load. The
+/// archive's history starts at that sync's offset and holds the writes made while the RDB
+/// was still arriving, each exactly once.
+#[test]
+fn a_dual_channel_full_sync_starts_the_history_and_its_buffered_stream_is_archived() {
+    let Some(bin) = support::require("redis-8.6") else {
+        return;
+    };
+    let m = TestServer::start(
+        &bin,
+        &[
+            "--repl-diskless-sync",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+            "--repl-rdb-channel",
+            "yes",
+        ],
+    )
+    .expect("master");
+    writes(&m, "pre", 5000, 0);
+    // 50 µs a key: a quarter of a second of transfer for the writes below to land in.
+    m.must(&["CONFIG", "SET", "rdb-key-save-delay", "50"]);
+    let setup = setup(&m);
+    let st = setup.storage();
+    let mut d = setup.start("dual.log");
+    let started = poll(Duration::from_secs(30), || {
+        d.assert_running();
+        m.log().contains("(rdb-channel)")
+    });
+    assert!(
+        started,
+        "no rdb-channel sync:\n{}\n{}",
+        m.log(),
+        d.log_text()
+    );
+    writes(&m, "during", 300, 10);
+    let synced = poll(Duration::from_secs(60), || {
+        d.assert_running();
+        d.log_text().contains("dual-channel full sync done")
+    });
+    assert!(synced, "{}", d.log_text());
+    m.must(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    writes(&m, "after", 100, 0);
+    let l = wait_archived(&st, &m, Duration::from_secs(30));
+    assert_eq!(l.histories.len(), 1, "{l:?}");
+    assert!(l.gaps.is_empty(), "{:?}", l.gaps);
+    let cmds = commands(&st, &l.histories[0]);
+    let sets = |tag: &str| {
+        cmds.iter()
+            .filter(|c| c.len() == 3 && c[0] == b"SET" && c[1].starts_with(tag.as_bytes()))
+            .count()
+    };
+    // Writes before the sync are in its RDB, not in the archive; the others once each.
+    assert_eq!(sets("pre:"), 0);
+    assert_eq!(sets("during:"), 300);
+    assert_eq!(sets("after:"), 100);
+    assert_eq!(count(&cmds, "INCR"), 20);
+    transactions_whole(&cmds);
+    let (st_code, log) = d.terminate(Duration::from_secs(60));
+    assert!(st_code.success(), "{log}");
+}

@@ -491,7 +491,11 @@ impl Replica {
                         committed = pos;
                     }
                 } else if name.as_deref() == Some(b"MULTI") {
-                    let r = if self.sink.is_some() { raw.to_vec() } else { Vec::new() };
+                    let r = if self.sink.is_some() {
+                        raw.to_vec()
+                    } else {
+                        Vec::new()
+                    };
                     queued = Some((vec![argv], used as i64, r));
                 } else {
                     self.apply_one(&argv)?;
