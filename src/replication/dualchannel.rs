@@ -148,6 +148,15 @@ pub struct EndOff {
     pub client_id: u64,
 }
 
+/// A transaction read from the buffered stream: its commands, their bytes in the offset,
+/// and the bytes themselves (for the archive), applied whole at EXEC.
+#[derive(Default)]
+struct Tx {
+    cmds: Vec<Vec<Vec<u8>>>,
+    bytes: i64,
+    raw: Vec<u8>,
+}
+
 pub fn parse_endoff(line: &[u8]) -> Result<EndOff, DualError> {
     let shown = || String::from_utf8_lossy(line).into_owned();
     let bad = |what: &str| DualError::EndOff(format!("{what} in {:?}", shown()));
@@ -444,9 +453,8 @@ impl Replica {
         // `buf[..committed]` is applied; `buf[pos..]` is not parsed yet.
         let (mut pos, mut committed) = (0usize, 0usize);
         let mut parser = CommandParser::default();
-        // The transaction being read: its commands, bytes and raw bytes (for the archive),
-        // applied at EXEC.
-        let mut queued: Option<(Vec<Vec<Vec<u8>>>, i64, Vec<u8>)> = None;
+        // The transaction being read, applied at EXEC.
+        let mut queued: Option<Tx> = None;
         let mut chunk = vec![0u8; 1 << 20];
         loop {
             let n = src.read(&mut chunk)?;
@@ -472,22 +480,22 @@ impl Replica {
                 let raw = &buf[pos..pos + used];
                 pos += used;
                 let name = argv.first().map(|a| a.to_ascii_uppercase());
-                if let Some((cmds, bytes, q_raw)) = queued.as_mut() {
-                    *bytes += used as i64;
+                if let Some(tx) = queued.as_mut() {
+                    tx.bytes += used as i64;
                     if self.sink.is_some() {
-                        q_raw.extend_from_slice(raw);
+                        tx.raw.extend_from_slice(raw);
                     }
                     let exec = name.as_deref() == Some(b"EXEC");
-                    cmds.push(argv);
+                    tx.cmds.push(argv);
                     if exec {
-                        let (cmds, bytes, q_raw) = queued.take().unwrap_or_default();
-                        for argv in &cmds {
+                        let tx = queued.take().unwrap_or_default();
+                        for argv in &tx.cmds {
                             self.apply_one(argv)?;
                         }
                         if let Some(s) = &self.sink {
-                            s.applied(self.offset, &q_raw);
+                            s.applied(self.offset, &tx.raw);
                         }
-                        self.offset += bytes;
+                        self.offset += tx.bytes;
                         committed = pos;
                     }
                 } else if name.as_deref() == Some(b"MULTI") {
@@ -496,7 +504,11 @@ impl Replica {
                     } else {
                         Vec::new()
                     };
-                    queued = Some((vec![argv], used as i64, r));
+                    queued = Some(Tx {
+                        cmds: vec![argv],
+                        bytes: used as i64,
+                        raw: r,
+                    });
                 } else {
                     self.apply_one(&argv)?;
                     if let Some(s) = &self.sink {
