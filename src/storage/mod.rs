@@ -20,6 +20,7 @@
 pub mod hash;
 pub mod id;
 pub mod local;
+mod local_fs;
 mod lock;
 pub mod manifest;
 mod objects;

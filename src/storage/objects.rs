@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::local::{private_dirs, sync_dir};
+use super::local_fs::{private_dirs, sync_dir};
 use super::{LocalStorage, ObjectInfo, Result, StorageError};
 
 /// The only top-level folder generic objects may live in.
