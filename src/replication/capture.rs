@@ -78,3 +78,8 @@ impl Replica {
         })
     }
 }
+
+/// The aux fields that say which server wrote a file.
+pub fn is_version_aux(key: &[u8]) -> bool {
+    key == b"redis-ver" || key == b"valkey-ver"
+}

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-pub use capture::{Capture, CaptureError};
+pub use capture::{is_version_aux, Capture, CaptureError};
 pub use handshake::PsyncOutcome;
 use link::{Link, LinkError};
 pub use status::{CommandCounts, IoClock, Phase, Status};
@@ -596,9 +596,4 @@ impl Replica {
         self.status.full_syncs.fetch_add(1, Ordering::Relaxed);
         Ok(handoff::stream_db(&report.aux))
     }
-}
-
-/// The aux fields that say which server wrote a file.
-pub fn is_version_aux(key: &[u8]) -> bool {
-    key == b"redis-ver" || key == b"valkey-ver"
 }
