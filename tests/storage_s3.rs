@@ -85,6 +85,7 @@ fn manifest_for(stored: &dyn StoredRdb, at: DateTime<Utc>) -> Manifest {
             version: "7.2.4".into(),
             replid: "0123456789abcdef0123456789abcdef01234567".into(),
             offset: 42,
+            history: None,
         },
         rdb: RdbInfo::new("REDIS", 11, stored.object()),
         digest: "a".repeat(40),

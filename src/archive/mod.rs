@@ -37,15 +37,29 @@ pub const QUEUE_MEMORY: u64 = 64 << 20;
 /// The replica's end of the archive. Cheap: each call takes one short lock.
 pub struct Tap {
     queue: Arc<queue::Queue>,
+    /// The history the stream being applied belongs to, by the writer's own rules (a full
+    /// sync starts one; a resume continues the recorded one, or starts one when there is
+    /// none), so a snapshot taken between two commands can name it.
+    history: std::sync::Mutex<Option<String>>,
 }
 
 impl StreamSink for Tap {
     fn full_sync(&self, replid: &str, offset: i64) {
+        if let Ok(mut h) = self.history.lock() {
+            *h = Some(segment::history_name(replid, offset));
+        }
         self.queue.push_history(replid, offset);
     }
 
     fn resumed(&self, replid: &str, offset: i64) {
+        if let Ok(mut h) = self.history.lock() {
+            h.get_or_insert_with(|| segment::history_name(replid, offset));
+        }
         self.queue.push_resumed(replid, offset);
+    }
+
+    fn history(&self) -> Option<String> {
+        self.history.lock().ok().and_then(|h| h.clone())
     }
 
     fn applied(&self, offset: i64, bytes: &[u8]) {
@@ -73,6 +87,7 @@ impl Archiver {
             spool_file,
         ));
         q.clear_spool();
+        let recorded = read_state(&settings.state_dir).map(|s| s.history);
         let w = writer::Writer::new(storage, q.clone(), settings, metrics);
         let thread = std::thread::Builder::new()
             .name("archive".into())
@@ -82,7 +97,10 @@ impl Archiver {
                 queue: q.clone(),
                 thread: Some(thread),
             },
-            Arc::new(Tap { queue: q }),
+            Arc::new(Tap {
+                queue: q,
+                history: std::sync::Mutex::new(recorded),
+            }),
         ))
     }
 

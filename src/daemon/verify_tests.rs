@@ -115,6 +115,7 @@ fn manifest(id: &str, bytes: u64) -> Manifest {
             version: "7.0.15".into(),
             replid: "a".repeat(40),
             offset: 1,
+            history: None,
         },
         rdb: RdbInfo {
             magic: "REDIS".into(),

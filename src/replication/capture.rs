@@ -31,6 +31,8 @@ pub struct Capture {
     pub master_aux: Vec<(Vec<u8>, Vec<u8>)>,
     /// How long the apply loop stood still to take it.
     pub pause: Duration,
+    /// The stream archive's history at that offset (none without an archive).
+    pub history: Option<String>,
 }
 
 /// Why no capture was made.
@@ -74,6 +76,7 @@ impl Replica {
             stream_db: self.stream_state.db,
             master_version: self.master_version,
             master_aux: self.master_aux.clone(),
+            history: self.sink.as_ref().and_then(|s| s.history()),
             pause: started.elapsed(),
         })
     }

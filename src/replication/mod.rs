@@ -102,6 +102,10 @@ pub trait StreamSink: Send + Sync {
     fn resumed(&self, replid: &str, offset: i64);
     /// `bytes` from `offset` were applied (a transaction whole, at its EXEC).
     fn applied(&self, offset: i64, bytes: &[u8]);
+    /// The archive history the applied stream belongs to now, if the sink keeps one.
+    fn history(&self) -> Option<String> {
+        None
+    }
 }
 
 /// How to reach and authenticate to the master.

@@ -270,6 +270,7 @@ impl CheckpointDir {
                 version: version_text(&aux, version),
                 replid: capture.replid,
                 offset: u64::try_from(capture.offset).unwrap_or(0),
+                history: capture.history,
             },
             stream_db: capture.stream_db,
             rdb: RdbInfo::new(

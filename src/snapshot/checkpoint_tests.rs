@@ -16,6 +16,7 @@ fn capture(ks: &mut Keyspace, offset: i64) -> Capture {
         master_version: Some(ServerVersion::new(Family::Redis, 7, 0, 15)),
         master_aux: vec![(b"redis-ver".to_vec(), b"7.0.15".to_vec())],
         pause: Duration::ZERO,
+        history: None,
     }
 }
 
@@ -112,6 +113,7 @@ fn manifest(replid: &str, offset: u64, at: DateTime<Utc>) -> Manifest {
             version: "7.0.15".into(),
             replid: replid.into(),
             offset,
+            history: None,
         },
         rdb: RdbInfo {
             magic: "REDIS".into(),

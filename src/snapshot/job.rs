@@ -135,6 +135,7 @@ fn store(inner: &Inner, job: Job) -> Result<Manifest, JobError> {
         offset,
         functions,
         pause,
+        history,
         ..
     } = capture;
     let opts = WriteOptions {
@@ -186,6 +187,7 @@ fn store(inner: &Inner, job: Job) -> Result<Manifest, JobError> {
             version: version_text(&aux, version),
             replid: if replid == "?" { String::new() } else { replid },
             offset: u64::try_from(offset).unwrap_or(0),
+            history,
         },
         rdb: RdbInfo::new(
             if target.valkey_magic {
@@ -302,6 +304,7 @@ mod tests {
             master_version: None,
             master_aux: aux,
             pause: Duration::ZERO,
+            history: None,
         }
     }
 

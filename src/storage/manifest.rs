@@ -51,6 +51,10 @@ pub struct SourceInfo {
     pub replid: String,
     /// The replication offset the snapshot is consistent at.
     pub offset: u64,
+    /// The stream archive's history this offset belongs to (`<replid>-<offset>` of the
+    /// full sync that started it), when the archive is on: what `fetch --at` replays from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,6 +264,7 @@ pub(crate) mod tests {
                 version: "8.1.1".into(),
                 replid: "a".repeat(40),
                 offset: 1234,
+                history: None,
             },
             rdb: RdbInfo {
                 magic: "REDIS".into(),
