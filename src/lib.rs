@@ -22,6 +22,9 @@
 //! - The RDB format: [`rdb`] reads and writes it; [`summary`] is what `inspect` prints and
 //!   manifests record; [`digest`] computes `DEBUG DIGEST` offline; [`convert`] rewrites a
 //!   file for another server; [`server_version`] names the targets.
+//! - Point-in-time recovery: [`archive`] stores the applied stream in checksummed segments
+//!   beside the snapshots; [`pitr`] replays a snapshot and the archived stream after it to
+//!   any archived offset or second.
 //! - Getting data back: [`verify`] proves a snapshot good; [`restore`] pushes one into a
 //!   live server; [`atomic_file`] is how every output file appears; [`mem`] gives freed
 //!   memory back to the OS after bulk frees.
@@ -42,6 +45,7 @@ pub mod http;
 pub mod keyspace;
 pub mod mem;
 pub mod metrics;
+pub mod pitr;
 pub mod rdb;
 pub mod replication;
 pub mod resp;

@@ -18,6 +18,13 @@ const HEADER_LIMIT: usize = 1 << 20;
 /// The most stream bytes one segment may hold (`[archive] segment_bytes` is capped below).
 pub const RAW_LIMIT: u64 = 512 << 20;
 pub const FORMAT_VERSION: u32 = 1;
+/// How often (at most) the writer records a (time, offset) sample: the resolution of
+/// `fetch --at`.
+pub const SAMPLE_MS: i64 = 100;
+
+fn legacy_sample_ms() -> i64 {
+    1000
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
@@ -27,9 +34,14 @@ pub struct Header {
     pub first_offset: i64,
     /// The offset after the last byte.
     pub end_offset: i64,
-    /// (unix milliseconds, offset) when the byte at that offset was applied: the first
-    /// byte's, then about one a second.
+    /// (unix milliseconds, offset) when the command at that offset was applied: the
+    /// first one's, then the first one applied `sample_ms` or more after the last sample.
     pub samples: Vec<(i64, i64)>,
+    /// The sampling interval: every command between two samples (or after the last) was
+    /// applied less than this many ms after the earlier one (1000 in segments written
+    /// before the field existed).
+    #[serde(default = "legacy_sample_ms")]
+    pub sample_ms: i64,
     pub compression: String,
     /// Lowercase hex SHA-256 of the uncompressed stream bytes.
     pub sha256: String,
@@ -57,6 +69,7 @@ pub fn encode(history: &str, first_offset: i64, samples: Vec<(i64, i64)>, bytes:
         first_offset,
         end_offset: first_offset + bytes.len() as i64,
         samples,
+        sample_ms: SAMPLE_MS,
         compression: "lz4".into(),
         sha256: sha_hex(bytes),
     };

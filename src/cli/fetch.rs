@@ -1,5 +1,6 @@
 //! `replisnap fetch --config F ID|latest OUT [--json]`: copy a stored snapshot out of
-//! storage into OUT, checked on the way.
+//! storage into OUT, checked on the way; `fetch --config F --at TIME|--offset N OUT`
+//! builds the file of that point from the stream archive instead (`point.rs`).
 //!
 //! Owns the download side of a restore: the bytes are hashed as they arrive and OUT appears
 //! (0600, fsynced, renamed into place) only once the length, SHA-256 and RDB CRC-64 match
@@ -23,12 +24,14 @@ pub struct FetchArgs {
     /// The configuration file (its [storage] section is read).
     #[arg(long, value_name = "F", env = "REPLISNAP_CONFIG", default_value = super::DEFAULT_CONFIG)]
     pub config: PathBuf,
-    /// A snapshot id as `list` shows it, or `latest`.
-    pub id: String,
-    /// Where to write the RDB.
-    pub out: PathBuf,
+    /// `ID|latest OUT`: a snapshot id as `list` shows it (or `latest`) and where to write
+    /// the RDB; with --at or --offset only OUT.
+    #[arg(value_name = "[ID] OUT", num_args = 1..=2, required = true)]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub point: super::point::PointArgs,
     /// Also write the snapshot's manifest here.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["at", "offset"])]
     pub manifest: Option<PathBuf>,
     /// Also parse the file and compare its digest and key count with the manifest.
     #[arg(long)]
@@ -49,17 +52,32 @@ struct Fetched<'a> {
     verified: bool,
 }
 
+fn usage(msg: &str) -> ! {
+    <super::Cli as clap::CommandFactory>::command()
+        .error(clap::error::ErrorKind::WrongNumberOfValues, msg)
+        .exit()
+}
+
 pub fn run(a: FetchArgs) -> Result<ExitCode> {
+    let (id, out_path) = match (a.point.target()?, a.args.as_slice()) {
+        (Some(target), [out]) => {
+            let (_, storage) = super::list::open_storage(&a.config)?;
+            return point(&a, storage.as_ref(), target, std::path::Path::new(out));
+        }
+        (None, [id, out]) => (id.clone(), PathBuf::from(out)),
+        (Some(_), _) => usage("fetch --at/--offset takes only OUT (no snapshot id)"),
+        (None, _) => usage("fetch takes ID|latest and OUT"),
+    };
     let (_, storage) = super::list::open_storage(&a.config)?;
     let where_ = storage.describe();
-    let m = resolve(storage.as_ref(), &a.id).with_context(|| where_.clone())?;
+    let m = resolve(storage.as_ref(), &id).with_context(|| where_.clone())?;
     let id = m.id.to_string();
-    let out_name = a.out.display().to_string();
+    let out_name = out_path.display().to_string();
     let mut input = storage
         .open_rdb(&m.id)
         .with_context(|| format!("{where_}: snapshot {id}"))?;
     let mut out =
-        AtomicFile::create(&a.out).with_context(|| format!("{out_name}: cannot create"))?;
+        AtomicFile::create(&out_path).with_context(|| format!("{out_name}: cannot create"))?;
     let mut hasher = ObjectHasher::new();
     let mut progress = Progress::bytes(m.rdb.bytes);
     let mut buf = vec![0u8; 1 << 20];
@@ -92,7 +110,7 @@ pub fn run(a: FetchArgs) -> Result<ExitCode> {
             .with_context(|| format!("{}: cannot write", p.display()))?;
     }
     if a.verify {
-        let f = std::fs::File::open(&a.out).with_context(|| format!("{out_name}: reopen"))?;
+        let f = std::fs::File::open(&out_path).with_context(|| format!("{out_name}: reopen"))?;
         let report = crate::verify::check_stream(
             &id,
             f,
@@ -124,6 +142,62 @@ pub fn run(a: FetchArgs) -> Result<ExitCode> {
             "{id}: {} bytes to {out_name}, sha256 and CRC-64 checked{}",
             stored.bytes,
             if a.verify { ", digest verified" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fetch --at|--offset`: build the point's file from the snapshot and the archive.
+fn point(
+    a: &FetchArgs,
+    storage: &dyn crate::storage::Storage,
+    target: crate::pitr::Target,
+    out: &std::path::Path,
+) -> Result<ExitCode> {
+    let out_name = out.display().to_string();
+    let doc = super::point::build(storage, target, a.point.history.as_deref(), out)?;
+    let mut verified = false;
+    if a.verify {
+        // Read back what was written, as `verify FILE` does: whole parse, CRC, and the
+        // digest as of the point's time.
+        let f = std::fs::File::open(out).with_context(|| format!("{out_name}: reopen"))?;
+        let report =
+            crate::verify::check_stream(&out_name, f, Some(doc.bytes), None, doc.time_ms, |_| {})?;
+        let mut problems = report.problems.clone();
+        if report.digest.as_deref() != Some(doc.digest.as_str()) {
+            problems.push(format!(
+                "reads back with digest {}, built with {}",
+                report.digest.as_deref().unwrap_or("(none)"),
+                doc.digest
+            ));
+        }
+        if !problems.is_empty() {
+            for p in &problems {
+                eprintln!("error: {out_name}: {p}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+        verified = true;
+    }
+    if a.json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            out: &'a str,
+            verified: bool,
+            #[serde(flatten)]
+            point: &'a super::point::PointDoc,
+        }
+        let d = Doc {
+            out: &out_name,
+            verified,
+            point: &doc,
+        };
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        println!(
+            "{}{}",
+            doc.line(&out_name),
+            if verified { ", read back and verified" } else { "" }
         );
     }
     Ok(ExitCode::SUCCESS)

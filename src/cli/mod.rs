@@ -12,6 +12,7 @@ mod digest;
 mod fetch;
 mod inspect;
 mod list;
+mod point;
 mod progress;
 mod restore;
 mod retention;

@@ -26,10 +26,14 @@ use crate::storage::{resolve, ObjectHasher};
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     /// The configuration file (its [storage] section is read).
-    #[arg(long, value_name = "F", conflicts_with = "from", requires = "id")]
+    #[arg(long, value_name = "F", conflicts_with = "from")]
     pub config: Option<PathBuf>,
     /// A snapshot id as `list` shows it, or `latest` (with --config).
+    #[arg(conflicts_with_all = ["at", "offset"])]
     pub id: Option<String>,
+    /// With --config: restore the state at a point from the stream archive.
+    #[command(flatten)]
+    pub point: super::point::PointArgs,
     /// Restore this RDB file instead of a stored snapshot.
     #[arg(long, value_name = "FILE", required_unless_present = "config")]
     pub from: Option<PathBuf>,
@@ -80,6 +84,15 @@ pub struct RestoreArgs {
     pub json: bool,
 }
 
+/// A file removed when dropped (the point-in-time file, once restored or failed).
+struct TempPath(PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 pub fn run(a: RestoreArgs) -> Result<ExitCode> {
     let url = TargetUrl::parse(&a.to)?;
     let tls = TlsSettings {
@@ -113,7 +126,31 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
     };
     let now = super::now_ms();
     let mut hasher = ObjectHasher::new();
+    // A point in time is built into a temporary file first, then restored like --from.
+    let built = match (&a.config, a.point.target()?) {
+        (Some(config), Some(target)) => {
+            let (_, storage) = super::list::open_storage(config)?;
+            let file = TempPath(std::env::temp_dir().join(format!(
+                "replisnap-restore-{}-{now}.rdb",
+                std::process::id()
+            )));
+            let doc =
+                super::point::build(storage.as_ref(), target, a.point.history.as_deref(), &file.0)?;
+            eprintln!("{}", doc.line(&file.0.display().to_string()));
+            Some((file, doc))
+        }
+        (None, Some(_)) => anyhow::bail!("--at/--offset need --config (the archive's storage)"),
+        _ => None,
+    };
     let (input, len, name, manifest): (Box<dyn Read>, Option<u64>, String, _) = match &a.config {
+        Some(_) if built.is_some() => {
+            let (file, doc) = built.as_ref().expect("checked");
+            let f = std::fs::File::open(&file.0)
+                .with_context(|| format!("{}: cannot open", file.0.display()))?;
+            let len = f.metadata().ok().map(|m| m.len());
+            let name = format!("history {} offset {}", doc.history, doc.offset);
+            (Box::new(f) as Box<dyn Read>, len, name, None)
+        }
         Some(config) => {
             let (_, storage) = super::list::open_storage(config)?;
             let where_ = storage.describe();
