@@ -243,7 +243,10 @@ impl Writer {
             t_last: at,
             started: Instant::now(),
         });
-        if o.samples.last().is_some_and(|(t, _)| at - t >= segment::SAMPLE_MS) {
+        if o.samples
+            .last()
+            .is_some_and(|(t, _)| at - t >= segment::SAMPLE_MS)
+        {
             o.samples.push((at, offset));
         }
         o.buf.extend_from_slice(data);

@@ -197,7 +197,11 @@ fn point(
         println!(
             "{}{}",
             doc.line(&out_name),
-            if verified { ", read back and verified" } else { "" }
+            if verified {
+                ", read back and verified"
+            } else {
+                ""
+            }
         );
     }
     Ok(ExitCode::SUCCESS)

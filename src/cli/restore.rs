@@ -134,8 +134,12 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
                 "replisnap-restore-{}-{now}.rdb",
                 std::process::id()
             )));
-            let doc =
-                super::point::build(storage.as_ref(), target, a.point.history.as_deref(), &file.0)?;
+            let doc = super::point::build(
+                storage.as_ref(),
+                target,
+                a.point.history.as_deref(),
+                &file.0,
+            )?;
             eprintln!("{}", doc.line(&file.0.display().to_string()));
             Some((file, doc))
         }

@@ -174,25 +174,28 @@ pub(super) fn plan(
             (run, n, None)
         }
         Target::At(t) => {
+            let unrestorable = |why: String| PitrError::Unrestorable {
+                wanted: format!("time {} ({why})", ms_text(t)),
+                nearest: nearest(&runs, snapshots),
+            };
             let run = runs
                 .iter()
                 .filter(|r| r.t_first * 1000 <= t)
                 .max_by_key(|r| r.t_first)
-                .filter(|r| t < (r.t_last + 1) * 1000)
-                .ok_or_else(|| PitrError::Unrestorable {
-                    wanted: format!("time {}", ms_text(t)),
+                .ok_or_else(|| unrestorable("before the first archived command".into()))?;
+            if t >= (run.t_last + 1) * 1000 {
+                return Err(unrestorable(format!(
+                    "after the newest archived command of history {} (applied at {}); \
+                     what came next is not archived yet, or lost in a gap",
+                    run.history,
+                    time_text(run.t_last)
+                )));
+            }
+            let (offset, note) =
+                resolve_time(storage, run, t)?.map_err(|why| PitrError::Unrestorable {
+                    wanted: format!("time {} ({why})", ms_text(t)),
                     nearest: nearest(&runs, snapshots),
                 })?;
-            let (offset, note) = resolve_time(storage, run, t)?.ok_or_else(|| {
-                PitrError::Unrestorable {
-                    wanted: format!(
-                        "time {} (before the first archived command of history {} after a gap)",
-                        ms_text(t),
-                        run.history
-                    ),
-                    nearest: nearest(&runs, snapshots),
-                }
-            })?;
             (run, offset, Some(note))
         }
     };
@@ -236,21 +239,25 @@ pub(super) fn fetch_segment(storage: &dyn Storage, key: &str) -> Result<Segment,
     Ok(segment::decode(&data, key)?)
 }
 
+/// What the samples say about a time: the exact offset and how it was found, or why the
+/// archive cannot tell.
+type Resolved = Result<(i64, String), String>;
+
 /// The exact offset of the state at unix ms `t` inside `run`: every command applied at or
-/// before `t`, as far as the samples tell (see [`Header::sample_ms`]). None when `t` is
-/// before the run's first command and the run does not start its history.
+/// before `t`, as far as the samples tell (see [`Header::sample_ms`]). Not known when `t`
+/// is before the run's first command (unless the run starts its history) or after its
+/// last one (nothing says what came next: more writes not yet archived, or a gap).
 ///
 /// [`Header::sample_ms`]: crate::archive::segment::Header::sample_ms
-fn resolve_time(
-    storage: &dyn Storage,
-    run: &Run,
-    t: i64,
-) -> Result<Option<(i64, String)>, PitrError> {
+fn resolve_time(storage: &dyn Storage, run: &Run, t: i64) -> Result<Resolved, PitrError> {
     let t_s = t.div_euclid(1000);
     // The last segment that may hold a sample at or before t, then earlier ones until one
     // does (several segments can start within one second).
     let Some(mut k) = run.segs.iter().rposition(|(key, _)| key.t0 <= t_s) else {
-        return Ok(None);
+        return Ok(Err(format!(
+            "before the first archived command of history {}",
+            run.history
+        )));
     };
     loop {
         let seg = fetch_segment(storage, &run.segs[k].1)?;
@@ -260,7 +267,15 @@ fn resolve_time(
             let (at, o) = h.samples[i];
             let next = h.samples.get(i + 1).map_or(h.end_offset, |s| s.1);
             if t >= at + h.sample_ms - 1 {
-                return Ok(Some((
+                if next == run.end {
+                    return Ok(Err(format!(
+                        "after the newest archived command of history {} (applied before {}); \
+                         what came next is not archived yet, or lost in a gap",
+                        run.history,
+                        ms_text(at + h.sample_ms)
+                    )));
+                }
+                return Ok(Ok((
                     next,
                     format!(
                         "offset {next}: every command applied at or before {} (the archive samples every {} ms)",
@@ -272,7 +287,7 @@ fn resolve_time(
             // Commands after the one at `o` may have been applied after t: only that one
             // is known to be in.
             let within = (o - h.first_offset) as usize;
-            return Ok(Some(match super::replay::unit_end(&seg.bytes[within..]) {
+            return Ok(Ok(match super::replay::unit_end(&seg.bytes[within..]) {
                 Some(len) => {
                     let p = o + len as i64;
                     (p, format!(
@@ -280,10 +295,14 @@ fn resolve_time(
                         ms_text(at), h.sample_ms, ms_text(t)
                     ))
                 }
-                None => (o, format!(
-                    "offset {o}: everything applied before {} (resolution {} ms)",
-                    ms_text(at), h.sample_ms
-                )),
+                None => (
+                    o,
+                    format!(
+                        "offset {o}: everything applied before {} (resolution {} ms)",
+                        ms_text(at),
+                        h.sample_ms
+                    ),
+                ),
             }));
         }
         if k == 0 {
@@ -294,15 +313,20 @@ fn resolve_time(
                 .rsplit_once('-')
                 .and_then(|(_, s)| s.parse::<i64>().ok())
                 == Some(run.first);
-            return Ok(starts_history.then(|| {
-                (
+            return Ok(if starts_history {
+                Ok((
                     run.first,
                     format!(
                         "offset {}: the start of history {}, before its first archived command",
                         run.first, run.history
                     ),
-                )
-            }));
+                ))
+            } else {
+                Err(format!(
+                    "before the first archived command of history {} after a gap",
+                    run.history
+                ))
+            });
         }
         k -= 1;
     }

@@ -231,7 +231,10 @@ pub(super) fn build<W: Write>(
             ServerKind::Valkey => "valkey-ver",
             ServerKind::Redis => "redis-ver",
         };
-        aux.push((name.as_bytes().to_vec(), m.source.version.clone().into_bytes()));
+        aux.push((
+            name.as_bytes().to_vec(),
+            m.source.version.clone().into_bytes(),
+        ));
     }
     aux.push((b"redis-bits".to_vec(), b"64".to_vec()));
     aux.push((b"ctime".to_vec(), (now_ms / 1000).to_string().into_bytes()));

@@ -129,10 +129,16 @@ impl Setup {
 
     /// Run a verb of the binary with this config; (exit code, stdout, stderr).
     pub fn verb(&self, args: &[&str]) -> (i32, String, String) {
+        self.verb_with_env(args, &[])
+    }
+
+    /// [`Setup::verb`] with extra environment variables (an S3 store's credentials …).
+    pub fn verb_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_replisnap"))
             .args(args)
             .arg("--config")
             .arg(self.config())
+            .envs(env.iter().copied())
             .output()
             .expect("run replisnap");
         (
