@@ -9,6 +9,7 @@
 //! never lose bytes in silence.
 
 mod listing;
+mod prune;
 mod queue;
 pub mod segment;
 mod writer;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub use listing::{list, ArchiveListing, Gap, History};
+pub use prune::{prune, snapshot_in_history, Pruned};
 pub use writer::{read_state, ArchiveState, Settings};
 
 use crate::metrics::Metrics;

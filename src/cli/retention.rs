@@ -54,6 +54,21 @@ pub fn run(a: RetentionArgs) -> Result<ExitCode> {
     if outcome.verdicts.is_empty() {
         println!("(no snapshots)");
     }
+    if let Some(p) = outcome.archive.as_ref().filter(|p| !p.keys.is_empty()) {
+        println!(
+            "{} {} archive segments ({} bytes) that no kept snapshot replays from",
+            if a.dry_run { "would delete" } else { "deleted" },
+            p.keys.len() - p.failed.len(),
+            p.bytes
+        );
+        if let Some((key, error)) = p.failed.first() {
+            anyhow::bail!(
+                "{key}: delete failed: {error} ({} of {} segment deletions failed)",
+                p.failed.len(),
+                p.keys.len()
+            );
+        }
+    }
     if let Some((id, error)) = outcome.failed.first() {
         anyhow::bail!(
             "snapshot {id}: delete failed: {error} ({} of {} deletions failed)",

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::{PitrError, Target};
 use crate::archive::segment::{self, parse_key, KeyInfo, Segment};
-use crate::archive::ArchiveListing;
+use crate::archive::{snapshot_in_history, ArchiveListing};
 use crate::storage::{Manifest, Storage};
 
 /// The most bytes one segment object may have when fetched (the raw limit plus headroom
@@ -77,23 +77,11 @@ pub(super) fn runs(listing: &ArchiveListing) -> Vec<Run> {
     out
 }
 
-/// Whether snapshot `m` belongs to `history`: it says so, or (a manifest from before the
-/// field) its replication id started the history and its offset lies after the start.
-fn belongs(m: &Manifest, history: &str) -> bool {
-    match &m.source.history {
-        Some(h) => h == history,
-        None => history
-            .rsplit_once('-')
-            .and_then(|(id, start)| Some((id, start.parse::<u64>().ok()?)))
-            .is_some_and(|(id, start)| id == m.source.replid && m.source.offset >= start),
-    }
-}
-
 /// The newest snapshot of the run at or before `offset`.
 fn base_for<'a>(run: &Run, snapshots: &'a [Manifest], offset: i64) -> Option<&'a Manifest> {
     snapshots
         .iter()
-        .filter(|m| belongs(m, &run.history))
+        .filter(|m| snapshot_in_history(m, &run.history))
         .filter(|m| {
             let o = m.source.offset as i64;
             o >= run.first && o <= run.end && o <= offset
@@ -105,7 +93,7 @@ fn base_for<'a>(run: &Run, snapshots: &'a [Manifest], offset: i64) -> Option<&'a
 fn restorable_from(run: &Run, snapshots: &[Manifest]) -> Option<i64> {
     snapshots
         .iter()
-        .filter(|m| belongs(m, &run.history))
+        .filter(|m| snapshot_in_history(m, &run.history))
         .map(|m| m.source.offset as i64)
         .filter(|o| *o >= run.first && *o <= run.end)
         .min()

@@ -26,6 +26,9 @@ pub struct RetentionOutcome {
     pub kept: Vec<Manifest>,
     /// Snapshots whose manifest was refused: neither kept nor deleted (a human must look).
     pub problems: Vec<(String, String)>,
+    /// Stream archive segments no kept snapshot needs (condemned, and deleted unless a
+    /// dry run); `None` when the archive could not be listed.
+    pub archive: Option<crate::archive::Pruned>,
 }
 
 impl RetentionOutcome {
@@ -95,5 +98,15 @@ pub fn apply(
         }
     }
     out.verdicts = verdicts;
+    // Segments before the oldest kept snapshot of their history serve no point any more.
+    // A failure here is logged; it never undoes or blocks the snapshots' retention.
+    out.archive = match crate::archive::prune(storage, &out.kept, out.problems.is_empty(), dry_run)
+    {
+        Ok(p) => Some(p),
+        Err(e) => {
+            warn!(error = %e, "archive retention: cannot list the archive; no segment deleted");
+            None
+        }
+    };
     Ok(out)
 }
