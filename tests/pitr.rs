@@ -305,6 +305,35 @@ fn points_in_time_on_redis_7_0_through_kill9_and_a_full_resync() {
     }
     let (status, log) = d.terminate(Duration::from_secs(30));
     assert!(status.success(), "{log}");
+
+    // The whole archive reads back good.
+    let (code, out, err) = setup.verb(&["verify", "--archive"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.matches(", good").count(), 2, "{out}");
+    // Retention keeping only the newest snapshot: the first history serves no point any
+    // more and goes; the second keeps what follows its snapshot, which still restores.
+    setup.append_config("[retention]\nkeep_last = 1\n");
+    let (code, out, err) = setup.verb(&["retention"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("archive segments"), "{out}");
+    let l = replisnap::archive::list(&st).expect("list");
+    assert_eq!(l.histories.len(), 1, "{l:?}");
+    let kept = setup.snapshots();
+    assert_eq!(kept.len(), 1);
+    assert!(
+        l.histories[0].first_offset <= kept[0].source.offset as i64,
+        "{l:?}"
+    );
+    let out = setup.storage_path().join("after-retention.rdb");
+    let v = fetch(
+        &setup,
+        &[],
+        &["--offset", &second.offset.to_string()],
+        out.to_str().unwrap(),
+    );
+    assert_eq!(v["digest"], second.digest.as_str(), "{v}");
+    let (code, _, err) = setup.verb(&["verify", "--archive"]);
+    assert_eq!(code, 0, "{err}");
 }
 
 fn plain_run(name: &str, s3: bool) {
@@ -356,6 +385,20 @@ fn plain_run(name: &str, s3: bool) {
     }
     seal(&m, st.as_ref());
     check_points(&setup, &env, &bin, &points);
+    // `restore --at` pushes the point into a live server: its DEBUG DIGEST is the master's
+    // at that time.
+    let q = &points[1];
+    let target = TestServer::start(&bin, &[]).expect("restore target");
+    let to = format!("redis://127.0.0.1:{}", target.port());
+    let (code, out, err) = setup.verb_with_env(
+        &["restore", "--at", &rfc3339(q.at_ms), "--to", &to, "--json"],
+        &env,
+    );
+    assert_eq!(code, 0, "restore --at: {out}{err}");
+    assert_eq!(target.digest(), q.digest, "restored point: {out}{err}");
+    let (code, out, err) = setup.verb_with_env(&["verify", "--archive"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(", good"), "{out}");
     let (status, log) = d.terminate(Duration::from_secs(30));
     assert!(status.success(), "{log}");
 }

@@ -3,7 +3,8 @@
 //!
 //! Owns the archive's side of the replica ([`Tap`], a [`StreamSink`] the apply loop hands
 //! each applied command's bytes to), the writer thread ([`Archiver`]), the segment format
-//! (`segment.rs`) and reading the stored archive back (`listing.rs`). The apply loop never
+//! (`segment.rs`), reading the stored archive back (`listing.rs`), proving it good
+//! (`verify.rs`) and its retention (`prune.rs`). The apply loop never
 //! waits on it (`queue.rs`: bounded memory, then a spool file, then a recorded gap). It
 //! must never store bytes that were not applied, never overwrite a stored segment, and
 //! never lose bytes in silence.
@@ -12,6 +13,7 @@ mod listing;
 mod prune;
 mod queue;
 pub mod segment;
+mod verify;
 mod writer;
 
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use std::thread::JoinHandle;
 
 pub use listing::{list, ArchiveListing, Gap, History};
 pub use prune::{prune, snapshot_in_history, Pruned};
+pub use verify::{verify, ArchiveCheck, HistoryCheck};
 pub use writer::{read_state, ArchiveState, Settings};
 
 use crate::metrics::Metrics;

@@ -23,11 +23,15 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "F")]
     pub config: Option<PathBuf>,
     /// A snapshot id, `latest`, or (without --config) an RDB file.
-    #[arg(required_unless_present = "all")]
+    #[arg(required_unless_present_any = ["all", "archive"])]
     pub target: Option<String>,
     /// Every snapshot in storage.
     #[arg(long, requires = "config", conflicts_with = "target")]
     pub all: bool,
+    /// The stream archive instead: every segment read back (checksums, offsets, names)
+    /// and each history checked for missing or doubled offsets.
+    #[arg(long, requires = "config", conflicts_with_all = ["target", "all", "server"])]
+    pub archive: bool,
     /// The manifest to check FILE against (a file as `fetch --manifest` writes it).
     #[arg(long, value_name = "M", conflicts_with = "config")]
     pub manifest: Option<PathBuf>,
@@ -44,6 +48,9 @@ pub struct VerifyArgs {
 }
 
 pub fn run(a: VerifyArgs) -> Result<ExitCode> {
+    if let (true, Some(config)) = (a.archive, &a.config) {
+        return archive(config, a.json);
+    }
     let timeout = Duration::from_secs(a.server_timeout);
     let mut reports = Vec::new();
     match &a.config {
@@ -214,4 +221,46 @@ impl<R: std::io::Read> std::io::Read for TeeWrite<'_, R> {
         std::io::Write::write_all(self.out, &buf[..n])?;
         Ok(n)
     }
+}
+
+/// `verify --config F --archive`: every segment read back, each history's continuity.
+fn archive(config: &Path, json: bool) -> Result<ExitCode> {
+    let (_, storage) = super::list::open_storage(config)?;
+    let where_ = storage.describe();
+    let mut progress = Progress::bytes(0);
+    let check = crate::archive::verify(storage.as_ref(), |n| progress.set(n))
+        .with_context(|| where_.clone())?;
+    progress.finish();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&check)?);
+    } else {
+        for h in &check.histories {
+            println!(
+                "history {}: offsets {}..{}, {} segments, {} stored bytes ({} stream bytes){}",
+                h.name,
+                h.first_offset,
+                h.end_offset,
+                h.segments,
+                h.bytes,
+                h.stream_bytes,
+                if h.problems.is_empty() { ", good" } else { "" }
+            );
+        }
+        if check.histories.is_empty() {
+            println!("(no archive)");
+        }
+    }
+    for k in &check.unknown {
+        eprintln!("warning: {where_}: {k}: not an archive segment");
+    }
+    for h in &check.histories {
+        for p in &h.problems {
+            eprintln!("error: archive history {}: {p}", h.name);
+        }
+    }
+    Ok(if check.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
