@@ -69,11 +69,11 @@ fn soak() {
     let seed = env_u64("SOAK_SEED").unwrap_or_else(|| world::now_ms() as u64);
     eprintln!("soak: SOAK_SEED={seed} SOAK_SERVER={server} SOAK_MINUTES={minutes:?}");
 
-    // Short: 20 000 keys of 100 B, a snapshot every 3 s; long: 200 000, every 10 s.
+    // Short: 20 000 keys of 100 B, a snapshot every 5 s; long: 200 000, every 10 s.
     let (keys, schedule, rate, fs_mib) = if long {
         ("200000", "*/10 * * * * *", Rate { bench_n: 3000, mix_per_sec: 2000 }, 1024)
     } else {
-        ("20000", "*/3 * * * * *", Rate { bench_n: 1000, mix_per_sec: 1000 }, 256)
+        ("20000", "*/5 * * * * *", Rate { bench_n: 300, mix_per_sec: 500 }, 256)
     };
     let keep_last = 5;
     let cluster = cluster::Cluster::start(&bin, keys.parse().unwrap(), 100);

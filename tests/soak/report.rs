@@ -86,12 +86,18 @@ impl Report {
             "  fault            injected  recovered  on-target  max recovery (lag < 1 MB)"
         );
         for (k, v) in &self.kinds {
+            // Restarts and failovers have no aim inside them to hit or miss.
+            let aim = if ["master-restart", "failover"].contains(k) {
+                "-".to_string()
+            } else {
+                v.on_target.to_string()
+            };
             let _ = writeln!(
                 s,
                 "  {k:<16} {:>8}  {:>9}  {:>9}  {:>8.2} s",
                 v.injected,
                 v.recovered,
-                v.on_target,
+                aim,
                 v.max_recovery.as_secs_f64()
             );
         }

@@ -123,9 +123,13 @@ impl Tapper {
                     let text = String::from_utf8_lossy(&line[..i]).into_owned();
                     if let Some(mark) = text.strip_prefix("$EOF:") {
                         self.state = Tap::Mark(mark.as_bytes().to_vec(), Vec::new());
+                    } else if text.starts_with("$ENDOFF:") {
+                        // Valkey's rdb channel: the `$EOF:` payload follows.
                     } else if let Some(len) = text.strip_prefix('$') {
                         self.state = Tap::Sized(len.parse().expect("payload length"));
-                    } else if text.starts_with("+CONTINUE") {
+                    } else if text.starts_with("+CONTINUE") || text.starts_with("+RDBCHANNELSYNC") {
+                        // Redis 8's main link carries the stream right after
+                        // `+RDBCHANNELSYNC` (the payload goes on the rdb channel).
                         self.state = Tap::Commands;
                     }
                 }
