@@ -27,6 +27,8 @@ mod gen_more;
 
 #[path = "soak/cluster.rs"]
 mod cluster;
+#[path = "soak/diagnose.rs"]
+mod diagnose;
 #[path = "soak/faults.rs"]
 mod faults;
 #[path = "soak/load.rs"]

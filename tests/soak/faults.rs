@@ -205,7 +205,11 @@ fn disk_full(s: &mut Soak) -> Option<Instant> {
     } else {
         s.report.kind("disk-full").on_target += 1;
     }
-    if s.rs.total("replisnap_snapshots_total{result=\"error\"}") <= errors {
+    // The failure is answered before the counter is bumped: give it a moment.
+    let counted = wait_until(Duration::from_secs(10), || {
+        s.rs.total("replisnap_snapshots_total{result=\"error\"}") > errors
+    });
+    if !counted {
         s.report.violation("disk-full: snapshots_total{result=\"error\"} did not grow".into());
     }
     if s.rs.time_to_lag(&s.cluster.primary, crate::world::LAG_LIMIT, Duration::from_secs(30)).is_none() {

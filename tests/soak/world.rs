@@ -31,6 +31,8 @@ pub struct Soak {
     seen: BTreeSet<SnapshotId>,
     /// RSS after the current process's first minute.
     rss_ref: Option<u64>,
+    /// The snapshot of the last digest mismatch (diagnosed when it stays).
+    mismatch: Option<String>,
 }
 
 pub fn now_ms() -> i64 {
@@ -52,6 +54,7 @@ impl Soak {
             long,
             seen: BTreeSet::new(),
             rss_ref: None,
+            mismatch: None,
         }
     }
 
@@ -144,8 +147,15 @@ impl Soak {
                     self.report.digest_retries += 1;
                     std::thread::sleep(Duration::from_secs(1));
                 }
-                Err((_, why)) => {
-                    self.report.violation(format!("quiet point: {why}"));
+                Err((retryable, why)) => {
+                    let detail = match (&self.mismatch, retryable) {
+                        (Some(id), true) => {
+                            let rdb = self.rs.storage_path().join(id).join("dump.rdb");
+                            crate::diagnose::differing_keys(&self.cluster.primary, &rdb, 8)
+                        }
+                        _ => String::new(),
+                    };
+                    self.report.violation(format!("quiet point: {why}\n{detail}"));
                     break;
                 }
             }
@@ -180,6 +190,7 @@ impl Soak {
             return Err((false, format!("snapshot {id} at offset {} before the quiet point's {offset}", man.source.offset)));
         }
         if man.digest != digest {
+            self.mismatch = Some(id.clone());
             return Err((true, format!("snapshot {id} digest {} != master's {digest} at offset {offset}", man.digest)));
         }
         Ok(QuietPoint {
