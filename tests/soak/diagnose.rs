@@ -38,24 +38,35 @@ fn keys(s: &TestServer, db: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn describe(s: &TestServer, db: &str, key: &[u8]) -> String {
+/// (digest of the value and expiry time: what must agree; type and encoding: context).
+fn describe(s: &TestServer, db: &str, key: &[u8]) -> (String, String) {
     let mut c = s.connect().expect("connect");
     c.cmd(&[b"SELECT", db.as_bytes()]).expect("SELECT");
-    let mut out = String::new();
-    for args in [
-        &[b"DEBUG".as_slice(), b"DIGEST-VALUE", key][..],
-        &[b"TYPE", key],
-        &[b"OBJECT", b"ENCODING", key],
-        &[b"PEXPIRETIME", key],
-    ] {
-        let r = c.cmd(args).map(|r| text(&r)).unwrap_or_else(|e| e.to_string());
-        let _ = write!(out, "{r} ");
-    }
-    out
+    let mut run = |args: &[&[u8]]| c.cmd(args).map(|r| text(&r)).unwrap_or_else(|e| e.to_string());
+    let same = format!(
+        "{} expiretime {}",
+        run(&[b"DEBUG", b"DIGEST-VALUE", key]),
+        run(&[b"PEXPIRETIME", key])
+    );
+    let kind = run(&[b"TYPE", key]);
+    let mut context = format!("{kind} {}", run(&[b"OBJECT", b"ENCODING", key]));
+    let content = match kind.as_str() {
+        "zset" => run(&[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"]),
+        "hash" => run(&[b"HGETALL", key]),
+        "set" => run(&[b"SMEMBERS", key]),
+        "list" => run(&[b"LRANGE", key, b"0", b"-1"]),
+        "string" => run(&[b"GET", key]),
+        _ => String::new(),
+    };
+    let cut: String = content.chars().take(400).collect();
+    context.push_str(&format!(" {cut:?}"));
+    (same, context)
 }
 
 /// Up to `max` keys whose value differs between `master` and the RDB at `rdb`.
-pub fn differing_keys(master: &TestServer, rdb: &Path, max: usize) -> String {
+/// `standby` (a real replica of the master, in sync at a quiet point) is shown beside them:
+/// where it agrees with the snapshot, the servers themselves differ from their replicas.
+pub fn differing_keys(master: &TestServer, standby: &TestServer, rdb: &Path, max: usize) -> String {
     let loaded = match TestServer::start_with_rdb(master.bin(), rdb, &[]) {
         Ok(s) => s,
         Err(e) => return format!("the snapshot does not load: {e}"),
@@ -80,11 +91,12 @@ pub fn differing_keys(master: &TestServer, rdb: &Path, max: usize) -> String {
             }
         }
         for k in ks {
-            let (a, b) = (describe(master, &db, &k), describe(&loaded, &db, &k));
+            let ((a, ac), (b, bc)) = (describe(master, &db, &k), describe(&loaded, &db, &k));
             if a != b {
+                let (c, cc) = describe(standby, &db, &k);
                 let _ = write!(
                     out,
-                    "\n  db{db} {:?}: master [{a}] snapshot [{b}]",
+                    "\n  db{db} {:?}: master [{a} {ac}] snapshot [{b} {bc}] standby [{c} {cc}]",
                     String::from_utf8_lossy(&k)
                 );
                 n += 1;

@@ -151,7 +151,7 @@ impl Soak {
                     let detail = match (&self.mismatch, retryable) {
                         (Some(id), true) => {
                             let rdb = self.rs.storage_path().join(id).join("dump.rdb");
-                            crate::diagnose::differing_keys(&self.cluster.primary, &rdb, 8)
+                            crate::diagnose::differing_keys(&self.cluster.primary, &self.cluster.standby, &rdb, 8)
                         }
                         _ => String::new(),
                     };
