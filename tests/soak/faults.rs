@@ -56,6 +56,8 @@ pub fn inject(s: &mut Soak, kind: Kind) {
     let name = kind.name();
     s.report.kind(name).injected += 1;
     eprintln!("soak: fault {name}");
+    // A link cut (and a restart) must be followed by a resync before it counts as over.
+    let syncs = (kind != Kind::DiskFull).then(|| s.syncs());
     let cleared = match kind {
         Kind::CutStream => cut_stream(s),
         Kind::CutHandshake => cut_handshake(s),
@@ -74,7 +76,7 @@ pub fn inject(s: &mut Soak, kind: Kind) {
         Kind::DiskFull => disk_full(s),
     };
     if let Some(at) = cleared {
-        s.recovered(name, at);
+        s.recovered(name, at, syncs);
     }
 }
 

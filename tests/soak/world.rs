@@ -108,10 +108,23 @@ impl Soak {
 
     /// After a fault cleared: time to a lag under 1 MB, recorded for `kind`; a violation
     /// past [`RECOVERY_LIMIT`] (the wait itself goes on to 120 s, to tell slow from stuck).
-    pub fn recovered(&mut self, kind: &'static str, since: Instant) -> bool {
-        let waited = self
-            .rs
-            .time_to_lag(&self.cluster.primary, LAG_LIMIT, Duration::from_secs(120));
+    /// `syncs_before`: for a fault that takes the link down, the run's partial + full
+    /// resyncs before it; recovery then also needs a resync after it (else a cut the
+    /// daemon has not noticed yet would count as recovered at once).
+    pub fn recovered(&mut self, kind: &'static str, since: Instant, syncs_before: Option<f64>) -> bool {
+        let waited = match syncs_before {
+            Some(b) => {
+                let synced = crate::support::wait_until(Duration::from_secs(120), || self.syncs() > b);
+                synced.then(|| {
+                    self.rs
+                        .time_to_lag(&self.cluster.primary, LAG_LIMIT, Duration::from_secs(120))
+                })
+                .flatten()
+            }
+            None => self
+                .rs
+                .time_to_lag(&self.cluster.primary, LAG_LIMIT, Duration::from_secs(120)),
+        };
         let Some(_) = waited else {
             let log = self.rs.log_tail(30);
             self.report.violation(format!("{kind}: lag not under 1 MB within 120 s:\n{log}"));
@@ -128,6 +141,11 @@ impl Soak {
             ));
         }
         true
+    }
+
+    /// Partial plus full resyncs over the run (killed processes included).
+    pub fn syncs(&self) -> f64 {
+        self.rs.total("replisnap_partial_resyncs_total") + self.rs.total("replisnap_full_resyncs_total")
     }
 
     /// Pause the load, wait for lag 0, record the master's (time, offset, digest), take a
