@@ -62,7 +62,10 @@ fn soak() {
         return;
     };
     if load::benchmark_bin().is_none() {
-        assert!(std::env::var_os("CI").is_none(), "redis-benchmark not found");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "redis-benchmark not found"
+        );
         eprintln!("skipped: redis-benchmark not found");
         return;
     }
@@ -73,9 +76,25 @@ fn soak() {
 
     // Short: 20 000 keys of 100 B, a snapshot every 5 s; long: 200 000, every 10 s.
     let (keys, schedule, rate, fs_mib) = if long {
-        ("200000", "*/10 * * * * *", Rate { bench_n: 3000, mix_per_sec: 2000 }, 1024)
+        (
+            "200000",
+            "*/10 * * * * *",
+            Rate {
+                bench_n: 3000,
+                mix_per_sec: 2000,
+            },
+            1024,
+        )
     } else {
-        ("20000", "*/5 * * * * *", Rate { bench_n: 300, mix_per_sec: 500 }, 256)
+        (
+            "20000",
+            "*/5 * * * * *",
+            Rate {
+                bench_n: 300,
+                mix_per_sec: 500,
+            },
+            256,
+        )
     };
     let keep_last = 5;
     let cluster = cluster::Cluster::start(&bin, keys.parse().unwrap(), 100);
@@ -116,6 +135,7 @@ fn soak() {
             Kind::Failover,
             Kind::Kill9,
             Kind::DiskFull,
+            Kind::ReadOnly,
             Kind::CutHandshake,
             Kind::Kill9,
         ];
@@ -128,7 +148,9 @@ fn soak() {
     s.run_load(Duration::from_secs(2));
     s.quiet_point();
     finish(&mut s);
-    let text = s.report.table(start.elapsed().as_secs_f64() / 60.0, seed, &server);
+    let text = s
+        .report
+        .table(start.elapsed().as_secs_f64() / 60.0, seed, &server);
     eprintln!("{}\n{}", s.report.quiet_table(), text);
     assert!(
         s.report.violations.is_empty(),
@@ -186,14 +208,14 @@ fn finish(s: &mut Soak) {
     s.report.load = (s.load.mix_sent(), s.load.bench_runs());
     s.load.pause();
     match s.rs.terminate() {
-        Some((st, log)) if !st.success() => s.report.violation(format!(
-            "SIGTERM: exit {st}:\n{}",
-            observe::tail(&log, 30)
-        )),
+        Some((st, log)) if !st.success() => s
+            .report
+            .violation(format!("SIGTERM: exit {st}:\n{}", observe::tail(&log, 30))),
         Some(_) => {}
         None => s.report.violation("no replisnap running at the end".into()),
     }
     for l in s.rs.leftovers(Duration::ZERO) {
-        s.report.violation(format!("left in storage after the stop: {l}"));
+        s.report
+            .violation(format!("left in storage after the stop: {l}"));
     }
 }

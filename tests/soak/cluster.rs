@@ -130,14 +130,23 @@ impl Tmpfs {
     pub fn mount(at: &Path, mib: u64) -> Result<Tmpfs, String> {
         std::fs::create_dir_all(at).map_err(|e| format!("{}: {e}", at.display()))?;
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
             .arg(at)
             .status()
             .is_ok_and(|s| s.success());
         if ok {
             Ok(Tmpfs(at.to_path_buf()))
         } else {
-            Err(format!("cannot mount a tmpfs at {} (root needed)", at.display()))
+            Err(format!(
+                "cannot mount a tmpfs at {} (root needed)",
+                at.display()
+            ))
         }
     }
 

@@ -42,7 +42,11 @@ fn keys(s: &TestServer, db: &str) -> Vec<Vec<u8>> {
 fn describe(s: &TestServer, db: &str, key: &[u8]) -> (String, String) {
     let mut c = s.connect().expect("connect");
     c.cmd(&[b"SELECT", db.as_bytes()]).expect("SELECT");
-    let mut run = |args: &[&[u8]]| c.cmd(args).map(|r| text(&r)).unwrap_or_else(|e| e.to_string());
+    let mut run = |args: &[&[u8]]| {
+        c.cmd(args)
+            .map(|r| text(&r))
+            .unwrap_or_else(|e| e.to_string())
+    };
     let same = format!(
         "{} expiretime {}",
         run(&[b"DEBUG", b"DIGEST-VALUE", key]),

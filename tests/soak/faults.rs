@@ -1,9 +1,9 @@
 //! The soak's faults, one function per kind: the link cut in the handshake, in the
 //! full-sync payload and in the command stream (through the tapped proxy), the master
 //! restarted with its data, a failover to the standby, `kill -9` of replisnap while a
-//! snapshot is written (then a restart), and the storage filled up. Each counts itself
-//! injected, says when it cleared, and leaves recovery to `Soak::recovered`. It never
-//! checks a snapshot's content (quiet points do).
+//! snapshot is written (then a restart), and the storage filled up or made read-only.
+//! Each counts itself injected, says when it cleared, and leaves recovery to
+//! `Soak::recovered`. It never checks a snapshot's content (quiet points do).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -20,9 +20,10 @@ pub enum Kind {
     Failover,
     Kill9,
     DiskFull,
+    ReadOnly,
 }
 
-pub const ALL: [Kind; 7] = [
+pub const ALL: [Kind; 8] = [
     Kind::CutStream,
     Kind::CutHandshake,
     Kind::CutPayload,
@@ -30,6 +31,7 @@ pub const ALL: [Kind; 7] = [
     Kind::Failover,
     Kind::Kill9,
     Kind::DiskFull,
+    Kind::ReadOnly,
 ];
 
 impl Kind {
@@ -42,12 +44,13 @@ impl Kind {
             Kind::Failover => "failover",
             Kind::Kill9 => "kill9-snapshot",
             Kind::DiskFull => "disk-full",
+            Kind::ReadOnly => "read-only",
         }
     }
 
     /// Faults that take the link down (each at least one link error).
     pub fn cuts_link(self) -> bool {
-        !matches!(self, Kind::Kill9 | Kind::DiskFull)
+        !matches!(self, Kind::Kill9 | Kind::DiskFull | Kind::ReadOnly)
     }
 }
 
@@ -57,7 +60,7 @@ pub fn inject(s: &mut Soak, kind: Kind) {
     s.report.kind(name).injected += 1;
     eprintln!("soak: fault {name}");
     // A link cut (and a restart) must be followed by a resync before it counts as over.
-    let syncs = (kind != Kind::DiskFull).then(|| s.syncs());
+    let syncs = (kind.cuts_link() || kind == Kind::Kill9).then(|| s.syncs());
     let cleared = match kind {
         Kind::CutStream => cut_stream(s),
         Kind::CutHandshake => cut_handshake(s),
@@ -74,6 +77,7 @@ pub fn inject(s: &mut Soak, kind: Kind) {
         }
         Kind::Kill9 => kill9(s),
         Kind::DiskFull => disk_full(s),
+        Kind::ReadOnly => read_only(s),
     };
     if let Some(at) = cleared {
         s.recovered(name, at, syncs);
@@ -106,8 +110,9 @@ fn cut_handshake(s: &mut Soak) -> Option<Instant> {
     if hit {
         s.report.kind("cut-handshake").on_target += 1;
     } else {
-        s.report
-            .violation(format!("cut-handshake: no {aim} from the reconnecting replica in 30 s"));
+        s.report.violation(format!(
+            "cut-handshake: no {aim} from the reconnecting replica in 30 s"
+        ));
     }
     Some(Instant::now())
 }
@@ -121,7 +126,10 @@ fn cut_payload(s: &mut Soak) -> Option<Instant> {
     proxy.cut();
     let big = "p".repeat(64 * 1024);
     for i in 0..40 {
-        let _ = s.cluster.primary.cmd_str(&["SET", &format!("soak:overflow:{i}"), &big]);
+        let _ = s
+            .cluster
+            .primary
+            .cmd_str(&["SET", &format!("soak:overflow:{i}"), &big]);
     }
     let after = s.rng.below(1 << 20);
     proxy.cut_in_payload(Some(after));
@@ -133,11 +141,15 @@ fn cut_payload(s: &mut Soak) -> Option<Instant> {
     if hit {
         s.report.kind("cut-payload").on_target += 1;
     } else {
-        s.report
-            .violation(format!("cut-payload: no full-sync payload passed {after} bytes in 60 s"));
+        s.report.violation(format!(
+            "cut-payload: no full-sync payload passed {after} bytes in 60 s"
+        ));
     }
     for i in 0..40 {
-        let _ = s.cluster.primary.cmd_str(&["DEL", &format!("soak:overflow:{i}")]);
+        let _ = s
+            .cluster
+            .primary
+            .cmd_str(&["DEL", &format!("soak:overflow:{i}")]);
     }
     Some(Instant::now())
 }
@@ -145,16 +157,19 @@ fn cut_payload(s: &mut Soak) -> Option<Instant> {
 /// Ask for a snapshot, SIGKILL replisnap a random moment into it (up to the last
 /// snapshot's duration), restart it. On target when the snapshot was not stored.
 fn kill9(s: &mut Soak) -> Option<Instant> {
-    let last = s
-        .rs
-        .scrape()
-        .ok()
-        .map(|m| {
-            let n = m.get("replisnap_snapshot_duration_seconds_count");
-            let sum = m.get("replisnap_snapshot_duration_seconds_sum");
-            if n > 0.0 { sum / n } else { 0.2 }
-        })
-        .unwrap_or(0.2);
+    let last =
+        s.rs.scrape()
+            .ok()
+            .map(|m| {
+                let n = m.get("replisnap_snapshot_duration_seconds_count");
+                let sum = m.get("replisnap_snapshot_duration_seconds_sum");
+                if n > 0.0 {
+                    sum / n
+                } else {
+                    0.2
+                }
+            })
+            .unwrap_or(0.2);
     let pid = s.rs.pid();
     let (code, out, err) = s.rs.setup.verb(&["snapshot"]);
     let id = out.trim().to_string();
@@ -164,11 +179,10 @@ fn kill9(s: &mut Soak) -> Option<Instant> {
     let wait = (last * 1000.0 * s.rng.below(100) as f64 / 100.0) as u64;
     std::thread::sleep(Duration::from_millis(wait));
     s.rs.kill9();
-    let stored = s
-        .rs
-        .listing()
-        .map(|(l, _)| l.iter().any(|m| m.id.as_str() == id))
-        .unwrap_or(false);
+    let stored =
+        s.rs.listing()
+            .map(|(l, _)| l.iter().any(|m| m.id.as_str() == id))
+            .unwrap_or(false);
     if code == 0 && !stored {
         s.report.kind("kill9-snapshot").on_target += 1;
     }
@@ -183,43 +197,109 @@ fn kill9(s: &mut Soak) -> Option<Instant> {
         let mine = format!(".tmp-{pid}");
         for l in s.rs.leftovers(Duration::ZERO) {
             if l.ends_with(&mine) {
-                s.report.violation(format!("kill9: {l} left by the killed process"));
+                s.report
+                    .violation(format!("kill9: {l} left by the killed process"));
             }
         }
     }
     Some(t)
 }
 
-/// Fill the storage's filesystem; a snapshot must fail, replication go on; then free it
-/// and a snapshot must be stored.
-/// Retention must still keep what it should while full (`Soak::check_storage`).
+/// Fill the storage's filesystem (a ballast file), then free it.
 fn disk_full(s: &mut Soak) -> Option<Instant> {
     let ballast = s.rs.fs.path().join("ballast");
+    storage_refuses(
+        s,
+        "disk-full",
+        |_| fill(&ballast),
+        |_| {
+            let _ = std::fs::remove_file(&ballast);
+        },
+    )
+}
+
+/// Make the storage directory read-only (a read-only bind mount over it: open files stay
+/// writable, every new open or rename through the path fails with EROFS), then undo it.
+fn read_only(s: &mut Soak) -> Option<Instant> {
+    let dir = s.rs.storage_path();
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new("mount")
+            .args(args)
+            .arg(&dir)
+            .arg(&dir)
+            .status()
+            .is_ok_and(|st| st.success());
+        assert!(ok, "mount {args:?} {}", dir.display());
+    };
+    let undo = dir.clone();
+    storage_refuses(
+        s,
+        "read-only",
+        |_| {
+            run(&["--bind"]);
+            let ok = std::process::Command::new("mount")
+                .args(["-o", "remount,bind,ro"])
+                .arg(&dir)
+                .status()
+                .is_ok_and(|st| st.success());
+            assert!(ok, "remount {} read-only", dir.display());
+        },
+        move |_| {
+            let ok = std::process::Command::new("umount")
+                .arg(&undo)
+                .status()
+                .is_ok_and(|st| st.success());
+            assert!(ok, "umount the read-only bind mount {}", undo.display());
+        },
+    )
+}
+
+/// The storage refuses writes (`refuse`): a snapshot must fail and be counted as an
+/// error, replication go on, retention keep what it must; after `allow`, a snapshot must
+/// be stored. Recovery is timed from `allow`.
+fn storage_refuses(
+    s: &mut Soak,
+    name: &'static str,
+    refuse: impl FnOnce(&mut Soak),
+    allow: impl FnOnce(&mut Soak),
+) -> Option<Instant> {
     let errors = s.rs.total("replisnap_snapshots_total{result=\"error\"}");
-    fill(&ballast);
+    refuse(s);
     let (ok, out) = s.rs.snapshot_once();
     if ok {
-        s.report.violation(format!("disk-full: a snapshot was stored on a full disk ({out})"));
+        s.report
+            .violation(format!("{name}: a snapshot was stored ({out})"));
     } else {
-        s.report.kind("disk-full").on_target += 1;
+        s.report.kind(name).on_target += 1;
     }
     // The failure is answered before the counter is bumped: give it a moment.
     let counted = wait_until(Duration::from_secs(10), || {
         s.rs.total("replisnap_snapshots_total{result=\"error\"}") > errors
     });
     if !counted {
-        s.report.violation("disk-full: snapshots_total{result=\"error\"} did not grow".into());
+        s.report.violation(format!(
+            "{name}: snapshots_total{{result=\"error\"}} did not grow"
+        ));
     }
-    if s.rs.time_to_lag(&s.cluster.primary, crate::world::LAG_LIMIT, Duration::from_secs(30)).is_none() {
-        s.report.violation("disk-full: replication stalled while the disk was full".into());
+    let lag = s.rs.time_to_lag(
+        &s.cluster.primary,
+        crate::world::LAG_LIMIT,
+        Duration::from_secs(30),
+    );
+    if lag.is_none() {
+        s.report.violation(format!(
+            "{name}: replication stalled while storage refused writes"
+        ));
     }
-    // Retention kept what it must (a scheduled snapshot stored just before the disk
-    // filled may rightly have retired the oldest); nothing partial is left.
+    // Retention kept what it must (a scheduled snapshot stored just before may rightly
+    // have retired the oldest); nothing partial is left.
     s.check_storage();
-    let _ = std::fs::remove_file(&ballast);
+    allow(s);
     let t = Instant::now();
     if let Err(e) = s.rs.snapshot_now() {
-        s.report.violation(format!("disk-full: no snapshot stored once space was back: {e}"));
+        s.report.violation(format!(
+            "{name}: no snapshot stored once writes were allowed: {e}"
+        ));
     }
     Some(t)
 }

@@ -157,7 +157,9 @@ fn bench_loop(s: &Shared, bench: &std::path::Path, n: u32) {
         let target = s.target.lock().unwrap().clone();
         let (host, port) = target.rsplit_once(':').expect("host:port");
         let child = Command::new(bench)
-            .args(["-h", host, "-p", port, "-q", "-c", "4", "-P", "4", "-r", "5000"])
+            .args([
+                "-h", host, "-p", port, "-q", "-c", "4", "-P", "4", "-r", "5000",
+            ])
             .args(["-d", "48", "-n", &n.to_string()])
             .args(["-t", "set,incr,lpush,hset,sadd,zadd,spop,lpop"])
             .stdin(Stdio::null())

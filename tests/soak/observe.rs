@@ -95,7 +95,10 @@ impl Replisnap {
         if ready {
             Ok(())
         } else {
-            Err(format!("replisnap not ready within 120 s:\n{}", tail(&log, 30)))
+            Err(format!(
+                "replisnap not ready within 120 s:\n{}",
+                tail(&log, 30)
+            ))
         }
     }
 
@@ -163,7 +166,12 @@ impl Replisnap {
     }
 
     /// Time until the lag is under `limit` bytes (polled every 50 ms), None after `timeout`.
-    pub fn time_to_lag(&self, master: &TestServer, limit: i64, timeout: Duration) -> Option<Duration> {
+    pub fn time_to_lag(
+        &self,
+        master: &TestServer,
+        limit: i64,
+        timeout: Duration,
+    ) -> Option<Duration> {
         let t = Instant::now();
         while t.elapsed() < timeout {
             if self.lag(master).is_some_and(|l| l < limit) {
@@ -227,7 +235,11 @@ impl Replisnap {
         let mut out = Vec::new();
         for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
             let p = e.path();
-            if p.is_dir() && e.file_name() != "archive" && !p.join("manifest.json").exists() && old(&p, age) {
+            if p.is_dir()
+                && e.file_name() != "archive"
+                && !p.join("manifest.json").exists()
+                && old(&p, age)
+            {
                 out.push(format!("{} (no manifest)", p.display()));
             }
         }

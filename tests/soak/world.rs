@@ -43,7 +43,14 @@ pub fn now_ms() -> i64 {
 }
 
 impl Soak {
-    pub fn new(cluster: Cluster, load: Load, rs: Replisnap, seed: u64, keep_last: usize, long: bool) -> Soak {
+    pub fn new(
+        cluster: Cluster,
+        load: Load,
+        rs: Replisnap,
+        seed: u64,
+        keep_last: usize,
+        long: bool,
+    ) -> Soak {
         Soak {
             cluster,
             load,
@@ -76,7 +83,8 @@ impl Soak {
         if let Some(d) = self.rs.daemon.as_mut() {
             if let Ok(Some(st)) = d.child.try_wait() {
                 let log = self.rs.log_tail(40);
-                self.report.violation(format!("replisnap exited ({st}) under load:\n{log}"));
+                self.report
+                    .violation(format!("replisnap exited ({st}) under load:\n{log}"));
                 self.rs.daemon = None;
                 let _ = self.rs.start();
                 self.restarted();
@@ -111,15 +119,25 @@ impl Soak {
     /// `syncs_before`: for a fault that takes the link down, the run's partial + full
     /// resyncs before it; recovery then also needs a resync after it (else a cut the
     /// daemon has not noticed yet would count as recovered at once).
-    pub fn recovered(&mut self, kind: &'static str, since: Instant, syncs_before: Option<f64>) -> bool {
+    pub fn recovered(
+        &mut self,
+        kind: &'static str,
+        since: Instant,
+        syncs_before: Option<f64>,
+    ) -> bool {
         let waited = match syncs_before {
             Some(b) => {
-                let synced = crate::support::wait_until(Duration::from_secs(120), || self.syncs() > b);
-                synced.then(|| {
-                    self.rs
-                        .time_to_lag(&self.cluster.primary, LAG_LIMIT, Duration::from_secs(120))
-                })
-                .flatten()
+                let synced =
+                    crate::support::wait_until(Duration::from_secs(120), || self.syncs() > b);
+                synced
+                    .then(|| {
+                        self.rs.time_to_lag(
+                            &self.cluster.primary,
+                            LAG_LIMIT,
+                            Duration::from_secs(120),
+                        )
+                    })
+                    .flatten()
             }
             None => self
                 .rs
@@ -127,7 +145,8 @@ impl Soak {
         };
         let Some(_) = waited else {
             let log = self.rs.log_tail(30);
-            self.report.violation(format!("{kind}: lag not under 1 MB within 120 s:\n{log}"));
+            self.report
+                .violation(format!("{kind}: lag not under 1 MB within 120 s:\n{log}"));
             return false;
         };
         let took = since.elapsed();
@@ -145,7 +164,8 @@ impl Soak {
 
     /// Partial plus full resyncs over the run (killed processes included).
     pub fn syncs(&self) -> f64 {
-        self.rs.total("replisnap_partial_resyncs_total") + self.rs.total("replisnap_full_resyncs_total")
+        self.rs.total("replisnap_partial_resyncs_total")
+            + self.rs.total("replisnap_full_resyncs_total")
     }
 
     /// Pause the load, wait for lag 0, record the master's (time, offset, digest), take a
@@ -169,11 +189,17 @@ impl Soak {
                     let detail = match (&self.mismatch, retryable) {
                         (Some(id), true) => {
                             let rdb = self.rs.storage_path().join(id).join("dump.rdb");
-                            crate::diagnose::differing_keys(&self.cluster.primary, &self.cluster.standby, &rdb, 8)
+                            crate::diagnose::differing_keys(
+                                &self.cluster.primary,
+                                &self.cluster.standby,
+                                &rdb,
+                                8,
+                            )
                         }
                         _ => String::new(),
                     };
-                    self.report.violation(format!("quiet point: {why}\n{detail}"));
+                    self.report
+                        .violation(format!("quiet point: {why}\n{detail}"));
                     break;
                 }
             }
@@ -185,31 +211,60 @@ impl Soak {
     /// One quiet-point check; Err((retryable, why)).
     fn quiet_once(&mut self) -> Result<QuietPoint, (bool, String)> {
         let m = &self.cluster.primary;
-        let caught_up = crate::support::wait_until(Duration::from_secs(60), || {
-            self.rs.lag(m) == Some(0)
-        });
+        let caught_up =
+            crate::support::wait_until(Duration::from_secs(60), || self.rs.lag(m) == Some(0));
         if !caught_up {
-            return Err((false, format!("lag not 0 within 60 s (lag {:?}):\n{}", self.rs.lag(m), self.rs.log_tail(30))));
+            return Err((
+                false,
+                format!(
+                    "lag not 0 within 60 s (lag {:?}):\n{}",
+                    self.rs.lag(m),
+                    self.rs.log_tail(30)
+                ),
+            ));
         }
         let digest = m.digest();
         let offset = master_offset(m);
-        let replid = m.info_field("replication", "master_replid").unwrap_or_default();
+        let replid = m
+            .info_field("replication", "master_replid")
+            .unwrap_or_default();
         let unix_ms = now_ms();
-        let id = self.rs.snapshot_now().map_err(|e| (false, format!("snapshot on demand: {e}")))?;
-        let (list, _) = self.rs.listing().map_err(|e| (false, format!("list: {e}")))?;
+        let id = self
+            .rs
+            .snapshot_now()
+            .map_err(|e| (false, format!("snapshot on demand: {e}")))?;
+        let (list, _) = self
+            .rs
+            .listing()
+            .map_err(|e| (false, format!("list: {e}")))?;
         let man = list
             .iter()
             .find(|x| x.id.as_str() == id)
             .ok_or_else(|| (false, format!("snapshot {id} stored but not listed")))?;
         if let Some(newest) = list.first().filter(|n| n.id < man.id) {
-            return Err((false, format!("the newest listed {} is older than {id}", newest.id)));
+            return Err((
+                false,
+                format!("the newest listed {} is older than {id}", newest.id),
+            ));
         }
         if man.source.offset < offset as u64 {
-            return Err((false, format!("snapshot {id} at offset {} before the quiet point's {offset}", man.source.offset)));
+            return Err((
+                false,
+                format!(
+                    "snapshot {id} at offset {} before the quiet point's {offset}",
+                    man.source.offset
+                ),
+            ));
         }
         if man.digest != digest {
             self.mismatch = Some(id.clone());
-            return Err((true, format!("snapshot {id} digest {} != master's {digest} at offset {offset}", man.digest)));
+            return Err((
+                true,
+                format!(
+                    "snapshot {id} digest {} != master's {digest} at offset {offset}",
+                    man.digest
+                ),
+            ));
         }
         Ok(QuietPoint {
             unix_ms,
@@ -231,7 +286,13 @@ impl Soak {
                 }
                 let now: BTreeSet<SnapshotId> = list.iter().map(|m| m.id.clone()).collect();
                 self.seen.extend(now.iter().cloned());
-                let must: Vec<SnapshotId> = self.seen.iter().rev().take(self.keep_last).cloned().collect();
+                let must: Vec<SnapshotId> = self
+                    .seen
+                    .iter()
+                    .rev()
+                    .take(self.keep_last)
+                    .cloned()
+                    .collect();
                 for id in must {
                     if !now.contains(&id) {
                         self.report.violation(format!(

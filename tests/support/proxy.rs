@@ -196,7 +196,10 @@ fn pipe_tapped(
         if armed >= 0
             && tap.in_payload()
             && tap.payload_seen >= armed
-            && cut.0.compare_exchange(armed, -1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+            && cut
+                .0
+                .compare_exchange(armed, -1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
         {
             cut.1.fetch_add(1, Ordering::SeqCst);
             break;
