@@ -188,10 +188,10 @@ fn finish(s: &mut Soak) {
         ));
     }
     let errors = get("replisnap_snapshots_total{result=\"error\"}");
-    if errors < f64::from(injected(Kind::DiskFull)) {
+    let refused = injected(Kind::DiskFull) + injected(Kind::ReadOnly);
+    if errors < f64::from(refused) {
         bad.push(format!(
-            "snapshots_total{{result=\"error\"}} {errors} < {} disk-full faults",
-            injected(Kind::DiskFull)
+            "snapshots_total{{result=\"error\"}} {errors} < {refused} disk-full and read-only faults"
         ));
     }
     let ok = get("replisnap_snapshots_total{result=\"ok\"}");
