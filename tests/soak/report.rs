@@ -41,6 +41,8 @@ pub struct Report {
     pub rss_max: u64,
     /// Per process: RSS after its first minute (long runs), and the highest ratio seen.
     pub rss_ratio_max: f64,
+    /// The same ratio divided by the master's used_memory growth since then (≥ 1).
+    pub rss_beyond_data_max: f64,
     pub digest_retries: u32,
     pub counters: Vec<(String, f64)>,
     /// Load sent: commands of the mix, completed redis-benchmark runs.
@@ -113,10 +115,12 @@ impl Report {
         let _ = writeln!(s, "  max lag under load: {} bytes", self.max_lag_bytes);
         let _ = writeln!(
             s,
-            "  RSS: min {:.1} MiB, max {:.1} MiB, max ratio to the first minute {:.2}",
+            "  RSS: min {:.1} MiB, max {:.1} MiB, max ratio to the first minute {:.2} \
+             ({:.2} beyond the master's data growth)",
             mib(self.rss_min),
             mib(self.rss_max),
-            self.rss_ratio_max
+            self.rss_ratio_max,
+            self.rss_beyond_data_max
         );
         let _ = writeln!(
             s,

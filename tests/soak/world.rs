@@ -29,8 +29,8 @@ pub struct Soak {
     pub long: bool,
     /// Every snapshot id seen stored: the `keep_last` newest must stay.
     seen: BTreeSet<SnapshotId>,
-    /// RSS after the current process's first minute.
-    rss_ref: Option<u64>,
+    /// (RSS, the master's used_memory) after the current process's first minute.
+    rss_ref: Option<(u64, u64)>,
     /// The snapshot of the last digest mismatch (diagnosed when it stays).
     mismatch: Option<String>,
 }
@@ -99,16 +99,28 @@ impl Soak {
         if !self.long || self.rs.started.elapsed() < Duration::from_secs(60) {
             return;
         }
+        let used = self
+            .cluster
+            .primary
+            .info_field("memory", "used_memory")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
         match self.rss_ref {
-            None => self.rss_ref = Some(rss),
-            Some(r) => {
+            None => self.rss_ref = Some((rss, used)),
+            Some((r, u)) => {
+                // RSS growth beyond the data's own growth (the master's used_memory):
+                // a dataset that grows is not a leak.
                 let ratio = rss as f64 / r as f64;
+                let data = (used as f64 / u.max(1) as f64).max(1.0);
+                let beyond = ratio / data;
                 self.report.rss_ratio_max = self.report.rss_ratio_max.max(ratio);
-                if ratio > 1.2 {
+                self.report.rss_beyond_data_max = self.report.rss_beyond_data_max.max(beyond);
+                if beyond > 1.2 {
                     self.report.violation(format!(
-                        "RSS {rss} B is {ratio:.2}× its level after the first minute ({r} B)"
+                        "RSS {rss} B is {ratio:.2}× its level after the first minute ({r} B) \
+                         while the master's used_memory grew {data:.2}× ({u} → {used} B)"
                     ));
-                    self.rss_ref = Some(rss); // once per growth step, not every sample
+                    self.rss_ref = Some((rss, used)); // once per growth step
                 }
             }
         }
