@@ -8,7 +8,9 @@
 //!
 //! Default (CI): the short version, about 2 minutes, each fault kind once or twice.
 //! `SOAK_MINUTES=N` runs N minutes of random faults (scripts/soak.sh); `SOAK_SEED` repeats
-//! a run's choices; `SOAK_SERVER` picks the master (default redis-8.6). Needs root (tmpfs).
+//! a run's choices; `SOAK_SERVER` picks the master (default redis-8.6); `SOAK_SCHEDULE`
+//! overrides the snapshot cron; `SOAK_KNOWN_BUGS=1` keeps known bugs' triggers in the CI
+//! version. Needs root (tmpfs).
 //! See docs/soak.md.
 
 mod daemon;
@@ -96,6 +98,9 @@ fn soak() {
             256,
         )
     };
+    // SOAK_SCHEDULE overrides the snapshot cron (e.g. "0 0 0 1 1 *": quiet points only).
+    let schedule_env = std::env::var("SOAK_SCHEDULE").ok();
+    let schedule = schedule_env.as_deref().unwrap_or(schedule);
     let keep_last = 5;
     let cluster = cluster::Cluster::start(&bin, keys.parse().unwrap(), 100);
     let mut rs = match Replisnap::new(&cluster.proxy.addr, schedule, keep_last, fs_mib) {
