@@ -36,6 +36,11 @@ pub struct Proxy {
     pub sent: Arc<Mutex<Vec<String>>>,
     /// Command names (upper case) after which a connection is a replication link.
     replication_names: Arc<Mutex<Vec<String>>>,
+    /// Armed (≥ 0): the next full-sync payload ([`proxy_tapped`]) is cut once this many of
+    /// its bytes have passed; then back to -1. See [`Proxy::cut_in_payload`].
+    payload_cut: Arc<AtomicI64>,
+    /// Payloads cut so far by [`Proxy::cut_in_payload`].
+    pub payload_cuts: Arc<AtomicI64>,
 }
 
 /// Where the server's side of a replication link stands.
@@ -88,6 +93,14 @@ struct Tapper {
     buf: Vec<u8>,
     pending: Arc<Mutex<Vec<Vec<u8>>>>,
     injected: Arc<AtomicI64>,
+    /// Payload bytes passed so far on this link.
+    payload_seen: i64,
+}
+
+impl Tapper {
+    fn in_payload(&self) -> bool {
+        matches!(self.state, Tap::Sized(_) | Tap::Mark(..))
+    }
 }
 
 impl Tapper {
@@ -110,14 +123,19 @@ impl Tapper {
                     let text = String::from_utf8_lossy(&line[..i]).into_owned();
                     if let Some(mark) = text.strip_prefix("$EOF:") {
                         self.state = Tap::Mark(mark.as_bytes().to_vec(), Vec::new());
+                    } else if text.starts_with("$ENDOFF:") {
+                        // Valkey's rdb channel: the `$EOF:` payload follows.
                     } else if let Some(len) = text.strip_prefix('$') {
                         self.state = Tap::Sized(len.parse().expect("payload length"));
-                    } else if text.starts_with("+CONTINUE") {
+                    } else if text.starts_with("+CONTINUE") || text.starts_with("+RDBCHANNELSYNC") {
+                        // Redis 8's main link carries the stream right after
+                        // `+RDBCHANNELSYNC` (the payload goes on the rdb channel).
                         self.state = Tap::Commands;
                     }
                 }
                 Tap::Sized(left) => {
                     let n = (*left).min(self.buf.len());
+                    self.payload_seen += n as i64;
                     out.extend(self.buf.drain(..n));
                     *left -= n;
                     if *left > 0 {
@@ -136,6 +154,7 @@ impl Tapper {
                             self.state = Tap::Commands;
                         }
                         None => {
+                            self.payload_seen += self.buf.len() as i64;
                             out.append(&mut self.buf);
                             let from = seen.len().saturating_sub(mark.len());
                             *tail = seen[from..].to_vec();
@@ -168,9 +187,23 @@ fn pipe_tapped(
     to: Arc<Mutex<TcpStream>>,
     mut tap: Tapper,
     replication: Arc<AtomicBool>,
+    cut: (Arc<AtomicI64>, Arc<AtomicI64>),
 ) {
     let mut buf = [0u8; 16384];
     loop {
+        // An armed payload cut: this link's payload has passed the given byte count.
+        let armed = cut.0.load(Ordering::SeqCst);
+        if armed >= 0
+            && tap.in_payload()
+            && tap.payload_seen >= armed
+            && cut
+                .0
+                .compare_exchange(armed, -1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            cut.1.fetch_add(1, Ordering::SeqCst);
+            break;
+        }
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
@@ -295,6 +328,9 @@ fn start(upstream: String, tapped: bool) -> Proxy {
     let pending = Arc::new(Mutex::new(Vec::new()));
     let injected = Arc::new(AtomicI64::new(0));
     let sent = Arc::new(Mutex::new(Vec::new()));
+    let payload_cut = Arc::new(AtomicI64::new(-1));
+    let payload_cuts = Arc::new(AtomicI64::new(0));
+    let cut = (payload_cut.clone(), payload_cuts.clone());
     let replication_names = Arc::new(Mutex::new(vec!["PSYNC".to_string(), "SYNC".to_string()]));
     let (se, rn) = (sent.clone(), replication_names.clone());
     let (up, h, o, tc) = (
@@ -329,8 +365,10 @@ fn start(upstream: String, tapped: bool) -> Proxy {
                     buf: Vec::new(),
                     pending: pe.clone(),
                     injected: inj.clone(),
+                    payload_seen: 0,
                 };
-                std::thread::spawn(move || pipe_tapped(s2, c2, tap, replication));
+                let cut = cut.clone();
+                std::thread::spawn(move || pipe_tapped(s2, c2, tap, replication, cut));
             } else {
                 std::thread::spawn(move || pipe(client, Arc::new(Mutex::new(server))));
                 std::thread::spawn(move || pipe(s2, c2));
@@ -347,6 +385,8 @@ fn start(upstream: String, tapped: bool) -> Proxy {
         injected,
         sent,
         replication_names,
+        payload_cut,
+        payload_cuts,
     }
 }
 
@@ -365,6 +405,14 @@ impl Proxy {
             let _ = c.shutdown(Shutdown::Both);
         }
         self.to_clients.lock().unwrap().clear();
+    }
+
+    /// Arm a cut inside the next full-sync payload on a [`proxy_tapped`] link: once `after`
+    /// of its bytes have passed (checked between reads, so up to one read later), that
+    /// connection is closed and `payload_cuts` counts it. `None` disarms.
+    pub fn cut_in_payload(&self, after: Option<u64>) {
+        let v = after.map_or(-1, |a| a.min(i64::MAX as u64) as i64);
+        self.payload_cut.store(v, Ordering::SeqCst);
     }
 
     /// Queue `bytes` for the next command boundary the server's stream reaches (a proxy

@@ -1,0 +1,326 @@
+//! Everything a soak run holds (servers, load, replisnap, the seeded random source, the
+//! report) and the checks made between faults: load periods with lag and RSS sampling,
+//! quiet points (the newest snapshot's digest equals the master's, retention kept what
+//! it must, nothing partial visible) and the end-of-run checks. Faults live in faults.rs.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use replisnap::storage::SnapshotId;
+
+use crate::cluster::{master_offset, Cluster};
+use crate::gen::Rng;
+use crate::load::Load;
+use crate::observe::Replisnap;
+use crate::report::{QuietPoint, Report};
+
+/// Lag limit after a fault, and how fast it must be reached.
+pub const LAG_LIMIT: i64 = 1 << 20;
+pub const RECOVERY_LIMIT: Duration = Duration::from_secs(5);
+
+pub struct Soak {
+    pub cluster: Cluster,
+    pub load: Load,
+    pub rs: Replisnap,
+    pub rng: Rng,
+    pub report: Report,
+    pub keep_last: usize,
+    /// Long runs check RSS against its level after a process's first minute.
+    pub long: bool,
+    /// Faults may hit known bugs (else they step around them: docs/decisions.md).
+    pub known_bugs: bool,
+    /// Every snapshot id seen stored: the `keep_last` newest must stay.
+    seen: BTreeSet<SnapshotId>,
+    /// (RSS, the master's used_memory) after the current process's first minute.
+    rss_ref: Option<(u64, u64)>,
+    /// The snapshot of the last digest mismatch (diagnosed when it stays).
+    mismatch: Option<String>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+impl Soak {
+    pub fn new(
+        cluster: Cluster,
+        load: Load,
+        rs: Replisnap,
+        seed: u64,
+        keep_last: usize,
+        long: bool,
+    ) -> Soak {
+        Soak {
+            cluster,
+            load,
+            rs,
+            rng: Rng(seed | 1),
+            report: Report::default(),
+            keep_last,
+            long,
+            known_bugs: true,
+            seen: BTreeSet::new(),
+            rss_ref: None,
+            mismatch: None,
+        }
+    }
+
+    /// A process (re)started: its RSS reference is taken anew after its first minute.
+    pub fn restarted(&mut self) {
+        self.rss_ref = None;
+    }
+
+    /// Let the load run for `d`, sampling lag and RSS every 500 ms; the daemon must stay up.
+    pub fn run_load(&mut self, d: Duration) {
+        let t = Instant::now();
+        while t.elapsed() < d {
+            std::thread::sleep(Duration::from_millis(500));
+            self.sample();
+        }
+    }
+
+    pub fn sample(&mut self) {
+        if let Some(d) = self.rs.daemon.as_mut() {
+            if let Ok(Some(st)) = d.child.try_wait() {
+                let log = self.rs.log_tail(40);
+                self.report
+                    .violation(format!("replisnap exited ({st}) under load:\n{log}"));
+                self.rs.daemon = None;
+                let _ = self.rs.start();
+                self.restarted();
+                return;
+            }
+        }
+        if let Some(l) = self.rs.lag(&self.cluster.primary) {
+            self.report.max_lag_bytes = self.report.max_lag_bytes.max(l);
+        }
+        let Some(rss) = self.rs.rss() else { return };
+        self.report.rss(rss);
+        if !self.long || self.rs.started.elapsed() < Duration::from_secs(60) {
+            return;
+        }
+        let used = self
+            .cluster
+            .primary
+            .info_field("memory", "used_memory")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        match self.rss_ref {
+            None => self.rss_ref = Some((rss, used)),
+            Some((r, u)) => {
+                // RSS growth beyond the data's own growth (the master's used_memory):
+                // a dataset that grows is not a leak.
+                let ratio = rss as f64 / r as f64;
+                let data = (used as f64 / u.max(1) as f64).max(1.0);
+                let beyond = ratio / data;
+                self.report.rss_ratio_max = self.report.rss_ratio_max.max(ratio);
+                self.report.rss_beyond_data_max = self.report.rss_beyond_data_max.max(beyond);
+                if beyond > 1.2 {
+                    self.report.violation(format!(
+                        "RSS {rss} B is {ratio:.2}× its level after the first minute ({r} B) \
+                         while the master's used_memory grew {data:.2}× ({u} → {used} B)"
+                    ));
+                    self.rss_ref = Some((rss, used)); // once per growth step
+                }
+            }
+        }
+    }
+
+    /// After a fault cleared: time to a lag under 1 MB, recorded for `kind`; a violation
+    /// past [`RECOVERY_LIMIT`] (the wait itself goes on to 120 s, to tell slow from stuck).
+    /// `syncs_before`: for a fault that takes the link down, the run's partial + full
+    /// resyncs before it; recovery then also needs a resync after it (else a cut the
+    /// daemon has not noticed yet would count as recovered at once).
+    pub fn recovered(
+        &mut self,
+        kind: &'static str,
+        since: Instant,
+        syncs_before: Option<f64>,
+    ) -> bool {
+        let waited = match syncs_before {
+            Some(b) => {
+                let synced =
+                    crate::support::wait_until(Duration::from_secs(120), || self.syncs() > b);
+                synced
+                    .then(|| {
+                        self.rs.time_to_lag(
+                            &self.cluster.primary,
+                            LAG_LIMIT,
+                            Duration::from_secs(120),
+                        )
+                    })
+                    .flatten()
+            }
+            None => self
+                .rs
+                .time_to_lag(&self.cluster.primary, LAG_LIMIT, Duration::from_secs(120)),
+        };
+        let Some(_) = waited else {
+            let log = self.rs.log_tail(30);
+            self.report
+                .violation(format!("{kind}: lag not under 1 MB within 120 s:\n{log}"));
+            return false;
+        };
+        let took = since.elapsed();
+        let k = self.report.kind(kind);
+        k.recovered += 1;
+        k.max_recovery = k.max_recovery.max(took);
+        if took > RECOVERY_LIMIT {
+            self.report.violation(format!(
+                "{kind}: lag under 1 MB only {:.2} s after the fault cleared (limit 5 s)",
+                took.as_secs_f64()
+            ));
+        }
+        true
+    }
+
+    /// Partial plus full resyncs over the run (killed processes included).
+    pub fn syncs(&self) -> f64 {
+        self.rs.total("replisnap_partial_resyncs_total")
+            + self.rs.total("replisnap_full_resyncs_total")
+    }
+
+    /// Pause the load, wait for lag 0, record the master's (time, offset, digest), take a
+    /// snapshot on demand and check its digest; then the storage checks. Resumes the load.
+    pub fn quiet_point(&mut self) {
+        self.load.pause();
+        for attempt in 0..3 {
+            match self.quiet_once() {
+                Ok(q) => {
+                    self.report.quiet.push(q);
+                    break;
+                }
+                // A key's expiry settling between the two digests can differ once; twice
+                // in a row is a violation.
+                Err((true, why)) if attempt < 2 => {
+                    eprintln!("soak: quiet point re-checked: {why}");
+                    self.report.digest_retries += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err((retryable, why)) => {
+                    let detail = match (&self.mismatch, retryable) {
+                        (Some(id), true) => {
+                            let rdb = self.rs.storage_path().join(id).join("dump.rdb");
+                            crate::diagnose::differing_keys(
+                                &self.cluster.primary,
+                                &self.cluster.standby,
+                                &rdb,
+                                8,
+                            )
+                        }
+                        _ => String::new(),
+                    };
+                    self.report
+                        .violation(format!("quiet point: {why}\n{detail}"));
+                    break;
+                }
+            }
+        }
+        self.check_storage();
+        self.load.resume();
+    }
+
+    /// One quiet-point check; Err((retryable, why)).
+    fn quiet_once(&mut self) -> Result<QuietPoint, (bool, String)> {
+        let m = &self.cluster.primary;
+        let caught_up =
+            crate::support::wait_until(Duration::from_secs(60), || self.rs.lag(m) == Some(0));
+        if !caught_up {
+            return Err((
+                false,
+                format!(
+                    "lag not 0 within 60 s (lag {:?}):\n{}",
+                    self.rs.lag(m),
+                    self.rs.log_tail(30)
+                ),
+            ));
+        }
+        let digest = m.digest();
+        let offset = master_offset(m);
+        let replid = m
+            .info_field("replication", "master_replid")
+            .unwrap_or_default();
+        let unix_ms = now_ms();
+        let id = self
+            .rs
+            .snapshot_now()
+            .map_err(|e| (false, format!("snapshot on demand: {e}")))?;
+        let (list, _) = self
+            .rs
+            .listing()
+            .map_err(|e| (false, format!("list: {e}")))?;
+        let man = list
+            .iter()
+            .find(|x| x.id.as_str() == id)
+            .ok_or_else(|| (false, format!("snapshot {id} stored but not listed")))?;
+        if let Some(newest) = list.first().filter(|n| n.id < man.id) {
+            return Err((
+                false,
+                format!("the newest listed {} is older than {id}", newest.id),
+            ));
+        }
+        if man.source.offset < offset as u64 {
+            return Err((
+                false,
+                format!(
+                    "snapshot {id} at offset {} before the quiet point's {offset}",
+                    man.source.offset
+                ),
+            ));
+        }
+        if man.digest != digest {
+            self.mismatch = Some(id.clone());
+            return Err((
+                true,
+                format!(
+                    "snapshot {id} digest {} != master's {digest} at offset {offset}",
+                    man.digest
+                ),
+            ));
+        }
+        Ok(QuietPoint {
+            unix_ms,
+            offset,
+            replid,
+            digest,
+            snapshot: id,
+        })
+    }
+
+    /// Retention kept the `keep_last` newest snapshots ever seen; no problem in the
+    /// listing; no temporary or incomplete snapshot older than 20 s.
+    pub fn check_storage(&mut self) {
+        match self.rs.listing() {
+            Err(e) => self.report.violation(format!("list storage: {e}")),
+            Ok((list, problems)) => {
+                for p in problems {
+                    self.report.violation(format!("listing problem: {p}"));
+                }
+                let now: BTreeSet<SnapshotId> = list.iter().map(|m| m.id.clone()).collect();
+                self.seen.extend(now.iter().cloned());
+                let must: Vec<SnapshotId> = self
+                    .seen
+                    .iter()
+                    .rev()
+                    .take(self.keep_last)
+                    .cloned()
+                    .collect();
+                for id in must {
+                    if !now.contains(&id) {
+                        self.report.violation(format!(
+                            "snapshot {id} lost: one of the {} newest (keep_last)",
+                            self.keep_last
+                        ));
+                        self.seen.remove(&id);
+                    }
+                }
+            }
+        }
+        for l in self.rs.leftovers(Duration::from_secs(20)) {
+            self.report.violation(format!("left in storage: {l}"));
+        }
+    }
+}
