@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 mod clock;
 #[path = "storage_local/crash.rs"]
 mod crash;
+#[path = "storage_local/readonly.rs"]
+mod readonly;
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

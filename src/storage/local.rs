@@ -35,6 +35,10 @@ pub struct LocalStorage {
     root: PathBuf,
     /// Held from `claim` on: this process is the directory's one writer.
     writer: std::sync::Mutex<Option<WriterLock>>,
+    /// Directories of failed snapshots this process could not remove (storage read-only
+    /// or gone at that moment): removed again before the next snapshot, not only by the
+    /// next start's cleanup.
+    leftovers: std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>>,
 }
 
 impl LocalStorage {
@@ -43,6 +47,7 @@ impl LocalStorage {
         LocalStorage {
             root: root.into(),
             writer: std::sync::Mutex::new(None),
+            leftovers: Default::default(),
         }
     }
 
@@ -84,9 +89,35 @@ impl LocalStorage {
         Ok(())
     }
 
+    /// Remove what earlier failed snapshots of this process left (see `leftovers`).
+    fn retry_leftovers(&self) {
+        let mut list = self.leftovers.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|dir| {
+            if fs::symlink_metadata(dir).is_err() {
+                return false;
+            }
+            // What the failed snapshot's own drop tried: its files, then the directory.
+            match remove_snapshot_dir(dir, &self.root, &mut Vec::new()) {
+                Ok(true) => {
+                    tracing::info!(dir = %dir.display(), "storage: a failed snapshot's leftovers removed");
+                    false
+                }
+                Ok(false) => {
+                    tracing::warn!(dir = %dir.display(), "storage: a failed snapshot's directory holds files replisnap did not create; left alone");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "storage: a failed snapshot's leftovers still cannot be removed");
+                    true
+                }
+            }
+        });
+    }
+
     fn create(&self, at: DateTime<Utc>, fresh: bool) -> Result<Box<dyn RdbSink>> {
         self.ensure_root()?;
         let lock = LockFile::shared(&self.root)?;
+        self.retry_leftovers();
         let (id, dir) = self.reserve(at, fresh)?;
         let path = dir.join(RDB_NAME);
         let file = match AtomicFile::create(&path) {
@@ -103,6 +134,7 @@ impl LocalStorage {
             hasher: ObjectHasher::new(),
             lock: Some(lock),
             done: false,
+            leftovers: self.leftovers.clone(),
         }))
     }
 
@@ -338,6 +370,7 @@ struct LocalSink {
     hasher: ObjectHasher,
     lock: Option<LockFile>,
     done: bool,
+    leftovers: std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>>,
 }
 
 impl Write for LocalSink {
@@ -394,6 +427,7 @@ impl RdbSink for LocalSink {
             root: self.dir.parent().map(Path::to_path_buf).unwrap_or_default(),
             _lock: self.lock.take(),
             done: false,
+            leftovers: self.leftovers.clone(),
         }))
     }
 }
@@ -405,6 +439,12 @@ impl Drop for LocalSink {
             drop(self.file.take());
             if let Some(root) = self.dir.parent() {
                 let _ = remove_snapshot_dir(&self.dir, root, &mut Vec::new());
+            }
+            if fs::symlink_metadata(&self.dir).is_ok() {
+                tracing::warn!(dir = %self.dir.display(), "storage: a failed snapshot's files cannot be removed now; retried before the next snapshot");
+                if let Ok(mut l) = self.leftovers.lock() {
+                    l.push(self.dir.clone());
+                }
             }
         }
     }
@@ -419,6 +459,7 @@ struct LocalStored {
     // Held so cleanup cannot take the RDB for a leftover before its manifest lands.
     _lock: Option<LockFile>,
     done: bool,
+    leftovers: std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>>,
 }
 
 impl StoredRdb for LocalStored {
@@ -469,6 +510,12 @@ impl Drop for LocalStored {
             // No manifest was promised, so none may remain (a failed put_manifest may
             // have renamed one in place before failing): the usual order removes both.
             let _ = remove_snapshot_dir(&self.dir, &self.root, &mut Vec::new());
+            if fs::symlink_metadata(&self.dir).is_ok() {
+                tracing::warn!(dir = %self.dir.display(), "storage: a failed snapshot's files cannot be removed now; retried before the next snapshot");
+                if let Ok(mut l) = self.leftovers.lock() {
+                    l.push(self.dir.clone());
+                }
+            }
         }
     }
 }
