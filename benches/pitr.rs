@@ -136,6 +136,15 @@ fn pipe_stream(port: u16, stream: &[u8]) -> Duration {
     t.elapsed()
 }
 
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn main() {
     let name = std::env::var("BENCH_SERVER").unwrap_or_else(|_| "redis-7.0".into());
     let bin = support::require(&name).expect("BENCH_SERVER not installed");
@@ -170,7 +179,7 @@ fn main() {
     )
     .expect("config");
     let log = std::fs::File::create(dir.path().join("run.log")).expect("log");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_replisnap"))
+    let daemon = Command::new(env!("CARGO_BIN_EXE_replisnap"))
         .args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
@@ -178,6 +187,8 @@ fn main() {
         .stderr(log)
         .spawn()
         .expect("replisnap run");
+    // Killed however the bench ends (a failed assertion included).
+    let _daemon = KillOnDrop(daemon);
     let t = Instant::now();
     while !state.join("archive-state.json").exists() {
         assert!(t.elapsed() < Duration::from_secs(60), "no sync");
@@ -287,8 +298,6 @@ fn main() {
     // An RDB of the final dataset, for scale (taken after the fetch: it would be its base).
     verb(&config, &["snapshot", "--wait"]);
     let rdb_bytes = storage.list().expect("list").snapshots[0].rdb.bytes;
-    let _ = daemon.kill();
-    let _ = daemon.wait();
 
     let mut lag = lags.lock().unwrap().clone();
     lag.sort_by(|a, b| a.total_cmp(b));

@@ -235,17 +235,9 @@ fn read_only(s: &mut Soak) -> Option<Instant> {
     storage_refuses(
         s,
         "read-only",
-        |s| {
-            if !s.known_bugs {
-                // A snapshot in flight when the storage turns read-only cannot remove its
-                // temporary (EROFS) and nothing removes it later (a known bug): pick a
-                // moment between two scheduled snapshots with none running.
-                let storage = s.rs.storage_path();
-                wait_until(Duration::from_secs(20), || {
-                    let sec = crate::world::now_ms() / 1000 % 5;
-                    (1..=3).contains(&sec) && !has_temp(&storage)
-                });
-            }
+        |_| {
+            // A snapshot in flight may fail here; its temporary is removed before the next
+            // one (it was left until the next start: found by this soak, fixed).
             run(&["--bind"]);
             let ok = std::process::Command::new("mount")
                 .args(["-o", "remount,bind,ro"])
@@ -312,18 +304,6 @@ fn storage_refuses(
         ));
     }
     Some(t)
-}
-
-/// Whether a temporary (`.NAME.tmp-PID`) is anywhere under `dir`: a write in flight.
-fn has_temp(dir: &std::path::Path) -> bool {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| {
-            let p = e.path();
-            e.file_name().to_string_lossy().contains(".tmp-") || (p.is_dir() && has_temp(&p))
-        })
 }
 
 /// Write zeros into `path` until the filesystem is full.
