@@ -233,4 +233,46 @@ fn finish(s: &mut Soak) {
         s.report
             .violation(format!("left in storage after the stop: {l}"));
     }
+    points_in_time(s);
+}
+
+/// Every quiet point whose snapshot retention kept is restorable from the stream archive
+/// by offset in its snapshot's history (`fetch --offset N --history H`), with the master's
+/// digest of that moment: the history each snapshot names survives kill -9, failovers and
+/// full syncs.
+fn points_in_time(s: &mut Soak) {
+    let Ok((kept, _)) = s.rs.listing() else {
+        s.report
+            .violation("cannot list storage for the point-in-time check".into());
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut checked = 0;
+    for q in s.report.quiet.clone() {
+        let Some(m) = kept.iter().find(|m| m.id.to_string() == q.snapshot) else {
+            continue; // retired by retention, its segments with it
+        };
+        let Some(history) = m.source.history.clone() else {
+            s.report
+                .violation(format!("snapshot {} names no archive history", q.snapshot));
+            continue;
+        };
+        let out = dir.path().join(format!("{}.rdb", q.offset));
+        let o = q.offset.to_string();
+        match s.rs.fetch(&["--offset", &o, "--history", &history], &out) {
+            Ok(v) if v["digest"] == q.digest.as_str() && v["offset"] == q.offset => checked += 1,
+            Ok(v) => s.report.violation(format!(
+                "fetch --offset {o} --history {history}: digest {} offset {}, the master's was {} at {o}",
+                v["digest"], v["offset"], q.digest
+            )),
+            Err(e) => s
+                .report
+                .violation(format!("fetch --offset {o} --history {history}: {e}")),
+        }
+    }
+    if checked == 0 {
+        s.report
+            .violation("no quiet point was left to fetch from the archive".into());
+    }
+    eprintln!("soak: {checked} quiet points fetched back from the archive by offset");
 }

@@ -228,6 +228,19 @@ impl Replisnap {
         Ok((l.snapshots, problems))
     }
 
+    /// `replisnap fetch --json ARGS OUT` with this config: the JSON document, or why not.
+    pub fn fetch(&self, args: &[&str], out: &std::path::Path) -> Result<serde_json::Value, String> {
+        let mut all = vec!["fetch", "--json"];
+        all.extend_from_slice(args);
+        let out = out.display().to_string();
+        all.push(&out);
+        let (code, stdout, stderr) = self.setup.verb(&all);
+        if code != 0 {
+            return Err(format!("exit {code}: {}", stderr.trim()));
+        }
+        serde_json::from_str(&stdout).map_err(|e| format!("{e}: {stdout}"))
+    }
+
     /// Temporaries and incomplete snapshot directories older than `age` (a write in
     /// flight is younger; a small snapshot takes well under a second).
     pub fn leftovers(&self, age: Duration) -> Vec<String> {
