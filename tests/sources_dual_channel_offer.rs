@@ -19,7 +19,7 @@ use std::time::Duration;
 use daemon::{poll, Setup};
 use http_support::{req, sample};
 use replisnap::replication::handoff::{Fallback, FullSyncFrom};
-use replisnap::replication::{Replica, ReplicaHandle, Settings};
+use replisnap::replication::{Replica, Settings};
 use support::replica::{assert_in_sync, offset, stat};
 use support::{Conn, ServerBin, TestServer};
 

@@ -234,7 +234,8 @@ impl Replica {
                 // Loaded, and the stream buffered meanwhile applied: the data is at
                 // (`self.replid`, `self.offset`), the database the stream selected kept.
                 self.dual_channel_sync(&mut link, from, &outcome)?;
-                return Ok(self.loaded_from_replica(from));
+                self.loaded_from_replica(from);
+                return Ok(());
             }
             PsyncOutcome::LegacySync => {
                 return Err(not_full("answered as to SYNC, without a replication ID".into()).into())
