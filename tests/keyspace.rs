@@ -70,7 +70,18 @@ fn dump(ks: &Keyspace, keys: &[(u64, Vec<u8>)]) -> View {
 
 #[test]
 fn snapshot_is_exact_while_writes_go_on() {
-    let mut ks = Keyspace::new();
+    snapshot_exact_with(Keyspace::new());
+}
+
+/// The same with few shards (as the fuzzer uses): 8 per database, and a single one, where
+/// the walker's first shard is a whole database.
+#[test]
+fn snapshot_is_exact_with_few_shards() {
+    snapshot_exact_with(Keyspace::with_shards(8));
+    snapshot_exact_with(Keyspace::with_shards(1));
+}
+
+fn snapshot_exact_with(mut ks: Keyspace) {
     let mut all_keys = Vec::new();
     for i in 0..30_000u64 {
         let db = i % 3 * 4;

@@ -184,6 +184,8 @@ pub fn spawn_poller(
         .spawn(move || {
             let s = &handle.status;
             let (mut full, mut partial, mut forced) = (0u64, 0u64, 0u64);
+            // Dual-channel syncs, refusals, buffered and spilled bytes last copied.
+            let mut dual = [0u64; 4];
             let mut errors = [0u64; LinkErrorReason::ALL.len()];
             let mut applied = vec![0u64; s.commands.0.len()];
             let mut conn: Option<Link> = None;
@@ -214,6 +216,15 @@ pub fn spawn_poller(
                 for _ in 0..delta(s.partial_syncs.load(Ordering::Relaxed), &mut partial) {
                     metrics.inc_partial_resyncs();
                 }
+                let d = [
+                    &s.dual_channel_syncs,
+                    &s.dual_channel_refusals,
+                    &s.dual_channel_buffered_bytes,
+                    &s.dual_channel_spilled_bytes,
+                ]
+                .map(|c| c.load(Ordering::Relaxed));
+                let [a, b, c, e] = [0, 1, 2, 3].map(|i| delta(d[i], &mut dual[i]));
+                metrics.add_dual_channel(a, b, c, e);
                 let new_forced = delta(s.forced_resyncs.load(Ordering::Relaxed), &mut forced);
                 if new_forced > 0 {
                     let why = s

@@ -39,6 +39,8 @@ use crate::server_version::{Family, ServerVersion};
 /// Shards per database: enough that a shard lock is held briefly (the walker copies one
 /// shard's handles at a time), few enough that an empty database stays small.
 const SHARDS: usize = 1 << 12;
+/// The most shards [`Keyspace::with_shards`] accepts.
+const MAX_SHARDS: usize = 1 << 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyspaceError {
@@ -73,9 +75,11 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    fn new() -> Db {
+    /// `shards` is a power of two (the shard is picked by masking the hash).
+    fn new(shards: usize) -> Db {
+        debug_assert!(shards.is_power_of_two());
         Db {
-            shards: (0..SHARDS)
+            shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
                         table: HashTable::new(),
@@ -91,7 +95,7 @@ impl Db {
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
         // Bits 32.. pick the shard: the table inside uses the low bits for its bucket and
         // the top 7 for its tags, and both must still vary among one shard's keys.
-        let m = &self.shards[((hash >> 32) as usize) & (SHARDS - 1)];
+        let m = &self.shards[((hash >> 32) as usize) & (self.shards.len() - 1)];
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -108,6 +112,8 @@ pub struct Keyspace {
     canonical: Target,
     state: Arc<SnapState>,
     last_epoch: u64,
+    /// Shards per database (a power of two).
+    shards: usize,
 }
 
 impl Default for Keyspace {
@@ -118,6 +124,14 @@ impl Default for Keyspace {
 
 impl Keyspace {
     pub fn new() -> Keyspace {
+        Self::with_shards(SHARDS)
+    }
+
+    /// A keyspace whose databases have `shards` shards each (rounded up to a power of
+    /// two, within 1..=65,536). Fewer shards make an empty database cheaper to create,
+    /// flush and walk (tests, the fuzzer); behaviour is otherwise the same.
+    pub fn with_shards(shards: usize) -> Keyspace {
+        let shards = shards.clamp(1, MAX_SHARDS).next_power_of_two();
         // Values are stored encoded for the newest Redis format, which can hold everything
         // the reader knows (field TTLs, stream IDMP, arrays); snapshots re-encode for older
         // targets where the bytes differ.
@@ -131,6 +145,7 @@ impl Keyspace {
                 active: AtomicU64::new(0),
             }),
             last_epoch: 0,
+            shards,
         }
     }
 
@@ -261,7 +276,10 @@ impl Keyspace {
     }
 
     fn db_mut(&mut self, db: u64) -> &Arc<Db> {
-        self.dbs.entry(db).or_insert_with(|| Arc::new(Db::new()))
+        let shards = self.shards;
+        self.dbs
+            .entry(db)
+            .or_insert_with(|| Arc::new(Db::new(shards)))
     }
 
     /// Before changing `key` in a locked shard: if a snapshot is being walked and has not
@@ -300,7 +318,7 @@ impl Keyspace {
     /// loading does not rehash every table several times over.
     pub fn reserve(&mut self, db: u64, keys: u64) {
         let d = self.db_mut(db).clone();
-        let per_shard = (keys / SHARDS as u64 + 1).min(1 << 20) as usize;
+        let per_shard = (keys / d.shards.len() as u64 + 1).min(1 << 20) as usize;
         for m in d.shards.iter() {
             let mut s = m.lock().unwrap_or_else(|p| p.into_inner());
             s.table.reserve(per_shard, |e| hash_key(e.key()));
@@ -438,5 +456,33 @@ impl Keyspace {
         let dbs: Vec<(u64, Arc<Db>)> = self.dbs.iter().map(|(n, d)| (*n, d.clone())).collect();
         self.state.active.store(epoch, Ordering::Release);
         Some(Snapshot::new(epoch, dbs, self.state.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_shards_rounds_to_a_power_of_two_within_bounds() {
+        for (asked, got) in [
+            (0, 1),
+            (1, 1),
+            (3, 4),
+            (8, 8),
+            (1 << 16, 1 << 16),
+            (usize::MAX, 1 << 16),
+        ] {
+            let mut ks = Keyspace::with_shards(asked);
+            assert_eq!(ks.shards, got, "asked {asked}");
+            ks.set(0, b"k", None, &Value::String(b"v".to_vec()), None)
+                .unwrap();
+            assert_eq!(ks.dbs[&0].shards.len(), got);
+            assert_eq!(
+                ks.get(0, b"k").unwrap().map(|(_, v)| v),
+                Some(Value::String(b"v".to_vec()))
+            );
+        }
+        assert_eq!(Keyspace::new().shards, SHARDS);
     }
 }

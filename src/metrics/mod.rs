@@ -89,6 +89,10 @@ pub struct Metrics {
     master_last_io_age_seconds: Gauge,
     full_resyncs_total: IntCounter,
     partial_resyncs_total: IntCounter,
+    dual_channel_syncs_total: IntCounter,
+    dual_channel_refusals_total: IntCounter,
+    dual_channel_buffered_bytes_total: IntCounter,
+    dual_channel_spilled_bytes_total: IntCounter,
     link_errors_total: IntCounterVec,
     resyncs_forced_total: IntCounterVec,
     /// One resolved handle per name in [`COMMANDS`], then `other`: the replica thread pays

@@ -112,6 +112,36 @@ impl Metrics {
                     "Partial resynchronisations (PSYNC +CONTINUE) accepted.",
                 )),
             )?,
+            dual_channel_syncs_total: r.add(
+                "dual_channel_syncs_total",
+                IntCounter::with_opts(opts(
+                    "dual_channel_syncs_total",
+                    "Full syncs whose RDB came on a second connection (Valkey dual-channel, \
+                     Redis rdb-channel); counted in full_resyncs_total too.",
+                )),
+            )?,
+            dual_channel_refusals_total: r.add(
+                "dual_channel_refusals_total",
+                IntCounter::with_opts(opts(
+                    "dual_channel_refusals_total",
+                    "Dual-channel full syncs a server answered and then refused a step of; \
+                     not offered to it again until the master changes.",
+                )),
+            )?,
+            dual_channel_buffered_bytes_total: r.add(
+                "dual_channel_buffered_bytes_total",
+                IntCounter::with_opts(opts(
+                    "dual_channel_buffered_bytes_total",
+                    "Stream bytes buffered locally while dual-channel RDBs loaded.",
+                )),
+            )?,
+            dual_channel_spilled_bytes_total: r.add(
+                "dual_channel_spilled_bytes_total",
+                IntCounter::with_opts(opts(
+                    "dual_channel_spilled_bytes_total",
+                    "Of those, bytes written to a file past [source] dual_channel_memory_mb.",
+                )),
+            )?,
             link_errors_total: r.add(
                 "link_errors_total",
                 IntCounterVec::new(

@@ -71,6 +71,15 @@ impl Metrics {
         self.partial_resyncs_total.inc();
     }
 
+    /// Dual-channel full syncs done, refused, and the stream bytes they buffered (and
+    /// spilled to a file): each argument is added to its counter.
+    pub fn add_dual_channel(&self, syncs: u64, refusals: u64, buffered: u64, spilled: u64) {
+        self.dual_channel_syncs_total.inc_by(syncs);
+        self.dual_channel_refusals_total.inc_by(refusals);
+        self.dual_channel_buffered_bytes_total.inc_by(buffered);
+        self.dual_channel_spilled_bytes_total.inc_by(spilled);
+    }
+
     pub fn inc_link_errors(&self, reason: LinkErrorReason) {
         self.link_errors_total
             .with_label_values(&[reason.as_str()])

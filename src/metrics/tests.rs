@@ -36,6 +36,11 @@ const SPEC_NAMES: &[&str] = &[
     "replisnap_heartbeats_total",
     "replisnap_hooks_total",
     "replisnap_build_info",
+    // SPEC proposal (issue 14): dual-channel full syncs.
+    "replisnap_dual_channel_syncs_total",
+    "replisnap_dual_channel_refusals_total",
+    "replisnap_dual_channel_buffered_bytes_total",
+    "replisnap_dual_channel_spilled_bytes_total",
 ];
 
 /// The value of the one sample line starting with `series` followed by a space.
@@ -271,4 +276,24 @@ fn verifications_count_by_result_and_only_ok_sets_the_time() {
         Some(1_700_000_100.0)
     );
     assert!(t.contains("# TYPE replisnap_verify_total counter"), "{t}");
+}
+
+#[test]
+fn dual_channel_counters_add_up() {
+    let m = Metrics::new().unwrap();
+    let names = [
+        "replisnap_dual_channel_syncs_total",
+        "replisnap_dual_channel_refusals_total",
+        "replisnap_dual_channel_buffered_bytes_total",
+        "replisnap_dual_channel_spilled_bytes_total",
+    ];
+    for n in names {
+        assert_eq!(value(&m.render(), n), Some(0.0), "{n} starts at 0");
+    }
+    m.add_dual_channel(1, 0, 5000, 0);
+    m.add_dual_channel(1, 2, 70_000, 4096);
+    let text = m.render();
+    for (n, want) in names.iter().zip([2.0, 2.0, 75_000.0, 4096.0]) {
+        assert_eq!(value(&text, n), Some(want), "{n}");
+    }
 }

@@ -292,9 +292,13 @@ impl Replica {
                         | ReplError::Handshake(HandshakeError::Refused { .. })
                 ) {
                     // As the servers' replicas do: a master that offers the second
-                    // connection but refuses its steps gets classic full syncs.
-                    warn!(error = %e, "dual-channel full sync refused: classic full syncs from now on");
-                    self.dual_channel_refused = true;
+                    // connection but refuses its steps gets classic full syncs (until
+                    // it is another master: `dualoffer.rs`).
+                    warn!(error = %e, address, "dual-channel full sync refused: classic full syncs from this server");
+                    self.dual.refused(address);
+                    self.status
+                        .dual_channel_refusals
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 return Err(e);
             }
@@ -317,7 +321,9 @@ impl Replica {
         drop(rdb);
         // The stream link's failure is the cause when both failed.
         buffered?;
-        loaded?;
+        // The payload's `repl-stream-db` where `$ENDOFF` gave none (Redis's rdb channel):
+        // from a replica, the stream after the offset need not select it again.
+        let payload_db = loaded?;
         self.replid = replid;
         self.offset = offset;
         if let Some(s) = &self.sink {
@@ -326,7 +332,7 @@ impl Replica {
         // Not resumable until the buffer has been applied (a failure before would leave
         // data between two offsets).
         self.has_data = false;
-        if let Some(db) = db {
+        if let Some(db) = db.or(payload_db) {
             self.stream_state.db = db;
         }
         let (total, spilled) = spool.sizes();

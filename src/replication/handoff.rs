@@ -210,23 +210,33 @@ impl Replica {
     fn sync_from(&mut self, from: &str) -> Result<(), ReplError> {
         let mut link = self.connect(from)?;
         info!(address = %from, "connected to full_sync_from for a full sync");
-        let s = &self.settings;
         let psync_command = self.psync_command_for(from);
+        let dual_channel = self.dual.offer(from, false);
+        let s = &self.settings;
         let h = handshake::Handshake {
             username: s.username.as_deref(),
             password: s.password.as_deref(),
             announce_port: s.announce_port,
             psync_command: &psync_command,
             resume: None,
-            // The replica serves the RDB on this link: one connection is enough here.
-            dual_channel: false,
+            // A replica serves dual-channel syncs as a primary does (valkey
+            // `syncCommand`: no role check before `+DUALCHANNELSYNC`).
+            dual_channel,
         };
         let not_full = |what: String| HandoffError::NotAFullResync {
             from: from.to_string(),
             what,
         };
-        let (replid, offset) = match handshake::handshake(&mut link, &h)? {
+        let outcome = handshake::handshake(&mut link, &h)?;
+        let (replid, offset) = match outcome {
             PsyncOutcome::Full { replid, offset } => (replid, offset),
+            PsyncOutcome::DualChannel | PsyncOutcome::RdbChannel { .. } if dual_channel => {
+                // Loaded, and the stream buffered meanwhile applied: the data is at
+                // (`self.replid`, `self.offset`), the database the stream selected kept.
+                self.dual_channel_sync(&mut link, from, &outcome)?;
+                self.loaded_from_replica(from);
+                return Ok(());
+            }
             PsyncOutcome::LegacySync => {
                 return Err(not_full("answered as to SYNC, without a replication ID".into()).into())
             }
@@ -251,7 +261,14 @@ impl Replica {
         if let Some(s) = &self.sink {
             s.full_sync(&self.replid, self.offset);
         }
+        self.loaded_from_replica(from);
+        Ok(())
+    }
+
+    /// Data from `from` is loaded at (`self.replid`, `self.offset`): continue on the primary.
+    fn loaded_from_replica(&mut self, from: &str) {
         self.has_data = true;
+        self.dual.synced(from, &self.replid);
         self.status
             .full_syncs_from_replica
             .fetch_add(1, Ordering::Relaxed);
@@ -259,7 +276,6 @@ impl Replica {
             address = %from, replid = %self.replid, offset = self.offset,
             "full sync from the replica loaded; continuing on the primary"
         );
-        Ok(())
     }
 
     /// Before PSYNC to the primary with data at (`replid`, `offset`): `true` to resume,

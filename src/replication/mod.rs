@@ -16,6 +16,7 @@
 
 mod capture;
 pub mod dualchannel;
+mod dualoffer;
 mod fullsync;
 pub mod handoff;
 mod handshake;
@@ -171,10 +172,8 @@ pub struct Replica {
     last_address: String,
     /// Take full syncs from this replica of the primary (`[source] full_sync_from`).
     full_sync_from: Option<handoff::FullSyncFrom>,
-    /// Offer a full sync on a second connection (`[source] dual_channel`).
-    dual_channel: bool,
-    /// The master offered it and then refused a step: not offered again.
-    dual_channel_refused: bool,
+    /// Offer a full sync on a second connection (`[source] dual_channel`), and to whom.
+    dual: dualoffer::DualOffer,
     /// Where the stream buffered during such a sync goes past `spool_memory` bytes.
     spool_dir: std::path::PathBuf,
     spool_memory: usize,
@@ -257,8 +256,7 @@ impl Replica {
             sentinel: None,
             last_address: String::new(),
             full_sync_from: None,
-            dual_channel: true,
-            dual_channel_refused: false,
+            dual: dualoffer::DualOffer::new(true),
             spool_dir: std::env::temp_dir(),
             spool_memory: dualchannel::SPOOL_MEMORY,
             psync_commands: Default::default(),
@@ -325,19 +323,6 @@ impl Replica {
     /// credentials, TLS settings and `psync_command` as the primary.
     pub fn set_full_sync_from(&mut self, f: handoff::FullSyncFrom) {
         self.full_sync_from = Some(f);
-    }
-
-    /// Offer (default) or not a full sync on a second connection where the master has it
-    /// (`[source] dual_channel`): see [`dualchannel`].
-    pub fn set_dual_channel(&mut self, on: bool) {
-        self.dual_channel = on;
-    }
-
-    /// During such a sync, hold at most `memory` bytes of the stream in memory and the
-    /// rest in a file in `dir` (`state_dir`; default: the system's temp dir, 64 MiB).
-    pub fn set_dual_channel_spool(&mut self, dir: std::path::PathBuf, memory: usize) {
-        self.spool_dir = dir;
-        self.spool_memory = memory;
     }
 
     /// PSYNC names per node address (`[source] psync_commands`), used instead of
@@ -496,7 +481,7 @@ impl Replica {
             announce_port: s.announce_port,
             psync_command: &s.psync_command,
             resume: resume.as_ref().map(|(id, off)| (id.as_str(), *off)),
-            dual_channel: self.dual_channel && !self.dual_channel_refused,
+            dual_channel: self.dual.offer(&address, true),
         };
         handshake::prepare(&mut link, &h)?;
         if let Some((id, off)) = &resume {
@@ -548,6 +533,7 @@ impl Replica {
                 info!(replid = %self.replid, offset = self.offset, "partial resync: continuing");
             }
         }
+        self.dual.synced(&address, &self.replid);
         self.synced = true;
         self.has_data = self.replid != "?";
         if let Ok(mut r) = self.status.replid.lock() {

@@ -98,6 +98,9 @@ pub struct Status {
     /// Stream bytes buffered during those syncs, and the part of them spilled to a file.
     pub dual_channel_buffered_bytes: AtomicU64,
     pub dual_channel_spilled_bytes: AtomicU64,
+    /// Dual-channel syncs offered by the server and then refused at a step (dual-channel
+    /// is then not offered to it again until it is another master: `dualoffer.rs`).
+    pub dual_channel_refusals: AtomicU64,
     pub link_errors: AtomicU64,
     /// The same link errors by kind, in `metrics::LinkErrorReason::ALL` order.
     pub link_error_kinds: [AtomicU64; 9],
