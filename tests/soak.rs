@@ -37,6 +37,8 @@ mod faults;
 mod load;
 #[path = "soak/observe.rs"]
 mod observe;
+#[path = "soak/oracle.rs"]
+mod oracle;
 #[path = "soak/report.rs"]
 mod report;
 #[path = "soak/world.rs"]
@@ -115,13 +117,7 @@ fn soak() {
     // Known bugs the CI version steps around (each kept by the long run, or by
     // SOAK_KNOWN_BUGS=1): see docs/decisions.md "The soak".
     let known_bugs = long || env_u64("SOAK_KNOWN_BUGS") == Some(1);
-    let load = Load::start(
-        cluster.primary_addr(),
-        &bin,
-        seed ^ 0x5eed,
-        rate,
-        known_bugs,
-    );
+    let load = Load::start(cluster.primary_addr(), &bin, seed ^ 0x5eed, rate);
     let mut s = Soak::new(cluster, load, rs, seed, keep_last as usize, long);
     s.known_bugs = known_bugs;
 

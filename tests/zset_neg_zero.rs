@@ -92,11 +92,17 @@ fn check(bin: &ServerBin) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(-1)
     };
-    wait_for("our replica at the master's offset", Duration::from_secs(20), || {
-        h.status.offset.load(Ordering::Relaxed) == offset()
-    });
+    wait_for(
+        "our replica at the master's offset",
+        Duration::from_secs(20),
+        || h.status.offset.load(Ordering::Relaxed) == offset(),
+    );
     for k in PLAIN {
-        assert_eq!(encoding(&m, k), "skiplist", "{name}: the master holds {k} plain");
+        assert_eq!(
+            encoding(&m, k),
+            "skiplist",
+            "{name}: the master holds {k} plain"
+        );
     }
     let zero = m.must(&["ZSCORE", "shrunk_long", "m1"]).as_string();
     assert_eq!(zero.as_deref(), Some("-0"), "{name}: the master keeps -0");
@@ -105,7 +111,10 @@ fn check(bin: &ServerBin) {
     let live = m.digest();
     let (snap, _, _, functions) = h.snapshot(Duration::from_secs(5)).expect("snapshot");
     let held = digest_snapshot_as_held(snap, version, now_ms()).unwrap();
-    assert_eq!(held, live, "{name}: our live keyspace as held vs the master");
+    assert_eq!(
+        held, live,
+        "{name}: our live keyspace as held vs the master"
+    );
 
     // Our snapshot file, and the digest its manifest would carry.
     let tmp = tempfile::tempdir().unwrap();
@@ -126,11 +135,20 @@ fn check(bin: &ServerBin) {
     );
     let loaded = TestServer::start_with_rdb(bin, &file, &[]).expect("a fresh server loads ours");
     let round = oracle::master_round_trip(&m).unwrap();
-    assert_eq!(loaded.digest(), manifest, "{name}: the manifest digest is the loaded one");
-    assert_eq!(manifest, round, "{name}: ours loaded vs the master's own file loaded");
+    assert_eq!(
+        loaded.digest(),
+        manifest,
+        "{name}: the manifest digest is the loaded one"
+    );
+    assert_eq!(
+        manifest, round,
+        "{name}: ours loaded vs the master's own file loaded"
+    );
     // The soak's old check (manifest digest == live master): it cannot hold wherever a
     // loader turns a plain set's -0 into 0.
-    let drops = Rules::for_target(version).unwrap().listpack_drops_negative_zero;
+    let drops = Rules::for_target(version)
+        .unwrap()
+        .listpack_drops_negative_zero;
     assert_eq!(
         manifest == live,
         !drops,
@@ -172,7 +190,10 @@ fn check(bin: &ServerBin) {
         "{name}: a compact shrunk_long differs as held"
     );
     let verdict = oracle::check_snapshot(&m, &wrong, &manifest);
-    assert!(verdict.is_err(), "{name}: the oracle accepted a compact shrunk_long: {verdict:?}");
+    assert!(
+        verdict.is_err(),
+        "{name}: the oracle accepted a compact shrunk_long: {verdict:?}"
+    );
 }
 
 #[test]

@@ -56,9 +56,7 @@ pub struct Rate {
 }
 
 impl Load {
-    /// `neg_zero`: keep the mix's `-0` arguments (scores); false turns them into `0`
-    /// (a known apply bug, docs/decisions.md "The soak").
-    pub fn start(target: String, bin: &ServerBin, seed: u64, rate: Rate, neg_zero: bool) -> Load {
+    pub fn start(target: String, bin: &ServerBin, seed: u64, rate: Rate) -> Load {
         let shared = Arc::new(Shared {
             target: Mutex::new(target),
             paused: AtomicBool::new(true),
@@ -84,14 +82,7 @@ impl Load {
         let t1 = std::thread::spawn(move || bench_loop(&s1, &bench, rate.bench_n));
         let s2 = shared.clone();
         let t2 = std::thread::spawn(move || {
-            mix_loop(
-                &s2,
-                Rng(seed | 1),
-                caps,
-                field_ttl,
-                rate.mix_per_sec,
-                neg_zero,
-            )
+            mix_loop(&s2, Rng(seed | 1), caps, field_ttl, rate.mix_per_sec)
         });
         let load = Load {
             shared,
@@ -233,7 +224,7 @@ fn send(conn: &mut (TcpStream, BufReader<TcpStream>), cmds: &[Vec<Vec<u8>>]) -> 
     cmds.iter().all(|_| read_reply(&mut conn.1).is_ok())
 }
 
-fn mix_loop(s: &Shared, mut r: Rng, caps: Caps, field_ttl: bool, per_sec: u32, neg_zero: bool) {
+fn mix_loop(s: &Shared, mut r: Rng, caps: Caps, field_ttl: bool, per_sec: u32) {
     let mut conn: Option<(String, (TcpStream, BufReader<TcpStream>))> = None;
     let pause = Duration::from_secs_f64(50.0 / f64::from(per_sec.max(1)));
     while wait_resumed(s, 1) {
@@ -253,12 +244,7 @@ fn mix_loop(s: &Shared, mut r: Rng, caps: Caps, field_ttl: bool, per_sec: u32, n
                 }
             }
         }
-        let mut cmds = batch(&mut r, caps, field_ttl);
-        if !neg_zero {
-            for a in cmds.iter_mut().flatten().filter(|a| a.as_slice() == b"-0") {
-                *a = b"0".to_vec();
-            }
-        }
+        let cmds = batch(&mut r, caps, field_ttl);
         let (_, c) = conn.as_mut().expect("connected");
         if send(c, &cmds) {
             s.mix_sent.fetch_add(cmds.len() as u64, Ordering::Relaxed);
