@@ -11,8 +11,9 @@
 //!   It equals the master's live digest, except where no RDB can carry what a running
 //!   master holds: a skiplist sorted set that shrank to ≤ 128 members (none over 64 bytes)
 //!   is rebuilt compact by every loader and its -0 scores become 0 there (Redis 7.0+,
-//!   Valkey: `rdbLoadObject` → `zsetConvert` → `zzlInsertAt`). Then it must equal the
-//!   digest of a fresh server that loaded the master's own `SAVE` file.
+//!   Valkey: `rdbLoadObject` → `zsetConvert` → `zzlInsertAt`, whose `double2ll` stores -0
+//!   as the integer 0). Then it must equal the digest of a fresh server that loaded the
+//!   master's own `SAVE` file.
 
 use std::path::Path;
 
