@@ -1,6 +1,7 @@
 //! The soak's write load on the current master: `redis-benchmark` runs (SET, INCR, LPUSH,
 //! HSET, SADD, ZADD, SPOP, LPOP) and the differential test's seeded command mix (every type,
-//! MULTI/EXEC, several databases), each on its own thread. It owns pausing (a quiet point
+//! MULTI/EXEC, several databases, plus shrunk skiplist sorted sets with -0 scores), each on
+//! its own thread. It owns pausing (a quiet point
 //! waits until no command of ours is in flight) and following the master's address; it never
 //! checks anything: what the master holds is the oracle, whatever the load did.
 
@@ -205,11 +206,31 @@ fn batch(r: &mut Rng, caps: Caps, field_ttl: bool) -> Vec<Vec<Vec<u8>>> {
                 cmds.push(gen::command(r, caps, field_ttl));
             }
             cmds.push(vec![b"EXEC".to_vec()]);
+        } else if r.below(40) == 0 {
+            cmds.extend(shrunk_skiplist(r));
         } else {
             cmds.push(gen::command(r, caps, field_ttl));
         }
     }
     cmds
+}
+
+/// A sorted set the master holds plain with a few short members and a -0 score (a 65-byte
+/// member makes it a skiplist, removing it leaves it so): no RDB carries it as held, which
+/// the quiet point's oracle must tell from a replica holding it compact (docs/soak.md).
+fn shrunk_skiplist(r: &mut Rng) -> Vec<Vec<Vec<u8>>> {
+    let key = format!("zshrunk{}", r.below(4)).into_bytes();
+    let long = vec![b'y'; 65];
+    let zadd = |args: &[&[u8]]| {
+        let mut c = vec![b"ZADD".to_vec(), key.clone()];
+        c.extend(args.iter().map(|a| a.to_vec()));
+        c
+    };
+    vec![
+        zadd(&[b"1", &long, b"2", b"m2"]),
+        vec![b"ZREM".to_vec(), key.clone(), long.clone()],
+        zadd(&[b"-0", format!("m{}", r.below(6)).as_bytes()]),
+    ]
 }
 
 fn send(conn: &mut (TcpStream, BufReader<TcpStream>), cmds: &[Vec<Vec<u8>>]) -> bool {
