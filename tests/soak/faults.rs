@@ -72,6 +72,7 @@ pub fn inject(s: &mut Soak, kind: Kind) {
         }
         Kind::Failover => {
             s.cluster.failover();
+            s.failovers += 1;
             s.load.set_target(s.cluster.primary_addr());
             Some(Instant::now())
         }

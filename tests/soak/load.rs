@@ -1,6 +1,7 @@
 //! The soak's write load on the current master: `redis-benchmark` runs (SET, INCR, LPUSH,
 //! HSET, SADD, ZADD, SPOP, LPOP) and the differential test's seeded command mix (every type,
-//! MULTI/EXEC, several databases), each on its own thread. It owns pausing (a quiet point
+//! MULTI/EXEC, several databases, plus shrunk skiplist sorted sets with -0 scores), each on
+//! its own thread. It owns pausing (a quiet point
 //! waits until no command of ours is in flight) and following the master's address; it never
 //! checks anything: what the master holds is the oracle, whatever the load did.
 
@@ -56,9 +57,7 @@ pub struct Rate {
 }
 
 impl Load {
-    /// `neg_zero`: keep the mix's `-0` arguments (scores); false turns them into `0`
-    /// (a known apply bug, docs/decisions.md "The soak").
-    pub fn start(target: String, bin: &ServerBin, seed: u64, rate: Rate, neg_zero: bool) -> Load {
+    pub fn start(target: String, bin: &ServerBin, seed: u64, rate: Rate) -> Load {
         let shared = Arc::new(Shared {
             target: Mutex::new(target),
             paused: AtomicBool::new(true),
@@ -84,14 +83,7 @@ impl Load {
         let t1 = std::thread::spawn(move || bench_loop(&s1, &bench, rate.bench_n));
         let s2 = shared.clone();
         let t2 = std::thread::spawn(move || {
-            mix_loop(
-                &s2,
-                Rng(seed | 1),
-                caps,
-                field_ttl,
-                rate.mix_per_sec,
-                neg_zero,
-            )
+            mix_loop(&s2, Rng(seed | 1), caps, field_ttl, rate.mix_per_sec)
         });
         let load = Load {
             shared,
@@ -214,11 +206,31 @@ fn batch(r: &mut Rng, caps: Caps, field_ttl: bool) -> Vec<Vec<Vec<u8>>> {
                 cmds.push(gen::command(r, caps, field_ttl));
             }
             cmds.push(vec![b"EXEC".to_vec()]);
+        } else if r.below(40) == 0 {
+            cmds.extend(shrunk_skiplist(r));
         } else {
             cmds.push(gen::command(r, caps, field_ttl));
         }
     }
     cmds
+}
+
+/// A sorted set the master holds plain with a few short members and a -0 score (a 65-byte
+/// member makes it a skiplist, removing it leaves it so): no RDB carries it as held, which
+/// the quiet point's oracle must tell from a replica holding it compact (docs/soak.md).
+fn shrunk_skiplist(r: &mut Rng) -> Vec<Vec<Vec<u8>>> {
+    let key = format!("zshrunk{}", r.below(4)).into_bytes();
+    let long = vec![b'y'; 65];
+    let zadd = |args: &[&[u8]]| {
+        let mut c = vec![b"ZADD".to_vec(), key.clone()];
+        c.extend(args.iter().map(|a| a.to_vec()));
+        c
+    };
+    vec![
+        zadd(&[b"1", &long, b"2", b"m2"]),
+        vec![b"ZREM".to_vec(), key.clone(), long.clone()],
+        zadd(&[b"-0", format!("m{}", r.below(6)).as_bytes()]),
+    ]
 }
 
 fn send(conn: &mut (TcpStream, BufReader<TcpStream>), cmds: &[Vec<Vec<u8>>]) -> bool {
@@ -233,7 +245,7 @@ fn send(conn: &mut (TcpStream, BufReader<TcpStream>), cmds: &[Vec<Vec<u8>>]) -> 
     cmds.iter().all(|_| read_reply(&mut conn.1).is_ok())
 }
 
-fn mix_loop(s: &Shared, mut r: Rng, caps: Caps, field_ttl: bool, per_sec: u32, neg_zero: bool) {
+fn mix_loop(s: &Shared, mut r: Rng, caps: Caps, field_ttl: bool, per_sec: u32) {
     let mut conn: Option<(String, (TcpStream, BufReader<TcpStream>))> = None;
     let pause = Duration::from_secs_f64(50.0 / f64::from(per_sec.max(1)));
     while wait_resumed(s, 1) {
@@ -253,12 +265,7 @@ fn mix_loop(s: &Shared, mut r: Rng, caps: Caps, field_ttl: bool, per_sec: u32, n
                 }
             }
         }
-        let mut cmds = batch(&mut r, caps, field_ttl);
-        if !neg_zero {
-            for a in cmds.iter_mut().flatten().filter(|a| a.as_slice() == b"-0") {
-                *a = b"0".to_vec();
-            }
-        }
+        let cmds = batch(&mut r, caps, field_ttl);
         let (_, c) = conn.as_mut().expect("connected");
         if send(c, &cmds) {
             s.mix_sent.fetch_add(cmds.len() as u64, Ordering::Relaxed);

@@ -44,6 +44,11 @@ pub struct Report {
     /// The same ratio divided by the master's used_memory growth since then (≥ 1).
     pub rss_beyond_data_max: f64,
     pub digest_retries: u32,
+    /// Quiet points whose manifest digest matched only the master's own file loaded (a
+    /// shrunk skiplist sorted set with a -0 score: no RDB carries it as held).
+    pub digest_as_loaded: u32,
+    /// Of those, quiet points after the second failover whose encodings differed too.
+    pub digest_not_held: u32,
     pub counters: Vec<(String, f64)>,
     /// Load sent: commands of the mix, completed redis-benchmark runs.
     pub load: (u64, u64),
@@ -124,9 +129,12 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  quiet points: {}, digest re-checks (an expiry settling): {}",
+            "  quiet points: {}, digest re-checks (an expiry settling): {}, matched as loaded \
+             (a shrunk skiplist with -0): {} ({} with other encodings after a 2nd failover)",
             self.quiet.len(),
-            self.digest_retries
+            self.digest_retries,
+            self.digest_as_loaded,
+            self.digest_not_held
         );
         let _ = writeln!(s, "  violations: {}", self.violations.len());
         for v in &self.violations {
