@@ -18,6 +18,9 @@ mod gen;
 #[path = "differential/gen_more.rs"]
 #[allow(dead_code)]
 mod gen_more;
+#[path = "soak/oracle.rs"]
+#[allow(dead_code)]
+mod oracle;
 #[path = "storage_s3/seaweed.rs"]
 mod seaweed;
 
@@ -51,31 +54,12 @@ struct Quiet {
     loaded: String,
 }
 
-/// The digest of a file read back with the encodings it carries (a plain sorted set stays
-/// plain): what the master answers holding that data.
 fn digest_as_held(bin: &ServerBin, rdb: &std::path::Path) -> String {
-    use replisnap::keyspace::{digest_snapshot_as_held, load_rdb, Keyspace};
-    let len = std::fs::metadata(rdb).expect("file").len();
-    let f = std::fs::File::open(rdb).expect("open");
-    let mut reader =
-        replisnap::rdb::RdbReader::new(f, Some(len), replisnap::rdb::Options::default())
-            .expect("header");
-    let mut ks = Keyspace::new();
-    load_rdb(&mut ks, &mut reader, None).expect("load");
-    let (a, b) = bin.major_minor();
-    let target = format!("{}-{a}.{b}", bin.kind).parse().expect("target");
-    digest_snapshot_as_held(ks.snapshot().expect("snapshot"), target, now_ms()).expect("digest")
+    oracle::digest_as_held(bin, rdb).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The master's own file, loaded by a fresh server: its digest.
 fn master_round_trip(m: &TestServer) -> String {
-    let file = m.save();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let copy = tmp.path().join("master.rdb");
-    std::fs::copy(&file, &copy).expect("copy the master's file");
-    TestServer::start_with_rdb(m.bin(), &copy, &[])
-        .expect("a fresh server loading the master's own file")
-        .digest()
+    oracle::master_round_trip(m).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn now_ms() -> i64 {
