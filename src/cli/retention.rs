@@ -32,8 +32,9 @@ pub fn run(a: RetentionArgs) -> Result<ExitCode> {
         Some(r) => Policy::from_config(r).with_context(|| a.config.display().to_string())?,
         None => Policy::default(),
     };
-    let outcome =
+    let mut outcome =
         retain::apply(storage.as_ref(), &policy, a.dry_run).with_context(|| storage.describe())?;
+    retain::prune_archive(storage.as_ref(), &mut outcome, a.dry_run);
     for (id, error) in &outcome.problems {
         eprintln!("warning: snapshot {id}: left alone: {error}");
     }

@@ -64,7 +64,10 @@ pub(super) fn run(inner: &Inner, job: Job) {
             inner.heartbeat.beat();
             if let Some(policy) = &inner.options.retention {
                 match super::retain::apply(inner.storage.as_ref(), policy, false) {
-                    Ok(outcome) => inner.events.retention(&outcome),
+                    Ok(mut outcome) => {
+                        inner.events.retention(&outcome);
+                        super::retain::prune_archive(inner.storage.as_ref(), &mut outcome, false);
+                    }
                     Err(e) => warn!(error = %e, "retention failed; nothing more deleted"),
                 }
             }

@@ -27,7 +27,8 @@ pub struct RetentionOutcome {
     /// Snapshots whose manifest was refused: neither kept nor deleted (a human must look).
     pub problems: Vec<(String, String)>,
     /// Stream archive segments no kept snapshot needs (condemned, and deleted unless a
-    /// dry run); `None` when the archive could not be listed.
+    /// dry run; see [`prune_archive`]); `None` before that step or when the archive could
+    /// not be listed.
     pub archive: Option<crate::archive::Pruned>,
 }
 
@@ -98,15 +99,19 @@ pub fn apply(
         }
     }
     out.verdicts = verdicts;
-    // Segments before the oldest kept snapshot of their history serve no point any more.
-    // A failure here is logged; it never undoes or blocks the snapshots' retention.
-    out.archive = match crate::archive::prune(storage, &out.kept, out.problems.is_empty(), dry_run)
-    {
+    Ok(out)
+}
+
+/// After a pass: the stream archive's segments no snapshot the pass kept replays from
+/// (before the oldest kept snapshot of their history) go too. A separate step so the
+/// snapshots' outcome is reported first; a failure is logged and never undoes anything.
+pub fn prune_archive(storage: &dyn Storage, outcome: &mut RetentionOutcome, dry_run: bool) {
+    let complete = outcome.problems.is_empty();
+    outcome.archive = match crate::archive::prune(storage, &outcome.kept, complete, dry_run) {
         Ok(p) => Some(p),
         Err(e) => {
             warn!(error = %e, "archive retention: cannot list the archive; no segment deleted");
             None
         }
     };
-    Ok(out)
 }
