@@ -17,6 +17,9 @@ const MAGIC: &[u8; 8] = b"RSNAPSEG";
 const HEADER_LIMIT: usize = 1 << 20;
 /// The most stream bytes one segment may hold (`[archive] segment_bytes` is capped below).
 pub const RAW_LIMIT: u64 = 512 << 20;
+/// The most bytes a stored segment object may have when read back: the raw limit plus
+/// headroom for incompressible data (LZ4 grows it by at most 0.4 %) and the header.
+pub const OBJECT_LIMIT: u64 = RAW_LIMIT + (16 << 20);
 pub const FORMAT_VERSION: u32 = 1;
 /// How often (at most) the writer records a (time, offset) sample: the resolution of
 /// `fetch --at`.

@@ -8,12 +8,8 @@
 
 use serde::Serialize;
 
-use super::segment::{decode, parse_key};
+use super::segment::{decode, parse_key, OBJECT_LIMIT};
 use crate::storage::{Storage, StorageError};
-
-/// The most bytes one stored segment may have (its raw limit plus headroom for
-/// incompressible data and the header).
-const OBJECT_LIMIT: u64 = super::segment::RAW_LIMIT + (16 << 20);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryCheck {

@@ -15,11 +15,6 @@ use crate::archive::segment::{self, parse_key, KeyInfo, Segment};
 use crate::archive::{snapshot_in_history, ArchiveListing};
 use crate::storage::{Manifest, Storage};
 
-/// The most bytes one segment object may have when fetched (the raw limit plus headroom
-/// for incompressible data and the header).
-pub(super) const SEGMENT_OBJECT_LIMIT: u64 = segment::RAW_LIMIT + (RAW_HEADROOM);
-const RAW_HEADROOM: u64 = 16 << 20;
-
 /// An unbroken stretch of one history's segments.
 #[derive(Debug, Clone)]
 pub(super) struct Run {
@@ -222,7 +217,7 @@ pub(super) fn ms_text(ms: i64) -> String {
 
 pub(super) fn fetch_segment(storage: &dyn Storage, key: &str) -> Result<Segment, PitrError> {
     let data = storage
-        .get_object(key, SEGMENT_OBJECT_LIMIT)?
+        .get_object(key, segment::OBJECT_LIMIT)?
         .ok_or_else(|| PitrError::Missing(key.to_string()))?;
     Ok(segment::decode(&data, key)?)
 }
