@@ -43,6 +43,11 @@ pub trait Control: Send + Sync {
     fn request_snapshot(&self) -> Result<String, SnapshotRequestError>;
     /// Where a snapshot this daemon started stands; `None` for an id it does not know.
     fn snapshot_status(&self, id: &str) -> Option<SnapshotStatus>;
+    /// The `/metrics` body when the daemon renders it itself (a cluster's shards each
+    /// have a registry); `None`: the registry `serve` was given.
+    fn render_metrics(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Why `POST /snapshot` did not start one.
@@ -430,7 +435,11 @@ fn handle(req: &Request<Incoming>, st: &State) -> Resp {
 fn route(method: &Method, path: &str, st: &State) -> Resp {
     match path {
         "/metrics" if is_get(method) => {
-            respond(StatusCode::OK, metrics::CONTENT_TYPE, st.metrics.render())
+            let body = st
+                .control
+                .render_metrics()
+                .unwrap_or_else(|| st.metrics.render());
+            respond(StatusCode::OK, metrics::CONTENT_TYPE, body)
         }
         "/healthz" if is_get(method) => respond(StatusCode::OK, TEXT, "ok\n"),
         "/readyz" if is_get(method) => match st.control.ready() {

@@ -13,7 +13,8 @@
 //!   `replisnap run` only calls [`daemon::run`]; [`heartbeat`] is how its long-running
 //!   threads show they still move.
 //! - Following the master: [`replication`] is the permanent replica (link, handshake, full
-//!   sync, stream) over [`resp`] frames; [`commands`] applies the stream to the
+//!   sync, stream) over [`resp`] frames; [`cluster`] finds a cluster's shards and each
+//!   shard's current primary; [`commands`] applies the stream to the
 //!   [`keyspace`], whose snapshots are iterate-and-record (no fork); [`hll`] keeps
 //!   HyperLogLog bytes exactly as servers write them.
 //! - Snapshots: [`snapshot`] captures, writes and schedules them (and the local shutdown
@@ -34,6 +35,7 @@
 pub mod archive;
 pub mod atomic_file;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod convert;

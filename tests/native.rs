@@ -175,8 +175,15 @@ fn one_command_of_a_million_members_costs_linear_time() {
         (b"ZADD", true),
         (b"RPUSH", false),
     ] {
-        let small = time_one(100_000, none, members(name, 100_000, pairs));
-        let big = time_one(1_000_000, none, members(name, 1_000_000, pairs));
+        // The best of two runs each: a busy machine (other builds sharing the caches) once
+        // pushed a single ZADD run to 32x; the slope is what is checked, not the noise.
+        let best = |n: usize| {
+            (0..2)
+                .map(|_| time_one(n, none, members(name, n, pairs)))
+                .fold(f64::INFINITY, f64::min)
+        };
+        let small = best(100_000);
+        let big = best(1_000_000);
         println!(
             "{} of 100 k: {:.3} s, of 1 M: {:.3} s ({:.1}x)",
             String::from_utf8_lossy(name),

@@ -6,7 +6,11 @@
 //! what it must, nothing partial is visible; after every fault the lag is back under 1 MB
 //! within 5 s; counters agree with the faults; RSS stays within 1.2× (long runs).
 //!
-//! Default (CI): the short version, about 2 minutes, each fault kind once or twice.
+//! A second daemon replicates the same master into S3 (SeaweedFS behind a fault-injecting
+//! HTTP proxy: 500, 503 SlowDown, resets, stalls, 412, kill -9 mid-upload), and the local
+//! daemon's wall clock is stepped back an hour and forward again (libfaketime).
+//!
+//! Default (CI): the short version, under 3 minutes, each fault kind once or twice.
 //! `SOAK_MINUTES=N` runs N minutes of random faults (scripts/soak.sh); `SOAK_SEED` repeats
 //! a run's choices; `SOAK_SERVER` picks the master (default redis-8.6); `SOAK_SCHEDULE`
 //! overrides the snapshot cron. Needs root (tmpfs).
@@ -40,6 +44,14 @@ mod observe;
 mod oracle;
 #[path = "soak/report.rs"]
 mod report;
+#[path = "soak/s3.rs"]
+mod s3;
+#[path = "soak/s3_faults.rs"]
+mod s3_faults;
+#[path = "storage_s3/proxy.rs"]
+mod s3proxy;
+#[path = "storage_s3/seaweed.rs"]
+mod seaweed;
 #[path = "soak/world.rs"]
 mod world;
 
@@ -72,6 +84,11 @@ fn soak() {
         eprintln!("skipped: redis-benchmark not found");
         return;
     }
+    // SeaweedFS for the S3 daemon (a failure under CI, else a skip) and libfaketime for
+    // the local one's clock (likewise).
+    let Some(sw) = seaweed::server() else {
+        return;
+    };
     let minutes = env_u64("SOAK_MINUTES");
     let long = minutes.is_some();
     let seed = env_u64("SOAK_SEED").unwrap_or_else(|| world::now_ms() as u64);
@@ -102,8 +119,19 @@ fn soak() {
     // SOAK_SCHEDULE overrides the snapshot cron (e.g. "0 0 0 1 1 *": quiet points only).
     let schedule_env = std::env::var("SOAK_SCHEDULE").ok();
     let schedule = schedule_env.as_deref().unwrap_or(schedule);
+    let period = schedule_env
+        .is_none()
+        .then(|| Duration::from_secs(if long { 10 } else { 5 }));
+    // The S3 daemon's own schedule.
+    let s3_schedule = if long {
+        "*/15 * * * * *"
+    } else {
+        "*/10 * * * * *"
+    };
     let keep_last = 5;
     let cluster = cluster::Cluster::start(&bin, keys.parse().unwrap(), 100);
+    // 7 MiB that do not compress: the S3 daemon's snapshots span two 5 MiB parts.
+    s3::seed_blob(&cluster.primary, 7 << 20, seed);
     let mut rs = match Replisnap::new(&cluster.proxy.addr, schedule, keep_last, fs_mib) {
         Ok(rs) => rs,
         Err(e) => {
@@ -112,9 +140,30 @@ fn soak() {
             return;
         }
     };
+    let Some(clock) = support::faketime::FakeClock::new(rs.setup.dir.path()) else {
+        return;
+    };
+    rs.env = clock
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     rs.start().unwrap_or_else(|e| panic!("{e}"));
+    let mut s3 = s3::S3Side::new(sw, &cluster.s3_link.addr, s3_schedule, keep_last);
+    s3.rs
+        .start()
+        .unwrap_or_else(|e| panic!("the S3 replisnap: {e}"));
     let load = Load::start(cluster.primary_addr(), &bin, seed ^ 0x5eed, rate);
-    let mut s = Soak::new(cluster, load, rs, seed, keep_last as usize, long);
+    let mut s = Soak::new(
+        cluster,
+        load,
+        (rs, s3),
+        clock,
+        period,
+        seed,
+        keep_last as usize,
+        long,
+    );
 
     let start = Instant::now();
     s.run_load(Duration::from_secs(3));
@@ -144,11 +193,27 @@ fn soak() {
             Kind::ReadOnly,
             Kind::CutHandshake,
             Kind::Kill9,
+            Kind::ClockJump,
         ];
-        for kind in plan {
-            s.run_load(Duration::from_secs(4));
+        // The S3 daemon's faults fire during the first six rounds' load (its own
+        // snapshots, the local daemon untouched); it is checked at every other quiet point,
+        // so each pair of them is followed by a check.
+        let s3_plan = [
+            Kind::S3Error500,
+            Kind::S3SlowDown,
+            Kind::S3Reset,
+            Kind::S3Stall,
+            Kind::S3Precondition,
+            Kind::S3Kill9,
+        ];
+        for (i, kind) in plan.into_iter().enumerate() {
+            let t = Instant::now();
+            if let Some(&k) = s3_plan.get(i) {
+                faults::inject(&mut s, k);
+            }
+            s.run_load(Duration::from_secs(4).saturating_sub(t.elapsed()));
             faults::inject(&mut s, kind);
-            s.quiet_point();
+            s.quiet_point_with(i % 2 == 1);
         }
     }
     s.run_load(Duration::from_secs(2));
@@ -207,10 +272,37 @@ fn finish(s: &mut Soak) {
             s.report.quiet.len()
         ));
     }
+    // The S3 daemon: an upload error only for an injected fault; every quiet point's
+    // snapshot stored and counted.
+    let s3 = |name: &'static str| s.s3.rs.total(name);
+    let s3_errors = s3("replisnap_uploads_total{result=\"error\"}");
+    if s3_errors > f64::from(s.report.s3_injected) {
+        bad.push(format!(
+            "s3: uploads_total{{result=\"error\"}} {s3_errors} > {} faults injected",
+            s.report.s3_injected
+        ));
+    }
+    for name in [
+        "replisnap_uploads_total{result=\"ok\"}",
+        "replisnap_snapshots_total{result=\"ok\"}",
+    ] {
+        if s3(name) < f64::from(s.report.s3_quiet) {
+            bad.push(format!(
+                "s3: {name} {} < {} quiet-point snapshots",
+                s3(name),
+                s.report.s3_quiet
+            ));
+        }
+    }
+    let s3_totals: Vec<(String, f64)> = COUNTERS
+        .iter()
+        .map(|c| (format!("s3 {c}"), s.s3.rs.total(c)))
+        .collect();
     for b in bad {
         s.report.violation(b);
     }
     s.report.counters = totals;
+    s.report.counters.extend(s3_totals);
     s.report.load = (s.load.mix_sent(), s.load.bench_runs());
     s.load.pause();
     match s.rs.terminate() {
@@ -223,6 +315,20 @@ fn finish(s: &mut Soak) {
     for l in s.rs.leftovers(Duration::ZERO) {
         s.report
             .violation(format!("left in storage after the stop: {l}"));
+    }
+    match s.s3.rs.terminate() {
+        Some((st, log)) if !st.success() => s.report.violation(format!(
+            "the S3 replisnap on SIGTERM: exit {st}:\n{}",
+            observe::tail(&log, 30)
+        )),
+        Some(_) => {}
+        None => s
+            .report
+            .violation("no S3 replisnap running at the end".into()),
+    }
+    for l in s.s3.leftovers(Duration::ZERO) {
+        s.report
+            .violation(format!("left in the bucket after the stop: {l}"));
     }
     points_in_time(s);
 }

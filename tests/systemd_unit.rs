@@ -68,7 +68,13 @@ fn exposure_is_at_most_2() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    for unit in [units().join("replisnap.service"), instance(dir.path())] {
+    let cluster = dir.path().join("replisnap-cluster@3.service");
+    fs::copy(units().join("replisnap-cluster@.service"), &cluster).expect("copy");
+    for unit in [
+        units().join("replisnap.service"),
+        instance(dir.path()),
+        cluster,
+    ] {
         let (code, out, err) = analyze(&["security", "--offline=yes"], &unit);
         let name = unit.display();
         // Any parse warning ("Unknown key … ignoring") means a setting was not applied.
@@ -96,6 +102,7 @@ fn verify_accepts_both_units() {
     for (src, name) in [
         ("replisnap.service", "replisnap.service"),
         ("replisnap@.service", "replisnap@test.service"),
+        ("replisnap-cluster@.service", "replisnap-cluster@3.service"),
     ] {
         // verify wants ExecStart's binary to exist: the one just built stands in for
         // /usr/local/bin/replisnap.

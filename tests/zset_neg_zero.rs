@@ -155,7 +155,7 @@ fn check(bin: &ServerBin) {
         "{name}: a file can carry the master's -0 in a shrunk skiplist only where listpacks keep -0"
     );
     assert_eq!(
-        oracle::check_snapshot(&m, &file, &manifest, true),
+        oracle::check_snapshot(&m, &file, &manifest, true, &mut None),
         Ok(if drops {
             oracle::Agreement::AsLoaded
         } else {
@@ -190,7 +190,7 @@ fn check(bin: &ServerBin) {
         live,
         "{name}: a compact shrunk_long differs as held"
     );
-    let verdict = oracle::check_snapshot(&m, &wrong, &wrong_manifest, true);
+    let verdict = oracle::check_snapshot(&m, &wrong, &wrong_manifest, true, &mut None);
     assert!(
         verdict.is_err(),
         "{name}: the oracle accepted a compact shrunk_long: {verdict:?}"
@@ -198,7 +198,7 @@ fn check(bin: &ServerBin) {
     // Not strict (after a second failover in the soak): only the loaded data counts. A
     // loader turns the master's -0 into 0 from 7.0 on, so the compact file agrees there;
     // redis-6.2 keeps -0 in a listpack and still tells them apart.
-    let verdict = oracle::check_snapshot(&m, &wrong, &wrong_manifest, false);
+    let verdict = oracle::check_snapshot(&m, &wrong, &wrong_manifest, false, &mut None);
     if drops {
         assert_eq!(
             verdict,

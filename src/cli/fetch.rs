@@ -7,7 +7,7 @@
 //! the manifest; `--verify` also parses it and compares its digest. It must never leave a
 //! partial or unchecked file under OUT.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,9 +15,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use super::progress::Progress;
 use crate::atomic_file::AtomicFile;
-use crate::storage::{resolve, ObjectHasher};
+use crate::storage::resolve;
 
 #[derive(Args, Debug)]
 pub struct FetchArgs {
@@ -68,37 +67,15 @@ pub fn run(a: FetchArgs) -> Result<ExitCode> {
         (Some(_), _) => usage("fetch --at/--offset takes only OUT (no snapshot id)"),
         (None, _) => usage("fetch takes ID|latest and OUT"),
     };
-    let (_, storage) = super::list::open_storage(&a.config)?;
+    let (cfg, storage) = super::list::open_storage(&a.config)?;
+    if cfg.source.cluster {
+        return super::sets::fetch(&cfg, storage.as_ref(), &id, &out_path, a.verify, a.json);
+    }
     let where_ = storage.describe();
     let m = resolve(storage.as_ref(), &id).with_context(|| where_.clone())?;
     let id = m.id.to_string();
     let out_name = out_path.display().to_string();
-    let mut input = storage
-        .open_rdb(&m.id)
-        .with_context(|| format!("{where_}: snapshot {id}"))?;
-    let mut out =
-        AtomicFile::create(&out_path).with_context(|| format!("{out_name}: cannot create"))?;
-    let mut hasher = ObjectHasher::new();
-    let mut progress = Progress::bytes(m.rdb.bytes);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = input
-            .read(&mut buf)
-            .with_context(|| format!("{where_}: snapshot {id}: read"))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .with_context(|| format!("{out_name}: write"))?;
-        progress.set(hasher.bytes());
-    }
-    progress.finish();
-    let stored = hasher.finish();
-    m.check_describes(&m.id, &stored)
-        .with_context(|| format!("{where_}: snapshot {id}: not written to {out_name}"))?;
-    out.commit()
-        .with_context(|| format!("{out_name}: cannot put in place"))?;
+    let stored = super::download::copy_checked(storage.as_ref(), &m, &out_path)?;
     if let Some(p) = &a.manifest {
         let json = m
             .to_json()
@@ -110,17 +87,9 @@ pub fn run(a: FetchArgs) -> Result<ExitCode> {
             .with_context(|| format!("{}: cannot write", p.display()))?;
     }
     if a.verify {
-        let f = std::fs::File::open(&out_path).with_context(|| format!("{out_name}: reopen"))?;
-        let report = crate::verify::check_stream(
-            &id,
-            f,
-            Some(stored.bytes),
-            Some(&m),
-            super::now_ms(),
-            |_| {},
-        )?;
-        if !report.ok() {
-            for p in &report.problems {
+        let problems = super::download::verify_file(&m, &out_path, &stored)?;
+        if !problems.is_empty() {
+            for p in &problems {
                 eprintln!("error: snapshot {id} ({out_name}): {p}");
             }
             return Ok(ExitCode::from(1));

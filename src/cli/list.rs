@@ -44,9 +44,12 @@ pub(crate) fn open_storage(
 }
 
 pub fn run(a: ListArgs) -> Result<ExitCode> {
-    let (_, storage) = open_storage(&a.config)?;
+    let (cfg, storage) = open_storage(&a.config)?;
     if a.archive {
         return archive(&*storage, a.json);
+    }
+    if cfg.source.cluster {
+        return super::sets::list(storage.as_ref(), a.json);
     }
     let listing = storage.list().with_context(|| storage.describe())?;
     for p in &listing.problems {

@@ -9,6 +9,7 @@ mod check_config;
 mod completions;
 mod convert;
 mod digest;
+mod download;
 mod fetch;
 mod inspect;
 mod list;
@@ -17,6 +18,7 @@ mod progress;
 mod restore;
 mod retention;
 mod run;
+mod sets;
 mod snapshot;
 mod verify;
 

@@ -32,6 +32,9 @@ pub fn run(a: RetentionArgs) -> Result<ExitCode> {
         Some(r) => Policy::from_config(r).with_context(|| a.config.display().to_string())?,
         None => Policy::default(),
     };
+    if cfg.source.cluster {
+        return super::sets::retention(&cfg, storage.as_ref(), &policy, a.dry_run);
+    }
     let mut outcome =
         retain::apply(storage.as_ref(), &policy, a.dry_run).with_context(|| storage.describe())?;
     retain::prune_archive(storage.as_ref(), &mut outcome, a.dry_run);

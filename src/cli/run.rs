@@ -18,10 +18,31 @@ pub struct RunArgs {
     /// The configuration file.
     #[arg(long, value_name = "F", env = "REPLISNAP_CONFIG", default_value = super::DEFAULT_CONFIG)]
     pub config: PathBuf,
+    /// For a cluster shared by several processes (`[source] cluster_instances = N`): this
+    /// process's instance, 0 to N-1 (a systemd template's `%i`, a StatefulSet ordinal).
+    #[arg(long, value_name = "K")]
+    pub instance: Option<u32>,
+    /// Listen here instead of `[http] listen` (instances of one config on one node each
+    /// need a port of their own).
+    #[arg(long, value_name = "ADDR", env = "REPLISNAP_HTTP_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 pub fn run(a: RunArgs) -> Result<ExitCode> {
-    let cfg = Config::load(&a.config)?;
+    let mut cfg = Config::load(&a.config)?;
+    if let Some(k) = a.instance {
+        let shown = a.config.display();
+        match cfg.source.cluster_instances {
+            Some(n) if k < n => cfg.source.cluster_instance = Some(k),
+            Some(n) => {
+                anyhow::bail!("--instance {k}: not below {shown}'s source.cluster_instances ({n})")
+            }
+            None => anyhow::bail!("--instance {k}: {shown} sets no source.cluster_instances"),
+        }
+    }
+    if let Some(l) = a.listen {
+        cfg.http.listen = l;
+    }
     init_logging();
     crate::daemon::run(&cfg, &a.config.display().to_string())?;
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,7 @@
 //! `replisnap verify --config F ID|latest|--all` and `replisnap verify FILE [--manifest M]`:
 //! prove snapshots good (`crate::verify`), optionally against a real server (`--server`).
+//! With `[source] cluster = true` the ids are snapshot sets: every shard's snapshot of a set
+//! is checked as one snapshot is, and against what the set recorded (digest, offset).
 //!
 //! Owns the verb's contract: one `error:` line per problem, each naming the snapshot and what
 //! differs; exit 0 when every snapshot checked is good, 1 when one is not (or cannot be
@@ -72,9 +74,14 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
             )?);
         }
         Some(config) => {
-            let (_, storage) = super::list::open_storage(config)?;
+            let (cfg, storage) = super::list::open_storage(config)?;
             let where_ = storage.describe();
-            let manifests = if a.all {
+            if cfg.source.cluster {
+                reports.extend(verify_sets(&cfg, storage.as_ref(), &a, timeout)?);
+            }
+            let manifests = if cfg.source.cluster {
+                Vec::new()
+            } else if a.all {
                 let listing = storage.list().with_context(|| where_.clone())?;
                 for p in &listing.problems {
                     eprintln!("error: snapshot {}: {}", p.id, p.error);
@@ -158,6 +165,91 @@ fn verify_file(
         check_server(&mut report, bin, file, timeout)?;
     }
     Ok(report)
+}
+
+/// A report that is only a problem (nothing could be read).
+fn problem_report(name: String, problem: String) -> Report {
+    Report {
+        name,
+        bytes: 0,
+        sha256: String::new(),
+        crc64: String::new(),
+        digest: None,
+        target: None,
+        keys: None,
+        server: None,
+        problems: vec![problem],
+    }
+}
+
+/// The sets `a` names (`--all`: every one), each shard's snapshot verified; one report per
+/// shard, named `set ID shard SLOTS`.
+fn verify_sets(
+    cfg: &crate::config::Config,
+    root: &dyn Storage,
+    a: &VerifyArgs,
+    timeout: Duration,
+) -> Result<Vec<Report>> {
+    use crate::storage::set;
+    let storage_cfg = cfg
+        .storage
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no [storage] section"))?;
+    let mut reports = Vec::new();
+    let sets = if a.all {
+        let (sets, problems) = set::list(root).with_context(|| root.describe())?;
+        for (key, e) in problems {
+            reports.push(problem_report(key, e.to_string()));
+        }
+        sets
+    } else {
+        let arg = a.target.as_deref().unwrap_or("latest");
+        vec![super::sets::resolve(root, arg)?]
+    };
+    for s in &sets {
+        if !s.missing_slots.is_empty() {
+            reports.push(problem_report(
+                format!("set {}", s.id),
+                format!("slots owned by no shard: {:?}", s.missing_slots),
+            ));
+        }
+        for x in &s.shards {
+            let name = format!("set {} shard {}", s.id, x.shard);
+            let Some(sid) = &x.snapshot else {
+                let why = x.error.as_deref().unwrap_or("no snapshot stored");
+                reports.push(problem_report(name, format!("no snapshot: {why}")));
+                continue;
+            };
+            let r = (|| -> Result<Report> {
+                let st = crate::storage::open(&set::shard_storage(storage_cfg, &x.shard))?;
+                let m = st
+                    .get_manifest(sid)
+                    .with_context(|| format!("{}: snapshot {sid}", st.describe()))?;
+                let mut r = verify_stored(st.as_ref(), &m, a.server.as_deref(), timeout)?;
+                if m.digest != x.digest {
+                    r.problems.push(format!(
+                        "snapshot {sid}: manifest digest {} but the set recorded {}",
+                        m.digest, x.digest
+                    ));
+                }
+                if m.source.offset != x.offset || m.source.replid != x.replid {
+                    r.problems.push(format!(
+                        "snapshot {sid}: manifest at {}:{} but the set recorded {}:{}",
+                        m.source.replid, m.source.offset, x.replid, x.offset
+                    ));
+                }
+                Ok(r)
+            })();
+            reports.push(match r {
+                Ok(mut r) => {
+                    r.name = name;
+                    r
+                }
+                Err(e) => problem_report(name, format!("{e:#}")),
+            });
+        }
+    }
+    Ok(reports)
 }
 
 /// A stored snapshot: read from storage (to a temporary file when a server must load it).

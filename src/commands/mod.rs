@@ -136,6 +136,19 @@ pub fn parse(argv: &[Vec<u8>]) -> Result<Command<'_>, ApplyError> {
                 )))
             }
         },
+        // Valkey 8+ propagates a primary's CLUSTER SETSLOT to its replicas (slot ownership
+        // during a migration); it changes no key, and MIGRATE's deletions arrive as DEL.
+        "CLUSTER" => match p.eat_any(&["SETSLOT"]) {
+            Some(_) => Parsed::Ignored,
+            None => {
+                return Err(ApplyError::Unknown(format!(
+                    "CLUSTER {}",
+                    args.first()
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .unwrap_or_default()
+                )))
+            }
+        },
         // What a master sends for a script when it replicates scripts verbatim; with effects
         // replication (every stock default since 5.0) only the writes arrive.
         "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" => {

@@ -66,6 +66,20 @@ pub struct Source {
     /// MiB of the stream held in memory during such a sync before the rest goes to a file
     /// in `[replica] state_dir`; default [`DEFAULT_DUAL_CHANNEL_MEMORY_MB`].
     pub dual_channel_memory_mb: Option<u64>,
+    /// `address` is a seed node of a Redis/Valkey Cluster (or ElastiCache cluster mode):
+    /// every shard's primary is followed, each shard snapshotted on its own, and each tick
+    /// grouped into a snapshot set (docs/cluster.md).
+    #[serde(default)]
+    pub cluster: bool,
+    /// Seconds between re-discoveries of a cluster's shards; default
+    /// [`DEFAULT_CLUSTER_REFRESH_SECONDS`]. A changed slot map restarts the shards.
+    pub cluster_refresh_seconds: Option<u64>,
+    /// Several processes share one cluster: this many instances, each taking the shards
+    /// whose index (in slot order) modulo `cluster_instances` is its `cluster_instance`
+    /// (`replisnap run --instance K` sets the latter, for systemd template units and
+    /// StatefulSet ordinals).
+    pub cluster_instances: Option<u32>,
+    pub cluster_instance: Option<u32>,
     pub tls: Option<Tls>,
 }
 
@@ -85,7 +99,15 @@ pub const DEFAULT_DUAL_CHANNEL_MEMORY_MB: u64 = 64;
 pub const DEFAULT_READY_MAX_LAG: f64 = 30.0;
 pub const DEFAULT_SNAPSHOT_TIMEOUT: u64 = 900;
 
+pub const DEFAULT_CLUSTER_REFRESH_SECONDS: u64 = 30;
+
 impl Source {
+    /// `cluster_refresh_seconds`, or its default.
+    pub fn cluster_refresh_seconds(&self) -> u64 {
+        self.cluster_refresh_seconds
+            .unwrap_or(DEFAULT_CLUSTER_REFRESH_SECONDS)
+    }
+
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.timeout.unwrap_or(DEFAULT_SOURCE_TIMEOUT))
     }
@@ -255,6 +277,9 @@ pub struct Storage {
     /// S3: how long the writer lease (`<prefix>lock`) lasts unless renewed (default 60 s;
     /// renewed every third of it).
     pub lease_seconds: Option<u64>,
+    /// S3: longest wait for the first byte of a request's answer (a part's upload
+    /// included) before the attempt is abandoned and retried (default 120 s; 1 to 3600).
+    pub read_timeout_seconds: Option<u64>,
     /// Seconds `run` waits for the lease (S3) or writer lock (local) when another process
     /// holds it, retrying every third of `lease_seconds` (S3) or every second (local);
     /// absent or 0: refuse at once, naming the holder.

@@ -181,6 +181,18 @@ fn s3_keys_are_checked() {
             "storage.lease_seconds",
         ),
         (
+            "kind = \"s3\"\nbucket = \"abc\"\nread_timeout_seconds = 0\n",
+            "storage.read_timeout_seconds",
+        ),
+        (
+            "kind = \"s3\"\nbucket = \"abc\"\nread_timeout_seconds = 3601\n",
+            "storage.read_timeout_seconds",
+        ),
+        (
+            "kind = \"local\"\npath = \"/x\"\nread_timeout_seconds = 5\n",
+            "storage.read_timeout_seconds",
+        ),
+        (
             "kind = \"s3\"\nbucket = \"abc\"\nlease_wait_seconds = 86401\n",
             "storage.lease_wait_seconds",
         ),
@@ -444,5 +456,34 @@ fn archive_keys_are_validated() {
     assert!(
         e.contains("archive.enabled") && e.contains("[storage]"),
         "{e}"
+    );
+}
+
+#[test]
+fn cluster_takes_a_seed_and_refuses_what_is_not_per_shard_yet() {
+    let ok = Config::parse(
+        "[source]\naddress = \"10.0.0.5:7000\"\ncluster = true\n",
+        "c.toml",
+    )
+    .expect("a cluster seed");
+    assert!(ok.source.cluster);
+    let refused = |text: &str, what: &str| {
+        let e = Config::parse(text, "c.toml").expect_err(text).to_string();
+        assert!(
+            e.contains("source.cluster") && e.contains(what),
+            "{text}: {e}"
+        );
+    };
+    refused(
+        "[source]\naddress = \"a:1\"\ncluster = true\nfull_sync_from = \"b:1\"\n",
+        "full_sync_from",
+    );
+    refused(
+        "[source]\naddress = \"a:1\"\ncluster = true\n[archive]\nenabled = true\n[storage]\nkind = \"local\"\npath = \"/x\"\n",
+        "[archive]",
+    );
+    refused(
+        "[source]\naddress = \"a:1\"\ncluster = true\n[notify]\nheartbeat_url = \"http://h/\"\n",
+        "[notify]",
     );
 }

@@ -17,7 +17,7 @@ impl Storage {
                 ));
             }
         }
-        let s3_only: [(&'static str, bool); 12] = [
+        let s3_only: [(&'static str, bool); 13] = [
             ("storage.bucket", self.bucket.is_some()),
             ("storage.region", self.region.is_some()),
             ("storage.endpoint", self.endpoint.is_some()),
@@ -39,6 +39,10 @@ impl Storage {
             ),
             ("storage.max_attempts", self.max_attempts.is_some()),
             ("storage.lease_seconds", self.lease_seconds.is_some()),
+            (
+                "storage.read_timeout_seconds",
+                self.read_timeout_seconds.is_some(),
+            ),
         ];
         if self.kind == StorageKind::Local {
             if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
@@ -124,6 +128,14 @@ impl Storage {
                         format!("{v:?}: expected \"when_supported\" or \"when_required\""),
                     ));
                 }
+            }
+        }
+        if let Some(n) = self.read_timeout_seconds {
+            if !(1..=3600).contains(&n) {
+                return Err((
+                    "storage.read_timeout_seconds",
+                    format!("{n}: expected 1 to 3600 seconds"),
+                ));
             }
         }
         if let Some(n) = self.max_attempts {
@@ -256,6 +268,71 @@ impl Config {
                 "source.full_sync_fallback",
                 "needs source.full_sync_from".into(),
             ));
+        }
+        if let Some(n) = src.cluster_refresh_seconds {
+            if !src.cluster {
+                return Err(bad(
+                    "source.cluster_refresh_seconds",
+                    "needs source.cluster = true".into(),
+                ));
+            }
+            if !(1..=86400).contains(&n) {
+                return Err(bad(
+                    "source.cluster_refresh_seconds",
+                    format!("{n} is not 1 to 86400 (seconds)"),
+                ));
+            }
+        }
+        if src.cluster_instances.is_some() || src.cluster_instance.is_some() {
+            let key = if src.cluster_instances.is_some() {
+                "source.cluster_instances"
+            } else {
+                "source.cluster_instance"
+            };
+            if !src.cluster {
+                return Err(bad(key, "needs source.cluster = true".into()));
+            }
+            match (src.cluster_instances, src.cluster_instance) {
+                (Some(n), _) if !(1..=1024).contains(&n) => {
+                    return Err(bad(key, format!("{n} is not 1 to 1024")));
+                }
+                (Some(n), Some(k)) if k >= n => {
+                    return Err(bad(
+                        "source.cluster_instance",
+                        format!("{k} is not below cluster_instances ({n}); instances count from 0"),
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(bad(
+                        "source.cluster_instance",
+                        "needs source.cluster_instances".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if src.cluster {
+            // One seed's answers name every shard; the parts below follow one master.
+            let not_with = |what: &str| bad("source.cluster", format!("not with {what}"));
+            if !src.sentinels.is_empty() {
+                return Err(not_with(
+                    "source.sentinels (a cluster elects its own primaries)",
+                ));
+            }
+            if src.full_sync_from.is_some() {
+                return Err(not_with("source.full_sync_from"));
+            }
+            if self.archive.as_ref().is_some_and(|a| a.enabled) {
+                return Err(not_with("[archive] enabled: not yet per shard"));
+            }
+            if self.verify.is_some() {
+                return Err(not_with(
+                    "[verify]: not yet per shard (`replisnap verify` checks each shard's snapshots)",
+                ));
+            }
+            if self.notify.is_some() {
+                return Err(not_with("[notify]: not yet per snapshot set"));
+            }
         }
         if let Some(mb) = src.dual_channel_memory_mb {
             if !(1..=65536).contains(&mb) {

@@ -19,11 +19,15 @@
 //! a stop, never contact the master before the HTTP port and the storage are taken, and
 //! never parse arguments or set up logging (the `run` verb does).
 
+mod checkpoint;
 mod claim;
+mod cluster;
 mod error;
 mod hooks;
 mod notify;
 mod observe;
+mod sets;
+mod shard;
 mod signals;
 mod start;
 mod verify;
@@ -39,8 +43,6 @@ pub use start::{check, Checked};
 
 use crate::config::Config;
 use crate::heartbeat::Heartbeat;
-use crate::replication::Replica;
-use crate::snapshot::checkpoint::CheckpointDir;
 use crate::snapshot::{schedule, Options, SnapshotEvents, Snapshotter};
 
 /// Run the daemon with `cfg` (already loaded and validated) until SIGTERM/SIGINT or until
@@ -52,6 +54,9 @@ use crate::snapshot::{schedule, Options, SnapshotEvents, Snapshotter};
 /// start never costs the master a sync. systemd hears `READY=1` when the replica thread and
 /// the schedules run (not after the first sync: `STATUS=` says how that goes).
 pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
+    if cfg.source.cluster {
+        return cluster::run(cfg, file);
+    }
     let sd = notify::Systemd::from_env();
     let Checked {
         settings,
@@ -105,6 +110,17 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         writer_stuck: writer_stuck.clone(),
         waiting: waiting.clone(),
     });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::start("tokio runtime"))?;
+    // SIGTERM and SIGINT are caught before anything answers: once `/healthz` does, a stop
+    // request always ends the daemon cleanly (it used to kill it until the main loop
+    // installed the handler, a race the tests saw under load).
+    let stop = {
+        let _in_rt = rt.enter();
+        Stop::install()?
+    };
     let http = crate::http::serve_with(
         cfg.http.listen,
         metrics.clone(),
@@ -116,54 +132,42 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         source,
     })?;
     let checkpoints = start::open_checkpoints(cfg, file)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(DaemonError::start("tokio runtime"))?;
     // `[storage] lease_wait_seconds`: wait for another writer to let go, stoppable.
     let wait = cfg.storage.as_ref().and_then(claim::Wait::from_config);
-    let early_stop = match (&storage, wait) {
-        (Some(s), Some(wait)) => {
-            let stop = {
-                let _in_rt = rt.enter();
-                Stop::install()?
-            };
-            let pause = |d: std::time::Duration| {
-                let until = Instant::now() + d;
-                rt.block_on(async {
-                    while stop.received().is_none() && Instant::now() < until {
-                        let left = until.saturating_duration_since(Instant::now());
-                        tokio::time::sleep(left.min(std::time::Duration::from_millis(100))).await;
-                    }
-                });
-                stop.received()
-            };
-            let claimed = claim::claim_waiting(
-                s.as_ref(),
-                wait,
-                &waiting,
-                |reason| sd.status(reason),
-                pause,
-            )
-            .map_err(|source| DaemonError::Claim {
-                location: s.describe(),
-                source,
-            })?;
-            if let claim::Claimed::Stopped(signal) = claimed {
-                info!(
-                    signal,
-                    "stopped while waiting for the storage; nothing was written"
-                );
-                if let Some(s) = &snapshotter {
-                    s.shutdown();
+    if let (Some(s), Some(wait)) = (&storage, wait) {
+        let pause = |d: std::time::Duration| {
+            let until = Instant::now() + d;
+            rt.block_on(async {
+                while stop.received().is_none() && Instant::now() < until {
+                    let left = until.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(left.min(std::time::Duration::from_millis(100))).await;
                 }
-                http.shutdown();
-                return Ok(());
+            });
+            stop.received()
+        };
+        let claimed = claim::claim_waiting(
+            s.as_ref(),
+            wait,
+            &waiting,
+            |reason| sd.status(reason),
+            pause,
+        )
+        .map_err(|source| DaemonError::Claim {
+            location: s.describe(),
+            source,
+        })?;
+        if let claim::Claimed::Stopped(signal) = claimed {
+            info!(
+                signal,
+                "stopped while waiting for the storage; nothing was written"
+            );
+            if let Some(s) = &snapshotter {
+                s.shutdown();
             }
-            Some(stop)
+            http.shutdown();
+            return Ok(());
         }
-        _ => None,
-    };
+    }
     if let Some(s) = &storage {
         sd.status(&format!(
             "claiming {}, loading its newest snapshot",
@@ -251,10 +255,6 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         sd.ready(&format!("started, master {address}"));
         let notifier = notify::Notifier::start(sd.clone(), reporter)
             .map_err(DaemonError::start("systemd notifier"))?;
-        let stop = match early_stop {
-            Some(s) => s,
-            None => Stop::install()?,
-        };
         let ended = stop
             .until_or(|| {
                 main_beat.beat();
@@ -307,7 +307,7 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
     if let (Ok(mut replica), Ended::Signal(_)) = (stopped, &ended) {
         if cfg.replica.checkpoint_on_shutdown {
             sd.status("stopping: writing the checkpoint");
-            write_checkpoint(&checkpoints, &mut replica, &address);
+            checkpoint::write_checkpoint(&checkpoints, &mut replica, &address);
         }
     }
     http.shutdown();
@@ -317,28 +317,4 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
     }
     info!("stopped");
     Ok(())
-}
-
-/// The shutdown checkpoint of the stopped `replica` (logged; a failure only costs the
-/// next start its partial resync).
-fn write_checkpoint(dir: &CheckpointDir, replica: &mut Replica, address: &str) {
-    let capture = match replica.capture_now() {
-        Ok(c) => c,
-        Err(e) => {
-            info!(reason = %e, "no checkpoint written");
-            return;
-        }
-    };
-    let (offset, started) = (capture.offset, Instant::now());
-    match dir.write(capture, address) {
-        Ok(m) => info!(
-            path = %dir.path().display(), replid = %m.source.replid, offset = m.source.offset,
-            keys = m.keys_total, bytes = m.rdb.bytes, seconds = started.elapsed().as_secs_f64(),
-            "checkpoint written"
-        ),
-        Err(e) => warn!(
-            error = %e, offset,
-            "checkpoint not written; the next start resumes from the newest stored snapshot"
-        ),
-    }
 }

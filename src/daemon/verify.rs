@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use chrono_tz::Tz;
-use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_cron_scheduler::Job;
 use tracing::{error, info};
 
 use crate::metrics::{Metrics, VerifyOutcome};
@@ -268,17 +268,19 @@ pub async fn start_schedule(
     verifier: Arc<Verifier>,
     expr: &str,
     tz: Tz,
-) -> Result<JobScheduler, ScheduleError> {
-    let job = Job::new_tz(expr, tz, move |_, _| {
-        verifier.tick();
-    })
-    .map_err(|_| ScheduleError::Cron {
-        key: "verify.schedule",
-        expr: expr.to_string(),
-    })?;
-    let sched = JobScheduler::new().await?;
-    sched.add(job).await?;
-    sched.start().await?;
+) -> Result<crate::snapshot::schedule::Schedule, ScheduleError> {
+    let text = expr.to_string();
+    let make = move || {
+        let v = verifier.clone();
+        Job::new_tz(text.as_str(), tz, move |_, _| {
+            v.tick();
+        })
+        .map_err(|_| ScheduleError::Cron {
+            key: "verify.schedule",
+            expr: text.clone(),
+        })
+    };
+    let sched = crate::snapshot::schedule::add_across_steps("verify schedule", make).await?;
     info!(schedule = %expr, timezone = %tz, "verify schedule started");
     Ok(sched)
 }

@@ -5,12 +5,16 @@
 
 use std::collections::BTreeMap;
 
-use crate::rdb::KeyEntry;
+use crate::rdb::{KeyEntry, Value};
 
 use super::error::DigestError;
-use super::mix::{self, Acc};
+use super::mix::{self, Acc, KNOWN};
+use super::sha1x::{rehash_batch, sha1_batch};
 use super::target::Rules;
 use super::value;
+
+/// Keys hashed side by side by [`DatasetDigest::add_batch`].
+const GROUP: usize = 32;
 
 /// The dataset digest being built: per database, the xor of its keys' hashed digests.
 #[derive(Debug, Clone)]
@@ -59,8 +63,7 @@ impl DatasetDigest {
         self.now_ms
     }
 
-    /// Fold in one key (in any order: the per-database sum is an xor).
-    pub fn add(&mut self, entry: &KeyEntry) -> Result<(), DigestError> {
+    fn check_db(&self, entry: &KeyEntry) -> Result<(), DigestError> {
         if entry.db >= self.rules.databases {
             return Err(DigestError::CannotLoad(format!(
                 "key {} is in db {}, but the server has {} databases (its `databases` setting)",
@@ -69,13 +72,104 @@ impl DatasetDigest {
                 self.rules.databases
             )));
         }
-        match value::key_digest(&self.rules, entry, self.now_ms)? {
-            Some(d) => {
-                let slot = self.dbs.entry(entry.db).or_insert(([0u8; 20], 0));
-                mix::xor_in(&mut slot.0, &d);
-                slot.1 += 1;
+        Ok(())
+    }
+
+    /// Fold in one key (in any order: the per-database sum is an xor).
+    pub fn add(&mut self, entry: &KeyEntry) -> Result<(), DigestError> {
+        self.check_db(entry)?;
+        let d = value::key_digest(&self.rules, entry, self.now_ms)?;
+        self.add_digest(entry.db, &entry.key, d)
+    }
+
+    /// Fold in keys as [`Self::add`] does one by one, with the independent hashes of
+    /// several keys computed side by side. On an error, the key that failed (its file
+    /// offset) is the first in `keys` that cannot load, as one by one.
+    pub fn add_batch(&mut self, keys: &[Box<KeyEntry>]) -> Result<(), (u64, DigestError)> {
+        for group in keys.chunks(GROUP) {
+            self.add_group(group)?;
+        }
+        Ok(())
+    }
+
+    fn add_group(&mut self, keys: &[Box<KeyEntry>]) -> Result<(), (u64, DigestError)> {
+        // The keys that count, in file order. Values whose digest can fail (or is rare)
+        // are digested on their own right here, so errors come in file order.
+        let mut kept = [0usize; GROUP];
+        let mut n = 0;
+        for (i, k) in keys.iter().enumerate() {
+            let fail = |e| (k.offset, e);
+            self.check_db(k).map_err(fail)?;
+            match k.value {
+                Value::String(_)
+                | Value::List(_)
+                | Value::Set(_)
+                | Value::SortedSet(_)
+                | Value::Hash(_)
+                | Value::Stream(_) => {
+                    if value::kept(&self.rules, k, self.now_ms) {
+                        kept[n] = i;
+                        n += 1;
+                    } else {
+                        self.dropped += 1;
+                    }
+                }
+                _ => {
+                    let d = value::key_digest(&self.rules, k, self.now_ms).map_err(fail)?;
+                    self.add_digest(k.db, &k.key, d).map_err(fail)?;
+                }
             }
-            None => self.dropped += 1,
+        }
+        let kept = &kept[..n];
+        // mix_in(0, name) = SHA1(SHA1(name)).
+        let mut acc = [[0u8; 20]; GROUP];
+        let mut msgs: [&[u8]; GROUP] = [&[]; GROUP];
+        for (m, &i) in msgs.iter_mut().zip(kept) {
+            *m = &keys[i].key;
+        }
+        sha1_batch(&msgs[..n], &mut acc[..n]);
+        rehash_batch(&mut acc[..n]);
+        // Strings side by side: the type, then the value.
+        let mut strings = [0usize; GROUP];
+        let mut ns = 0;
+        for (j, &i) in kept.iter().enumerate() {
+            if let Value::String(v) = &keys[i].value {
+                strings[ns] = j;
+                msgs[ns] = v;
+                ns += 1;
+            }
+        }
+        let mut sacc = [[0u8; 20]; GROUP];
+        for (s, &j) in sacc.iter_mut().zip(&strings[..ns]) {
+            *s = acc[j];
+            mix::xor_raw(s, &KNOWN.obj_type[super::elements::OBJ_STRING as usize]);
+        }
+        rehash_batch(&mut sacc[..ns]);
+        let mut hv = [[0u8; 20]; GROUP];
+        sha1_batch(&msgs[..ns], &mut hv[..ns]);
+        for (s, h) in sacc.iter_mut().zip(&hv[..ns]) {
+            mix::xor_raw(s, h);
+        }
+        rehash_batch(&mut sacc[..ns]);
+        for (s, &j) in sacc.iter().zip(&strings[..ns]) {
+            acc[j] = *s;
+        }
+        // Collections one by one (their elements are hashed side by side).
+        for (a, &i) in acc.iter_mut().zip(kept) {
+            let k = &keys[i];
+            if !matches!(k.value, Value::String(_)) {
+                value::body(a, &self.rules, k, self.now_ms).map_err(|e| (k.offset, e))?;
+            }
+            if k.expire_ms.is_some() {
+                mix::xor_raw(a, &KNOWN.expire_mark);
+            }
+        }
+        // xor_in(db, key digest) hashes the key's digest first.
+        rehash_batch(&mut acc[..n]);
+        for (a, &i) in acc.iter().zip(kept) {
+            let slot = self.dbs.entry(keys[i].db).or_insert(([0u8; 20], 0));
+            mix::xor_raw(&mut slot.0, a);
+            slot.1 += 1;
         }
         Ok(())
     }

@@ -5,64 +5,58 @@
 //! the parts of one element). Both take the bytes of the part, never its digest: the
 //! server hashes whatever it is given first. See docs/digest.md.
 
-use sha1::digest::generic_array::{typenum::U64, GenericArray};
-use sha1::{Digest as _, Sha1};
+use std::sync::LazyLock;
 
-type Block = GenericArray<u8, U64>;
+use super::sha1x;
 
 /// A running 20-byte digest, as the server keeps it (`unsigned char[20]`).
 pub type Acc = [u8; 20];
 
-const H0: [u32; 5] = [
-    0x6745_2301,
-    0xEFCD_AB89,
-    0x98BA_DCFE,
-    0x1032_5476,
-    0xC3D2_E1F0,
-];
-
-/// SHA-1 of `data`. Most of what a digest hashes (a key, a member, a running digest) fits
-/// one or two 64-byte blocks once padded: those are compressed directly, without the
-/// streaming hasher's buffering, which cost a tenth of a `verify`.
+/// SHA-1 of `data` ([`sha1x`]: short messages padded and compressed directly, without the
+/// streaming hasher's buffering).
 pub fn sha1(data: &[u8]) -> Acc {
-    let n = data.len();
-    if n > 119 {
-        let mut out = [0u8; 20];
-        out.copy_from_slice(&Sha1::digest(data));
-        return out;
-    }
-    let used = if n <= 55 { 1 } else { 2 };
-    let mut flat = [0u8; 128];
-    flat[..n].copy_from_slice(data);
-    flat[n] = 0x80;
-    let end = used * 64;
-    flat[end - 8..end].copy_from_slice(&((n as u64) * 8).to_be_bytes());
-    let mut blocks: [Block; 2] = Default::default();
-    for (b, f) in blocks.iter_mut().zip(flat.chunks_exact(64)) {
-        b.copy_from_slice(f);
-    }
-    let mut state = H0;
-    sha1::compress(&mut state, &blocks[..used]);
-    let mut out = [0u8; 20];
-    for (o, w) in out.chunks_exact_mut(4).zip(state) {
-        o.copy_from_slice(&w.to_be_bytes());
-    }
-    out
+    sha1x::sha1(data)
 }
 
 /// `acc ^= SHA1(data)`: order-independent accumulation.
 pub fn xor_in(acc: &mut Acc, data: &[u8]) {
-    let h = sha1(data);
-    for (a, b) in acc.iter_mut().zip(h) {
-        *a ^= b;
-    }
+    xor_raw(acc, &sha1(data));
 }
 
 /// `acc = SHA1(acc ^ SHA1(data))`: order-dependent accumulation.
 pub fn mix_in(acc: &mut Acc, data: &[u8]) {
-    xor_in(acc, data);
-    *acc = sha1(acc);
+    mix_hash(acc, &sha1(data));
 }
+
+/// [`mix_in`] of a part whose SHA-1 `h` is already known: `acc = SHA1(acc ^ h)`.
+pub fn mix_hash(acc: &mut Acc, h: &Acc) {
+    xor_raw(acc, h);
+    *acc = sha1x::rehash(acc);
+}
+
+/// Xored into a key's digest when it has a TTL (only its presence counts).
+pub const EXPIRE_MARK: &[u8] = b"!!expire!!";
+/// Xored into a hash field's digest when it has a TTL (Redis 7.4+).
+pub const FIELD_TTL_MARK: &[u8] = b"!!hexpire!!";
+/// What a hole in a sparse array (Redis 8.8+) is mixed in as.
+pub const ARRAY_HOLE: &[u8] = b"(null)";
+
+/// The SHA-1 of parts every key or element may hash: the object types (`OBJ_*` as a 4-byte
+/// big-endian number) and the marks. Computed once, so each use costs an xor.
+pub struct Known {
+    /// Indexed by the `OBJ_*` number.
+    pub obj_type: [Acc; 8],
+    pub expire_mark: Acc,
+    pub field_ttl_mark: Acc,
+    pub array_hole: Acc,
+}
+
+pub static KNOWN: LazyLock<Known> = LazyLock::new(|| Known {
+    obj_type: std::array::from_fn(|t| sha1(&(t as u32).to_be_bytes())),
+    expire_mark: sha1(EXPIRE_MARK),
+    field_ttl_mark: sha1(FIELD_TTL_MARK),
+    array_hole: sha1(ARRAY_HOLE),
+});
 
 /// `a ^= b` without hashing (used to merge per-database partial sums).
 pub fn xor_raw(a: &mut Acc, b: &Acc) {
@@ -99,11 +93,19 @@ mod tests {
         mix_in(&mut b, b"x");
         assert_ne!(a, b);
         // Every length around the one- and two-block paths agrees with the streaming hasher.
+        use sha1::{Digest as _, Sha1};
         let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
         for n in 0..data.len() {
             let want = Sha1::digest(&data[..n]);
             assert_eq!(sha1(&data[..n])[..], want[..], "length {n}");
         }
+        // mix_hash of a known hash is mix_in of its part.
+        let (mut a, mut b) = ([7u8; 20], [7u8; 20]);
+        mix_in(&mut a, b"part");
+        mix_hash(&mut b, &sha1(b"part"));
+        assert_eq!(a, b);
+        assert_eq!(KNOWN.obj_type[4], sha1(&4u32.to_be_bytes()));
+        assert_eq!(KNOWN.expire_mark, sha1(b"!!expire!!"));
         // SHA1("abc") is the FIPS 180 test vector.
         assert_eq!(
             hex(&sha1(b"abc")),

@@ -15,6 +15,7 @@ mod grisu;
 pub mod mix;
 pub mod parallel;
 pub mod score;
+pub mod sha1x;
 pub mod target;
 pub mod value;
 

@@ -52,9 +52,7 @@ fn work(rx: &Mutex<Receiver<Vec<Box<KeyEntry>>>>, mut d: DatasetDigest) -> Outco
             Err(p) => p.into_inner().recv(),
         };
         let Ok(batch) = batch else { return Ok(d) };
-        for k in batch {
-            d.add(&k).map_err(|e| (k.offset, e))?;
-        }
+        d.add_batch(&batch)?;
     }
 }
 

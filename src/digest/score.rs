@@ -36,6 +36,14 @@ pub fn printf_17g(x: f64) -> String {
     if x == 0.0 {
         return if x.is_sign_negative() { "-0" } else { "0" }.to_string();
     }
+    if let Some(s) = exact_17g(x) {
+        return s;
+    }
+    general_17g(x)
+}
+
+/// `%.17g` of a finite nonzero double, by exact formatting.
+fn general_17g(x: f64) -> String {
     // Rust's exact formatting rounds the exact binary value half to even, as glibc does.
     let sci = format!("{:.16e}", x.abs());
     let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
@@ -73,6 +81,46 @@ pub fn printf_17g(x: f64) -> String {
     out
 }
 
+/// `%.17g` of a double whose exact decimal value has at most 17 significant digits and
+/// prints in fixed notation (`1e-4 <= |x| < 1e17`): those digits, as they are, which is
+/// what rounding to 17 digits and dropping trailing zeros leaves. Typical scores (integers,
+/// halves, quarters) take this path instead of exact big-number formatting. `None`: not
+/// such a double.
+fn exact_17g(x: f64) -> Option<String> {
+    let a = x.abs();
+    if !(1e-4..1e17).contains(&a) {
+        return None;
+    }
+    // a = m * 2^q exactly, m odd (a is normal here: at least 1e-4).
+    let bits = a.to_bits();
+    let mut m = (bits & ((1u64 << 52) - 1)) | (1u64 << 52);
+    let mut q = ((bits >> 52) & 0x7ff) as i32 - 1075;
+    let tz = m.trailing_zeros();
+    m >>= tz;
+    q += tz as i32;
+    let sign = if x < 0.0 { "-" } else { "" };
+    if q >= 0 {
+        // An integer below 1e17: every digit is printed.
+        return Some(format!("{sign}{}", a as u64));
+    }
+    // a = m * 5^k / 10^k: its digits are those of m * 5^k (never ending in 0: m is odd).
+    let k = (-q) as u32;
+    if k > 24 {
+        return None;
+    }
+    let n = (m as u128).checked_mul(5u128.pow(k))?;
+    if n >= 100_000_000_000_000_000 {
+        return None;
+    }
+    let p = 10u128.pow(k);
+    Some(format!(
+        "{sign}{}.{:0width$}",
+        n / p,
+        n % p,
+        width = k as usize
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +152,42 @@ mod tests {
         for &(x, want) in cases {
             assert_eq!(printf_17g(x), want, "{x:e}");
         }
+        // The exact-digits path: the same text as the general one, and it is taken.
+        for (x, want) in [
+            (1.5, "1.5"),
+            (-4.25, "-4.25"),
+            (0.0001220703125, "0.0001220703125"),
+            (123456.75, "123456.75"),
+            (99999999999999984.0, "99999999999999984"),
+        ] {
+            assert_eq!(exact_17g(x).as_deref(), Some(want), "{x:e}");
+        }
+        for x in [0.1, 1e17, 1e-5, 1.0 / 3.0, 0.000099, 2f64.powi(-30)] {
+            assert_eq!(exact_17g(x), None, "{x:e}");
+        }
+    }
+
+    #[test]
+    fn exact_digits_agree_with_exact_formatting() {
+        // Dyadic rationals of every scale the fast path accepts, and near its edges: where it
+        // answers, it must answer what the general formatting does.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut taken = 0;
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let m = (x >> 11) >> (i % 53);
+            let e = (i % 90) as i32 - 60;
+            let v = m as f64 * 2f64.powi(e) * if i % 2 == 0 { 1.0 } else { -1.0 };
+            if v == 0.0 || !v.is_finite() {
+                continue;
+            }
+            if let Some(fast) = exact_17g(v) {
+                taken += 1;
+                assert_eq!(fast, general_17g(v), "{v:e}");
+            }
+        }
+        assert!(taken > 50_000, "the fast path was taken {taken} times");
     }
 }

@@ -9,12 +9,11 @@ use crate::rdb::value::{ArrayElem, HashField, SparseArray};
 use crate::rdb::{KeyEntry, Value};
 
 use super::error::DigestError;
-use super::mix::{mix_in, xor_in, Acc};
+use super::mix::{mix_hash, mix_in, xor_raw, Acc, KNOWN};
 use super::target::Rules;
 
-use super::elements::{self, EXPIRE_MARK, OBJ_ARRAY, OBJ_STRING};
+use super::elements::{self, OBJ_ARRAY, OBJ_STRING};
 
-const ARRAY_HOLE: &[u8] = b"(null)";
 /// Holes in a sparse array each cost a digest step; past this many we refuse.
 const MAX_ARRAY_HOLES: u64 = 100_000_000;
 
@@ -72,7 +71,22 @@ fn object_digest(
     entry: &KeyEntry,
     now_ms: i64,
 ) -> Result<(), DigestError> {
-    let obj_type = |acc: &mut Acc, t: u32| mix_in(acc, &t.to_be_bytes());
+    body(acc, rules, entry, now_ms)?;
+    if entry.expire_ms.is_some() {
+        xor_raw(acc, &KNOWN.expire_mark);
+    }
+    Ok(())
+}
+
+/// The object's type and contents mixed into `acc` (what follows the key name, before the
+/// expiry mark).
+pub(super) fn body(
+    acc: &mut Acc,
+    rules: &Rules,
+    entry: &KeyEntry,
+    now_ms: i64,
+) -> Result<(), DigestError> {
+    let obj_type = elements::obj_type;
     match &entry.value {
         Value::String(s) => {
             obj_type(acc, OBJ_STRING);
@@ -117,9 +131,6 @@ fn object_digest(
             ))
         }
     }
-    if entry.expire_ms.is_some() {
-        xor_in(acc, EXPIRE_MARK);
-    }
     Ok(())
 }
 
@@ -135,7 +146,7 @@ fn array(acc: &mut Acc, a: &SparseArray) -> Result<(), String> {
     let mut next = 0u64;
     for (idx, el) in &a.elems {
         while next < *idx {
-            mix_in(acc, ARRAY_HOLE);
+            mix_hash(acc, &KNOWN.array_hole);
             next += 1;
         }
         match el {

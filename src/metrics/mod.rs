@@ -316,6 +316,50 @@ impl Metrics {
         String::from_utf8(out)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
+
+    /// A cluster daemon's exposition: `build_info` and the process collector from `self`
+    /// (the process's own registry), every other family from the `shards`' registries
+    /// (each series labelled with its shard), one `# HELP`/`# TYPE` per family.
+    pub fn render_all(&self, shards: &[&Metrics]) -> String {
+        let process_wide =
+            |name: &str| name == "replisnap_build_info" || name.starts_with("process_");
+        let mut families: Vec<prometheus::proto::MetricFamily> = self
+            .registry
+            .gather()
+            .into_iter()
+            .filter(|f| process_wide(f.name()))
+            .collect();
+        let mut index: std::collections::BTreeMap<String, usize> = families
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name().to_string(), i))
+            .collect();
+        for shard in shards {
+            shard.refresh(Instant::now());
+            for f in shard.registry.gather() {
+                if process_wide(f.name()) {
+                    continue;
+                }
+                match index.get(f.name()) {
+                    Some(&i) => {
+                        let mut ms = f.get_metric().to_vec();
+                        families[i].mut_metric().append(&mut ms);
+                    }
+                    None => {
+                        index.insert(f.name().to_string(), families.len());
+                        families.push(f);
+                    }
+                }
+            }
+        }
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut out = Vec::with_capacity(16 * 1024 * (1 + shards.len()));
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
 }
 
 #[cfg(test)]

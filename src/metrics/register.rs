@@ -53,7 +53,20 @@ impl Metrics {
     /// label value (so `increase()` works from the first scrape), `build_info` at 1 and,
     /// on Linux, the process collector.
     pub fn new() -> Result<Metrics, MetricsError> {
-        let registry = Registry::new();
+        Self::build(Registry::new(), true)
+    }
+
+    /// One shard's series of a cluster (`[source] cluster`): every series carries
+    /// `shard="<name>"`; `build_info` and the process collector are the process's, not a
+    /// shard's, and stay in the daemon's own [`Metrics::new`] (see [`Metrics::render_all`]).
+    pub fn for_shard(shard: &str) -> Result<Metrics, MetricsError> {
+        let labels = std::iter::once(("shard".to_string(), shard.to_string())).collect();
+        let registry = Registry::new_custom(None, Some(labels))
+            .map_err(|err| MetricsError::Register { name: "shard", err })?;
+        Self::build(registry, false)
+    }
+
+    fn build(registry: Registry, process: bool) -> Result<Metrics, MetricsError> {
         let r = Reg(&registry);
         let mut m = Metrics {
             master_link_up: r.add(
@@ -354,12 +367,12 @@ impl Metrics {
             started: Instant::now(),
             registry,
         };
-        m.init_labelled()?;
+        m.init_labelled(process)?;
         Ok(m)
     }
 
     /// Pre-initialise every labelled series, `build_info` and the process collector.
-    fn init_labelled(&mut self) -> Result<(), MetricsError> {
+    fn init_labelled(&mut self, process: bool) -> Result<(), MetricsError> {
         for r in LinkErrorReason::ALL {
             self.link_errors_total.with_label_values(&[r.as_str()]);
         }
@@ -404,6 +417,12 @@ impl Metrics {
             .chain(std::iter::once(&OTHER_COMMAND))
             .map(|c| applied.with_label_values(&[c]))
             .collect();
+        // A server with no data yet still shows db0, as INFO keyspace users expect a row.
+        self.set_dataset_keys([(0, 0)]);
+        // A shard's registry ends here: one process, one build_info, one process collector.
+        if !process {
+            return Ok(());
+        }
         let info = r.add(
             "build_info",
             IntGaugeVec::new(
@@ -415,8 +434,6 @@ impl Metrics {
             ),
         )?;
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        // A server with no data yet still shows db0, as INFO keyspace users expect a row.
-        self.set_dataset_keys([(0, 0)]);
         #[cfg(target_os = "linux")]
         self.registry
             .register(Box::new(

@@ -297,3 +297,40 @@ fn dual_channel_counters_add_up() {
         assert_eq!(value(&text, n), Some(want), "{n}");
     }
 }
+
+#[test]
+fn a_cluster_renders_one_family_per_name_with_a_series_per_shard() {
+    let process = Metrics::new().unwrap();
+    let a = Metrics::for_shard("0-8191").unwrap();
+    let b = Metrics::for_shard("8192-16383").unwrap();
+    a.set_link_up(true);
+    b.set_link_up(false);
+    let text = process.render_all(&[&a, &b]);
+    for name in SPEC_NAMES {
+        assert_eq!(
+            text.matches(&format!("# TYPE {name} ")).count(),
+            1,
+            "{name} in\n{text}"
+        );
+    }
+    assert_eq!(
+        value(&text, "replisnap_master_link_up{shard=\"0-8191\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "replisnap_master_link_up{shard=\"8192-16383\"}"),
+        Some(0.0)
+    );
+    // The process's own series come once, unlabelled; no shard series goes unlabelled.
+    assert!(text.contains(&format!(
+        "replisnap_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(!text.contains("replisnap_build_info{shard"));
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("replisnap_master_link_up ")),
+        "{text}"
+    );
+}

@@ -21,6 +21,7 @@ mod fullsync;
 pub mod handoff;
 mod handshake;
 pub mod link;
+pub mod resolve;
 pub mod sentinel;
 pub mod status;
 mod stream;
@@ -64,6 +65,8 @@ pub enum ReplError {
     Io(#[from] std::io::Error),
     #[error("sentinel: {0}")]
     Sentinel(#[from] sentinel::SentinelError),
+    #[error("master address: {0}")]
+    Resolve(String),
     #[error("{0}")]
     Handoff(#[from] handoff::HandoffError),
     #[error("dual-channel full sync: {0}")]
@@ -73,9 +76,9 @@ pub enum ReplError {
 /// The kind a link error is counted under (`link_errors_total{reason}`).
 fn link_error_kind(e: &ReplError) -> LinkErrorReason {
     match e {
-        ReplError::Link(LinkError::Connect { .. }) | ReplError::Sentinel(_) => {
-            LinkErrorReason::Connect
-        }
+        ReplError::Link(LinkError::Connect { .. })
+        | ReplError::Sentinel(_)
+        | ReplError::Resolve(_) => LinkErrorReason::Connect,
         ReplError::Link(LinkError::Tls(_)) => LinkErrorReason::Tls,
         ReplError::Link(LinkError::Protocol(_)) | ReplError::Protocol(_) => {
             LinkErrorReason::Protocol
@@ -168,6 +171,8 @@ pub struct Replica {
     master_timeout: Duration,
     /// Ask these sentinels for the master's address before each connection.
     sentinel: Option<sentinel::SentinelSettings>,
+    /// Or ask this before each connection (`resolve.rs`; a cluster shard's primary).
+    resolver: Option<resolve::Resolver>,
     /// The address of the last connection (Sentinel's answers are logged when they change).
     last_address: String,
     /// Take full syncs from this replica of the primary (`[source] full_sync_from`).
@@ -254,6 +259,7 @@ impl Replica {
             limits: Limits::default(),
             master_timeout: stream::MASTER_TIMEOUT,
             sentinel: None,
+            resolver: None,
             last_address: String::new(),
             full_sync_from: None,
             dual: dualoffer::DualOffer::new(true),
@@ -447,19 +453,9 @@ impl Replica {
     }
 
     fn session(&mut self) -> Result<(), ReplError> {
-        let s = &self.settings;
         self.status.set_phase(Phase::Connecting);
         self.status.heartbeat.beat();
-        let address = match &self.sentinel {
-            Some(sen) => {
-                let a = sentinel::master_address(sen)?;
-                if a != self.last_address {
-                    info!(master = %sen.master_name, address = %a, "sentinel: master address");
-                }
-                a
-            }
-            None => s.address.clone(),
-        };
+        let address = self.master_address()?;
         self.last_address.clone_from(&address);
         if let Ok(mut a) = self.status.master_address.lock() {
             a.clone_from(&address);

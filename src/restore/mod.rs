@@ -10,27 +10,33 @@
 //! target answers `DEBUG DIGEST`, it computes the digest of exactly what it sent (for the
 //! target's version, at the start) so the caller can compare the server's answer.
 //!
-//! Three threads share the work: this one reads the RDB and encodes commands, one writes
-//! batches and reads their replies ([`conn`]), one computes the digest, so reading, the
-//! network and the target's work overlap. It must never send a write before the emptiness
-//! check, and never hold more than a few batches of commands (bounded channels).
+//! Threads share the work: this one reads the RDB and encodes commands, one per target
+//! writes batches and reads their replies ([`sink`], [`conn`]), others compute the digest,
+//! so reading, the network and the target's work overlap. A cluster target ([`cluster`])
+//! has one pipeline per primary and each key goes to the primary of its slot; several RDBs
+//! (a cluster's snapshot set) can be fed through the same pipelines ([`Feeder`]). It must
+//! never send a write before every target passed the emptiness check, and never hold more
+//! than a few batches of commands per target (bounded channels).
 
+pub mod cluster;
 pub mod conn;
 pub mod plain;
+mod sink;
 
-use std::collections::VecDeque;
+use std::collections::HashSet;
 use std::io::Read;
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{channel, sync_channel};
 use std::time::{Duration, Instant};
 
+pub use cluster::{ClusterTarget, Router};
 pub use conn::{Batch, Conn, ConnError, Name, Refused, TargetUrl};
 
 use crate::digest::parallel::default_workers;
-use crate::digest::{ParallelDigest, Rules};
-use crate::rdb::value::Value;
-use crate::rdb::writer::{encode_value, KeyRecord, Target, WriteOptions};
-use crate::rdb::{Item, KeyEntry, RdbReader};
+use crate::digest::Rules;
+use crate::rdb::writer::Target;
+use crate::rdb::{Item, RdbReader};
 use crate::replication::tls::TlsSettings;
+use sink::{io_loop, Probe, Sink, IN_FLIGHT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -40,8 +46,14 @@ pub enum RestoreError {
     NotEmpty { addr: String, keys: u64 },
     #[error("key {key} (db {db}): {what}")]
     Key { db: u64, key: String, what: String },
+    #[error("key {key} (db {db}): the target answered {what}: its slot is served by another node now (the target cluster is resharding?); nothing was skipped: restore again with --replace once it is stable")]
+    Moved { db: u64, key: String, what: String },
     #[error("source: {0}")]
     Source(String),
+    #[error("target cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error("target cluster {seed}: slots {slots} are served by no primary; a restore needs every slot served")]
+    IncompleteSlots { seed: String, slots: String },
 }
 
 /// How to restore.
@@ -99,357 +111,172 @@ pub fn dump_payload(ty: u8, value: &[u8], rdb_version: u32) -> Vec<u8> {
     p
 }
 
-/// Commands per batch at most, whatever `batch` says, and bytes per batch.
-const BATCH_BYTES: usize = 8 << 20;
-/// Batches written before their replies are read.
-const IN_FLIGHT: usize = 2;
+/// What one target is, asked before anything is written to it.
+fn probe(conn: &mut Conn, opts: &RestoreOptions) -> Result<Probe, RestoreError> {
+    let version = conn.version()?;
+    let target = Target::for_server(version).map_err(|e| conn.fail(e))?;
+    let rules = Rules::for_target(version).map_err(|e| conn.fail(e.to_string()))?;
+    let keys = conn.keys()?;
+    // Probes that cost the target nothing: whether it answers DEBUG (no digest is worth
+    // computing otherwise), and the longest argument it takes.
+    let digestible = !opts.no_digest && conn.call(&[b"DEBUG", b"DIGEST-VALUE"]).is_ok();
+    Ok(Probe {
+        target,
+        rules,
+        version: version.to_string(),
+        keys,
+        digestible,
+        max_bulk: conn.max_bulk(),
+        // SET … PXAT needs 6.2.
+        plain_strings: version.at_least(6, 2),
+    })
+}
 
-/// The writer side: batches out to the I/O thread, refusals back, counted once per key.
-struct Pipeline<'o> {
+/// Feeds RDBs to the targets' pipelines: each key to the target its [`Router`] names,
+/// each distinct function library to every target once.
+pub struct Feeder<'o, 'p> {
+    sinks: Vec<Sink<'o>>,
+    router: &'p Router,
     opts: &'o RestoreOptions,
-    batch: Batch,
-    max_cmds: usize,
-    tx: Option<SyncSender<Batch>>,
-    rx: Receiver<Result<Vec<Refused>, ConnError>>,
-    last_failed: Option<Name>,
-    dispatched: usize,
-    answered: usize,
+    started: Instant,
+    functions: HashSet<Vec<u8>>,
 }
 
-impl Pipeline<'_> {
-    fn push(
+impl Feeder<'_, '_> {
+    /// Keys sent so far, every target.
+    pub fn keys_restored(&self) -> u64 {
+        self.sinks.iter().map(|s| s.s.keys_restored).sum()
+    }
+
+    /// Restore every key `reader` yields; `progress` gets the reader's offset and the keys
+    /// sent so far (every target, every RDB fed before).
+    pub fn rdb<R: Read>(
         &mut self,
-        s: &mut RestoreSummary,
-        args: &[&[u8]],
-        name: Option<Name>,
+        mut reader: RdbReader<R>,
+        progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(), RestoreError> {
-        self.batch.push(args, name);
-        if self.batch.names.len() >= self.max_cmds || self.batch.bytes.len() >= BATCH_BYTES {
-            self.dispatch(s)?;
-        }
-        Ok(())
-    }
-
-    fn dispatch(&mut self, s: &mut RestoreSummary) -> Result<(), RestoreError> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let b = std::mem::take(&mut self.batch);
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(b).is_ok());
-        if !sent {
-            // The I/O thread stopped: its error is waiting.
-            return self.wait_all(s);
-        }
-        self.dispatched += 1;
-        while let Ok(r) = self.rx.try_recv() {
-            self.answered += 1;
-            self.count(s, r)?;
-        }
-        Ok(())
-    }
-
-    fn count(
-        &mut self,
-        s: &mut RestoreSummary,
-        r: Result<Vec<Refused>, ConnError>,
-    ) -> Result<(), RestoreError> {
-        for Refused { name, error } in r? {
-            if self.last_failed.as_ref() != Some(&name) {
-                s.keys_failed += 1;
-                s.keys_restored -= 1;
-            }
-            let key = crate::rdb::error::escape_key(&name.key);
-            if !self.opts.keep_going {
-                return Err(RestoreError::Key {
-                    db: name.db,
-                    key,
-                    what: error,
-                });
-            }
-            eprintln!("warning: key {key} (db {}): {error}", name.db);
-            self.last_failed = Some(name);
-        }
-        Ok(())
-    }
-
-    /// Send what is left and wait for every reply.
-    fn wait_all(&mut self, s: &mut RestoreSummary) -> Result<(), RestoreError> {
-        if !self.batch.is_empty() {
-            let b = std::mem::take(&mut self.batch);
-            if self.tx.as_ref().is_some_and(|tx| tx.send(b).is_ok()) {
-                self.dispatched += 1;
-            }
-        }
-        self.tx = None;
-        while self.answered < self.dispatched {
-            let Ok(r) = self.rx.recv() else { break };
-            self.answered += 1;
-            self.count(s, r)?;
-        }
-        // An I/O error after the last batch it took.
-        if let Ok(r) = self.rx.try_recv() {
-            self.count(s, r)?;
-        }
-        Ok(())
-    }
-}
-
-/// The I/O thread: writes up to [`IN_FLIGHT`] batches ahead of their replies, so the
-/// target never waits for the next batch while this side reads the last one's replies.
-fn io_loop(conn: &mut Conn, rx: Receiver<Batch>, tx: Sender<Result<Vec<Refused>, ConnError>>) {
-    let mut inflight: VecDeque<Vec<Option<Name>>> = VecDeque::new();
-    let mut open = true;
-    loop {
-        while open && inflight.len() < IN_FLIGHT {
-            let b = if inflight.is_empty() {
-                match rx.recv() {
-                    Ok(b) => b,
-                    Err(_) => {
-                        open = false;
-                        break;
+        loop {
+            let item = reader
+                .next_item()
+                .map_err(|e| RestoreError::Source(e.to_string()))?;
+            let Some(item) = item else { break };
+            let k = match item {
+                Item::Function { code } => {
+                    // A set's shards each hold the libraries: loaded once per target.
+                    if !self.functions.contains(&code) {
+                        for s in &mut self.sinks {
+                            s.function(&code)?;
+                        }
+                        self.functions.insert(code);
                     }
+                    continue;
                 }
-            } else {
-                match rx.try_recv() {
-                    Ok(b) => b,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
-                }
+                Item::Key(k) => k,
+                _ => continue,
             };
-            if let Err(e) = conn.write_batch(&b) {
-                let _ = tx.send(Err(e));
-                return;
+            let i = self.router.target_of(&k.key);
+            let Some(sink) = self.sinks.get_mut(i) else {
+                return Err(RestoreError::Source(format!("no target for route {i}")));
+            };
+            if sink.key(k)? {
+                let keys = self.keys_restored();
+                progress(reader.offset(), keys);
+                if self.opts.rate > 0 {
+                    let due = Duration::from_secs_f64(keys as f64 / self.opts.rate as f64);
+                    if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
             }
-            inflight.push_back(b.names);
         }
-        let Some(names) = inflight.pop_front() else {
-            return;
-        };
-        let r = conn.read_replies(names);
-        let failed = r.is_err();
-        if tx.send(r).is_err() || failed {
-            return;
+        progress(reader.offset(), self.keys_restored());
+        Ok(())
+    }
+}
+
+/// Restore into `conns` (one server, or a cluster's primaries routed by slot) what `feed`
+/// gives the [`Feeder`]; one summary per target, in the order of `conns`. Every target is
+/// probed and checked empty (or flushed) before anything is written to any of them.
+pub fn restore_routed(
+    conns: &mut [Conn],
+    router: &Router,
+    opts: &RestoreOptions,
+    now_ms: i64,
+    feed: impl FnOnce(&mut Feeder<'_, '_>) -> Result<(), RestoreError>,
+) -> Result<Vec<RestoreSummary>, RestoreError> {
+    router.check(conns.len())?;
+    let mut probes = Vec::with_capacity(conns.len());
+    for c in conns.iter_mut() {
+        probes.push(probe(c, opts)?);
+    }
+    if !opts.flush && !opts.replace {
+        if let Some((c, p)) = conns.iter().zip(&probes).find(|(_, p)| p.keys > 0) {
+            return Err(RestoreError::NotEmpty {
+                addr: c.addr().to_string(),
+                keys: p.keys,
+            });
         }
     }
+    if opts.flush {
+        for c in conns.iter_mut() {
+            c.text(&[b"FLUSHALL"])?;
+        }
+    }
+    // The digest threads are shared out between the targets.
+    let workers = (default_workers() / conns.len().max(1)).max(1);
+    let started = Instant::now();
+    let mut summaries = std::thread::scope(|sc| -> Result<Vec<RestoreSummary>, RestoreError> {
+        let mut sinks = Vec::with_capacity(conns.len());
+        for (conn, p) in conns.iter_mut().zip(&probes) {
+            let (btx, brx) = sync_channel(IN_FLIGHT);
+            let (rtx, rrx) = channel();
+            sc.spawn(move || io_loop(conn, brx, rtx));
+            sinks.push(Sink::new(p, opts, btx, rrx, now_ms, workers));
+        }
+        let mut f = Feeder {
+            sinks,
+            router,
+            opts,
+            started,
+            functions: HashSet::new(),
+        };
+        let fed = feed(&mut f);
+        // Every pipeline drained (its replies read, its thread ended), even after an error.
+        let finished: Vec<_> = f.sinks.into_iter().map(Sink::finish).collect();
+        fed?;
+        finished.into_iter().collect()
+    })?;
+    let send_seconds = started.elapsed().as_secs_f64();
+    for (c, s) in conns.iter_mut().zip(&mut summaries) {
+        s.send_seconds = send_seconds;
+        let checking = Instant::now();
+        s.target_keys = c.keys()?;
+        if s.digest_sent.is_some() {
+            // A big dataset's digest takes the server a while.
+            c.set_read_timeout(Duration::from_secs(3600));
+            s.target_digest = c.text(&[b"DEBUG", b"DIGEST"]).ok();
+        }
+        s.check_seconds = checking.elapsed().as_secs_f64();
+    }
+    Ok(summaries)
 }
 
 /// Restore every key `reader` yields into the server behind `conn`; `progress` gets the
 /// reader's offset and the keys sent so far.
 pub fn restore<R: Read>(
-    mut reader: RdbReader<R>,
+    reader: RdbReader<R>,
     conn: &mut Conn,
     opts: &RestoreOptions,
     now_ms: i64,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<RestoreSummary, RestoreError> {
-    let version = conn.version()?;
-    let target = Target::for_server(version).map_err(|e| conn.fail(e))?;
-    let rules = Rules::for_target(version).map_err(|e| conn.fail(e.to_string()))?;
-    let before = conn.keys()?;
-    if opts.flush {
-        conn.text(&[b"FLUSHALL"])?;
-    } else if before > 0 && !opts.replace {
-        return Err(RestoreError::NotEmpty {
-            addr: conn.addr().to_string(),
-            keys: before,
-        });
-    }
-    // Probes that cost the target nothing: whether it answers DEBUG (no digest is worth
-    // computing otherwise), and the longest argument it takes.
-    let digestible = !opts.no_digest && conn.call(&[b"DEBUG", b"DIGEST-VALUE"]).is_ok();
-    let max_bulk = conn.max_bulk();
-    // SET … PXAT needs 6.2.
-    let plain_strings = version.at_least(6, 2);
-    let replace = opts.replace || opts.flush;
-    let mut s = RestoreSummary {
-        target_version: version.to_string(),
-        ..RestoreSummary::default()
-    };
-    let wopts = WriteOptions { compress: false };
-    let started = Instant::now();
-    let digest = std::thread::scope(|sc| -> Result<Option<String>, RestoreError> {
-        let (btx, brx) = sync_channel::<Batch>(IN_FLIGHT);
-        let (rtx, rrx) = channel();
-        let io_conn = &mut *conn;
-        sc.spawn(move || io_loop(io_conn, brx, rtx));
-        // Hashed on other threads (at least one) while this one reads and encodes.
-        let mut digester =
-            digestible.then(|| ParallelDigest::new(rules, now_ms, default_workers().max(1)));
-        let mut p = Pipeline {
-            opts,
-            batch: Batch::default(),
-            max_cmds: opts.batch.max(1),
-            tx: Some(btx),
-            rx: rrx,
-            last_failed: None,
-            dispatched: 0,
-            answered: 0,
-        };
-        let mut db_selected: Option<u64> = None;
-        let r = (|| -> Result<(), RestoreError> {
-            loop {
-                let item = reader
-                    .next_item()
-                    .map_err(|e| RestoreError::Source(e.to_string()))?;
-                let Some(item) = item else { break };
-                let k = match item {
-                    Item::Function { code } => {
-                        let mut args: Vec<&[u8]> = vec![b"FUNCTION", b"LOAD"];
-                        if replace {
-                            args.push(b"REPLACE");
-                        }
-                        args.push(&code);
-                        p.push(&mut s, &args, None)?;
-                        s.functions += 1;
-                        continue;
-                    }
-                    Item::Key(k) => k,
-                    _ => continue,
-                };
-                if !opts.dbs.is_empty() && !opts.dbs.contains(&k.db) {
-                    continue;
-                }
-                if !k.loadable(now_ms) {
-                    s.keys_expired_skipped += 1;
-                    continue;
-                }
-                if db_selected != Some(k.db) {
-                    let db = k.db.to_string();
-                    p.push(&mut s, &[b"SELECT", db.as_bytes()], None)?;
-                    db_selected = Some(k.db);
-                }
-                s.keys_restored += 1;
-                let dispatched = p.dispatched;
-                let sent = send_key(
-                    &mut p,
-                    &mut s,
-                    &k,
-                    &target,
-                    wopts,
-                    plain_strings,
-                    replace,
-                    max_bulk,
-                );
-                match sent {
-                    // Refused on this side (it cannot be sent): counted like a target's refusal.
-                    Err(RestoreError::Key { db, key, what }) if opts.keep_going => {
-                        s.keys_restored -= 1;
-                        s.keys_failed += 1;
-                        eprintln!("warning: key {key} (db {db}): {what}");
-                    }
-                    other => other?,
-                }
-                if let Some(d) = digester.as_mut() {
-                    d.add(k).map_err(|e| RestoreError::Source(e.to_string()))?;
-                }
-                if p.dispatched != dispatched {
-                    progress(reader.offset(), s.keys_restored);
-                    if opts.rate > 0 {
-                        let due =
-                            Duration::from_secs_f64(s.keys_restored as f64 / opts.rate as f64);
-                        if let Some(wait) = due.checked_sub(started.elapsed()) {
-                            std::thread::sleep(wait);
-                        }
-                    }
-                }
-            }
-            Ok(())
-        })();
-        let waited = p.wait_all(&mut s);
-        r?;
-        waited?;
-        Ok(match digester {
-            Some(d) => {
-                let d = d
-                    .finish()
-                    .map_err(|e| RestoreError::Source(e.to_string()))?;
-                Some(crate::digest::mix::hex(&d.finish()))
-            }
-            None => None,
-        })
-    })?;
-    progress(reader.offset(), s.keys_restored);
-    s.send_seconds = started.elapsed().as_secs_f64();
-    let checking = Instant::now();
-    s.digest_sent = digest;
-    s.target_keys = conn.keys()?;
-    if s.digest_sent.is_some() {
-        // A big dataset's digest takes the server a while.
-        conn.set_read_timeout(Duration::from_secs(3600));
-        s.target_digest = conn.text(&[b"DEBUG", b"DIGEST"]).ok();
-    }
-    s.check_seconds = checking.elapsed().as_secs_f64();
-    Ok(s)
-}
-
-/// The commands for one key: `SET` for a plain string, `RESTORE` of a DUMP payload when it
-/// fits the target's limit, else the value rebuilt in chunks.
-#[allow(clippy::too_many_arguments)]
-fn send_key(
-    p: &mut Pipeline<'_>,
-    s: &mut RestoreSummary,
-    k: &KeyEntry,
-    target: &Target,
-    wopts: WriteOptions,
-    plain_strings: bool,
-    replace: bool,
-    max_bulk: u64,
-) -> Result<(), RestoreError> {
-    let key_err = |what: String| RestoreError::Key {
-        db: k.db,
-        key: crate::rdb::error::escape_key(&k.key),
-        what,
-    };
-    let name = || {
-        Some(Name {
-            db: k.db,
-            key: k.key.clone(),
-        })
-    };
-    let mut failed = None;
-    let mut emit = |args: &[&[u8]]| {
-        if failed.is_none() {
-            s.bytes_sent += args.iter().map(|a| a.len() as u64).sum::<u64>();
-            if let Err(e) = p.push(s, args, name()) {
-                failed = Some(e);
-            }
-        }
-    };
-    if let Value::String(v) = &k.value {
-        let plain = plain_strings && k.idle.is_none() && k.freq.is_none() && k.meta.is_empty();
-        if plain && v.len() as u64 <= max_bulk {
-            plain::set_string(&k.key, v, k.expire_ms, replace, &mut emit);
-            return failed.map_or(Ok(()), Err);
-        }
-    }
-    let rec = KeyRecord::from(k);
-    let (ty, value) = encode_value(&rec, target, wopts).map_err(|e| key_err(e.to_string()))?;
-    if value.len() as u64 + 11 > max_bulk {
-        drop(value);
-        plain::rebuild(&k.key, &k.value, k.expire_ms, replace, max_bulk, &mut emit)
-            .map_err(|e| key_err(e.to_string()))?;
-        return failed.map_or(Ok(()), Err);
-    }
-    let payload = dump_payload(ty, &value, target.rdb_version);
-    drop(value);
-    let ttl = k.expire_ms.unwrap_or(0).to_string();
-    let mut args: Vec<&[u8]> = vec![b"RESTORE", &k.key, ttl.as_bytes(), &payload];
-    if k.expire_ms.is_some() {
-        args.push(b"ABSTTL");
-    }
-    if replace {
-        args.push(b"REPLACE");
-    }
-    let idle = k.idle.map(|i| i.to_string());
-    let freq = k.freq.map(|f| f.to_string());
-    if let Some(i) = &idle {
-        args.extend([&b"IDLETIME"[..], i.as_bytes()]);
-    } else if let Some(f) = &freq {
-        args.extend([&b"FREQ"[..], f.as_bytes()]);
-    }
-    emit(&args);
-    failed.map_or(Ok(()), Err)
+    let mut v = restore_routed(
+        std::slice::from_mut(conn),
+        &Router::One,
+        opts,
+        now_ms,
+        |f| f.rdb(reader, &mut progress),
+    )?;
+    v.pop()
+        .ok_or_else(|| RestoreError::Source("no summary".into()))
 }

@@ -6,7 +6,10 @@
 //! overlap and a late one would not be at the scheduled time anyway. It must never call
 //! `take` on the runtime's own thread (it blocks for the capture): ticks go through
 //! `spawn_blocking`. [`check`] holds the cron and zone rules every schedule of the config
-//! follows (`[verify] schedule` too), so they cannot drift apart.
+//! follows (`[verify] schedule` too), so they cannot drift apart. [`add_across_steps`]
+//! keeps a job firing when the wall clock steps back (both schedules use it).
+
+use std::time::{Duration, Instant, SystemTime};
 
 use chrono_tz::Tz;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
@@ -81,37 +84,132 @@ pub fn check(
     Ok(tz)
 }
 
+/// What a tick asks for: one snapshot ([`Snapshotter`]) or, for a cluster, one per shard
+/// grouped in a set. `take` blocks until the capture (or captures) are made; it returns
+/// what the log names the result by.
+pub trait Taker: Clone + Send + Sync + 'static {
+    fn take(&self, reason: Reason) -> Result<String, TakeError>;
+}
+
+impl Taker for Snapshotter {
+    fn take(&self, reason: Reason) -> Result<String, TakeError> {
+        Snapshotter::take(self, reason).map(|id| id.to_string())
+    }
+}
+
 /// Start the schedule on the current tokio runtime. Keep the returned scheduler and call
 /// `shutdown` on it when stopping.
-pub async fn start(
-    snapshotter: Snapshotter,
+pub async fn start<T: Taker>(
+    taker: T,
     expr: &str,
     zone_name: Option<&str>,
-) -> Result<JobScheduler, ScheduleError> {
+) -> Result<Schedule, ScheduleError> {
     let tz = zone(zone_name)?;
-    let job = Job::new_async_tz(expr, tz, move |_, _| {
-        let s = snapshotter.clone();
-        Box::pin(async move {
-            match tokio::task::spawn_blocking(move || s.take(Reason::Schedule)).await {
-                Ok(Ok(_id)) => {} // logged by the snapshotter with its id and pause
-                Ok(Err(TakeError::Busy(running))) => {
-                    info!(running = %running, "scheduled snapshot skipped: one is still running")
+    let text = expr.to_string();
+    let make = move || {
+        let taker = taker.clone();
+        Job::new_async_tz(text.as_str(), tz, move |_, _| {
+            let s = taker.clone();
+            Box::pin(async move {
+                match tokio::task::spawn_blocking(move || s.take(Reason::Schedule)).await {
+                    Ok(Ok(_id)) => {} // logged by the snapshotter with its id and pause
+                    Ok(Err(TakeError::Busy(running))) => {
+                        info!(running = %running, "scheduled snapshot skipped: one is still running")
+                    }
+                    Ok(Err(e @ TakeError::NotReady(_))) => {
+                        info!(reason = %e, "scheduled snapshot skipped")
+                    }
+                    Ok(Err(e)) => warn!(error = %e, "scheduled snapshot not taken"),
+                    Err(e) => warn!(error = %e, "scheduled snapshot task failed"),
                 }
-                Ok(Err(e @ TakeError::NotReady(_))) => {
-                    info!(reason = %e, "scheduled snapshot skipped")
-                }
-                Ok(Err(e)) => warn!(error = %e, "scheduled snapshot not taken"),
-                Err(e) => warn!(error = %e, "scheduled snapshot task failed"),
-            }
+            })
         })
-    })
-    .map_err(|_| ScheduleError::Cron {
-        key: "snapshot.schedule",
-        expr: expr.to_string(),
-    })?;
-    let sched = JobScheduler::new().await?;
-    sched.add(job).await?;
-    sched.start().await?;
+        .map_err(|_| ScheduleError::Cron {
+            key: "snapshot.schedule",
+            expr: text.clone(),
+        })
+    };
+    let sched = add_across_steps("snapshot schedule", make).await?;
     info!(schedule = %expr, timezone = %tz, "snapshot schedule started");
     Ok(sched)
+}
+
+/// A running schedule: the cron scheduler and the task that keeps it on time across wall
+/// clock steps. [`Schedule::shutdown`] ends both (dropping it ends the watcher too), so a
+/// cluster round that ends leaves no task behind.
+pub struct Schedule {
+    sched: JobScheduler,
+    watcher: tokio::task::AbortHandle,
+}
+
+impl Schedule {
+    pub async fn shutdown(&mut self) -> Result<(), JobSchedulerError> {
+        self.watcher.abort();
+        self.sched.shutdown().await
+    }
+}
+
+impl Drop for Schedule {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
+/// A wall clock that went back by more than this (against the monotonic clock) between
+/// two looks, one second apart, is a step back.
+const STEP_BACK: Duration = Duration::from_secs(2);
+
+/// Start a scheduler with the job `make` builds, and keep it on time when the wall clock steps
+/// back. tokio-cron-scheduler fires a job once the wall clock reaches the next tick it
+/// computed when the job last fired: stepped back an hour, the next tick stays an hour
+/// ahead and nothing fires for an hour (found by the soak's clock-jump fault). A watcher
+/// compares the wall clock with the monotonic one every second; after a step back it
+/// replaces the job with a fresh one, whose next tick counts from the new time. A step
+/// forward needs nothing: the overdue tick fires once and the next counts from then.
+pub async fn add_across_steps<F>(what: &'static str, make: F) -> Result<Schedule, ScheduleError>
+where
+    F: Fn() -> Result<Job, ScheduleError> + Send + Sync + 'static,
+{
+    let sched = JobScheduler::new().await?;
+    let mut id = sched.add(make()?).await?;
+    sched.start().await?;
+    let watched = sched.clone();
+    let watcher = tokio::spawn(async move {
+        let sched = watched;
+        let (mut wall, mut mono) = (SystemTime::now(), Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (w, m) = (SystemTime::now(), Instant::now());
+            let expected = wall + m.duration_since(mono);
+            (wall, mono) = (w, m);
+            let Ok(back) = expected.duration_since(w) else {
+                continue; // on time, or stepped forward
+            };
+            if back <= STEP_BACK {
+                continue;
+            }
+            warn!(
+                schedule = what,
+                seconds = back.as_secs(),
+                "the wall clock stepped back: the schedule restarts from the new time"
+            );
+            let fresh = match make() {
+                Ok(job) => sched.add(job).await.map_err(ScheduleError::from),
+                Err(e) => Err(e),
+            };
+            match fresh {
+                Ok(new) => {
+                    if let Err(e) = sched.remove(&id).await {
+                        warn!(schedule = what, error = ?e, "the old job was not removed");
+                    }
+                    id = new;
+                }
+                Err(e) => warn!(schedule = what, error = %e, "the schedule was not restarted"),
+            }
+        }
+    });
+    Ok(Schedule {
+        sched,
+        watcher: watcher.abort_handle(),
+    })
 }

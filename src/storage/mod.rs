@@ -25,6 +25,7 @@ mod lock;
 pub mod manifest;
 mod objects;
 pub mod s3;
+pub mod set;
 pub mod staging;
 
 use std::io::{self, Read, Write};

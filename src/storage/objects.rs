@@ -1,7 +1,7 @@
 //! Generic write-once objects beside the snapshots (the stream archive of SPEC §6), for
 //! local storage; the key rules every backend shares.
 //!
-//! Owns what a key may be (`archive/` then `[A-Za-z0-9._-]` segments separated by `/`, no
+//! Owns what a key may be (`archive/` or `sets/` then `[A-Za-z0-9._-]` segments separated by `/`, no
 //! `.` or `..` segment, at most 512 bytes), so a key never leaves the storage root, and the
 //! local put-once: temporary name, fsync, `link` to the final name (which fails if it
 //! exists: never an overwrite), fsync of the directory, 0600. It must never overwrite or
@@ -15,8 +15,11 @@ use std::path::{Path, PathBuf};
 use super::local_fs::{private_dirs, sync_dir};
 use super::{LocalStorage, ObjectInfo, Result, StorageError};
 
-/// The only top-level folder generic objects may live in.
+/// The top-level folder of the stream archive's objects.
 pub const OBJECT_ROOT: &str = "archive/";
+/// Every top-level folder generic objects may live in: the stream archive, and a
+/// cluster's snapshot set manifests (`storage::set`).
+pub const OBJECT_ROOTS: [&str; 2] = [OBJECT_ROOT, "sets/"];
 const KEY_LIMIT: usize = 512;
 
 pub(super) fn unsupported(key: &str) -> StorageError {
@@ -26,7 +29,7 @@ pub(super) fn unsupported(key: &str) -> StorageError {
     }
 }
 
-/// Refuse a key that could name something outside `archive/`.
+/// Refuse a key that could name something outside `archive/` or `sets/`.
 pub fn check_key(key: &str) -> Result<()> {
     let bad = |reason: &str| StorageError::Broken {
         path: key.chars().take(80).collect(),
@@ -35,8 +38,8 @@ pub fn check_key(key: &str) -> Result<()> {
     if key.len() > KEY_LIMIT {
         return Err(bad("longer than 512 bytes"));
     }
-    let Some(rest) = key.strip_prefix(OBJECT_ROOT) else {
-        return Err(bad("not under archive/"));
+    let Some(rest) = OBJECT_ROOTS.iter().find_map(|r| key.strip_prefix(r)) else {
+        return Err(bad("not under archive/ or sets/"));
     };
     for seg in rest.split('/') {
         if seg.is_empty() && !rest.is_empty() && !rest.ends_with('/') {
@@ -139,7 +142,11 @@ pub(super) fn local_get(s: &LocalStorage, key: &str, limit: u64) -> Result<Optio
 
 pub(super) fn local_list(s: &LocalStorage, prefix: &str) -> Result<Vec<ObjectInfo>> {
     check_key(prefix)?;
-    let top = s.root().join(OBJECT_ROOT);
+    let folder = OBJECT_ROOTS
+        .iter()
+        .find(|r| prefix.starts_with(*r))
+        .unwrap_or(&OBJECT_ROOT);
+    let top = s.root().join(folder);
     let mut out = Vec::new();
     walk(s.root(), &top, &mut out)?;
     out.retain(|o| o.key.starts_with(prefix));
@@ -193,8 +200,11 @@ mod tests {
     fn keys_stay_under_archive() {
         assert!(check_key("archive/abc-1/0001-0002.seg").is_ok());
         assert!(check_key("archive/").is_ok());
+        assert!(check_key("sets/20261204T181500Z/manifest.json").is_ok());
         for k in [
             "x/y",
+            "sets/../x",
+            "shards/0-1/x",
             "archive/../etc",
             "archive/a/./b",
             "archive/a b",

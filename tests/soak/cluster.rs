@@ -1,5 +1,6 @@
-//! The soak's servers: a primary, a standby replica of it (the failover target), and the
-//! tapped TCP proxy replisnap reaches the primary through; plus the small tmpfs the storage
+//! The soak's servers: a primary, a standby replica of it (the failover target), the
+//! tapped TCP proxy the local replisnap reaches the primary through and a plain one for the
+//! S3 replisnap (both follow restarts and failovers); plus the small tmpfs the storage
 //! lives on. It owns the moves a fault needs (restart the primary with its data, promote
 //! the standby, repoint the proxy); it never judges replisnap.
 
@@ -25,6 +26,8 @@ pub struct Cluster {
     pub primary: TestServer,
     pub standby: TestServer,
     pub proxy: Proxy,
+    /// The S3 replisnap's link to the primary (a plain proxy: its faults are S3's).
+    pub s3_link: Proxy,
 }
 
 fn replica_args(port: u16) -> Vec<String> {
@@ -63,11 +66,13 @@ impl Cluster {
         ]);
         let standby = start(bin, &replica_args(primary.port()), None);
         let proxy = proxy_tapped(primary.addr());
+        let s3_link = crate::support::proxy::proxy(primary.addr());
         let c = Cluster {
             bin: bin.clone(),
             primary,
             standby,
             proxy,
+            s3_link,
         };
         c.wait_standby(Duration::from_secs(60));
         c
@@ -96,13 +101,18 @@ impl Cluster {
         let rdb = self.primary.save();
         let keep = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::copy(&rdb, keep.path()).expect("copy the saved RDB");
-        self.proxy.hold.store(true, Ordering::SeqCst);
+        for p in [&self.proxy, &self.s3_link] {
+            p.hold.store(true, Ordering::SeqCst);
+        }
         self.primary.kill();
         self.proxy.cut();
+        self.s3_link.cut();
         let base: Vec<String> = ARGS.iter().map(|s| s.to_string()).collect();
         let new = start(&self.bin, &base, Some(keep.path()));
-        *self.proxy.upstream.lock().unwrap() = new.addr();
-        self.proxy.hold.store(false, Ordering::SeqCst);
+        for p in [&self.proxy, &self.s3_link] {
+            *p.upstream.lock().unwrap() = new.addr();
+            p.hold.store(false, Ordering::SeqCst);
+        }
         self.primary = new;
         let port = self.primary.port().to_string();
         self.standby.must(&["REPLICAOF", "127.0.0.1", &port]);
@@ -115,8 +125,10 @@ impl Cluster {
     pub fn failover(&mut self) {
         self.wait_standby(Duration::from_secs(10));
         self.standby.must(&["REPLICAOF", "NO", "ONE"]);
-        *self.proxy.upstream.lock().unwrap() = self.standby.addr();
-        self.proxy.cut();
+        for p in [&self.proxy, &self.s3_link] {
+            *p.upstream.lock().unwrap() = self.standby.addr();
+            p.cut();
+        }
         std::mem::swap(&mut self.primary, &mut self.standby);
         let port = self.primary.port().to_string();
         self.standby.must(&["REPLICAOF", "127.0.0.1", &port]);

@@ -1,8 +1,9 @@
 //! The soak's faults, one function per kind: the link cut in the handshake, in the
 //! full-sync payload and in the command stream (through the tapped proxy), the master
 //! restarted with its data, a failover to the standby, `kill -9` of replisnap while a
-//! snapshot is written (then a restart), and the storage filled up or made read-only.
-//! Each counts itself injected, says when it cleared, and leaves recovery to
+//! snapshot is written (then a restart), the storage filled up or made read-only, and the
+//! local daemon's wall clock stepped back an hour and forward again (libfaketime); the S3
+//! daemon's faults are in s3_faults.rs. Each counts itself injected, says when it cleared, and leaves recovery to
 //! `Soak::recovered`. It never checks a snapshot's content (quiet points do).
 
 use std::sync::atomic::Ordering;
@@ -21,9 +22,16 @@ pub enum Kind {
     Kill9,
     DiskFull,
     ReadOnly,
+    ClockJump,
+    S3Error500,
+    S3SlowDown,
+    S3Reset,
+    S3Stall,
+    S3Precondition,
+    S3Kill9,
 }
 
-pub const ALL: [Kind; 8] = [
+pub const ALL: [Kind; 15] = [
     Kind::CutStream,
     Kind::CutHandshake,
     Kind::CutPayload,
@@ -32,6 +40,13 @@ pub const ALL: [Kind; 8] = [
     Kind::Kill9,
     Kind::DiskFull,
     Kind::ReadOnly,
+    Kind::ClockJump,
+    Kind::S3Error500,
+    Kind::S3SlowDown,
+    Kind::S3Reset,
+    Kind::S3Stall,
+    Kind::S3Precondition,
+    Kind::S3Kill9,
 ];
 
 impl Kind {
@@ -45,12 +60,39 @@ impl Kind {
             Kind::Kill9 => "kill9-snapshot",
             Kind::DiskFull => "disk-full",
             Kind::ReadOnly => "read-only",
+            Kind::ClockJump => "clock-jump",
+            Kind::S3Error500 => "s3-500",
+            Kind::S3SlowDown => "s3-503-slowdown",
+            Kind::S3Reset => "s3-reset-mid-part",
+            Kind::S3Stall => "s3-stall",
+            Kind::S3Precondition => "s3-412",
+            Kind::S3Kill9 => "s3-kill9-upload",
         }
     }
 
-    /// Faults that take the link down (each at least one link error).
+    /// Faults that take the local daemon's link down (each at least one link error).
     pub fn cuts_link(self) -> bool {
-        !matches!(self, Kind::Kill9 | Kind::DiskFull | Kind::ReadOnly)
+        matches!(
+            self,
+            Kind::CutStream
+                | Kind::CutHandshake
+                | Kind::CutPayload
+                | Kind::MasterRestart
+                | Kind::Failover
+        )
+    }
+
+    /// Faults of the S3 daemon (its recovery is the one timed).
+    pub fn s3(self) -> bool {
+        matches!(
+            self,
+            Kind::S3Error500
+                | Kind::S3SlowDown
+                | Kind::S3Reset
+                | Kind::S3Stall
+                | Kind::S3Precondition
+                | Kind::S3Kill9
+        )
     }
 }
 
@@ -60,7 +102,10 @@ pub fn inject(s: &mut Soak, kind: Kind) {
     s.report.kind(name).injected += 1;
     eprintln!("soak: fault {name}");
     // A link cut (and a restart) must be followed by a resync before it counts as over.
-    let syncs = (kind.cuts_link() || kind == Kind::Kill9).then(|| s.syncs());
+    let syncs = (kind.cuts_link() || kind == Kind::Kill9).then(|| s.syncs(false));
+    // Restarts and failovers cut the S3 daemon's link too; its kill -9 restarts it.
+    let s3_cut = matches!(kind, Kind::MasterRestart | Kind::Failover | Kind::S3Kill9);
+    let s3_syncs = s3_cut.then(|| s.syncs(true));
     let cleared = match kind {
         Kind::CutStream => cut_stream(s),
         Kind::CutHandshake => cut_handshake(s),
@@ -79,10 +124,103 @@ pub fn inject(s: &mut Soak, kind: Kind) {
         Kind::Kill9 => kill9(s),
         Kind::DiskFull => disk_full(s),
         Kind::ReadOnly => read_only(s),
+        Kind::ClockJump => clock_jump(s),
+        Kind::S3Error500 => crate::s3_faults::error_500(s),
+        Kind::S3SlowDown => crate::s3_faults::slow_down(s),
+        Kind::S3Reset => crate::s3_faults::reset(s),
+        Kind::S3Stall => crate::s3_faults::stall(s),
+        Kind::S3Precondition => crate::s3_faults::precondition(s),
+        Kind::S3Kill9 => crate::s3_faults::kill9(s),
     };
-    if let Some(at) = cleared {
-        s.recovered(name, at, syncs);
+    let Some(at) = cleared else { return };
+    if kind.s3() {
+        s.recovered_on(true, name, at, s3_syncs);
+        return;
     }
+    s.recovered(name, at, syncs);
+    if s3_cut {
+        // The S3 daemon follows the master too, timed like the local one.
+        let also = match kind {
+            Kind::MasterRestart => "s3 after master-restart",
+            _ => "s3 after failover",
+        };
+        s.report.kind(also).injected += 1;
+        s.recovered_on(true, also, at, s3_syncs);
+    }
+}
+
+/// The local daemon's wall clock stepped back an hour, later forward again (libfaketime:
+/// tests/support/faketime.rs). While back: scheduled snapshots go on (within three
+/// periods), an hour behind in `created_at` (the daemon does see the step), their ids
+/// above every earlier one; retention keeps the newest; a quiet point's digest agrees.
+/// Forward again: a scheduled snapshot at the real time. On target when all of it held.
+fn clock_jump(s: &mut Soak) -> Option<Instant> {
+    let newest = |s: &Soak| s.rs.listing().ok().and_then(|(l, _)| l.first().cloned());
+    let Some(period) = s.period else {
+        eprintln!("soak: clock-jump: SOAK_SCHEDULE set, the schedule is not checked");
+        s.clock.set_offset(-3600);
+        s.quiet_point_with(false);
+        s.clock.set_offset(0);
+        return Some(Instant::now());
+    };
+    let wait = period * 3 + Duration::from_secs(5);
+    let mut aim = true;
+    let mut last = newest(s).map(|m| m.id);
+    s.clock.set_offset(-3600);
+    // The first scheduled snapshot after the step may have been captured just before it:
+    // the next one at the latest must be an hour behind.
+    for n in 0..2 {
+        let mut next = None;
+        wait_until(wait, || {
+            next = newest(s).filter(|m| last.as_ref().is_none_or(|l| m.id > *l));
+            next.is_some()
+        });
+        let Some(m) = next else {
+            aim = false;
+            s.report.violation(format!(
+                "clock-jump: no scheduled snapshot {n} within {:.0} s of the step back:\n{}",
+                wait.as_secs_f64(),
+                s.rs.log_tail(20)
+            ));
+            break;
+        };
+        let behind = (chrono::Utc::now() - m.created_at).num_seconds();
+        last = Some(m.id.clone());
+        if (3590..3660).contains(&behind) {
+            break;
+        }
+        if n == 1 {
+            aim = false;
+            s.report.violation(format!(
+                "clock-jump: snapshot {} created_at {} is {behind} s behind, not an hour",
+                m.id, m.created_at
+            ));
+        }
+    }
+    s.check_storage();
+    // The S3 daemon's clock is not stepped: only the local one is checked here.
+    s.quiet_point_with(false);
+    s.clock.set_offset(0);
+    let mut next = None;
+    let back = wait_until(wait, || {
+        next = newest(s).filter(|m| {
+            last.as_ref().is_none_or(|l| m.id > *l)
+                && (chrono::Utc::now() - m.created_at).num_seconds().abs() < 60
+        });
+        next.is_some()
+    });
+    if !back {
+        aim = false;
+        s.report.violation(format!(
+            "clock-jump: no scheduled snapshot at the real time within {:.0} s of the step forward",
+            wait.as_secs_f64()
+        ));
+    }
+    s.check_storage();
+    if aim {
+        s.report.kind("clock-jump").on_target += 1;
+    }
+    Some(Instant::now())
 }
 
 fn cut_stream(s: &mut Soak) -> Option<Instant> {
@@ -172,7 +310,7 @@ fn kill9(s: &mut Soak) -> Option<Instant> {
             })
             .unwrap_or(0.2);
     let pid = s.rs.pid();
-    let (code, out, err) = s.rs.setup.verb(&["snapshot"]);
+    let (code, out, err) = s.rs.verb(&["snapshot"]);
     let id = out.trim().to_string();
     if code != 0 {
         eprintln!("soak: kill9: snapshot request refused ({out}{err}); killing anyway");
@@ -208,7 +346,7 @@ fn kill9(s: &mut Soak) -> Option<Instant> {
 
 /// Fill the storage's filesystem (a ballast file), then free it.
 fn disk_full(s: &mut Soak) -> Option<Instant> {
-    let ballast = s.rs.fs.path().join("ballast");
+    let ballast = s.rs.storage_path().with_file_name("ballast");
     storage_refuses(
         s,
         "disk-full",

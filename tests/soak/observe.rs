@@ -1,13 +1,16 @@
-//! The replisnap under soak: its config (snapshots on a short schedule, the stream archive
-//! on, local storage on a tmpfs), its process (start, SIGKILL, SIGTERM), and what can be
-//! read from outside: `/metrics` (counters carried over restarts), RSS from /proc, the
-//! lag against the master, the storage listing and leftovers. It never injects a fault.
+//! A replisnap under soak: its config (snapshots on a short schedule; the local one with
+//! the stream archive on, into local storage on a tmpfs; the S3 one into a bucket, built
+//! by tests/soak/s3.rs), its process (start, SIGKILL, SIGTERM, with its environment: a
+//! faked clock, S3 credentials), and what can be read from outside: `/metrics` (counters
+//! carried over restarts), RSS from /proc, the lag against the master, the storage listing
+//! and leftovers. It never injects a fault.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use replisnap::storage::s3::S3Storage;
 use replisnap::storage::{LocalStorage, Manifest, Storage};
 
 use crate::cluster::{master_offset, Tmpfs};
@@ -22,11 +25,18 @@ pub const COUNTERS: &[&str] = &[
     "replisnap_partial_resyncs_total",
     "replisnap_snapshots_total{result=\"ok\"}",
     "replisnap_snapshots_total{result=\"error\"}",
+    "replisnap_uploads_total{result=\"ok\"}",
+    "replisnap_uploads_total{result=\"error\"}",
+    "replisnap_upload_retries_total",
 ];
 
 pub struct Replisnap {
     pub setup: Setup,
-    pub fs: Tmpfs,
+    /// The local storage's filesystem (None: S3 storage, read through `s3`).
+    pub fs: Option<Tmpfs>,
+    pub s3: Option<S3Storage>,
+    /// Environment of the daemon and its verbs (libfaketime, S3 credentials).
+    pub env: Vec<(String, String)>,
     pub daemon: Option<Daemon>,
     http: SocketAddr,
     /// Counter values of the processes killed so far (a new process starts from 0).
@@ -67,7 +77,9 @@ impl Replisnap {
         let http = setup.http_addr();
         Ok(Replisnap {
             setup,
-            fs,
+            fs: Some(fs),
+            s3: None,
+            env: Vec::new(),
             daemon: None,
             http,
             base: HashMap::new(),
@@ -76,14 +88,68 @@ impl Replisnap {
         })
     }
 
+    /// Config for the master behind `proxy` storing into S3 (`storage`: the `[storage]`
+    /// table's lines), read back through `reader`; `env` for the daemon and its verbs.
+    pub fn new_s3(
+        proxy: &str,
+        schedule: &str,
+        keep_last: u32,
+        storage: &str,
+        reader: S3Storage,
+        env: Vec<(String, String)>,
+    ) -> Self {
+        let setup = Setup::new(proxy, schedule, &format!("keep_last = {keep_last}"));
+        let text = std::fs::read_to_string(setup.config()).expect("config");
+        let old = format!(
+            "[storage]\nkind = \"local\"\npath = \"{}\"\n",
+            setup.storage_path().display()
+        );
+        assert!(text.contains(&old), "the config's [storage] table");
+        let text = text.replace(&old, &format!("[storage]\n{storage}\n"));
+        std::fs::write(setup.config(), text).expect("write config");
+        let http = setup.http_addr();
+        Replisnap {
+            setup,
+            fs: None,
+            s3: Some(reader),
+            env,
+            daemon: None,
+            http,
+            base: HashMap::new(),
+            started: Instant::now(),
+            starts: 0,
+        }
+    }
+
     pub fn storage_path(&self) -> PathBuf {
-        self.fs.path().join("backups")
+        self.fs
+            .as_ref()
+            .expect("local storage")
+            .path()
+            .join("backups")
+    }
+
+    /// A verb of the binary with this config and environment: (exit code, stdout, stderr).
+    pub fn verb(&self, args: &[&str]) -> (i32, String, String) {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.setup.verb_with_env(args, &env)
     }
 
     /// Start `replisnap run` and wait (≤ 120 s) for `/readyz` 200.
     pub fn start(&mut self) -> Result<(), String> {
         self.starts += 1;
-        let mut d = self.setup.start(&format!("replisnap-{}.log", self.starts));
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut d = self
+            .setup
+            .start_with_env(&format!("replisnap-{}.log", self.starts), &env);
         self.started = Instant::now();
         let http = self.http;
         let ready = poll(Duration::from_secs(120), || {
@@ -200,7 +266,7 @@ impl Replisnap {
     pub fn snapshot_now(&self) -> Result<String, String> {
         let mut last = String::new();
         for _ in 0..20 {
-            let (code, out, err) = self.setup.verb(&["snapshot", "--wait", "--timeout", "120"]);
+            let (code, out, err) = self.verb(&["snapshot", "--wait", "--timeout", "120"]);
             if code == 0 {
                 return Ok(out.trim().to_string());
             }
@@ -212,13 +278,18 @@ impl Replisnap {
 
     /// `replisnap snapshot --wait` once: true when it was stored.
     pub fn snapshot_once(&self) -> (bool, String) {
-        let (code, out, err) = self.setup.verb(&["snapshot", "--wait", "--timeout", "120"]);
+        let (code, out, err) = self.verb(&["snapshot", "--wait", "--timeout", "120"]);
         (code == 0, format!("{}{}", out.trim(), err.trim()))
     }
 
     /// The stored snapshots, newest first, and the listing's problems (partial or refused
     /// snapshots a reader would see).
     pub fn listing(&self) -> Result<(Vec<Manifest>, Vec<String>), String> {
+        if let Some(s3) = &self.s3 {
+            let l = s3.list().map_err(|e| e.to_string())?;
+            let problems = l.problems.iter().map(|p| format!("{p:?}")).collect();
+            return Ok((l.snapshots, problems));
+        }
         let p = self.storage_path();
         if !p.exists() {
             return Ok((Vec::new(), Vec::new()));
@@ -234,7 +305,7 @@ impl Replisnap {
         all.extend_from_slice(args);
         let out = out.display().to_string();
         all.push(&out);
-        let (code, stdout, stderr) = self.setup.verb(&all);
+        let (code, stdout, stderr) = self.verb(&all);
         if code != 0 {
             return Err(format!("exit {code}: {}", stderr.trim()));
         }

@@ -35,6 +35,10 @@ pub struct KindStats {
 pub struct Report {
     pub kinds: BTreeMap<&'static str, KindStats>,
     pub quiet: Vec<QuietPoint>,
+    /// Quiet points at which the S3 daemon's snapshot agreed with the master.
+    pub s3_quiet: u32,
+    /// S3 faults the proxy injected (requests answered with a fault).
+    pub s3_injected: u32,
     pub violations: Vec<String>,
     pub max_lag_bytes: i64,
     pub rss_min: u64,
@@ -90,18 +94,25 @@ impl Report {
         let _ = writeln!(s, "soak: {server}, {minutes:.1} min, SOAK_SEED={seed}");
         let _ = writeln!(
             s,
-            "  fault            injected  recovered  on-target  max recovery (lag < 1 MB)"
+            "  fault                    injected  recovered  on-target  max recovery (lag < 1 MB)"
         );
         for (k, v) in &self.kinds {
             // Restarts and failovers have no aim inside them to hit or miss.
-            let aim = if ["master-restart", "failover"].contains(k) {
+            let aim = if [
+                "master-restart",
+                "failover",
+                "s3 after master-restart",
+                "s3 after failover",
+            ]
+            .contains(k)
+            {
                 "-".to_string()
             } else {
                 v.on_target.to_string()
             };
             let _ = writeln!(
                 s,
-                "  {k:<16} {:>8}  {:>9}  {:>9}  {:>8.2} s",
+                "  {k:<24} {:>8}  {:>9}  {:>9}  {:>8.2} s",
                 v.injected,
                 v.recovered,
                 aim,
@@ -135,6 +146,13 @@ impl Report {
             self.digest_retries,
             self.digest_as_loaded,
             self.digest_not_held
+        );
+        let _ = writeln!(
+            s,
+            "  S3 daemon: {} of {} quiet points checked, {} faulted requests",
+            self.s3_quiet,
+            self.quiet.len(),
+            self.s3_injected
         );
         let _ = writeln!(s, "  violations: {}", self.violations.len());
         for v in &self.violations {

@@ -1,7 +1,8 @@
-//! Everything a soak run holds (servers, load, replisnap, the seeded random source, the
-//! report) and the checks made between faults: load periods with lag and RSS sampling,
-//! quiet points (the newest snapshot's digest equals the master's, retention kept what
-//! it must, nothing partial visible) and the end-of-run checks. Faults live in faults.rs.
+//! Everything a soak run holds (servers, load, the two replisnaps — local storage, with a
+//! faked clock, and S3 —, the seeded random source, the report) and the checks made
+//! between faults: load periods with lag and RSS sampling, quiet points (each daemon's
+//! newest snapshot's digest equals the master's, retention kept what it must, nothing
+//! partial visible) and the end-of-run checks. Faults live in faults.rs and s3_faults.rs.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -13,6 +14,8 @@ use crate::gen::Rng;
 use crate::load::Load;
 use crate::observe::Replisnap;
 use crate::report::{QuietPoint, Report};
+use crate::s3::S3Side;
+use crate::support::faketime::FakeClock;
 
 /// Lag limit after a fault, and how fast it must be reached.
 pub const LAG_LIMIT: i64 = 1 << 20;
@@ -22,6 +25,12 @@ pub struct Soak {
     pub cluster: Cluster,
     pub load: Load,
     pub rs: Replisnap,
+    /// The second daemon, storing into S3 through the fault proxy.
+    pub s3: S3Side,
+    /// The local daemon's wall clock.
+    pub clock: FakeClock,
+    /// The snapshot schedule's period (None: SOAK_SCHEDULE overrides it).
+    pub period: Option<Duration>,
     pub rng: Rng,
     pub report: Report,
     pub keep_last: usize,
@@ -29,6 +38,8 @@ pub struct Soak {
     pub long: bool,
     /// Every snapshot id seen stored: the `keep_last` newest must stay.
     seen: BTreeSet<SnapshotId>,
+    /// The same for the S3 daemon.
+    seen_s3: BTreeSet<SnapshotId>,
     /// (RSS, the master's used_memory) after the current process's first minute.
     rss_ref: Option<(u64, u64)>,
     /// The snapshot of the last digest mismatch (diagnosed when it stays).
@@ -47,10 +58,13 @@ pub fn now_ms() -> i64 {
 }
 
 impl Soak {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cluster: Cluster,
         load: Load,
-        rs: Replisnap,
+        (rs, s3): (Replisnap, S3Side),
+        clock: FakeClock,
+        period: Option<Duration>,
         seed: u64,
         keep_last: usize,
         long: bool,
@@ -59,11 +73,15 @@ impl Soak {
             cluster,
             load,
             rs,
+            s3,
+            clock,
+            period,
             rng: Rng(seed | 1),
             report: Report::default(),
             keep_last,
             long,
             seen: BTreeSet::new(),
+            seen_s3: BTreeSet::new(),
             rss_ref: None,
             mismatch: None,
             failovers: 0,
@@ -85,6 +103,15 @@ impl Soak {
     }
 
     pub fn sample(&mut self) {
+        if let Some(d) = self.s3.rs.daemon.as_mut() {
+            if let Ok(Some(st)) = d.child.try_wait() {
+                let log = self.s3.rs.log_tail(40);
+                self.report
+                    .violation(format!("the S3 replisnap exited ({st}) under load:\n{log}"));
+                self.s3.rs.daemon = None;
+                let _ = self.s3.rs.start();
+            }
+        }
         if let Some(d) = self.rs.daemon.as_mut() {
             if let Ok(Some(st)) = d.child.try_wait() {
                 let log = self.rs.log_tail(40);
@@ -142,26 +169,41 @@ impl Soak {
         since: Instant,
         syncs_before: Option<f64>,
     ) -> bool {
+        self.recovered_on(false, kind, since, syncs_before)
+    }
+
+    /// The local daemon, or the S3 one.
+    pub fn daemon(&self, s3: bool) -> &Replisnap {
+        if s3 {
+            &self.s3.rs
+        } else {
+            &self.rs
+        }
+    }
+
+    /// [`Soak::recovered`] of the local daemon (`s3` false) or the S3 one.
+    pub fn recovered_on(
+        &mut self,
+        s3: bool,
+        kind: &'static str,
+        since: Instant,
+        syncs_before: Option<f64>,
+    ) -> bool {
+        let rs = self.daemon(s3);
         let waited = match syncs_before {
             Some(b) => {
                 let synced =
-                    crate::support::wait_until(Duration::from_secs(120), || self.syncs() > b);
+                    crate::support::wait_until(Duration::from_secs(120), || self.syncs(s3) > b);
                 synced
                     .then(|| {
-                        self.rs.time_to_lag(
-                            &self.cluster.primary,
-                            LAG_LIMIT,
-                            Duration::from_secs(120),
-                        )
+                        rs.time_to_lag(&self.cluster.primary, LAG_LIMIT, Duration::from_secs(120))
                     })
                     .flatten()
             }
-            None => self
-                .rs
-                .time_to_lag(&self.cluster.primary, LAG_LIMIT, Duration::from_secs(120)),
+            None => rs.time_to_lag(&self.cluster.primary, LAG_LIMIT, Duration::from_secs(120)),
         };
         let Some(_) = waited else {
-            let log = self.rs.log_tail(30);
+            let log = rs.log_tail(30);
             self.report
                 .violation(format!("{kind}: lag not under 1 MB within 120 s:\n{log}"));
             return false;
@@ -179,18 +221,26 @@ impl Soak {
         true
     }
 
-    /// Partial plus full resyncs over the run (killed processes included).
-    pub fn syncs(&self) -> f64 {
-        self.rs.total("replisnap_partial_resyncs_total")
-            + self.rs.total("replisnap_full_resyncs_total")
+    /// Partial plus full resyncs over the run (killed processes included) of the local
+    /// daemon (`s3` false) or the S3 one.
+    pub fn syncs(&self, s3: bool) -> f64 {
+        let rs = self.daemon(s3);
+        rs.total("replisnap_partial_resyncs_total") + rs.total("replisnap_full_resyncs_total")
     }
 
     /// Pause the load, wait for lag 0, record the master's (time, offset, digest), take a
     /// snapshot on demand and check its digest; then the storage checks. Resumes the load.
     pub fn quiet_point(&mut self) {
+        self.quiet_point_with(true);
+    }
+
+    /// [`Soak::quiet_point`], the S3 daemon checked too when `s3`.
+    pub fn quiet_point_with(&mut self, s3: bool) {
         self.load.pause();
+        // The master's own file loaded, computed once per quiet point (tests/soak/oracle.rs).
+        let mut round = None;
         for attempt in 0..3 {
-            match self.quiet_once() {
+            match self.quiet_once(&mut round) {
                 Ok(q) => {
                     self.report.quiet.push(q);
                     break;
@@ -200,6 +250,7 @@ impl Soak {
                 Err((true, why)) if attempt < 2 => {
                     eprintln!("soak: quiet point re-checked: {why}");
                     self.report.digest_retries += 1;
+                    round = None;
                     std::thread::sleep(Duration::from_secs(1));
                 }
                 Err((retryable, why)) => {
@@ -222,11 +273,53 @@ impl Soak {
             }
         }
         self.check_storage();
+        if s3 {
+            self.quiet_s3(round);
+        }
         self.load.resume();
     }
 
+    /// The S3 daemon at the same quiet point: its snapshot on demand agrees with the master
+    /// (re-checked like the local one's), its `keep_last` newest ids ever seen are listed,
+    /// nothing partial older than 20 s is in the bucket.
+    fn quiet_s3(&mut self, mut round: Option<String>) {
+        let strict_held = self.failovers < 2;
+        for attempt in 0..3 {
+            match self
+                .s3
+                .quiet_check(&self.cluster.primary, strict_held, &mut round)
+            {
+                Ok((id, agreement)) => {
+                    eprintln!("soak: s3 quiet point: {id} {agreement:?}");
+                    self.report.s3_quiet += 1;
+                    break;
+                }
+                Err(why) if attempt < 2 && why.contains("digest") => {
+                    eprintln!("soak: s3 quiet point re-checked: {why}");
+                    self.report.digest_retries += 1;
+                    round = None;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(why) => {
+                    self.report.violation(format!("quiet point: {why}"));
+                    break;
+                }
+            }
+        }
+        check_kept(
+            &self.s3.rs,
+            &mut self.seen_s3,
+            self.keep_last,
+            &mut self.report,
+            "s3: ",
+        );
+        for l in self.s3.leftovers(Duration::from_secs(20)) {
+            self.report.violation(format!("left in the bucket: {l}"));
+        }
+    }
+
     /// One quiet-point check; Err((retryable, why)).
-    fn quiet_once(&mut self) -> Result<QuietPoint, (bool, String)> {
+    fn quiet_once(&mut self, round: &mut Option<String>) -> Result<QuietPoint, (bool, String)> {
         let m = &self.cluster.primary;
         let caught_up =
             crate::support::wait_until(Duration::from_secs(60), || self.rs.lag(m) == Some(0));
@@ -278,7 +371,7 @@ impl Soak {
         // holds (tests/soak/oracle.rs).
         let rdb = self.rs.storage_path().join(&id).join("dump.rdb");
         let strict_held = self.failovers < 2;
-        match crate::oracle::check_snapshot(m, &rdb, &man.digest, strict_held) {
+        match crate::oracle::check_snapshot(m, &rdb, &man.digest, strict_held, round) {
             Ok(crate::oracle::Agreement::Live) => {}
             Ok(crate::oracle::Agreement::AsLoaded) => self.report.digest_as_loaded += 1,
             Ok(crate::oracle::Agreement::AsLoadedNotHeld) => {
@@ -302,34 +395,44 @@ impl Soak {
     /// Retention kept the `keep_last` newest snapshots ever seen; no problem in the
     /// listing; no temporary or incomplete snapshot older than 20 s.
     pub fn check_storage(&mut self) {
-        match self.rs.listing() {
-            Err(e) => self.report.violation(format!("list storage: {e}")),
-            Ok((list, problems)) => {
-                for p in problems {
-                    self.report.violation(format!("listing problem: {p}"));
-                }
-                let now: BTreeSet<SnapshotId> = list.iter().map(|m| m.id.clone()).collect();
-                self.seen.extend(now.iter().cloned());
-                let must: Vec<SnapshotId> = self
-                    .seen
-                    .iter()
-                    .rev()
-                    .take(self.keep_last)
-                    .cloned()
-                    .collect();
-                for id in must {
-                    if !now.contains(&id) {
-                        self.report.violation(format!(
-                            "snapshot {id} lost: one of the {} newest (keep_last)",
-                            self.keep_last
-                        ));
-                        self.seen.remove(&id);
-                    }
-                }
-            }
-        }
+        check_kept(
+            &self.rs,
+            &mut self.seen,
+            self.keep_last,
+            &mut self.report,
+            "",
+        );
         for l in self.rs.leftovers(Duration::from_secs(20)) {
             self.report.violation(format!("left in storage: {l}"));
+        }
+    }
+}
+
+/// Retention kept the `keep_last` newest snapshots of `rs` ever seen (`seen`, updated) and
+/// its listing has no problem; violations are prefixed with `label`.
+fn check_kept(
+    rs: &Replisnap,
+    seen: &mut BTreeSet<SnapshotId>,
+    keep_last: usize,
+    report: &mut Report,
+    label: &str,
+) {
+    let (list, problems) = match rs.listing() {
+        Ok(l) => l,
+        Err(e) => return report.violation(format!("{label}list storage: {e}")),
+    };
+    for p in problems {
+        report.violation(format!("{label}listing problem: {p}"));
+    }
+    let now: BTreeSet<SnapshotId> = list.iter().map(|m| m.id.clone()).collect();
+    seen.extend(now.iter().cloned());
+    let must: Vec<SnapshotId> = seen.iter().rev().take(keep_last).cloned().collect();
+    for id in must {
+        if !now.contains(&id) {
+            report.violation(format!(
+                "{label}snapshot {id} lost: one of the {keep_last} newest (keep_last)"
+            ));
+            seen.remove(&id);
         }
     }
 }

@@ -191,6 +191,7 @@ pub fn config_for(endpoint: &str, bucket: &str, prefix: &str) -> StorageConfig {
         max_attempts: None,
         lease_seconds: None,
         lease_wait_seconds: None,
+        read_timeout_seconds: None,
         staging: Default::default(),
     }
 }

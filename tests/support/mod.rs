@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: include with `mod support;`.
 //! `resp` is a minimal RESP2 client; `server` starts and stops real servers.
 #![allow(unused_imports)]
+pub mod cluster;
+pub mod faketime;
 pub mod pki;
 pub mod proxy;
 pub mod replica;

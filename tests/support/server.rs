@@ -54,8 +54,9 @@ pub const EXTRAS: &[&str] = &[
     "redis-8.10",
 ];
 
-/// How long [`TestServer::start`] waits for the server to answer PING.
-pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`TestServer::start`] waits for the server to answer PING (30 s: a redis-8.6
+/// once took over 10 s to write its first log line in a clean-clone CI run under load).
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long it may take instead while the server answers `-LOADING` (a large RDB).
 pub const LOADING_TIMEOUT: Duration = Duration::from_secs(120);

@@ -112,7 +112,9 @@ impl Settings {
                 == Some("when_required"),
             max_attempts: cfg.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS).max(1),
             lease: Duration::from_secs(cfg.lease_seconds.unwrap_or(DEFAULT_LEASE_SECONDS)),
-            read_timeout: DEFAULT_READ_TIMEOUT,
+            read_timeout: cfg
+                .read_timeout_seconds
+                .map_or(DEFAULT_READ_TIMEOUT, Duration::from_secs),
         })
     }
 

@@ -1,0 +1,507 @@
+//! SHA-1 of many independent short messages at once, the one hash `DEBUG DIGEST` is built
+//! from.
+//!
+//! Owns the compression function and the padding. A digest hashes hundreds of millions of
+//! messages, nearly all one or two blocks long (a key, a member, a running 20-byte digest);
+//! one SHA-1 block on SHA-NI is a chain of 20 dependent `SHA1RNDS4`, so a single message at
+//! a time leaves the core waiting on latency. [`compress`] steps `N` independent states
+//! through their rounds side by side, so the `N` chains overlap in the pipeline.
+//!
+//! Why the `unsafe` is sound: the calls of the `#[target_feature]` functions
+//! [`ni::compress`] and [`ni::short_lanes`] are made only after [`has_sha_ni`] saw at run
+//! time that the CPU has every feature they enable. Inside, `compress` works on values
+//! only; `short_lanes` reads message bytes with unaligned 16-byte loads only where all 16
+//! are inside the slice (checked just before). Without SHA-NI (or off x86-64) the `sha1`
+//! crate's compression runs lane by lane.
+//!
+//! A leaf: it knows bytes and SHA-1, nothing of digests, and must never allocate.
+
+/// SHA-1's chaining state: five 32-bit words.
+pub type State = [u32; 5];
+
+/// A 64-byte block as sixteen big-endian words.
+pub type Block = [u32; 16];
+
+/// A SHA-1 result.
+pub type Hash = [u8; 20];
+
+/// How many messages [`sha1_batch`] and [`rehash_batch`] hash side by side.
+pub const LANES: usize = 4;
+
+/// Messages up to this long are padded into at most two blocks here; longer ones are
+/// streamed through the `sha1` crate one at a time.
+pub const SHORT: usize = 119;
+
+pub const H0: State = [
+    0x6745_2301,
+    0xEFCD_AB89,
+    0x98BA_DCFE,
+    0x1032_5476,
+    0xC3D2_E1F0,
+];
+
+/// Whether this CPU runs [`ni::compress`] (checked once; cached by std).
+#[inline]
+pub fn has_sha_ni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("sha")
+            && std::arch::is_x86_feature_detected!("sse2")
+            && std::arch::is_x86_feature_detected!("ssse3")
+            && std::arch::is_x86_feature_detected!("sse4.1")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Compress one block into each of `N` states.
+#[inline]
+pub fn compress<const N: usize>(states: &mut [State; N], blocks: &[Block; N]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_sha_ni() {
+        // SAFETY: the CPU has every feature `ni::compress` enables (checked just above).
+        unsafe { ni::compress(states, blocks) };
+        return;
+    }
+    portable(states, blocks);
+}
+
+fn portable<const N: usize>(states: &mut [State; N], blocks: &[Block; N]) {
+    use sha1::digest::generic_array::GenericArray;
+    for (s, b) in states.iter_mut().zip(blocks) {
+        let mut bytes = GenericArray::default();
+        for (o, w) in bytes.chunks_exact_mut(4).zip(b) {
+            o.copy_from_slice(&w.to_be_bytes());
+        }
+        sha1::compress(s, &[bytes]);
+    }
+}
+
+fn output(s: &State) -> Hash {
+    let mut out = [0u8; 20];
+    for (o, w) in out.chunks_exact_mut(4).zip(s) {
+        o.copy_from_slice(&w.to_be_bytes());
+    }
+    out
+}
+
+/// `data` (at most [`SHORT`] bytes) padded: its blocks and how many there are (1 or 2).
+/// Built word by word, without an intermediate byte buffer.
+fn pad(data: &[u8]) -> ([Block; 2], usize) {
+    let n = data.len().min(SHORT);
+    let mut blocks = [[0u32; 16]; 2];
+    let w = blocks.as_flattened_mut();
+    let whole = n / 4;
+    for (x, c) in w.iter_mut().zip(data[..whole * 4].chunks_exact(4)) {
+        *x = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    let mut tail = [0u8; 4];
+    let rest = &data[whole * 4..n];
+    tail[..rest.len()].copy_from_slice(rest);
+    tail[rest.len()] = 0x80;
+    w[whole] = u32::from_be_bytes(tail);
+    let used = if n <= 55 { 1 } else { 2 };
+    let bits = (n as u64) * 8;
+    w[used * 16 - 2] = (bits >> 32) as u32;
+    w[used * 16 - 1] = bits as u32;
+    (blocks, used)
+}
+
+/// The one block of a 20-byte message, built from its words directly.
+#[inline]
+fn block_of_hash(h: &Hash) -> Block {
+    let w = |i: usize| u32::from_be_bytes([h[4 * i], h[4 * i + 1], h[4 * i + 2], h[4 * i + 3]]);
+    let mut b = [0u32; 16];
+    for (i, x) in b.iter_mut().take(5).enumerate() {
+        *x = w(i);
+    }
+    b[5] = 0x8000_0000;
+    b[15] = 160;
+    b
+}
+
+/// SHA-1 of any message.
+pub fn sha1(data: &[u8]) -> Hash {
+    if data.len() > SHORT {
+        use sha1::{Digest as _, Sha1};
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&Sha1::digest(data));
+        return out;
+    }
+    let (blocks, used) = pad(data);
+    let mut s = [H0];
+    for b in &blocks[..used] {
+        compress(&mut s, &[*b]);
+    }
+    output(&s[0])
+}
+
+/// SHA-1 of a 20-byte message (a running digest).
+#[inline]
+pub fn rehash(h: &Hash) -> Hash {
+    let mut s = [H0];
+    compress(&mut s, &[block_of_hash(h)]);
+    output(&s[0])
+}
+
+/// `out[i] = SHA1(msgs[i])` for every `i`, [`LANES`] at a time. `out` is as long as `msgs`.
+pub fn sha1_batch(msgs: &[&[u8]], out: &mut [Hash]) {
+    debug_assert_eq!(msgs.len(), out.len());
+    for (m, o) in msgs.chunks(LANES).zip(out.chunks_mut(LANES)) {
+        sha1_lanes(m, o);
+    }
+}
+
+/// Up to [`LANES`] messages side by side; long ones on their own.
+fn sha1_lanes(msgs: &[&[u8]], out: &mut [Hash]) {
+    #[cfg(target_arch = "x86_64")]
+    if msgs.len() == LANES && msgs.iter().all(|m| m.len() <= SHORT) && has_sha_ni() {
+        let m: &[&[u8]; LANES] = msgs.try_into().expect("LANES messages");
+        // SAFETY: the CPU has every feature `short_lanes` enables (checked just above).
+        let states = unsafe { ni::short_lanes(m) };
+        for (o, s) in out.iter_mut().zip(&states) {
+            *o = output(s);
+        }
+        return;
+    }
+    let mut states = [H0; LANES];
+    let mut first = [[0u32; 16]; LANES];
+    let mut second = [[0u32; 16]; LANES];
+    let mut two = [false; LANES];
+    let mut short = 0;
+    for (i, m) in msgs.iter().enumerate().take(LANES) {
+        if m.len() <= SHORT {
+            let (b, used) = pad(m);
+            first[i] = b[0];
+            second[i] = b[1];
+            two[i] = used == 2;
+            short += 1;
+        }
+    }
+    if short > 0 {
+        compress(&mut states, &first);
+        if two.iter().any(|&t| t) {
+            let mut after = states;
+            compress(&mut after, &second);
+            for ((s, a), t) in states.iter_mut().zip(after).zip(two) {
+                if t {
+                    *s = a;
+                }
+            }
+        }
+    }
+    for ((m, o), s) in msgs.iter().zip(out.iter_mut()).zip(&states) {
+        *o = if m.len() <= SHORT { output(s) } else { sha1(m) };
+    }
+}
+
+/// `h = SHA1(h)` for every running digest, [`LANES`] at a time.
+pub fn rehash_batch(hs: &mut [Hash]) {
+    for chunk in hs.chunks_mut(LANES) {
+        let mut states = [H0; LANES];
+        let mut blocks = [[0u32; 16]; LANES];
+        for (b, h) in blocks.iter_mut().zip(chunk.iter()) {
+            *b = block_of_hash(h);
+        }
+        compress(&mut states, &blocks);
+        for (h, s) in chunk.iter_mut().zip(&states) {
+            *h = output(s);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod ni {
+    use core::arch::x86_64::*;
+
+    use super::{Block, State};
+
+    /// Words `4i..4i+4` of a block, the first in the highest lane (as SHA-NI wants them).
+    macro_rules! words {
+        ($b:expr, $i:expr) => {
+            _mm_set_epi32(
+                $b[4 * $i] as i32,
+                $b[4 * $i + 1] as i32,
+                $b[4 * $i + 2] as i32,
+                $b[4 * $i + 3] as i32,
+            )
+        };
+    }
+
+    /// Four rounds of every lane: `e` is the lane's E input (E plus the message words),
+    /// `F` the round function (0..=3).
+    macro_rules! rounds {
+        ($n:ident, $abcd:ident, $e:ident, $f:literal) => {
+            for l in 0..$n {
+                $abcd[l] = _mm_sha1rnds4_epu32::<$f>($abcd[l], $e[l]);
+            }
+        };
+    }
+
+    /// One block into each of `N` lanes: `abcd` (A in the highest dword) and `e0` (E in the
+    /// highest dword) are updated, `w` is each lane's block as four vectors of big-endian
+    /// words (the first word in the highest dword).
+    ///
+    /// The schedule: `W[i] = msg2(msg1(W[i-4], W[i-3]) ^ W[i-2], W[i-1])` for the groups
+    /// of four words from the fifth on; the E input of group `i > 0` is
+    /// `nexte(ABCD before group i-1, W[i])`, and of group 0 `E + W[0]`. The lanes'
+    /// instructions are interleaved group by group.
+    macro_rules! block {
+        ($n:ident, $abcd:ident, $e0:ident, $w:ident) => {{
+            let saved_abcd = $abcd;
+            let mut e = [_mm_setzero_si128(); $n];
+            let mut prev = $abcd;
+            for l in 0..$n {
+                e[l] = _mm_add_epi32($e0[l], $w[l][0]);
+            }
+            rounds!($n, $abcd, e, 0);
+            macro_rules! group {
+                ($i:literal, $f:literal) => {
+                    for l in 0..$n {
+                        if $i >= 4 {
+                            let t = _mm_sha1msg1_epu32($w[l][$i % 4], $w[l][($i + 1) % 4]);
+                            let t = _mm_xor_si128(t, $w[l][($i + 2) % 4]);
+                            $w[l][$i % 4] = _mm_sha1msg2_epu32(t, $w[l][($i + 3) % 4]);
+                        }
+                        e[l] = _mm_sha1nexte_epu32(prev[l], $w[l][$i % 4]);
+                        prev[l] = $abcd[l];
+                    }
+                    rounds!($n, $abcd, e, $f);
+                };
+            }
+            group!(1, 0);
+            group!(2, 0);
+            group!(3, 0);
+            group!(4, 0);
+            group!(5, 1);
+            group!(6, 1);
+            group!(7, 1);
+            group!(8, 1);
+            group!(9, 1);
+            group!(10, 2);
+            group!(11, 2);
+            group!(12, 2);
+            group!(13, 2);
+            group!(14, 2);
+            group!(15, 3);
+            group!(16, 3);
+            group!(17, 3);
+            group!(18, 3);
+            group!(19, 3);
+            for l in 0..$n {
+                $e0[l] = _mm_sha1nexte_epu32(prev[l], $e0[l]);
+                $abcd[l] = _mm_add_epi32($abcd[l], saved_abcd[l]);
+            }
+        }};
+    }
+
+    macro_rules! state_out {
+        ($abcd:expr, $e:expr) => {
+            [
+                _mm_extract_epi32::<3>($abcd) as u32,
+                _mm_extract_epi32::<2>($abcd) as u32,
+                _mm_extract_epi32::<1>($abcd) as u32,
+                _mm_extract_epi32::<0>($abcd) as u32,
+                _mm_extract_epi32::<3>($e) as u32,
+            ]
+        };
+    }
+
+    /// One block into each of `N` states.
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    pub(super) fn compress<const N: usize>(states: &mut [State; N], blocks: &[Block; N]) {
+        let zero = _mm_setzero_si128();
+        let mut abcd = [zero; N];
+        let mut e0 = [zero; N];
+        let mut w = [[zero; 4]; N];
+        for l in 0..N {
+            let s = &states[l];
+            abcd[l] = _mm_set_epi32(s[0] as i32, s[1] as i32, s[2] as i32, s[3] as i32);
+            e0[l] = _mm_set_epi32(s[4] as i32, 0, 0, 0);
+            for i in 0..4 {
+                w[l][i] = words!(blocks[l], i);
+            }
+        }
+        block!(N, abcd, e0, w);
+        for l in 0..N {
+            states[l] = state_out!(abcd[l], e0[l]);
+        }
+    }
+
+    /// SHA-1 of `N` messages of at most [`super::SHORT`] bytes each, read straight from
+    /// where they are (no padded copy whose stores the loads would wait on): 16 bytes at a
+    /// time while they are inside the message, the tail byte by byte into a register, the
+    /// `0x80` and the bit length put in in registers.
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    pub(super) fn short_lanes<const N: usize>(msgs: &[&[u8]; N]) -> [State; N] {
+        // Reverses the 16 bytes: big-endian words, the first in the highest dword.
+        let rev = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0a0b_0c0d_0e0f);
+        let zero = _mm_setzero_si128();
+        let h0 = super::H0;
+        let mut abcd = [_mm_set_epi32(h0[0] as i32, h0[1] as i32, h0[2] as i32, h0[3] as i32); N];
+        let mut e0 = [_mm_set_epi32(h0[4] as i32, 0, 0, 0); N];
+        let mut w = [[[zero; 4]; N]; 2];
+        let mut two = [false; N];
+        for l in 0..N {
+            let m = msgs[l];
+            let n = m.len().min(super::SHORT);
+            let used = if n <= 55 { 1 } else { 2 };
+            two[l] = used == 2;
+            for c in 0..8 {
+                let off = 16 * c;
+                let v = if off + 16 <= n {
+                    // SAFETY: `off + 16 <= n <= m.len()`: the 16 bytes are inside `m`.
+                    unsafe { _mm_loadu_si128(m.as_ptr().add(off).cast()) }
+                } else {
+                    // The tail (and the 0x80 after it), put together in a register from
+                    // byte reads: nothing is stored for the vector to be loaded from.
+                    let mut x = 0u128;
+                    if off <= n {
+                        for (i, &b) in m[off..n].iter().enumerate() {
+                            x |= (b as u128) << (8 * i);
+                        }
+                        x |= 0x80u128 << (8 * (n - off));
+                    }
+                    _mm_set_epi64x((x >> 64) as i64, x as i64)
+                };
+                let mut v = _mm_shuffle_epi8(v, rev);
+                if c == 4 * used - 1 {
+                    v = _mm_or_si128(v, _mm_cvtsi64_si128((n as u64 * 8) as i64));
+                }
+                w[c / 4][l][c % 4] = v;
+            }
+        }
+        let [mut first, mut second] = w;
+        block!(N, abcd, e0, first);
+        if two.iter().any(|&t| t) {
+            let (mut a2, mut e2) = (abcd, e0);
+            block!(N, a2, e2, second);
+            for l in 0..N {
+                if two[l] {
+                    abcd[l] = a2[l];
+                    e0[l] = e2[l];
+                }
+            }
+        }
+        let mut out = [h0; N];
+        for l in 0..N {
+            out[l] = state_out!(abcd[l], e0[l]);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha1::{Digest as _, Sha1};
+
+    fn reference(data: &[u8]) -> Hash {
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&Sha1::digest(data));
+        out
+    }
+
+    /// A xorshift stream: random-looking bytes without a dependency.
+    fn bytes(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_length_matches_the_sha1_crate() {
+        for n in 0..=200 {
+            for seed in 0..4u64 {
+                let d = bytes(seed * 1000 + n as u64, n);
+                assert_eq!(sha1(&d), reference(&d), "length {n}");
+            }
+        }
+        assert_eq!(
+            sha1(b"abc"),
+            reference(b"abc"),
+            "the FIPS 180 vector through this path"
+        );
+        assert_eq!(sha1(b"abc")[..4], [0xa9, 0x99, 0x3e, 0x36]);
+    }
+
+    #[test]
+    fn batches_of_mixed_lengths_match() {
+        // Every batch size (including partial last groups), lengths 0..=200 mixed so a group
+        // holds one-block, two-block and streamed messages together.
+        let msgs: Vec<Vec<u8>> = (0..=200usize)
+            .map(|i| bytes(i as u64 + 7, (i * 37) % 201))
+            .collect();
+        for count in [1, 2, 3, 4, 5, 7, 8, 9, 64, msgs.len()] {
+            let refs: Vec<&[u8]> = msgs.iter().take(count).map(|m| &m[..]).collect();
+            let mut out = vec![[0u8; 20]; refs.len()];
+            sha1_batch(&refs, &mut out);
+            for (m, o) in refs.iter().zip(&out) {
+                assert_eq!(*o, reference(m), "length {} in a batch of {count}", m.len());
+            }
+        }
+    }
+
+    #[test]
+    fn groups_of_short_messages_match() {
+        // Whole groups of short messages take the path that reads them in place: every
+        // length up to SHORT, each at every position of a group, sliced out of a larger
+        // buffer so that bytes past the end are there (and must not be hashed).
+        let buf = bytes(42, 4 * 256);
+        for shift in 0..LANES {
+            let refs: Vec<&[u8]> = (0..=SHORT)
+                .map(|n| {
+                    let n = (n + shift) % (SHORT + 1);
+                    &buf[3 * n..3 * n + n]
+                })
+                .collect();
+            let mut out = vec![[0u8; 20]; refs.len()];
+            sha1_batch(&refs, &mut out);
+            for (m, o) in refs.iter().zip(&out) {
+                assert_eq!(*o, reference(m), "length {}", m.len());
+            }
+        }
+    }
+
+    #[test]
+    fn rehash_matches() {
+        let mut hs: Vec<Hash> = (0..11u64)
+            .map(|i| bytes(i + 99, 20).try_into().expect("20"))
+            .collect();
+        let want: Vec<Hash> = hs.iter().map(|h| reference(h)).collect();
+        assert_eq!(
+            hs.iter().map(rehash).collect::<Vec<_>>(),
+            want,
+            "one at a time"
+        );
+        rehash_batch(&mut hs);
+        assert_eq!(hs, want);
+    }
+
+    #[test]
+    fn lanes_agree_with_the_portable_compression() {
+        let blocks: [Block; 3] = std::array::from_fn(|i| {
+            let b = bytes(i as u64 + 3, 64);
+            std::array::from_fn(|j| {
+                u32::from_be_bytes([b[4 * j], b[4 * j + 1], b[4 * j + 2], b[4 * j + 3]])
+            })
+        });
+        let start: [State; 3] = [H0, [1, 2, 3, 4, 5], [u32::MAX; 5]];
+        let mut a = start;
+        let mut b = start;
+        compress(&mut a, &blocks);
+        portable(&mut b, &blocks);
+        assert_eq!(a, b);
+        if !has_sha_ni() {
+            eprintln!("no SHA-NI here: only the portable path was checked");
+        }
+    }
+}
