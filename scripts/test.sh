@@ -4,7 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+t0=$(date +%s)
+phase() { echo "test.sh: $1 at +$(( $(date +%s) - t0 )) s" >&2; }
 scripts/install-test-servers.sh
+phase "servers installed"
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
+phase "clippy done"
+cargo test --no-run "$@"
+phase "tests built"
 cargo test "$@"
+phase "tests done"
