@@ -9,6 +9,8 @@ use replisnap::commands::{apply, StreamState};
 use replisnap::keyspace::{Entry, Keyspace};
 use replisnap::rdb::Value;
 
+#[path = "native/complexity.rs"]
+mod complexity;
 mod support;
 
 fn cmd(parts: &[&[u8]]) -> Vec<Vec<u8>> {
@@ -132,102 +134,6 @@ fn snapshot_of_native_values_is_exact_while_they_change_in_place() {
     let mut now = Vec::new();
     ks.snapshot().unwrap().walk(|_, e| now.push(e.clone()));
     assert_ne!(view_of(&now), expected);
-}
-
-/// Seconds to apply one command built by `make(n)` to a fresh keyspace (after `setup`).
-fn time_one(
-    n: usize,
-    setup: impl Fn(&mut Keyspace, &mut StreamState),
-    make: impl Fn(usize) -> Vec<Vec<u8>>,
-) -> f64 {
-    let mut ks = Keyspace::new();
-    let mut st = StreamState::default();
-    setup(&mut ks, &mut st);
-    let c = make(n);
-    // This thread's CPU time: a busy machine preempts the test, it does not add CPU.
-    let cpu = || {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
-    };
-    let t = cpu();
-    run(&mut ks, &mut st, c);
-    cpu() - t
-}
-
-#[test]
-fn one_command_of_a_million_members_costs_linear_time() {
-    let members = |prefix: &'static [u8], n: usize, pairs: bool| {
-        move |_: usize| {
-            let mut c = vec![prefix.to_vec(), b"k".to_vec()];
-            for i in 0..n {
-                if pairs {
-                    c.push(format!("{}", i % 1000).into_bytes());
-                }
-                c.push(format!("member:{i}").into_bytes());
-            }
-            c
-        }
-    };
-    let none = |_: &mut Keyspace, _: &mut StreamState| {};
-    for (name, pairs) in [
-        (&b"SADD"[..], false),
-        (b"HSET", true),
-        (b"ZADD", true),
-        (b"RPUSH", false),
-    ] {
-        // The best of two runs each: a busy machine (other builds sharing the caches) once
-        // pushed a single ZADD run to 32x; the slope is what is checked, not the noise.
-        let best = |n: usize| {
-            (0..2)
-                .map(|_| time_one(n, none, members(name, n, pairs)))
-                .fold(f64::INFINITY, f64::min)
-        };
-        let small = best(100_000);
-        let big = best(1_000_000);
-        println!(
-            "{} of 100 k: {:.3} s, of 1 M: {:.3} s ({:.1}x)",
-            String::from_utf8_lossy(name),
-            small,
-            big,
-            big / small
-        );
-        // Linear is 10x; quadratic would be 100x.
-        assert!(
-            big / small < 30.0,
-            "{}: {big:.3} s vs {small:.3} s",
-            String::from_utf8_lossy(name)
-        );
-    }
-    let keys = |n: usize| {
-        move |ks: &mut Keyspace, st: &mut StreamState| {
-            for b in 0..n / 10_000 {
-                let mut c = vec![b"MSET".to_vec()];
-                for i in b * 10_000..(b + 1) * 10_000 {
-                    c.extend([format!("key:{i}").into_bytes(), b"v".to_vec()]);
-                }
-                run(ks, st, c);
-            }
-        }
-    };
-    let del = |n: usize| {
-        let mut c = vec![b"DEL".to_vec()];
-        c.extend((0..n).map(|i| format!("key:{i}").into_bytes()));
-        c
-    };
-    // The best of three: other work on the machine only ever adds time, and 100 k DELs
-    // take ~20 ms, where one preemption changes the ratio.
-    let best = |n: usize| {
-        (0..3)
-            .map(|_| time_one(n, keys(n), del))
-            .fold(f64::INFINITY, f64::min)
-    };
-    let small = best(100_000);
-    let big = best(1_000_000);
-    println!(
-        "DEL of 100 k keys: {small:.3} s, of 1 M: {big:.3} s ({:.1}x)",
-        big / small
-    );
-    assert!(big / small < 30.0, "DEL: {big:.3} s vs {small:.3} s");
 }
 
 /// A snapshot written from native values is byte for byte what writing each decoded value
