@@ -13,7 +13,7 @@
 # master's DEBUG DIGEST, retention kept what it must, nothing partial is visible (no
 # object without its manifest, no open multipart upload); after each fault the lag is
 # back under 1 MB within 5 s; counters (uploads_total too) agree with the faults; RSS
-# stays within 1.2x of its level after the first minute. Prints the quiet points and a
+# stays within 1.2x of its level (the highest sample of its second minute). Prints the quiet points and a
 # table; exits non-zero on any violation.
 #
 #   SOAK_MINUTES=30 (default)   how long

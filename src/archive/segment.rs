@@ -77,12 +77,16 @@ pub fn encode(history: &str, first_offset: i64, samples: Vec<(i64, i64)>, bytes:
         sha256: sha_hex(bytes),
     };
     let json = serde_json::to_vec(&header).unwrap_or_default();
-    let body = lz4_flex::block::compress(bytes);
-    let mut out = Vec::with_capacity(12 + json.len() + body.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
-    out.extend_from_slice(&json);
-    out.extend_from_slice(&body);
+    // Compressed straight into the object (no separate body to copy): a segment is up to
+    // tens of MB, and the copy was one more of them held at once (the soak's RSS swings).
+    let start = 12 + json.len();
+    let mut out = vec![0u8; start + lz4_flex::block::get_maximum_output_size(bytes.len())];
+    out[..8].copy_from_slice(MAGIC);
+    out[8..12].copy_from_slice(&(json.len() as u32).to_be_bytes());
+    out[12..start].copy_from_slice(&json);
+    // Cannot fail: the output holds the bound lz4_flex gives for this input.
+    let n = lz4_flex::block::compress_into(bytes, &mut out[start..]).unwrap_or(0);
+    out.truncate(start + n);
     out
 }
 

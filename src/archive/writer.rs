@@ -59,6 +59,8 @@ pub(super) struct Writer {
     /// The next offset expected in the current history (None: no history yet).
     expected: Option<i64>,
     open: Option<Open>,
+    /// The raw size of the last stored segment: the next one's initial capacity.
+    segment_hint: usize,
     stopping: bool,
     reconciled: bool,
 }
@@ -87,6 +89,7 @@ impl Writer {
             expected: state.as_ref().map(|s| s.end),
             state,
             open: None,
+            segment_hint: 0,
             stopping: false,
             reconciled: false,
         }
@@ -235,9 +238,10 @@ impl Writer {
             );
             self.store_open();
         }
+        let hint = self.segment_hint.min(self.settings.segment_bytes as usize);
         let o = self.open.get_or_insert_with(|| Open {
             first: offset,
-            buf: Vec::new(),
+            buf: Vec::with_capacity(hint + hint / 8),
             samples: vec![(at, offset)],
             t0: at,
             t_last: at,
@@ -265,6 +269,11 @@ impl Writer {
         let end = o.first + o.buf.len() as i64;
         let key = segment::object_key(&history, o.first, end, o.t0, o.t_last);
         let data = segment::encode(&history, o.first, o.samples, &o.buf);
+        // The next segment starts with room for this one's size (no doubling from empty:
+        // each doubling held the old and the new buffer at once); the raw bytes go now,
+        // not after the store (an fsync or an upload may take a while).
+        self.segment_hint = o.buf.len();
+        drop(o.buf);
         let mut attempt = 0u32;
         loop {
             attempt += 1;

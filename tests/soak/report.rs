@@ -43,7 +43,7 @@ pub struct Report {
     pub max_lag_bytes: i64,
     pub rss_min: u64,
     pub rss_max: u64,
-    /// Per process: RSS after its first minute (long runs), and the highest ratio seen.
+    /// Per process: RSS level in its second minute (long runs), and the highest ratio seen.
     pub rss_ratio_max: f64,
     /// The same ratio divided by the master's used_memory growth since then (≥ 1).
     pub rss_beyond_data_max: f64,
@@ -131,7 +131,7 @@ impl Report {
         let _ = writeln!(s, "  max lag under load: {} bytes", self.max_lag_bytes);
         let _ = writeln!(
             s,
-            "  RSS: min {:.1} MiB, max {:.1} MiB, max ratio to the first minute {:.2} \
+            "  RSS: min {:.1} MiB, max {:.1} MiB, max ratio to the level in the second minute {:.2} \
              ({:.2} beyond the master's data growth)",
             mib(self.rss_min),
             mib(self.rss_max),

@@ -34,14 +34,18 @@ pub struct Soak {
     pub rng: Rng,
     pub report: Report,
     pub keep_last: usize,
-    /// Long runs check RSS against its level after a process's first minute.
+    /// Long runs check RSS against its level in a process's second minute.
     pub long: bool,
     /// Every snapshot id seen stored: the `keep_last` newest must stay.
     seen: BTreeSet<SnapshotId>,
     /// The same for the S3 daemon.
     seen_s3: BTreeSet<SnapshotId>,
-    /// (RSS, the master's used_memory) after the current process's first minute.
+    /// (RSS, the master's used_memory): the current process's level, the highest RSS
+    /// sampled over its second minute (one sample is not a level: snapshots and archive
+    /// segments swing it by tens of MB within seconds), with the master's used_memory
+    /// then. `rss_window` gathers it; checks start when the second minute is over.
     rss_ref: Option<(u64, u64)>,
+    rss_window: Option<(u64, u64)>,
     /// The snapshot of the last digest mismatch (diagnosed when it stays).
     mismatch: Option<String>,
     /// Failovers so far. From the second on, the primary may be a node that rebuilt small
@@ -83,14 +87,16 @@ impl Soak {
             seen: BTreeSet::new(),
             seen_s3: BTreeSet::new(),
             rss_ref: None,
+            rss_window: None,
             mismatch: None,
             failovers: 0,
         }
     }
 
-    /// A process (re)started: its RSS reference is taken anew after its first minute.
+    /// A process (re)started: its RSS level is taken anew over its second minute.
     pub fn restarted(&mut self) {
         self.rss_ref = None;
+        self.rss_window = None;
     }
 
     /// Let the load run for `d`, sampling lag and RSS every 500 ms; the daemon must stay up.
@@ -137,8 +143,15 @@ impl Soak {
             .info_field("memory", "used_memory")
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
+        let age = self.rs.started.elapsed();
         match self.rss_ref {
-            None => self.rss_ref = Some((rss, used)),
+            None if age < Duration::from_secs(120) => {
+                let w = self.rss_window.get_or_insert((rss, used));
+                if rss > w.0 {
+                    *w = (rss, used);
+                }
+            }
+            None => self.rss_ref = Some(self.rss_window.take().unwrap_or((rss, used))),
             Some((r, u)) => {
                 // RSS growth beyond the data's own growth (the master's used_memory):
                 // a dataset that grows is not a leak.
@@ -149,7 +162,7 @@ impl Soak {
                 self.report.rss_beyond_data_max = self.report.rss_beyond_data_max.max(beyond);
                 if beyond > 1.2 {
                     self.report.violation(format!(
-                        "RSS {rss} B is {ratio:.2}× its level after the first minute ({r} B) \
+                        "RSS {rss} B is {ratio:.2}× its level in its second minute ({r} B) \
                          while the master's used_memory grew {data:.2}× ({u} → {used} B)"
                     ));
                     self.rss_ref = Some((rss, used)); // once per growth step
