@@ -22,7 +22,8 @@
 //!   with their manifests; [`retention`] decides which to keep.
 //! - The RDB format: [`rdb`] reads and writes it; [`summary`] is what `inspect` prints and
 //!   manifests record; [`digest`] computes `DEBUG DIGEST` offline; [`convert`] rewrites a
-//!   file for another server; [`server_version`] names the targets.
+//!   file for another server; [`server_version`] names the targets; [`dtoa`] prints
+//!   doubles as each server does (scores in digests and in listpacks).
 //! - Point-in-time recovery: [`archive`] stores the applied stream in checksummed segments
 //!   beside the snapshots; [`pitr`] replays a snapshot and the archived stream after it to
 //!   any archived offset or second.
@@ -41,6 +42,7 @@ pub mod config;
 pub mod convert;
 pub mod daemon;
 pub mod digest;
+pub mod dtoa;
 pub mod heartbeat;
 pub mod hll;
 pub mod http;

@@ -40,6 +40,16 @@ impl ServerVersion {
     }
 
     /// True when this version is at least `major.minor`.
+    /// How this server prints a sorted set's score into a listpack or ziplist (`d2string`).
+    pub fn score_text(&self) -> crate::dtoa::ScoreText {
+        use crate::dtoa::ScoreText;
+        match self.family {
+            Family::Redis if !self.at_least(7, 0) => ScoreText::Redis62,
+            Family::Redis if !self.at_least(7, 2) => ScoreText::Redis70,
+            _ => ScoreText::Fpconv,
+        }
+    }
+
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
         (self.major, self.minor) >= (major, minor)
     }

@@ -221,10 +221,9 @@ fn restores_sets(name: &str) {
         let ttl = |c: &TestCluster| c.write(&["PTTL", key]).as_int().map(|t| t > 0);
         assert_eq!(ttl(&two), ttl(&src), "{name}: {key} TTL");
     }
-    // Sorted sets: the same members and scores. Not their DUMP: the writer stores a
-    // non-integer score as shortest exponent text ("1.5e0", `score_text`) where the
-    // server's own listpack says "1.5"; both read back as the same double.
-    // Sets: the same members. Not their DUMP: before 7.2 a non-integer set is a hash
+    // Sorted sets: their DUMP too, the writer storing each score as the server's own
+    // `d2string` does ("0.10000000000000001" before 7.2, "0.1" after; 1e17 as an integer
+    // from 7.0). Sets: the same members. Not their DUMP: before 7.2 a non-integer set is a hash
     // table whose order follows each server's random hash seed.
     for i in [5, 123, 299] {
         let key = format!("set:{i}");
@@ -247,6 +246,11 @@ fn restores_sets(name: &str) {
         let key = format!("zset:{i}");
         let range = |c: &TestCluster| c.write(&["ZRANGE", &key, "0", "-1", "WITHSCORES"]);
         assert_eq!(range(&two), range(&src), "{name}: {key}");
+        assert_eq!(
+            two.write(&["DUMP", &key]),
+            src.write(&["DUMP", &key]),
+            "{name}: DUMP {key}"
+        );
     }
     // One shard's RDB as a file, routed by slot into the 2-shard cluster (flushed first).
     let out_dir = setup.dir.path().join("fetched");

@@ -25,6 +25,8 @@ pub struct StreamState {
     pub claim_deleted_entries: bool,
     /// How ZADD sizes a sorted set from its own arguments (measured per version).
     pub zadd_hint: ZaddHint,
+    /// How the master prints a score it stores in a listpack (ZINCRBY on a compact set).
+    pub score_text: crate::dtoa::ScoreText,
 }
 
 /// How a master's ZADD decides a sorted set's encoding from the command's own members,
@@ -60,6 +62,7 @@ impl StreamState {
                 Some(v) if v.family == Family::Redis => ZaddHint::Count,
                 _ => ZaddHint::CountAndLongest,
             },
+            score_text: v.map_or(crate::dtoa::ScoreText::Fpconv, |v| v.score_text()),
             ..StreamState::default()
         }
     }

@@ -11,7 +11,6 @@ use super::value_ops::{load_typed, on_native, prepare, prepare_found, wrongtype,
 use crate::keyspace::native::{ZSetNative, NATIVE_MIN};
 use crate::keyspace::{Entry, Hints, Keyspace, Kind, Native, Packed};
 use crate::rdb::types::{ZSET_2, ZSET_LISTPACK};
-use crate::rdb::writer::encode::score_text;
 use crate::rdb::writer::target::thresholds::{ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
 use crate::rdb::Value;
 
@@ -287,7 +286,7 @@ fn zadd_listpack(
             at,
             (
                 Item::new(member),
-                Item::encoded(&score_text(new)),
+                Item::encoded(crate::dtoa::score_text(new, st.score_text).as_bytes()),
                 Some(new),
             ),
         );

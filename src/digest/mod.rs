@@ -11,7 +11,6 @@
 mod dataset;
 pub mod elements;
 mod error;
-mod grisu;
 pub mod mix;
 pub mod parallel;
 pub mod score;

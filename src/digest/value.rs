@@ -5,6 +5,7 @@
 //! expired hash fields on Valkey 9, empty collections) so that they contribute nothing.
 //! It never guesses at a module value: the server asks the module, so that is an error.
 
+use crate::dtoa;
 use crate::rdb::value::{ArrayElem, HashField, SparseArray};
 use crate::rdb::{KeyEntry, Value};
 
@@ -161,29 +162,9 @@ fn array(acc: &mut Acc, a: &SparseArray) -> Result<(), String> {
 
 /// An array float as Redis 8.8+ prints it: `d2string`, then `.0` when that looks integral.
 fn array_float(d: f64) -> String {
-    let mut s = if d.is_nan() {
-        "nan".to_string()
-    } else if d.is_infinite() {
-        if d < 0.0 { "-inf" } else { "inf" }.to_string()
-    } else if d == 0.0 {
-        if d.is_sign_negative() { "-0" } else { "0" }.to_string()
-    } else if let Some(i) = double_to_ll(d) {
-        i.to_string()
-    } else {
-        super::grisu::dtoa(d)
-    };
+    let mut s = dtoa::score_text(d, dtoa::ScoreText::Fpconv);
     if d.is_finite() && !s.contains(['.', 'e', 'E']) {
         s.push_str(".0");
     }
     s
-}
-
-/// The servers' `double2ll`: integral doubles within ±(2^62) as integers.
-fn double_to_ll(d: f64) -> Option<i64> {
-    const LIM: f64 = (i64::MAX / 2) as f64;
-    if !(-LIM..=LIM).contains(&d) {
-        return None;
-    }
-    let i = d as i64;
-    (i as f64 == d).then_some(i)
 }

@@ -386,7 +386,19 @@ impl TestCluster {
             self.write(&["HSET", &format!("hash:{i}"), "a", &i, "b", "2"]);
             self.write(&["RPUSH", &format!("list:{i}"), "x", &i, "z"]);
             self.write(&["SADD", &format!("set:{i}"), "m1", &i]);
-            self.write(&["ZADD", &format!("zset:{i}"), "1.5", "a", &i, "b"]);
+            // Scores each server version prints differently into its listpack (d2string).
+            self.write(&[
+                "ZADD",
+                &format!("zset:{i}"),
+                "1.5",
+                "a",
+                &i,
+                "b",
+                "0.1",
+                "c",
+                "1e17",
+                "d",
+            ]);
             if i.ends_with('0') {
                 self.write(&["XADD", &format!("stream:{i}"), "*", "f", &i]);
             }

@@ -3,6 +3,7 @@
 use super::super::lzf;
 use super::super::prim::{ENC_INT16, ENC_INT32, ENC_INT8, ENC_LZF};
 use super::packed::canonical_int;
+use super::target::Target;
 
 pub fn len(buf: &mut Vec<u8>, n: u64) {
     if n < 1 << 6 {
@@ -60,20 +61,10 @@ pub fn ms_time(buf: &mut Vec<u8>, t: i64) {
     buf.extend_from_slice(&t.to_le_bytes());
 }
 
-/// A score as listpack/ziplist text the loaders' strtod reads back to the same double:
-/// integers as integers (not -0), everything else in shortest round-trip exponent form.
-pub fn score_text(d: f64) -> Vec<u8> {
-    if d.fract() == 0.0 && d.abs() < 9.0e15 && !(d == 0.0 && d.is_sign_negative()) {
-        return (d as i64).to_string().into_bytes();
-    }
-    if d.is_infinite() {
-        return if d > 0.0 {
-            b"inf".to_vec()
-        } else {
-            b"-inf".to_vec()
-        };
-    }
-    format!("{d:e}").into_bytes()
+/// A score as listpack/ziplist text: what `target`'s own `d2string` stores for it (its
+/// `DUMP` is then the server's byte for byte); every form reads back to the same double.
+pub fn score_text(d: f64, target: &Target) -> Vec<u8> {
+    crate::dtoa::score_text(d, target.server.score_text()).into_bytes()
 }
 
 #[cfg(test)]
@@ -130,14 +121,17 @@ mod tests {
             9.0e15,
             123456789012345678.0,
         ] {
-            let t = score_text(d);
-            let back = super::super::super::prim::parse_double(&t).unwrap();
-            assert_eq!(
-                back.to_bits(),
-                d.to_bits(),
-                "{d} -> {}",
-                String::from_utf8_lossy(&t)
-            );
+            for server in ["redis-6.2", "redis-7.0", "redis-7.2", "valkey-9.1"] {
+                let target = Target::for_server(server.parse().unwrap()).unwrap();
+                let t = score_text(d, &target);
+                let back = super::super::super::prim::parse_double(&t).unwrap();
+                assert_eq!(
+                    back.to_bits(),
+                    d.to_bits(),
+                    "{d} -> {} for {server}",
+                    String::from_utf8_lossy(&t)
+                );
+            }
         }
     }
 }

@@ -231,14 +231,14 @@ fn zset(
             let mut lp = Listpack::new();
             for (m, s) in &sorted {
                 lp.push(m);
-                lp.push(&encode::score_text(*s));
+                lp.push(&encode::score_text(*s, t));
             }
             lp.finish()
         } else {
             let mut zl = Ziplist::new();
             for (m, s) in &sorted {
                 zl.push(m);
-                zl.push(&encode::score_text(*s));
+                zl.push(&encode::score_text(*s, t));
             }
             zl.finish()
         };

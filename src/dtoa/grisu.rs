@@ -1,4 +1,4 @@
-//! Shortest-ish double to text as Redis 7.2+ and Valkey print zset scores in a digest.
+//! Shortest-ish double to text as Redis 7.2+ and Valkey print doubles (`fpconv_dtoa`).
 //!
 //! Those servers format a score with `fpconv_dtoa` (deps/fpconv): Florian Loitsch's Grisu2
 //! with 64-bit cached powers of ten, then their own layout rules. Grisu2 always round-trips
