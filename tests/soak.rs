@@ -222,7 +222,12 @@ fn soak() {
     let text = s
         .report
         .table(start.elapsed().as_secs_f64() / 60.0, seed, &server);
-    eprintln!("{}\n{}", s.report.quiet_table(), text);
+    eprintln!(
+        "{}\n{}\n{}",
+        s.report.quiet_table(),
+        s.report.rss_table(),
+        text
+    );
     assert!(
         s.report.violations.is_empty(),
         "{} violation(s), SOAK_SEED={seed}:\n{text}",

@@ -31,6 +31,14 @@ pub struct KindStats {
     pub on_target: u32,
 }
 
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RssMinute {
+    pub min: u64,
+    pub max: u64,
+    pub used: u64,
+    pub restarted: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct Report {
     pub kinds: BTreeMap<&'static str, KindStats>,
@@ -47,6 +55,9 @@ pub struct Report {
     pub rss_ratio_max: f64,
     /// The same ratio divided by the master's used_memory growth since then (≥ 1).
     pub rss_beyond_data_max: f64,
+    /// Per minute of the run: the daemon's lowest and highest RSS sampled, the master's
+    /// used_memory at the last sample, and whether the daemon restarted in that minute.
+    pub rss_minutes: BTreeMap<u64, RssMinute>,
     pub digest_retries: u32,
     /// Quiet points whose manifest digest matched only the master's own file loaded (a
     /// shrunk skiplist sorted set with a -0 score: no RDB carries it as held).
@@ -68,11 +79,41 @@ impl Report {
         self.violations.push(what);
     }
 
-    pub fn rss(&mut self, bytes: u64) {
+    pub fn rss(&mut self, bytes: u64, minute: u64, used: u64) {
         if self.rss_min == 0 || bytes < self.rss_min {
             self.rss_min = bytes;
         }
         self.rss_max = self.rss_max.max(bytes);
+        let m = self.rss_minutes.entry(minute).or_insert(RssMinute {
+            min: bytes,
+            ..RssMinute::default()
+        });
+        m.min = m.min.min(bytes);
+        m.max = m.max.max(bytes);
+        m.used = used;
+    }
+
+    /// The daemon restarted (a kill -9 or an exit) in this minute: its level starts anew.
+    pub fn rss_restart(&mut self, minute: u64) {
+        self.rss_minutes.entry(minute).or_default().restarted = true;
+    }
+
+    /// The daemon's RSS per minute of the run, to tell a leak (a level that climbs) from
+    /// swings (full syncs, snapshots, archive segments).
+    pub fn rss_table(&self) -> String {
+        let mib = |b: u64| b as f64 / 1048576.0;
+        let mut s = String::from("RSS per minute (MiB): minute min max master-used_memory\n");
+        for (m, r) in &self.rss_minutes {
+            let _ = writeln!(
+                s,
+                "  {m:>3} {:>7.1} {:>7.1} {:>7.1}{}",
+                mib(r.min),
+                mib(r.max),
+                mib(r.used),
+                if r.restarted { "  (restarted)" } else { "" }
+            );
+        }
+        s
     }
 
     pub fn quiet_table(&self) -> String {

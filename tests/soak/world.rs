@@ -52,6 +52,8 @@ pub struct Soak {
     /// plain sorted sets compact in a full sync (as the old standby): encodings are then
     /// not checked (tests/soak/oracle.rs).
     pub failovers: u32,
+    /// When the run started (the RSS trace's minutes count from it).
+    t0: Instant,
 }
 
 pub fn now_ms() -> i64 {
@@ -90,11 +92,13 @@ impl Soak {
             rss_window: None,
             mismatch: None,
             failovers: 0,
+            t0: Instant::now(),
         }
     }
 
     /// A process (re)started: its RSS level is taken anew over its second minute.
     pub fn restarted(&mut self) {
+        self.report.rss_restart(self.minute());
         self.rss_ref = None;
         self.rss_window = None;
     }
@@ -106,6 +110,10 @@ impl Soak {
             std::thread::sleep(Duration::from_millis(500));
             self.sample();
         }
+    }
+
+    fn minute(&self) -> u64 {
+        self.t0.elapsed().as_secs() / 60
     }
 
     pub fn sample(&mut self) {
@@ -133,16 +141,16 @@ impl Soak {
             self.report.max_lag_bytes = self.report.max_lag_bytes.max(l);
         }
         let Some(rss) = self.rs.rss() else { return };
-        self.report.rss(rss);
-        if !self.long || self.rs.started.elapsed() < Duration::from_secs(60) {
-            return;
-        }
         let used = self
             .cluster
             .primary
             .info_field("memory", "used_memory")
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
+        self.report.rss(rss, self.minute(), used);
+        if !self.long || self.rs.started.elapsed() < Duration::from_secs(60) {
+            return;
+        }
         let age = self.rs.started.elapsed();
         match self.rss_ref {
             None if age < Duration::from_secs(120) => {
