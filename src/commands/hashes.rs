@@ -244,13 +244,27 @@ fn hexpire(ks: &mut Keyspace, db: u64, cmd: &str, e: FieldExpire<'_>) -> Result<
         ExpireCond::Lt => cur.is_some_and(|c| when >= c),
         ExpireCond::Always => false,
     };
+    set_field_ttls(ks, db, cmd, key, names, Some(when), skip)
+}
+
+/// The TTL of each named field that exists and that `skip` does not refuse set to `ttl`
+/// (HEXPIRE and its relatives, HPERSIST).
+fn set_field_ttls(
+    ks: &mut Keyspace,
+    db: u64,
+    cmd: &str,
+    key: &[u8],
+    names: &[Vec<u8>],
+    ttl: Option<u64>,
+    skip: impl Fn(Option<u64>) -> bool,
+) -> Result<(), ApplyError> {
     let found = prepare(ks, db, cmd, key, Kind::Hash, 0, false)?;
     if let Some(r) = found.run(|| {
         on_hash(ks, db, cmd, key, |m| {
             for n in names {
                 let Some(rec) = m.get(n) else { continue };
                 if !skip(rec.ttl()) {
-                    let new = HashRec::new(rec.field(), rec.value(), Some(when));
+                    let new = HashRec::new(rec.field(), rec.value(), ttl);
                     m.insert(new);
                 }
             }
@@ -268,7 +282,7 @@ fn hexpire(ks: &mut Keyspace, db: u64, cmd: &str, e: FieldExpire<'_>) -> Result<
         .filter(|f| names.contains(f.field.as_slice()))
     {
         if !skip(f.expire_ms) {
-            f.expire_ms = Some(when);
+            f.expire_ms = ttl;
         }
     }
     store(ks, db, key, &h, &Value::Hash(fields))
@@ -282,32 +296,8 @@ fn hpersist(
     key: &[u8],
     names: &[Vec<u8>],
 ) -> Result<(), ApplyError> {
-    let found = prepare(ks, db, cmd, key, Kind::Hash, 0, false)?;
-    if let Some(r) = found.run(|| {
-        on_hash(ks, db, cmd, key, |m| {
-            for n in names {
-                let Some(rec) = m.get(n) else { continue };
-                if rec.ttl().is_some() {
-                    let new = HashRec::new(rec.field(), rec.value(), None);
-                    m.insert(new);
-                }
-            }
-            Ok(())
-        })
-    }) {
-        return r;
-    }
-    let Some((h, mut fields)) = as_hash(cmd, key, found.packed())? else {
-        return Ok(());
-    };
-    let names: std::collections::HashSet<&[u8]> = names.iter().map(|x| x.as_slice()).collect();
-    for f in fields
-        .iter_mut()
-        .filter(|f| names.contains(f.field.as_slice()))
-    {
-        f.expire_ms = None;
-    }
-    store(ks, db, key, &h, &Value::Hash(fields))
+    // A field without a TTL is left as it is.
+    set_field_ttls(ks, db, cmd, key, names, None, |cur| cur.is_none())
 }
 
 /// HSETEX (Redis 8, Valkey 9): `key [NX|XX] [FNX|FXX] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]

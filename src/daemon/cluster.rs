@@ -374,31 +374,23 @@ impl Round<'_> {
                 first.snapshotter.clone(),
             );
             for s in &shards {
-                r.watch(
-                    "shard replica",
-                    notify::REPLICA_BOUND,
+                r.watch_pipeline(
+                    ("shard replica", "shard snapshot writer"),
                     s.handle.status.heartbeat.clone(),
+                    s.snapshotter.as_ref(),
+                    Duration::from_secs(cfg.snapshot.timeout),
                 );
-                if let Some(w) = &s.snapshotter {
-                    let bound = Duration::from_secs(cfg.snapshot.timeout);
-                    r.watch("shard snapshot writer", bound, w.heartbeat());
-                }
             }
             r.watch("main loop", notify::MAIN_BOUND, main_beat.clone());
             r
         });
         let ended = rt.block_on(async {
-            let mut sched = match &scheduled {
-                Some(t) => Some(
-                    schedule::start(
-                        t.clone(),
-                        &cfg.snapshot.schedule,
-                        cfg.snapshot.timezone.as_deref(),
-                    )
-                    .await?,
-                ),
-                None => None,
-            };
+            let mut sched = schedule::start_for(
+                scheduled.as_ref(),
+                &cfg.snapshot.schedule,
+                cfg.snapshot.timezone.as_deref(),
+            )
+            .await?;
             main_beat.set_busy(true);
             sd.ready(&format!(
                 "started, cluster of {} shards via {} (round {round})",

@@ -223,28 +223,21 @@ pub fn run(cfg: &Config, file: &str) -> Result<(), DaemonError> {
         metrics.clone(),
         snapshotter.clone(),
     );
-    reporter.watch(
-        "replica",
-        notify::REPLICA_BOUND,
+    reporter.watch_pipeline(
+        ("replica", "snapshot writer"),
         handle.status.heartbeat.clone(),
+        snapshotter.as_ref(),
+        writer_bound,
     );
-    if let Some(s) = &snapshotter {
-        reporter.watch("snapshot writer", writer_bound, s.heartbeat());
-    }
     reporter.watch("main loop", notify::MAIN_BOUND, main_beat.clone());
 
     let ended = rt.block_on(async {
-        let mut sched = match &snapshotter {
-            Some(s) => Some(
-                schedule::start(
-                    s.clone(),
-                    &cfg.snapshot.schedule,
-                    cfg.snapshot.timezone.as_deref(),
-                )
-                .await?,
-            ),
-            None => None,
-        };
+        let mut sched = schedule::start_for(
+            snapshotter.as_ref(),
+            &cfg.snapshot.schedule,
+            cfg.snapshot.timezone.as_deref(),
+        )
+        .await?;
         let mut verify_sched = match (&verifier, &verify_schedule) {
             (Some(v), Some((expr, tz))) => {
                 Some(verify::start_schedule(v.clone(), expr, *tz).await?)

@@ -138,6 +138,21 @@ impl Reporter {
             .push((Watch::new(name, bound, Instant::now()), hb));
     }
 
+    /// One replica and its snapshot writer (if it has one, bounded by `writer_bound`):
+    /// the pair every source and every shard runs.
+    pub fn watch_pipeline(
+        &mut self,
+        (replica, writer): (&'static str, &'static str),
+        replica_beat: Arc<Heartbeat>,
+        snapshotter: Option<&Snapshotter>,
+        writer_bound: Duration,
+    ) {
+        self.watch(replica, REPLICA_BOUND, replica_beat);
+        if let Some(s) = snapshotter {
+            self.watch(writer, writer_bound, s.heartbeat());
+        }
+    }
+
     /// The status line now, and whether every watched part is moving.
     pub fn tick(&mut self, now: Instant) -> Tick {
         let mut stuck = Vec::new();

@@ -97,6 +97,18 @@ impl Taker for Snapshotter {
     }
 }
 
+/// [`start`] for `taker` when there is one (a daemon without storage schedules nothing).
+pub async fn start_for<T: Taker>(
+    taker: Option<&T>,
+    expr: &str,
+    zone_name: Option<&str>,
+) -> Result<Option<Schedule>, ScheduleError> {
+    match taker {
+        Some(t) => Ok(Some(start(t.clone(), expr, zone_name).await?)),
+        None => Ok(None),
+    }
+}
+
 /// Start the schedule on the current tokio runtime. Keep the returned scheduler and call
 /// `shutdown` on it when stopping.
 pub async fn start<T: Taker>(
