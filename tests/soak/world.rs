@@ -234,9 +234,16 @@ impl Soak {
         k.recovered += 1;
         k.max_recovery = k.max_recovery.max(took);
         if took > RECOVERY_LIMIT {
+            // What the daemon did meanwhile (a full sync? its phases' times) and how busy the
+            // machine was: a slow recovery must say why.
+            let log = self.daemon(s3).log_tail(12);
+            let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            let load: Vec<&str> = load.split_whitespace().take(3).collect();
             self.report.violation(format!(
-                "{kind}: lag under 1 MB only {:.2} s after the fault cleared (limit 5 s)",
-                took.as_secs_f64()
+                "{kind}: lag under 1 MB only {:.2} s after the fault cleared (limit 5 s); \
+                 load average {}; the daemon's log:\n{log}",
+                took.as_secs_f64(),
+                load.join(" ")
             ));
         }
         true
