@@ -14,7 +14,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::rdb::KeyEntry;
+use crate::rdb::{decode_value, Dialect, KeyEntry};
 
 use super::dataset::DatasetDigest;
 use super::error::DigestError;
@@ -26,12 +26,42 @@ const BATCH_BYTES: u64 = 4 << 20;
 
 type Outcome = Result<DatasetDigest, (u64, DigestError)>;
 
+/// A key's value still in its RDB encoding (`ty` and the bytes that follow the key in a
+/// file): the worker decodes it, so the thread that writes the file does not.
+pub type Encoded = (u8, Box<dyn AsRef<[u8]> + Send>);
+
+/// A key on its way to a worker: decoded already, or with its value still encoded.
+type Pending = (Box<KeyEntry>, Option<Encoded>);
+
+/// Decode what came encoded: the batch as [`DatasetDigest::add_batch`] takes it. A value
+/// that does not decode is reported at its key's offset.
+fn decoded(batch: Vec<Pending>) -> Result<Vec<Box<KeyEntry>>, (u64, DigestError)> {
+    batch
+        .into_iter()
+        .map(|(mut k, enc)| {
+            if let Some((ty, bytes)) = enc {
+                k.value =
+                    decode_value(ty, bytes.as_ref().as_ref(), Dialect::Redis).map_err(|e| {
+                        (
+                            k.offset,
+                            DigestError::CannotLoad(format!(
+                                "key {}: {e}",
+                                crate::rdb::error::escape_key(&k.key)
+                            )),
+                        )
+                    })?;
+            }
+            Ok(k)
+        })
+        .collect()
+}
+
 /// A dataset digest computed by `workers` threads (none: on the caller's thread).
 pub struct ParallelDigest {
     base: DatasetDigest,
-    tx: Option<SyncSender<Vec<Box<KeyEntry>>>>,
+    tx: Option<SyncSender<Vec<Pending>>>,
     workers: Vec<JoinHandle<Outcome>>,
-    batch: Vec<Box<KeyEntry>>,
+    batch: Vec<Pending>,
     batch_start: u64,
 }
 
@@ -45,14 +75,14 @@ pub fn default_workers() -> usize {
         .min(4)
 }
 
-fn work(rx: &Mutex<Receiver<Vec<Box<KeyEntry>>>>, mut d: DatasetDigest) -> Outcome {
+fn work(rx: &Mutex<Receiver<Vec<Pending>>>, mut d: DatasetDigest) -> Outcome {
     loop {
         let batch = match rx.lock() {
             Ok(g) => g.recv(),
             Err(p) => p.into_inner().recv(),
         };
         let Ok(batch) = batch else { return Ok(d) };
-        d.add_batch(&batch)?;
+        d.add_batch(&decoded(batch)?)?;
     }
 }
 
@@ -86,14 +116,25 @@ impl ParallelDigest {
 
     /// Fold in one key. An error may belong to an earlier key: it is the earliest known.
     pub fn add(&mut self, k: Box<KeyEntry>) -> Result<(), DigestError> {
+        self.push((k, None))
+    }
+
+    /// A key whose value is still encoded (`k.value` is ignored): decoded by a worker.
+    pub fn add_encoded(&mut self, k: Box<KeyEntry>, value: Encoded) -> Result<(), DigestError> {
+        self.push((k, Some(value)))
+    }
+
+    fn push(&mut self, p: Pending) -> Result<(), DigestError> {
         let Some(tx) = &self.tx else {
-            return self.base.add(&k);
+            let k = decoded(vec![p]).map_err(|(_, e)| e)?;
+            return k.iter().try_for_each(|k| self.base.add(k));
         };
+        let k = &p.0;
         if self.batch.is_empty() {
             self.batch_start = k.offset;
         }
         let full = k.offset.saturating_sub(self.batch_start) >= BATCH_BYTES;
-        self.batch.push(k);
+        self.batch.push(p);
         if full || self.batch.len() >= BATCH_KEYS {
             let b = std::mem::take(&mut self.batch);
             if tx.send(b).is_err() {
@@ -207,6 +248,42 @@ mod tests {
         assert_ne!(one.0, [0u8; 20]);
         assert_eq!(digest(1), one);
         assert_eq!(digest(3), one);
+    }
+
+    #[test]
+    fn encoded_values_give_the_digest_of_decoded_ones() {
+        let digest = |workers, encoded: bool| {
+            let mut p = ParallelDigest::new(rules(), 0, workers);
+            for i in 0..5_000 {
+                let k = key(i, 0);
+                if encoded {
+                    // The RDB string encoding: a 6-bit length, then the bytes.
+                    let Value::String(v) = &k.value else {
+                        unreachable!()
+                    };
+                    let mut enc = vec![v.len() as u8];
+                    enc.extend_from_slice(v);
+                    p.add_encoded(k, (0, Box::new(enc))).expect("add");
+                } else {
+                    p.add(k).expect("add");
+                }
+            }
+            p.finish().expect("finish").finish()
+        };
+        let want = digest(0, false);
+        for workers in [0, 2] {
+            assert_eq!(digest(workers, true), want, "{workers} workers");
+        }
+        // A value that does not decode is an error naming its key, whoever decodes it.
+        for workers in [0, 2] {
+            let mut p = ParallelDigest::new(rules(), 0, workers);
+            let bad = p.add_encoded(key(7, 0), (0, Box::new(vec![0x3f, b'x'])));
+            let e = match bad {
+                Err(e) => e,
+                Ok(()) => p.finish().expect_err("a truncated string"),
+            };
+            assert!(e.to_string().contains("k7"), "{workers} workers: {e}");
+        }
     }
 
     #[test]

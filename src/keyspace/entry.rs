@@ -43,6 +43,13 @@ pub enum Entry {
 #[derive(Clone)]
 pub struct Packed(Arc<[u8]>);
 
+/// The encoded value, for whoever decodes it elsewhere (a digest worker).
+impl AsRef<[u8]> for Packed {
+    fn as_ref(&self) -> &[u8] {
+        self.payload()
+    }
+}
+
 impl Packed {
     /// A key with only an expiry besides its value.
     pub fn new(key: &[u8], expire_ms: Option<i64>, ty: u8, payload: &[u8]) -> Packed {

@@ -142,6 +142,17 @@ fn payload_fits(ty: u8, target: &Target) -> bool {
     }
 }
 
+/// `TYPE`'s name for the types [`RdbWriter::key_encoded_compressed`] takes.
+fn encoded_type_name(ty: u8) -> &'static str {
+    match ty {
+        STRING => "string",
+        LIST | LIST_ZIPLIST | LIST_QUICKLIST | LIST_QUICKLIST_2 => "list",
+        SET | SET_INTSET | SET_LISTPACK => "set",
+        ZSET_2 | ZSET_ZIPLIST | ZSET_LISTPACK => "zset",
+        _ => "hash",
+    }
+}
+
 fn decode(e: &Entry) -> Result<Value, KeyspaceError> {
     e.decode().map_err(|err| KeyspaceError::Corrupt {
         key: crate::rdb::error::escape_key(e.key()),
@@ -193,6 +204,14 @@ pub fn write_snapshot<W: Write>(
                 e => e,
             };
             let mut rec = record(e.key(), &h, ty, &placeholder);
+            if let Entry::Packed(p) = &e {
+                if opts.compress
+                    && payload_fits(ty, &target)
+                    && w.key_encoded_compressed(&rec, ty, p.payload())?
+                {
+                    continue;
+                }
+            }
             let raw = e
                 .payload()
                 .filter(|_| !opts.compress && payload_fits(ty, &target));
@@ -315,6 +334,30 @@ pub fn export_snapshot<W: Write>(
                 Entry::Native(n) if native_written => {
                     d.add_digest(db, e.key(), native::export::digest(n, &rules, now_ms))?;
                     native::export::type_name(&n.value)
+                }
+                Entry::Packed(p)
+                    if opts.compress
+                        && payload_fits(ty, &target)
+                        && w.key_encoded_compressed(&rec, ty, p.payload())? =>
+                {
+                    // Written compressed as it is held; decoded by a digest worker, not
+                    // on this thread (the file's writing is what a snapshot waits for).
+                    approx_offset += (e.key().len() + p.payload().len()) as u64;
+                    d.add_encoded(
+                        Box::new(KeyEntry {
+                            db,
+                            key: e.key().to_vec(),
+                            expire_ms: e.expire_ms(),
+                            idle: None,
+                            freq: None,
+                            meta: Vec::new(),
+                            rdb_type: ty,
+                            value: Value::String(Vec::new()),
+                            offset: approx_offset,
+                        }),
+                        (ty, Box::new(p.clone())),
+                    )?;
+                    encoded_type_name(ty)
                 }
                 _ => {
                     value = decode(e)?;

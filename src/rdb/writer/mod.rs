@@ -207,6 +207,39 @@ impl<W: Write> RdbWriter<W> {
         self.maybe_flush()
     }
 
+    /// [`Self::key_encoded`] with the value's strings LZF-compressed as [`Self::key`] writes
+    /// them, without decoding the value: for the types whose value is strings only (a
+    /// string; a listpack, ziplist, zipmap or intset blob; a quicklist of either; a plain
+    /// list, set, hash or sorted set).
+    /// `Ok(false)`: another type, or a payload that is not what its type says; nothing is
+    /// written then.
+    pub fn key_encoded_compressed(
+        &mut self,
+        rec: &KeyRecord,
+        ty: u8,
+        payload: &[u8],
+    ) -> Result<bool, WriteError> {
+        use crate::rdb::types::*;
+        let mut body = Vec::with_capacity(payload.len());
+        let whole = match ty {
+            STRING | HASH_ZIPMAP | LIST_ZIPLIST | SET_INTSET | ZSET_ZIPLIST | HASH_ZIPLIST
+            | HASH_LISTPACK | ZSET_LISTPACK | SET_LISTPACK => {
+                encode::recompress_string(&mut body, payload) == Some(payload.len())
+            }
+            LIST | SET => elements(&mut body, payload, 1, false) == Some(payload.len()),
+            HASH => elements(&mut body, payload, 2, false) == Some(payload.len()),
+            ZSET_2 => elements(&mut body, payload, 1, true) == Some(payload.len()),
+            LIST_QUICKLIST => quicklist(&mut body, payload, false) == Some(payload.len()),
+            LIST_QUICKLIST_2 => quicklist(&mut body, payload, true) == Some(payload.len()),
+            _ => false,
+        };
+        if !whole {
+            return Ok(false);
+        }
+        self.key_encoded(rec, ty, &body)?;
+        Ok(true)
+    }
+
     /// Start a key whose value the caller writes piece by piece ([`Self::put_len`],
     /// [`Self::put_string`], [`Self::put_double`]): its hints, `ty` and the key. For big
     /// values held element by element, so that no whole copy is ever built.
@@ -299,5 +332,108 @@ impl<W: Write> RdbWriter<W> {
         self.written += self.buf.len() as u64 + 8;
         self.out.flush()?;
         Ok((self.out, self.written))
+    }
+}
+
+/// A quicklist copied with its nodes' strings recompressed: the node count, then per node
+/// its container kind (type 18 only: `containers`) and its blob. The bytes it took in `p`.
+fn quicklist(buf: &mut Vec<u8>, p: &[u8], containers: bool) -> Option<usize> {
+    let (nodes, mut at) = encode::copy_len(buf, p)?;
+    for _ in 0..nodes {
+        if containers {
+            at += encode::copy_len(buf, p.get(at..)?)?.1;
+        }
+        at += encode::recompress_string(buf, p.get(at..)?)?;
+    }
+    Some(at)
+}
+
+/// A plain collection copied with its strings recompressed: the count, then per element
+/// `strings` strings and (a sorted set's score) 8 bytes of binary double. The bytes it
+/// took in `p`.
+fn elements(buf: &mut Vec<u8>, p: &[u8], strings: usize, double: bool) -> Option<usize> {
+    let (n, mut at) = encode::copy_len(buf, p)?;
+    for _ in 0..n {
+        for _ in 0..strings {
+            at += encode::recompress_string(buf, p.get(at..)?)?;
+        }
+        if double {
+            buf.extend_from_slice(p.get(at..at + 8)?);
+            at += 8;
+        }
+    }
+    Some(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rdb::value::HashField;
+    use crate::rdb::{Item, Options, RdbReader};
+
+    /// Values held encoded (uncompressed, as a keyspace keeps them) and written by
+    /// `key_encoded_compressed` read back as the same values, with their strings compressed.
+    #[test]
+    fn encoded_values_are_written_compressed_and_read_back() {
+        let long = |i: usize| format!("{i:0>40}").into_bytes();
+        let values = [
+            Value::String(vec![b'a'; 100]),
+            Value::String(b"12345".to_vec()),
+            Value::List((0..300).map(long).collect()),
+            Value::Set((0..10).map(|i: i32| i.to_string().into_bytes()).collect()),
+            Value::Set((0..10).map(long).collect()),
+            Value::SortedSet((0..10).map(|i| (long(i), i as f64 + 0.5)).collect()),
+            Value::Hash(
+                (0..10)
+                    .map(|i| HashField {
+                        field: long(i),
+                        value: long(i + 1),
+                        expire_ms: None,
+                    })
+                    .collect(),
+            ),
+        ];
+        for server in ["redis-6.2", "redis-7.0", "redis-7.4", "valkey-9.1"] {
+            let target = Target::for_server(server.parse().unwrap()).unwrap();
+            let mut w = RdbWriter::new(Vec::new(), target, WriteOptions::default()).unwrap();
+            w.select_db(0).unwrap();
+            let mut held_bytes = 0;
+            for (i, v) in values.iter().enumerate() {
+                let key = format!("k{i}").into_bytes();
+                let rec = KeyRecord {
+                    key: &key,
+                    value: v,
+                    expire_ms: None,
+                    idle: None,
+                    freq: None,
+                    meta: &[],
+                    source_type: None,
+                };
+                let (ty, held) =
+                    encode_value(&rec, &target, WriteOptions { compress: false }).unwrap();
+                held_bytes += held.len();
+                assert!(
+                    w.key_encoded_compressed(&rec, ty, &held).unwrap(),
+                    "{server}: type {ty} not taken"
+                );
+                // A payload cut short is refused, nothing written.
+                assert!(!w
+                    .key_encoded_compressed(&rec, ty, &held[..held.len() - 1])
+                    .unwrap());
+            }
+            let (file, len) = w.finish().unwrap();
+            assert!(
+                (len as usize) < held_bytes,
+                "{server}: {len} B written for {held_bytes} B held"
+            );
+            let mut r = RdbReader::new(&file[..], Some(len), Options::default()).unwrap();
+            let mut got = Vec::new();
+            while let Some(item) = r.next_item().unwrap() {
+                if let Item::Key(k) = item {
+                    got.push(k.value);
+                }
+            }
+            assert_eq!(got, values, "{server}");
+        }
     }
 }
