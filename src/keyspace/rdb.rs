@@ -153,6 +153,22 @@ fn encoded_type_name(ty: u8) -> &'static str {
     }
 }
 
+/// What the digest takes of a key of ours: `value` is its decoded value (or a placeholder
+/// when a worker decodes it), `offset` roughly where it starts in the file.
+fn digest_entry(db: u64, e: &Entry, value: Value, offset: u64) -> KeyEntry {
+    KeyEntry {
+        db,
+        key: e.key().to_vec(),
+        expire_ms: e.expire_ms(),
+        idle: None,
+        freq: None,
+        meta: Vec::new(),
+        rdb_type: e.rdb_type(),
+        value,
+        offset,
+    }
+}
+
 fn decode(e: &Entry) -> Result<Value, KeyspaceError> {
     e.decode().map_err(|err| KeyspaceError::Corrupt {
         key: crate::rdb::error::escape_key(e.key()),
@@ -344,17 +360,12 @@ pub fn export_snapshot<W: Write>(
                     // on this thread (the file's writing is what a snapshot waits for).
                     approx_offset += (e.key().len() + p.payload().len()) as u64;
                     d.add_encoded(
-                        Box::new(KeyEntry {
+                        Box::new(digest_entry(
                             db,
-                            key: e.key().to_vec(),
-                            expire_ms: e.expire_ms(),
-                            idle: None,
-                            freq: None,
-                            meta: Vec::new(),
-                            rdb_type: ty,
-                            value: Value::String(Vec::new()),
-                            offset: approx_offset,
-                        }),
+                            e,
+                            Value::String(Vec::new()),
+                            approx_offset,
+                        )),
                         (ty, Box::new(p.clone())),
                     )?;
                     encoded_type_name(ty)
@@ -373,17 +384,7 @@ pub fn export_snapshot<W: Write>(
                     }
                     let name = value.type_name();
                     approx_offset += (e.key().len() + e.payload().map_or(64, <[u8]>::len)) as u64;
-                    d.add(Box::new(KeyEntry {
-                        db,
-                        key: e.key().to_vec(),
-                        expire_ms: e.expire_ms(),
-                        idle: None,
-                        freq: None,
-                        meta: Vec::new(),
-                        rdb_type: ty,
-                        value,
-                        offset: approx_offset,
-                    }))?;
+                    d.add(Box::new(digest_entry(db, e, value, approx_offset)))?;
                     name
                 }
             };
@@ -444,17 +445,7 @@ pub fn digest_snapshot_with(
                 continue;
             }
             let value = decode(e)?;
-            d.add(&KeyEntry {
-                db,
-                key: e.key().to_vec(),
-                expire_ms: e.expire_ms(),
-                idle: None,
-                freq: None,
-                meta: Vec::new(),
-                rdb_type: e.rdb_type(),
-                value,
-                offset: 0,
-            })?;
+            d.add(&digest_entry(db, e, value, 0))?;
         }
     }
     Ok(crate::digest::mix::hex(&d.finish()))
