@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use common::{dataset, rss_kb};
 use replisnap::digest::target::Rules;
-use replisnap::keyspace::{export_snapshot, load_rdb, write_snapshot, Keyspace};
+use replisnap::keyspace::{export_snapshot, load_rdb, write_snapshot, Entry, Keyspace};
 use replisnap::rdb::writer::{Target, WriteOptions};
 use replisnap::rdb::{Options, RdbReader};
 use support::TestServer;
@@ -93,9 +93,29 @@ fn main() {
         bytes = n;
         write_s = write_s.min(t.elapsed().as_secs_f64());
     }
-    // What the daemon runs: the same file, plus the digest and counts of the manifest.
-    let mut export_s = f64::MAX;
-    for _ in 0..2 {
+    // What the daemon runs: the same file, plus the digest and counts of the manifest. The
+    // first export after a load hashes every key; a later one only the keys rebuilt since
+    // (each key remembers its digest): here one key in a hundred is rebuilt in between.
+    let mut export_s = [0.0f64; 2];
+    for (round, secs) in export_s.iter_mut().enumerate() {
+        if round == 1 {
+            let mut snap = ks.snapshot().expect("no snapshot running");
+            let mut rebuilt = Vec::new();
+            let mut n = 0u64;
+            while let Some((db, entries)) = snap.next_shard() {
+                for e in entries {
+                    n += 1;
+                    if let (0, Entry::Packed(p)) = (n % 100, &e) {
+                        let e = Entry::build(p.key(), &p.hints(), p.rdb_type(), p.payload());
+                        rebuilt.push((db, e));
+                    }
+                }
+            }
+            drop(snap);
+            for (db, e) in rebuilt {
+                ks.put(db, e);
+            }
+        }
         let t = Instant::now();
         let snap = ks.snapshot().expect("no snapshot running");
         let out = BufWriter::with_capacity(1 << 20, File::create(&out_path).expect("create"));
@@ -115,7 +135,7 @@ fn main() {
             .expect("flush")
             .sync_all()
             .expect("fsync");
-        export_s = export_s.min(t.elapsed().as_secs_f64());
+        *secs = t.elapsed().as_secs_f64();
     }
     let _ = std::fs::remove_file(&out_path);
     let mb = |b: u64| b as f64 / 1e6;
@@ -140,8 +160,14 @@ fn main() {
         save_s / write_s
     );
     println!(
-        "replisnap export (write + digest + counts, as the daemon): {export_s:.2} s: {:.2}x SAVE's time",
-        export_s / save_s
+        "replisnap export (write + digest + counts, as the daemon), first after the load: {:.2} s: {:.2}x SAVE's time",
+        export_s[0],
+        export_s[0] / save_s
+    );
+    println!(
+        "replisnap export, next one (1 key in 100 rebuilt since; the rest remembered): {:.2} s: {:.2}x SAVE's time",
+        export_s[1],
+        export_s[1] / save_s
     );
     println!(
         "snapshot pause (max of 2): {:.1} µs; keyspace load from the file: {load_s:.2} s",

@@ -311,3 +311,94 @@ fn access_hints_survive_the_keyspace() {
         }
     }
 }
+
+/// A snapshot's digest reuses what the previous snapshot computed for keys that did not
+/// change, and gives what a digest from scratch gives: after writes, deletes, new expiries,
+/// keys expiring between two snapshots, and hash fields whose TTLs pass.
+#[test]
+fn remembered_key_digests_give_the_digest_from_scratch() {
+    use replisnap::digest::Rules;
+    use replisnap::keyspace::{digest_snapshot_with, export_snapshot, Entry};
+
+    for version in ["redis-7.0", "valkey-9.0"] {
+        let server = version.parse().unwrap();
+        let target = Target::for_server(server).unwrap();
+        let rules = Rules::for_target(server).unwrap();
+        let mut ks = Keyspace::new();
+        let t0 = 1_800_000_000_000i64;
+        for i in 0..5_000u64 {
+            let key = format!("key:{i}").into_bytes();
+            // Some keys expire between the snapshots below.
+            let expire = match i % 10 {
+                0 => Some(t0 + 1_000_000),
+                1 => Some(t0 + 10),
+                _ => None,
+            };
+            ks.set(i % 2, &key, expire, &value_for(i, 0), None).unwrap();
+        }
+        if version.starts_with("valkey") {
+            // A hash whose digest depends on the time: one field's TTL passes at t0 + 10.
+            let fields = Value::Hash(vec![
+                HashField {
+                    field: b"a".to_vec(),
+                    value: b"1".to_vec(),
+                    expire_ms: Some((t0 + 10) as u64),
+                },
+                HashField {
+                    field: b"b".to_vec(),
+                    value: b"2".to_vec(),
+                    expire_ms: None,
+                },
+            ]);
+            ks.set(0, b"ttl-fields", None, &fields, None).unwrap();
+        }
+        let export = |ks: &mut Keyspace, now: i64, compress: bool| {
+            let functions = ks.functions.clone();
+            let e = export_snapshot(
+                ks.snapshot().unwrap(),
+                &functions,
+                Vec::new(),
+                target,
+                &[],
+                WriteOptions { compress },
+                rules,
+                now,
+            )
+            .unwrap();
+            let scratch = digest_snapshot_with(ks.snapshot().unwrap(), rules, now).unwrap();
+            assert_eq!(e.digest, scratch, "{version} at {now}, compress {compress}");
+            e.digest
+        };
+        let first = export(&mut ks, t0, true);
+        // The first export remembered the digests of the keys it hashed.
+        let remembered = |ks: &Keyspace, db, key: &[u8]| match ks.entry(db, key) {
+            Some(Entry::Packed(p)) => p.remembered(rules.tag()).is_some(),
+            _ => false,
+        };
+        assert!(remembered(&ks, 0, b"key:2"), "{version}");
+        assert!(remembered(&ks, 1, b"key:3"), "{version}");
+        // Remembered digests give the same answer, uncompressed too.
+        assert_eq!(export(&mut ks, t0, true), first);
+        assert_eq!(export(&mut ks, t0, false), first);
+        // Writes, deletes and new expiries: the changed keys are hashed again.
+        for i in (0..5_000u64).step_by(7) {
+            let key = format!("key:{i}").into_bytes();
+            match i % 3 {
+                0 => ks.set(i % 2, &key, None, &value_for(i, 1), None).unwrap(),
+                1 => {
+                    ks.remove(i % 2, &key);
+                }
+                _ => ks
+                    .set(i % 2, &key, Some(t0 + 5_000_000), &value_for(i, 0), None)
+                    .unwrap(),
+            }
+        }
+        assert!(!remembered(&ks, 0, b"key:14"), "{version}: a rewritten key");
+        let second = export(&mut ks, t0, true);
+        assert_ne!(second, first);
+        // Time passes: keys (and hash fields) whose TTL passed no longer count.
+        let later = export(&mut ks, t0 + 20, true);
+        assert_ne!(later, second);
+        assert_eq!(export(&mut ks, t0 + 20, false), later);
+    }
+}

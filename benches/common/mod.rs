@@ -43,6 +43,41 @@ end
 return n
 "#;
 
+/// Lua that rewrites every `step`-th key of each kind of the mixed dataset (`gb` units):
+/// a new string, a field set, an element pushed, a member added: what a busy master does
+/// to a share of its keys between two snapshots.
+const TOUCH: &str = r#"
+local gb, step = tonumber(ARGV[1]), tonumber(ARGV[2])
+local plan = {{'str', 8000000}, {'int', 4000000}, {'hash', 800000}, {'list', 600000},
+  {'set', 600000}, {'iset', 400000}, {'zset', 480000}, {'bighash', 2400}}
+local n = 0
+for _, p in ipairs(plan) do
+  local kind, total = p[1], math.floor(p[2] * gb)
+  for i = 0, total - 1, step do
+    local k = kind .. ':' .. i
+    if kind == 'str' then redis.call('SET', k, 'touched' .. i)
+    elseif kind == 'int' then redis.call('INCR', k)
+    elseif kind == 'hash' or kind == 'bighash' then redis.call('HSET', k, 'f1', 'touched')
+    elseif kind == 'list' then redis.call('RPUSH', k, 'touched')
+    elseif kind == 'set' then redis.call('SADD', k, 'touched')
+    elseif kind == 'iset' then redis.call('SADD', k, 7)
+    elseif kind == 'zset' then redis.call('ZADD', k, 0.25, 'touched')
+    end
+    n = n + 1
+  end
+end
+return n
+"#;
+
+/// Rewrite one key in `step` of each kind of the mixed dataset of `gb` units on `s`
+/// (see [`dataset`]); returns how many keys were written.
+pub fn touch(s: &TestServer, gb: f64, step: u64) -> u64 {
+    match cmd(s, &["EVAL", TOUCH, "0", &gb.to_string(), &step.to_string()]) {
+        Reply::Int(n) => n as u64,
+        r => panic!("touch: {r:?}"),
+    }
+}
+
 /// Lua that adds members `first .. first+n` to one big collection of `kind`.
 const POPULATE_BIG: &str = r#"
 local kind, first, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])

@@ -59,6 +59,17 @@ impl DatasetDigest {
         Ok(())
     }
 
+    /// Fold in one key's hashed digest (what [`Self::add_batch_with`] reported for it).
+    pub fn add_hashed(&mut self, db: u64, key: &[u8], hashed: &Acc) -> Result<(), DigestError> {
+        if db >= self.rules.databases {
+            return self.add_digest(db, key, None);
+        }
+        let slot = self.dbs.entry(db).or_insert(([0u8; 20], 0));
+        mix::xor_raw(&mut slot.0, hashed);
+        slot.1 += 1;
+        Ok(())
+    }
+
     pub fn now_ms(&self) -> i64 {
         self.now_ms
     }
@@ -86,13 +97,27 @@ impl DatasetDigest {
     /// several keys computed side by side. On an error, the key that failed (its file
     /// offset) is the first in `keys` that cannot load, as one by one.
     pub fn add_batch(&mut self, keys: &[Box<KeyEntry>]) -> Result<(), (u64, DigestError)> {
-        for group in keys.chunks(GROUP) {
-            self.add_group(group)?;
+        self.add_batch_with(keys, &mut |_, _| {})
+    }
+
+    /// [`Self::add_batch`], telling `hashed` the hashed digest of each string or
+    /// collection key that counts (its index in `keys`): what [`Self::add_hashed`] takes.
+    pub fn add_batch_with(
+        &mut self,
+        keys: &[Box<KeyEntry>],
+        hashed: &mut dyn FnMut(usize, &Acc),
+    ) -> Result<(), (u64, DigestError)> {
+        for (g, group) in keys.chunks(GROUP).enumerate() {
+            self.add_group(group, &mut |i, a| hashed(g * GROUP + i, a))?;
         }
         Ok(())
     }
 
-    fn add_group(&mut self, keys: &[Box<KeyEntry>]) -> Result<(), (u64, DigestError)> {
+    fn add_group(
+        &mut self,
+        keys: &[Box<KeyEntry>],
+        hashed: &mut dyn FnMut(usize, &Acc),
+    ) -> Result<(), (u64, DigestError)> {
         // The keys that count, in file order. Values whose digest can fail (or is rare)
         // are digested on their own right here, so errors come in file order.
         let mut kept = [0usize; GROUP];
@@ -170,6 +195,7 @@ impl DatasetDigest {
             let slot = self.dbs.entry(keys[i].db).or_insert(([0u8; 20], 0));
             mix::xor_raw(&mut slot.0, a);
             slot.1 += 1;
+            hashed(i, a);
         }
         Ok(())
     }

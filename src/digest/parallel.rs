@@ -14,10 +14,11 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::rdb::{decode_value, Dialect, KeyEntry};
+use crate::rdb::{decode_value, Dialect, KeyEntry, Value};
 
 use super::dataset::DatasetDigest;
 use super::error::DigestError;
+use super::mix::Acc;
 use super::target::Rules;
 
 /// Keys per batch at most, and file bytes per batch.
@@ -26,34 +27,83 @@ const BATCH_BYTES: u64 = 4 << 20;
 
 type Outcome = Result<DatasetDigest, (u64, DigestError)>;
 
-/// A key's value still in its RDB encoding (`ty` and the bytes that follow the key in a
-/// file): the worker decodes it, so the thread that writes the file does not.
-pub type Encoded = (u8, Box<dyn AsRef<[u8]> + Send>);
+/// A key's value as the caller holds it: its RDB encoding, and a place to remember the
+/// key's hashed digest for the next digest of the same value.
+pub trait Held: Send {
+    /// The value's RDB encoding (the bytes that follow the key in a file).
+    fn encoded(&self) -> &[u8];
+    /// Remember the key's hashed digest, computed under the rules tagged `tag`.
+    fn remember(&self, tag: u32, hashed: &Acc);
+}
 
-/// A key on its way to a worker: decoded already, or with its value still encoded.
-type Pending = (Box<KeyEntry>, Option<Encoded>);
+/// A key's value still in its RDB encoding (`ty` and the value held): the worker decodes
+/// it, so the thread that writes the file does not.
+pub type Encoded = (u8, Box<dyn Held>);
 
-/// Decode what came encoded: the batch as [`DatasetDigest::add_batch`] takes it. A value
-/// that does not decode is reported at its key's offset.
-fn decoded(batch: Vec<Pending>) -> Result<Vec<Box<KeyEntry>>, (u64, DigestError)> {
-    batch
-        .into_iter()
-        .map(|(mut k, enc)| {
-            if let Some((ty, bytes)) = enc {
-                k.value =
-                    decode_value(ty, bytes.as_ref().as_ref(), Dialect::Redis).map_err(|e| {
-                        (
-                            k.offset,
-                            DigestError::CannotLoad(format!(
-                                "key {}: {e}",
-                                crate::rdb::error::escape_key(&k.key)
-                            )),
-                        )
-                    })?;
+/// A key on its way to a worker: decoded already (`decode` is `None`) or to be decoded as
+/// `decode` says from `held`, which remembers the key's digest when it is not `None`.
+struct Pending {
+    key: Box<KeyEntry>,
+    decode: Option<u8>,
+    held: Option<Box<dyn Held>>,
+}
+
+/// A plain byte buffer as a held value: nothing is remembered.
+impl Held for Vec<u8> {
+    fn encoded(&self) -> &[u8] {
+        self
+    }
+    fn remember(&self, _: u32, _: &Acc) {}
+}
+
+/// Decode what came encoded: the batch as [`DatasetDigest::add_batch`] takes it, and
+/// where each key's digest is remembered. A value that does not decode is reported at its
+/// key's offset.
+#[allow(clippy::type_complexity)]
+fn decoded(
+    batch: Vec<Pending>,
+) -> Result<(Vec<Box<KeyEntry>>, Vec<Option<Box<dyn Held>>>), (u64, DigestError)> {
+    let mut keys = Vec::with_capacity(batch.len());
+    let mut held = Vec::with_capacity(batch.len());
+    for p in batch {
+        let mut k = p.key;
+        if let (Some(ty), Some(h)) = (p.decode, &p.held) {
+            k.value = decode_value(ty, h.encoded(), Dialect::Redis).map_err(|e| {
+                (
+                    k.offset,
+                    DigestError::CannotLoad(format!(
+                        "key {}: {e}",
+                        crate::rdb::error::escape_key(&k.key)
+                    )),
+                )
+            })?;
+        }
+        keys.push(k);
+        held.push(p.held);
+    }
+    Ok((keys, held))
+}
+
+/// Whether a key's digest is the same at any time it is kept: not so for a hash whose
+/// fields have TTLs (the fields that count depend on the time).
+fn timeless(v: &Value) -> bool {
+    !matches!(v, Value::Hash(fields) if fields.iter().any(|f| f.expire_ms.is_some()))
+}
+
+/// Fold in a decoded batch, remembering the digests of the keys that have a place for it.
+fn add_decoded(
+    d: &mut DatasetDigest,
+    tag: u32,
+    keys: &[Box<KeyEntry>],
+    held: &[Option<Box<dyn Held>>],
+) -> Result<(), (u64, DigestError)> {
+    d.add_batch_with(keys, &mut |i, hashed| {
+        if let Some(h) = &held[i] {
+            if timeless(&keys[i].value) {
+                h.remember(tag, hashed);
             }
-            Ok(k)
-        })
-        .collect()
+        }
+    })
 }
 
 /// A dataset digest computed by `workers` threads (none: on the caller's thread).
@@ -76,13 +126,15 @@ pub fn default_workers() -> usize {
 }
 
 fn work(rx: &Mutex<Receiver<Vec<Pending>>>, mut d: DatasetDigest) -> Outcome {
+    let tag = d.rules().tag();
     loop {
         let batch = match rx.lock() {
             Ok(g) => g.recv(),
             Err(p) => p.into_inner().recv(),
         };
         let Ok(batch) = batch else { return Ok(d) };
-        d.add_batch(&decoded(batch)?)?;
+        let (keys, held) = decoded(batch)?;
+        add_decoded(&mut d, tag, &keys, &held)?;
     }
 }
 
@@ -116,20 +168,60 @@ impl ParallelDigest {
 
     /// Fold in one key. An error may belong to an earlier key: it is the earliest known.
     pub fn add(&mut self, k: Box<KeyEntry>) -> Result<(), DigestError> {
-        self.push((k, None))
+        self.push(Pending {
+            key: k,
+            decode: None,
+            held: None,
+        })
     }
 
-    /// A key whose value is still encoded (`k.value` is ignored): decoded by a worker.
+    /// A decoded key whose digest `held` remembers.
+    pub fn add_remembered(
+        &mut self,
+        k: Box<KeyEntry>,
+        held: Box<dyn Held>,
+    ) -> Result<(), DigestError> {
+        self.push(Pending {
+            key: k,
+            decode: None,
+            held: Some(held),
+        })
+    }
+
+    /// A key whose value is still encoded (`k.value` is ignored): decoded by a worker,
+    /// its digest remembered by the value held.
     pub fn add_encoded(&mut self, k: Box<KeyEntry>, value: Encoded) -> Result<(), DigestError> {
-        self.push((k, Some(value)))
+        let (ty, held) = value;
+        self.push(Pending {
+            key: k,
+            decode: Some(ty),
+            held: Some(held),
+        })
+    }
+
+    /// Fold in a key's hashed digest remembered from an earlier digest under these rules
+    /// (`expire_ms`: the key's expiry, checked against this digest's time).
+    pub fn add_hashed(
+        &mut self,
+        db: u64,
+        key: &[u8],
+        expire_ms: Option<i64>,
+        hashed: &super::Acc,
+    ) -> Result<(), DigestError> {
+        if matches!(expire_ms, Some(t) if t < self.base.now_ms()) {
+            self.base.add_digest(db, key, None)
+        } else {
+            self.base.add_hashed(db, key, hashed)
+        }
     }
 
     fn push(&mut self, p: Pending) -> Result<(), DigestError> {
         let Some(tx) = &self.tx else {
-            let k = decoded(vec![p]).map_err(|(_, e)| e)?;
-            return k.iter().try_for_each(|k| self.base.add(k));
+            let tag = self.base.rules().tag();
+            let (keys, held) = decoded(vec![p]).map_err(|(_, e)| e)?;
+            return add_decoded(&mut self.base, tag, &keys, &held).map_err(|(_, e)| e);
         };
-        let k = &p.0;
+        let k = &p.key;
         if self.batch.is_empty() {
             self.batch_start = k.offset;
         }

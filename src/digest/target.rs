@@ -45,7 +45,28 @@ pub struct Rules {
     pub as_held: bool,
 }
 
+/// Rule sets given a tag so far, in the order they were first seen.
+static TAGGED: std::sync::Mutex<Vec<Rules>> = std::sync::Mutex::new(Vec::new());
+/// More rule sets than a process ever digests under; past it, [`Rules::tag`] gives 0.
+const MAX_TAGGED: usize = 1 << 12;
+
 impl Rules {
+    /// A number for these rules, the same for equal rules within this process, different
+    /// for different ones, and at least 2 (0: none left). A key's digest remembered under
+    /// one tag is what these rules give it (at any time, for a key that is kept).
+    pub fn tag(&self) -> u32 {
+        let mut t = TAGGED.lock().unwrap_or_else(|p| p.into_inner());
+        let i = match t.iter().position(|r| r == self) {
+            Some(i) => i,
+            None if t.len() < MAX_TAGGED => {
+                t.push(*self);
+                t.len() - 1
+            }
+            None => return 0,
+        };
+        i as u32 + 2
+    }
+
     /// The rules of `target` with its default config. Redis before 2.6 and Valkey before
     /// 7.2 (its first release) are refused.
     pub fn for_target(target: ServerVersion) -> Result<Rules, String> {

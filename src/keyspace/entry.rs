@@ -9,6 +9,9 @@
 
 use super::varint::{get_varint, put_varint};
 use std::sync::Arc;
+use triomphe::ThinArc;
+
+use super::digest_slot::DigestSlot;
 
 use super::native::{Native, NativeEntry};
 use crate::rdb::Value;
@@ -39,9 +42,11 @@ pub enum Entry {
     Native(Arc<NativeEntry>),
 }
 
-/// The packed layout: everything in one allocation.
+/// The packed layout: everything in one allocation, behind a thin pointer (16 bytes per
+/// table slot for either kind of entry), with the slot where a digest remembers the
+/// key's hashed contribution in its header.
 #[derive(Clone)]
-pub struct Packed(Arc<[u8]>);
+pub struct Packed(ThinArc<DigestSlot, u8>);
 
 /// The encoded value, for whoever decodes it elsewhere (a digest worker).
 impl AsRef<[u8]> for Packed {
@@ -94,7 +99,7 @@ impl Packed {
         v[0] = flags;
         v.push(ty);
         v.extend_from_slice(payload);
-        Packed(Arc::from(v))
+        Packed::from_bytes(&v)
     }
 
     /// A string key with only an expiry: the value encoded as the writer encodes
@@ -109,28 +114,46 @@ impl Packed {
         }
         v.push(crate::rdb::types::STRING);
         crate::rdb::writer::encode::string(&mut v, value, false);
-        Packed(Arc::from(v))
+        Packed::from_bytes(&v)
+    }
+
+    fn from_bytes(v: &[u8]) -> Packed {
+        Packed(ThinArc::from_header_and_slice(DigestSlot::default(), v))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.0.slice
+    }
+
+    /// The key's hashed digest as a digest under rules `tag` computed it, if one did.
+    pub fn remembered(&self, tag: u32) -> Option<[u8; 20]> {
+        self.0.header.header.get(tag)
+    }
+
+    /// Remember the key's hashed digest under rules `tag` (kept only by the first).
+    pub fn remember(&self, tag: u32, hashed: &[u8; 20]) {
+        self.0.header.header.set(tag, hashed)
     }
 
     fn flags(&self) -> u8 {
-        self.0[0]
+        self.bytes()[0]
     }
 
     fn key_range(&self) -> (usize, usize) {
         let mut pos = 1;
-        let n = get_varint(&self.0, &mut pos) as usize;
+        let n = get_varint(self.bytes(), &mut pos) as usize;
         (pos, pos + n)
     }
 
     pub fn key(&self) -> &[u8] {
         let (a, b) = self.key_range();
-        &self.0[a..b]
+        &self.bytes()[a..b]
     }
 
     /// Walk the optional parts; returns them and where the type byte is.
     fn parse_hints(&self) -> (Hints, usize) {
         let (_, mut pos) = self.key_range();
-        let b = &self.0;
+        let b = self.bytes();
         let mut h = Hints::default();
         if self.flags() & FLAG_EXPIRE != 0 {
             let mut t = [0u8; 8];
@@ -170,7 +193,7 @@ impl Packed {
         }
         let (_, end) = self.key_range();
         let mut t = [0u8; 8];
-        t.copy_from_slice(&self.0[end..end + 8]);
+        t.copy_from_slice(&self.bytes()[end..end + 8]);
         Some(i64::from_le_bytes(t))
     }
 
@@ -189,28 +212,29 @@ impl Packed {
 
     /// The RDB type byte of the stored encoding.
     pub fn rdb_type(&self) -> u8 {
-        self.0[self.type_at()]
+        self.bytes()[self.type_at()]
     }
 
     /// The encoded value (what follows the key in an RDB file).
     pub fn payload(&self) -> &[u8] {
-        &self.0[self.type_at() + 1..]
+        &self.bytes()[self.type_at() + 1..]
     }
 
-    /// Bytes this entry occupies (excluding allocator overhead and the table slot).
+    /// Bytes this entry occupies (excluding allocator overhead and the table slot): the
+    /// count, the digest slot and the length, then the bytes.
     pub fn size(&self) -> usize {
-        self.0.len() + 16
+        self.bytes().len() + 8 + std::mem::size_of::<DigestSlot>() + 8
     }
 
     /// The same key and hints with another value (its RDB type and payload), built in
     /// one allocation from this entry's header bytes.
     pub fn with_payload(&self, ty: u8, payload: &[u8]) -> Packed {
-        let head = &self.0[..self.type_at()];
+        let head = &self.bytes()[..self.type_at()];
         let mut v = Vec::with_capacity(head.len() + 1 + payload.len());
         v.extend_from_slice(head);
         v.push(ty);
         v.extend_from_slice(payload);
-        Packed(Arc::from(v))
+        Packed::from_bytes(&v)
     }
 
     /// The same key, value and access hints with another expiry.
@@ -379,7 +403,7 @@ mod tests {
                 let Entry::Packed(g) = general else {
                     panic!("a string is packed")
                 };
-                assert_eq!(&*Packed::string(b"key", exp, v).0, &*g.0);
+                assert_eq!(Packed::string(b"key", exp, v).bytes(), g.bytes());
             }
         }
     }

@@ -12,6 +12,7 @@
 //! It must never let a walker see a change made after its snapshot began, and never
 //! store a value in an encoding it cannot hand back exactly.
 
+mod digest_slot;
 mod entry;
 pub mod native;
 mod rdb;
@@ -462,6 +463,12 @@ impl Keyspace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_is_two_words_in_the_table() {
+        // Both kinds are thin pointers: 16 bytes per key in the table.
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+    }
 
     #[test]
     fn with_shards_rounds_to_a_power_of_two_within_bounds() {

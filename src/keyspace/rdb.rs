@@ -8,9 +8,10 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
-use super::{native, Entry, Hints, Keyspace, KeyspaceError, Snapshot};
+use super::{native, Entry, Hints, Keyspace, KeyspaceError, Packed, Snapshot};
 use crate::digest::parallel::default_workers;
-use crate::digest::{DatasetDigest, DigestError, ParallelDigest, Rules};
+use crate::digest::parallel::Held;
+use crate::digest::{Acc, DatasetDigest, DigestError, ParallelDigest, Rules};
 use crate::rdb::types::*;
 use crate::rdb::writer::{KeyRecord, RdbWriter, Target, WriteError, WriteOptions};
 use crate::rdb::{Dialect, Item, KeyEntry, RdbError, RdbReader, Value};
@@ -169,6 +170,17 @@ fn digest_entry(db: u64, e: &Entry, value: Value, offset: u64) -> KeyEntry {
     }
 }
 
+/// A packed value goes to a digest worker as it is held, and its slot remembers the
+/// key's digest for the next snapshot.
+impl Held for Packed {
+    fn encoded(&self) -> &[u8] {
+        self.payload()
+    }
+    fn remember(&self, tag: u32, hashed: &Acc) {
+        Packed::remember(self, tag, hashed)
+    }
+}
+
 fn decode(e: &Entry) -> Result<Value, KeyspaceError> {
     e.decode().map_err(|err| KeyspaceError::Corrupt {
         key: crate::rdb::error::escape_key(e.key()),
@@ -292,6 +304,7 @@ pub fn export_snapshot<W: Write>(
         w.function(f)?;
     }
     let mut d = ParallelDigest::new(rules, now_ms, default_workers());
+    let tag = rules.tag();
     let mut dbs: BTreeMap<u64, DbSummary> = BTreeMap::new();
     let mut keys_total = 0;
     let mut current_db = None;
@@ -346,6 +359,12 @@ pub fn export_snapshot<W: Write>(
                 Entry::Native(n) => native::export::write(&mut w, &rec, &n.value)?,
                 Entry::Packed(_) => false,
             };
+            // The key's digest as an earlier snapshot computed it, if one did and the
+            // value has not changed since (a change builds a new entry).
+            let remembered = match e {
+                Entry::Packed(p) => p.remembered(tag),
+                Entry::Native(_) => None,
+            };
             let name = match e {
                 Entry::Native(n) if native_written => {
                     d.add_digest(db, e.key(), native::export::digest(n, &rules, now_ms))?;
@@ -359,15 +378,28 @@ pub fn export_snapshot<W: Write>(
                     // Written compressed as it is held; decoded by a digest worker, not
                     // on this thread (the file's writing is what a snapshot waits for).
                     approx_offset += (e.key().len() + p.payload().len()) as u64;
-                    d.add_encoded(
-                        Box::new(digest_entry(
-                            db,
-                            e,
-                            Value::String(Vec::new()),
-                            approx_offset,
-                        )),
-                        (ty, Box::new(p.clone())),
-                    )?;
+                    if let Some(hashed) = &remembered {
+                        d.add_hashed(db, e.key(), h.expire_ms, hashed)?;
+                    } else {
+                        d.add_encoded(
+                            Box::new(digest_entry(
+                                db,
+                                e,
+                                Value::String(Vec::new()),
+                                approx_offset,
+                            )),
+                            (ty, Box::new(p.clone())),
+                        )?;
+                    }
+                    encoded_type_name(ty)
+                }
+                Entry::Packed(p)
+                    if remembered.is_some() && !opts.compress && payload_fits(ty, &target) =>
+                {
+                    w.key_encoded(&rec, ty, p.payload())?;
+                    if let Some(hashed) = &remembered {
+                        d.add_hashed(db, e.key(), h.expire_ms, hashed)?;
+                    }
                     encoded_type_name(ty)
                 }
                 _ => {
@@ -384,7 +416,18 @@ pub fn export_snapshot<W: Write>(
                     }
                     let name = value.type_name();
                     approx_offset += (e.key().len() + e.payload().map_or(64, <[u8]>::len)) as u64;
-                    d.add(Box::new(digest_entry(db, e, value, approx_offset)))?;
+                    match (e, &remembered) {
+                        (Entry::Packed(_), Some(hashed)) => {
+                            d.add_hashed(db, e.key(), h.expire_ms, hashed)?;
+                        }
+                        (Entry::Packed(p), None) => d.add_remembered(
+                            Box::new(digest_entry(db, e, value, approx_offset)),
+                            Box::new(p.clone()),
+                        )?,
+                        (Entry::Native(_), _) => {
+                            d.add(Box::new(digest_entry(db, e, value, approx_offset)))?
+                        }
+                    }
                     name
                 }
             };
