@@ -38,7 +38,7 @@ pub struct Capture {
 /// Why no capture was made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CaptureError {
-    #[error("no data yet: the first sync has not completed")]
+    #[error("no data: the first sync, or the full sync under way, has not completed")]
     NoData,
     #[error("a snapshot is still being walked")]
     Busy,

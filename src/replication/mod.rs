@@ -7,7 +7,8 @@
 //! (atomics) and requests served between commands (snapshots).
 //!
 //! It must never leave a half-loaded dataset (a full sync loads into a fresh keyspace that
-//! replaces the live one only when complete), and never drift silently: a command it
+//! becomes the live one only when complete; the old one, which the master just refused to
+//! continue from, is let go when the payload starts), and never drift silently: a command it
 //! cannot apply drops the link and asks for a full resync.
 //!
 //! With `[source] full_sync_from`, full syncs come from a replica of the primary and the
@@ -554,12 +555,29 @@ impl Replica {
         Ok(link)
     }
 
+    /// The master is sending a new dataset: it refused to continue from ours (or was not
+    /// asked), and would refuse the same offset again, since its backlog only moves on. So
+    /// ours is of no further use, and it goes before the new one loads: a full sync never
+    /// holds two datasets (nor does a redis replica that loads from disk). Until the new
+    /// one is complete there is no data: no snapshot, and the next attach asks for all.
+    /// A snapshot still being written keeps what it walks; the rest is freed on a thread
+    /// of its own, so the load starts at once.
+    fn let_go_of_data(&mut self) {
+        self.has_data = false;
+        self.synced = false;
+        let old = std::mem::take(&mut self.ks);
+        let _ = std::thread::Builder::new()
+            .name("free-dataset".into())
+            .spawn(move || drop(old));
+    }
+
     /// Load a full-sync payload; the payload's `repl-stream-db`, when it has one.
     pub(super) fn full_sync(&mut self, link: &mut Link) -> Result<Option<u64>, ReplError> {
         // The master may take a while to produce the payload; it sends newlines meanwhile.
         self.status.set_phase(Phase::FullSync);
         link.set_read_timeout(self.master_timeout)?;
         let payload = fullsync::read_header(link)?;
+        self.let_go_of_data();
         match &payload {
             fullsync::Payload::Sized(n) => {
                 info!(bytes = n, "full sync started (disk-based payload)")
