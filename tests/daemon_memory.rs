@@ -5,8 +5,14 @@
 //! after it: applying FLUSHALL gives the pages back (`mem::return_freed`; without it an idle
 //! replica kept 100.7 MB here, mimalloc returning pages only at a later allocation).
 //!
-//! Owns only this series' end-to-end contract. It must never read the number from anywhere
-//! but `/metrics`.
+//! And a full resync never holds two datasets: the daemon lets go of its data when the
+//! master starts sending a new one (the master just refused to continue from it), so its
+//! peak resident memory over a second full sync stays near one dataset's. Before, the old
+//! data stayed alive until the new had loaded, and the peak was the two together.
+//!
+//! Owns only these end-to-end contracts. It must never read the gauge from anywhere but
+//! `/metrics`, nor the peak from anywhere but the daemon's `/proc/<pid>/status` (VmHWM,
+//! the kernel's own peak, reset through `clear_refs` before the second sync).
 
 mod daemon;
 mod support;
@@ -121,6 +127,90 @@ fn dataset_memory_grows_with_a_full_sync_and_falls_after_flushall() {
     assert!(
         fell,
         "still {after} bytes after FLUSHALL (was {full}):\n{}",
+        d.log_text()
+    );
+    let (st, log) = d.terminate(Duration::from_secs(15));
+    assert!(st.success(), "{log}");
+}
+
+/// A `/proc/<pid>/status` field in bytes (the kernel gives kB).
+fn status_bytes(pid: u32, field: &str) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: f64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    kb * 1024.0
+}
+
+/// Wait for `/readyz` 200 with `KEYS` keys in db0 after `full_syncs` full syncs.
+fn wait_synced(setup: &Setup, d: &mut Daemon, full_syncs: f64) {
+    let http = setup.http_addr();
+    assert!(
+        poll(Duration::from_secs(60), || {
+            d.assert_running();
+            std::net::TcpStream::connect(http).is_ok()
+                && req(http, "GET", "/readyz").status == 200
+                && metric(setup, "replisnap_full_resyncs_total") == Some(full_syncs)
+                && metric(setup, "replisnap_dataset_keys{db=\"db0\"}") == Some(KEYS as f64)
+        }),
+        "never ready with {KEYS} keys after {full_syncs} full syncs:\n{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn a_full_resync_does_not_hold_two_datasets() {
+    let Some(bin) = support::require("redis-7.0") else {
+        return;
+    };
+    let m = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("master");
+    // 500 values of 100 000 bytes: 50 MB in memory.
+    m.must(&[
+        "DEBUG",
+        "POPULATE",
+        &KEYS.to_string(),
+        "key",
+        &VALUE.to_string(),
+    ]);
+    let setup = Setup::new(&m.addr(), "0 0 0 1 1 *", "");
+    setup.replica_line("checkpoint_on_shutdown = false");
+    let mut d = setup.start("resync.log");
+    wait_synced(&setup, &mut d, 1.0);
+    // Past the first load's buffers being freed and purged.
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = d.pid();
+    let before = status_bytes(pid, "VmRSS:");
+    let first_peak = status_bytes(pid, "VmHWM:");
+    // The kernel's peak starts over from here ("5" resets VmHWM to VmRSS, Linux 4.0+).
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset the daemon's VmHWM");
+
+    // A new replication ID and the link cut: the master cannot continue from our offset.
+    // Its payload is slowed (2 ms a key, about a second) so the load runs for a while.
+    m.must(&["CONFIG", "SET", "rdb-key-save-delay", "2000"]);
+    m.must(&["DEBUG", "CHANGE-REPL-ID"]);
+    m.must(&["CLIENT", "KILL", "TYPE", "replica"]);
+    wait_synced(&setup, &mut d, 2.0);
+    let peak = status_bytes(pid, "VmHWM:");
+    let after = status_bytes(pid, "VmRSS:");
+    eprintln!(
+        "daemon RSS {:.1} MB with {:.1} MB of values; peak {:.1} MB over the first full sync, \
+         {:.1} MB after the second (+{:.1} MB over the level before it); {:.1} MB after",
+        before / 1e6,
+        DATA / 1e6,
+        first_peak / 1e6,
+        peak / 1e6,
+        (peak - before) / 1e6,
+        after / 1e6
+    );
+    assert!(
+        peak - before < 0.5 * DATA,
+        "the second full sync took the peak {:.1} MB over the level before it ({:.1} MB of \
+         values): two datasets held at once?\n{}",
+        (peak - before) / 1e6,
+        DATA / 1e6,
         d.log_text()
     );
     let (st, log) = d.terminate(Duration::from_secs(15));
