@@ -39,6 +39,18 @@ fn memory(setup: &Setup) -> f64 {
     metric(setup, "replisnap_dataset_memory_bytes").expect("dataset_memory_bytes")
 }
 
+/// 500 values of 100 000 bytes (zeros after "value:N": a small RDB, 50 MB in memory).
+fn populate(m: &TestServer) {
+    m.must(&[
+        "DEBUG",
+        "POPULATE",
+        &KEYS.to_string(),
+        "key",
+        &VALUE.to_string(),
+    ]);
+    assert_eq!(m.dbsize_all(), KEYS);
+}
+
 /// Start a daemon on `master` and wait for `/readyz` 200 with `keys` keys in db0.
 fn synced(master: &TestServer, keys: f64, log: &str) -> (Setup, Daemon) {
     let setup = Setup::new(&master.addr(), "0 0 0 1 1 *", "");
@@ -76,15 +88,7 @@ fn dataset_memory_grows_with_a_full_sync_and_falls_after_flushall() {
         "an empty daemon's allocator holds nothing? {empty}"
     );
 
-    // 500 values of 100 000 bytes (zeros after "value:N": a small RDB, 50 MB in memory).
-    m.must(&[
-        "DEBUG",
-        "POPULATE",
-        &KEYS.to_string(),
-        "key",
-        &VALUE.to_string(),
-    ]);
-    assert_eq!(m.dbsize_all(), KEYS);
+    populate(&m);
     let (setup, d) = synced(&m, KEYS as f64, "full.log");
     let full = memory(&setup);
     eprintln!(
@@ -146,7 +150,7 @@ fn status_bytes(pid: u32, field: &str) -> f64 {
 }
 
 /// Wait for `/readyz` 200 with `KEYS` keys in db0 after `full_syncs` full syncs.
-fn wait_synced(setup: &Setup, d: &mut Daemon, full_syncs: f64) {
+fn resynced(setup: &Setup, d: &mut Daemon, full_syncs: f64) {
     let http = setup.http_addr();
     assert!(
         poll(Duration::from_secs(60), || {
@@ -167,20 +171,8 @@ fn a_full_resync_does_not_hold_two_datasets() {
         return;
     };
     let m = TestServer::start(&bin, &["--repl-diskless-sync-delay", "0"]).expect("master");
-    // 500 values of 100 000 bytes: 50 MB in memory.
-    m.must(&[
-        "DEBUG",
-        "POPULATE",
-        &KEYS.to_string(),
-        "key",
-        &VALUE.to_string(),
-    ]);
-    let setup = Setup::new(&m.addr(), "0 0 0 1 1 *", "");
-    setup.replica_line("checkpoint_on_shutdown = false");
-    let mut d = setup.start("resync.log");
-    wait_synced(&setup, &mut d, 1.0);
-    // Past the first load's buffers being freed and purged.
-    std::thread::sleep(Duration::from_secs(3));
+    populate(&m);
+    let (setup, mut d) = synced(&m, KEYS as f64, "resync.log");
     let pid = d.pid();
     let before = status_bytes(pid, "VmRSS:");
     let first_peak = status_bytes(pid, "VmHWM:");
@@ -192,7 +184,7 @@ fn a_full_resync_does_not_hold_two_datasets() {
     m.must(&["CONFIG", "SET", "rdb-key-save-delay", "2000"]);
     m.must(&["DEBUG", "CHANGE-REPL-ID"]);
     m.must(&["CLIENT", "KILL", "TYPE", "replica"]);
-    wait_synced(&setup, &mut d, 2.0);
+    resynced(&setup, &mut d, 2.0);
     let peak = status_bytes(pid, "VmHWM:");
     let after = status_bytes(pid, "VmRSS:");
     eprintln!(
