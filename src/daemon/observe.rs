@@ -179,13 +179,6 @@ pub fn spawn_poller(
     mut settings: Settings,
     writer: Option<WriterWatch>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let status = handle.status.clone();
-    metrics.follow(Box::new(move || {
-        (
-            status.link_up.load(Ordering::Relaxed),
-            status.offset.load(Ordering::Relaxed),
-        )
-    }));
     std::thread::Builder::new()
         .name("metrics-poller".into())
         .spawn(move || {

@@ -76,9 +76,6 @@ pub const UPLOAD_RETRY_OPS: [&str; 6] = [
     "staged_upload",
 ];
 
-/// Reads (link up, applied offset) where the replica keeps them.
-pub type LiveSource = Box<dyn Fn() -> (bool, i64) + Send + Sync>;
-
 /// All of replisnap's metrics. Cheap to share (`Arc<Metrics>`); every method takes `&self`.
 pub struct Metrics {
     registry: Registry,
@@ -134,9 +131,6 @@ pub struct Metrics {
     archive_segments_total: IntCounterVec,
 
     lag: Mutex<LagTracker>,
-    /// Where the link state and the applied offset are read at each scrape (the replica's
-    /// own atomics), so the gauges are current, not as old as the last poll.
-    live: Mutex<Option<LiveSource>>,
     /// Nanoseconds after `started` of the last byte from the master, plus one (0: never).
     last_master_io: AtomicU64,
 }
@@ -278,24 +272,8 @@ impl Metrics {
 
     // ---- rendering ----
 
-    /// Read the link state and the applied offset from `source` at every scrape (and in
-    /// [`Self::lag_now`]), besides what the poller sets.
-    pub fn follow(&self, source: LiveSource) {
-        if let Ok(mut l) = self.live.lock() {
-            *l = Some(source);
-        }
-    }
-
-    /// Bring the values that depend on the current time up to date (link, applied offset,
-    /// lag, I/O age).
+    /// Bring the values that depend on the current time up to date (lag, I/O age).
     fn refresh(&self, now: Instant) {
-        if let Ok(l) = self.live.lock() {
-            if let Some(f) = l.as_ref() {
-                let (up, applied) = f();
-                self.set_link_up(up);
-                self.set_replication_offset(applied);
-            }
-        }
         let applied = self.replication_offset_bytes.get();
         let master = self.master_offset_bytes.get();
         self.replication_lag_bytes

@@ -363,7 +363,6 @@ impl Metrics {
                 )),
             )?,
             lag: Mutex::new(LagTracker::new()),
-            live: Mutex::new(None),
             last_master_io: AtomicU64::new(0),
             started: Instant::now(),
             registry,

@@ -247,36 +247,6 @@ fn lag_is_computed_at_scrape_time_from_master_samples() {
 }
 
 #[test]
-fn a_followed_replica_is_read_at_each_scrape() {
-    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-    use std::sync::Arc;
-    let m = Metrics::new().unwrap();
-    let (up, offset) = (
-        Arc::new(AtomicBool::new(true)),
-        Arc::new(AtomicI64::new(700)),
-    );
-    let (u, o) = (up.clone(), offset.clone());
-    m.follow(Box::new(move || {
-        (u.load(Ordering::Relaxed), o.load(Ordering::Relaxed))
-    }));
-    m.observe_master_offset(1000);
-    let t = m.render();
-    assert_eq!(value(&t, "replisnap_master_link_up"), Some(1.0));
-    assert_eq!(value(&t, "replisnap_replication_offset_bytes"), Some(700.0));
-    assert_eq!(value(&t, "replisnap_replication_lag_bytes"), Some(300.0));
-    // No poll in between: the next scrape shows where the replica stands now.
-    offset.store(1000, Ordering::Relaxed);
-    up.store(false, Ordering::Relaxed);
-    let t = m.render();
-    assert_eq!(value(&t, "replisnap_master_link_up"), Some(0.0));
-    assert_eq!(
-        value(&t, "replisnap_replication_offset_bytes"),
-        Some(1000.0)
-    );
-    assert_eq!(m.lag_now().0, 0);
-}
-
-#[test]
 fn master_io_age_counts_from_the_last_byte() {
     let m = Metrics::new().unwrap();
     std::thread::sleep(Duration::from_millis(30));
