@@ -402,3 +402,67 @@ fn remembered_key_digests_give_the_digest_from_scratch() {
         assert_eq!(export(&mut ks, t0 + 20, false), later);
     }
 }
+
+/// A second export whose keys remember their digests writes and counts them as the first,
+/// uncompressed too, where the held bytes are copied without decoding: streams (and every
+/// type the copy takes) are counted under their own `TYPE`.
+#[test]
+fn remembered_digests_keep_the_type_counts() {
+    use replisnap::digest::Rules;
+    use replisnap::keyspace::export_snapshot;
+
+    let Some(dir) = common::corpus::corpus_dir() else {
+        return;
+    };
+    let server = "redis-7.2".parse().unwrap();
+    let target = Target::for_server(server).unwrap();
+    let rules = Rules::for_target(server).unwrap();
+    let now = now_ms();
+    for file in [
+        "librdb__misc_with_stream.rdb",
+        "dragonfly__RDB_TYPE_STREAM_LISTPACKS_3.rdb",
+    ] {
+        let f = File::open(dir.join(file)).unwrap();
+        let len = f.metadata().unwrap().len();
+        let mut ks = Keyspace::new();
+        load_rdb(
+            &mut ks,
+            &mut RdbReader::new(f, Some(len), Options::default()).unwrap(),
+            Some(now),
+        )
+        .unwrap();
+        for compress in [false, true] {
+            let mut export = || {
+                let functions = ks.functions.clone();
+                let e = export_snapshot(
+                    ks.snapshot().unwrap(),
+                    &functions,
+                    Vec::new(),
+                    target,
+                    &[],
+                    WriteOptions { compress },
+                    rules,
+                    now,
+                )
+                .unwrap();
+                (format!("{:?}", e.databases), e.digest, e.out)
+            };
+            let first = export();
+            let second = export();
+            assert!(
+                first.0.contains("\"stream\": ") && !first.0.contains("\"stream\": 0,"),
+                "{file}: no stream counted: {}",
+                first.0
+            );
+            assert_eq!(
+                (&second.0, &second.1),
+                (&first.0, &first.1),
+                "{file}, compress {compress}"
+            );
+            assert!(
+                second.2 == first.2,
+                "{file}, compress {compress}: files differ"
+            );
+        }
+    }
+}

@@ -143,13 +143,16 @@ fn payload_fits(ty: u8, target: &Target) -> bool {
     }
 }
 
-/// `TYPE`'s name for the types [`RdbWriter::key_encoded_compressed`] takes.
+/// `TYPE`'s name for the types [`RdbWriter::key_encoded_compressed`] takes, and for every
+/// type [`payload_fits`] lets through as held (a remembered digest spares the decode).
 fn encoded_type_name(ty: u8) -> &'static str {
     match ty {
         STRING => "string",
         LIST | LIST_ZIPLIST | LIST_QUICKLIST | LIST_QUICKLIST_2 => "list",
         SET | SET_INTSET | SET_LISTPACK => "set",
         ZSET_2 | ZSET_ZIPLIST | ZSET_LISTPACK => "zset",
+        STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => "stream",
+        MODULE_2 => "module",
         _ => "hash",
     }
 }
