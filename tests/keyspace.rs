@@ -312,13 +312,35 @@ fn access_hints_survive_the_keyspace() {
     }
 }
 
+/// A snapshot of `ks` exported for `target` into memory, as the daemon exports it.
+fn export_in_memory(
+    ks: &mut Keyspace,
+    target: Target,
+    rules: replisnap::digest::Rules,
+    now: i64,
+    compress: bool,
+) -> replisnap::keyspace::Exported<Vec<u8>> {
+    let functions = ks.functions.clone();
+    replisnap::keyspace::export_snapshot(
+        ks.snapshot().unwrap(),
+        &functions,
+        Vec::new(),
+        target,
+        &[],
+        WriteOptions { compress },
+        rules,
+        now,
+    )
+    .unwrap()
+}
+
 /// A snapshot's digest reuses what the previous snapshot computed for keys that did not
 /// change, and gives what a digest from scratch gives: after writes, deletes, new expiries,
 /// keys expiring between two snapshots, and hash fields whose TTLs pass.
 #[test]
 fn remembered_key_digests_give_the_digest_from_scratch() {
     use replisnap::digest::Rules;
-    use replisnap::keyspace::{digest_snapshot_with, export_snapshot, Entry};
+    use replisnap::keyspace::{digest_snapshot_with, Entry};
 
     for version in ["redis-7.0", "valkey-9.0"] {
         let server = version.parse().unwrap();
@@ -353,18 +375,7 @@ fn remembered_key_digests_give_the_digest_from_scratch() {
             ks.set(0, b"ttl-fields", None, &fields, None).unwrap();
         }
         let export = |ks: &mut Keyspace, now: i64, compress: bool| {
-            let functions = ks.functions.clone();
-            let e = export_snapshot(
-                ks.snapshot().unwrap(),
-                &functions,
-                Vec::new(),
-                target,
-                &[],
-                WriteOptions { compress },
-                rules,
-                now,
-            )
-            .unwrap();
+            let e = export_in_memory(ks, target, rules, now, compress);
             let scratch = digest_snapshot_with(ks.snapshot().unwrap(), rules, now).unwrap();
             assert_eq!(e.digest, scratch, "{version} at {now}, compress {compress}");
             e.digest
@@ -409,7 +420,6 @@ fn remembered_key_digests_give_the_digest_from_scratch() {
 #[test]
 fn remembered_digests_keep_the_type_counts() {
     use replisnap::digest::Rules;
-    use replisnap::keyspace::export_snapshot;
 
     let Some(dir) = common::corpus::corpus_dir() else {
         return;
@@ -433,18 +443,7 @@ fn remembered_digests_keep_the_type_counts() {
         .unwrap();
         for compress in [false, true] {
             let mut export = || {
-                let functions = ks.functions.clone();
-                let e = export_snapshot(
-                    ks.snapshot().unwrap(),
-                    &functions,
-                    Vec::new(),
-                    target,
-                    &[],
-                    WriteOptions { compress },
-                    rules,
-                    now,
-                )
-                .unwrap();
+                let e = export_in_memory(&mut ks, target, rules, now, compress);
                 (format!("{:?}", e.databases), e.digest, e.out)
             };
             let first = export();

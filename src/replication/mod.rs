@@ -555,13 +555,10 @@ impl Replica {
         Ok(link)
     }
 
-    /// The master is sending a new dataset: it refused to continue from ours (or was not
-    /// asked), and would refuse the same offset again, since its backlog only moves on. So
-    /// ours is of no further use, and it goes before the new one loads: a full sync never
-    /// holds two datasets (nor does a redis replica that loads from disk). Until the new
-    /// one is complete there is no data: no snapshot, and the next attach asks for all.
-    /// A snapshot still being written keeps what it walks; the rest is freed on a thread
-    /// of its own, so the load starts at once.
+    /// The master sends a new dataset: it refused to continue from ours and would again (its
+    /// backlog only moves on), so ours goes before the new one loads (never two at once).
+    /// Until the new one is complete there is no data: no snapshot, and the next attach
+    /// asks for all. It is freed on a thread of its own, so the load starts at once.
     fn let_go_of_data(&mut self) {
         self.has_data = false;
         self.synced = false;
