@@ -17,7 +17,7 @@ use crate::heartbeat::{Heartbeat, Watch};
 use crate::http::{Control, SnapshotRequestError, SnapshotStatus};
 use crate::metrics::{LinkErrorReason, Metrics, ResyncReason};
 use crate::replication::link::{Link, LinkError};
-use crate::replication::{Phase, ReplicaHandle, Settings};
+use crate::replication::{Phase, ReplicaHandle, Settings, Status};
 use crate::resp::Frame;
 use crate::snapshot::{JobState, Reason, RetentionOutcome, SnapshotEvents, Snapshotter, TakeError};
 use crate::storage::{Manifest, SnapshotId};
@@ -179,15 +179,22 @@ pub fn spawn_poller(
     mut settings: Settings,
     writer: Option<WriterWatch>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    // The status is copied at every scrape too, by the same copier (one set of "last
+    // copied" counts): a scrape never shows a link or an offset older than itself, nor a
+    // link up whose resync is not yet counted.
+    let copier = Arc::new(std::sync::Mutex::new(StatusCopier::new(&handle.status)));
+    {
+        let (copier, status) = (copier.clone(), handle.status.clone());
+        metrics.follow(Box::new(move |m: &Metrics| {
+            if let Ok(mut c) = copier.lock() {
+                c.copy(&status, m);
+            }
+        }));
+    }
     std::thread::Builder::new()
         .name("metrics-poller".into())
         .spawn(move || {
             let s = &handle.status;
-            let (mut full, mut partial, mut forced) = (0u64, 0u64, 0u64);
-            // Dual-channel syncs, refusals, buffered and spilled bytes last copied.
-            let mut dual = [0u64; 4];
-            let mut errors = [0u64; LinkErrorReason::ALL.len()];
-            let mut applied = vec![0u64; s.commands.0.len()];
             let mut conn: Option<Link> = None;
             let mut watch = writer
                 .as_ref()
@@ -203,67 +210,11 @@ pub fn spawn_poller(
                         metrics.set_upload_retries(op, total);
                     }
                 }
-                metrics.set_link_up(s.link_up.load(Ordering::Relaxed));
-                metrics.set_replication_offset(s.offset.load(Ordering::Relaxed));
-                let delta = |now: u64, last: &mut u64| {
-                    let d = now.saturating_sub(*last);
-                    *last = now;
-                    d
-                };
-                for _ in 0..delta(s.full_syncs.load(Ordering::Relaxed), &mut full) {
-                    metrics.inc_full_resyncs();
-                }
-                for _ in 0..delta(s.partial_syncs.load(Ordering::Relaxed), &mut partial) {
-                    metrics.inc_partial_resyncs();
-                }
-                let d = [
-                    &s.dual_channel_syncs,
-                    &s.dual_channel_refusals,
-                    &s.dual_channel_buffered_bytes,
-                    &s.dual_channel_spilled_bytes,
-                ]
-                .map(|c| c.load(Ordering::Relaxed));
-                let [a, b, c, e] = [0, 1, 2, 3].map(|i| delta(d[i], &mut dual[i]));
-                metrics.add_dual_channel(a, b, c, e);
-                let new_forced = delta(s.forced_resyncs.load(Ordering::Relaxed), &mut forced);
-                if new_forced > 0 {
-                    let why = s
-                        .last_forced_reason
-                        .lock()
-                        .map(|g| g.clone())
-                        .unwrap_or_default();
-                    let reason =
-                        if why.contains("not supported") || why.contains("propagated verbatim") {
-                            ResyncReason::UnknownCommand
-                        } else {
-                            ResyncReason::ApplyError
-                        };
-                    for _ in 0..new_forced {
-                        metrics.inc_resyncs_forced(reason);
-                    }
-                }
-                for (i, reason) in LinkErrorReason::ALL.iter().enumerate() {
-                    let now = s.link_error_kinds[i].load(Ordering::Relaxed);
-                    for _ in 0..now.saturating_sub(errors[i]) {
-                        metrics.inc_link_errors(*reason);
-                    }
-                    errors[i] = now;
-                }
-                for (i, c) in s.commands.0.iter().enumerate() {
-                    let now = c.load(Ordering::Relaxed);
-                    if now > applied[i] {
-                        metrics.commands_applied_at(i, now - applied[i]);
-                        applied[i] = now;
-                    }
-                }
-                if let Ok(k) = s.keys_per_db.lock() {
-                    metrics.set_dataset_keys(k.iter().copied());
+                if let Ok(mut c) = copier.lock() {
+                    c.copy(s, &metrics);
                 }
                 if let Some(b) = resident_bytes() {
                     metrics.set_dataset_memory_bytes(b);
-                }
-                if let Some(age) = s.io.age() {
-                    metrics.note_master_io_ago(age);
                 }
                 // Through Sentinel, the master is wherever the replica connected last.
                 if let Ok(a) = s.master_address.lock() {
@@ -272,8 +223,11 @@ pub fn spawn_poller(
                         conn = None;
                     }
                 }
+                // Our offset read before the master's: the pair's distance is the lag
+                // (bytes in flight included), never less than it was.
+                let applied = s.offset.load(Ordering::Relaxed);
                 match master_offset(&mut conn, &settings) {
-                    Ok(off) => metrics.observe_master_offset(off),
+                    Ok(off) => metrics.observe_master_offset(off, applied),
                     Err(e) => {
                         debug!(error = %e, "cannot read the master's offset");
                         conn = None;
@@ -282,6 +236,92 @@ pub fn spawn_poller(
                 std::thread::sleep(Duration::from_secs(1));
             }
         })
+}
+
+/// The replica's status into the metrics: gauges set, counters advanced by what the
+/// status counted since the last copy.
+struct StatusCopier {
+    full: u64,
+    partial: u64,
+    forced: u64,
+    /// Dual-channel syncs, refusals, buffered and spilled bytes last copied.
+    dual: [u64; 4],
+    errors: [u64; LinkErrorReason::ALL.len()],
+    applied: Vec<u64>,
+}
+
+impl StatusCopier {
+    fn new(s: &Status) -> Self {
+        StatusCopier {
+            full: 0,
+            partial: 0,
+            forced: 0,
+            dual: [0; 4],
+            errors: [0; LinkErrorReason::ALL.len()],
+            applied: vec![0; s.commands.0.len()],
+        }
+    }
+
+    fn copy(&mut self, s: &Status, metrics: &Metrics) {
+        metrics.set_link_up(s.link_up.load(Ordering::Relaxed));
+        metrics.set_replication_offset(s.offset.load(Ordering::Relaxed));
+        let delta = |now: u64, last: &mut u64| {
+            let d = now.saturating_sub(*last);
+            *last = now;
+            d
+        };
+        for _ in 0..delta(s.full_syncs.load(Ordering::Relaxed), &mut self.full) {
+            metrics.inc_full_resyncs();
+        }
+        for _ in 0..delta(s.partial_syncs.load(Ordering::Relaxed), &mut self.partial) {
+            metrics.inc_partial_resyncs();
+        }
+        let d = [
+            &s.dual_channel_syncs,
+            &s.dual_channel_refusals,
+            &s.dual_channel_buffered_bytes,
+            &s.dual_channel_spilled_bytes,
+        ]
+        .map(|c| c.load(Ordering::Relaxed));
+        let [a, b, c, e] = [0, 1, 2, 3].map(|i| delta(d[i], &mut self.dual[i]));
+        metrics.add_dual_channel(a, b, c, e);
+        let new_forced = delta(s.forced_resyncs.load(Ordering::Relaxed), &mut self.forced);
+        if new_forced > 0 {
+            let why = s
+                .last_forced_reason
+                .lock()
+                .map(|g| g.clone())
+                .unwrap_or_default();
+            let reason = if why.contains("not supported") || why.contains("propagated verbatim") {
+                ResyncReason::UnknownCommand
+            } else {
+                ResyncReason::ApplyError
+            };
+            for _ in 0..new_forced {
+                metrics.inc_resyncs_forced(reason);
+            }
+        }
+        for (i, reason) in LinkErrorReason::ALL.iter().enumerate() {
+            let now = s.link_error_kinds[i].load(Ordering::Relaxed);
+            for _ in 0..now.saturating_sub(self.errors[i]) {
+                metrics.inc_link_errors(*reason);
+            }
+            self.errors[i] = now;
+        }
+        for (i, c) in s.commands.0.iter().enumerate() {
+            let now = c.load(Ordering::Relaxed);
+            if now > self.applied[i] {
+                metrics.commands_applied_at(i, now - self.applied[i]);
+                self.applied[i] = now;
+            }
+        }
+        if let Ok(k) = s.keys_per_db.lock() {
+            metrics.set_dataset_keys(k.iter().copied());
+        }
+        if let Some(age) = s.io.age() {
+            metrics.note_master_io_ago(age);
+        }
+    }
 }
 
 /// What `dataset_memory_bytes` shows: the process's resident memory (`VmRSS` of

@@ -76,6 +76,10 @@ pub const UPLOAD_RETRY_OPS: [&str; 6] = [
     "staged_upload",
 ];
 
+/// Copies what the replica knows (link, applied offset, counters) into the metrics; run at
+/// every scrape, so those series are as of the scrape, not of the last poll.
+pub type Follow = Box<dyn Fn(&Metrics) + Send + Sync>;
+
 /// All of replisnap's metrics. Cheap to share (`Arc<Metrics>`); every method takes `&self`.
 pub struct Metrics {
     registry: Registry,
@@ -131,6 +135,12 @@ pub struct Metrics {
     archive_segments_total: IntCounterVec,
 
     lag: Mutex<LagTracker>,
+    /// The applied offset read just before the last master sample (`i64::MIN`: none yet):
+    /// the lag is the distance between the two readings of one poll, never the master's
+    /// last sample against an applied offset read later.
+    sampled_applied: std::sync::atomic::AtomicI64,
+    /// Run at each scrape before anything is read ([`Metrics::follow`]).
+    follow: Mutex<Option<Follow>>,
     /// Nanoseconds after `started` of the last byte from the master, plus one (0: never).
     last_master_io: AtomicU64,
 }
@@ -272,9 +282,26 @@ impl Metrics {
 
     // ---- rendering ----
 
-    /// Bring the values that depend on the current time up to date (lag, I/O age).
+    /// Run `copy` at every scrape (and in [`Self::lag_now`]) before anything is read: the
+    /// replica's status copied then is as of the scrape. Replaces an earlier one.
+    pub fn follow(&self, copy: Follow) {
+        if let Ok(mut f) = self.follow.lock() {
+            *f = Some(copy);
+        }
+    }
+
+    /// Bring the values that depend on the current time up to date (the followed
+    /// replica's status, lag, I/O age).
     fn refresh(&self, now: Instant) {
-        let applied = self.replication_offset_bytes.get();
+        if let Ok(f) = self.follow.lock() {
+            if let Some(copy) = f.as_ref() {
+                copy(self);
+            }
+        }
+        let applied = match self.sampled_applied.load(Ordering::Relaxed) {
+            i64::MIN => self.replication_offset_bytes.get(),
+            a => a,
+        };
         let master = self.master_offset_bytes.get();
         self.replication_lag_bytes
             .set(master.saturating_sub(applied).max(0));

@@ -363,6 +363,8 @@ impl Metrics {
                 )),
             )?,
             lag: Mutex::new(LagTracker::new()),
+            sampled_applied: std::sync::atomic::AtomicI64::new(i64::MIN),
+            follow: Mutex::new(None),
             last_master_io: AtomicU64::new(0),
             started: Instant::now(),
             registry,

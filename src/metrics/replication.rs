@@ -22,14 +22,18 @@ impl Metrics {
         self.replication_offset_bytes.set(applied);
     }
 
-    /// The master's offset from its `INFO replication` (the daemon polls it each second).
-    pub fn observe_master_offset(&self, master_offset: i64) {
-        self.observe_master_offset_at(master_offset, Instant::now());
+    /// The master's offset from its `INFO replication` (the daemon polls it each second),
+    /// and `applied_before`, our applied offset read just before asking: the lag series
+    /// are computed from this pair.
+    pub fn observe_master_offset(&self, master_offset: i64, applied_before: i64) {
+        self.observe_master_offset_at(master_offset, applied_before, Instant::now());
     }
 
     /// [`Metrics::observe_master_offset`] with an explicit time of the sample.
-    pub fn observe_master_offset_at(&self, master_offset: i64, at: Instant) {
+    pub fn observe_master_offset_at(&self, master_offset: i64, applied_before: i64, at: Instant) {
         self.master_offset_bytes.set(master_offset);
+        self.sampled_applied
+            .store(applied_before, Ordering::Relaxed);
         if let Ok(mut l) = self.lag.lock() {
             l.record(at, master_offset);
         }

@@ -233,17 +233,55 @@ fn lag_is_computed_at_scrape_time_from_master_samples() {
     let Some(t0) = now.checked_sub(Duration::from_secs(5)) else {
         return; // a freshly booted clock cannot go back 5 s; nothing to check
     };
-    m.observe_master_offset_at(1000, t0);
-    m.observe_master_offset_at(1500, t0 + Duration::from_secs(2));
-    m.set_replication_offset(1200);
+    m.observe_master_offset_at(1000, 900, t0);
+    m.observe_master_offset_at(1500, 1200, t0 + Duration::from_secs(2));
     let t = m.render();
     assert_eq!(value(&t, "replisnap_replication_lag_bytes"), Some(300.0));
     let secs = value(&t, "replisnap_replication_lag_seconds").unwrap();
     assert!((3.0..4.0).contains(&secs), "{secs}");
+    // The lag is the pair's: an applied offset read after the sample (the replica moved on
+    // since) does not make the master's last sample look caught up with.
     m.set_replication_offset(1500);
+    let t = m.render();
+    assert_eq!(
+        value(&t, "replisnap_replication_offset_bytes"),
+        Some(1500.0)
+    );
+    assert_eq!(value(&t, "replisnap_replication_lag_bytes"), Some(300.0));
+    m.observe_master_offset(1500, 1500);
     let t = m.render();
     assert_eq!(value(&t, "replisnap_replication_lag_bytes"), Some(0.0));
     assert_eq!(value(&t, "replisnap_replication_lag_seconds"), Some(0.0));
+}
+
+#[test]
+fn a_followed_replica_is_copied_at_each_scrape() {
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    use std::sync::Arc;
+    let m = Metrics::new().unwrap();
+    let (up, offset) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicI64::new(700)),
+    );
+    let (u, o) = (up.clone(), offset.clone());
+    m.follow(Box::new(move |m: &Metrics| {
+        m.set_link_up(u.load(Ordering::Relaxed));
+        m.set_replication_offset(o.load(Ordering::Relaxed));
+    }));
+    m.observe_master_offset(1000, 600);
+    let t = m.render();
+    assert_eq!(value(&t, "replisnap_master_link_up"), Some(1.0));
+    assert_eq!(value(&t, "replisnap_replication_offset_bytes"), Some(700.0));
+    assert_eq!(value(&t, "replisnap_replication_lag_bytes"), Some(400.0));
+    // No poll in between: the next scrape shows where the replica stands now.
+    offset.store(1000, Ordering::Relaxed);
+    up.store(false, Ordering::Relaxed);
+    let t = m.render();
+    assert_eq!(value(&t, "replisnap_master_link_up"), Some(0.0));
+    assert_eq!(
+        value(&t, "replisnap_replication_offset_bytes"),
+        Some(1000.0)
+    );
 }
 
 #[test]
