@@ -140,7 +140,8 @@ fn soak() {
             return;
         }
     };
-    let Some(clock) = support::faketime::FakeClock::new(rs.setup.dir.path()) else {
+    // Cached for a second: the daemon reads the wall clock for every command it archives.
+    let Some(clock) = support::faketime::FakeClock::cached(rs.setup.dir.path(), 1) else {
         return;
     };
     rs.env = clock

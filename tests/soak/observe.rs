@@ -43,6 +43,9 @@ pub struct Replisnap {
     base: HashMap<&'static str, f64>,
     pub started: Instant,
     pub starts: u32,
+    /// The last [`Replisnap::time_to_lag`]'s samples: seconds since it began, and the lag
+    /// (None: link down or no scrape), for the report of a slow recovery.
+    trace: std::sync::Mutex<Vec<(f64, Option<i64>)>>,
 }
 
 /// `/metrics` parsed: series (with labels) to value.
@@ -85,6 +88,7 @@ impl Replisnap {
             base: HashMap::new(),
             started: Instant::now(),
             starts: 0,
+            trace: Default::default(),
         })
     }
 
@@ -118,6 +122,7 @@ impl Replisnap {
             base: HashMap::new(),
             started: Instant::now(),
             starts: 0,
+            trace: Default::default(),
         }
     }
 
@@ -232,6 +237,7 @@ impl Replisnap {
     }
 
     /// Time until the lag is under `limit` bytes (polled every 50 ms), None after `timeout`.
+    /// The samples are kept for [`Replisnap::lag_trace`].
     pub fn time_to_lag(
         &self,
         master: &TestServer,
@@ -239,13 +245,42 @@ impl Replisnap {
         timeout: Duration,
     ) -> Option<Duration> {
         let t = Instant::now();
+        let mut trace = Vec::new();
+        let mut done = None;
         while t.elapsed() < timeout {
-            if self.lag(master).is_some_and(|l| l < limit) {
-                return Some(t.elapsed());
+            let lag = self.lag(master);
+            trace.push((t.elapsed().as_secs_f64(), lag));
+            if lag.is_some_and(|l| l < limit) {
+                done = Some(t.elapsed());
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        None
+        if let Ok(mut k) = self.trace.lock() {
+            *k = trace;
+        }
+        done
+    }
+
+    /// The last [`Replisnap::time_to_lag`]'s samples, about every 250 ms: "0.00s down,
+    /// 0.25s 3.1MB, …".
+    pub fn lag_trace(&self) -> String {
+        let Ok(trace) = self.trace.lock() else {
+            return String::new();
+        };
+        let mut out = Vec::new();
+        let mut next = 0.0;
+        for (i, (at, lag)) in trace.iter().enumerate() {
+            if *at < next && i + 1 != trace.len() {
+                continue;
+            }
+            next = at + 0.25;
+            out.push(match lag {
+                Some(l) => format!("{at:.2}s {:.2}MB", *l as f64 / 1e6),
+                None => format!("{at:.2}s down"),
+            });
+        }
+        out.join(", ")
     }
 
     /// Resident memory of the daemon in bytes (/proc/PID/status VmRSS).

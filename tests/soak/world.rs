@@ -223,7 +223,7 @@ impl Soak {
             }
             None => rs.time_to_lag(&self.cluster.primary, LAG_LIMIT, Duration::from_secs(120)),
         };
-        let Some(_) = waited else {
+        let Some(_) = waited.as_ref() else {
             let log = rs.log_tail(30);
             self.report
                 .violation(format!("{kind}: lag not under 1 MB within 120 s:\n{log}"));
@@ -237,13 +237,16 @@ impl Soak {
             // What the daemon did meanwhile (a full sync? its phases' times) and how busy the
             // machine was: a slow recovery must say why.
             let log = self.daemon(s3).log_tail(12);
+            let trace = self.daemon(s3).lag_trace();
             let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
             let load: Vec<&str> = load.split_whitespace().take(3).collect();
             self.report.violation(format!(
                 "{kind}: lag under 1 MB only {:.2} s after the fault cleared (limit 5 s); \
-                 load average {}; the daemon's log:\n{log}",
+                 load average {}; the lag once resynced ({:.2} s after the fault cleared): \
+                 {trace}; the daemon's log:\n{log}",
                 took.as_secs_f64(),
-                load.join(" ")
+                load.join(" "),
+                (took.as_secs_f64() - waited.unwrap_or_default().as_secs_f64()).max(0.0),
             ));
         }
         true

@@ -1,6 +1,8 @@
 //! A faked wall clock for a child process (libfaketime, Debian package `faketime`):
 //! `LD_PRELOAD` of `libfaketime.so.1` with `FAKETIME_TIMESTAMP_FILE`, re-read on every
-//! call (`FAKETIME_NO_CACHE=1`), the monotonic clock left alone
+//! call (`FAKETIME_NO_CACHE=1`) or at most once a second ([`FakeClock::cached`]: every
+//! read of the wall clock is otherwise an open, stat, read and close of the file, which
+//! under a soak's write load took over half the replica thread), the monotonic clock left alone
 //! (`FAKETIME_DONT_FAKE_MONOTONIC=1`). The test steps the child's wall clock by rewriting
 //! the file's offset; the machine's clock is never touched. Under `CI` a missing library
 //! fails the test; elsewhere the test is skipped with a message.
@@ -18,6 +20,8 @@ const PLACES: &[&str] = &[
 pub struct FakeClock {
     lib: PathBuf,
     file: PathBuf,
+    /// `FAKETIME_CACHE_DURATION` in seconds; 0: re-read on every call.
+    cache_seconds: u32,
 }
 
 pub fn library() -> Option<PathBuf> {
@@ -39,8 +43,17 @@ impl FakeClock {
         let c = FakeClock {
             lib,
             file: dir.join("faketime-offset"),
+            cache_seconds: 0,
         };
         c.set_offset(0);
+        Some(c)
+    }
+
+    /// [`FakeClock::new`], the file re-read at most every `seconds`: a step is seen by the
+    /// child up to that long after [`FakeClock::set_offset`].
+    pub fn cached(dir: &Path, seconds: u32) -> Option<FakeClock> {
+        let mut c = FakeClock::new(dir)?;
+        c.cache_seconds = seconds;
         Some(c)
     }
 
@@ -49,7 +62,10 @@ impl FakeClock {
         vec![
             ("LD_PRELOAD", self.lib.display().to_string()),
             ("FAKETIME_TIMESTAMP_FILE", self.file.display().to_string()),
-            ("FAKETIME_NO_CACHE", "1".into()),
+            match self.cache_seconds {
+                0 => ("FAKETIME_NO_CACHE", "1".into()),
+                n => ("FAKETIME_CACHE_DURATION", n.to_string()),
+            },
             ("FAKETIME_DONT_FAKE_MONOTONIC", "1".into()),
         ]
     }
