@@ -71,6 +71,9 @@ struct State {
     /// Unix ms of the oldest item not yet taken by the writer.
     oldest_at: Option<i64>,
     closed: bool,
+    /// The writer waits on `ready`: only then is it woken (a wake is a system call, once
+    /// per command otherwise).
+    waiting: bool,
 }
 
 pub(super) struct Queue {
@@ -96,6 +99,14 @@ impl Queue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Wake the writer if it waits (called with the lock held, so it cannot start waiting
+    /// in between).
+    fn wake(&self, s: &State) {
+        if s.waiting {
+            self.ready.notify_one();
+        }
+    }
+
     /// Remove spool files a previous process left: their bytes were never stored, and the
     /// master resends them on resume or they are a recorded gap.
     pub(super) fn clear_spool(&self) {
@@ -113,7 +124,7 @@ impl Queue {
             replid: replid.to_string(),
             offset,
         });
-        self.ready.notify_one();
+        self.wake(&s);
     }
 
     pub(super) fn push_resumed(&self, replid: &str, offset: i64) {
@@ -123,21 +134,36 @@ impl Queue {
             replid: replid.to_string(),
             offset,
         });
-        self.ready.notify_one();
+        self.wake(&s);
     }
 
     pub(super) fn push_bytes(&self, offset: i64, data: &[u8]) {
-        let at = now_ms();
+        self.push_bytes_at(offset, data, now_ms());
+    }
+
+    /// [`Queue::push_bytes`] applied at unix ms `at`.
+    fn push_bytes_at(&self, offset: i64, data: &[u8], at: i64) {
         let mut s = self.lock();
         s.applied_end = offset + data.len() as i64;
         s.oldest_at.get_or_insert(at);
         if s.mem + data.len() as u64 <= self.mem_limit {
             s.mem += data.len() as u64;
-            s.items.push_back(Item::Bytes {
-                offset,
-                data: data.to_vec(),
-                at,
-            });
+            // Bytes applied in the same millisecond right after the last ones join them:
+            // the writer dates a segment's offsets by the first byte of each millisecond
+            // at the finest, so it records the same samples, from one item, not one per
+            // command.
+            match s.items.back_mut() {
+                Some(Item::Bytes {
+                    offset: o,
+                    data: d,
+                    at: t,
+                }) if *t == at && *o + d.len() as i64 == offset => d.extend_from_slice(data),
+                _ => s.items.push_back(Item::Bytes {
+                    offset,
+                    data: data.to_vec(),
+                    at,
+                }),
+            }
         } else if let Err(e) = self.spill(&mut s, offset, data, at) {
             warn!(error = %e, offset, bytes = data.len(), "archive: cannot spool; recording a gap");
             match s.items.back_mut() {
@@ -150,7 +176,7 @@ impl Queue {
                 }),
             }
         }
-        self.ready.notify_one();
+        self.wake(&s);
     }
 
     fn spill(&self, s: &mut State, offset: i64, data: &[u8], at: i64) -> io::Result<()> {
@@ -199,11 +225,13 @@ impl Queue {
     pub(super) fn pop(&self, wait: Duration) -> Option<Item> {
         let mut s = self.lock();
         if s.items.is_empty() && !s.closed {
+            s.waiting = true;
             s = self
                 .ready
                 .wait_timeout(s, wait)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
+            s.waiting = false;
         }
         let item = s.items.pop_front()?;
         if let Item::Bytes { data, .. } = &item {
@@ -289,6 +317,49 @@ mod tests {
         }
         assert_eq!(got, b"0123456789abcdef");
         assert_eq!(q.position().0, 16);
+    }
+
+    #[test]
+    fn bytes_of_one_millisecond_in_a_row_are_one_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::new(dir.path(), 1 << 20, 1 << 20);
+        q.push_history("r", 0);
+        q.push_bytes_at(0, b"ab", 7);
+        q.push_bytes_at(2, b"cd", 7);
+        q.push_bytes_at(4, b"e", 8); // a new millisecond
+        q.push_bytes_at(10, b"f", 8); // not where the last ended
+        q.push_bytes_at(11, b"g", 8);
+        let mut got = Vec::new();
+        while let Some(i) = q.pop(Duration::from_millis(1)) {
+            if let Item::Bytes { offset, data, at } = i {
+                got.push((offset, data, at));
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                (0, b"abcd".to_vec(), 7),
+                (4, b"e".to_vec(), 8),
+                (10, b"fg".to_vec(), 8)
+            ]
+        );
+        assert_eq!(q.position().0, 12);
+    }
+
+    #[test]
+    fn a_waiting_writer_is_woken_by_a_push() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = std::sync::Arc::new(Queue::new(dir.path(), 1 << 20, 1 << 20));
+        let t = std::time::Instant::now();
+        let writer = {
+            let q = q.clone();
+            std::thread::spawn(move || q.pop(Duration::from_secs(30)))
+        };
+        // Pushed while the writer waits (or before it does: either way it gets it).
+        std::thread::sleep(Duration::from_millis(100));
+        q.push_bytes(0, b"x");
+        assert!(matches!(writer.join().unwrap(), Some(Item::Bytes { .. })));
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     }
 
     #[test]
