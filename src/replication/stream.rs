@@ -84,19 +84,15 @@ impl Replica {
                     send_ack(link, self.offset)?;
                     last_ack = Instant::now();
                 }
-                // The command's bytes, for the archive, before they leave the buffer.
-                let raw = self
-                    .sink
-                    .as_ref()
-                    .map(|_| link.buffered().get(..used).unwrap_or_default().to_vec());
-                link.consume(used);
-                let name = argv.first().map(|a| a.to_ascii_uppercase());
+                let is = |n: &[u8]| argv.first().is_some_and(|a| a.eq_ignore_ascii_case(n));
                 if let Some(q) = queued.as_mut() {
                     q.bytes += used as i64;
-                    if let Some(r) = &raw {
-                        q.raw.extend_from_slice(r);
+                    if self.sink.is_some() {
+                        q.raw
+                            .extend_from_slice(link.buffered().get(..used).unwrap_or_default());
                     }
-                    let exec = name.as_deref() == Some(b"EXEC");
+                    link.consume(used);
+                    let exec = is(b"EXEC");
                     q.cmds.push(argv);
                     if !exec {
                         continue;
@@ -116,18 +112,26 @@ impl Replica {
                     self.status.offset.store(self.offset, Ordering::Relaxed);
                     continue;
                 }
-                if name.as_deref() == Some(b"MULTI") {
+                if is(b"MULTI") {
+                    let raw = match self.sink {
+                        Some(_) => link.buffered().get(..used).unwrap_or_default().to_vec(),
+                        None => Vec::new(),
+                    };
+                    link.consume(used);
                     queued = Some(Queued {
                         cmds: vec![argv],
                         bytes: used as i64,
-                        raw: raw.unwrap_or_default(),
+                        raw,
                     });
                     continue;
                 }
                 self.apply_one(&argv)?;
-                if let (Some(s), Some(r)) = (&self.sink, &raw) {
-                    s.applied(self.offset, r);
+                // The command's bytes go to the archive once applied, straight from the
+                // buffer, then leave it.
+                if let Some(s) = &self.sink {
+                    s.applied(self.offset, link.buffered().get(..used).unwrap_or_default());
                 }
+                link.consume(used);
                 self.offset += used as i64;
                 self.status.offset.store(self.offset, Ordering::Relaxed);
             }
