@@ -59,6 +59,25 @@ impl DatasetDigest {
         Ok(())
     }
 
+    /// Fold in a key whose digest but for the expiry mark was computed elsewhere
+    /// (`None`: an empty collection, which the server drops).
+    pub fn add_body(&mut self, entry: &KeyEntry, body: Option<Acc>) -> Result<(), DigestError> {
+        self.check_db(entry)?;
+        let expired = matches!(entry.expire_ms, Some(t) if t < self.now_ms);
+        match body {
+            Some(mut acc) if !expired => {
+                if entry.expire_ms.is_some() {
+                    mix::xor_raw(&mut acc, &KNOWN.expire_mark);
+                }
+                self.add_digest(entry.db, &entry.key, Some(acc))
+            }
+            _ => {
+                self.dropped += 1;
+                Ok(())
+            }
+        }
+    }
+
     /// Fold in one key's hashed digest (what [`Self::add_batch_with`] reported for it).
     pub fn add_hashed(&mut self, db: u64, key: &[u8], hashed: &Acc) -> Result<(), DigestError> {
         if db >= self.rules.databases {

@@ -11,6 +11,7 @@
 mod dataset;
 pub mod elements;
 mod error;
+mod framed;
 pub mod mix;
 pub mod parallel;
 pub mod score;
@@ -20,7 +21,7 @@ pub mod value;
 
 use std::io::Read;
 
-use crate::rdb::{Dialect, Item, RdbError, RdbReader};
+use crate::rdb::{Dialect, Framed, Item, KeyEntry, RdbError, RdbReader};
 use crate::server_version::ServerVersion;
 
 pub use dataset::DatasetDigest;
@@ -95,6 +96,22 @@ pub fn digest_rdb<R: Read>(
     }
 }
 
+/// A target named by the user must know the type of every key.
+fn known_type(rules: &Rules, k: &KeyEntry, dialect: Dialect) -> Result<(), DigestError> {
+    if rules.knows_type(k.rdb_type, dialect) {
+        return Ok(());
+    }
+    Err(DigestError::cannot_load(
+        &k.key,
+        format!(
+            "{} does not know type {} ({})",
+            rules.target,
+            k.rdb_type,
+            crate::rdb::code_name(k.rdb_type, dialect)
+        ),
+    ))
+}
+
 fn digest_loop<R: Read>(
     reader: &mut RdbReader<R>,
     opts: &DigestOptions,
@@ -135,7 +152,29 @@ fn digest_loop<R: Read>(
         *digest = Some(start(&None, &None)?);
     }
     let mut n = 0u64;
-    while let Some(item) = reader.next_item()? {
+    while let Some(framed) = reader.next_framed()? {
+        let item = match framed {
+            Framed::Item(item) => item,
+            Framed::Encoded {
+                key,
+                value_at,
+                encoded,
+            } => {
+                n += 1;
+                if n % 1024 == 0 {
+                    progress(reader.offset());
+                }
+                let d = match digest.as_mut() {
+                    Some(d) => d,
+                    None => digest.insert(start(&redis_ver, &valkey_ver)?),
+                };
+                if explicit {
+                    known_type(d.rules(), &key, header.dialect)?;
+                }
+                d.add_framed(key, value_at, encoded)?;
+                continue;
+            }
+        };
         n += 1;
         if n % 1024 == 0 {
             progress(reader.offset());
@@ -151,16 +190,8 @@ fn digest_loop<R: Read>(
                     Some(d) => d,
                     None => digest.insert(start(&redis_ver, &valkey_ver)?),
                 };
-                if explicit && !d.rules().knows_type(k.rdb_type, header.dialect) {
-                    return Err(DigestError::cannot_load(
-                        &k.key,
-                        format!(
-                            "{} does not know type {} ({})",
-                            d.rules().target,
-                            k.rdb_type,
-                            crate::rdb::code_name(k.rdb_type, header.dialect)
-                        ),
-                    ));
+                if explicit {
+                    known_type(d.rules(), &k, header.dialect)?;
                 }
                 d.add(k)?;
             }

@@ -18,6 +18,7 @@ use crate::rdb::{decode_value, Dialect, KeyEntry, Value};
 
 use super::dataset::DatasetDigest;
 use super::error::DigestError;
+use super::framed::Ready;
 use super::mix::Acc;
 use super::target::Rules;
 
@@ -46,6 +47,8 @@ struct Pending {
     key: Box<KeyEntry>,
     decode: Option<u8>,
     held: Option<Box<dyn Held>>,
+    /// The value as framed by the reader: its offset in the file, and its bytes.
+    framed: Option<(u64, Vec<u8>)>,
 }
 
 /// A plain byte buffer as a held value: nothing is remembered.
@@ -56,32 +59,59 @@ impl Held for Vec<u8> {
     fn remember(&self, _: u32, _: &Acc) {}
 }
 
-/// Decode what came encoded: the batch as [`DatasetDigest::add_batch`] takes it, and
-/// where each key's digest is remembered. A value that does not decode is reported at its
-/// key's offset.
-#[allow(clippy::type_complexity)]
-fn decoded(
-    batch: Vec<Pending>,
-) -> Result<(Vec<Box<KeyEntry>>, Vec<Option<Box<dyn Held>>>), (u64, DigestError)> {
+/// Decoded keys as [`DatasetDigest::add_batch`] takes them, and where each key's digest
+/// is remembered.
+type Decoded = (Vec<Box<KeyEntry>>, Vec<Option<Box<dyn Held>>>);
+
+/// Decode what came encoded, folding into `d` the framed collections digested in place:
+/// the rest of the batch, and the first key that failed (at its offset) if one did; the
+/// keys after it are left out.
+fn decoded(batch: Vec<Pending>, d: &mut DatasetDigest) -> (Decoded, Option<(u64, DigestError)>) {
     let mut keys = Vec::with_capacity(batch.len());
     let mut held = Vec::with_capacity(batch.len());
+    let (rules, now_ms) = (*d.rules(), d.now_ms());
     for p in batch {
         let mut k = p.key;
+        if let Some((at, bytes)) = p.framed {
+            let r = match super::framed::ready(&mut k, at, bytes, &rules, now_ms) {
+                Ok(Ready::Decoded) => Ok(()),
+                Ok(Ready::Body(body)) => match d.add_body(&k, body) {
+                    Ok(()) => continue,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(DigestError::Read(e)),
+            };
+            if let Err(e) = r {
+                return ((keys, held), Some((k.offset, e)));
+            }
+        }
         if let (Some(ty), Some(h)) = (p.decode, &p.held) {
-            k.value = decode_value(ty, h.encoded(), Dialect::Redis).map_err(|e| {
-                (
-                    k.offset,
-                    DigestError::CannotLoad(format!(
+            match decode_value(ty, h.encoded(), Dialect::Redis) {
+                Ok(v) => k.value = v,
+                Err(e) => {
+                    let e = DigestError::CannotLoad(format!(
                         "key {}: {e}",
                         crate::rdb::error::escape_key(&k.key)
-                    )),
-                )
-            })?;
+                    ));
+                    return ((keys, held), Some((k.offset, e)));
+                }
+            }
         }
         keys.push(k);
         held.push(p.held);
     }
-    Ok((keys, held))
+    ((keys, held), None)
+}
+
+/// Digest a batch: the earliest error in it, if any.
+fn add_pending(
+    d: &mut DatasetDigest,
+    tag: u32,
+    batch: Vec<Pending>,
+) -> Result<(), (u64, DigestError)> {
+    let ((keys, held), failed) = decoded(batch, d);
+    add_decoded(d, tag, &keys, &held)?;
+    failed.map_or(Ok(()), Err)
 }
 
 /// Whether a key's digest is the same at any time it is kept: not so for a hash whose
@@ -133,8 +163,7 @@ fn work(rx: &Mutex<Receiver<Vec<Pending>>>, mut d: DatasetDigest) -> Outcome {
             Err(p) => p.into_inner().recv(),
         };
         let Ok(batch) = batch else { return Ok(d) };
-        let (keys, held) = decoded(batch)?;
-        add_decoded(&mut d, tag, &keys, &held)?;
+        add_pending(&mut d, tag, batch)?;
     }
 }
 
@@ -172,6 +201,23 @@ impl ParallelDigest {
             key: k,
             decode: None,
             held: None,
+            framed: None,
+        })
+    }
+
+    /// A key whose value the reader only framed ([`crate::rdb::Framed::Encoded`]): decoded
+    /// by a worker, an error placed in the file by `value_at`.
+    pub fn add_framed(
+        &mut self,
+        k: Box<KeyEntry>,
+        value_at: u64,
+        encoded: Vec<u8>,
+    ) -> Result<(), DigestError> {
+        self.push(Pending {
+            key: k,
+            decode: None,
+            held: None,
+            framed: Some((value_at, encoded)),
         })
     }
 
@@ -185,6 +231,7 @@ impl ParallelDigest {
             key: k,
             decode: None,
             held: Some(held),
+            framed: None,
         })
     }
 
@@ -196,6 +243,7 @@ impl ParallelDigest {
             key: k,
             decode: Some(ty),
             held: Some(held),
+            framed: None,
         })
     }
 
@@ -218,8 +266,7 @@ impl ParallelDigest {
     fn push(&mut self, p: Pending) -> Result<(), DigestError> {
         let Some(tx) = &self.tx else {
             let tag = self.base.rules().tag();
-            let (keys, held) = decoded(vec![p]).map_err(|(_, e)| e)?;
-            return add_decoded(&mut self.base, tag, &keys, &held).map_err(|(_, e)| e);
+            return add_pending(&mut self.base, tag, vec![p]).map_err(|(_, e)| e);
         };
         let k = &p.key;
         if self.batch.is_empty() {

@@ -238,7 +238,7 @@ impl<R: Read> Input<R> {
 
     /// Start keeping a copy of every byte consumed (for opaque module payloads).
     pub fn start_recording(&mut self) {
-        self.record = Some(Vec::new());
+        self.record = Some(Vec::with_capacity(64));
     }
 
     pub fn take_recording(&mut self) -> Vec<u8> {

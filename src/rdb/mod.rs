@@ -12,6 +12,7 @@ mod blob;
 pub mod collect;
 pub mod crc;
 pub mod error;
+mod frame;
 mod hash_ttl;
 pub mod input;
 mod key_meta;
@@ -24,11 +25,12 @@ mod redis88;
 mod stream;
 mod stream_idmp;
 pub mod value;
+pub mod view;
 pub mod writer;
 
 pub use error::{ErrorKind, RdbError, Result};
 pub use input::Limits;
-pub use parser::{Checksum, Header, Item, KeyEntry, Options, RdbReader};
+pub use parser::{Checksum, Framed, Header, Item, KeyEntry, Options, RdbReader};
 pub use prim::parse_double;
 pub use value::Value;
 

@@ -168,6 +168,23 @@ pub struct RdbReader<R> {
     templates: super::redis88::Templates,
     done: bool,
     stop_after_trailer: bool,
+    /// Hand values of the framed types over still encoded ([`Self::next_framed`]).
+    frame: bool,
+    /// The last key's value, framed: where it starts in the file, and its bytes.
+    framed: Option<(u64, Vec<u8>)>,
+}
+
+/// What [`RdbReader::next_framed`] gives: a record, or a key whose value is still in its
+/// RDB encoding (`key.value` is an empty string; decode `encoded` with
+/// [`super::decode_value`] as type `key.rdb_type`; `value_at` is its offset in the file).
+#[derive(Debug)]
+pub enum Framed {
+    Item(Item),
+    Encoded {
+        key: Box<KeyEntry>,
+        value_at: u64,
+        encoded: Vec<u8>,
+    },
 }
 
 impl<R: Read> RdbReader<R> {
@@ -184,6 +201,8 @@ impl<R: Read> RdbReader<R> {
             templates: Default::default(),
             done: false,
             stop_after_trailer: opts.stop_after_trailer,
+            frame: false,
+            framed: None,
         })
     }
 
@@ -204,6 +223,24 @@ impl<R: Read> RdbReader<R> {
     /// The next record, or `None` after [`Item::End`].
     pub fn next_item(&mut self) -> Result<Option<Item>> {
         self.next_item_with(None)
+    }
+
+    /// [`Self::next_item`], except that a key of a common type comes with its value only
+    /// framed, not decoded: for a caller that decodes values on other threads. The
+    /// lengths are checked here; the contents are not (the decoder does).
+    pub fn next_framed(&mut self) -> Result<Option<Framed>> {
+        self.frame = true;
+        let item = self.next_item_with(None);
+        self.frame = false;
+        let item = item?;
+        Ok(match (item, self.framed.take()) {
+            (Some(Item::Key(key)), Some((value_at, encoded))) => Some(Framed::Encoded {
+                key,
+                value_at,
+                encoded,
+            }),
+            (item, _) => item.map(Framed::Item),
+        })
     }
 
     /// [`Self::next_item`], handing a big collection's elements to `collect` as they are
@@ -324,8 +361,18 @@ impl<R: Read> RdbReader<R> {
             ));
         }
         let key = self.inp.read_string("key name")?;
-        let value = read_object(&mut self.inp, ty, dialect, &self.templates, collect)
-            .map_err(|e| e.with_key(&key))?;
+        let value = if self.frame && super::frame::framed(ty) {
+            let value_at = self.inp.offset();
+            self.inp.start_recording();
+            let r = super::frame::skip_object(&mut self.inp, ty);
+            let encoded = self.inp.take_recording();
+            r.map_err(|e| e.with_key(&key))?;
+            self.framed = Some((value_at, encoded));
+            Value::String(Vec::new())
+        } else {
+            read_object(&mut self.inp, ty, dialect, &self.templates, collect)
+                .map_err(|e| e.with_key(&key))?
+        };
         // Hints apply to the next key only, across any records in between
         // (servers keep them through AUX, SELECTDB, … until a key is read).
         let p = std::mem::take(&mut self.pending);

@@ -148,7 +148,7 @@ impl<R: Read> Input<R> {
 
 /// A length that was refused is reported at the offset of its own field, where an operator
 /// looking at a hex dump finds it.
-fn at_length_field(mut e: super::error::RdbError, at: u64) -> super::error::RdbError {
+pub(super) fn at_length_field(mut e: super::error::RdbError, at: u64) -> super::error::RdbError {
     if matches!(
         e.kind,
         ErrorKind::LengthExceedsInput { .. } | ErrorKind::LengthExceedsCap { .. }
