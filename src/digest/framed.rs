@@ -13,8 +13,8 @@ use crate::rdb::types::{
     HASH, HASH_LISTPACK, HASH_ZIPLIST, LIST, LIST_QUICKLIST, LIST_QUICKLIST_2, LIST_ZIPLIST,
     STRING, ZSET_LISTPACK, ZSET_ZIPLIST,
 };
-use crate::rdb::view::{self, Piece};
-use crate::rdb::{decode_value, Dialect, KeyEntry, RdbError, Value};
+use crate::rdb::view;
+use crate::rdb::{decode_value, Dialect, KeyEntry, RdbError};
 
 use super::elements;
 use super::mix::{mix_in, Acc};
@@ -39,22 +39,12 @@ pub(super) fn ready(
 ) -> Result<Ready, RdbError> {
     let ty = k.rdb_type;
     if ty == STRING {
-        match view::string(&encoded) {
-            Some(Piece::Str(s)) => {
-                let prefix = encoded.len() - s.len();
-                encoded.drain(..prefix);
-                k.value = Value::String(encoded);
+        match view::string_value(ty, encoded) {
+            Ok(v) => {
+                k.value = v;
                 return Ok(Ready::Decoded);
             }
-            Some(Piece::Int(i)) => {
-                k.value = Value::String(i.to_string().into_bytes());
-                return Ok(Ready::Decoded);
-            }
-            Some(Piece::Owned(v)) => {
-                k.value = Value::String(v);
-                return Ok(Ready::Decoded);
-            }
-            None => {}
+            Err(e) => encoded = e,
         }
     } else if view::viewed(ty) {
         let elems = view::pieces(ty, &encoded).and_then(|p| {
@@ -168,7 +158,7 @@ mod tests {
     use super::*;
     use crate::rdb::value::HashField;
     use crate::rdb::writer::{encode_value, KeyRecord, Target, WriteOptions};
-    use crate::rdb::KeyEntry;
+    use crate::rdb::{KeyEntry, Value};
 
     fn entry(ty: u8, value: Value) -> KeyEntry {
         KeyEntry {

@@ -136,7 +136,13 @@ pub fn load_rdb<R: Read>(
 fn payload_fits(ty: u8, target: &Target) -> bool {
     match ty {
         STRING | LIST | SET | ZSET_2 | HASH | SET_INTSET | MODULE_2 => true,
-        HASH_LISTPACK | ZSET_LISTPACK | LIST_QUICKLIST_2 => target.listpacks(),
+        HASH_LISTPACK | LIST_QUICKLIST_2 => target.listpacks(),
+        // Scores are text in a listpack, printed as each server's `d2string` does: the
+        // held bytes may carry another server's text ("0.1" where Redis 7.0 writes
+        // "0.10000000000000001"), so they are copied only where that text is the target's.
+        ZSET_LISTPACK => {
+            target.listpacks() && target.server.score_text() == crate::dtoa::ScoreText::Fpconv
+        }
         SET_LISTPACK => target.set_listpack(),
         STREAM_LISTPACKS_3 => target.valkey_magic || target.rdb_version >= 11,
         _ => false,

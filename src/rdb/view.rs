@@ -13,6 +13,7 @@ use super::lzf;
 use super::packed::{self, Elem};
 use super::prim::{ENC_INT16, ENC_INT32, ENC_INT8, ENC_LZF};
 use super::types::*;
+use super::value::Value;
 
 /// One element of a plain encoding, or one packed blob: bytes in the value, an integer,
 /// or bytes that had to be decompressed.
@@ -140,6 +141,25 @@ pub fn string(b: &[u8]) -> Option<Piece<'_>> {
     };
     let p = c.string()?;
     (c.left() == 0).then_some(p)
+}
+
+/// A string value (type 0) as a [`Value`], its bytes kept where they are in `encoded`
+/// (moved to its front); `Err(encoded)` for another type or a damaged string.
+pub fn string_value(ty: u8, mut encoded: Vec<u8>) -> Result<Value, Vec<u8>> {
+    if ty != STRING {
+        return Err(encoded);
+    }
+    let v = match string(&encoded) {
+        Some(Piece::Str(s)) => {
+            let prefix = encoded.len() - s.len();
+            encoded.drain(..prefix);
+            encoded
+        }
+        Some(Piece::Int(i)) => i.to_string().into_bytes(),
+        Some(Piece::Owned(v)) => v,
+        None => return Err(encoded),
+    };
+    Ok(Value::String(v))
 }
 
 /// The pieces of a collection of a [`viewed`] type.

@@ -100,6 +100,9 @@ impl TargetUrl {
 pub struct Name {
     pub db: u64,
     pub key: Vec<u8>,
+    /// 0: a command of this key alone. n > 0: an `MSETNX`/`MSET` of `n` strings, `key`
+    /// the first (all of them written, or, on a refusal, none).
+    pub group: u32,
 }
 
 /// A target's refusal of one command that carried a key.
@@ -123,18 +126,34 @@ impl Batch {
         self.names.push(name);
     }
 
+    /// A command whose leading arguments are `head` and whose other `args` arguments
+    /// are already RESP-encoded in `tail` ([`encode_bulk`]).
+    pub fn push_encoded(&mut self, head: &[&[u8]], tail: &[u8], args: usize, name: Option<Name>) {
+        let _ = write!(self.bytes, "*{}\r\n", head.len() + args);
+        for a in head {
+            encode_bulk(a, &mut self.bytes);
+        }
+        self.bytes.extend_from_slice(tail);
+        self.names.push(name);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+}
+
+/// One RESP bulk string.
+pub fn encode_bulk(a: &[u8], out: &mut Vec<u8>) {
+    let _ = write!(out, "${}\r\n", a.len());
+    out.extend_from_slice(a);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// RESP encoding of one command, without a temporary string per argument.
 fn encode(args: &[&[u8]], out: &mut Vec<u8>) {
     let _ = write!(out, "*{}\r\n", args.len());
     for a in args {
-        let _ = write!(out, "${}\r\n", a.len());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
+        encode_bulk(a, out);
     }
 }
 
@@ -225,7 +244,7 @@ impl Conn {
 
     /// Read the replies of a batch written before. A refused command that names a key is
     /// returned; one that does not is an error. A nil reply (`SET … NX` on an existing
-    /// key) is the refusal RESTORE would have given.
+    /// key), or 0 from an `MSETNX`, is the refusal RESTORE would have given.
     pub fn read_replies(&mut self, names: Vec<Option<Name>>) -> Result<Vec<Refused>, ConnError> {
         let mut refused = Vec::new();
         for name in names {
@@ -233,9 +252,14 @@ impl Conn {
                 .link
                 .read_frame()
                 .map_err(|e| self.fail(format!("reply: {e}")))?;
-            let error = match f {
-                Frame::Error(e) => String::from_utf8_lossy(&e).into_owned(),
-                Frame::Bulk(None) => "BUSYKEY Target key name already exists.".to_string(),
+            let error = match (f, &name) {
+                (Frame::Error(e), _) => String::from_utf8_lossy(&e).into_owned(),
+                (Frame::Bulk(None), _) => "BUSYKEY Target key name already exists.".to_string(),
+                // MSETNX writes none of its keys when one exists.
+                (Frame::Integer(0), Some(n)) if n.group > 0 => format!(
+                    "BUSYKEY one of the {} keys sent together from this one on (MSETNX) already exists; none of them was written",
+                    n.group
+                ),
                 _ => continue,
             };
             match name {

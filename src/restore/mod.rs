@@ -20,6 +20,7 @@
 
 pub mod cluster;
 pub mod conn;
+mod pipeline;
 pub mod plain;
 mod sink;
 
@@ -34,9 +35,10 @@ pub use conn::{Batch, Conn, ConnError, Name, Refused, TargetUrl};
 use crate::digest::parallel::default_workers;
 use crate::digest::Rules;
 use crate::rdb::writer::Target;
-use crate::rdb::{Item, RdbReader};
+use crate::rdb::{Framed, Item, RdbReader};
 use crate::replication::tls::TlsSettings;
-use sink::{io_loop, Probe, Sink, IN_FLIGHT};
+use pipeline::{io_loop, IN_FLIGHT};
+use sink::{Probe, Sink};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -157,28 +159,42 @@ impl Feeder<'_, '_> {
     ) -> Result<(), RestoreError> {
         loop {
             let item = reader
-                .next_item()
+                .next_framed()
                 .map_err(|e| RestoreError::Source(e.to_string()))?;
-            let Some(item) = item else { break };
-            let k = match item {
-                Item::Function { code } => {
-                    // A set's shards each hold the libraries: loaded once per target.
-                    if !self.functions.contains(&code) {
-                        for s in &mut self.sinks {
-                            s.function(&code)?;
+            let (k, encoded) = match item {
+                None => break,
+                Some(Framed::Encoded {
+                    key,
+                    value_at,
+                    encoded,
+                }) => (key, Some((value_at, encoded))),
+                Some(Framed::Item(item)) => (
+                    match item {
+                        Item::Function { code } => {
+                            // A set's shards each hold the libraries: loaded once per target.
+                            if !self.functions.contains(&code) {
+                                for s in &mut self.sinks {
+                                    s.function(&code)?;
+                                }
+                                self.functions.insert(code);
+                            }
+                            continue;
                         }
-                        self.functions.insert(code);
-                    }
-                    continue;
-                }
-                Item::Key(k) => k,
-                _ => continue,
+                        Item::Key(k) => k,
+                        _ => continue,
+                    },
+                    None,
+                ),
             };
             let i = self.router.target_of(&k.key);
             let Some(sink) = self.sinks.get_mut(i) else {
                 return Err(RestoreError::Source(format!("no target for route {i}")));
             };
-            if sink.key(k)? {
+            let dispatched = match encoded {
+                Some((value_at, encoded)) => sink.key_encoded(k, value_at, encoded)?,
+                None => sink.key(k)?,
+            };
+            if dispatched {
                 let keys = self.keys_restored();
                 progress(reader.offset(), keys);
                 if self.opts.rate > 0 {
@@ -231,7 +247,15 @@ pub fn restore_routed(
             let (btx, brx) = sync_channel(IN_FLIGHT);
             let (rtx, rrx) = channel();
             sc.spawn(move || io_loop(conn, brx, rtx));
-            sinks.push(Sink::new(p, opts, btx, rrx, now_ms, workers));
+            sinks.push(Sink::new(
+                p,
+                opts,
+                btx,
+                rrx,
+                now_ms,
+                workers,
+                matches!(router, Router::One),
+            ));
         }
         let mut f = Feeder {
             sinks,

@@ -1,173 +1,25 @@
-//! One restore target's side of a restore: its pipeline of batches (written by an I/O
-//! thread, [`io_loop`], up to [`IN_FLIGHT`] ahead of their replies), the commands each key
-//! becomes for that target's version ([`send_key`]), its counts and the digest of what was
-//! sent to it. A single-server restore has one [`Sink`]; a cluster restore one per target
-//! primary, keys routed to them by slot (`super::cluster`).
+//! One restore target's side of a restore: the commands each key becomes for that
+//! target's version ([`send_key`]; strings without an expiry gathered into one `MSETNX`
+//! on a single server, a collection the target loads as the file holds it sent as is,
+//! [`Sink::key_encoded`]), handed to its pipeline ([`super::pipeline`]), its counts and
+//! the digest of what was sent to it. A single-server restore has one [`Sink`]; a cluster
+//! restore one per target primary, keys routed to them by slot (`super::cluster`).
 //!
 //! Owns the per-target work, not which target a key goes to. It must never hold more than
-//! a few batches of commands per target (bounded channels), never count a refusal twice,
-//! and never let `keep_going` pass over a key the target redirected (MOVED/ASK: the slot
-//! is served elsewhere, the key would be lost silently).
+//! a few batches of commands per target (bounded channels), and never group keys that may
+//! belong to different slots (a cluster refuses such a command).
 
-use std::collections::VecDeque;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, SyncSender};
 
-use super::conn::{Batch, Conn, ConnError, Name, Refused};
+use super::conn::{encode_bulk, Batch, ConnError, Name, Refused};
+use super::pipeline::Pipeline;
 use super::plain;
 use super::{dump_payload, RestoreError, RestoreOptions, RestoreSummary};
 use crate::digest::ParallelDigest;
 use crate::rdb::value::Value;
+use crate::rdb::view;
 use crate::rdb::writer::{encode_value, KeyRecord, Target, WriteOptions};
-use crate::rdb::KeyEntry;
-
-/// Commands per batch at most, whatever `batch` says, and bytes per batch.
-const BATCH_BYTES: usize = 8 << 20;
-/// Batches written before their replies are read.
-pub(crate) const IN_FLIGHT: usize = 2;
-
-/// The writer side: batches out to the I/O thread, refusals back, counted once per key.
-struct Pipeline<'o> {
-    opts: &'o RestoreOptions,
-    batch: Batch,
-    max_cmds: usize,
-    tx: Option<SyncSender<Batch>>,
-    rx: Receiver<Result<Vec<Refused>, ConnError>>,
-    last_failed: Option<Name>,
-    dispatched: usize,
-    answered: usize,
-}
-
-impl Pipeline<'_> {
-    fn push(
-        &mut self,
-        s: &mut RestoreSummary,
-        args: &[&[u8]],
-        name: Option<Name>,
-    ) -> Result<(), RestoreError> {
-        self.batch.push(args, name);
-        if self.batch.names.len() >= self.max_cmds || self.batch.bytes.len() >= BATCH_BYTES {
-            self.dispatch(s)?;
-        }
-        Ok(())
-    }
-
-    fn dispatch(&mut self, s: &mut RestoreSummary) -> Result<(), RestoreError> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let b = std::mem::take(&mut self.batch);
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(b).is_ok());
-        if !sent {
-            // The I/O thread stopped: its error is waiting.
-            return self.wait_all(s);
-        }
-        self.dispatched += 1;
-        while let Ok(r) = self.rx.try_recv() {
-            self.answered += 1;
-            self.count(s, r)?;
-        }
-        Ok(())
-    }
-
-    fn count(
-        &mut self,
-        s: &mut RestoreSummary,
-        r: Result<Vec<Refused>, ConnError>,
-    ) -> Result<(), RestoreError> {
-        for Refused { name, error } in r? {
-            if self.last_failed.as_ref() != Some(&name) {
-                s.keys_failed += 1;
-                s.keys_restored -= 1;
-            }
-            let key = crate::rdb::error::escape_key(&name.key);
-            if error.starts_with("MOVED ") || error.starts_with("ASK ") {
-                // The slot is served elsewhere now: never counted away by keep_going.
-                return Err(RestoreError::Moved {
-                    db: name.db,
-                    key,
-                    what: error,
-                });
-            }
-            if !self.opts.keep_going {
-                return Err(RestoreError::Key {
-                    db: name.db,
-                    key,
-                    what: error,
-                });
-            }
-            eprintln!("warning: key {key} (db {}): {error}", name.db);
-            self.last_failed = Some(name);
-        }
-        Ok(())
-    }
-
-    /// Send what is left and wait for every reply.
-    fn wait_all(&mut self, s: &mut RestoreSummary) -> Result<(), RestoreError> {
-        if !self.batch.is_empty() {
-            let b = std::mem::take(&mut self.batch);
-            if self.tx.as_ref().is_some_and(|tx| tx.send(b).is_ok()) {
-                self.dispatched += 1;
-            }
-        }
-        self.tx = None;
-        while self.answered < self.dispatched {
-            let Ok(r) = self.rx.recv() else { break };
-            self.answered += 1;
-            self.count(s, r)?;
-        }
-        // An I/O error after the last batch it took.
-        if let Ok(r) = self.rx.try_recv() {
-            self.count(s, r)?;
-        }
-        Ok(())
-    }
-}
-
-/// The I/O thread: writes up to [`IN_FLIGHT`] batches ahead of their replies, so the
-/// target never waits for the next batch while this side reads the last one's replies.
-pub(crate) fn io_loop(
-    conn: &mut Conn,
-    rx: Receiver<Batch>,
-    tx: Sender<Result<Vec<Refused>, ConnError>>,
-) {
-    let mut inflight: VecDeque<Vec<Option<Name>>> = VecDeque::new();
-    let mut open = true;
-    loop {
-        while open && inflight.len() < IN_FLIGHT {
-            let b = if inflight.is_empty() {
-                match rx.recv() {
-                    Ok(b) => b,
-                    Err(_) => {
-                        open = false;
-                        break;
-                    }
-                }
-            } else {
-                match rx.try_recv() {
-                    Ok(b) => b,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
-                }
-            };
-            if let Err(e) = conn.write_batch(&b) {
-                let _ = tx.send(Err(e));
-                return;
-            }
-            inflight.push_back(b.names);
-        }
-        let Some(names) = inflight.pop_front() else {
-            return;
-        };
-        let r = conn.read_replies(names);
-        let failed = r.is_err();
-        if tx.send(r).is_err() || failed {
-            return;
-        }
-    }
-}
+use crate::rdb::{decode_value, Dialect, KeyEntry};
 
 /// What a target is, learnt before anything is written to it.
 #[derive(Debug, Clone)]
@@ -184,20 +36,40 @@ pub(crate) struct Probe {
     pub plain_strings: bool,
 }
 
+/// Strings without an expiry sent together in one `MSETNX` (`MSET` when replacing):
+/// a target spends far less on one command of many keys than on as many `SET`s.
+#[derive(Default)]
+struct Group {
+    /// key, value, key, value, … RESP-encoded.
+    tail: Vec<u8>,
+    keys: u32,
+    first: Vec<u8>,
+    db: u64,
+}
+
+/// Strings per group at most, and bytes of arguments.
+const GROUP_KEYS: u32 = 64;
+const GROUP_BYTES: usize = 256 << 10;
+
 /// One target: its pipeline, its counts, the digest of what it was sent.
 pub(crate) struct Sink<'o> {
     p: Pipeline<'o>,
+    /// Strings waiting to be sent together (`None`: each is sent alone, as on a cluster,
+    /// where keys of different slots cannot share a command).
+    group: Option<Group>,
     pub s: RestoreSummary,
     digester: Option<ParallelDigest>,
     target: Target,
+    /// What the target loads (the types it knows).
+    rules: crate::digest::Rules,
     plain_strings: bool,
     replace: bool,
     max_bulk: u64,
     now_ms: i64,
-    db_selected: Option<u64>,
 }
 
 impl<'o> Sink<'o> {
+    /// `group_strings`: strings may share a command (a single server, not a cluster).
     pub fn new(
         probe: &Probe,
         opts: &'o RestoreOptions,
@@ -205,18 +77,11 @@ impl<'o> Sink<'o> {
         rx: Receiver<Result<Vec<Refused>, ConnError>>,
         now_ms: i64,
         workers: usize,
+        group_strings: bool,
     ) -> Self {
         Sink {
-            p: Pipeline {
-                opts,
-                batch: Batch::default(),
-                max_cmds: opts.batch.max(1),
-                tx: Some(tx),
-                rx,
-                last_failed: None,
-                dispatched: 0,
-                answered: 0,
-            },
+            group: (group_strings && probe.plain_strings).then(Group::default),
+            p: Pipeline::new(opts, tx, rx),
             s: RestoreSummary {
                 target_version: probe.version.clone(),
                 ..RestoreSummary::default()
@@ -225,11 +90,11 @@ impl<'o> Sink<'o> {
                 .digestible
                 .then(|| ParallelDigest::new(probe.rules, now_ms, workers.max(1))),
             target: probe.target,
+            rules: probe.rules,
             plain_strings: probe.plain_strings,
             replace: opts.replace || opts.flush,
             max_bulk: probe.max_bulk,
             now_ms,
-            db_selected: None,
         }
     }
 
@@ -245,24 +110,98 @@ impl<'o> Sink<'o> {
         Ok(())
     }
 
-    /// Send one key (unless filtered out or already expired); whether a batch went out.
-    pub fn key(&mut self, k: Box<KeyEntry>) -> Result<bool, RestoreError> {
+    /// Whether `k` is to be sent (its database wanted, `loadable` by a server now); when
+    /// it is, its database is selected and it is counted as restored.
+    fn admit(&mut self, k: &KeyEntry, loadable: bool) -> Result<bool, RestoreError> {
         let opts = self.p.opts;
         if !opts.dbs.is_empty() && !opts.dbs.contains(&k.db) {
             return Ok(false);
         }
-        if !k.loadable(self.now_ms) {
+        if !loadable {
             self.s.keys_expired_skipped += 1;
             return Ok(false);
         }
-        let dispatched = self.p.dispatched;
-        if self.db_selected != Some(k.db) {
-            let db = k.db.to_string();
-            self.p
-                .push(&mut self.s, &[b"SELECT", db.as_bytes()], None)?;
-            self.db_selected = Some(k.db);
+        if self.p.db != Some(k.db) {
+            // The strings waiting belong to the database selected before.
+            self.flush_group()?;
+            self.p.select(&mut self.s, k.db)?;
         }
         self.s.keys_restored += 1;
+        Ok(true)
+    }
+
+    /// Send a key whose value the reader only framed ([`crate::rdb::Framed::Encoded`]):
+    /// a collection the target loads in this encoding goes as it is in the file, in a
+    /// `RESTORE` (the target then does what loading the file would: no decoding and
+    /// re-encoding here, and a packed blob costs the target a copy where a plain encoding
+    /// costs it an allocation per element); anything else is decoded and sent by
+    /// [`Self::key`]. Whether a batch went out.
+    pub fn key_encoded(
+        &mut self,
+        mut k: Box<KeyEntry>,
+        value_at: u64,
+        encoded: Vec<u8>,
+    ) -> Result<bool, RestoreError> {
+        let ty = k.rdb_type;
+        // The framed types mean the same in both dialects.
+        let as_is = ty != crate::rdb::types::STRING
+            && k.meta.is_empty()
+            && self.rules.knows_type(ty, Dialect::Redis)
+            && encoded.len() as u64 + 11 <= self.max_bulk;
+        // Checked as the decoder would, and not empty (a target refuses an empty value).
+        let elements = as_is
+            .then(|| view::pieces(ty, &encoded).and_then(|p| p.elements().map(|e| e.len())))
+            .flatten();
+        let Some(elements) = elements else {
+            k.value = match view::string_value(ty, encoded) {
+                Ok(v) => v,
+                Err(encoded) => decode_value(ty, &encoded, Dialect::Redis).map_err(|mut e| {
+                    e.offset += value_at;
+                    RestoreError::Source(e.with_key(&k.key).to_string())
+                })?,
+            };
+            return self.key(k);
+        };
+        let dispatched = self.p.dispatched;
+        let expired = matches!(k.expire_ms, Some(t) if t < self.now_ms);
+        if !self.admit(&k, elements > 0 && !expired)? {
+            return Ok(false);
+        }
+        let payload = dump_payload(ty, &encoded, self.target.rdb_version);
+        self.s.bytes_sent += payload.len() as u64;
+        let name = Name {
+            db: k.db,
+            key: k.key.clone(),
+            group: 0,
+        };
+        let mut failed = None;
+        restore_cmd(&k, &payload, self.replace, &mut |args| {
+            if failed.is_none() {
+                failed = self.p.push(&mut self.s, args, Some(name.clone())).err();
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if let Some(d) = self.digester.as_mut() {
+            d.add_framed(k, value_at, encoded)
+                .map_err(|e| RestoreError::Source(e.to_string()))?;
+        }
+        Ok(self.p.dispatched != dispatched)
+    }
+
+    /// Send one key (unless filtered out or already expired); whether a batch went out.
+    pub fn key(&mut self, k: Box<KeyEntry>) -> Result<bool, RestoreError> {
+        let dispatched = self.p.dispatched;
+        if !self.admit(&k, k.loadable(self.now_ms))? {
+            return Ok(false);
+        }
+        if self.grouped(&k)? {
+            if let Some(d) = self.digester.as_mut() {
+                d.add(k).map_err(|e| RestoreError::Source(e.to_string()))?;
+            }
+            return Ok(self.p.dispatched != dispatched);
+        }
         let sent = send_key(
             &mut self.p,
             &mut self.s,
@@ -275,7 +214,7 @@ impl<'o> Sink<'o> {
         );
         match sent {
             // Refused on this side (it cannot be sent): counted like a target's refusal.
-            Err(RestoreError::Key { db, key, what }) if opts.keep_going => {
+            Err(RestoreError::Key { db, key, what }) if self.p.opts.keep_going => {
                 self.s.keys_restored -= 1;
                 self.s.keys_failed += 1;
                 eprintln!("warning: key {key} (db {db}): {what}");
@@ -288,9 +227,61 @@ impl<'o> Sink<'o> {
         Ok(self.p.dispatched != dispatched)
     }
 
+    /// Add `k` to the group of strings when it is a string that can go there (no expiry,
+    /// no LRU/LFU hint, no metadata, not too long); whether it went.
+    fn grouped(&mut self, k: &KeyEntry) -> Result<bool, RestoreError> {
+        let Some(g) = self.group.as_mut() else {
+            return Ok(false);
+        };
+        let Value::String(v) = &k.value else {
+            return Ok(false);
+        };
+        if k.expire_ms.is_some()
+            || k.idle.is_some()
+            || k.freq.is_some()
+            || !k.meta.is_empty()
+            || v.len() as u64 > self.max_bulk
+            || v.len() > GROUP_BYTES
+        {
+            return Ok(false);
+        }
+        if g.keys == 0 {
+            g.first.clone_from(&k.key);
+            g.db = k.db;
+        }
+        encode_bulk(&k.key, &mut g.tail);
+        encode_bulk(v, &mut g.tail);
+        g.keys += 1;
+        self.s.bytes_sent += (k.key.len() + v.len()) as u64;
+        if g.keys >= GROUP_KEYS || g.tail.len() >= GROUP_BYTES {
+            self.flush_group()?;
+        }
+        Ok(true)
+    }
+
+    /// Send the strings waiting, as one command.
+    fn flush_group(&mut self) -> Result<(), RestoreError> {
+        let Some(g) = self.group.as_mut().filter(|g| g.keys > 0) else {
+            return Ok(());
+        };
+        let head: &[u8] = if self.replace { b"MSET" } else { b"MSETNX" };
+        let name = Name {
+            db: g.db,
+            key: std::mem::take(&mut g.first),
+            group: g.keys,
+        };
+        let r = self.p.push_group(&mut self.s, head, &g.tail, name);
+        g.tail.clear();
+        g.keys = 0;
+        r
+    }
+
     /// Send what is left, wait for every reply; the summary with the digest of what was sent.
     pub fn finish(mut self) -> Result<RestoreSummary, RestoreError> {
-        self.p.wait_all(&mut self.s)?;
+        let flushed = self.flush_group();
+        let waited = self.p.wait_all(&mut self.s);
+        flushed?;
+        waited?;
         if let Some(d) = self.digester {
             let d = d
                 .finish()
@@ -323,6 +314,7 @@ fn send_key(
         Some(Name {
             db: k.db,
             key: k.key.clone(),
+            group: 0,
         })
     };
     let mut failed = None;
@@ -351,8 +343,14 @@ fn send_key(
     }
     let payload = dump_payload(ty, &value, target.rdb_version);
     drop(value);
+    restore_cmd(k, &payload, replace, &mut emit);
+    failed.map_or(Ok(()), Err)
+}
+
+/// `RESTORE key ttl payload [ABSTTL] [REPLACE] [IDLETIME s | FREQ f]` for `k`.
+fn restore_cmd(k: &KeyEntry, payload: &[u8], replace: bool, emit: &mut dyn FnMut(&[&[u8]])) {
     let ttl = k.expire_ms.unwrap_or(0).to_string();
-    let mut args: Vec<&[u8]> = vec![b"RESTORE", &k.key, ttl.as_bytes(), &payload];
+    let mut args: Vec<&[u8]> = vec![b"RESTORE", &k.key, ttl.as_bytes(), payload];
     if k.expire_ms.is_some() {
         args.push(b"ABSTTL");
     }
@@ -367,5 +365,4 @@ fn send_key(
         args.extend([&b"FREQ"[..], f.as_bytes()]);
     }
     emit(&args);
-    failed.map_or(Ok(()), Err)
 }
