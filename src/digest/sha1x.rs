@@ -146,6 +146,36 @@ pub fn rehash(h: &Hash) -> Hash {
     output(&s[0])
 }
 
+/// The bytes of `s` (shorter than 16) as a little-endian number, read with at most two
+/// overlapping loads of 8, 4 or 1 bytes each, none outside `s`: a byte at a time was most
+/// of the time spent on a short message.
+#[inline(always)]
+fn tail(s: &[u8]) -> u128 {
+    let n = s.len();
+    let le8 = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+    let le4 = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
+    if n >= 8 {
+        // The last 8 bytes, shifted down past the ones the first load has.
+        let hi = if n > 8 {
+            le8(&s[n - 8..]) >> (8 * (16 - n))
+        } else {
+            0
+        };
+        u128::from(le8(&s[..8])) | u128::from(hi) << 64
+    } else if n >= 4 {
+        let hi = if n > 4 {
+            le4(&s[n - 4..]) >> (8 * (8 - n))
+        } else {
+            0
+        };
+        u128::from(le4(&s[..4])) | u128::from(hi) << 32
+    } else {
+        s.iter()
+            .enumerate()
+            .fold(0, |x, (i, &b)| x | u128::from(b) << (8 * i))
+    }
+}
+
 /// `out[i] = SHA1(msgs[i])` for every `i`, [`LANES`] at a time. `out` is as long as `msgs`.
 pub fn sha1_batch(msgs: &[&[u8]], out: &mut [Hash]) {
     debug_assert_eq!(msgs.len(), out.len());
@@ -356,14 +386,13 @@ mod ni {
                     unsafe { _mm_loadu_si128(m.as_ptr().add(off).cast()) }
                 } else {
                     // The tail (and the 0x80 after it), put together in a register from
-                    // byte reads: nothing is stored for the vector to be loaded from.
-                    let mut x = 0u128;
-                    if off <= n {
-                        for (i, &b) in m[off..n].iter().enumerate() {
-                            x |= (b as u128) << (8 * i);
-                        }
-                        x |= 0x80u128 << (8 * (n - off));
-                    }
+                    // reads inside the message: nothing is stored for the vector to be
+                    // loaded from.
+                    let x = if off <= n {
+                        super::tail(&m[off..n]) | 0x80u128 << (8 * (n - off))
+                    } else {
+                        0
+                    };
                     _mm_set_epi64x((x >> 64) as i64, x as i64)
                 };
                 let mut v = _mm_shuffle_epi8(v, rev);
@@ -415,6 +444,18 @@ mod tests {
                 x as u8
             })
             .collect()
+    }
+
+    #[test]
+    fn tails_are_read_whole() {
+        let bytes: Vec<u8> = (1..=16).collect();
+        for n in 0..16 {
+            let want = bytes[..n]
+                .iter()
+                .rev()
+                .fold(0u128, |x, &b| x << 8 | u128::from(b));
+            assert_eq!(tail(&bytes[..n]), want, "{n} bytes");
+        }
     }
 
     #[test]
