@@ -6,21 +6,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::TestServer;
-
-fn replisnap(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_replisnap"))
-        .args(args)
-        .output()
-        .expect("run replisnap");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::{replisnap, TestServer};
 
 const FILL: &str =
     "for i = 1, tonumber(ARGV[2]) do redis.call(ARGV[1], KEYS[1], 'member:' .. i) end";

@@ -12,25 +12,11 @@ mod daemon;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use daemon::{poll, Setup};
 use replisnap::storage::Manifest;
-use support::TestServer;
-
-/// Run the binary with `args` (no config added); (exit code, stdout, stderr).
-fn replisnap(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_replisnap"))
-        .args(args)
-        .output()
-        .expect("run replisnap");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::{replisnap, TestServer};
 
 /// A master with strings, collections, a stream and keys with TTLs,
 /// backed up once by the daemon; returns the setup, the master and the snapshot.

@@ -33,22 +33,11 @@ pub struct Pieces<'a> {
     containers: Vec<u64>,
 }
 
-/// Whether [`pieces`] reads values of type `ty` (the others: decode them).
+/// Whether [`pieces`] reads values of type `ty` (the others: decode them): the framed
+/// types but strings ([`string`]) and those whose elements are not all strings (sorted
+/// sets in the plain layout, with binary or text scores; zipmaps).
 pub fn viewed(ty: u8) -> bool {
-    matches!(
-        ty,
-        LIST | SET
-            | HASH
-            | LIST_ZIPLIST
-            | SET_INTSET
-            | ZSET_ZIPLIST
-            | HASH_ZIPLIST
-            | HASH_LISTPACK
-            | ZSET_LISTPACK
-            | SET_LISTPACK
-            | LIST_QUICKLIST
-            | LIST_QUICKLIST_2
-    )
+    super::frame::framed(ty) && !matches!(ty, STRING | ZSET | ZSET_2 | HASH_ZIPMAP)
 }
 
 /// A cursor over a value's bytes with the reader's checks.
