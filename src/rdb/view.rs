@@ -40,7 +40,9 @@ pub fn viewed(ty: u8) -> bool {
     super::frame::framed(ty) && !matches!(ty, STRING | ZSET | ZSET_2 | HASH_ZIPMAP)
 }
 
-/// A cursor over a value's bytes with the reader's checks.
+/// A cursor over a value's bytes with the reader's checks. Not [`super::input::Input`]:
+/// that one buffers a stream and keeps a CRC, whose setup per value was a measured part of
+/// decoding small values on the digest workers; the length encodings are those of `prim.rs`.
 struct Cursor<'a> {
     b: &'a [u8],
     pos: usize,

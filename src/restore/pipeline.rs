@@ -14,6 +14,7 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
 
 use super::conn::{Batch, Conn, ConnError, Name, Refused};
 use super::{RestoreError, RestoreOptions, RestoreSummary};
+use crate::resp::{parse_frame, Frame, Parsed};
 
 /// Bytes per batch at most, whatever the command count says.
 const BATCH_BYTES: usize = 8 << 20;
@@ -189,7 +190,7 @@ impl<'o> Pipeline<'o> {
                 key: kv[0].to_vec(),
                 group: 0,
             };
-            let mut args: Vec<&[u8]> = vec![b"SET", kv[0], kv[1]];
+            let mut args: Vec<&[u8]> = vec![b"SET", &kv[0], &kv[1]];
             if !replace {
                 args.push(b"NX");
             }
@@ -225,25 +226,13 @@ impl<'o> Pipeline<'o> {
 }
 
 /// The bulk strings of a RESP-encoded run of them (`$3\r\nabc\r\n…`), as this side wrote
-/// them; parsing stops at anything else.
-fn bulks(mut b: &[u8]) -> Vec<&[u8]> {
+/// them, read by the crate's RESP parser; reading stops at anything else.
+fn bulks(mut b: &[u8]) -> Vec<Vec<u8>> {
+    let limits = crate::resp::Limits::default();
     let mut out = Vec::new();
-    while let Some(rest) = b.strip_prefix(b"$") {
-        let Some(eol) = rest.iter().position(|&c| c == b'\r') else {
-            break;
-        };
-        let Some(n) = std::str::from_utf8(&rest[..eol])
-            .ok()
-            .and_then(|t| t.parse::<usize>().ok())
-        else {
-            break;
-        };
-        let start = eol + 2;
-        let Some(v) = rest.get(start..start + n) else {
-            break;
-        };
+    while let Ok(Parsed::Done(Frame::Bulk(Some(v)), n)) = parse_frame(b, &limits) {
         out.push(v);
-        b = rest.get(start + n + 2..).unwrap_or_default();
+        b = b.get(n..).unwrap_or_default();
     }
     out
 }
