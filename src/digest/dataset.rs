@@ -59,23 +59,38 @@ impl DatasetDigest {
         Ok(())
     }
 
-    /// Fold in a key whose digest but for the expiry mark was computed elsewhere
-    /// (`None`: an empty collection, which the server drops).
-    pub fn add_body(&mut self, entry: &KeyEntry, body: Option<Acc>) -> Result<(), DigestError> {
-        self.check_db(entry)?;
-        let expired = matches!(entry.expire_ms, Some(t) if t < self.now_ms);
-        match body {
-            Some(mut acc) if !expired => {
-                if entry.expire_ms.is_some() {
-                    mix::xor_raw(&mut acc, &KNOWN.expire_mark);
+    /// Fold in keys whose digests but for the expiry mark were computed elsewhere (`None`:
+    /// an empty collection, which the server drops), in file order: the first key in a
+    /// database the server does not have is the error, at its offset.
+    pub fn add_bodies(
+        &mut self,
+        bodies: &[(Box<KeyEntry>, Option<Acc>)],
+    ) -> Result<(), (u64, DigestError)> {
+        let mut kept = Vec::with_capacity(bodies.len());
+        let mut accs = Vec::with_capacity(bodies.len());
+        for (entry, body) in bodies {
+            self.check_db(entry).map_err(|e| (entry.offset, e))?;
+            let expired = matches!(entry.expire_ms, Some(t) if t < self.now_ms);
+            match body {
+                Some(acc) if !expired => {
+                    let mut acc = *acc;
+                    if entry.expire_ms.is_some() {
+                        mix::xor_raw(&mut acc, &KNOWN.expire_mark);
+                    }
+                    kept.push(entry.db);
+                    accs.push(acc);
                 }
-                self.add_digest(entry.db, &entry.key, Some(acc))
-            }
-            _ => {
-                self.dropped += 1;
-                Ok(())
+                _ => self.dropped += 1,
             }
         }
+        // xor_in(db, key digest) hashes the key's digest first: side by side.
+        rehash_batch(&mut accs);
+        for (db, a) in kept.into_iter().zip(&accs) {
+            let slot = self.dbs.entry(db).or_insert(([0u8; 20], 0));
+            mix::xor_raw(&mut slot.0, a);
+            slot.1 += 1;
+        }
+        Ok(())
     }
 
     /// Fold in one key's hashed digest (what [`Self::add_batch_with`] reported for it).

@@ -88,6 +88,11 @@ fn mix_all<'a>(acc: &mut Acc, parts: impl IntoIterator<Item = &'a [u8]>) {
 
 pub fn list<'a>(acc: &mut Acc, items: impl IntoIterator<Item = &'a [u8]>) {
     obj_type(acc, OBJ_LIST);
+    list_items(acc, items);
+}
+
+/// [`list`] after the type.
+pub fn list_items<'a>(acc: &mut Acc, items: impl IntoIterator<Item = &'a [u8]>) {
     mix_all(acc, items);
 }
 
@@ -104,6 +109,11 @@ pub fn stream<'a>(acc: &mut Acc, entries: impl IntoIterator<Item = EntryRef<'a>>
 
 pub fn set<'a>(acc: &mut Acc, members: impl IntoIterator<Item = &'a [u8]>) {
     obj_type(acc, OBJ_SET);
+    set_members(acc, members);
+}
+
+/// [`set`] after the type.
+pub fn set_members<'a>(acc: &mut Acc, members: impl IntoIterator<Item = &'a [u8]>) {
     chunked::<_, CHUNK>(members, |c| {
         let mut hs = [[0u8; 20]; CHUNK];
         sha1_batch(c, &mut hs[..c.len()]);
@@ -212,6 +222,18 @@ pub fn zset<'a>(
     members: impl IntoIterator<Item = (&'a [u8], f64)>,
 ) {
     obj_type(acc, OBJ_ZSET);
+    zset_members(acc, rules, rdb_type, len, longest, members);
+}
+
+/// [`zset`] after the type.
+pub fn zset_members<'a>(
+    acc: &mut Acc,
+    rules: &Rules,
+    rdb_type: u8,
+    len: usize,
+    longest: usize,
+    members: impl IntoIterator<Item = (&'a [u8], f64)>,
+) {
     // A skiplist-layout zset small enough is turned into a listpack after load; from 7.0
     // on the server stores integral scores there as integers, so -0 becomes 0.
     let rebuilt_as_listpack = !rules.as_held
@@ -247,6 +269,16 @@ pub fn hash<'a>(
     fields: impl IntoIterator<Item = (&'a [u8], &'a [u8], Option<u64>)>,
 ) {
     obj_type(acc, OBJ_HASH);
+    hash_fields(acc, rules, now_ms, fields);
+}
+
+/// [`hash`] after the type.
+pub fn hash_fields<'a>(
+    acc: &mut Acc,
+    rules: &Rules,
+    now_ms: i64,
+    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8], Option<u64>)>,
+) {
     let kept = fields
         .into_iter()
         .filter(|(_, _, ttl)| !rules.drops_expired_fields || field_alive(*ttl, now_ms))

@@ -1,7 +1,10 @@
 //! Keys whose values the reader only framed ([`crate::rdb::Framed::Encoded`]), made ready
 //! for the digest on a worker thread without building a decoded value: a string's bytes
 //! stay in the framed buffer (moved to its front), and a collection's elements are
-//! digested where they lie in its encoding.
+//! digested where they lie in its encoding — the collections of a batch together, so that
+//! their hashes fill the wide SHA-1 lanes ([`super::sha1x`]): names and types side by
+//! side, and the element chains of short lists stepped in lockstep (a list's chain is a
+//! sequence of dependent hashes; one list alone leaves the lanes empty).
 //!
 //! Owns the choice between that and decoding. It must give exactly the digest and the
 //! errors a decoded value gives: whatever [`crate::rdb::view`] declines (an encoding it
@@ -16,87 +19,232 @@ use crate::rdb::types::{
 use crate::rdb::view;
 use crate::rdb::{decode_value, Dialect, KeyEntry, RdbError};
 
-use super::elements;
-use super::mix::{mix_in, Acc};
+use super::elements::{self, OBJ_HASH, OBJ_LIST, OBJ_SET, OBJ_ZSET};
+use super::mix::{xor_raw, Acc, KNOWN};
+use super::sha1x::{rehash_batch, sha1_batch};
 use super::target::Rules;
 
-/// What a framed key became.
-pub(super) enum Ready {
-    /// Its value is in `key.value`: digest it with the others.
-    Decoded,
-    /// A collection whose digest (its name, type and elements; no expiry mark) was
-    /// computed; `None`: it is empty, and the server drops it.
-    Body(Option<Acc>),
+/// Lists up to this long have their chains stepped together with the batch's other lists;
+/// longer ones are chained alone (their element hashes are not all held at once).
+const LOCKSTEP_MAX: usize = 256;
+
+/// A framed key of a type [`view::viewed`] reads: its value starts at file offset `at`.
+pub(super) struct Col {
+    pub key: Box<KeyEntry>,
+    pub at: u64,
+    pub bytes: Vec<u8>,
 }
 
-/// Make a framed key ready: its value `encoded` started at file offset `value_at`.
-pub(super) fn ready(
+/// A framed key made ready on its own: a string (or a value the view does not read) is
+/// decoded into `k.value` (`Ok(None)`); a collection's bytes are given back to be digested
+/// with others ([`collections`]).
+pub(super) fn prepare(
     k: &mut KeyEntry,
     value_at: u64,
     mut encoded: Vec<u8>,
-    rules: &Rules,
-    now_ms: i64,
-) -> Result<Ready, RdbError> {
+) -> Result<Option<Vec<u8>>, RdbError> {
     let ty = k.rdb_type;
     if ty == STRING {
         match view::string_value(ty, encoded) {
             Ok(v) => {
                 k.value = v;
-                return Ok(Ready::Decoded);
+                return Ok(None);
             }
             Err(e) => encoded = e,
         }
     } else if view::viewed(ty) {
-        let elems = view::pieces(ty, &encoded).and_then(|p| {
-            let e = p.elements()?;
-            Some(body(&e, ty, rules, now_ms, &k.key))
-        });
-        if let Some(b) = elems {
-            return Ok(Ready::Body(b));
-        }
+        return Ok(Some(encoded));
     }
+    decode(k, value_at, &encoded)?;
+    Ok(None)
+}
+
+/// Decode a framed value into `k.value`; an error placed in the file.
+fn decode(k: &mut KeyEntry, value_at: u64, encoded: &[u8]) -> Result<(), RdbError> {
     // The framed types mean the same in both dialects.
-    k.value = decode_value(ty, &encoded, Dialect::Redis).map_err(|mut e| {
+    k.value = decode_value(k.rdb_type, encoded, Dialect::Redis).map_err(|mut e| {
         e.offset += value_at;
         e.with_key(&k.key)
     })?;
-    Ok(Ready::Decoded)
+    Ok(())
 }
 
-/// The digest of key `name` holding a collection of these elements, without the expiry
-/// mark (`None`: there are none).
-fn body(elems: &[Elem<'_>], ty: u8, rules: &Rules, now_ms: i64, name: &[u8]) -> Option<Acc> {
-    if elems.is_empty() {
-        return None;
-    }
-    let mut acc = [0u8; 20];
-    mix_in(&mut acc, name);
-    let a = &mut acc;
-    with_texts(elems, |t| match ty {
-        LIST | LIST_ZIPLIST | LIST_QUICKLIST | LIST_QUICKLIST_2 => {
-            elements::list(a, t.iter().copied())
+/// What [`collections`] made of a batch's framed collections.
+pub(super) struct Digested {
+    /// Keys and their digests without the expiry mark (`None`: empty, the server drops
+    /// it), in file order.
+    pub bodies: Vec<(Box<KeyEntry>, Option<Acc>)>,
+    /// Keys the view declined, decoded into `key.value` (boxed as the reader gave them).
+    #[allow(clippy::vec_box)]
+    pub decoded: Vec<Box<KeyEntry>>,
+    /// The first key that did not decode, at its offset (the keys after it are left out).
+    pub failed: Option<(u64, RdbError)>,
+}
+
+/// Digest framed collections (in file order) together.
+pub(super) fn collections(cols: Vec<Col>, rules: &Rules, now_ms: i64) -> Digested {
+    let (mut keys, bufs): (Vec<_>, Vec<_>) =
+        cols.into_iter().map(|c| (c.key, (c.at, c.bytes))).unzip();
+    let pieces: Vec<_> = keys
+        .iter()
+        .zip(&bufs)
+        .map(|(k, (_, b))| view::pieces(k.rdb_type, b))
+        .collect();
+    let mut viewed = Vec::new();
+    let mut decoded = Vec::new();
+    let mut failed = None;
+    for (i, p) in pieces.iter().enumerate() {
+        match p.as_ref().and_then(|p| p.elements()) {
+            Some(e) => viewed.push((i, e)),
+            None => {
+                let (at, b) = &bufs[i];
+                if let Err(e) = decode(&mut keys[i], *at, b) {
+                    failed = Some((keys[i].offset, e));
+                    keys.truncate(i);
+                    viewed.retain(|(j, _)| *j < i);
+                    break;
+                }
+                decoded.push(i);
+            }
         }
-        HASH | HASH_ZIPLIST | HASH_LISTPACK => elements::hash(
-            a,
-            rules,
-            now_ms,
-            t.chunks_exact(2).map(|p| (p[0], p[1], None)),
-        ),
-        ZSET_ZIPLIST | ZSET_LISTPACK => {
-            let members = elems.chunks_exact(2).zip(t.chunks_exact(2));
-            elements::zset(
+    }
+    let items: Vec<(&[u8], u8, &[Elem<'_>])> = viewed
+        .iter()
+        .map(|(i, e)| (&keys[*i].key[..], keys[*i].rdb_type, &e[..]))
+        .collect();
+    let accs = digest_many(&items, rules, now_ms);
+    drop(items);
+    let mut slots: Vec<Option<Option<Acc>>> = vec![None; keys.len()];
+    for ((i, _), a) in viewed.iter().zip(accs) {
+        slots[*i] = Some(a);
+    }
+    let mut out = Digested {
+        bodies: Vec::with_capacity(viewed.len()),
+        decoded: Vec::with_capacity(decoded.len()),
+        failed,
+    };
+    drop(viewed);
+    for (k, slot) in keys.into_iter().zip(slots) {
+        match slot {
+            Some(body) => out.bodies.push((k, body)),
+            None => out.decoded.push(k),
+        }
+    }
+    out
+}
+
+/// The type a server gives a collection of this RDB type, for its digest.
+fn obj_of(ty: u8) -> u32 {
+    match ty {
+        LIST | LIST_ZIPLIST | LIST_QUICKLIST | LIST_QUICKLIST_2 => OBJ_LIST,
+        HASH | HASH_ZIPLIST | HASH_LISTPACK => OBJ_HASH,
+        ZSET_ZIPLIST | ZSET_LISTPACK => OBJ_ZSET,
+        _ => OBJ_SET,
+    }
+}
+
+/// The digests of keys (name, RDB type, elements) holding collections, without the expiry
+/// mark (`None`: no elements).
+fn digest_many(items: &[(&[u8], u8, &[Elem<'_>])], rules: &Rules, now_ms: i64) -> Vec<Option<Acc>> {
+    // The elements' text, integers printed: one arena for the whole batch.
+    let all = || items.iter().flat_map(|(_, _, e)| e.iter());
+    let ints: Vec<IntText> = all()
+        .filter_map(|e| match e {
+            Elem::Int(i) => Some(IntText::new(*i)),
+            Elem::Str(_) => None,
+        })
+        .collect();
+    let mut next = ints.iter();
+    let texts: Vec<&[u8]> = all()
+        .map(|e| match e {
+            Elem::Str(s) => *s,
+            Elem::Int(_) => next.next().map_or(&[][..], IntText::as_bytes),
+        })
+        .collect();
+    // mix_in(0, name) = SHA1(SHA1(name)), then the type mixed in: every key side by side.
+    let names: Vec<&[u8]> = items.iter().map(|(n, _, _)| *n).collect();
+    let mut acc = vec![[0u8; 20]; items.len()];
+    sha1_batch(&names, &mut acc);
+    rehash_batch(&mut acc);
+    for (a, (_, ty, _)) in acc.iter_mut().zip(items) {
+        xor_raw(a, &KNOWN.obj_type[obj_of(*ty) as usize]);
+    }
+    rehash_batch(&mut acc);
+    let mut lists = Vec::new();
+    let mut start = 0;
+    for (i, (_, ty, elems)) in items.iter().enumerate() {
+        let t = &texts[start..start + elems.len()];
+        start += elems.len();
+        let a = &mut acc[i];
+        match *ty {
+            LIST | LIST_ZIPLIST | LIST_QUICKLIST | LIST_QUICKLIST_2 => {
+                if t.len() <= LOCKSTEP_MAX {
+                    lists.push((i, t));
+                } else {
+                    elements::list_items(a, t.iter().copied());
+                }
+            }
+            HASH | HASH_ZIPLIST | HASH_LISTPACK => elements::hash_fields(
                 a,
                 rules,
-                ty,
-                elems.len() / 2,
-                t.chunks_exact(2).map(|p| p[0].len()).max().unwrap_or(0),
-                // Scores were checked by the view: numbers, not NaN.
-                members.map(|(e, t)| (t[0], e[1].as_f64().unwrap_or(0.0))),
-            )
+                now_ms,
+                t.chunks_exact(2).map(|p| (p[0], p[1], None)),
+            ),
+            ZSET_ZIPLIST | ZSET_LISTPACK => {
+                let members = elems.chunks_exact(2).zip(t.chunks_exact(2));
+                elements::zset_members(
+                    a,
+                    rules,
+                    *ty,
+                    elems.len() / 2,
+                    t.chunks_exact(2).map(|p| p[0].len()).max().unwrap_or(0),
+                    // Scores were checked by the view: numbers, not NaN.
+                    members.map(|(e, t)| (t[0], e[1].as_f64().unwrap_or(0.0))),
+                )
+            }
+            _ => elements::set_members(a, t.iter().copied()),
         }
-        _ => elements::set(a, t.iter().copied()),
-    });
-    Some(acc)
+    }
+    lockstep(&mut acc, &mut lists);
+    items
+        .iter()
+        .zip(acc)
+        .map(|((_, _, e), a)| (!e.is_empty()).then_some(a))
+        .collect()
+}
+
+/// Mix each list's elements into its digest in order (`acc[i]` for list `(i, items)`), the
+/// lists side by side: step `j` mixes element `j` of every list that long.
+fn lockstep(acc: &mut [Acc], lists: &mut [(usize, &[&[u8]])]) {
+    let all: Vec<&[u8]> = lists.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+    let mut hs = vec![[0u8; 20]; all.len()];
+    sha1_batch(&all, &mut hs);
+    // Each list's first element hash, then the longest first: the lists still going at
+    // step j are a prefix.
+    let mut at = Vec::with_capacity(lists.len());
+    let mut off = 0;
+    for (i, t) in lists.iter() {
+        at.push((*i, off, t.len()));
+        off += t.len();
+    }
+    at.sort_by_key(|a| std::cmp::Reverse(a.2));
+    let mut live = at.len();
+    let mut buf = Vec::with_capacity(at.len());
+    for j in 0..at.first().map_or(0, |a| a.2) {
+        while live > 0 && at[live - 1].2 <= j {
+            live -= 1;
+        }
+        buf.clear();
+        for &(i, off, _) in &at[..live] {
+            let mut a = acc[i];
+            xor_raw(&mut a, &hs[off + j]);
+            buf.push(a);
+        }
+        rehash_batch(&mut buf);
+        for (a, &(i, _, _)) in buf.iter().zip(&at[..live]) {
+            acc[i] = *a;
+        }
+    }
 }
 
 /// An integer as decimal text, without allocating.
@@ -131,26 +279,6 @@ impl IntText {
     fn as_bytes(&self) -> &[u8] {
         &self.buf[self.start as usize..]
     }
-}
-
-/// The elements as the text a server digests (integers printed), handed to `f`.
-fn with_texts<R>(elems: &[Elem<'_>], f: impl FnOnce(&[&[u8]]) -> R) -> R {
-    let ints: Vec<IntText> = elems
-        .iter()
-        .filter_map(|e| match e {
-            Elem::Int(i) => Some(IntText::new(*i)),
-            Elem::Str(_) => None,
-        })
-        .collect();
-    let mut next = ints.iter();
-    let texts: Vec<&[u8]> = elems
-        .iter()
-        .map(|e| match e {
-            Elem::Str(s) => *s,
-            Elem::Int(_) => next.next().map_or(&[][..], IntText::as_bytes),
-        })
-        .collect();
-    f(&texts)
 }
 
 #[cfg(test)]
@@ -289,15 +417,38 @@ mod tests {
         out
     }
 
+    /// The digest of a framed key made ready here, or its refusal.
+    fn in_place(k: KeyEntry, enc: &[u8], rules: &Rules) -> Option<Option<Acc>> {
+        let mut k = Box::new(k);
+        let bytes = match prepare(&mut k, 0, enc.to_vec()) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                return Some(super::super::value::key_digest(rules, &k, 0).expect("digest"))
+            }
+            Err(_) => return None,
+        };
+        let d = collections(
+            vec![Col {
+                key: k,
+                at: 0,
+                bytes,
+            }],
+            rules,
+            0,
+        );
+        if d.failed.is_some() {
+            return None;
+        }
+        match (d.bodies.first(), d.decoded.first()) {
+            (Some((_, b)), None) => Some(*b),
+            (None, Some(k)) => Some(super::super::value::key_digest(rules, k, 0).expect("digest")),
+            _ => panic!("one key in, one out"),
+        }
+    }
+
     /// The digest (or the refusal) of a framed value read in place, and by the decoder.
     fn both(ty: u8, enc: &[u8], rules: &Rules) -> (Option<Option<Acc>>, Option<Option<Acc>>) {
-        let mut k = entry(ty, Value::String(Vec::new()));
-        let in_place = ready(&mut k, 0, enc.to_vec(), rules, 0)
-            .ok()
-            .map(|r| match r {
-                Ready::Body(b) => b,
-                Ready::Decoded => super::super::value::key_digest(rules, &k, 0).expect("digest"),
-            });
+        let in_place = in_place(entry(ty, Value::String(Vec::new())), enc, rules);
         let decoded = decode_value(ty, enc, Dialect::Redis).ok().map(|v| {
             let k = entry(ty, v);
             super::super::value::key_digest(rules, &k, 0).expect("digest")
@@ -335,6 +486,87 @@ mod tests {
             assert!(types.contains(&ty), "no sample of type {ty}: {types:?}");
         }
         assert!(refused > 1000, "damage was refused only {refused} times");
+    }
+
+    #[test]
+    fn a_batch_digests_each_key_as_it_alone_would() {
+        // Lists of every length around the lockstep bound among the other samples (more
+        // lists than lanes), and a damaged value in the middle: each key's digest in the
+        // batch is its digest alone, and the damage is the failure, the keys before it
+        // kept.
+        let rules = Rules::for_target("redis-7.0.0".parse().expect("version")).expect("rules");
+        let target = Target::for_server("redis-7.0.0".parse().expect("version")).expect("target");
+        let mut values: Vec<(u8, Vec<u8>)> = samples()
+            .into_iter()
+            .filter(|(ty, _)| view::viewed(*ty))
+            .collect();
+        for n in [1usize, 2, 17, LOCKSTEP_MAX, LOCKSTEP_MAX + 1, 600] {
+            let items = (0..n)
+                .map(|i| format!("item {i} of {n}").into_bytes())
+                .collect();
+            let e = entry(0, Value::List(items));
+            let rec = KeyRecord {
+                source_type: None,
+                ..KeyRecord::from(&e)
+            };
+            let at = (values.len() / 2).min(values.len());
+            values.insert(
+                at,
+                encode_value(&rec, &target, WriteOptions::default()).expect("encode"),
+            );
+        }
+        let alone: Vec<Option<Option<Acc>>> = values
+            .iter()
+            .map(|(ty, enc)| in_place(entry(*ty, Value::String(Vec::new())), enc, &rules))
+            .collect();
+        assert!(alone.iter().all(Option::is_some), "every sample is sound");
+        let cols = |vals: &[(u8, Vec<u8>)]| -> Vec<Col> {
+            vals.iter()
+                .enumerate()
+                .map(|(i, (ty, enc))| {
+                    let mut k = entry(*ty, Value::String(Vec::new()));
+                    k.key = format!("k{i}").into_bytes();
+                    k.offset = i as u64;
+                    Col {
+                        key: Box::new(k),
+                        at: 0,
+                        bytes: enc.clone(),
+                    }
+                })
+                .collect()
+        };
+        let named: Vec<Option<Option<Acc>>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, (ty, enc))| {
+                let mut k = entry(*ty, Value::String(Vec::new()));
+                k.key = format!("k{i}").into_bytes();
+                in_place(k, enc, &rules)
+            })
+            .collect();
+        let d = collections(cols(&values), &rules, 0);
+        assert!(d.failed.is_none());
+        let mut got = vec![None; values.len()];
+        for (k, b) in &d.bodies {
+            got[k.offset as usize] = Some(*b);
+        }
+        for k in &d.decoded {
+            got[k.offset as usize] =
+                Some(super::super::value::key_digest(&rules, k, 0).expect("digest"));
+        }
+        assert_eq!(got, named);
+        // A value cut short in the middle of the batch.
+        let bad = values.len() / 3;
+        let mut damaged = values.clone();
+        damaged[bad].1.truncate(1);
+        let d = collections(cols(&damaged), &rules, 0);
+        let (at, _) = d.failed.expect("the cut value fails");
+        assert_eq!(at, bad as u64);
+        assert!(d.bodies.len() + d.decoded.len() <= bad);
+        for (k, b) in &d.bodies {
+            assert!((k.offset as usize) < bad);
+            assert_eq!(Some(*b), named[k.offset as usize]);
+        }
     }
 
     #[test]

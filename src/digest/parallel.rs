@@ -18,7 +18,7 @@ use crate::rdb::{decode_value, Dialect, KeyEntry, Value};
 
 use super::dataset::DatasetDigest;
 use super::error::DigestError;
-use super::framed::Ready;
+use super::framed::Col;
 use super::mix::Acc;
 use super::target::Rules;
 
@@ -64,25 +64,25 @@ impl Held for Vec<u8> {
 type Decoded = (Vec<Box<KeyEntry>>, Vec<Option<Box<dyn Held>>>);
 
 /// Decode what came encoded, folding into `d` the framed collections digested in place:
-/// the rest of the batch, and the first key that failed (at its offset) if one did; the
-/// keys after it are left out.
+/// the rest of the batch, and the earliest key that failed (at its offset) if one did.
 fn decoded(batch: Vec<Pending>, d: &mut DatasetDigest) -> (Decoded, Option<(u64, DigestError)>) {
     let mut keys = Vec::with_capacity(batch.len());
     let mut held = Vec::with_capacity(batch.len());
-    let (rules, now_ms) = (*d.rules(), d.now_ms());
+    let mut cols = Vec::new();
+    let mut failed = None;
     for p in batch {
         let mut k = p.key;
         if let Some((at, bytes)) = p.framed {
-            let r = match super::framed::ready(&mut k, at, bytes, &rules, now_ms) {
-                Ok(Ready::Decoded) => Ok(()),
-                Ok(Ready::Body(body)) => match d.add_body(&k, body) {
-                    Ok(()) => continue,
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(DigestError::Read(e)),
-            };
-            if let Err(e) = r {
-                return ((keys, held), Some((k.offset, e)));
+            match super::framed::prepare(&mut k, at, bytes) {
+                Ok(None) => {}
+                Ok(Some(bytes)) => {
+                    cols.push(Col { key: k, at, bytes });
+                    continue;
+                }
+                Err(e) => {
+                    failed = Some((k.offset, DigestError::Read(e)));
+                    break;
+                }
             }
         }
         if let (Some(ty), Some(h)) = (p.decode, &p.held) {
@@ -93,14 +93,30 @@ fn decoded(batch: Vec<Pending>, d: &mut DatasetDigest) -> (Decoded, Option<(u64,
                         "key {}: {e}",
                         crate::rdb::error::escape_key(&k.key)
                     ));
-                    return ((keys, held), Some((k.offset, e)));
+                    failed = Some((k.offset, e));
+                    break;
                 }
             }
         }
         keys.push(k);
         held.push(p.held);
     }
-    ((keys, held), None)
+    let (rules, now_ms) = (*d.rules(), d.now_ms());
+    let digested = super::framed::collections(cols, &rules, now_ms);
+    let earliest = |a: Option<(u64, DigestError)>, b: Option<(u64, DigestError)>| match (a, b) {
+        (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+        (a, b) => a.or(b),
+    };
+    failed = earliest(
+        failed,
+        digested.failed.map(|(at, e)| (at, DigestError::Read(e))),
+    );
+    failed = earliest(failed, d.add_bodies(&digested.bodies).err());
+    for k in digested.decoded {
+        keys.push(k);
+        held.push(None);
+    }
+    ((keys, held), failed)
 }
 
 /// Digest a batch: the earliest error in it, if any.
