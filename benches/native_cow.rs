@@ -195,7 +195,7 @@ fn main() {
             apply(&mut ks, &mut st, &c).expect("apply");
         }
         writes += 1;
-        if writes % 1000 == 0 {
+        if writes.is_multiple_of(1000) {
             peak = peak.max(rss_kb() - base);
         }
     }

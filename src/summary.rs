@@ -60,7 +60,7 @@ pub fn summarize<R: Read>(
     let mut n = 0u64;
     while let Some(item) = reader.next_item()? {
         n += 1;
-        if n % 1024 == 0 {
+        if n.is_multiple_of(1024) {
             progress(reader.offset());
         }
         match item {

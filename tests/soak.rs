@@ -178,7 +178,7 @@ fn soak() {
             let kind = ALL[s.rng.below(ALL.len() as u64) as usize];
             faults::inject(&mut s, kind);
             round += 1;
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 s.quiet_point();
             }
         }

@@ -110,7 +110,7 @@ impl<'a> Parse<'a> {
     /// The rest, which must be non-empty pairs (`field value …`, `score member …`).
     pub fn pairs(&mut self) -> Result<&'a [Vec<u8>], ApplyError> {
         let r = self.rest();
-        if r.is_empty() || r.len() % 2 != 0 {
+        if r.is_empty() || !r.len().is_multiple_of(2) {
             return Err(self.error("wrong number of arguments"));
         }
         Ok(r)

@@ -161,7 +161,7 @@ fn digest_loop<R: Read>(
                 encoded,
             } => {
                 n += 1;
-                if n % 1024 == 0 {
+                if n.is_multiple_of(1024) {
                     progress(reader.offset());
                 }
                 let d = match digest.as_mut() {
@@ -176,7 +176,7 @@ fn digest_loop<R: Read>(
             }
         };
         n += 1;
-        if n % 1024 == 0 {
+        if n.is_multiple_of(1024) {
             progress(reader.offset());
         }
         match item {

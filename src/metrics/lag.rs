@@ -62,7 +62,7 @@ impl LagTracker {
             let last = self.samples.len() - 1;
             let mut i = 0usize;
             self.samples.retain(|_| {
-                let keep = i == 0 || i == last || i % 2 == 0;
+                let keep = i == 0 || i == last || i.is_multiple_of(2);
                 i += 1;
                 keep
             });

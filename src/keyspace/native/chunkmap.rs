@@ -106,7 +106,7 @@ impl<T: MapItem> Chunks<T> {
     }
 
     fn push(&mut self, c: Node<Chunk<T>>) {
-        if self.len % SEGMENT == 0 {
+        if self.len.is_multiple_of(SEGMENT) {
             self.segs.push(Arc::new(Vec::with_capacity(SEGMENT)));
         }
         let last = self.segs.len() - 1;
