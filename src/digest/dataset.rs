@@ -25,6 +25,29 @@ pub struct DatasetDigest {
     dropped: u64,
 }
 
+/// A key's digest but for the expiry mark, computed elsewhere ([`DatasetDigest::add_bodies`]).
+pub struct Body<'a> {
+    pub db: u64,
+    pub expire_ms: Option<i64>,
+    /// Where the key is in the file (for an error).
+    pub offset: u64,
+    pub name: &'a [u8],
+    /// `None`: an empty collection, which the server drops.
+    pub acc: Option<Acc>,
+}
+
+impl<'a> Body<'a> {
+    pub fn of(entry: &'a KeyEntry, acc: Option<Acc>) -> Self {
+        Body {
+            db: entry.db,
+            expire_ms: entry.expire_ms,
+            offset: entry.offset,
+            name: &entry.key,
+            acc,
+        }
+    }
+}
+
 impl DatasetDigest {
     pub fn new(rules: Rules, now_ms: i64) -> Self {
         DatasetDigest {
@@ -59,25 +82,24 @@ impl DatasetDigest {
         Ok(())
     }
 
-    /// Fold in keys whose digests but for the expiry mark were computed elsewhere (`None`:
-    /// an empty collection, which the server drops), in file order: the first key in a
-    /// database the server does not have is the error, at its offset.
-    pub fn add_bodies(
+    /// Fold in keys whose digests but for the expiry mark were computed elsewhere, in file
+    /// order: the first key in a database the server does not have is the error, at its
+    /// offset.
+    pub fn add_bodies<'a>(
         &mut self,
-        bodies: &[(Box<KeyEntry>, Option<Acc>)],
+        bodies: impl IntoIterator<Item = Body<'a>>,
     ) -> Result<(), (u64, DigestError)> {
-        let mut kept = Vec::with_capacity(bodies.len());
-        let mut accs = Vec::with_capacity(bodies.len());
-        for (entry, body) in bodies {
-            self.check_db(entry).map_err(|e| (entry.offset, e))?;
-            let expired = matches!(entry.expire_ms, Some(t) if t < self.now_ms);
-            match body {
-                Some(acc) if !expired => {
-                    let mut acc = *acc;
-                    if entry.expire_ms.is_some() {
+        let mut kept = Vec::new();
+        let mut accs = Vec::new();
+        for b in bodies {
+            self.check_db_of(b.db, b.name).map_err(|e| (b.offset, e))?;
+            let expired = matches!(b.expire_ms, Some(t) if t < self.now_ms);
+            match b.acc {
+                Some(mut acc) if !expired => {
+                    if b.expire_ms.is_some() {
                         mix::xor_raw(&mut acc, &KNOWN.expire_mark);
                     }
-                    kept.push(entry.db);
+                    kept.push(b.db);
                     accs.push(acc);
                 }
                 _ => self.dropped += 1,
@@ -109,11 +131,14 @@ impl DatasetDigest {
     }
 
     fn check_db(&self, entry: &KeyEntry) -> Result<(), DigestError> {
-        if entry.db >= self.rules.databases {
+        self.check_db_of(entry.db, &entry.key)
+    }
+
+    fn check_db_of(&self, db: u64, key: &[u8]) -> Result<(), DigestError> {
+        if db >= self.rules.databases {
             return Err(DigestError::CannotLoad(format!(
-                "key {} is in db {}, but the server has {} databases (its `databases` setting)",
-                entry.key.escape_ascii(),
-                entry.db,
+                "key {} is in db {db}, but the server has {} databases (its `databases` setting)",
+                key.escape_ascii(),
                 self.rules.databases
             )));
         }

@@ -19,7 +19,7 @@ use crate::rdb::types::{
 use crate::rdb::view;
 use crate::rdb::{decode_value, Dialect, KeyEntry, RdbError};
 
-use super::elements::{self, OBJ_HASH, OBJ_LIST, OBJ_SET, OBJ_ZSET};
+use super::elements::{self, OBJ_HASH, OBJ_LIST, OBJ_SET, OBJ_STRING, OBJ_ZSET};
 use super::mix::{xor_raw, Acc, KNOWN};
 use super::sha1x::{rehash_batch, sha1_batch};
 use super::target::Rules;
@@ -133,9 +133,10 @@ pub(super) fn collections(cols: Vec<Col>, rules: &Rules, now_ms: i64) -> Digeste
     out
 }
 
-/// The type a server gives a collection of this RDB type, for its digest.
+/// The type a server gives a value of this RDB type, for its digest.
 fn obj_of(ty: u8) -> u32 {
     match ty {
+        STRING => OBJ_STRING,
         LIST | LIST_ZIPLIST | LIST_QUICKLIST | LIST_QUICKLIST_2 => OBJ_LIST,
         HASH | HASH_ZIPLIST | HASH_LISTPACK => OBJ_HASH,
         ZSET_ZIPLIST | ZSET_LISTPACK => OBJ_ZSET,
@@ -143,9 +144,13 @@ fn obj_of(ty: u8) -> u32 {
     }
 }
 
-/// The digests of keys (name, RDB type, elements) holding collections, without the expiry
-/// mark (`None`: no elements).
-fn digest_many(items: &[(&[u8], u8, &[Elem<'_>])], rules: &Rules, now_ms: i64) -> Vec<Option<Acc>> {
+/// The digests of keys (name, RDB type, elements), without the expiry mark (`None`: no
+/// elements). A string is its one element, mixed in as a list's would be.
+pub(super) fn digest_many(
+    items: &[(&[u8], u8, &[Elem<'_>])],
+    rules: &Rules,
+    now_ms: i64,
+) -> Vec<Option<Acc>> {
     // The elements' text, integers printed: one arena for the whole batch.
     let all = || items.iter().flat_map(|(_, _, e)| e.iter());
     let ints: Vec<IntText> = all()
@@ -177,7 +182,7 @@ fn digest_many(items: &[(&[u8], u8, &[Elem<'_>])], rules: &Rules, now_ms: i64) -
         start += elems.len();
         let a = &mut acc[i];
         match *ty {
-            LIST | LIST_ZIPLIST | LIST_QUICKLIST | LIST_QUICKLIST_2 => {
+            STRING | LIST | LIST_ZIPLIST | LIST_QUICKLIST | LIST_QUICKLIST_2 => {
                 if t.len() <= LOCKSTEP_MAX {
                     lists.push((i, t));
                 } else {

@@ -14,6 +14,7 @@ mod error;
 mod framed;
 pub mod mix;
 pub mod parallel;
+mod raw;
 pub mod score;
 pub mod sha1x;
 pub mod target;
@@ -21,7 +22,7 @@ pub mod value;
 
 use std::io::Read;
 
-use crate::rdb::{Dialect, Framed, Item, KeyEntry, RdbError, RdbReader};
+use crate::rdb::{Dialect, Framed, FramedIn, Item, KeyEntry, RdbError, RdbReader};
 use crate::server_version::ServerVersion;
 
 pub use dataset::DatasetDigest;
@@ -98,16 +99,25 @@ pub fn digest_rdb<R: Read>(
 
 /// A target named by the user must know the type of every key.
 fn known_type(rules: &Rules, k: &KeyEntry, dialect: Dialect) -> Result<(), DigestError> {
-    if rules.knows_type(k.rdb_type, dialect) {
+    known_type_of(rules, k.rdb_type, || k.key.clone(), dialect)
+}
+
+fn known_type_of(
+    rules: &Rules,
+    ty: u8,
+    key: impl FnOnce() -> Vec<u8>,
+    dialect: Dialect,
+) -> Result<(), DigestError> {
+    if rules.knows_type(ty, dialect) {
         return Ok(());
     }
     Err(DigestError::cannot_load(
-        &k.key,
+        &key(),
         format!(
             "{} does not know type {} ({})",
             rules.target,
-            k.rdb_type,
-            crate::rdb::code_name(k.rdb_type, dialect)
+            ty,
+            crate::rdb::code_name(ty, dialect)
         ),
     ))
 }
@@ -152,7 +162,40 @@ fn digest_loop<R: Read>(
         *digest = Some(start(&None, &None)?);
     }
     let mut n = 0u64;
-    while let Some(framed) = reader.next_framed()? {
+    // Where keys are framed before the digest has started (its own arena after).
+    let mut pre = Vec::new();
+    loop {
+        let arena = match digest.as_mut() {
+            Some(d) => d.arena(),
+            None => &mut pre,
+        };
+        let Some(framed) = reader.next_framed_in(arena)? else {
+            break;
+        };
+        let framed = match framed {
+            FramedIn::Framed(f) => f,
+            FramedIn::Raw(k) => {
+                n += 1;
+                if n.is_multiple_of(1024) {
+                    progress(reader.offset());
+                }
+                let d = match digest.as_mut() {
+                    Some(d) => d,
+                    None => {
+                        let d = digest.insert(start(&redis_ver, &valkey_ver)?);
+                        d.adopt_arena(std::mem::take(&mut pre));
+                        d
+                    }
+                };
+                if explicit && !d.rules().knows_type(k.rdb_type, header.dialect) {
+                    let name = d.arena().get(k.name.clone()).unwrap_or_default();
+                    let name = crate::rdb::decode_string(name, "key name").unwrap_or_default();
+                    known_type_of(d.rules(), k.rdb_type, || name, header.dialect)?;
+                }
+                d.add_raw(k)?;
+                continue;
+            }
+        };
         let item = match framed {
             Framed::Item(item) => item,
             Framed::Encoded {

@@ -10,13 +10,13 @@
 // Keys come boxed from the reader; unboxing them into batches would copy each one.
 #![allow(clippy::vec_box)]
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::rdb::{decode_value, Dialect, KeyEntry, Value};
+use crate::rdb::{decode_value, Dialect, KeyEntry, RawKey, Value};
 
-use super::dataset::DatasetDigest;
+use super::dataset::{Body, DatasetDigest};
 use super::error::DigestError;
 use super::framed::Col;
 use super::mix::Acc;
@@ -49,6 +49,35 @@ struct Pending {
     held: Option<Box<dyn Held>>,
     /// The value as framed by the reader: its offset in the file, and its bytes.
     framed: Option<(u64, Vec<u8>)>,
+}
+
+/// What a worker takes at a time: keys, and keys framed into `arena`.
+#[derive(Default)]
+struct Batch {
+    items: Vec<Pending>,
+    raws: Vec<RawKey>,
+    arena: Vec<u8>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.items.len() + self.raws.len()
+    }
+}
+
+/// An arena kept for the next batch when no bigger than this (one big value's arena is
+/// dropped rather than held).
+const ARENA_KEPT: usize = 2 * BATCH_BYTES as usize;
+
+/// The earlier of two failures.
+fn earliest(
+    a: Option<(u64, DigestError)>,
+    b: Option<(u64, DigestError)>,
+) -> Option<(u64, DigestError)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+        (a, b) => a.or(b),
+    }
 }
 
 /// A plain byte buffer as a held value: nothing is remembered.
@@ -103,15 +132,15 @@ fn decoded(batch: Vec<Pending>, d: &mut DatasetDigest) -> (Decoded, Option<(u64,
     }
     let (rules, now_ms) = (*d.rules(), d.now_ms());
     let digested = super::framed::collections(cols, &rules, now_ms);
-    let earliest = |a: Option<(u64, DigestError)>, b: Option<(u64, DigestError)>| match (a, b) {
-        (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
-        (a, b) => a.or(b),
-    };
     failed = earliest(
         failed,
         digested.failed.map(|(at, e)| (at, DigestError::Read(e))),
     );
-    failed = earliest(failed, d.add_bodies(&digested.bodies).err());
+    failed = earliest(
+        failed,
+        d.add_bodies(digested.bodies.iter().map(|(k, b)| Body::of(k, *b)))
+            .err(),
+    );
     for k in digested.decoded {
         keys.push(k);
         held.push(None);
@@ -119,15 +148,28 @@ fn decoded(batch: Vec<Pending>, d: &mut DatasetDigest) -> (Decoded, Option<(u64,
     ((keys, held), failed)
 }
 
-/// Digest a batch: the earliest error in it, if any.
+/// Digest a batch: the earliest error in it, if any, and the batch's arena (emptied) for
+/// another.
 fn add_pending(
     d: &mut DatasetDigest,
     tag: u32,
-    batch: Vec<Pending>,
-) -> Result<(), (u64, DigestError)> {
-    let ((keys, held), failed) = decoded(batch, d);
-    add_decoded(d, tag, &keys, &held)?;
-    failed.map_or(Ok(()), Err)
+    batch: Batch,
+) -> (Vec<u8>, Result<(), (u64, DigestError)>) {
+    let Batch {
+        items,
+        raws,
+        mut arena,
+    } = batch;
+    let ((mut keys, mut held), mut failed) = decoded(items, d);
+    let (declined, f) = super::raw::add_raw(&arena, &raws, d);
+    failed = earliest(failed, f);
+    for k in declined {
+        keys.push(k);
+        held.push(None);
+    }
+    failed = earliest(failed, add_decoded(d, tag, &keys, &held).err());
+    arena.clear();
+    (arena, failed.map_or(Ok(()), Err))
 }
 
 /// Whether a key's digest is the same at any time it is kept: not so for a hash whose
@@ -155,10 +197,12 @@ fn add_decoded(
 /// A dataset digest computed by `workers` threads (none: on the caller's thread).
 pub struct ParallelDigest {
     base: DatasetDigest,
-    tx: Option<SyncSender<Vec<Pending>>>,
+    tx: Option<SyncSender<Batch>>,
     workers: Vec<JoinHandle<Outcome>>,
-    batch: Vec<Pending>,
+    batch: Batch,
     batch_start: u64,
+    /// Arenas the workers are done with.
+    spare: Option<Receiver<Vec<u8>>>,
 }
 
 /// Workers worth starting here: one per core, at most 4. The caller's thread only parses
@@ -171,7 +215,7 @@ pub fn default_workers() -> usize {
         .min(4)
 }
 
-fn work(rx: &Mutex<Receiver<Vec<Pending>>>, mut d: DatasetDigest) -> Outcome {
+fn work(rx: &Mutex<Receiver<Batch>>, spare: &Sender<Vec<u8>>, mut d: DatasetDigest) -> Outcome {
     let tag = d.rules().tag();
     loop {
         let batch = match rx.lock() {
@@ -179,7 +223,11 @@ fn work(rx: &Mutex<Receiver<Vec<Pending>>>, mut d: DatasetDigest) -> Outcome {
             Err(p) => p.into_inner().recv(),
         };
         let Ok(batch) = batch else { return Ok(d) };
-        add_pending(&mut d, tag, batch)?;
+        let (arena, r) = add_pending(&mut d, tag, batch);
+        r?;
+        if arena.capacity() <= ARENA_KEPT {
+            let _ = spare.send(arena);
+        }
     }
 }
 
@@ -187,23 +235,28 @@ impl ParallelDigest {
     pub fn new(rules: Rules, now_ms: i64, workers: usize) -> Self {
         let base = DatasetDigest::new(rules, now_ms);
         let mut tx = None;
+        let mut spare = None;
         let mut handles = Vec::new();
         if workers > 0 {
             let (t, rx) = sync_channel(workers * 2);
             let rx = Arc::new(Mutex::new(rx));
+            let (back, spares) = channel();
             for _ in 0..workers {
                 let rx = Arc::clone(&rx);
+                let back = back.clone();
                 let d = DatasetDigest::new(rules, now_ms);
-                handles.push(std::thread::spawn(move || work(&rx, d)));
+                handles.push(std::thread::spawn(move || work(&rx, &back, d)));
             }
             tx = Some(t);
+            spare = Some(spares);
         }
         ParallelDigest {
             base,
             tx,
             workers: handles,
-            batch: Vec::new(),
+            batch: Batch::default(),
             batch_start: 0,
+            spare,
         }
     }
 
@@ -279,19 +332,80 @@ impl ParallelDigest {
         }
     }
 
-    fn push(&mut self, p: Pending) -> Result<(), DigestError> {
-        let Some(tx) = &self.tx else {
-            let tag = self.base.rules().tag();
-            return add_pending(&mut self.base, tag, vec![p]).map_err(|(_, e)| e);
-        };
-        let k = &p.key;
-        if self.batch.is_empty() {
-            self.batch_start = k.offset;
+    /// Where the reader frames the next raw key ([`crate::rdb::RdbReader::next_framed_in`]).
+    pub fn arena(&mut self) -> &mut Vec<u8> {
+        &mut self.batch.arena
+    }
+
+    /// Take over an arena filled before this digest started (it holds the raw keys the
+    /// caller is about to add).
+    pub fn adopt_arena(&mut self, arena: Vec<u8>) {
+        if self.batch.arena.is_empty() {
+            self.batch.arena = arena;
+        } else {
+            self.batch.arena.extend_from_slice(&arena);
         }
-        let full = k.offset.saturating_sub(self.batch_start) >= BATCH_BYTES;
-        self.batch.push(p);
-        if full || self.batch.len() >= BATCH_KEYS {
-            let b = std::mem::take(&mut self.batch);
+    }
+
+    /// A key the reader framed into [`Self::arena`].
+    pub fn add_raw(&mut self, k: RawKey) -> Result<(), DigestError> {
+        if self.tx.is_none() {
+            let tag = self.base.rules().tag();
+            let batch = Batch {
+                raws: vec![k],
+                arena: std::mem::take(&mut self.batch.arena),
+                ..Batch::default()
+            };
+            let (arena, r) = add_pending(&mut self.base, tag, batch);
+            self.batch.arena = arena;
+            return r.map_err(|(_, e)| e);
+        }
+        let at = k.offset;
+        if self.batch.len() == 0 {
+            self.batch_start = at;
+        }
+        self.batch.raws.push(k);
+        self.send_if_full(at)
+    }
+
+    fn push(&mut self, p: Pending) -> Result<(), DigestError> {
+        if self.tx.is_none() {
+            let tag = self.base.rules().tag();
+            let batch = Batch {
+                items: vec![p],
+                ..Batch::default()
+            };
+            return add_pending(&mut self.base, tag, batch)
+                .1
+                .map_err(|(_, e)| e);
+        }
+        let at = p.key.offset;
+        if self.batch.len() == 0 {
+            self.batch_start = at;
+        }
+        self.batch.items.push(p);
+        self.send_if_full(at)
+    }
+
+    /// Hand the batch to the workers once it holds enough (the key just added is at `at`).
+    fn send_if_full(&mut self, at: u64) -> Result<(), DigestError> {
+        let full = at.saturating_sub(self.batch_start) >= BATCH_BYTES;
+        if !(full || self.batch.len() >= BATCH_KEYS) {
+            return Ok(());
+        }
+        let arena = self
+            .spare
+            .as_ref()
+            .and_then(|s| s.try_recv().ok())
+            .unwrap_or_default();
+        let b = std::mem::replace(
+            &mut self.batch,
+            Batch {
+                arena,
+                ..Batch::default()
+            },
+        );
+        if let Some(tx) = &self.tx {
             if tx.send(b).is_err() {
                 // Every worker stopped: each on an error.
                 let at = self.batch_start;
@@ -315,7 +429,7 @@ impl ParallelDigest {
     /// theirs and `own` (found at file offset `at` by the caller).
     fn join(&mut self) -> Vec<(u64, DigestError)> {
         if let Some(tx) = self.tx.take() {
-            if !self.batch.is_empty() {
+            if self.batch.len() > 0 {
                 let _ = tx.send(std::mem::take(&mut self.batch));
             }
         }

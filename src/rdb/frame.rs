@@ -44,14 +44,14 @@ pub(super) fn framed(ty: u8) -> bool {
 pub(super) fn skip_object<R: Read>(inp: &mut Input<R>, ty: u8) -> Result<()> {
     match ty {
         LIST | SET => {
-            let what = if ty == LIST {
-                "list length"
+            let (what, each) = if ty == LIST {
+                ("list length", "list element")
             } else {
-                "set size"
+                ("set size", "set member")
             };
             let n = inp.read_count(1, what)?;
             for _ in 0..n {
-                skip_string(inp, "list element")?;
+                skip_string(inp, each)?;
             }
         }
         HASH => {
@@ -82,16 +82,36 @@ pub(super) fn skip_object<R: Read>(inp: &mut Input<R>, ty: u8) -> Result<()> {
                 if ty == LIST_QUICKLIST_2 {
                     inp.read_len("quicklist container")?;
                 }
-                skip_string(inp, "quicklist listpack")?;
+                let what = if ty == LIST_QUICKLIST_2 {
+                    "quicklist listpack"
+                } else {
+                    "quicklist ziplist"
+                };
+                skip_string(inp, what)?;
             }
         }
-        _ => skip_string(inp, "string value")?,
+        _ => skip_string(inp, blob_name(ty))?,
     }
     Ok(())
 }
 
+/// What the decoder calls the one string a value of type `ty` is (its errors name it so).
+fn blob_name(ty: u8) -> &'static str {
+    match ty {
+        HASH_ZIPMAP => "zipmap",
+        LIST_ZIPLIST => "ziplist",
+        SET_INTSET => "intset",
+        ZSET_ZIPLIST => "zset ziplist",
+        ZSET_LISTPACK => "zset listpack",
+        HASH_ZIPLIST => "hash ziplist",
+        HASH_LISTPACK => "hash listpack",
+        SET_LISTPACK => "set listpack",
+        _ => "string value",
+    }
+}
+
 /// Consume a string in any of its encodings, checking its lengths.
-fn skip_string<R: Read>(inp: &mut Input<R>, what: &'static str) -> Result<()> {
+pub(super) fn skip_string<R: Read>(inp: &mut Input<R>, what: &'static str) -> Result<()> {
     let at = inp.offset();
     match inp.read_len_or_enc(what)? {
         Len::Len(n) => {

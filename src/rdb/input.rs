@@ -241,6 +241,25 @@ impl<R: Read> Input<R> {
         self.record = Some(Vec::with_capacity(64));
     }
 
+    /// Start recording at the end of `into` (kept as it is).
+    pub fn start_recording_into(&mut self, into: Vec<u8>) {
+        self.record = Some(into);
+    }
+
+    /// How long the recording is (0 when not recording).
+    pub fn recorded_len(&self) -> usize {
+        self.record.as_ref().map_or(0, Vec::len)
+    }
+
+    /// The next byte, not consumed; `None` at the end of the input.
+    pub fn peek_u8(&mut self) -> Result<Option<u8>> {
+        Ok(if self.fill()? {
+            Some(self.buf[self.pos])
+        } else {
+            None
+        })
+    }
+
     pub fn take_recording(&mut self) -> Vec<u8> {
         self.record.take().unwrap_or_default()
     }

@@ -30,7 +30,7 @@ pub mod writer;
 
 pub use error::{ErrorKind, RdbError, Result};
 pub use input::Limits;
-pub use parser::{Checksum, Framed, Header, Item, KeyEntry, Options, RdbReader};
+pub use parser::{Checksum, Framed, FramedIn, Header, Item, KeyEntry, Options, RawKey, RdbReader};
 pub use prim::parse_double;
 pub use value::Value;
 
@@ -174,6 +174,25 @@ pub fn decode_value(ty: u8, bytes: &[u8], dialect: Dialect) -> Result<Value> {
     let v = object::read_object(&mut inp, ty, dialect, &redis88::Templates::default(), None)?;
     if !inp.at_end()? {
         return Err(inp.err(ErrorKind::invalid("value", "bytes left after the value")));
+    }
+    Ok(v)
+}
+
+/// [`decode_value`] of the first bytes of a value, read as a stream whose size is not
+/// known: lengths are checked against the caps only, so the error is the first damage
+/// a reader of the whole file would meet, or `Truncated` where the bytes end.
+pub(crate) fn decode_value_prefix(ty: u8, bytes: &[u8], dialect: Dialect) -> Result<Value> {
+    let mut inp = input::Input::new(bytes, None, Limits::default());
+    object::read_object(&mut inp, ty, dialect, &redis88::Templates::default(), None)
+}
+
+/// One RDB string (a length and bytes, an integer, or LZF) that is all of `bytes`, as the
+/// reader reads it where `what` is.
+pub fn decode_string(bytes: &[u8], what: &'static str) -> Result<Vec<u8>> {
+    let mut inp = input::Input::new(bytes, Some(bytes.len() as u64), Limits::default());
+    let v = inp.read_string(what)?;
+    if !inp.at_end()? {
+        return Err(inp.err(ErrorKind::invalid(what, "bytes left after the string")));
     }
     Ok(v)
 }

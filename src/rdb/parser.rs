@@ -187,6 +187,46 @@ pub enum Framed {
     },
 }
 
+/// The error a decoding reader would have met in a value the framer failed in with `e`:
+/// the framer walks lengths only, so damage inside a value it skipped (a corrupt LZF
+/// string, a broken listpack) is found by decoding the bytes it read (`read`, from file
+/// offset `value_at`). The decoder's error counts when it is earlier and not merely the
+/// end of those bytes.
+fn decoders_error(ty: u8, read: &[u8], value_at: u64, e: RdbError) -> RdbError {
+    match super::decode_value_prefix(ty, read, super::Dialect::Redis) {
+        Err(mut d)
+            if !matches!(d.kind, ErrorKind::Truncated { .. }) && d.offset + value_at < e.offset =>
+        {
+            d.offset += value_at;
+            d
+        }
+        _ => e,
+    }
+}
+
+/// A key of a framed type read by [`RdbReader::next_framed_in`]: its name and value still as
+/// the file encodes them, at `name` and `value` in the caller's arena (an RDB string, and
+/// a value to decode as `rdb_type`).
+#[derive(Debug, Clone)]
+pub struct RawKey {
+    pub db: u64,
+    pub expire_ms: Option<i64>,
+    pub rdb_type: u8,
+    /// File offset of the key's type byte (as [`KeyEntry::offset`]).
+    pub offset: u64,
+    /// File offset of the value.
+    pub value_at: u64,
+    pub name: std::ops::Range<usize>,
+    pub value: std::ops::Range<usize>,
+}
+
+/// What [`RdbReader::next_framed_in`] gives.
+#[derive(Debug)]
+pub enum FramedIn {
+    Framed(Framed),
+    Raw(RawKey),
+}
+
 impl<R: Read> RdbReader<R> {
     /// Read the header. `total_len` (the file size) lets every length be checked early.
     pub fn new(reader: R, total_len: Option<u64>, opts: Options) -> Result<Self> {
@@ -256,16 +296,10 @@ impl<R: Read> RdbReader<R> {
         loop {
             let start = self.inp.offset();
             let code = self.inp.read_u8("record type")?;
+            if self.hint(code)? {
+                continue;
+            }
             match code {
-                EXPIRETIME => {
-                    let s = i32::from_le_bytes(self.inp.read_array("expire time")?);
-                    self.pending.expire_ms = Some(i64::from(s) * 1000);
-                }
-                EXPIRETIME_MS => {
-                    self.pending.expire_ms = Some(self.inp.read_ms_time("expire time")?)
-                }
-                FREQ => self.pending.freq = Some(self.inp.read_u8("LFU frequency")?),
-                IDLE => self.pending.idle = Some(self.inp.read_len("LRU idle time")?),
                 EOF => return self.finish().map(Some),
                 SELECTDB => {
                     self.db = self.inp.read_len("database number")?;
@@ -347,6 +381,95 @@ impl<R: Read> RdbReader<R> {
         }
     }
 
+    /// Read the hint `code` opened (expiry, LRU, LFU) into the pending hints; false when
+    /// `code` is not a hint.
+    fn hint(&mut self, code: u8) -> Result<bool> {
+        match code {
+            EXPIRETIME => {
+                let s = i32::from_le_bytes(self.inp.read_array("expire time")?);
+                self.pending.expire_ms = Some(i64::from(s) * 1000);
+            }
+            EXPIRETIME_MS => self.pending.expire_ms = Some(self.inp.read_ms_time("expire time")?),
+            FREQ => self.pending.freq = Some(self.inp.read_u8("LFU frequency")?),
+            IDLE => self.pending.idle = Some(self.inp.read_len("LRU idle time")?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// [`Self::next_framed`], except that a key of a framed type comes as a [`RawKey`]:
+    /// its name and value appended to `arena` as the file encodes them (no allocation per
+    /// key). Lengths are checked here, contents by whoever reads the arena; an encoded
+    /// (integer or LZF) name is decoded here too, so a damaged one is this reader's error.
+    pub fn next_framed_in(&mut self, arena: &mut Vec<u8>) -> Result<Option<FramedIn>> {
+        if self.done {
+            return Ok(None);
+        }
+        loop {
+            match self.inp.peek_u8()? {
+                Some(code) if matches!(code, EXPIRETIME | EXPIRETIME_MS | FREQ | IDLE) => {
+                    self.inp.read_u8("record type")?;
+                    self.hint(code)?;
+                }
+                Some(ty) if super::frame::framed(ty) && self.pending.meta.is_empty() => {
+                    let start = self.inp.offset();
+                    self.inp.read_u8("record type")?;
+                    return self
+                        .raw_key(start, ty, arena)
+                        .map(|k| Some(FramedIn::Raw(k)));
+                }
+                _ => return Ok(self.next_framed()?.map(FramedIn::Framed)),
+            }
+        }
+    }
+
+    fn raw_key(&mut self, start: u64, ty: u8, arena: &mut Vec<u8>) -> Result<RawKey> {
+        let name_at = self.inp.offset();
+        let n0 = arena.len();
+        self.inp.start_recording_into(std::mem::take(arena));
+        let named = super::frame::skip_string(&mut self.inp, "key name")
+            .map(|()| (self.inp.recorded_len(), self.inp.offset()));
+        // The error, and where the name ends if it was read.
+        let r = named.map_err(|e| (e, None)).and_then(|(n1, value_at)| {
+            super::frame::skip_object(&mut self.inp, ty)
+                .map(|()| (n1, value_at))
+                .map_err(|e| (e, Some(n1)))
+        });
+        *arena = self.inp.take_recording();
+        let name_of = |arena: &[u8], n1: usize| {
+            super::decode_string(&arena[n0..n1], "key name").map_err(|mut e| {
+                e.offset += name_at;
+                e
+            })
+        };
+        let (n1, value_at) = match r {
+            Ok(v) => v,
+            Err((e, None)) => return Err(e),
+            // A damaged name is the error; else the value's, naming the key.
+            Err((e, Some(n1))) => {
+                let value_at = name_at + (n1 - n0) as u64;
+                let e = decoders_error(ty, &arena[n1..], value_at, e);
+                return Err(match name_of(arena, n1) {
+                    Ok(name) => e.with_key(&name),
+                    Err(ne) => ne,
+                });
+            }
+        };
+        if arena.get(n0).is_some_and(|b| b >> 6 == 3) {
+            name_of(arena, n1)?;
+        }
+        let p = std::mem::take(&mut self.pending);
+        Ok(RawKey {
+            db: self.db,
+            expire_ms: p.expire_ms,
+            rdb_type: ty,
+            offset: start,
+            value_at,
+            name: n0..n1,
+            value: n1..arena.len(),
+        })
+    }
+
     fn key(
         &mut self,
         start: u64,
@@ -366,7 +489,7 @@ impl<R: Read> RdbReader<R> {
             self.inp.start_recording();
             let r = super::frame::skip_object(&mut self.inp, ty);
             let encoded = self.inp.take_recording();
-            r.map_err(|e| e.with_key(&key))?;
+            r.map_err(|e| decoders_error(ty, &encoded, value_at, e).with_key(&key))?;
             self.framed = Some((value_at, encoded));
             Value::String(Vec::new())
         } else {
