@@ -48,7 +48,10 @@ pub struct Input<R> {
     crc_pos: usize,
     total_len: Option<u64>,
     pub limits: Limits,
+    /// The bytes consumed while recording, but for `buf[rec_from..pos]`: those are copied
+    /// when the buffer is refilled or the recording is read, not read by read.
     record: Option<Vec<u8>>,
+    rec_from: usize,
 }
 
 impl<R: Read> Input<R> {
@@ -68,6 +71,7 @@ impl<R: Read> Input<R> {
             total_len,
             limits,
             record: None,
+            rec_from: 0,
         }
     }
 
@@ -91,6 +95,10 @@ impl<R: Read> Input<R> {
             return Ok(true);
         }
         self.crc.update(&self.buf[self.crc_pos..self.end]);
+        if let Some(rec) = self.record.as_mut() {
+            rec.extend_from_slice(&self.buf[self.rec_from..self.end]);
+            self.rec_from = 0;
+        }
         self.base += self.end as u64;
         self.pos = 0;
         self.end = 0;
@@ -125,9 +133,6 @@ impl<R: Read> Input<R> {
         let n = max.min(self.end - self.pos);
         let start = self.pos;
         self.pos += n;
-        if let Some(rec) = self.record.as_mut() {
-            rec.extend_from_slice(&self.buf[start..start + n]);
-        }
         Ok((start, n))
     }
 
@@ -135,9 +140,6 @@ impl<R: Read> Input<R> {
         if self.pos < self.end {
             let b = self.buf[self.pos];
             self.pos += 1;
-            if let Some(rec) = self.record.as_mut() {
-                rec.push(b);
-            }
             return Ok(b);
         }
         let (start, _) = self.consume_chunk(1, what, 1)?;
@@ -238,17 +240,20 @@ impl<R: Read> Input<R> {
 
     /// Start keeping a copy of every byte consumed (for opaque module payloads).
     pub fn start_recording(&mut self) {
-        self.record = Some(Vec::with_capacity(64));
+        self.start_recording_into(Vec::with_capacity(64));
     }
 
     /// Start recording at the end of `into` (kept as it is).
     pub fn start_recording_into(&mut self, into: Vec<u8>) {
         self.record = Some(into);
+        self.rec_from = self.pos;
     }
 
     /// How long the recording is (0 when not recording).
     pub fn recorded_len(&self) -> usize {
-        self.record.as_ref().map_or(0, Vec::len)
+        self.record
+            .as_ref()
+            .map_or(0, |r| r.len() + (self.pos - self.rec_from))
     }
 
     /// The next byte, not consumed; `None` at the end of the input.
@@ -261,7 +266,13 @@ impl<R: Read> Input<R> {
     }
 
     pub fn take_recording(&mut self) -> Vec<u8> {
-        self.record.take().unwrap_or_default()
+        match self.record.take() {
+            Some(mut rec) => {
+                rec.extend_from_slice(&self.buf[self.rec_from..self.pos]);
+                rec
+            }
+            None => Vec::new(),
+        }
     }
 
     pub fn is_recording(&self) -> bool {
@@ -330,5 +341,42 @@ mod tests {
         let rest = inp.read_bytes(16, "rest").unwrap();
         assert_eq!(&rest[..], &data[2 * BUF_SIZE + 1..]);
         assert!(inp.at_end().unwrap());
+    }
+
+    /// A reader that gives at most 7 bytes a read: every recording spans refills.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = out.len().min(7).min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn recordings_across_refills_hold_every_byte_once() {
+        let data: Vec<u8> = (0..500u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut inp = Input::new(Trickle(&data), None, Limits::default());
+        inp.skip(3, "x").unwrap();
+        // Into an arena that already holds bytes; lengths seen along the way.
+        inp.start_recording_into(b"kept".to_vec());
+        assert_eq!(inp.recorded_len(), 4);
+        assert_eq!(inp.read_u8("a").unwrap(), data[3]);
+        inp.skip(20, "b").unwrap();
+        assert_eq!(inp.recorded_len(), 4 + 21);
+        let mut a = [0u8; 30];
+        inp.read_exact_into(&mut a, "c").unwrap();
+        let v = inp.read_bytes(100, "d").unwrap();
+        assert_eq!(&v[..], &data[54..154]);
+        let rec = inp.take_recording();
+        assert_eq!(&rec[..4], b"kept");
+        assert_eq!(&rec[4..], &data[3..154]);
+        assert!(!inp.is_recording());
+        inp.skip(10, "e").unwrap();
+        inp.start_recording();
+        inp.skip(336, "f").unwrap();
+        assert_eq!(inp.take_recording(), &data[164..]);
     }
 }

@@ -5,6 +5,10 @@
 //! and the output must be exactly the length the file declared.
 
 /// Decompress `input` into exactly `out_len` bytes.
+///
+/// Runs and references are short (at most 32 and 264 bytes) and most strings small, so
+/// copies are made 16 bytes at a time in place where the buffers have room, rather than
+/// through a `memcpy` call each (a third of the time decompressing went to those calls).
 pub fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, &'static str> {
     let mut out = vec![0u8; out_len];
     let mut op = 0usize;
@@ -14,13 +18,20 @@ pub fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, &'static str>
         ip += 1;
         if ctrl < 32 {
             let run = ctrl + 1;
-            let src = input
-                .get(ip..ip + run)
-                .ok_or("literal run past the end of the input")?;
-            let dst = out
-                .get_mut(op..op + run)
-                .ok_or("output longer than the declared length")?;
-            dst.copy_from_slice(src);
+            if ip + run > input.len() {
+                return Err("literal run past the end of the input");
+            }
+            if op + run > out_len {
+                return Err("output longer than the declared length");
+            }
+            if ip + 32 <= input.len() && op + 32 <= out_len {
+                // Both sides have 32 bytes: copy them all, the run's and some after it
+                // (the output after `op + run` is written again later).
+                let src: [u8; 32] = input[ip..ip + 32].try_into().unwrap_or([0; 32]);
+                out[op..op + 32].copy_from_slice(&src);
+            } else {
+                out[op..op + run].copy_from_slice(&input[ip..ip + run]);
+            }
             ip += run;
             op += run;
         } else {
@@ -39,20 +50,7 @@ pub fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, &'static str>
             if op + len > out_len {
                 return Err("output longer than the declared length");
             }
-            let start = op - dist;
-            if dist >= len {
-                out.copy_within(start..start + len, op);
-            } else {
-                // The reference overlaps its own output, a pattern of period `dist`: copy
-                // what is already written, doubling each step (`done` stays a multiple of
-                // `dist`, so the source always starts in phase).
-                let mut done = 0;
-                while done < len {
-                    let n = (dist + done).min(len - done);
-                    out.copy_within(start..start + n, op + done);
-                    done += n;
-                }
-            }
+            copy_back(&mut out, op, dist, len);
             op += len;
         }
     }
@@ -60,6 +58,32 @@ pub fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, &'static str>
         return Err("output shorter than the declared length");
     }
     Ok(out)
+}
+
+/// `out[op..op + len] = ` what starts `dist` bytes back, which may overlap it (a pattern
+/// of period `dist`). The caller checked `dist <= op` and `op + len <= out.len()`.
+fn copy_back(out: &mut [u8], op: usize, dist: usize, len: usize) {
+    let start = op - dist;
+    if dist >= 16 {
+        // Each 16-byte piece's source ends before the piece starts: copy piece by piece,
+        // whole pieces while they fit.
+        let mut i = 0;
+        while i + 16 <= len {
+            let v: [u8; 16] = out[start + i..start + i + 16].try_into().unwrap_or([0; 16]);
+            out[op + i..op + i + 16].copy_from_slice(&v);
+            i += 16;
+        }
+        for j in i..len {
+            out[op + j] = out[start + j];
+        }
+    } else if dist == 1 {
+        let b = out[start];
+        out[op..op + len].fill(b);
+    } else {
+        for j in 0..len {
+            out[op + j] = out[start + j];
+        }
+    }
 }
 
 /// The most output one input byte of LZF can yield (a 3-byte back reference of 264).
@@ -178,6 +202,17 @@ mod compress_tests {
             })
             .collect();
         inputs.push(text);
+        // Patterns of every period up to 40 (references closer than, as close as and
+        // farther than a 16-byte piece), at lengths around the copy sizes.
+        for period in 1..=40usize {
+            for n in [20usize, 31, 33, 64, 100, 300] {
+                let p: Vec<u8> = (0..period).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+                let v: Vec<u8> = (0..n).map(|i| p[i % period]).collect();
+                if compress(&v, v.len() - 1).is_some() {
+                    inputs.push(v);
+                }
+            }
+        }
         for inp in inputs {
             let c = compress(&inp, inp.len()).expect("compressible");
             assert!(c.len() < inp.len());
