@@ -100,7 +100,11 @@ impl Writer {
             let mut i: u64 = 0;
             while !s.load(Ordering::Relaxed) {
                 let _held = g.lock().unwrap();
-                let db = if i.is_multiple_of(3) { b"3" as &[u8] } else { b"0" };
+                let db = if i.is_multiple_of(3) {
+                    b"3" as &[u8]
+                } else {
+                    b"0"
+                };
                 let k = format!("w:{}", i % 5000);
                 let n = i.to_string();
                 let cmds: Vec<Vec<&[u8]>> = match i % 6 {

@@ -150,7 +150,11 @@ pub fn is_nil(r: &Reply) -> bool {
 /// A flat `[name, value, name, value, …]` reply as (name, value) pairs.
 pub fn pairs<'a>(r: &'a Reply, what: &str) -> Vec<(String, &'a Reply)> {
     let a = array(r, what);
-    assert!(a.len().is_multiple_of(2), "{what}: odd map length {}", a.len());
+    assert!(
+        a.len().is_multiple_of(2),
+        "{what}: odd map length {}",
+        a.len()
+    );
     a.chunks(2).map(|p| (text(&p[0], what), &p[1])).collect()
 }
 

@@ -280,13 +280,8 @@ pub fn rehash_batch(hs: &mut [Hash]) {
         let mut done = 0;
         while hs.len() - done >= WIDE_MIN {
             let k = (hs.len() - done).min(wide::WIDTH);
-            let mut lanes: [&[u8]; wide::WIDTH] = [&[]; wide::WIDTH];
-            for (l, h) in lanes.iter_mut().zip(&hs[done..done + k]) {
-                *l = h;
-            }
-            // SAFETY: the CPU has every feature `short16` enables (checked just above).
-            let out = unsafe { wide::short16(&lanes, H0) };
-            hs[done..done + k].copy_from_slice(&out[..k]);
+            // SAFETY: the CPU has every feature `rehash16` enables (checked just above).
+            unsafe { wide::rehash16(&mut hs[done..done + k], H0) };
             done += k;
         }
         &mut hs[done..]
@@ -421,6 +416,15 @@ mod tests {
         );
         rehash_batch(&mut hs);
         assert_eq!(hs, want);
+        // Every batch size around the wide widths (full and partial groups).
+        for n in 1..=40u64 {
+            let mut hs: Vec<Hash> = (0..n)
+                .map(|i| bytes(i * 31 + n, 20).try_into().expect("20"))
+                .collect();
+            let want: Vec<Hash> = hs.iter().map(|h| reference(h)).collect();
+            rehash_batch(&mut hs);
+            assert_eq!(hs, want, "{n} digests");
+        }
     }
 
     #[test]

@@ -102,6 +102,45 @@ fn block(s: &mut [__m512i; 5], mut w: [__m512i; 16]) {
     }
 }
 
+/// `h = SHA1(h)` for up to sixteen running digests at once (`hs.len() <= WIDTH`). The
+/// digests lie one after another, so each of the five words is one masked gather (word `w`
+/// of digest `l` is 32-bit word `5l + w` of `hs`), and the block is those five, the pad
+/// and the length: no per-message load, padding or transpose.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) fn rehash16(hs: &mut [[u8; 20]], h0: [u32; 5]) {
+    let k = hs.len().min(WIDTH);
+    let lanes: __mmask16 = if k == WIDTH { u16::MAX } else { (1u16 << k) - 1 };
+    let swap = _mm512_set4_epi32(0x0c0d_0e0f, 0x0809_0a0b, 0x0405_0607, 0x0001_0203);
+    let five = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi32(5),
+    );
+    let zero = _mm512_setzero_si512();
+    let mut w = [zero; 16];
+    let base = hs.as_ptr().cast::<i32>();
+    for (i, x) in w.iter_mut().take(5).enumerate() {
+        let idx = _mm512_add_epi32(five, _mm512_set1_epi32(i as i32));
+        // SAFETY: lane `l < k` reads 32-bit word `5l + i < 5k` of `hs`, inside its
+        // `20k` bytes; the other lanes are masked off and read nothing.
+        let v = unsafe { _mm512_mask_i32gather_epi32::<4>(zero, lanes, idx, base) };
+        *x = _mm512_shuffle_epi8(v, swap);
+    }
+    w[5] = _mm512_set1_epi32(0x8000_0000u32 as i32);
+    w[15] = _mm512_set1_epi32(160);
+    let mut s = h0.map(|h| _mm512_set1_epi32(h as i32));
+    block(&mut s, w);
+    let mut words = [[0u32; WIDTH]; 5];
+    for (o, x) in words.iter_mut().zip(s) {
+        // SAFETY: `o` is 64 writable bytes; the store is unaligned.
+        unsafe { _mm512_storeu_si512(o.as_mut_ptr().cast(), _mm512_shuffle_epi8(x, swap)) };
+    }
+    for (l, o) in hs.iter_mut().take(k).enumerate() {
+        for (i, w) in words.iter().enumerate() {
+            o[4 * i..4 * i + 4].copy_from_slice(&w[l].to_ne_bytes());
+        }
+    }
+}
+
 /// SHA-1 of sixteen messages of at most [`super::SHORT`] bytes each (longer ones are cut
 /// there: the caller hashes those elsewhere).
 #[target_feature(enable = "avx512f,avx512bw")]
