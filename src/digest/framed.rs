@@ -178,18 +178,24 @@ fn digest_pass(
     now_ms: i64,
 ) -> Vec<Option<Acc>> {
     // The elements' text, integers printed: one arena for the pass.
-    let all = || items.iter().flat_map(|(_, _, e)| e.iter());
     let mut ints: Vec<IntText> = Vec::with_capacity(n);
-    ints.extend(all().filter_map(|e| match e {
-        Elem::Int(i) => Some(IntText::new(*i)),
-        Elem::Str(_) => None,
-    }));
+    for (_, _, elems) in items {
+        for e in elems.iter() {
+            if let Elem::Int(i) = e {
+                ints.push(IntText::new(*i));
+            }
+        }
+    }
     let mut next = ints.iter();
     let mut texts: Vec<&[u8]> = Vec::with_capacity(n);
-    texts.extend(all().map(|e| match e {
-        Elem::Str(s) => *s,
-        Elem::Int(_) => next.next().map_or(&[][..], IntText::as_bytes),
-    }));
+    for (_, _, elems) in items {
+        for e in elems.iter() {
+            texts.push(match e {
+                Elem::Str(s) => s,
+                Elem::Int(_) => next.next().map_or(&[][..], IntText::as_bytes),
+            });
+        }
+    }
     // mix_in(0, name) = SHA1(SHA1(name)), then the type mixed in: every key side by side.
     let names: Vec<&[u8]> = items.iter().map(|(n, _, _)| *n).collect();
     let mut acc = vec![[0u8; 20]; items.len()];

@@ -136,12 +136,18 @@ impl<R: Read> Input<R> {
         Ok((start, n))
     }
 
+    /// One byte: inlined where it is in the buffer (most calls), a call to refill.
+    #[inline]
     pub fn read_u8(&mut self, what: &'static str) -> Result<u8> {
-        if self.pos < self.end {
-            let b = self.buf[self.pos];
+        if let Some(&b) = self.buf[..self.end].get(self.pos) {
             self.pos += 1;
             return Ok(b);
         }
+        self.read_u8_refilled(what)
+    }
+
+    #[cold]
+    fn read_u8_refilled(&mut self, what: &'static str) -> Result<u8> {
         let (start, _) = self.consume_chunk(1, what, 1)?;
         Ok(self.buf[start])
     }

@@ -109,7 +109,11 @@ fn block(s: &mut [__m512i; 5], mut w: [__m512i; 16]) {
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(super) fn rehash16(hs: &mut [[u8; 20]], h0: [u32; 5]) {
     let k = hs.len().min(WIDTH);
-    let lanes: __mmask16 = if k == WIDTH { u16::MAX } else { (1u16 << k) - 1 };
+    let lanes: __mmask16 = if k == WIDTH {
+        u16::MAX
+    } else {
+        (1u16 << k) - 1
+    };
     let swap = _mm512_set4_epi32(0x0c0d_0e0f, 0x0809_0a0b, 0x0405_0607, 0x0001_0203);
     let five = _mm512_mullo_epi32(
         _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
