@@ -151,10 +151,55 @@ fn seen_slot(part: &[u8]) -> usize {
 /// digest, `mix_in(a)`, `mix_in(b)`, xored with the field-TTL mark's hash when `marked`,
 /// and is xored into `acc` — all the elements of a chunk side by side.
 fn pairs(acc: &mut Acc, c: &[(&[u8], &[u8], bool)]) {
-    let n = c.len();
     let mut ele = [[0u8; 20]; CHUNK];
+    let ele = &mut ele[..c.len()];
+    pair_digests(c, ele);
+    for e in ele.iter() {
+        xor_raw(acc, e);
+    }
+}
+
+/// Elements hashed together when they come from many keys ([`pairs_of`],
+/// [`set_members_of`]): enough to fill the wide SHA-1 lanes several times over.
+const WIDE_CHUNK: usize = 128;
+
+/// Two-part elements of many keys, `(i, a, b, marked)`: each element's digest (as
+/// [`pairs`] computes it) xored into `accs[i]`, the elements of every key side by side.
+pub fn pairs_of(accs: &mut [Acc], items: &[(usize, &[u8], &[u8], bool)]) {
+    let mut parts: [(&[u8], &[u8], bool); WIDE_CHUNK] = [(&[], &[], false); WIDE_CHUNK];
+    let mut ele = [[0u8; 20]; WIDE_CHUNK];
+    for c in items.chunks(WIDE_CHUNK) {
+        for (p, &(_, a, b, marked)) in parts.iter_mut().zip(c) {
+            *p = (a, b, marked);
+        }
+        pair_digests(&parts[..c.len()], &mut ele[..c.len()]);
+        for ((i, ..), e) in c.iter().zip(&ele) {
+            xor_raw(&mut accs[*i], e);
+        }
+    }
+}
+
+/// Set members of many keys, `(i, member)`: `SHA1(member)` xored into `accs[i]`.
+pub fn set_members_of(accs: &mut [Acc], members: &[(usize, &[u8])]) {
+    let mut msgs: [&[u8]; WIDE_CHUNK] = [&[]; WIDE_CHUNK];
+    let mut hs = [[0u8; 20]; WIDE_CHUNK];
+    for c in members.chunks(WIDE_CHUNK) {
+        for (m, (_, b)) in msgs.iter_mut().zip(c) {
+            *m = b;
+        }
+        sha1_batch(&msgs[..c.len()], &mut hs[..c.len()]);
+        for ((i, _), h) in c.iter().zip(&hs) {
+            xor_raw(&mut accs[*i], h);
+        }
+    }
+}
+
+/// The digest of each two-part element of `c` (at most [`WIDE_CHUNK`]) into `out`.
+fn pair_digests(c: &[(&[u8], &[u8], bool)], out: &mut [Acc]) {
+    let n = c.len();
+    let ele = out;
     // Which first parts must be hashed (not remembered), as indexes into `c`.
-    let mut miss = [0usize; CHUNK];
+    let mut miss = [0usize; WIDE_CHUNK];
     let mut nm = 0;
     SEEN.with_borrow(|seen| {
         for (i, (a, _, _)) in c.iter().enumerate() {
@@ -169,14 +214,14 @@ fn pairs(acc: &mut Acc, c: &[(&[u8], &[u8], bool)]) {
             nm += 1;
         }
     });
-    let mut msgs: [&[u8]; 2 * CHUNK] = [&[]; 2 * CHUNK];
+    let mut msgs: [&[u8]; 2 * WIDE_CHUNK] = [&[]; 2 * WIDE_CHUNK];
     for (m, &i) in msgs.iter_mut().zip(&miss[..nm]) {
         *m = c[i].0;
     }
     for (m, (_, b, _)) in msgs[nm..].iter_mut().zip(c) {
         *m = b;
     }
-    let mut hs = [[0u8; 20]; 2 * CHUNK];
+    let mut hs = [[0u8; 20]; 2 * WIDE_CHUNK];
     sha1_batch(&msgs[..nm + n], &mut hs[..nm + n]);
     let (first, second) = hs.split_at_mut(nm);
     // mix_in(0, a) = SHA1(SHA1(a)) for the parts not remembered; remember them.
@@ -193,7 +238,6 @@ fn pairs(acc: &mut Acc, c: &[(&[u8], &[u8], bool)]) {
             }
         }
     });
-    let ele = &mut ele[..n];
     for (e, h) in ele.iter_mut().zip(&second[..n]) {
         xor_raw(e, h);
     }
@@ -205,9 +249,6 @@ fn pairs(acc: &mut Acc, c: &[(&[u8], &[u8], bool)]) {
     }
     // xor_in(acc, ele) hashes the element's digest first.
     rehash_batch(ele);
-    for e in ele.iter() {
-        xor_raw(acc, e);
-    }
 }
 
 /// Each member and its score are mixed into a fresh element digest, xored into the key's.
@@ -234,31 +275,45 @@ pub fn zset_members<'a>(
     longest: usize,
     members: impl IntoIterator<Item = (&'a [u8], f64)>,
 ) {
-    // A skiplist-layout zset small enough is turned into a listpack after load; from 7.0
-    // on the server stores integral scores there as integers, so -0 becomes 0.
+    let drop_sign = zset_drops_sign(rules, rdb_type, len, longest);
+    // A chunk's scores printed one after another into one buffer, kept across chunks.
+    let mut text = String::with_capacity(len.min(CHUNK) * 24);
+    let mut ends = [0usize; CHUNK];
+    chunked::<_, CHUNK>(members, |c| {
+        text.clear();
+        for (end, &(_, score)) in ends.iter_mut().zip(c) {
+            score_into(rules, drop_sign, score, &mut text);
+            *end = text.len();
+        }
+        let mut p: [(&[u8], &[u8], bool); CHUNK] = [(&[], &[], false); CHUNK];
+        let mut start = 0;
+        for (i, (m, _)) in c.iter().enumerate() {
+            p[i] = (m, &text.as_bytes()[start..ends[i]], false);
+            start = ends[i];
+        }
+        pairs(acc, &p[..c.len()]);
+    });
+}
+
+/// Whether a sorted set's `-0` scores are digested as `0`: a skiplist-layout set small
+/// enough is turned into a listpack after load, and from 7.0 on the server stores integral
+/// scores there as integers, so -0 becomes 0. `len` members, the longest `longest` bytes.
+pub fn zset_drops_sign(rules: &Rules, rdb_type: u8, len: usize, longest: usize) -> bool {
     let rebuilt_as_listpack = !rules.as_held
         && matches!(rdb_type, ZSET | ZSET_2)
         && len <= ZSET_MAX_LISTPACK_ENTRIES
         && longest <= ZSET_MAX_LISTPACK_VALUE;
-    let drop_sign = rebuilt_as_listpack && rules.listpack_drops_negative_zero;
-    chunked::<_, CHUNK>(members, |c| {
-        let texts: [String; CHUNK] = std::array::from_fn(|i| match c.get(i) {
-            Some(&(_, score)) => {
-                let score = if drop_sign && score == 0.0 {
-                    0.0
-                } else {
-                    score
-                };
-                rules.score_format.format(score)
-            }
-            None => String::new(),
-        });
-        let mut p: [(&[u8], &[u8], bool); CHUNK] = [(&[], &[], false); CHUNK];
-        for (i, (m, _)) in c.iter().enumerate() {
-            p[i] = (m, texts[i].as_bytes(), false);
-        }
-        pairs(acc, &p[..c.len()]);
-    });
+    rebuilt_as_listpack && rules.listpack_drops_negative_zero
+}
+
+/// A score's text in the digest, appended to `out` (`drop_sign` from [`zset_drops_sign`]).
+pub fn score_into(rules: &Rules, drop_sign: bool, score: f64, out: &mut String) {
+    let score = if drop_sign && score == 0.0 {
+        0.0
+    } else {
+        score
+    };
+    rules.score_format.format_into(score, out);
 }
 
 /// Fields as (field, value, TTL); expired ones are skipped where the server drops them.

@@ -28,6 +28,11 @@ use super::target::Rules;
 /// longer ones are chained alone (their element hashes are not all held at once).
 const LOCKSTEP_MAX: usize = 256;
 
+/// Sets, hashes and sorted sets up to this many elements have their elements hashed
+/// together with the pass's other keys'; bigger ones alone, a chunk at a time (no
+/// second list of their elements is built).
+const TOGETHER_MAX: usize = 1024;
+
 /// A framed key of a type [`view::viewed`] reads: its value starts at file offset `at`.
 pub(super) struct Col {
     pub key: Box<KeyEntry>,
@@ -206,11 +211,18 @@ fn digest_pass(
     }
     rehash_batch(&mut acc);
     let mut lists = Vec::new();
+    // Set members and two-part elements of every key, hashed together after the loop;
+    // a key too big for that is digested alone, a chunk at a time.
+    let mut members: Vec<(usize, &[u8])> = Vec::new();
+    let mut two: Vec<(usize, &[u8], &[u8], bool)> = Vec::new();
+    let mut scores = String::new();
+    let mut zs: Vec<(usize, &[u8], usize)> = Vec::new();
     let mut start = 0;
     for (i, (_, ty, elems)) in items.iter().enumerate() {
         let t = &texts[start..start + elems.len()];
         start += elems.len();
         let a = &mut acc[i];
+        let alone = t.len() > TOGETHER_MAX;
         match *ty {
             STRING | LIST | LIST_ZIPLIST | LIST_QUICKLIST | LIST_QUICKLIST_2 => {
                 if t.len() <= LOCKSTEP_MAX {
@@ -219,27 +231,43 @@ fn digest_pass(
                     elements::list_items(a, t.iter().copied());
                 }
             }
-            HASH | HASH_ZIPLIST | HASH_LISTPACK => elements::hash_fields(
+            HASH | HASH_ZIPLIST | HASH_LISTPACK if alone => elements::hash_fields(
                 a,
                 rules,
                 now_ms,
                 t.chunks_exact(2).map(|p| (p[0], p[1], None)),
             ),
+            // No field of these encodings has a TTL: no field dropped, none marked.
+            HASH | HASH_ZIPLIST | HASH_LISTPACK => {
+                two.extend(t.chunks_exact(2).map(|p| (i, p[0], p[1], false)))
+            }
             ZSET_ZIPLIST | ZSET_LISTPACK => {
                 let members = elems.chunks_exact(2).zip(t.chunks_exact(2));
-                elements::zset_members(
-                    a,
-                    rules,
-                    *ty,
-                    elems.len() / 2,
-                    t.chunks_exact(2).map(|p| p[0].len()).max().unwrap_or(0),
-                    // Scores were checked by the view: numbers, not NaN.
-                    members.map(|(e, t)| (t[0], e[1].as_f64().unwrap_or(0.0))),
-                )
+                let len = elems.len() / 2;
+                let longest = t.chunks_exact(2).map(|p| p[0].len()).max().unwrap_or(0);
+                // Scores were checked by the view: numbers, not NaN.
+                let members = members.map(|(e, t)| (t[0], e[1].as_f64().unwrap_or(0.0)));
+                if alone {
+                    elements::zset_members(a, rules, *ty, len, longest, members);
+                } else {
+                    let drop_sign = elements::zset_drops_sign(rules, *ty, len, longest);
+                    for (m, score) in members {
+                        elements::score_into(rules, drop_sign, score, &mut scores);
+                        zs.push((i, m, scores.len()));
+                    }
+                }
             }
-            _ => elements::set_members(a, t.iter().copied()),
+            _ if alone => elements::set_members(a, t.iter().copied()),
+            _ => members.extend(t.iter().map(|m| (i, *m))),
         }
     }
+    let mut from = 0;
+    for (i, m, end) in zs {
+        two.push((i, m, &scores.as_bytes()[from..end], false));
+        from = end;
+    }
+    elements::pairs_of(&mut acc, &two);
+    elements::set_members_of(&mut acc, &members);
     lockstep(&mut acc, &mut lists);
     items
         .iter()
@@ -601,6 +629,71 @@ mod tests {
         for (k, b) in &d.bodies {
             assert!((k.offset as usize) < bad);
             assert_eq!(Some(*b), named[k.offset as usize]);
+        }
+    }
+
+    #[test]
+    fn keys_hashed_together_or_alone_digest_as_decoded() {
+        // Sets, hashes and sorted sets just under and over the bound for hashing their
+        // elements with the other keys', in one batch: each key's digest is its decoded
+        // value's, for a printf and an fpconv target.
+        use crate::rdb::types::{HASH_LISTPACK, SET_LISTPACK, ZSET_LISTPACK};
+        use crate::rdb::writer::packed::Listpack;
+        let scores = ["1.5", "-0", "17", "0.1", "-2e5", "3"];
+        let mut values = Vec::new();
+        for n in [3, TOGETHER_MAX, TOGETHER_MAX + 1, TOGETHER_MAX + 2, 40] {
+            let (mut set, mut hash, mut zset) = (Listpack::new(), Listpack::new(), Listpack::new());
+            for i in 0..n {
+                set.push(
+                    if i % 2 == 0 {
+                        format!("s{i}")
+                    } else {
+                        format!("{i}")
+                    }
+                    .as_bytes(),
+                );
+            }
+            for i in 0..n / 2 {
+                hash.push(format!("f{}", i % 7 + i).as_bytes());
+                hash.push(
+                    if i % 3 == 0 {
+                        format!("{i}")
+                    } else {
+                        format!("v{i}")
+                    }
+                    .as_bytes(),
+                );
+                zset.push(format!("z{i}").as_bytes());
+                zset.push(scores[i % scores.len()].as_bytes());
+            }
+            values.push((SET_LISTPACK, rdb_string(&set.finish())));
+            values.push((HASH_LISTPACK, rdb_string(&hash.finish())));
+            values.push((ZSET_LISTPACK, rdb_string(&zset.finish())));
+        }
+        for target in ["redis-7.0.0", "valkey-8.1.0"] {
+            let rules = Rules::for_target(target.parse().expect("version")).expect("rules");
+            let cols = values
+                .iter()
+                .enumerate()
+                .map(|(i, (ty, enc))| {
+                    let mut k = entry(*ty, Value::String(Vec::new()));
+                    k.offset = i as u64;
+                    Col {
+                        key: Box::new(k),
+                        at: 0,
+                        bytes: enc.clone(),
+                    }
+                })
+                .collect();
+            let d = collections(cols, &rules, 0);
+            assert!(d.failed.is_none() && d.decoded.is_empty(), "{target}");
+            assert_eq!(d.bodies.len(), values.len(), "{target}");
+            for (k, body) in &d.bodies {
+                let (ty, enc) = &values[k.offset as usize];
+                let (_, decoded) = both(*ty, enc, &rules);
+                let n = k.offset / 3;
+                assert_eq!(Some(*body), decoded, "{target}: type {ty}, value {n}");
+            }
         }
     }
 

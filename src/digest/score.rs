@@ -23,4 +23,12 @@ impl ScoreFormat {
             ScoreFormat::Fpconv => dtoa::fpconv(x),
         }
     }
+
+    /// [`Self::format`] appended to `out`.
+    pub fn format_into(self, x: f64, out: &mut String) {
+        match self {
+            ScoreFormat::Printf17g => dtoa::printf_17g_into(x, out),
+            ScoreFormat::Fpconv => dtoa::fpconv_into(x, out),
+        }
+    }
 }

@@ -327,19 +327,25 @@ fn layout(digits: &[u8], k: i32, neg: bool, out: &mut String) {
 
 /// `d` as the servers' `fpconv_dtoa` writes it: "-0", "inf", "nan", "0.1", "1e+300", …
 pub fn dtoa(d: f64) -> String {
-    let bits = d.to_bits();
     let mut out = String::with_capacity(24);
+    dtoa_into(d, &mut out);
+    out
+}
+
+/// [`dtoa`] appended to `out`.
+pub fn dtoa_into(d: f64, out: &mut String) {
+    let bits = d.to_bits();
     let neg = bits & SIGN != 0;
     if neg {
         out.push('-');
     }
     if d == 0.0 {
         out.push('0');
-        return out;
+        return;
     }
     if bits & EXP_MASK == EXP_MASK {
         out.push_str(if bits & FRAC_MASK != 0 { "nan" } else { "inf" });
-        return out;
+        return;
     }
     let w = decompose(bits);
     let (lo, hi) = boundaries(w);
@@ -356,8 +362,7 @@ pub fn dtoa(d: f64) -> String {
     if ds.is_empty() {
         ds.push(b'0');
     }
-    layout(&ds, k, neg, &mut out);
-    out
+    layout(&ds, k, neg, out);
 }
 
 #[cfg(test)]

@@ -10,11 +10,16 @@
 mod grisu;
 mod printf;
 
-pub use printf::printf_17g;
+pub use printf::{printf_17g, printf_17g_into};
 
 /// `fpconv_dtoa`: Grisu2 digits with the servers' own layout (not always the shortest text).
 pub fn fpconv(x: f64) -> String {
     grisu::dtoa(x)
+}
+
+/// [`fpconv`] appended to `out` (no allocation of its own when `out` has room).
+pub fn fpconv_into(x: f64, out: &mut String) {
+    grisu::dtoa_into(x, out)
 }
 
 /// Which server's `d2string` to follow for a sorted set's score text.

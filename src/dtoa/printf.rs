@@ -5,19 +5,23 @@
 /// even), fixed notation for decimal exponents -4..=16, else `d.ddde±XX`; trailing zeros
 /// dropped; `inf`, `-inf`, `nan`, `-0`.
 pub fn printf_17g(x: f64) -> String {
+    let mut out = String::with_capacity(24);
+    printf_17g_into(x, &mut out);
+    out
+}
+
+/// [`printf_17g`] appended to `out`: typical scores (see [`exact_17g`]) without an
+/// allocation of their own when `out` has room.
+pub fn printf_17g_into(x: f64, out: &mut String) {
     if x.is_nan() {
-        return if x.is_sign_negative() { "-nan" } else { "nan" }.to_string();
+        out.push_str(if x.is_sign_negative() { "-nan" } else { "nan" });
+    } else if x.is_infinite() {
+        out.push_str(if x > 0.0 { "inf" } else { "-inf" });
+    } else if x == 0.0 {
+        out.push_str(if x.is_sign_negative() { "-0" } else { "0" });
+    } else if !exact_17g(x, out) {
+        out.push_str(&general_17g(x));
     }
-    if x.is_infinite() {
-        return if x > 0.0 { "inf" } else { "-inf" }.to_string();
-    }
-    if x == 0.0 {
-        return if x.is_sign_negative() { "-0" } else { "0" }.to_string();
-    }
-    if let Some(s) = exact_17g(x) {
-        return s;
-    }
-    general_17g(x)
 }
 
 /// `%.17g` of a finite nonzero double, by exact formatting.
@@ -64,10 +68,11 @@ fn general_17g(x: f64) -> String {
 /// what rounding to 17 digits and dropping trailing zeros leaves. Typical scores (integers,
 /// halves, quarters) take this path instead of exact big-number formatting. `None`: not
 /// such a double.
-fn exact_17g(x: f64) -> Option<String> {
+fn exact_17g(x: f64, out: &mut String) -> bool {
+    use std::fmt::Write;
     let a = x.abs();
     if !(1e-4..1e17).contains(&a) {
-        return None;
+        return false;
     }
     // a = m * 2^q exactly, m odd (a is normal here: at least 1e-4).
     let bits = a.to_bits();
@@ -79,29 +84,36 @@ fn exact_17g(x: f64) -> Option<String> {
     let sign = if x < 0.0 { "-" } else { "" };
     if q >= 0 {
         // An integer below 1e17: every digit is printed.
-        return Some(format!("{sign}{}", a as u64));
+        let _ = write!(out, "{sign}{}", a as u64);
+        return true;
     }
     // a = m * 5^k / 10^k: its digits are those of m * 5^k (never ending in 0: m is odd).
     let k = (-q) as u32;
     if k > 24 {
-        return None;
+        return false;
     }
-    let n = (m as u128).checked_mul(5u128.pow(k))?;
+    let Some(n) = (m as u128).checked_mul(5u128.pow(k)) else {
+        return false;
+    };
     if n >= 100_000_000_000_000_000 {
-        return None;
+        return false;
     }
     let p = 10u128.pow(k);
-    Some(format!(
-        "{sign}{}.{:0width$}",
-        n / p,
-        n % p,
-        width = k as usize
-    ))
+    let _ = write!(out, "{sign}{}.{:0width$}", n / p, n % p, width = k as usize);
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The exact-digits path's text, `None` where it declines (and then it wrote nothing).
+    fn exact(x: f64) -> Option<String> {
+        let mut out = String::from("pre");
+        let taken = exact_17g(x, &mut out);
+        assert!(taken || out == "pre", "{x:e}: wrote {out:?} and declined");
+        taken.then(|| out["pre".len()..].to_string())
+    }
 
     #[test]
     fn printf_17g_matches_glibc() {
@@ -138,10 +150,10 @@ mod tests {
             (123456.75, "123456.75"),
             (99999999999999984.0, "99999999999999984"),
         ] {
-            assert_eq!(exact_17g(x).as_deref(), Some(want), "{x:e}");
+            assert_eq!(exact(x).as_deref(), Some(want), "{x:e}");
         }
         for x in [0.1, 1e17, 1e-5, 1.0 / 3.0, 0.000099, 2f64.powi(-30)] {
-            assert_eq!(exact_17g(x), None, "{x:e}");
+            assert_eq!(exact(x), None, "{x:e}");
         }
     }
 
@@ -161,7 +173,7 @@ mod tests {
             if v == 0.0 || !v.is_finite() {
                 continue;
             }
-            if let Some(fast) = exact_17g(v) {
+            if let Some(fast) = exact(v) {
                 taken += 1;
                 assert_eq!(fast, general_17g(v), "{v:e}");
             }
