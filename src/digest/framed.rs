@@ -318,16 +318,30 @@ struct IntText {
 
 impl IntText {
     fn new(i: i64) -> Self {
+        // Two digits at a time from a table of "00".."99".
+        const PAIRS: [[u8; 2]; 100] = {
+            let mut t = [[0u8; 2]; 100];
+            let mut i = 0;
+            while i < 100 {
+                t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+                i += 1;
+            }
+            t
+        };
         let mut buf = [0u8; 20];
         let mut n = i.unsigned_abs();
         let mut p = buf.len();
-        loop {
+        while n >= 100 {
+            p -= 2;
+            buf[p..p + 2].copy_from_slice(&PAIRS[(n % 100) as usize]);
+            n /= 100;
+        }
+        if n >= 10 {
+            p -= 2;
+            buf[p..p + 2].copy_from_slice(&PAIRS[n as usize]);
+        } else {
             p -= 1;
-            buf[p] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+            buf[p] = b'0' + n as u8;
         }
         if i < 0 {
             p -= 1;
@@ -699,8 +713,30 @@ mod tests {
 
     #[test]
     fn integers_print_as_the_server_prints_them() {
-        for i in [0, 7, -1, 10, -10, 123_456_789, i64::MAX, i64::MIN] {
+        for i in [
+            0,
+            7,
+            -1,
+            10,
+            -10,
+            99,
+            100,
+            -101,
+            123_456_789,
+            i64::MAX,
+            i64::MIN,
+        ] {
             assert_eq!(IntText::new(i).as_bytes(), i.to_string().as_bytes());
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for shift in 0..64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x >> shift) as i64;
+            for v in [i, -i, i / 7] {
+                assert_eq!(IntText::new(v).as_bytes(), v.to_string().as_bytes());
+            }
         }
     }
 }

@@ -63,26 +63,35 @@ pub fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, &'static str>
 /// `out[op..op + len] = ` what starts `dist` bytes back, which may overlap it (a pattern
 /// of period `dist`). The caller checked `dist <= op` and `op + len <= out.len()`.
 fn copy_back(out: &mut [u8], op: usize, dist: usize, len: usize) {
-    let start = op - dist;
     if dist >= 16 {
-        // Each 16-byte piece's source ends before the piece starts: copy piece by piece,
-        // whole pieces while they fit.
-        let mut i = 0;
-        while i + 16 <= len {
-            let v: [u8; 16] = out[start + i..start + i + 16].try_into().unwrap_or([0; 16]);
-            out[op + i..op + i + 16].copy_from_slice(&v);
-            i += 16;
-        }
-        for j in i..len {
-            out[op + j] = out[start + j];
-        }
+        copy_pieces::<16>(out, op, dist, len);
+    } else if dist >= 8 {
+        copy_pieces::<8>(out, op, dist, len);
     } else if dist == 1 {
-        let b = out[start];
+        let b = out[op - 1];
         out[op..op + len].fill(b);
     } else {
+        let start = op - dist;
         for j in 0..len {
             out[op + j] = out[start + j];
         }
+    }
+}
+
+/// [`copy_back`] for `dist >= P`: each `P`-byte piece's source ends before the piece
+/// starts. The last piece may run past `op + len` where `out` has room: those bytes are
+/// not yet decompressed and are written again later (its source is still all before
+/// `op`). Where `out` has no room, the rest goes a byte at a time.
+fn copy_pieces<const P: usize>(out: &mut [u8], op: usize, dist: usize, len: usize) {
+    let start = op - dist;
+    let mut i = 0;
+    while i < len && op + i + P <= out.len() {
+        let v: [u8; P] = out[start + i..start + i + P].try_into().unwrap_or([0; P]);
+        out[op + i..op + i + P].copy_from_slice(&v);
+        i += P;
+    }
+    for j in i..len {
+        out[op + j] = out[start + j];
     }
 }
 
