@@ -66,10 +66,9 @@ fn general_17g(x: f64) -> String {
 /// `%.17g` of a double whose exact decimal value has at most 17 significant digits and
 /// prints in fixed notation (`1e-4 <= |x| < 1e17`): those digits, as they are, which is
 /// what rounding to 17 digits and dropping trailing zeros leaves. Typical scores (integers,
-/// halves, quarters) take this path instead of exact big-number formatting. `None`: not
-/// such a double.
+/// halves, quarters) take this path instead of exact big-number formatting. Appended to
+/// `out`; `false` (and nothing written): not such a double.
 fn exact_17g(x: f64, out: &mut String) -> bool {
-    use std::fmt::Write;
     let a = x.abs();
     if !(1e-4..1e17).contains(&a) {
         return false;
@@ -81,26 +80,54 @@ fn exact_17g(x: f64, out: &mut String) -> bool {
     let tz = m.trailing_zeros();
     m >>= tz;
     q += tz as i32;
-    let sign = if x < 0.0 { "-" } else { "" };
-    if q >= 0 {
-        // An integer below 1e17: every digit is printed.
-        let _ = write!(out, "{sign}{}", a as u64);
-        return true;
-    }
-    // a = m * 5^k / 10^k: its digits are those of m * 5^k (never ending in 0: m is odd).
-    let k = (-q) as u32;
-    if k > 24 {
-        return false;
-    }
-    let Some(n) = (m as u128).checked_mul(5u128.pow(k)) else {
-        return false;
+    // An integer below 1e17 has every digit printed; else a = m * 5^k / 10^k, whose
+    // digits are those of m * 5^k (never ending in 0: m is odd), below 1e17 or not taken.
+    let (int, frac) = if q >= 0 {
+        (a as u64, None)
+    } else {
+        let k = (-q) as u32;
+        let n = match (m as u128).checked_mul(5u128.pow(k.min(25))) {
+            Some(n) if k <= 24 && n < 100_000_000_000_000_000 => n as u64,
+            _ => return false,
+        };
+        // 10^k overflows a u64 past k = 19, where n (below 1e17) is all fraction.
+        match 10u64.checked_pow(k) {
+            Some(p) => (n / p, Some((n % p, k as usize))),
+            None => (0, Some((n, k as usize))),
+        }
     };
-    if n >= 100_000_000_000_000_000 {
-        return false;
+    if x < 0.0 {
+        out.push('-');
     }
-    let p = 10u128.pow(k);
-    let _ = write!(out, "{sign}{}.{:0width$}", n / p, n % p, width = k as usize);
+    push_digits(out, int, 0);
+    if let Some((f, width)) = frac {
+        out.push('.');
+        push_digits(out, f, width);
+    }
     true
+}
+
+/// `n` in decimal, zero-padded to `width` digits, two digits at a time.
+fn push_digits(out: &mut String, mut n: u64, width: usize) {
+    const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+    let mut buf = [b'0'; 24];
+    let mut p = buf.len();
+    while n >= 100 {
+        let d = (n % 100) as usize * 2;
+        p -= 2;
+        buf[p..p + 2].copy_from_slice(&PAIRS[d..d + 2]);
+        n /= 100;
+    }
+    if n >= 10 {
+        p -= 2;
+        buf[p..p + 2].copy_from_slice(&PAIRS[n as usize * 2..n as usize * 2 + 2]);
+    } else {
+        p -= 1;
+        buf[p] = b'0' + n as u8;
+    }
+    // Zero-padding: the buffer is zeros before the digits (width is at most 24).
+    let start = p.min(buf.len() - width.min(buf.len()));
+    out.push_str(std::str::from_utf8(&buf[start..]).unwrap_or_default());
 }
 
 #[cfg(test)]
