@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use crate::rdb::packed::Elem;
 use crate::rdb::types::STRING;
-use crate::rdb::view::{self, Piece, Pieces};
+use crate::rdb::view::{self, InScratch, Piece, Pieces, Scratch};
 use crate::rdb::{decode_string, decode_value, Dialect, KeyEntry, RawKey, RdbError};
 
 use super::dataset::{Body, DatasetDigest};
@@ -22,6 +22,8 @@ use super::framed::digest_many;
 /// A raw key's value as read in place.
 enum Read<'a> {
     String(Piece<'a>),
+    /// A compressed string, decompressed into the scratch at this range.
+    Scratched(std::ops::Range<usize>),
     Collection(Pieces<'a>),
     /// The view declined it: decode it.
     Declined,
@@ -35,6 +37,25 @@ pub(super) fn add_raw(
     arena: &[u8],
     keys: &[RawKey],
     d: &mut DatasetDigest,
+) -> (Vec<Box<KeyEntry>>, Option<(u64, DigestError)>) {
+    let mut scratch = SCRATCH.take();
+    scratch.clear();
+    let out = add_raw_in(arena, keys, d, &mut scratch);
+    SCRATCH.set(scratch);
+    out
+}
+
+thread_local! {
+    /// Where a worker's compressed strings are decompressed, batch after batch.
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
+}
+
+#[allow(clippy::vec_box)]
+fn add_raw_in(
+    arena: &[u8],
+    keys: &[RawKey],
+    d: &mut DatasetDigest,
+    scratch: &mut Scratch,
 ) -> (Vec<Box<KeyEntry>>, Option<(u64, DigestError)>) {
     let mut failed = None;
     let mut names: Vec<Cow<'_, [u8]>> = Vec::with_capacity(keys.len());
@@ -62,7 +83,11 @@ pub(super) fn add_raw(
             break;
         };
         let read = if k.rdb_type == STRING {
-            view::string(value).map_or(Read::Declined, Read::String)
+            match view::string_in(value, scratch) {
+                Some(InScratch::Piece(p)) => Read::String(p),
+                Some(InScratch::At(at)) => Read::Scratched(at),
+                None => Read::Declined,
+            }
         } else if view::viewed(k.rdb_type) {
             view::pieces(k.rdb_type, value).map_or(Read::Declined, Read::Collection)
         } else {
@@ -72,12 +97,14 @@ pub(super) fn add_raw(
         reads.push(read);
     }
     // Elements: a string's one element in a shared vector, a collection's its own.
+    let scratch = &*scratch;
     let strings: Vec<Elem<'_>> = reads
         .iter()
         .filter_map(|r| match r {
             Read::String(Piece::Str(s)) => Some(Elem::Str(s)),
             Read::String(Piece::Owned(v)) => Some(Elem::Str(v)),
             Read::String(Piece::Int(i)) => Some(Elem::Int(*i)),
+            Read::Scratched(at) => Some(Elem::Str(scratch.get(at.clone()))),
             _ => None,
         })
         .collect();
@@ -86,7 +113,7 @@ pub(super) fn add_raw(
     let mut viewed: Vec<(usize, Option<usize>)> = Vec::with_capacity(reads.len());
     for (i, r) in reads.iter().enumerate() {
         match r {
-            Read::String(_) => viewed.push((i, None)),
+            Read::String(_) | Read::Scratched(_) => viewed.push((i, None)),
             Read::Collection(p) => match p.elements() {
                 Some(e) => {
                     viewed.push((i, Some(collections.len())));

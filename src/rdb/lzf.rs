@@ -11,6 +11,13 @@
 /// through a `memcpy` call each (a third of the time decompressing went to those calls).
 pub fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, &'static str> {
     let mut out = vec![0u8; out_len];
+    decompress_into(input, &mut out)?;
+    Ok(out)
+}
+
+/// [`decompress`] into `out`, exactly as long as the output must be.
+pub fn decompress_into(input: &[u8], out: &mut [u8]) -> Result<(), &'static str> {
+    let out_len = out.len();
     let mut op = 0usize;
     let mut ip = 0usize;
     while ip < input.len() {
@@ -50,14 +57,14 @@ pub fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, &'static str>
             if op + len > out_len {
                 return Err("output longer than the declared length");
             }
-            copy_back(&mut out, op, dist, len);
+            copy_back(out, op, dist, len);
             op += len;
         }
     }
     if op != out_len {
         return Err("output shorter than the declared length");
     }
-    Ok(out)
+    Ok(())
 }
 
 /// `out[op..op + len] = ` what starts `dist` bytes back, which may overlap it (a pattern

@@ -107,20 +107,85 @@ impl<'a> Cursor<'a> {
                 self.take(4)?.try_into().ok()?,
             )))),
             Err(ENC_LZF) => {
-                let clen = self.len()?;
-                let ulen = self.len()?;
-                if clen > self.limits.max_blob
-                    || ulen > self.limits.max_blob
-                    || ulen > clen.saturating_mul(lzf::MAX_EXPANSION)
-                {
-                    return None;
-                }
-                let data = self.take(clen)?;
-                lzf::decompress(data, ulen as usize).ok().map(Piece::Owned)
+                let (data, ulen) = self.lzf()?;
+                lzf::decompress(data, ulen).ok().map(Piece::Owned)
             }
             Err(_) => None,
         }
     }
+
+    /// After the LZF marker: the compressed bytes and the length they decompress to.
+    fn lzf(&mut self) -> Option<(&'a [u8], usize)> {
+        let clen = self.len()?;
+        let ulen = self.len()?;
+        if clen > self.limits.max_blob
+            || ulen > self.limits.max_blob
+            || ulen > clen.saturating_mul(lzf::MAX_EXPANSION)
+        {
+            return None;
+        }
+        Some((self.take(clen)?, ulen as usize))
+    }
+}
+
+/// Room for decompressed strings, reused: what [`string_in`] decompresses goes here rather
+/// than into an allocation of its own (zeroed, then freed, for every compressed string).
+#[derive(Default)]
+pub struct Scratch {
+    buf: Vec<u8>,
+    used: usize,
+}
+
+impl Scratch {
+    /// Forget what it holds (its room is kept).
+    pub fn clear(&mut self) {
+        self.used = 0;
+    }
+
+    /// Bytes [`string_in`] placed at `at`.
+    pub fn get(&self, at: std::ops::Range<usize>) -> &[u8] {
+        self.buf.get(at).unwrap_or_default()
+    }
+
+    /// `n` bytes of room after what it holds. The buffer is zeroed only as it grows.
+    fn room(&mut self, n: usize) -> (std::ops::Range<usize>, &mut [u8]) {
+        let at = self.used..self.used + n;
+        if self.buf.len() < at.end {
+            self.buf.resize(at.end.max(2 * self.buf.len()), 0);
+        }
+        self.used = at.end;
+        (at.clone(), &mut self.buf[at])
+    }
+}
+
+/// A string read by [`string_in`]: in place, or decompressed into the scratch at a range.
+pub enum InScratch<'a> {
+    Piece(Piece<'a>),
+    At(std::ops::Range<usize>),
+}
+
+/// A string value (type 0) read in place, a compressed one decompressed into `scratch`.
+pub fn string_in<'a>(b: &'a [u8], scratch: &mut Scratch) -> Option<InScratch<'a>> {
+    let mut c = Cursor {
+        b,
+        pos: 0,
+        limits: Limits::default(),
+    };
+    if b.first().is_some_and(|&m| m == 0xc0 | ENC_LZF) {
+        c.pos = 1;
+        let (data, ulen) = c.lzf()?;
+        if c.left() != 0 {
+            return None;
+        }
+        let (at, out) = scratch.room(ulen);
+        if lzf::decompress_into(data, out).is_err() {
+            scratch.used = at.start;
+            return None;
+        }
+        return Some(InScratch::At(at));
+    }
+    let p = c.string()?;
+    (c.left() == 0).then_some(InScratch::Piece(p))
 }
 
 /// A string value (type 0) read in place.
