@@ -127,7 +127,9 @@ fn push_digits(out: &mut String, mut n: u64, width: usize) {
     }
     // Zero-padding: the buffer is zeros before the digits (width is at most 24).
     let start = p.min(buf.len() - width.min(buf.len()));
-    out.push_str(std::str::from_utf8(&buf[start..]).unwrap_or_default());
+    for &c in &buf[start..] {
+        out.push(char::from(c));
+    }
 }
 
 #[cfg(test)]
