@@ -41,9 +41,15 @@ pub(super) fn add_raw(
     let mut scratch = SCRATCH.take();
     scratch.clear();
     let out = add_raw_in(arena, keys, d, &mut scratch);
-    SCRATCH.set(scratch);
+    // A big value's room is not held for the rest of the thread's life.
+    if scratch.room_held() <= SCRATCH_KEPT {
+        SCRATCH.set(scratch);
+    }
     out
 }
+
+/// The most decompression room a thread keeps between batches.
+const SCRATCH_KEPT: usize = 8 << 20;
 
 thread_local! {
     /// Where a worker's compressed strings are decompressed, batch after batch.

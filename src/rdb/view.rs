@@ -142,6 +142,11 @@ impl Scratch {
         self.used = 0;
     }
 
+    /// The room it holds, in bytes.
+    pub fn room_held(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Bytes [`string_in`] placed at `at`.
     pub fn get(&self, at: std::ops::Range<usize>) -> &[u8] {
         self.buf.get(at).unwrap_or_default()
