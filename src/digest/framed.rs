@@ -330,31 +330,9 @@ struct IntText {
 
 impl IntText {
     fn new(i: i64) -> Self {
-        // Two digits at a time from a table of "00".."99".
-        const PAIRS: [[u8; 2]; 100] = {
-            let mut t = [[0u8; 2]; 100];
-            let mut i = 0;
-            while i < 100 {
-                t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
-                i += 1;
-            }
-            t
-        };
         let mut buf = [0u8; 20];
-        let mut n = i.unsigned_abs();
-        let mut p = buf.len();
-        while n >= 100 {
-            p -= 2;
-            buf[p..p + 2].copy_from_slice(&PAIRS[(n % 100) as usize]);
-            n /= 100;
-        }
-        if n >= 10 {
-            p -= 2;
-            buf[p..p + 2].copy_from_slice(&PAIRS[n as usize]);
-        } else {
-            p -= 1;
-            buf[p] = b'0' + n as u8;
-        }
+        // At most 19 digits (|i64::MIN| < 10^19): room for the sign before them.
+        let mut p = crate::dtoa::decimal(i.unsigned_abs(), &mut buf);
         if i < 0 {
             p -= 1;
             buf[p] = b'-';

@@ -12,6 +12,31 @@ mod printf;
 
 pub use printf::{printf_17g, printf_17g_into};
 
+/// `n` in decimal at the end of `buf`, two digits at a time; where the digits start.
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> usize {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    let mut p = buf.len();
+    while n >= 100 {
+        let d = (n % 100) as usize * 2;
+        p -= 2;
+        buf[p..p + 2].copy_from_slice(&PAIRS[d..d + 2]);
+        n /= 100;
+    }
+    if n >= 10 {
+        let d = n as usize * 2;
+        p -= 2;
+        buf[p..p + 2].copy_from_slice(&PAIRS[d..d + 2]);
+    } else {
+        p -= 1;
+        buf[p] = b'0' + n as u8;
+    }
+    p
+}
+
 /// `fpconv_dtoa`: Grisu2 digits with the servers' own layout (not always the shortest text).
 pub fn fpconv(x: f64) -> String {
     grisu::dtoa(x)

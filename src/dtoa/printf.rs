@@ -107,29 +107,15 @@ fn exact_17g(x: f64, out: &mut String) -> bool {
     true
 }
 
-/// `n` in decimal, zero-padded to `width` digits, two digits at a time.
-fn push_digits(out: &mut String, mut n: u64, width: usize) {
-    const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
-    let mut buf = [b'0'; 24];
-    let mut p = buf.len();
-    while n >= 100 {
-        let d = (n % 100) as usize * 2;
-        p -= 2;
-        buf[p..p + 2].copy_from_slice(&PAIRS[d..d + 2]);
-        n /= 100;
-    }
-    if n >= 10 {
-        p -= 2;
-        buf[p..p + 2].copy_from_slice(&PAIRS[n as usize * 2..n as usize * 2 + 2]);
-    } else {
-        p -= 1;
-        buf[p] = b'0' + n as u8;
-    }
-    // Zero-padding: the buffer is zeros before the digits (width is at most 24).
-    let start = p.min(buf.len() - width.min(buf.len()));
-    for &c in &buf[start..] {
-        out.push(char::from(c));
-    }
+/// `n` in decimal, zero-padded to `width` digits.
+fn push_digits(out: &mut String, n: u64, width: usize) {
+    let mut buf = [0u8; 20];
+    let start = super::decimal(n, &mut buf);
+    out.extend(std::iter::repeat_n(
+        '0',
+        width.saturating_sub(buf.len() - start),
+    ));
+    out.extend(buf[start..].iter().map(|&c| char::from(c)));
 }
 
 #[cfg(test)]
