@@ -86,6 +86,19 @@ pub struct RestoreArgs {
     /// Do not verify the target's certificate.
     #[arg(long)]
     pub tls_insecure: bool,
+    /// Restore by one full sync instead of commands: the target becomes a replica of this
+    /// process for as long as it takes to load the snapshot (as it loads an RDB file, at its
+    /// load speed), then a master again. The target must be empty (or --flush) and accept
+    /// REPLICAOF (managed services such as ElastiCache do not), and it must be able to
+    /// connect to this host. Its repl-diskless-load is set to on-empty-db meanwhile where
+    /// CONFIG is allowed, and put back.
+    #[arg(long, conflicts_with_all = ["replace", "keep_going", "rate"])]
+    pub via_sync: bool,
+    /// With --via-sync: the address (HOST or HOST:PORT) to listen on for the target's
+    /// connection and to tell it (default: this host's address on the connection to the
+    /// target, any free port).
+    #[arg(long, value_name = "HOST[:PORT]", requires = "via_sync")]
+    pub sync_address: Option<String>,
     /// Print one JSON document summarising the restore.
     #[arg(long)]
     pub json: bool,
@@ -218,6 +231,8 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
         dbs: a.dbs.clone(),
         tls: None,
         timeout,
+        via_sync: a.via_sync,
+        sync_address: a.sync_address.clone(),
     };
     let now = super::now_ms();
     // A point in time is built into a temporary file first, then restored like --from.
@@ -383,9 +398,13 @@ fn print_one(
         println!("{}", serde_json::to_string_pretty(s)?);
     } else if good {
         println!(
-            "{name}: {} keys restored into {addr} ({}){}{}",
+            "{name}: {} keys restored into {addr} ({}){}{}{}",
             s.keys_restored,
             s.target_version,
+            match &s.via_sync {
+                Some(how) => format!(" by a full sync ({how} load)"),
+                None => String::new(),
+            },
             skipped(s),
             if s.target_digest.is_some() {
                 ", digest checked"

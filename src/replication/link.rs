@@ -151,6 +151,11 @@ impl Link {
         })
     }
 
+    /// This side's address of the connection.
+    pub fn local_ip(&self) -> Option<std::net::IpAddr> {
+        self.stream.tcp().local_addr().ok().map(|a| a.ip())
+    }
+
     /// How long one [`Link::fill`] may wait for bytes before its timeout error.
     pub fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
         self.read_timeout_us

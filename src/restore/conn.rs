@@ -203,6 +203,11 @@ impl Conn {
         &self.addr
     }
 
+    /// This side's address of the connection: where the target sees it from.
+    pub fn local_ip(&self) -> Option<std::net::IpAddr> {
+        self.link.local_ip()
+    }
+
     /// How long to wait for a reply (a big dataset's DEBUG DIGEST takes a while).
     pub fn set_read_timeout(&self, t: Duration) {
         let _ = self.link.set_read_timeout(t);

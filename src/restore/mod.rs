@@ -23,6 +23,7 @@ pub mod conn;
 mod pipeline;
 pub mod plain;
 mod sink;
+mod sync;
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -39,6 +40,7 @@ use crate::rdb::{Framed, Item, RdbReader};
 use crate::replication::tls::TlsSettings;
 use pipeline::{io_loop, IN_FLIGHT};
 use sink::{Probe, Sink};
+use sync::SyncSink;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -78,6 +80,11 @@ pub struct RestoreOptions {
     /// Do not compare the target's `DEBUG DIGEST` afterwards (it blocks the target for
     /// as long as hashing its whole dataset takes: minutes for tens of millions of keys).
     pub no_digest: bool,
+    /// Restore by one full sync ([`sync`]) instead of commands.
+    pub via_sync: bool,
+    /// Where the target connects for the sync (`HOST[:PORT]`; default: this side of the
+    /// connection to it, any free port).
+    pub sync_address: Option<String>,
 }
 
 /// What a restore did.
@@ -100,6 +107,10 @@ pub struct RestoreSummary {
     pub send_seconds: f64,
     /// Seconds the checks afterwards took (key count, and the target's DEBUG DIGEST).
     pub check_seconds: f64,
+    /// With `--via-sync`: how the target loaded the payload, `diskless` (while it arrived)
+    /// or `disk` (written to its disk first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via_sync: Option<String>,
 }
 
 /// A DUMP payload: type byte and value, the RDB version (LE u16), CRC-64 of all that.
@@ -137,7 +148,9 @@ fn probe(conn: &mut Conn, opts: &RestoreOptions) -> Result<Probe, RestoreError> 
 /// Feeds RDBs to the targets' pipelines: each key to the target its [`Router`] names,
 /// each distinct function library to every target once.
 pub struct Feeder<'o, 'p> {
-    sinks: Vec<Sink<'o>>,
+    sinks: Vec<Out<'o>>,
+    /// The database of the items read last (for its size hint).
+    db: u64,
     router: &'p Router,
     opts: &'o RestoreOptions,
     started: Instant,
@@ -147,7 +160,7 @@ pub struct Feeder<'o, 'p> {
 impl Feeder<'_, '_> {
     /// Keys sent so far, every target.
     pub fn keys_restored(&self) -> u64 {
-        self.sinks.iter().map(|s| s.s.keys_restored).sum()
+        self.sinks.iter().map(Out::keys_restored).sum()
     }
 
     /// Restore every key `reader` yields; `progress` gets the reader's offset and the keys
@@ -181,6 +194,19 @@ impl Feeder<'_, '_> {
                             continue;
                         }
                         Item::Key(k) => k,
+                        Item::SelectDb(db) => {
+                            self.db = db;
+                            continue;
+                        }
+                        Item::ResizeDb {
+                            db_size,
+                            expires_size,
+                        } => {
+                            for s in &mut self.sinks {
+                                s.resize_hint(self.db, db_size, expires_size);
+                            }
+                            continue;
+                        }
                         _ => continue,
                     },
                     None,
@@ -210,6 +236,57 @@ impl Feeder<'_, '_> {
     }
 }
 
+/// Where a feeder's keys go: commands through a target's pipeline, or the payload of a
+/// full sync.
+enum Out<'o> {
+    Commands(Sink<'o>),
+    Sync(SyncSink),
+}
+
+impl Out<'_> {
+    fn keys_restored(&self) -> u64 {
+        match self {
+            Out::Commands(s) => s.s.keys_restored,
+            Out::Sync(s) => s.s.keys_restored,
+        }
+    }
+
+    fn function(&mut self, code: &[u8]) -> Result<(), RestoreError> {
+        match self {
+            Out::Commands(s) => s.function(code),
+            Out::Sync(s) => s.function(code),
+        }
+    }
+
+    fn resize_hint(&mut self, db: u64, keys: u64, expires: u64) {
+        if let Out::Sync(s) = self {
+            s.resize_hint(db, keys, expires);
+        }
+    }
+
+    /// Whether a batch went out (the sync's payload is written as it goes).
+    fn key_encoded(
+        &mut self,
+        k: Box<crate::rdb::KeyEntry>,
+        value_at: u64,
+        encoded: Vec<u8>,
+    ) -> Result<bool, RestoreError> {
+        match self {
+            Out::Commands(s) => s.key_encoded(k, value_at, encoded),
+            Out::Sync(s) => s
+                .key_encoded(k, value_at, encoded)
+                .map(|()| s.s.keys_restored % 1024 == 0),
+        }
+    }
+
+    fn key(&mut self, k: Box<crate::rdb::KeyEntry>) -> Result<bool, RestoreError> {
+        match self {
+            Out::Commands(s) => s.key(k),
+            Out::Sync(s) => s.key(k).map(|()| s.s.keys_restored % 1024 == 0),
+        }
+    }
+}
+
 /// Restore into `conns` (one server, or a cluster's primaries routed by slot) what `feed`
 /// gives the [`Feeder`]; one summary per target, in the order of `conns`. Every target is
 /// probed and checked empty (or flushed) before anything is written to any of them.
@@ -233,6 +310,14 @@ pub fn restore_routed(
             });
         }
     }
+    if opts.via_sync {
+        let [conn] = conns else {
+            return Err(RestoreError::Source(
+                "--via-sync restores into one server, not a cluster".into(),
+            ));
+        };
+        sync::check_target(conn, opts)?;
+    }
     if opts.flush {
         for c in conns.iter_mut() {
             c.text(&[b"FLUSHALL"])?;
@@ -241,35 +326,11 @@ pub fn restore_routed(
     // The digest threads are shared out between the targets.
     let workers = (default_workers() / conns.len().max(1)).max(1);
     let started = Instant::now();
-    let mut summaries = std::thread::scope(|sc| -> Result<Vec<RestoreSummary>, RestoreError> {
-        let mut sinks = Vec::with_capacity(conns.len());
-        for (conn, p) in conns.iter_mut().zip(&probes) {
-            let (btx, brx) = sync_channel(IN_FLIGHT);
-            let (rtx, rrx) = channel();
-            sc.spawn(move || io_loop(conn, brx, rtx));
-            sinks.push(Sink::new(
-                p,
-                opts,
-                btx,
-                rrx,
-                now_ms,
-                workers,
-                matches!(router, Router::One),
-            ));
-        }
-        let mut f = Feeder {
-            sinks,
-            router,
-            opts,
-            started,
-            functions: HashSet::new(),
-        };
-        let fed = feed(&mut f);
-        // Every pipeline drained (its replies read, its thread ended), even after an error.
-        let finished: Vec<_> = f.sinks.into_iter().map(Sink::finish).collect();
-        fed?;
-        finished.into_iter().collect()
-    })?;
+    let mut summaries = if let ([conn], [p], true) = (&mut *conns, &probes[..], opts.via_sync) {
+        vec![by_sync(conn, p, router, opts, now_ms, workers, feed)?]
+    } else {
+        by_commands(conns, &probes, router, opts, now_ms, workers, feed)?
+    };
     let send_seconds = started.elapsed().as_secs_f64();
     for (c, s) in conns.iter_mut().zip(&mut summaries) {
         s.send_seconds = send_seconds;
@@ -283,6 +344,96 @@ pub fn restore_routed(
         s.check_seconds = checking.elapsed().as_secs_f64();
     }
     Ok(summaries)
+}
+
+/// The target made a replica of this process for one full sync whose payload is what
+/// `feed` gives.
+fn by_sync(
+    conn: &mut Conn,
+    p: &Probe,
+    router: &Router,
+    opts: &RestoreOptions,
+    now_ms: i64,
+    workers: usize,
+    feed: impl FnOnce(&mut Feeder<'_, '_>) -> Result<(), RestoreError>,
+) -> Result<RestoreSummary, RestoreError> {
+    let summary = RestoreSummary {
+        target_version: p.version.clone(),
+        ..RestoreSummary::default()
+    };
+    let digester = p
+        .digestible
+        .then(|| crate::digest::ParallelDigest::new(p.rules, now_ms, workers.max(1)));
+    let mut st = sync::start(conn, p.target, p.rules, summary, digester, opts, now_ms)?;
+    let diskless = st.diskless;
+    let mut f = Feeder {
+        sinks: vec![Out::Sync(st.sink)],
+        db: 0,
+        router,
+        opts,
+        started: Instant::now(),
+        functions: HashSet::new(),
+    };
+    let fed = feed(&mut f);
+    let Some(Out::Sync(sink)) = f.sinks.pop() else {
+        return Err(RestoreError::Source(
+            "the sync's payload went missing".into(),
+        ));
+    };
+    st.sink = sink;
+    let mut s = sync::finish(conn, st, fed)?;
+    s.via_sync = Some(if diskless { "diskless" } else { "disk" }.into());
+    Ok(s)
+}
+
+/// Each target sent commands through a pipeline of its own.
+fn by_commands(
+    conns: &mut [Conn],
+    probes: &[Probe],
+    router: &Router,
+    opts: &RestoreOptions,
+    now_ms: i64,
+    workers: usize,
+    feed: impl FnOnce(&mut Feeder<'_, '_>) -> Result<(), RestoreError>,
+) -> Result<Vec<RestoreSummary>, RestoreError> {
+    let started = Instant::now();
+    std::thread::scope(|sc| -> Result<Vec<RestoreSummary>, RestoreError> {
+        let mut sinks = Vec::with_capacity(conns.len());
+        for (conn, p) in conns.iter_mut().zip(probes) {
+            let (btx, brx) = sync_channel(IN_FLIGHT);
+            let (rtx, rrx) = channel();
+            sc.spawn(move || io_loop(conn, brx, rtx));
+            sinks.push(Out::Commands(Sink::new(
+                p,
+                opts,
+                btx,
+                rrx,
+                now_ms,
+                workers,
+                matches!(router, Router::One),
+            )));
+        }
+        let mut f = Feeder {
+            sinks,
+            db: 0,
+            router,
+            opts,
+            started,
+            functions: HashSet::new(),
+        };
+        let fed = feed(&mut f);
+        // Every pipeline drained (its replies read, its thread ended), even after an error.
+        let finished: Vec<_> = f
+            .sinks
+            .into_iter()
+            .filter_map(|o| match o {
+                Out::Commands(s) => Some(s.finish()),
+                Out::Sync(_) => None,
+            })
+            .collect();
+        fed?;
+        finished.into_iter().collect()
+    })
 }
 
 /// Restore every key `reader` yields into the server behind `conn`; `progress` gets the
