@@ -7,7 +7,9 @@
 //!    Keys/s of each and the ratio, once into a default-config server (no digest) and once
 //!    into one that answers DEBUG (digest computed while sending; the target's DEBUG
 //!    DIGEST afterwards timed apart); the targets must end with the same digest. The
-//!    default-config comparison is the best of three rounds, each tool into a fresh server.
+//!    default-config comparison is the best of three rounds, each tool into a fresh server;
+//!    each round also restores with `--via-sync` (the target loads the snapshot as the
+//!    payload of one full sync), printed on a line of its own.
 //! 2. `verify`: replisnap's offline check of the file (parse, CRC, SHA-256, digest) in MB/s
 //!    next to the time a redis-server takes to load the same file (timed from its start,
 //!    and as its log counts the load alone), each the best of three runs; measured first,
@@ -158,12 +160,13 @@ fn main() {
     // answers DEBUG: the digest of what is sent is computed while sending, and the
     // target's DEBUG DIGEST afterwards is timed apart (redis-cli checks nothing).
     // replisnap as users run it: the binary, its `--json` summary read back.
-    let run = |extra: &[&str]| {
+    let run_with = |extra: &[&str], ours: &[&str]| {
         let srv = TestServer::start(&bin, extra).expect("target for replisnap");
         let t = Instant::now();
         let out = Command::new(env!("CARGO_BIN_EXE_replisnap"))
             .args(["restore", "--from", path.to_str().expect("path"), "--json"])
             .args(["--to", &format!("redis://{}", srv.addr())])
+            .args(ours)
             .output()
             .expect("run replisnap restore");
         let total = t.elapsed().as_secs_f64();
@@ -181,8 +184,12 @@ fn main() {
         };
         assert_eq!(v["keys_restored"].as_u64(), Some(keys));
         assert_eq!(v["target_keys"].as_u64(), Some(keys));
+        if !ours.is_empty() {
+            assert_eq!(v["via_sync"].as_str(), Some("diskless"), "{v}");
+        }
         (srv, summary, total)
     };
+    let run = |extra: &[&str]| run_with(extra, &[]);
     let pipe = || {
         let theirs = TestServer::start(&bin, &[]).expect("target for redis-cli");
         let cli = support::servers_dir().join("bin").join("redis-cli");
@@ -211,6 +218,7 @@ fn main() {
     let mut their_s = f64::MAX;
     let mut their_digest = String::new();
     let mut plain: Option<Ran> = None;
+    let mut synced: Option<Ran> = None;
     for round in 0..3 {
         let (srv, secs) = pipe();
         their_s = their_s.min(secs);
@@ -227,9 +235,18 @@ fn main() {
         {
             plain = Some(p);
         }
+        let (sync_srv, p, _) = run_with(&["--enable-debug-command", "no"], &["--via-sync"]);
+        drop(sync_srv);
+        if synced
+            .as_ref()
+            .is_none_or(|b| p.send_seconds < b.send_seconds)
+        {
+            synced = Some(p);
+        }
     }
     let _ = std::fs::remove_file(&pipe_file);
     let plain = plain.expect("a plain run");
+    let synced = synced.expect("a sync run");
     let (ours_srv, checked, checked_total) = run(&[]);
     assert_eq!(
         checked.target_digest, checked.digest_sent,
@@ -249,6 +266,12 @@ fn main() {
         plain.send_seconds,
         keys as f64 / their_s,
         their_s / plain.send_seconds
+    );
+    println!(
+        "restore --via-sync into redis 7.0 (default config), best of 3 fresh servers: replisnap {:.0} keys/s ({:.2} s) vs redis-cli --pipe {their_s:.2} s: {:.2}x (the server's own load of the file: {loaded_s:.2} s by its log)",
+        keys as f64 / synced.send_seconds,
+        synced.send_seconds,
+        their_s / synced.send_seconds
     );
     println!(
         "restore into redis 7.0 answering DEBUG, digest of what is sent computed while sending: {:.0} keys/s ({:.2} s): {:.2}x redis-cli; then its DEBUG DIGEST check {:.2} s (total {checked_total:.2} s)",
