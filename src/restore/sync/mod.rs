@@ -7,7 +7,7 @@
 //! put back.
 //!
 //! Owns the master's side of that one sync ([`Offer`], [`handshake`]), the payload
-//! ([`SyncSink`]) and the way back ([`restore`]). It must never point a target at this
+//! ([`SyncSink`]) and the way there and back ([`start`], [`finish`]). It must never point a target at this
 //! process before it was checked empty of keys and function libraries (or the caller asked
 //! to flush it: a full sync replaces both), must never leave a target a replica (every
 //! path after `REPLICAOF` ends with `REPLICAOF NO ONE` and the config it changed put back),
