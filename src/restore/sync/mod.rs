@@ -17,7 +17,7 @@ mod offer;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use offer::{handshake, Offer, HANDSHAKE_WAIT};
 
@@ -30,6 +30,9 @@ use crate::resp::Frame;
 
 /// How often the target is asked whether it has loaded the payload.
 const POLL: Duration = Duration::from_millis(20);
+/// How long the target may be neither syncing nor loading, its link down, before the
+/// restore gives up on it.
+const IDLE_LIMIT: Duration = Duration::from_secs(30);
 
 /// The payload: every key the feeder gives, written for the target as an RDB.
 pub(crate) struct SyncSink {
@@ -346,13 +349,23 @@ fn wait_loaded(conn: &mut Conn, offer: &Offer) -> Result<(), RestoreError> {
     // Loading a big payload from disk takes the target a while; it answers INFO meanwhile.
     conn.set_read_timeout(Duration::from_secs(600));
     let _ = offer.listener.set_nonblocking(true);
+    let mut idle_since: Option<Instant> = None;
     loop {
         let info = conn.text(&[b"INFO", b"replication"])?;
-        if info_field(&info, "master_link_status") == Some("up") {
-            let p = conn.text(&[b"INFO", b"persistence"])?;
-            if info_field(&p, "loading") == Some("0") {
-                return Ok(());
-            }
+        let p = conn.text(&[b"INFO", b"persistence"])?;
+        let loading = info_field(&p, "loading") != Some("0");
+        if info_field(&info, "master_link_status") == Some("up") && !loading {
+            return Ok(());
+        }
+        // Neither receiving nor loading, and no link: the sync ended without a word.
+        let syncing = info_field(&info, "master_sync_in_progress") == Some("1");
+        if syncing || loading {
+            idle_since = None;
+        } else if idle_since.get_or_insert_with(Instant::now).elapsed() > IDLE_LIMIT {
+            return Err(RestoreError::Source(format!(
+                "{} neither receives nor loads the payload and its link to this process is down (its log says why)",
+                conn.addr()
+            )));
         }
         if offer.reconnected() {
             return Err(RestoreError::Source(format!(
