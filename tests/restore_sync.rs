@@ -62,7 +62,13 @@ fn restore(rdb: &std::path::Path, target: &TestServer, extra: &[&str]) -> (i32, 
 
 #[test]
 fn a_sync_gives_the_source_digest_and_leaves_a_master() {
-    for name in ["redis-7.0", "valkey-9.1", "redis-6.2"] {
+    for name in [
+        "redis-7.0",
+        "valkey-9.1",
+        "redis-6.2",
+        "redis-8.6",
+        "valkey-8.1",
+    ] {
         let Some(bin) = support::require(name) else {
             continue;
         };
