@@ -215,7 +215,19 @@ pub fn default_workers() -> usize {
         .min(4)
 }
 
+/// A worker runs five nice levels below the thread that feeds it (on Linux a thread's
+/// own `setpriority`), so that when the machine has fewer cores than threads the reader is
+/// the one that runs and the queue stays full: the workers then wait on the reader less.
+/// Measured on two cores (`replisnap verify` of the benchmark's file, ten alternating
+/// runs each): wall time / CPU time 0.547 → 0.533. Failing to change it changes nothing.
+fn yield_to_the_reader() {
+    if let Ok(n) = rustix::process::getpriority_process(None) {
+        let _ = rustix::process::setpriority_process(None, (n + 5).min(19));
+    }
+}
+
 fn work(rx: &Mutex<Receiver<Batch>>, spare: &Sender<Vec<u8>>, mut d: DatasetDigest) -> Outcome {
+    yield_to_the_reader();
     let tag = d.rules().tag();
     loop {
         let batch = match rx.lock() {
