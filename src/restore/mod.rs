@@ -124,6 +124,47 @@ pub fn dump_payload(ty: u8, value: &[u8], rdb_version: u32) -> Vec<u8> {
     p
 }
 
+/// A framed key's value, as a target is to be sent it.
+pub(crate) enum Framing {
+    /// A collection of a type the target loads as the file holds it, checked as the
+    /// decoder would (its element count; 0 for an empty one, which servers drop).
+    AsIs { elements: usize, encoded: Vec<u8> },
+    /// Anything else: the key's value is decoded now.
+    Decoded,
+}
+
+/// [`Framing`] of `k`'s `encoded` value (read at `value_at`) for a target that knows
+/// `rules`' types; `fits`: the encoded value is short enough to send as it is.
+pub(crate) fn framing(
+    k: &mut crate::rdb::KeyEntry,
+    value_at: u64,
+    encoded: Vec<u8>,
+    rules: &Rules,
+    fits: bool,
+) -> Result<Framing, RestoreError> {
+    use crate::rdb::{decode_value, view, Dialect};
+    let ty = k.rdb_type;
+    // The framed types mean the same in both dialects.
+    let as_is = ty != crate::rdb::types::STRING
+        && k.meta.is_empty()
+        && fits
+        && rules.knows_type(ty, Dialect::Redis);
+    let elements = as_is
+        .then(|| view::pieces(ty, &encoded).and_then(|p| p.elements().map(|e| e.len())))
+        .flatten();
+    if let Some(elements) = elements {
+        return Ok(Framing::AsIs { elements, encoded });
+    }
+    k.value = match view::string_value(ty, encoded) {
+        Ok(v) => v,
+        Err(encoded) => decode_value(ty, &encoded, Dialect::Redis).map_err(|mut e| {
+            e.offset += value_at;
+            RestoreError::Source(e.with_key(&k.key).to_string())
+        })?,
+    };
+    Ok(Framing::Decoded)
+}
+
 /// What one target is, asked before anything is written to it.
 fn probe(conn: &mut Conn, opts: &RestoreOptions) -> Result<Probe, RestoreError> {
     let version = conn.version()?;

@@ -14,12 +14,11 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use super::conn::{encode_bulk, Batch, ConnError, Name, Refused};
 use super::pipeline::Pipeline;
 use super::plain;
-use super::{dump_payload, RestoreError, RestoreOptions, RestoreSummary};
+use super::{dump_payload, framing, Framing, RestoreError, RestoreOptions, RestoreSummary};
 use crate::digest::ParallelDigest;
 use crate::rdb::value::Value;
-use crate::rdb::view;
 use crate::rdb::writer::{encode_value, KeyRecord, Target, WriteOptions};
-use crate::rdb::{decode_value, Dialect, KeyEntry};
+use crate::rdb::KeyEntry;
 
 /// What a target is, learnt before anything is written to it.
 #[derive(Debug, Clone)]
@@ -143,23 +142,11 @@ impl<'o> Sink<'o> {
         encoded: Vec<u8>,
     ) -> Result<bool, RestoreError> {
         let ty = k.rdb_type;
-        // The framed types mean the same in both dialects.
-        let as_is = ty != crate::rdb::types::STRING
-            && k.meta.is_empty()
-            && self.rules.knows_type(ty, Dialect::Redis)
-            && encoded.len() as u64 + 11 <= self.max_bulk;
-        // Checked as the decoder would, and not empty (a target refuses an empty value).
-        let elements = as_is
-            .then(|| view::pieces(ty, &encoded).and_then(|p| p.elements().map(|e| e.len())))
-            .flatten();
-        let Some(elements) = elements else {
-            k.value = match view::string_value(ty, encoded) {
-                Ok(v) => v,
-                Err(encoded) => decode_value(ty, &encoded, Dialect::Redis).map_err(|mut e| {
-                    e.offset += value_at;
-                    RestoreError::Source(e.with_key(&k.key).to_string())
-                })?,
-            };
+        let fits = encoded.len() as u64 + 11 <= self.max_bulk;
+        // Not empty either: a target refuses an empty value.
+        let Framing::AsIs { elements, encoded } =
+            framing(&mut k, value_at, encoded, &self.rules, fits)?
+        else {
             return self.key(k);
         };
         let dispatched = self.p.dispatched;

@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use offer::{handshake, Offer, HANDSHAKE_WAIT};
 
 use super::conn::Conn;
-use super::{RestoreError, RestoreOptions, RestoreSummary};
+use super::{framing, Framing, RestoreError, RestoreOptions, RestoreSummary};
 use crate::digest::{ParallelDigest, Rules};
 use crate::rdb::writer::{KeyRecord, RdbWriter, Target, WriteOptions};
-use crate::rdb::{decode_value, view, Dialect, KeyEntry};
+use crate::rdb::KeyEntry;
 use crate::resp::Frame;
 
 /// How often the target is asked whether it has loaded the payload.
@@ -119,20 +119,9 @@ impl SyncSink {
         encoded: Vec<u8>,
     ) -> Result<(), RestoreError> {
         let ty = k.rdb_type;
-        let as_is = ty != crate::rdb::types::STRING
-            && k.meta.is_empty()
-            && self.rules.knows_type(ty, Dialect::Redis);
-        let elements = as_is
-            .then(|| view::pieces(ty, &encoded).and_then(|p| p.elements().map(|e| e.len())))
-            .flatten();
-        let Some(elements) = elements else {
-            k.value = match view::string_value(ty, encoded) {
-                Ok(v) => v,
-                Err(encoded) => decode_value(ty, &encoded, Dialect::Redis).map_err(|mut e| {
-                    e.offset += value_at;
-                    RestoreError::Source(e.with_key(&k.key).to_string())
-                })?,
-            };
+        let Framing::AsIs { elements, encoded } =
+            framing(&mut k, value_at, encoded, &self.rules, true)?
+        else {
             return self.key(k);
         };
         let expired = matches!(k.expire_ms, Some(t) if t < self.now_ms);
