@@ -160,3 +160,38 @@ fn a_target_holding_keys_or_libraries_is_left_alone() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(target.digest(), src.digest());
 }
+
+#[test]
+fn a_user_without_config_syncs_through_the_targets_disk() {
+    let Some(bin) = support::require("redis-7.0") else {
+        return;
+    };
+    let (src, rdb) = source(&bin);
+    let target = TestServer::start(&bin, &[]).expect("target");
+    target.must(&[
+        "ACL", "SETUSER", "r", "on", ">pw", "~*", "&*", "+@all", "-config",
+    ]);
+    let to = format!("redis://r:pw@{}", target.addr());
+    let (code, out, err) = replisnap(&[
+        "restore",
+        "--from",
+        rdb.to_str().expect("path"),
+        "--to",
+        &to,
+        "--via-sync",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("--json");
+    assert_eq!(v["via_sync"], "disk", "{out}");
+    assert_eq!(v["target_keys"], src.dbsize_all(), "{out}");
+    assert_eq!(target.digest(), src.digest());
+    assert_eq!(
+        target.config_get("repl-diskless-load").as_deref(),
+        Some("disabled")
+    );
+    assert_eq!(
+        target.info_field("replication", "role").as_deref(),
+        Some("master")
+    );
+}

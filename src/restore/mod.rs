@@ -11,7 +11,7 @@
 //! target's version, at the start) so the caller can compare the server's answer.
 //!
 //! Threads share the work: this one reads the RDB and encodes commands, one per target
-//! writes batches and reads their replies ([`sink`], [`conn`]), others compute the digest,
+//! writes batches and reads their replies (`sink`, [`conn`]), others compute the digest,
 //! so reading, the network and the target's work overlap. A cluster target ([`cluster`])
 //! has one pipeline per primary and each key goes to the primary of its slot; several RDBs
 //! (a cluster's snapshot set) can be fed through the same pipelines ([`Feeder`]). It must
@@ -80,7 +80,7 @@ pub struct RestoreOptions {
     /// Do not compare the target's `DEBUG DIGEST` afterwards (it blocks the target for
     /// as long as hashing its whole dataset takes: minutes for tens of millions of keys).
     pub no_digest: bool,
-    /// Restore by one full sync ([`sync`]) instead of commands.
+    /// Restore by one full sync (`restore::sync`, private) instead of commands.
     pub via_sync: bool,
     /// Where the target connects for the sync (`HOST[:PORT]`; default: this side of the
     /// connection to it, any free port).
