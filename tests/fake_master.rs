@@ -305,7 +305,11 @@ fn psync_refused_falls_back_to_sync() {
         }
     }));
     let (h, t) = replica(&f.addr);
-    wait_for("two SYNCs", || *seen_sync.lock().unwrap() >= 2);
+    // The master's side counts a SYNC when it asks; the replica counts a full sync once
+    // its payload is loaded, a moment later: wait for both.
+    wait_for("two SYNCs loaded", || {
+        *seen_sync.lock().unwrap() >= 2 && h.status.full_syncs.load(Ordering::Relaxed) >= 2
+    });
     h.stop();
     t.join().expect("no panic");
     assert!(h.status.full_syncs.load(Ordering::Relaxed) >= 2);
