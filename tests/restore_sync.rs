@@ -46,13 +46,16 @@ fn source(bin: &support::ServerBin) -> (TestServer, std::path::PathBuf) {
 }
 
 fn restore(rdb: &std::path::Path, target: &TestServer, extra: &[&str]) -> (i32, String, String) {
-    let to = format!("redis://{}", target.addr());
+    restore_to(rdb, &format!("redis://{}", target.addr()), extra)
+}
+
+fn restore_to(rdb: &std::path::Path, to: &str, extra: &[&str]) -> (i32, String, String) {
     let mut args = vec![
         "restore",
         "--from",
         rdb.to_str().expect("path"),
         "--to",
-        &to,
+        to,
         "--via-sync",
         "--json",
     ];
@@ -172,15 +175,7 @@ fn a_user_without_config_syncs_through_the_targets_disk() {
         "ACL", "SETUSER", "r", "on", ">pw", "~*", "&*", "+@all", "-config",
     ]);
     let to = format!("redis://r:pw@{}", target.addr());
-    let (code, out, err) = replisnap(&[
-        "restore",
-        "--from",
-        rdb.to_str().expect("path"),
-        "--to",
-        &to,
-        "--via-sync",
-        "--json",
-    ]);
+    let (code, out, err) = restore_to(&rdb, &to, &[]);
     assert_eq!(code, 0, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("--json");
     assert_eq!(v["via_sync"], "disk", "{out}");
